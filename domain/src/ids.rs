@@ -1,0 +1,89 @@
+//! Identifiers that come from outside the service (teams and users).
+//!
+//! Task and report ids are UUIDs the service generates; team and user ids are opaque strings
+//! issued by the identity provider. They are validated once, at construction, so the rest of the
+//! code can trust them.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::error::DomainError;
+
+/// Longest accepted team or user id; longer ones are almost certainly not ids.
+pub const MAX_EXTERNAL_ID_LEN: usize = 64;
+
+fn validate_external_id(field: &str, value: &str) -> Result<(), DomainError> {
+    if value.is_empty() || value.len() > MAX_EXTERNAL_ID_LEN {
+        return Err(DomainError::validation(
+            field,
+            format!("must be 1 to {MAX_EXTERNAL_ID_LEN} characters"),
+        ));
+    }
+    if !value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err(DomainError::validation(
+            field,
+            "may contain only letters, digits, '.', '_' and '-'",
+        ));
+    }
+    Ok(())
+}
+
+macro_rules! external_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Validates `value` as an id; `field` names the input for the error message.
+            pub fn parse(field: &str, value: &str) -> Result<Self, DomainError> {
+                validate_external_id(field, value)?;
+                Ok(Self(value.to_owned()))
+            }
+
+            /// The id as the identity provider wrote it.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+external_id!(
+    /// A team, as the identity provider names it (`team-a`).
+    TeamId
+);
+external_id!(
+    /// A user, as the identity provider names it (`u-7`); also the actor of every event.
+    UserId
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ids_of_the_documented_alphabet() {
+        assert_eq!(TeamId::parse("teamId", "team-a.b_c").unwrap().as_str(), "team-a.b_c");
+    }
+
+    #[test]
+    fn rejects_empty_long_and_foreign_characters_naming_the_field() {
+        for bad in ["", "a b", "ü", &"x".repeat(65), "a/b"] {
+            match UserId::parse("assigneeId", bad) {
+                Err(DomainError::Validation { field, .. }) => assert_eq!(field, "assigneeId"),
+                other => panic!("{bad:?} was accepted: {other:?}"),
+            }
+        }
+    }
+}
