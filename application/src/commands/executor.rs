@@ -1,0 +1,327 @@
+//! The generic command loop shared by every aggregate.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use uuid::Uuid;
+
+use crate::error::AppError;
+use crate::event_log::{deserialize_event, serialize_event, store_now, NewEvent, StoredEvent};
+use crate::hash_chain::{event_hash, GENESIS_HASH};
+use crate::message::EventMessage;
+use crate::metadata::CommandMetadata;
+use crate::ports::{AppendBatch, EventStore, IdempotencyRecord, Snapshot, StoreError};
+use crate::topics::Topics;
+
+/// How many times a command without `expectedVersion` is re-decided after losing a race.
+/// The caller did not pin a version, so re-deciding on the newer state is what they meant.
+const CONFLICT_RETRIES: usize = 8;
+
+/// What a successful command answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutcome {
+    /// The aggregate's id.
+    pub aggregate_id: String,
+    /// Its version after the command (unchanged when the command changed nothing).
+    pub version: u64,
+    /// Whether this answer is the stored first result of an idempotent retry.
+    pub replayed: bool,
+}
+
+/// Per-call options a client can set.
+#[derive(Debug, Clone, Default)]
+pub struct ExecuteOptions {
+    /// Refuse with `CONCURRENCY_CONFLICT` unless the aggregate is at this version.
+    pub expected_version: Option<u64>,
+    /// The command's public name, recorded with its idempotency key.
+    pub command_name: &'static str,
+    /// Whether the command creates its aggregate under an id generated for this request: a
+    /// retry then carries a new id, and the first request's id is the answer.
+    pub creates_aggregate: bool,
+}
+
+/// An aggregate loaded from the store, with what the next append needs.
+struct Loaded<A> {
+    aggregate: A,
+    version: u64,
+    last_hash: String,
+}
+
+/// Runs commands against aggregates of type `A`.
+pub struct AggregateExecutor<A> {
+    store: Arc<dyn EventStore>,
+    topics: Topics,
+    snapshot_every: u64,
+    _aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A> AggregateExecutor<A>
+where
+    A: Aggregate<Services = ()>,
+    A::Command: Clone,
+    AppError: From<A::Error>,
+{
+    /// An executor writing through `store`, publishing to `topics`, snapshotting every
+    /// `snapshot_every` events (0 disables snapshots).
+    pub fn new(store: Arc<dyn EventStore>, topics: Topics, snapshot_every: u64) -> Self {
+        Self {
+            store,
+            topics,
+            snapshot_every,
+            _aggregate: PhantomData,
+        }
+    }
+
+    /// Loads, decides and appends, retrying on a lost race unless a version was pinned, and
+    /// answering the first result again when the idempotency key was seen before.
+    pub async fn execute(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        options: &ExecuteOptions,
+        metadata: &CommandMetadata,
+    ) -> Result<CommandOutcome, AppError> {
+        if let Some(previous) = self.previous_result(aggregate_id, options, metadata).await? {
+            return Ok(previous);
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .try_execute(aggregate_id, command.clone(), options, metadata)
+                .await
+            {
+                Err(ExecuteError::Store(StoreError::Conflict))
+                    if options.expected_version.is_none() && attempt < CONFLICT_RETRIES =>
+                {
+                    tracing::debug!(aggregate_id, attempt, "lost a race, deciding again");
+                }
+                Err(ExecuteError::Store(StoreError::Conflict)) => {
+                    let actual = self.load(aggregate_id).await?.version;
+                    let expected = options.expected_version.unwrap_or(actual);
+                    return Err(AppError::Conflict { expected, actual });
+                }
+                Err(ExecuteError::Store(StoreError::IdempotencyKeyTaken)) => {
+                    return self
+                        .previous_result(aggregate_id, options, metadata)
+                        .await?
+                        .ok_or_else(|| {
+                            AppError::Internal("idempotency record vanished".to_owned())
+                        });
+                }
+                Err(ExecuteError::Store(other)) => return Err(other.into()),
+                Err(ExecuteError::App(error)) => return Err(error),
+                Ok(outcome) => return Ok(outcome),
+            }
+        }
+    }
+
+    /// Folds the aggregate from its snapshot and later events.
+    pub async fn load(&self, aggregate_id: &str) -> Result<LoadedState<A>, AppError> {
+        let loaded = self.load_internal(aggregate_id).await?;
+        Ok(LoadedState {
+            aggregate: loaded.aggregate,
+            version: loaded.version,
+        })
+    }
+
+    async fn previous_result(
+        &self,
+        aggregate_id: &str,
+        options: &ExecuteOptions,
+        metadata: &CommandMetadata,
+    ) -> Result<Option<CommandOutcome>, AppError> {
+        let Some(key) = &metadata.idempotency_key else {
+            return Ok(None);
+        };
+        let Some(record) = self.store.find_idempotent(&metadata.actor_id, key).await? else {
+            return Ok(None);
+        };
+        let same_target = options.creates_aggregate || record.aggregate_id == aggregate_id;
+        if record.command != options.command_name || !same_target {
+            return Err(AppError::validation(
+                "idempotencyKey",
+                format!(
+                    "already used for {} on {}; use a new key for a different command",
+                    record.command, record.aggregate_id
+                ),
+            ));
+        }
+        Ok(Some(CommandOutcome {
+            aggregate_id: record.aggregate_id,
+            version: record.version,
+            replayed: true,
+        }))
+    }
+
+    async fn load_internal(&self, aggregate_id: &str) -> Result<Loaded<A>, AppError> {
+        let stream = self.store.load(A::TYPE, aggregate_id).await?;
+        let (mut aggregate, mut version) = match &stream.snapshot {
+            Some(snapshot) => (
+                serde_json::from_value::<A>(snapshot.payload.clone()).map_err(|e| {
+                    AppError::Internal(format!("snapshot of {aggregate_id} is unreadable: {e}"))
+                })?,
+                snapshot.last_sequence,
+            ),
+            None => (A::default(), 0),
+        };
+        let mut last_hash = GENESIS_HASH.to_owned();
+        for event in &stream.events {
+            last_hash.clone_from(&event.hash);
+            if event.sequence <= version {
+                continue; // the snapshot already holds it; read only for its hash
+            }
+            aggregate.apply(deserialize_event::<A::Event>(event)?);
+            version = event.sequence;
+        }
+        Ok(Loaded {
+            aggregate,
+            version,
+            last_hash,
+        })
+    }
+
+    async fn try_execute(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        options: &ExecuteOptions,
+        metadata: &CommandMetadata,
+    ) -> Result<CommandOutcome, ExecuteError> {
+        let Loaded {
+            mut aggregate,
+            version,
+            last_hash,
+        } = self.load_internal(aggregate_id).await?;
+        if let Some(expected) = options.expected_version {
+            if expected != version {
+                return Err(AppError::Conflict {
+                    expected,
+                    actual: version,
+                }
+                .into());
+            }
+        }
+        let sink = EventSink::<A>::default();
+        aggregate
+            .handle(command, &(), &sink)
+            .await
+            .map_err(AppError::from)?;
+        let decided = sink.collect().await;
+        if decided.is_empty() {
+            return Ok(CommandOutcome {
+                aggregate_id: aggregate_id.to_owned(),
+                version,
+                replayed: false,
+            });
+        }
+        let new_version = version + decided.len() as u64;
+        let events = self.stamp(aggregate_id, version, &last_hash, &decided, metadata)?;
+        let topic = self.topics.events_of(A::TYPE);
+        let outbox = events
+            .iter()
+            .map(|event| {
+                EventMessage::from_stored(event, metadata)
+                    .to_outbox(topic.clone(), metadata.traceparent.as_deref())
+                    .map_err(|e| AppError::Internal(format!("encode envelope: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let snapshot = self.snapshot_due(version, new_version).then(|| {
+            serde_json::to_value(&aggregate)
+                .map(|payload| Snapshot {
+                    payload,
+                    last_sequence: new_version,
+                })
+                .map_err(|e| AppError::Internal(format!("serialize snapshot: {e}")))
+        });
+        let idempotency = metadata.idempotency_key.as_ref().map(|key| IdempotencyRecord {
+            actor_id: metadata.actor_id.clone(),
+            key: key.clone(),
+            command: options.command_name.to_owned(),
+            aggregate_id: aggregate_id.to_owned(),
+            version: new_version,
+        });
+        self.store
+            .append(AppendBatch {
+                aggregate_type: A::TYPE.to_owned(),
+                aggregate_id: aggregate_id.to_owned(),
+                events,
+                outbox,
+                snapshot: snapshot.transpose()?,
+                idempotency,
+            })
+            .await?;
+        Ok(CommandOutcome {
+            aggregate_id: aggregate_id.to_owned(),
+            version: new_version,
+            replayed: false,
+        })
+    }
+
+    fn snapshot_due(&self, old_version: u64, new_version: u64) -> bool {
+        self.snapshot_every > 0 && new_version / self.snapshot_every > old_version / self.snapshot_every
+    }
+
+    /// Gives decided events their ids, sequences, time and hash-chain links.
+    fn stamp(
+        &self,
+        aggregate_id: &str,
+        version: u64,
+        last_hash: &str,
+        decided: &[A::Event],
+        metadata: &CommandMetadata,
+    ) -> Result<Vec<NewEvent>, AppError> {
+        let metadata_json = serde_json::to_value(metadata)
+            .map_err(|e| AppError::Internal(format!("serialize metadata: {e}")))?;
+        let recorded_at = store_now();
+        let mut previous = last_hash.to_owned();
+        let mut events = Vec::with_capacity(decided.len());
+        for (offset, event) in decided.iter().enumerate() {
+            let mut stored = StoredEvent {
+                event_id: Uuid::now_v7(),
+                aggregate_type: A::TYPE.to_owned(),
+                aggregate_id: aggregate_id.to_owned(),
+                sequence: version + offset as u64 + 1,
+                event_type: event.event_type(),
+                event_version: event.event_version(),
+                payload: serialize_event(event)?,
+                metadata: metadata_json.clone(),
+                recorded_at,
+                hash: String::new(),
+            };
+            stored.hash = event_hash(&stored, &previous);
+            previous.clone_from(&stored.hash);
+            events.push(stored);
+        }
+        Ok(events)
+    }
+}
+
+/// An aggregate's folded state and version, for callers that only read.
+#[derive(Debug)]
+pub struct LoadedState<A> {
+    /// The state.
+    pub aggregate: A,
+    /// Its version (0 when it does not exist).
+    pub version: u64,
+}
+
+/// Internal: keeps store conflicts distinguishable from application errors inside the retry loop.
+enum ExecuteError {
+    Store(StoreError),
+    App(AppError),
+}
+
+impl From<StoreError> for ExecuteError {
+    fn from(error: StoreError) -> Self {
+        Self::Store(error)
+    }
+}
+
+impl From<AppError> for ExecuteError {
+    fn from(error: AppError) -> Self {
+        Self::App(error)
+    }
+}

@@ -1,0 +1,81 @@
+//! The one error type of the application layer, mapped once to GraphQL codes by the API.
+
+use chronicle_domain::DomainError;
+use thiserror::Error;
+
+use crate::ports::StoreError;
+
+/// Why a use case failed, in terms a client can act on.
+#[derive(Debug, Error)]
+pub enum AppError {
+    /// Input breaks a rule; `field` names the input.
+    #[error("{field}: {message}")]
+    Validation {
+        /// The offending input field.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The aggregate or row does not exist (or the caller may not know it does).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// Optimistic concurrency: the aggregate is not at the version the caller expected.
+    #[error("expected version {expected} but the aggregate is at version {actual}")]
+    Conflict {
+        /// The version the caller sent (or the one the command was decided on).
+        expected: u64,
+        /// The version found.
+        actual: u64,
+    },
+    /// The command is not allowed in the aggregate's current state.
+    #[error("{0}")]
+    InvalidTransition(String),
+    /// No valid credentials.
+    #[error("authentication required")]
+    Unauthenticated,
+    /// Valid credentials, not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The read model did not reach the requested version in time.
+    #[error("the read model is at version {current}, not yet at {wanted}; retry shortly")]
+    StaleRead {
+        /// The version asked for.
+        wanted: u64,
+        /// The version the read model holds (0 when absent).
+        current: u64,
+    },
+    /// A request asked for more than a limit allows.
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// Anything the caller cannot fix: reported with context in the logs, opaque to clients.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AppError {
+    /// Shorthand for a validation failure on one field.
+    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Validation {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<DomainError> for AppError {
+    fn from(error: DomainError) -> Self {
+        match error {
+            DomainError::Validation { field, message } => Self::Validation { field, message },
+            DomainError::NotFound { aggregate } => Self::NotFound(aggregate.to_owned()),
+            DomainError::AlreadyExists { .. } | DomainError::InvalidTransition { .. } => {
+                Self::InvalidTransition(error.to_string())
+            }
+        }
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(error: StoreError) -> Self {
+        Self::Internal(error.to_string())
+    }
+}

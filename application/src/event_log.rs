@@ -1,0 +1,90 @@
+//! Events as the store keeps them, and the conversion between domain events and stored rows.
+//!
+//! Payloads keep cqrs-es's serialized form (`{"TaskCreated": {...}}`) so the store stays
+//! readable by postgres-es; [`inner_payload`] strips the wrapper for the wire and the audit trail.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::AppError;
+
+/// One event read back from the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Globally unique id (UUIDv7), also the Kafka CloudEvents id.
+    pub event_id: Uuid,
+    /// Aggregate type (`Task`).
+    pub aggregate_type: String,
+    /// Aggregate id.
+    pub aggregate_id: String,
+    /// 1-based position in the aggregate's stream.
+    pub sequence: u64,
+    /// Event name (`TaskCreated`).
+    pub event_type: String,
+    /// Schema version of the payload.
+    pub event_version: String,
+    /// cqrs-es serialized payload.
+    pub payload: Value,
+    /// Actor, correlation, causation, traceparent.
+    pub metadata: Value,
+    /// When the store accepted it (microsecond precision, as Postgres keeps it).
+    pub recorded_at: DateTime<Utc>,
+    /// Hash-chain link of this event.
+    pub hash: String,
+}
+
+/// An event about to be appended; everything is decided before the write so the transaction is
+/// a plain insert.
+pub type NewEvent = StoredEvent;
+
+/// The current time at the store's precision, so a hash computed now verifies after a reload.
+pub fn store_now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// Serializes a domain event the way cqrs-es does.
+pub fn serialize_event<E: Serialize>(event: &E) -> Result<Value, AppError> {
+    serde_json::to_value(event).map_err(|e| AppError::Internal(format!("serialize event: {e}")))
+}
+
+/// Deserializes a stored payload into a domain event; a failure names the event so an operator
+/// can find it.
+pub fn deserialize_event<E: DeserializeOwned>(event: &StoredEvent) -> Result<E, AppError> {
+    serde_json::from_value(event.payload.clone()).map_err(|e| {
+        AppError::Internal(format!(
+            "event {} ({} v{}) does not deserialize: {e}",
+            event.event_id, event.event_type, event.event_version
+        ))
+    })
+}
+
+/// The payload without cqrs-es's enum wrapper: `{"TaskStarted": {}}` → `{}`.
+pub fn inner_payload(payload: &Value) -> Value {
+    match payload {
+        Value::Object(map) if map.len() == 1 => map.values().next().cloned().unwrap_or(Value::Null),
+        other => other.clone(),
+    }
+}
+
+/// Wraps an inner payload back into cqrs-es's form, so a consumer can deserialize the enum.
+pub fn wrap_payload(event_type: &str, inner: Value) -> Value {
+    let mut map = serde_json::Map::with_capacity(1);
+    map.insert(event_type.to_owned(), inner);
+    Value::Object(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrapping_inverts_unwrapping() {
+        let stored = serde_json::json!({"TaskFailed": {"error": "x"}});
+        let inner = inner_payload(&stored);
+        assert_eq!(inner, serde_json::json!({"error": "x"}));
+        assert_eq!(wrap_payload("TaskFailed", inner), stored);
+    }
+}

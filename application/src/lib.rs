@@ -1,0 +1,18 @@
+//! Chronicle's use cases.
+//!
+//! This crate decides *what* happens when a command arrives, an event is consumed or a query is
+//! asked, and speaks to the outside world only through the traits in [`ports`]. The adapters
+//! (Postgres, Kafka) live in `chronicle-infrastructure`; the GraphQL edge in `chronicle-api`.
+
+pub mod commands;
+pub mod error;
+pub mod event_log;
+pub mod hash_chain;
+pub mod message;
+pub mod metadata;
+pub mod ports;
+pub mod projection;
+pub mod queries;
+pub mod topics;
+
+pub use error::AppError;

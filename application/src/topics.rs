@@ -1,0 +1,45 @@
+//! Kafka topic names, in one place so producers, consumers and topic creation agree.
+
+/// Topic names under an optional prefix (one prefix per environment or test).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Topics {
+    prefix: String,
+}
+
+impl Topics {
+    /// Topics under `prefix` (may be empty).
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    /// The events topic of an aggregate type (`Task` → `{prefix}chronicle.task.events`).
+    pub fn events_of(&self, aggregate_type: &str) -> String {
+        format!(
+            "{}chronicle.{}.events",
+            self.prefix,
+            aggregate_type.to_ascii_lowercase()
+        )
+    }
+
+    /// Task events.
+    pub fn task_events(&self) -> String {
+        self.events_of("Task")
+    }
+
+    /// Report events.
+    pub fn report_events(&self) -> String {
+        self.events_of("Report")
+    }
+
+    /// Every event topic the service writes.
+    pub fn event_topics(&self) -> Vec<String> {
+        vec![self.task_events(), self.report_events()]
+    }
+
+    /// The dead-letter topic of a consumer group for a topic: `{topic}.{group}.dlq`.
+    pub fn dead_letter(topic: &str, group: &str) -> String {
+        format!("{topic}.{group}.dlq")
+    }
+}
