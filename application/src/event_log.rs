@@ -34,6 +34,8 @@ pub struct StoredEvent {
     pub recorded_at: DateTime<Utc>,
     /// Hash-chain link of this event.
     pub hash: String,
+    /// The hash of the aggregate's previous event (empty for the first).
+    pub previous_hash: String,
 }
 
 /// An event about to be appended; everything is decided before the write so the transaction is

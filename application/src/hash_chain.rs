@@ -10,12 +10,12 @@ use crate::event_log::StoredEvent;
 /// The `previous_hash` of an aggregate's first event.
 pub const GENESIS_HASH: &str = "";
 
-/// SHA-256 (hex) over the canonical encoding of `event` chained to `previous_hash`.
+/// SHA-256 (hex) over the canonical encoding of `event`, including its `previous_hash` link.
 ///
 /// The encoding is a JSON array serialized by serde_json, whose maps keep keys sorted: a
 /// payload read back from `jsonb` (which reorders keys) encodes to the same bytes. The recorded
 /// time is encoded at microseconds, the precision Postgres stores.
-pub fn event_hash(event: &StoredEvent, previous_hash: &str) -> String {
+pub fn event_hash(event: &StoredEvent) -> String {
     let canonical: Value = json!([
         "chronicle-event-v1",
         event.event_id.to_string(),
@@ -29,7 +29,7 @@ pub fn event_hash(event: &StoredEvent, previous_hash: &str) -> String {
         event
             .recorded_at
             .to_rfc3339_opts(SecondsFormat::Micros, true),
-        previous_hash,
+        event.previous_hash,
     ]);
     let mut hasher = Sha256::new();
     hasher.update(canonical.to_string().as_bytes());
@@ -54,19 +54,22 @@ mod tests {
             metadata: json!({"b": "2", "a": "1"}),
             recorded_at: Utc.timestamp_micros(1_700_000_000_123_456).unwrap(),
             hash: String::new(),
+            previous_hash: GENESIS_HASH.into(),
         }
     }
 
     #[test]
     fn hash_is_stable_under_key_reordering_and_sensitive_to_content() {
-        let original = event_hash(&event(), GENESIS_HASH);
+        let original = event_hash(&event());
         let mut reordered = event();
         reordered.metadata = serde_json::from_str(r#"{"a":"1","b":"2"}"#).unwrap();
-        assert_eq!(event_hash(&reordered, GENESIS_HASH), original);
+        assert_eq!(event_hash(&reordered), original);
 
         let mut edited = event();
         edited.metadata = json!({"a": "1", "b": "3"});
-        assert_ne!(event_hash(&edited, GENESIS_HASH), original);
-        assert_ne!(event_hash(&event(), "abc"), original);
+        assert_ne!(event_hash(&edited), original);
+        let mut relinked = event();
+        relinked.previous_hash = "abc".into();
+        assert_ne!(event_hash(&relinked), original);
     }
 }

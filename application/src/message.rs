@@ -143,6 +143,7 @@ mod tests {
             metadata: json!({}),
             recorded_at: Utc::now(),
             hash: String::new(),
+            previous_hash: String::new(),
         };
         let meta = CommandMetadata::for_actor("u-1");
         let message = EventMessage::from_stored(&stored, &meta);

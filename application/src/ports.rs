@@ -129,3 +129,32 @@ pub trait TaskQueryStore: Send + Sync {
         after: Option<Uuid>,
     ) -> Result<TaskPage, StoreError>;
 }
+
+/// Why a consumer's handler could not process a batch.
+#[derive(Debug, Error)]
+pub enum HandlerError {
+    /// Worth retrying after a pause (the database is down, a lock timed out).
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Will never succeed for these messages (the consumer dead-letters them).
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+impl From<StoreError> for HandlerError {
+    fn from(error: StoreError) -> Self {
+        Self::Transient(error.to_string())
+    }
+}
+
+/// Something that reacts to published events: a projection or a worker. The consumer framework
+/// decodes messages, calls the handler, retries or dead-letters, and commits offsets only after
+/// the handler returned.
+#[async_trait]
+pub trait EventHandler: Send + Sync {
+    /// Processes a batch in order; per-message rejections go to the dead-letter topic.
+    async fn handle(
+        &self,
+        batch: &[crate::message::EventMessage],
+    ) -> Result<crate::projection::BatchOutcome, HandlerError>;
+}

@@ -190,11 +190,21 @@ where
         options: &ExecuteOptions,
         metadata: &CommandMetadata,
     ) -> Result<CommandOutcome, ExecuteError> {
+        // A create targets an id generated for this request: nothing to load. A collision would
+        // still be refused by the store's primary key.
         let Loaded {
             mut aggregate,
             version,
             last_hash,
-        } = self.load_internal(aggregate_id).await?;
+        } = if options.creates_aggregate {
+            Loaded {
+                aggregate: A::default(),
+                version: 0,
+                last_hash: GENESIS_HASH.to_owned(),
+            }
+        } else {
+            self.load_internal(aggregate_id).await?
+        };
         if let Some(expected) = options.expected_version {
             if expected != version {
                 return Err(AppError::Conflict {
@@ -290,8 +300,9 @@ where
                 metadata: metadata_json.clone(),
                 recorded_at,
                 hash: String::new(),
+                previous_hash: previous.clone(),
             };
-            stored.hash = event_hash(&stored, &previous);
+            stored.hash = event_hash(&stored);
             previous.clone_from(&stored.hash);
             events.push(stored);
         }

@@ -177,6 +177,16 @@ impl TaskProjector {
     }
 }
 
+#[async_trait::async_trait]
+impl crate::ports::EventHandler for TaskProjector {
+    async fn handle(
+        &self,
+        batch: &[EventMessage],
+    ) -> Result<BatchOutcome, crate::ports::HandlerError> {
+        Ok(self.apply(batch).await?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,257 @@
+//! The consumer framework every Kafka consumer of Chronicle runs on.
+//!
+//! It receives messages in batches (what is already buffered, up to a maximum), decodes the
+//! envelope, calls an [`EventHandler`], and then stores offsets, which are committed from the
+//! store. Handler answers decide what happens:
+//! - `Ok`: done; messages it rejected are dead-lettered.
+//! - `Transient`: retried with exponential backoff and jitter; after the configured attempts
+//!   (when bounded) the batch is split and each message tried alone, then dead-lettered.
+//! - `Permanent`: the batch is split so one poison message cannot take its neighbours with it;
+//!   a single message is dead-lettered.
+//!
+//! Malformed messages (not JSON, missing CloudEvents headers) are dead-lettered before the
+//! handler sees them. Nothing here crashes on input and nothing blocks a partition for good.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chronicle_application::message::EventMessage;
+use chronicle_application::ports::{EventHandler, HandlerError};
+use futures::FutureExt;
+use rand::Rng;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::producer::FutureProducer;
+use tokio_util::sync::CancellationToken;
+
+use super::dead_letter::DeadLetters;
+use crate::config::KafkaSettings;
+use crate::InfraError;
+
+/// How a consumer behaves.
+#[derive(Debug, Clone)]
+pub struct ConsumerOptions {
+    /// Consumer group id.
+    pub group: String,
+    /// Topics to subscribe to.
+    pub topics: Vec<String>,
+    /// Most messages handed to the handler at once.
+    pub max_batch: usize,
+    /// Attempts before a transiently failing message is dead-lettered; `None` retries forever
+    /// (right for projections: a database outage must not dead-letter valid events).
+    pub max_attempts: Option<u32>,
+    /// First retry pause; doubles per attempt, with jitter.
+    pub base_backoff: Duration,
+    /// Longest retry pause.
+    pub max_backoff: Duration,
+}
+
+impl ConsumerOptions {
+    /// Defaults for a projection in `group` on `topics`: large batches, unbounded retries.
+    pub fn projection(group: impl Into<String>, topics: Vec<String>) -> Self {
+        Self {
+            group: group.into(),
+            topics,
+            max_batch: 500,
+            max_attempts: None,
+            base_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A running consumer: one group, one handler.
+pub struct EventConsumer {
+    consumer: StreamConsumer,
+    handler: Arc<dyn EventHandler>,
+    dead_letters: DeadLetters,
+    options: ConsumerOptions,
+}
+
+/// Why a message could not even be decoded.
+fn decode(message: &OwnedMessage) -> Result<EventMessage, String> {
+    for required in ["ce_id", "ce_type"] {
+        let present = message
+            .headers()
+            .is_some_and(|headers| headers.iter().any(|h| h.key == required && h.value.is_some()));
+        if !present {
+            return Err(format!("missing header {required}"));
+        }
+    }
+    let payload = message.payload().ok_or("empty payload")?;
+    serde_json::from_slice::<EventMessage>(payload).map_err(|e| format!("malformed envelope: {e}"))
+}
+
+impl EventConsumer {
+    /// Subscribes a consumer of `options.group` to `options.topics`.
+    pub fn new(
+        settings: &KafkaSettings,
+        options: ConsumerOptions,
+        handler: Arc<dyn EventHandler>,
+        producer: FutureProducer,
+    ) -> Result<Self, InfraError> {
+        let consumer: StreamConsumer = super::client::consumer_config(settings, &options.group)
+            .create()
+            .map_err(InfraError::kafka(format!("create consumer {}", options.group)))?;
+        let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(InfraError::kafka(format!("subscribe {}", options.group)))?;
+        Ok(Self {
+            consumer,
+            handler,
+            dead_letters: DeadLetters::new(producer, options.group.clone()),
+            options,
+        })
+    }
+
+    /// The dead-letter sender (its count is a metric).
+    pub fn dead_letters(&self) -> DeadLetters {
+        self.dead_letters.clone()
+    }
+
+    /// Consumes until `shutdown`, then commits what was stored.
+    pub async fn run(self, shutdown: CancellationToken) {
+        tracing::info!(group = %self.options.group, topics = ?self.options.topics, "consumer started");
+        loop {
+            let first = tokio::select! {
+                () = shutdown.cancelled() => break,
+                received = self.consumer.recv() => received,
+            };
+            let first = match first {
+                Ok(message) => message.detach(),
+                Err(error) => {
+                    tracing::warn!(group = %self.options.group, %error, "consumer error");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            let mut batch = vec![first];
+            while batch.len() < self.options.max_batch {
+                match self.consumer.recv().now_or_never() {
+                    Some(Ok(message)) => batch.push(message.detach()),
+                    _ => break,
+                }
+            }
+            if !self.process(&batch, &shutdown).await {
+                break; // interrupted by shutdown: offsets stay unstored, the batch is redelivered
+            }
+            for message in &batch {
+                if let Err(error) =
+                    self.consumer
+                        .store_offset(message.topic(), message.partition(), message.offset())
+                {
+                    // The partition was revoked meanwhile; its new owner re-reads the message
+                    // and the handler's idempotence makes that harmless.
+                    tracing::debug!(%error, "offset not stored");
+                }
+            }
+        }
+        if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(group = %self.options.group, %error, "final commit skipped");
+        }
+        tracing::info!(group = %self.options.group, "consumer stopped");
+    }
+
+    /// Handles a batch to the end (handled or dead-lettered); `false` when shutdown interrupted
+    /// a retry, in which case no offset may be stored.
+    async fn process(&self, batch: &[OwnedMessage], shutdown: &CancellationToken) -> bool {
+        let mut events = Vec::with_capacity(batch.len());
+        let mut raws = Vec::with_capacity(batch.len());
+        for message in batch {
+            match decode(message) {
+                Ok(event) => {
+                    events.push(event);
+                    raws.push(message);
+                }
+                Err(reason) => self.dead_letters.send(message, &reason, 0).await,
+            }
+        }
+        if events.is_empty() {
+            return true;
+        }
+        match self.attempt(&events, &raws, shutdown).await {
+            Delivery::Done => true,
+            Delivery::Interrupted => false,
+            Delivery::GiveUp { .. } if events.len() > 1 => {
+                // Isolate the poison: each message alone, so its neighbours still get through.
+                for (event, raw) in events.iter().zip(&raws) {
+                    match self
+                        .attempt(std::slice::from_ref(event), std::slice::from_ref(raw), shutdown)
+                        .await
+                    {
+                        Delivery::Done => {}
+                        Delivery::Interrupted => return false,
+                        Delivery::GiveUp { reason, attempts } => {
+                            self.dead_letters.send(raw, &reason, attempts).await;
+                        }
+                    }
+                }
+                true
+            }
+            Delivery::GiveUp { reason, attempts } => {
+                self.dead_letters.send(raws[0], &reason, attempts).await;
+                true
+            }
+        }
+    }
+
+    /// Calls the handler with retries; dead-letters what it rejected.
+    async fn attempt(
+        &self,
+        events: &[EventMessage],
+        raws: &[&OwnedMessage],
+        shutdown: &CancellationToken,
+    ) -> Delivery {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.handler.handle(events).await {
+                Ok(outcome) => {
+                    for (index, reason) in outcome.rejected {
+                        if let Some(raw) = raws.get(index) {
+                            self.dead_letters.send(raw, &reason, attempts).await;
+                        }
+                    }
+                    return Delivery::Done;
+                }
+                Err(HandlerError::Permanent(reason)) => {
+                    return Delivery::GiveUp { reason, attempts }
+                }
+                Err(HandlerError::Transient(reason)) => {
+                    if self.options.max_attempts.is_some_and(|max| attempts >= max) {
+                        return Delivery::GiveUp { reason, attempts };
+                    }
+                    let pause = self.backoff(attempts);
+                    tracing::warn!(group = %self.options.group, attempts, ?pause, %reason, "handler failed; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Delivery::Interrupted,
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Exponential backoff with full jitter in the upper half, capped.
+    fn backoff(&self, attempts: u32) -> Duration {
+        let exponential = self
+            .options
+            .base_backoff
+            .saturating_mul(1u32 << attempts.saturating_sub(1).min(16))
+            .min(self.options.max_backoff);
+        let millis = exponential.as_millis() as u64;
+        let jittered = rand::thread_rng().gen_range(millis / 2..=millis.max(1));
+        Duration::from_millis(jittered)
+    }
+}
+
+/// The end of one delivery attempt.
+enum Delivery {
+    /// Handled (or rejections dead-lettered).
+    Done,
+    /// The handler gave up on these messages.
+    GiveUp { reason: String, attempts: u32 },
+    /// Shutdown arrived while waiting to retry; nothing may be acknowledged.
+    Interrupted,
+}

@@ -1,0 +1,6 @@
+//! Kafka clients: configuration, topic creation, the producer and the consumer framework.
+
+pub mod admin;
+pub mod client;
+pub mod consumer;
+pub mod dead_letter;

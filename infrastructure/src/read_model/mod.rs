@@ -1,0 +1,3 @@
+//! Read-model tables in Postgres.
+
+pub mod tasks;

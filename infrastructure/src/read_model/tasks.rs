@@ -1,0 +1,268 @@
+//! The `tasks` table: written by the task projection, read by the task queries.
+
+use async_trait::async_trait;
+use chronicle_application::ports::{StoreError, TaskQueryStore, TaskViewStore};
+use chronicle_application::projection::task::TaskView;
+use chronicle_application::queries::{TaskFilter, TaskPage};
+use chronicle_domain::ids::{TeamId, UserId};
+use chronicle_domain::task::{Priority, Task, TaskStatus};
+use serde_json::Value;
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use uuid::Uuid;
+
+fn backend(error: sqlx::Error) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
+/// The task read model on a Postgres pool.
+#[derive(Clone)]
+pub struct PgTaskViews {
+    pool: PgPool,
+}
+
+impl PgTaskViews {
+    /// Read and write access to `tasks` on `pool`.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+const COLUMNS: &str = "id, version, title, description, status, team_id, creator_id, assignee_id, \
+     priority, due_at, labels, result, error, created_at, updated_at, started_at, finished_at";
+
+/// Rebuilds a view from a row. Values were validated when the events were decided, so a value
+/// that no longer parses means the table was edited by hand: it is reported, not guessed.
+fn view_from_row(row: &PgRow) -> Result<TaskView, StoreError> {
+    let status: String = row.get("status");
+    let priority: String = row.get("priority");
+    let corrupt = |what: &str| StoreError::Backend(format!("tasks row has an unknown {what}"));
+    let team_id: String = row.get("team_id");
+    let creator_id: String = row.get("creator_id");
+    let assignee_id: Option<String> = row.get("assignee_id");
+    let id: Uuid = row.get("id");
+    Ok(TaskView {
+        id,
+        version: row.get::<i64, _>("version") as u64,
+        state: Task {
+            id: Some(id),
+            status: TaskStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
+            title: row.get("title"),
+            description: row.get("description"),
+            team_id: Some(TeamId::parse("teamId", &team_id).map_err(|_| corrupt("team id"))?),
+            creator_id: Some(
+                UserId::parse("creatorId", &creator_id).map_err(|_| corrupt("creator id"))?,
+            ),
+            assignee_id: assignee_id
+                .map(|a| UserId::parse("assigneeId", &a))
+                .transpose()
+                .map_err(|_| corrupt("assignee id"))?,
+            priority: Priority::parse(&priority).ok_or_else(|| corrupt("priority"))?,
+            due_at: row.get("due_at"),
+            labels: row.get("labels"),
+            result: row.get("result"),
+            error: row.get("error"),
+        },
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
+        started_at: row.get("started_at"),
+        finished_at: row.get("finished_at"),
+    })
+}
+
+#[async_trait]
+impl TaskViewStore for PgTaskViews {
+    async fn load_many(&self, ids: &[Uuid]) -> Result<Vec<TaskView>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM tasks WHERE id = ANY($1)"))
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(view_from_row).collect()
+    }
+
+    async fn save_many(&self, views: &[TaskView]) -> Result<(), StoreError> {
+        let labels: Vec<Value> = views
+            .iter()
+            .map(|v| Value::from(v.state.labels.clone()))
+            .collect();
+        sqlx::query(
+            "INSERT INTO tasks (id, version, title, description, status, team_id, creator_id,
+                                assignee_id, priority, due_at, labels, result, error,
+                                created_at, updated_at, started_at, finished_at)
+             SELECT v.id, v.version, v.title, v.description, v.status, v.team_id, v.creator_id,
+                    v.assignee_id, v.priority, v.due_at,
+                    ARRAY(SELECT jsonb_array_elements_text(v.labels)), v.result, v.error,
+                    v.created_at, v.updated_at, v.started_at, v.finished_at
+             FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+                         $6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[],
+                         $11::jsonb[], $12::text[], $13::text[], $14::timestamptz[],
+                         $15::timestamptz[], $16::timestamptz[], $17::timestamptz[])
+                  AS v(id, version, title, description, status, team_id, creator_id,
+                       assignee_id, priority, due_at, labels, result, error, created_at,
+                       updated_at, started_at, finished_at)
+             ON CONFLICT (id) DO UPDATE SET
+                version = EXCLUDED.version, title = EXCLUDED.title,
+                description = EXCLUDED.description, status = EXCLUDED.status,
+                team_id = EXCLUDED.team_id, creator_id = EXCLUDED.creator_id,
+                assignee_id = EXCLUDED.assignee_id, priority = EXCLUDED.priority,
+                due_at = EXCLUDED.due_at, labels = EXCLUDED.labels, result = EXCLUDED.result,
+                error = EXCLUDED.error, created_at = EXCLUDED.created_at,
+                updated_at = EXCLUDED.updated_at, started_at = EXCLUDED.started_at,
+                finished_at = EXCLUDED.finished_at
+             WHERE tasks.version < EXCLUDED.version",
+        )
+        .bind(views.iter().map(|v| v.id).collect::<Vec<_>>())
+        .bind(views.iter().map(|v| v.version as i64).collect::<Vec<_>>())
+        .bind(views.iter().map(|v| v.state.title.clone()).collect::<Vec<_>>())
+        .bind(views.iter().map(|v| v.state.description.clone()).collect::<Vec<_>>())
+        .bind(views.iter().map(|v| v.state.status.as_str()).collect::<Vec<_>>())
+        .bind(views.iter().map(|v| v.state.team_id.as_ref().map(|t| t.to_string()).unwrap_or_default()).collect::<Vec<_>>())
+        .bind(views.iter().map(|v| v.state.creator_id.as_ref().map(|c| c.to_string()).unwrap_or_default()).collect::<Vec<_>>())
+        .bind(views.iter().map(|v| v.state.assignee_id.as_ref().map(|a| a.to_string())).collect::<Vec<_>>())
+        .bind(views.iter().map(|v| v.state.priority.as_str()).collect::<Vec<_>>())
+        .bind(views.iter().map(|v| v.state.due_at).collect::<Vec<_>>())
+        .bind(labels)
+        .bind(views.iter().map(|v| v.state.result.clone()).collect::<Vec<_>>())
+        .bind(views.iter().map(|v| v.state.error.clone()).collect::<Vec<_>>())
+        .bind(views.iter().map(|v| v.created_at).collect::<Vec<_>>())
+        .bind(views.iter().map(|v| v.updated_at).collect::<Vec<_>>())
+        .bind(views.iter().map(|v| v.started_at).collect::<Vec<_>>())
+        .bind(views.iter().map(|v| v.finished_at).collect::<Vec<_>>())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn record_failure(
+        &self,
+        projection: &str,
+        event_id: Uuid,
+        reason: &str,
+        event: &Value,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO projection_failures (projection, event_id, reason, event)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (projection, event_id) DO UPDATE SET reason = EXCLUDED.reason,
+                failed_at = now()",
+        )
+        .bind(projection)
+        .bind(event_id)
+        .bind(reason)
+        .bind(event)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+}
+
+/// Escapes `%`, `_` and `\` so user text matches literally inside `ILIKE`.
+fn like_pattern(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len() + 2);
+    escaped.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped.push('%');
+    escaped
+}
+
+fn push_filter(query: &mut QueryBuilder<'_, Postgres>, filter: &TaskFilter) {
+    query.push(" WHERE TRUE");
+    if let Some(team) = &filter.team_id {
+        query.push(" AND team_id = ").push_bind(team.clone());
+    }
+    if let Some(status) = filter.status {
+        query.push(" AND status = ").push_bind(status.as_str());
+    }
+    if let Some(assignee) = &filter.assignee_id {
+        query.push(" AND assignee_id = ").push_bind(assignee.clone());
+    }
+    if let Some(priority) = filter.priority {
+        query.push(" AND priority = ").push_bind(priority.as_str());
+    }
+    if let Some(label) = &filter.label {
+        query
+            .push(" AND labels @> ARRAY[")
+            .push_bind(label.clone())
+            .push("]::text[]");
+    }
+    if let Some(text) = &filter.text {
+        query
+            .push(" AND (title || ' ' || description) ILIKE ")
+            .push_bind(like_pattern(text));
+    }
+}
+
+#[async_trait]
+impl TaskQueryStore for PgTaskViews {
+    async fn get(&self, id: Uuid) -> Result<Option<TaskView>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tasks WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(view_from_row).transpose()
+    }
+
+    async fn list(
+        &self,
+        filter: &TaskFilter,
+        first: usize,
+        after: Option<Uuid>,
+    ) -> Result<TaskPage, StoreError> {
+        let mut page_query = QueryBuilder::new(format!("SELECT {COLUMNS} FROM tasks"));
+        push_filter(&mut page_query, filter);
+        if let Some(after) = after {
+            page_query.push(" AND id > ").push_bind(after);
+        }
+        page_query
+            .push(" ORDER BY id LIMIT ")
+            .push_bind(first as i64 + 1);
+        let rows = page_query
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+
+        let mut count_query = QueryBuilder::new("SELECT count(*) FROM tasks");
+        push_filter(&mut count_query, filter);
+        let total: i64 = count_query
+            .build()
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?
+            .get(0);
+
+        let has_next_page = rows.len() > first;
+        let items = rows
+            .iter()
+            .take(first)
+            .map(view_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(TaskPage {
+            items,
+            total_count: total as u64,
+            has_next_page,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_pattern;
+
+    #[test]
+    fn like_patterns_match_wildcards_literally() {
+        assert_eq!(like_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
+    }
+}
