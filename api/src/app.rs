@@ -1,0 +1,194 @@
+//! Process wiring: builds every service from settings and runs the selected parts.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use chronicle_application::commands::TaskCommands;
+use chronicle_application::projection::task::TaskProjector;
+use chronicle_application::queries::TaskQueries;
+use chronicle_application::topics::Topics;
+use chronicle_infrastructure::config::{AuthSettings, Settings};
+use chronicle_infrastructure::event_store::PgEventStore;
+use chronicle_infrastructure::kafka::admin::ensure_topics;
+use chronicle_infrastructure::kafka::consumer::{ConsumerOptions, EventConsumer};
+use chronicle_infrastructure::outbox::{OutboxRelay, RelayOptions, RelayStatus};
+use chronicle_infrastructure::read_model::tasks::PgTaskViews;
+use chronicle_infrastructure::{db, kafka};
+use rdkafka::producer::FutureProducer;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Authenticator;
+use crate::graphql::{build_schema, Services};
+use crate::http::{router, HttpState};
+
+/// The consumer group of the read-model projections.
+pub const PROJECTIONS_GROUP: &str = "chronicle-projections";
+
+/// Which parts of the service this process runs (`--only`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parts {
+    /// The HTTP/GraphQL API.
+    pub api: bool,
+    /// The outbox relay (one is active per database; others stand by).
+    pub relay: bool,
+    /// The read-model projections.
+    pub projections: bool,
+    /// The report worker.
+    pub worker: bool,
+}
+
+impl Parts {
+    /// Everything: the default of `chronicle serve`.
+    pub const ALL: Self = Self {
+        api: true,
+        relay: true,
+        projections: true,
+        worker: true,
+    };
+
+    /// Parses `api,relay,projections,worker` (any subset).
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let mut parts = Self {
+            api: false,
+            relay: false,
+            projections: false,
+            worker: false,
+        };
+        for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "api" => parts.api = true,
+                "relay" => parts.relay = true,
+                "projections" => parts.projections = true,
+                "worker" => parts.worker = true,
+                other => {
+                    return Err(format!(
+                        "unknown part {other:?}; choose from api, relay, projections, worker"
+                    ))
+                }
+            }
+        }
+        Ok(parts)
+    }
+}
+
+/// A started service. Dropping it does not stop it: call [`RunningService::stop`].
+pub struct RunningService {
+    /// Where the API listens, when it runs.
+    pub http_addr: Option<SocketAddr>,
+    /// The relay's state, when it runs.
+    pub relay_status: Option<Arc<RelayStatus>>,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningService {
+    /// Asks every part to stop and waits until they did (in-flight requests finish, the producer
+    /// flushes, consumers commit, the relay lock is released).
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// A token that stops the service when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+/// Builds and starts the selected parts.
+pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningService> {
+    let pool = db::connect(&settings.database_url, settings.database_max_connections)
+        .await
+        .context("connecting to Postgres")?;
+    db::migrate(&pool).await.context("applying migrations")?;
+    let topics = Topics::new(settings.kafka.topic_prefix.clone());
+    let mut all_topics = topics.event_topics();
+    all_topics.push(Topics::dead_letter(&topics.task_events(), PROJECTIONS_GROUP));
+    ensure_topics(&settings.kafka, &all_topics)
+        .await
+        .context("creating Kafka topics")?;
+
+    let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+    let store = Arc::new(PgEventStore::new(pool.clone()));
+    let views = Arc::new(PgTaskViews::new(pool.clone()));
+
+    let relay_status = if parts.relay {
+        let relay = OutboxRelay::new(
+            pool.clone(),
+            settings.database_url.clone(),
+            settings.kafka.clone(),
+            RelayOptions {
+                retention: settings.outbox_retention,
+                ..RelayOptions::default()
+            },
+        );
+        let status = relay.status();
+        tasks.push(tokio::spawn(relay.run(shutdown.clone())));
+        Some(status)
+    } else {
+        None
+    };
+
+    if parts.projections {
+        let producer: FutureProducer = kafka::client::producer_config(&settings.kafka)
+            .create()
+            .context("creating the dead-letter producer")?;
+        let consumer = EventConsumer::new(
+            &settings.kafka,
+            ConsumerOptions::projection(PROJECTIONS_GROUP, vec![topics.task_events()]),
+            Arc::new(TaskProjector::new(views.clone())),
+            producer,
+        )
+        .context("starting the projection consumer")?;
+        tasks.push(tokio::spawn(consumer.run(shutdown.clone())));
+    }
+
+    let http_addr = if parts.api {
+        let services = Services {
+            task_commands: Arc::new(TaskCommands::new(
+                store.clone(),
+                topics.clone(),
+                settings.snapshot_every,
+            )),
+            task_queries: Arc::new(TaskQueries::new(views.clone(), settings.read_your_writes_wait)),
+        };
+        let authenticator = match &settings.auth {
+            AuthSettings::Hs256 { secret } => Authenticator::hs256(secret),
+            AuthSettings::Disabled => Authenticator::Disabled,
+        };
+        let app = router(HttpState {
+            schema: build_schema(services),
+            authenticator,
+            pool: pool.clone(),
+            relay: relay_status.clone(),
+        });
+        let listener = tokio::net::TcpListener::bind(settings.http_addr)
+            .await
+            .with_context(|| format!("binding {}", settings.http_addr))?;
+        let addr = listener.local_addr()?;
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "HTTP server failed");
+            }
+        }));
+        Some(addr)
+    } else {
+        None
+    };
+
+    Ok(RunningService {
+        http_addr,
+        relay_status,
+        shutdown,
+        tasks,
+    })
+}

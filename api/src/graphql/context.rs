@@ -1,0 +1,80 @@
+//! What every resolver can reach: the services and the request's identity and tracing context.
+
+use std::sync::Arc;
+
+use async_graphql::Context;
+use chronicle_application::commands::TaskCommands;
+use chronicle_application::metadata::CommandMetadata;
+use chronicle_application::queries::TaskQueries;
+use chronicle_application::AppError;
+
+use crate::auth::Actor;
+
+/// The use cases the schema serves.
+#[derive(Clone)]
+pub struct Services {
+    /// Task commands.
+    pub task_commands: Arc<TaskCommands>,
+    /// Task queries.
+    pub task_queries: Arc<TaskQueries>,
+}
+
+/// One HTTP request's context, built by the HTTP handler before the schema runs.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The authenticated caller, if the request carried valid credentials.
+    pub actor: Option<Actor>,
+    /// Why credentials were refused, if they were.
+    pub auth_error: Option<String>,
+    /// From `X-Correlation-Id`, or generated; returned in the response header.
+    pub correlation_id: String,
+    /// Unique per request; in logs and in `INTERNAL` errors.
+    pub request_id: String,
+    /// W3C trace context from the request.
+    pub traceparent: Option<String>,
+}
+
+impl RequestContext {
+    /// The caller, or `UNAUTHENTICATED`.
+    pub fn actor(&self) -> Result<&Actor, AppError> {
+        self.actor.as_ref().ok_or(AppError::Unauthenticated)
+    }
+
+    /// Metadata for a command issued by this request.
+    pub fn metadata(&self, idempotency_key: Option<String>) -> Result<CommandMetadata, AppError> {
+        let actor = self.actor()?;
+        if let Some(key) = &idempotency_key {
+            if key.is_empty() || key.chars().count() > 128 {
+                return Err(AppError::validation(
+                    "idempotencyKey",
+                    "must be 1 to 128 characters",
+                ));
+            }
+        }
+        Ok(CommandMetadata {
+            actor_id: actor.id.clone(),
+            correlation_id: self.correlation_id.clone(),
+            causation_id: self.request_id.clone(),
+            traceparent: self.traceparent.clone(),
+            idempotency_key,
+        })
+    }
+}
+
+/// Shorthand accessors for resolvers.
+pub trait ContextExt {
+    /// The services.
+    fn services(&self) -> &Services;
+    /// The request context.
+    fn request(&self) -> &RequestContext;
+}
+
+impl ContextExt for Context<'_> {
+    fn services(&self) -> &Services {
+        self.data_unchecked::<Services>()
+    }
+
+    fn request(&self) -> &RequestContext {
+        self.data_unchecked::<RequestContext>()
+    }
+}

@@ -1,0 +1,124 @@
+//! The one mapping from application errors to GraphQL errors with `extensions.code`.
+
+use async_graphql::{ErrorExtensions, Response, Value};
+use chronicle_application::AppError;
+
+use super::context::RequestContext;
+
+/// The public error codes (API.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// Bad input.
+    ValidationFailed,
+    /// No such thing.
+    NotFound,
+    /// Optimistic concurrency failure.
+    ConcurrencyConflict,
+    /// Not allowed in the current state.
+    InvalidTransition,
+    /// No valid credentials.
+    Unauthenticated,
+    /// Not allowed for this caller.
+    Forbidden,
+    /// The read model has not caught up.
+    StaleRead,
+    /// A limit was exceeded.
+    LimitExceeded,
+    /// Too many requests.
+    RateLimited,
+    /// Anything else; details are only in the logs.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as clients see it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ValidationFailed => "VALIDATION_FAILED",
+            Self::NotFound => "NOT_FOUND",
+            Self::ConcurrencyConflict => "CONCURRENCY_CONFLICT",
+            Self::InvalidTransition => "INVALID_TRANSITION",
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::Forbidden => "FORBIDDEN",
+            Self::StaleRead => "STALE_READ",
+            Self::LimitExceeded => "LIMIT_EXCEEDED",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::Internal => "INTERNAL",
+        }
+    }
+}
+
+/// Converts an application error for this request. Internal errors are logged with the request
+/// id and answered opaquely: no SQL, paths or driver messages reach the client.
+pub fn to_graphql(error: AppError, request: &RequestContext) -> async_graphql::Error {
+    let message = match &error {
+        AppError::Internal(detail) => {
+            tracing::error!(request_id = %request.request_id, error = %detail, "internal error");
+            format!("internal error (request id {})", request.request_id)
+        }
+        AppError::Unauthenticated => match &request.auth_error {
+            Some(reason) => format!("authentication required: {reason}"),
+            None => "authentication required: send 'Authorization: Bearer <token>'".to_owned(),
+        },
+        other => other.to_string(),
+    };
+    let code = code_of(&error);
+    async_graphql::Error::new(message).extend_with(|_, ext| {
+        ext.set("code", code.as_str());
+        match &error {
+            AppError::Validation { field, .. } => ext.set("field", field.as_str()),
+            AppError::Conflict { expected, actual } => {
+                ext.set("expectedVersion", *expected);
+                ext.set("actualVersion", *actual);
+            }
+            AppError::StaleRead { wanted, current } => {
+                ext.set("minVersion", *wanted);
+                ext.set("currentVersion", *current);
+            }
+            AppError::Internal(_) => ext.set("requestId", request.request_id.as_str()),
+            _ => {}
+        }
+    })
+}
+
+fn code_of(error: &AppError) -> ErrorCode {
+    match error {
+        AppError::Validation { .. } => ErrorCode::ValidationFailed,
+        AppError::NotFound(_) => ErrorCode::NotFound,
+        AppError::Conflict { .. } => ErrorCode::ConcurrencyConflict,
+        AppError::InvalidTransition(_) => ErrorCode::InvalidTransition,
+        AppError::Unauthenticated => ErrorCode::Unauthenticated,
+        AppError::Forbidden(_) => ErrorCode::Forbidden,
+        AppError::StaleRead { .. } => ErrorCode::StaleRead,
+        AppError::LimitExceeded(_) => ErrorCode::LimitExceeded,
+        AppError::Internal(_) => ErrorCode::Internal,
+    }
+}
+
+/// Gives every error of a response a code. Errors raised by resolvers carry theirs; the rest come
+/// from async-graphql rejecting the request (syntax, unknown fields, bad enum values, depth or
+/// complexity limits) and are the client's to fix.
+pub fn with_error_codes(mut response: Response) -> Response {
+    for error in &mut response.errors {
+        let has_code = error
+            .extensions
+            .as_ref()
+            .is_some_and(|ext| ext.get("code").is_some());
+        if has_code {
+            continue;
+        }
+        let limit = error.message.contains("too deep")
+            || error.message.contains("too complex")
+            || error.message.contains("limit");
+        let code = if limit {
+            ErrorCode::LimitExceeded
+        } else {
+            ErrorCode::ValidationFailed
+        };
+        error
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("code", Value::from(code.as_str()));
+    }
+    response
+}

@@ -1,0 +1,26 @@
+//! The GraphQL schema: queries, mutations and the types they return.
+
+mod context;
+mod error;
+mod mutation;
+mod query;
+mod task;
+
+use async_graphql::{EmptySubscription, Schema};
+
+pub use context::{RequestContext, Services};
+pub use error::{with_error_codes, ErrorCode};
+pub use mutation::MutationRoot;
+pub use query::QueryRoot;
+
+/// The schema type served at `/graphql`.
+pub type ChronicleSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+
+/// Builds the schema over `services`.
+pub fn build_schema(services: Services) -> ChronicleSchema {
+    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+        .data(services)
+        .limit_depth(12)
+        .limit_complexity(2_000)
+        .finish()
+}

@@ -1,0 +1,97 @@
+//! Read queries.
+
+use async_graphql::{Context, Object, ID};
+use chronicle_application::queries::TaskFilter as AppTaskFilter;
+use chronicle_application::AppError;
+use uuid::Uuid;
+
+use super::context::ContextExt;
+use super::error::to_graphql;
+use super::task::{decode_cursor, encode_cursor, PageInfo, Task, TaskConnection, TaskEdge, TaskFilter};
+
+/// Parses a task or report id; the field name goes into the error.
+pub fn parse_id(field: &str, id: &ID) -> Result<Uuid, AppError> {
+    id.parse::<Uuid>()
+        .map_err(|_| AppError::validation(field, "must be a UUID"))
+}
+
+/// Parses a version argument.
+pub fn parse_version(field: &str, version: Option<i64>) -> Result<Option<u64>, AppError> {
+    match version {
+        Some(v) if v < 0 => Err(AppError::validation(field, "must not be negative")),
+        other => Ok(other.map(|v| v as u64)),
+    }
+}
+
+/// The query root.
+pub struct QueryRoot;
+
+#[Object]
+impl QueryRoot {
+    /// One task by id. With `minVersion`, waits (bounded) until the read model reflects that
+    /// version, else answers `STALE_READ`.
+    async fn task(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        min_version: Option<i64>,
+    ) -> async_graphql::Result<Option<Task>> {
+        let request = ctx.request();
+        let run = async {
+            request.actor()?;
+            let id = parse_id("id", &id)?;
+            let min_version = parse_version("minVersion", min_version)?;
+            ctx.services().task_queries.get(id, min_version).await
+        };
+        run.await
+            .map(|view| view.map(Task))
+            .map_err(|e| to_graphql(e, request))
+    }
+
+    /// Tasks in creation order, filtered, paged by keyset cursors (`first` at most 100).
+    async fn tasks(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<TaskFilter>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<TaskConnection> {
+        let request = ctx.request();
+        let run = async {
+            request.actor()?;
+            let after = after.as_deref().map(decode_cursor).transpose()?;
+            let filter = filter.unwrap_or_default();
+            let filter = AppTaskFilter {
+                team_id: filter.team_id,
+                status: filter.status.map(Into::into),
+                assignee_id: filter.assignee_id,
+                priority: filter.priority.map(Into::into),
+                label: filter.label,
+                text: filter.text.filter(|t| !t.is_empty()),
+            };
+            ctx.services()
+                .task_queries
+                .list(&filter, first.map(i64::from), after)
+                .await
+        };
+        let page = run.await.map_err(|e| to_graphql(e, request))?;
+        let edges: Vec<TaskEdge> = page
+            .items
+            .into_iter()
+            .map(|view| TaskEdge {
+                cursor: encode_cursor(view.id),
+                node: Task(view),
+            })
+            .collect();
+        Ok(TaskConnection {
+            page_info: PageInfo {
+                has_next_page: page.has_next_page,
+                has_previous_page: after.is_some(),
+                start_cursor: edges.first().map(|e| e.cursor.clone()),
+                end_cursor: edges.last().map(|e| e.cursor.clone()),
+            },
+            edges,
+            total_count: page.total_count as i64,
+        })
+    }
+}

@@ -1,0 +1,292 @@
+//! GraphQL types of tasks.
+
+use async_graphql::{Context, Enum, InputObject, MaybeUndefined, Object, SimpleObject, ID};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use chronicle_application::projection::task::TaskView;
+use chronicle_application::AppError;
+use chronicle_domain::task;
+use uuid::Uuid;
+
+use super::context::ContextExt;
+use super::error::to_graphql;
+
+/// Where a task is in its lifecycle.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum TaskStatus {
+    /// Created or reopened, not started.
+    Open,
+    /// Being worked on.
+    InProgress,
+    /// Finished successfully.
+    Completed,
+    /// Finished unsuccessfully.
+    Failed,
+    /// Abandoned.
+    Cancelled,
+}
+
+impl From<task::TaskStatus> for TaskStatus {
+    fn from(status: task::TaskStatus) -> Self {
+        match status {
+            task::TaskStatus::Open => Self::Open,
+            task::TaskStatus::InProgress => Self::InProgress,
+            task::TaskStatus::Completed => Self::Completed,
+            task::TaskStatus::Failed => Self::Failed,
+            task::TaskStatus::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
+impl From<TaskStatus> for task::TaskStatus {
+    fn from(status: TaskStatus) -> Self {
+        match status {
+            TaskStatus::Open => Self::Open,
+            TaskStatus::InProgress => Self::InProgress,
+            TaskStatus::Completed => Self::Completed,
+            TaskStatus::Failed => Self::Failed,
+            TaskStatus::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
+/// How urgent a task is.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum Priority {
+    /// Whenever there is time.
+    Low,
+    /// The default.
+    Normal,
+    /// Before normal work.
+    High,
+    /// Drop everything.
+    Urgent,
+}
+
+impl From<task::Priority> for Priority {
+    fn from(priority: task::Priority) -> Self {
+        match priority {
+            task::Priority::Low => Self::Low,
+            task::Priority::Normal => Self::Normal,
+            task::Priority::High => Self::High,
+            task::Priority::Urgent => Self::Urgent,
+        }
+    }
+}
+
+impl From<Priority> for task::Priority {
+    fn from(priority: Priority) -> Self {
+        match priority {
+            Priority::Low => Self::Low,
+            Priority::Normal => Self::Normal,
+            Priority::High => Self::High,
+            Priority::Urgent => Self::Urgent,
+        }
+    }
+}
+
+/// A task, as the read model holds it.
+pub struct Task(pub TaskView);
+
+#[Object]
+impl Task {
+    /// The task's id (UUIDv7).
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// How many events the task has; pass it as `expectedVersion` to pin a change to this state.
+    async fn version(&self) -> i64 {
+        self.0.version as i64
+    }
+    async fn title(&self) -> &str {
+        &self.0.state.title
+    }
+    async fn description(&self) -> &str {
+        &self.0.state.description
+    }
+    async fn status(&self) -> TaskStatus {
+        self.0.state.status.into()
+    }
+    async fn team_id(&self) -> Option<String> {
+        self.0.state.team_id.as_ref().map(ToString::to_string)
+    }
+    async fn creator_id(&self) -> Option<String> {
+        self.0.state.creator_id.as_ref().map(ToString::to_string)
+    }
+    async fn assignee_id(&self) -> Option<String> {
+        self.0.state.assignee_id.as_ref().map(ToString::to_string)
+    }
+    async fn priority(&self) -> Priority {
+        self.0.state.priority.into()
+    }
+    async fn due_at(&self) -> Option<DateTime<Utc>> {
+        self.0.state.due_at
+    }
+    async fn labels(&self) -> &[String] {
+        &self.0.state.labels
+    }
+    async fn result(&self) -> Option<&str> {
+        self.0.state.result.as_deref()
+    }
+    async fn error(&self) -> Option<&str> {
+        self.0.state.error.as_deref()
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+}
+
+/// Filters of `tasks`; all given filters must match.
+#[derive(InputObject, Default)]
+pub struct TaskFilter {
+    /// Only this team.
+    pub team_id: Option<String>,
+    /// Only this status.
+    pub status: Option<TaskStatus>,
+    /// Only this assignee.
+    pub assignee_id: Option<String>,
+    /// Only this priority.
+    pub priority: Option<Priority>,
+    /// Only tasks with this label.
+    pub label: Option<String>,
+    /// Case-insensitive text in title or description.
+    pub text: Option<String>,
+}
+
+/// An edge of the task connection.
+#[derive(SimpleObject)]
+pub struct TaskEdge {
+    /// Opaque cursor: pass it as `after` to continue after this task.
+    pub cursor: String,
+    /// The task.
+    pub node: Task,
+}
+
+/// Relay page information.
+#[derive(SimpleObject)]
+pub struct PageInfo {
+    /// More tasks match after `endCursor`.
+    pub has_next_page: bool,
+    /// Whether tasks precede this page (always false when paging forward from the start).
+    pub has_previous_page: bool,
+    /// Cursor of the first edge.
+    pub start_cursor: Option<String>,
+    /// Cursor of the last edge.
+    pub end_cursor: Option<String>,
+}
+
+/// A page of tasks in creation order.
+#[derive(SimpleObject)]
+pub struct TaskConnection {
+    /// The tasks with their cursors.
+    pub edges: Vec<TaskEdge>,
+    /// Paging state.
+    pub page_info: PageInfo,
+    /// How many tasks match the filter in all.
+    pub total_count: i64,
+}
+
+/// Encodes a keyset cursor. Cursors name a task id, so they stay valid while tasks are added.
+pub fn encode_cursor(id: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(format!("task:{id}"))
+}
+
+/// Decodes a cursor from `encode_cursor`.
+pub fn decode_cursor(cursor: &str) -> Result<Uuid, AppError> {
+    let invalid = || AppError::validation("after", "is not a cursor returned by this API");
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    text.strip_prefix("task:")
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(invalid)
+}
+
+/// Input of `createTask`.
+#[derive(InputObject)]
+pub struct CreateTaskInput {
+    /// 1 to 200 characters, not blank.
+    pub title: String,
+    /// Up to 10,000 characters.
+    pub description: Option<String>,
+    /// The owning team.
+    pub team_id: String,
+    /// First assignee.
+    pub assignee_id: Option<String>,
+    /// Urgency (NORMAL by default).
+    pub priority: Option<Priority>,
+    /// Deadline.
+    pub due_at: Option<DateTime<Utc>>,
+    /// Up to 20 labels of up to 50 characters.
+    pub labels: Option<Vec<String>>,
+    /// Retrying with the same key answers the first result and writes nothing.
+    pub idempotency_key: Option<String>,
+}
+
+/// Input of `updateTask`: absent fields stay as they are; `dueAt: null` clears the deadline.
+#[derive(InputObject)]
+pub struct UpdateTaskInput {
+    /// New title.
+    pub title: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New priority.
+    pub priority: Option<Priority>,
+    /// New deadline; `null` clears it.
+    pub due_at: MaybeUndefined<DateTime<Utc>>,
+    /// New labels (replace the current ones).
+    pub labels: Option<Vec<String>>,
+}
+
+/// What a task mutation answers.
+pub struct TaskPayload {
+    /// The task's id.
+    pub id: Uuid,
+    /// Its version after the mutation.
+    pub version: u64,
+    /// Whether this is the stored answer of an earlier request with the same idempotency key.
+    pub replayed: bool,
+}
+
+#[Object]
+impl TaskPayload {
+    /// The task's id.
+    async fn id(&self) -> ID {
+        ID(self.id.to_string())
+    }
+    /// The task's version after the mutation.
+    async fn version(&self) -> i64 {
+        self.version as i64
+    }
+    /// True when an earlier request with the same idempotency key produced this answer.
+    async fn replayed(&self) -> bool {
+        self.replayed
+    }
+    /// The task at (at least) this version: waits, bounded, for the read model to catch up.
+    async fn task(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Task>> {
+        ctx.services()
+            .task_queries
+            .get(self.id, Some(self.version))
+            .await
+            .map(|view| view.map(Task))
+            .map_err(|e| to_graphql(e, ctx.request()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_a_validation_error() {
+        let id = Uuid::now_v7();
+        assert_eq!(decode_cursor(&encode_cursor(id)).unwrap(), id);
+        assert!(matches!(
+            decode_cursor("not-a-cursor"),
+            Err(AppError::Validation { .. })
+        ));
+    }
+}

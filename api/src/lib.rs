@@ -1,0 +1,10 @@
+//! Chronicle's edge: HTTP, GraphQL, authentication and process wiring.
+//!
+//! The `chronicle` binary (`main.rs`) parses the command line; [`app`] builds the services from
+//! settings and starts the background loops; [`http`] serves them.
+
+pub mod app;
+pub mod auth;
+pub mod graphql;
+pub mod http;
+pub mod telemetry;

@@ -1,0 +1,123 @@
+//! The `chronicle` binary.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use chronicle_api::app::{self, Parts};
+use chronicle_api::auth::{parse_ttl, Authenticator};
+use chronicle_api::telemetry;
+use chronicle_infrastructure::config::{AuthSettings, Settings};
+use chronicle_infrastructure::db;
+use clap::{Parser, Subcommand};
+
+/// Chronicle: event-sourced tasks and reports over GraphQL, Postgres and Kafka.
+///
+/// Settings come from the environment (and a `.env` file when present); see README.md.
+#[derive(Parser)]
+#[command(name = "chronicle", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the GraphQL API, outbox relay, projections and report worker.
+    Serve {
+        /// Run only these parts (comma-separated): api, relay, projections, worker.
+        #[arg(long, value_name = "PARTS", value_parser = Parts::parse)]
+        only: Option<Parts>,
+    },
+    /// Apply database migrations (idempotent).
+    Migrate,
+    /// Print a JWT signed with CHRONICLE_JWT_SECRET, for development and scripts.
+    Token {
+        /// The subject: the user id that becomes the actor of events.
+        #[arg(long)]
+        sub: String,
+        /// Roles, comma-separated: admin, auditor, member.
+        #[arg(long, value_delimiter = ',', default_value = "member")]
+        roles: Vec<String>,
+        /// Teams, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        teams: Vec<String>,
+        /// Lifetime, such as 30m, 8h or 7d.
+        #[arg(long, default_value = "8h", value_parser = parse_ttl)]
+        ttl: chrono::Duration,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("chronicle: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { only } => {
+            let settings = Settings::from_env()?;
+            telemetry::init(settings.log_json);
+            let service = app::start(&settings, only.unwrap_or(Parts::ALL)).await?;
+            if let Some(addr) = service.http_addr {
+                tracing::info!("GraphiQL at http://{addr}/graphql");
+            }
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            service.stop().await;
+            Ok(())
+        }
+        Command::Migrate => {
+            telemetry::init(false);
+            let url = Settings::database_url()?;
+            let pool = db::connect(&url, 2).await?;
+            db::migrate(&pool).await.context("applying migrations")?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Token {
+            sub,
+            roles,
+            teams,
+            ttl,
+        } => {
+            let secret = match Settings::from_env().map(|s| s.auth) {
+                Ok(AuthSettings::Hs256 { secret }) => secret,
+                _ => std::env::var("CHRONICLE_JWT_SECRET")
+                    .context("CHRONICLE_JWT_SECRET: is not set")?,
+            };
+            let token = Authenticator::hs256(&secret).issue(&sub, roles, teams, ttl)?;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
