@@ -23,7 +23,7 @@ use crate::auth::Authenticator;
 use crate::graphql::{build_schema, Services};
 use crate::http::{router, HttpState};
 
-/// The consumer group of the read-model projections.
+/// The consumer group of the read-model projections (under `KAFKA_TOPIC_PREFIX`).
 pub const PROJECTIONS_GROUP: &str = "chronicle-projections";
 
 /// Which parts of the service this process runs (`--only`).
@@ -106,8 +106,12 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningS
         .context("connecting to Postgres")?;
     db::migrate(&pool).await.context("applying migrations")?;
     let topics = Topics::new(settings.kafka.topic_prefix.clone());
+    let projections_group = topics.group(PROJECTIONS_GROUP);
     let mut all_topics = topics.event_topics();
-    all_topics.push(Topics::dead_letter(&topics.task_events(), PROJECTIONS_GROUP));
+    all_topics.push(Topics::dead_letter(
+        &topics.task_events(),
+        &projections_group,
+    ));
     ensure_topics(&settings.kafka, &all_topics)
         .await
         .context("creating Kafka topics")?;
@@ -140,7 +144,7 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningS
             .context("creating the dead-letter producer")?;
         let consumer = EventConsumer::new(
             &settings.kafka,
-            ConsumerOptions::projection(PROJECTIONS_GROUP, vec![topics.task_events()]),
+            ConsumerOptions::projection(projections_group, vec![topics.task_events()]),
             Arc::new(TaskProjector::new(views.clone())),
             producer,
         )
@@ -155,7 +159,10 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningS
                 topics.clone(),
                 settings.snapshot_every,
             )),
-            task_queries: Arc::new(TaskQueries::new(views.clone(), settings.read_your_writes_wait)),
+            task_queries: Arc::new(TaskQueries::new(
+                views.clone(),
+                settings.read_your_writes_wait,
+            )),
         };
         let authenticator = match &settings.auth {
             AuthSettings::Hs256 { secret } => Authenticator::hs256(secret),

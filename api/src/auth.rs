@@ -158,7 +158,12 @@ mod tests {
     fn issued_tokens_verify_and_forged_ones_do_not() {
         let auth = Authenticator::hs256("a-secret-of-at-least-thirty-two-bytes!!");
         let token = auth
-            .issue("u-1", vec!["member".into()], vec!["team-a".into()], chrono::Duration::hours(1))
+            .issue(
+                "u-1",
+                vec!["member".into()],
+                vec!["team-a".into()],
+                chrono::Duration::hours(1),
+            )
             .unwrap();
         let actor = auth
             .authenticate(Some(&format!("Bearer {token}")))
@@ -168,14 +173,18 @@ mod tests {
         assert_eq!(actor.teams, vec!["team-a"]);
 
         let other = Authenticator::hs256("another-secret-of-thirty-two-bytes!!!!");
-        assert!(other.authenticate(Some(&format!("Bearer {token}"))).is_err());
+        assert!(other
+            .authenticate(Some(&format!("Bearer {token}")))
+            .is_err());
         assert!(auth.authenticate(Some("Basic abc")).is_err());
         assert_eq!(auth.authenticate(None).unwrap(), None);
 
         let expired = auth
             .issue("u-1", vec![], vec![], chrono::Duration::hours(-2))
             .unwrap();
-        assert!(auth.authenticate(Some(&format!("Bearer {expired}"))).is_err());
+        assert!(auth
+            .authenticate(Some(&format!("Bearer {expired}")))
+            .is_err());
     }
 
     #[test]

@@ -12,8 +12,8 @@ use axum::{Json, Router};
 use chronicle_infrastructure::outbox::RelayStatus;
 use serde_json::json;
 use sqlx::PgPool;
-use tracing::Instrument;
 use tower_http::limit::RequestBodyLimitLayer;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::auth::Authenticator;

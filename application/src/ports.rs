@@ -80,8 +80,11 @@ pub struct AppendBatch {
 #[async_trait]
 pub trait EventStore: Send + Sync {
     /// Loads an aggregate's newest snapshot and the events after it.
-    async fn load(&self, aggregate_type: &str, aggregate_id: &str)
-        -> Result<LoadedStream, StoreError>;
+    async fn load(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<LoadedStream, StoreError>;
 
     /// Appends events, outbox rows, snapshot and idempotency record in one transaction.
     /// Fails with [`StoreError::Conflict`] when a sequence is already taken.

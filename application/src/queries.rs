@@ -58,7 +58,11 @@ impl TaskQueries {
 
     /// One task. With `min_version`, waits (bounded) until the read model reflects at least that
     /// version, then answers `STALE_READ` if it still does not.
-    pub async fn get(&self, id: Uuid, min_version: Option<u64>) -> Result<Option<TaskView>, AppError> {
+    pub async fn get(
+        &self,
+        id: Uuid,
+        min_version: Option<u64>,
+    ) -> Result<Option<TaskView>, AppError> {
         let Some(wanted) = min_version else {
             return Ok(self.store.get(id).await?);
         };

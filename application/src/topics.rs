@@ -38,6 +38,12 @@ impl Topics {
         vec![self.task_events(), self.report_events()]
     }
 
+    /// A consumer group id under the same prefix, so environments (and tests) sharing a broker
+    /// never join each other's groups.
+    pub fn group(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
     /// The dead-letter topic of a consumer group for a topic: `{topic}.{group}.dlq`.
     pub fn dead_letter(topic: &str, group: &str) -> String {
         format!("{topic}.{group}.dlq")

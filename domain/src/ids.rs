@@ -74,7 +74,10 @@ mod tests {
 
     #[test]
     fn accepts_ids_of_the_documented_alphabet() {
-        assert_eq!(TeamId::parse("teamId", "team-a.b_c").unwrap().as_str(), "team-a.b_c");
+        assert_eq!(
+            TeamId::parse("teamId", "team-a.b_c").unwrap().as_str(),
+            "team-a.b_c"
+        );
     }
 
     #[test]

@@ -51,7 +51,10 @@ impl std::fmt::Debug for KafkaSettings {
             .field("security_protocol", &self.security_protocol)
             .field("sasl_mechanism", &self.sasl_mechanism)
             .field("sasl_username", &self.sasl_username)
-            .field("sasl_password", &self.sasl_password.as_ref().map(|_| "<redacted>"))
+            .field(
+                "sasl_password",
+                &self.sasl_password.as_ref().map(|_| "<redacted>"),
+            )
             .field("ssl_ca_location", &self.ssl_ca_location)
             .finish()
     }
@@ -130,7 +133,10 @@ impl Settings {
 
     /// Reads and validates every setting.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let auth = match (var("CHRONICLE_AUTH").as_deref(), var("CHRONICLE_JWT_SECRET")) {
+        let auth = match (
+            var("CHRONICLE_AUTH").as_deref(),
+            var("CHRONICLE_JWT_SECRET"),
+        ) {
             (Some("disabled"), _) => AuthSettings::Disabled,
             (Some(other), _) if other != "jwt" => {
                 return Err(ConfigError {
@@ -190,15 +196,15 @@ impl Settings {
                 sasl_password: var("KAFKA_SASL_PASSWORD"),
                 ssl_ca_location: var("KAFKA_SSL_CA_LOCATION"),
             },
-            http_addr: parsed("CHRONICLE_HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            http_addr: parsed(
+                "CHRONICLE_HTTP_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], 8080)),
+            )?,
             auth,
             snapshot_every: parsed("CHRONICLE_SNAPSHOT_EVERY", 100)?,
             log_json,
             outbox_retention: Duration::from_secs(parsed("CHRONICLE_OUTBOX_RETENTION_SECS", 3600)?),
-            read_your_writes_wait: Duration::from_millis(parsed(
-                "CHRONICLE_READ_WAIT_MS",
-                2000,
-            )?),
+            read_your_writes_wait: Duration::from_millis(parsed("CHRONICLE_READ_WAIT_MS", 2000)?),
         })
     }
 }

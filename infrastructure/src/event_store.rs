@@ -129,15 +129,51 @@ impl EventStore for PgEventStore {
             .bind(&batch.aggregate_type)
             .bind(&batch.aggregate_id)
             .bind(events.iter().map(|e| e.sequence as i64).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.event_type.clone()).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.event_version.clone()).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.payload.clone()).collect::<Vec<Value>>())
-            .bind(events.iter().map(|e| e.metadata.clone()).collect::<Vec<Value>>())
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.event_type.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.event_version.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.payload.clone())
+                    .collect::<Vec<Value>>(),
+            )
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.metadata.clone())
+                    .collect::<Vec<Value>>(),
+            )
             .bind(events.iter().map(|e| e.event_id).collect::<Vec<Uuid>>())
-            .bind(events.iter().map(|e| e.recorded_at).collect::<Vec<DateTime<Utc>>>())
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.recorded_at)
+                    .collect::<Vec<DateTime<Utc>>>(),
+            )
             .bind(events.iter().map(|e| e.hash.clone()).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.previous_hash.clone()).collect::<Vec<_>>())
-            .bind(batch.outbox.iter().map(|o| o.topic.clone()).collect::<Vec<_>>())
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.previous_hash.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                batch
+                    .outbox
+                    .iter()
+                    .map(|o| o.topic.clone())
+                    .collect::<Vec<_>>(),
+            )
             .bind(
                 batch
                     .outbox
@@ -145,7 +181,13 @@ impl EventStore for PgEventStore {
                     .map(|o| headers_json(&o.headers))
                     .collect::<Vec<Value>>(),
             )
-            .bind(batch.outbox.iter().map(|o| o.payload.clone()).collect::<Vec<Value>>())
+            .bind(
+                batch
+                    .outbox
+                    .iter()
+                    .map(|o| o.payload.clone())
+                    .collect::<Vec<Value>>(),
+            )
             .bind(snapshot.map(|s| s.last_sequence as i64))
             .bind(snapshot.map(|s| s.last_sequence as i64))
             .bind(snapshot.map(|s| s.payload.clone()))

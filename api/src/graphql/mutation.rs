@@ -103,7 +103,15 @@ impl MutationRoot {
             due_at,
             labels: input.labels,
         });
-        Self::run(ctx, "updateTask", &id, command, expected_version, idempotency_key).await
+        Self::run(
+            ctx,
+            "updateTask",
+            &id,
+            command,
+            expected_version,
+            idempotency_key,
+        )
+        .await
     }
 
     /// Makes someone responsible for the task.
@@ -116,7 +124,15 @@ impl MutationRoot {
         idempotency_key: Option<String>,
     ) -> async_graphql::Result<TaskPayload> {
         let command = TaskCommand::Assign { assignee_id };
-        Self::run(ctx, "assignTask", &id, command, expected_version, idempotency_key).await
+        Self::run(
+            ctx,
+            "assignTask",
+            &id,
+            command,
+            expected_version,
+            idempotency_key,
+        )
+        .await
     }
 
     /// Makes nobody responsible for the task.
@@ -128,7 +144,15 @@ impl MutationRoot {
         idempotency_key: Option<String>,
     ) -> async_graphql::Result<TaskPayload> {
         let command = TaskCommand::Unassign;
-        Self::run(ctx, "unassignTask", &id, command, expected_version, idempotency_key).await
+        Self::run(
+            ctx,
+            "unassignTask",
+            &id,
+            command,
+            expected_version,
+            idempotency_key,
+        )
+        .await
     }
 
     /// Open → in progress.
@@ -140,7 +164,15 @@ impl MutationRoot {
         idempotency_key: Option<String>,
     ) -> async_graphql::Result<TaskPayload> {
         let command = TaskCommand::Start;
-        Self::run(ctx, "startTask", &id, command, expected_version, idempotency_key).await
+        Self::run(
+            ctx,
+            "startTask",
+            &id,
+            command,
+            expected_version,
+            idempotency_key,
+        )
+        .await
     }
 
     /// In progress → completed, with an optional result.
@@ -153,7 +185,15 @@ impl MutationRoot {
         idempotency_key: Option<String>,
     ) -> async_graphql::Result<TaskPayload> {
         let command = TaskCommand::Complete { result };
-        Self::run(ctx, "completeTask", &id, command, expected_version, idempotency_key).await
+        Self::run(
+            ctx,
+            "completeTask",
+            &id,
+            command,
+            expected_version,
+            idempotency_key,
+        )
+        .await
     }
 
     /// In progress → failed, with the error.
@@ -166,7 +206,15 @@ impl MutationRoot {
         idempotency_key: Option<String>,
     ) -> async_graphql::Result<TaskPayload> {
         let command = TaskCommand::Fail { error };
-        Self::run(ctx, "failTask", &id, command, expected_version, idempotency_key).await
+        Self::run(
+            ctx,
+            "failTask",
+            &id,
+            command,
+            expected_version,
+            idempotency_key,
+        )
+        .await
     }
 
     /// Open or in progress → cancelled.
@@ -179,7 +227,15 @@ impl MutationRoot {
         idempotency_key: Option<String>,
     ) -> async_graphql::Result<TaskPayload> {
         let command = TaskCommand::Cancel { reason };
-        Self::run(ctx, "cancelTask", &id, command, expected_version, idempotency_key).await
+        Self::run(
+            ctx,
+            "cancelTask",
+            &id,
+            command,
+            expected_version,
+            idempotency_key,
+        )
+        .await
     }
 
     /// Completed, failed or cancelled → open; clears the outcome.
@@ -191,6 +247,14 @@ impl MutationRoot {
         idempotency_key: Option<String>,
     ) -> async_graphql::Result<TaskPayload> {
         let command = TaskCommand::Reopen;
-        Self::run(ctx, "reopenTask", &id, command, expected_version, idempotency_key).await
+        Self::run(
+            ctx,
+            "reopenTask",
+            &id,
+            command,
+            expected_version,
+            idempotency_key,
+        )
+        .await
     }
 }

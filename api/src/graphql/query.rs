@@ -7,7 +7,9 @@ use uuid::Uuid;
 
 use super::context::ContextExt;
 use super::error::to_graphql;
-use super::task::{decode_cursor, encode_cursor, PageInfo, Task, TaskConnection, TaskEdge, TaskFilter};
+use super::task::{
+    decode_cursor, encode_cursor, PageInfo, Task, TaskConnection, TaskEdge, TaskFilter,
+};
 
 /// Parses a task or report id; the field name goes into the error.
 pub fn parse_id(field: &str, id: &ID) -> Result<Uuid, AppError> {

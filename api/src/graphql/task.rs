@@ -3,10 +3,10 @@
 use async_graphql::{Context, Enum, InputObject, MaybeUndefined, Object, SimpleObject, ID};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chrono::{DateTime, Utc};
 use chronicle_application::projection::task::TaskView;
 use chronicle_application::AppError;
 use chronicle_domain::task;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::context::ContextExt;

@@ -83,7 +83,10 @@ where
         options: &ExecuteOptions,
         metadata: &CommandMetadata,
     ) -> Result<CommandOutcome, AppError> {
-        if let Some(previous) = self.previous_result(aggregate_id, options, metadata).await? {
+        if let Some(previous) = self
+            .previous_result(aggregate_id, options, metadata)
+            .await?
+        {
             return Ok(previous);
         }
         let mut attempt = 0;
@@ -246,13 +249,16 @@ where
                 })
                 .map_err(|e| AppError::Internal(format!("serialize snapshot: {e}")))
         });
-        let idempotency = metadata.idempotency_key.as_ref().map(|key| IdempotencyRecord {
-            actor_id: metadata.actor_id.clone(),
-            key: key.clone(),
-            command: options.command_name.to_owned(),
-            aggregate_id: aggregate_id.to_owned(),
-            version: new_version,
-        });
+        let idempotency = metadata
+            .idempotency_key
+            .as_ref()
+            .map(|key| IdempotencyRecord {
+                actor_id: metadata.actor_id.clone(),
+                key: key.clone(),
+                command: options.command_name.to_owned(),
+                aggregate_id: aggregate_id.to_owned(),
+                version: new_version,
+            });
         self.store
             .append(AppendBatch {
                 aggregate_type: A::TYPE.to_owned(),
@@ -271,7 +277,8 @@ where
     }
 
     fn snapshot_due(&self, old_version: u64, new_version: u64) -> bool {
-        self.snapshot_every > 0 && new_version / self.snapshot_every > old_version / self.snapshot_every
+        self.snapshot_every > 0
+            && new_version / self.snapshot_every > old_version / self.snapshot_every
     }
 
     /// Gives decided events their ids, sequences, time and hash-chain links.

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use chronicle_domain::task::{Task, TaskEvent};
+use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use uuid::Uuid;
 
@@ -38,8 +38,8 @@ pub struct TaskView {
 /// The result of folding one event into a row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fold {
-    /// The row changed.
-    Applied(TaskView),
+    /// The row changed (boxed: rows are large, the other outcomes tiny).
+    Applied(Box<TaskView>),
     /// The row already reflects this sequence (a redelivery).
     AlreadyApplied,
     /// The event does not follow the row's version: an earlier event is missing.
@@ -91,7 +91,7 @@ pub fn fold(current: Option<&TaskView>, message: &EventMessage, event: TaskEvent
     view.state.apply(event);
     view.version = message.sequence;
     view.updated_at = at;
-    Fold::Applied(view)
+    Fold::Applied(Box::new(view))
 }
 
 /// Applies batches of task events to the read model through a [`TaskViewStore`].
@@ -142,7 +142,12 @@ impl TaskProjector {
         for (message, event) in decoded {
             let Ok(id) = message.aggregate_id.parse::<Uuid>() else {
                 self.store
-                    .record_failure(TASK_PROJECTION, message.event_id, "aggregate id is not a UUID", &serde_json::to_value(message).unwrap_or_default())
+                    .record_failure(
+                        TASK_PROJECTION,
+                        message.event_id,
+                        "aggregate id is not a UUID",
+                        &serde_json::to_value(message).unwrap_or_default(),
+                    )
                     .await?;
                 continue;
             };
@@ -152,7 +157,7 @@ impl TaskProjector {
                     if !dirty.contains(&id) {
                         dirty.push(id);
                     }
-                    rows.insert(id, view);
+                    rows.insert(id, *view);
                 }
                 Fold::AlreadyApplied => outcome.skipped += 1,
                 Fold::Gap { have, got } => {
@@ -230,7 +235,10 @@ mod tests {
             panic!("create not applied")
         };
         assert_eq!((view.version, view.state.title.as_str()), (1, "t"));
-        assert_eq!(fold(Some(&view), &first, decode(&first)), Fold::AlreadyApplied);
+        assert_eq!(
+            fold(Some(&view), &first, decode(&first)),
+            Fold::AlreadyApplied
+        );
         let third = message(3, "TaskStarted", json!({}));
         assert_eq!(
             fold(Some(&view), &third, decode(&third)),

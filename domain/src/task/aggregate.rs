@@ -163,7 +163,11 @@ impl Task {
                 labels: None,
             }
         );
-        Ok(if nothing_changed { vec![] } else { vec![changed] })
+        Ok(if nothing_changed {
+            vec![]
+        } else {
+            vec![changed]
+        })
     }
 
     fn assign(&self, raw_assignee: &str) -> Result<Vec<TaskEvent>, DomainError> {

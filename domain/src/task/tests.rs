@@ -202,7 +202,11 @@ fn update_that_changes_nothing_emits_nothing() {
 
 #[test]
 fn update_of_a_finished_task_is_an_invalid_transition() {
-    for status in [TaskStatus::Completed, TaskStatus::Failed, TaskStatus::Cancelled] {
+    for status in [
+        TaskStatus::Completed,
+        TaskStatus::Failed,
+        TaskStatus::Cancelled,
+    ] {
         TaskTest::with(())
             .given(given_in(status))
             .when(TaskCommand::UpdateDetails(UpdateTaskDetails {
@@ -266,7 +270,11 @@ fn unassign_emits_only_when_someone_is_assigned() {
 
 #[test]
 fn assignment_changes_are_refused_on_finished_tasks() {
-    for status in [TaskStatus::Completed, TaskStatus::Failed, TaskStatus::Cancelled] {
+    for status in [
+        TaskStatus::Completed,
+        TaskStatus::Failed,
+        TaskStatus::Cancelled,
+    ] {
         TaskTest::with(())
             .given(given_in(status))
             .when(TaskCommand::Assign {
@@ -310,7 +318,11 @@ fn start_is_refused_unless_open_and_repeats_are_no_ops() {
         .given(given_in(TaskStatus::InProgress))
         .when(TaskCommand::Start)
         .then_expect_events(vec![]);
-    for status in [TaskStatus::Completed, TaskStatus::Failed, TaskStatus::Cancelled] {
+    for status in [
+        TaskStatus::Completed,
+        TaskStatus::Failed,
+        TaskStatus::Cancelled,
+    ] {
         TaskTest::with(())
             .given(given_in(status))
             .when(TaskCommand::Start)
@@ -334,7 +346,11 @@ fn complete_requires_in_progress() {
 
 #[test]
 fn fail_requires_in_progress_and_an_error() {
-    for status in [TaskStatus::Open, TaskStatus::Completed, TaskStatus::Cancelled] {
+    for status in [
+        TaskStatus::Open,
+        TaskStatus::Completed,
+        TaskStatus::Cancelled,
+    ] {
         TaskTest::with(())
             .given(given_in(status))
             .when(TaskCommand::Fail { error: "x".into() })
@@ -368,7 +384,11 @@ fn cancel_from_open_or_in_progress_only() {
 
 #[test]
 fn reopen_from_finished_states_only() {
-    for status in [TaskStatus::Completed, TaskStatus::Failed, TaskStatus::Cancelled] {
+    for status in [
+        TaskStatus::Completed,
+        TaskStatus::Failed,
+        TaskStatus::Cancelled,
+    ] {
         TaskTest::with(())
             .given(given_in(status))
             .when(TaskCommand::Reopen)

@@ -71,9 +71,11 @@ pub struct EventConsumer {
 /// Why a message could not even be decoded.
 fn decode(message: &OwnedMessage) -> Result<EventMessage, String> {
     for required in ["ce_id", "ce_type"] {
-        let present = message
-            .headers()
-            .is_some_and(|headers| headers.iter().any(|h| h.key == required && h.value.is_some()));
+        let present = message.headers().is_some_and(|headers| {
+            headers
+                .iter()
+                .any(|h| h.key == required && h.value.is_some())
+        });
         if !present {
             return Err(format!("missing header {required}"));
         }
@@ -92,7 +94,10 @@ impl EventConsumer {
     ) -> Result<Self, InfraError> {
         let consumer: StreamConsumer = super::client::consumer_config(settings, &options.group)
             .create()
-            .map_err(InfraError::kafka(format!("create consumer {}", options.group)))?;
+            .map_err(InfraError::kafka(format!(
+                "create consumer {}",
+                options.group
+            )))?;
         let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&topics)
@@ -137,10 +142,11 @@ impl EventConsumer {
                 break; // interrupted by shutdown: offsets stay unstored, the batch is redelivered
             }
             for message in &batch {
-                if let Err(error) =
-                    self.consumer
-                        .store_offset(message.topic(), message.partition(), message.offset())
-                {
+                if let Err(error) = self.consumer.store_offset(
+                    message.topic(),
+                    message.partition(),
+                    message.offset(),
+                ) {
                     // The partition was revoked meanwhile; its new owner re-reads the message
                     // and the handler's idempotence makes that harmless.
                     tracing::debug!(%error, "offset not stored");
@@ -177,7 +183,11 @@ impl EventConsumer {
                 // Isolate the poison: each message alone, so its neighbours still get through.
                 for (event, raw) in events.iter().zip(&raws) {
                     match self
-                        .attempt(std::slice::from_ref(event), std::slice::from_ref(raw), shutdown)
+                        .attempt(
+                            std::slice::from_ref(event),
+                            std::slice::from_ref(raw),
+                            shutdown,
+                        )
                         .await
                     {
                         Delivery::Done => {}

@@ -319,7 +319,9 @@ impl OutboxRelay {
                 .bind(&published)
                 .execute(&self.pool)
                 .await
-                .map_err(|e| RoundError::Database(InfraError::db("mark outbox rows published")(e)))?;
+                .map_err(|e| {
+                    RoundError::Database(InfraError::db("mark outbox rows published")(e))
+                })?;
             self.status
                 .published
                 .fetch_add(published.len() as u64, Ordering::Relaxed);

@@ -117,17 +117,74 @@ impl TaskViewStore for PgTaskViews {
         )
         .bind(views.iter().map(|v| v.id).collect::<Vec<_>>())
         .bind(views.iter().map(|v| v.version as i64).collect::<Vec<_>>())
-        .bind(views.iter().map(|v| v.state.title.clone()).collect::<Vec<_>>())
-        .bind(views.iter().map(|v| v.state.description.clone()).collect::<Vec<_>>())
-        .bind(views.iter().map(|v| v.state.status.as_str()).collect::<Vec<_>>())
-        .bind(views.iter().map(|v| v.state.team_id.as_ref().map(|t| t.to_string()).unwrap_or_default()).collect::<Vec<_>>())
-        .bind(views.iter().map(|v| v.state.creator_id.as_ref().map(|c| c.to_string()).unwrap_or_default()).collect::<Vec<_>>())
-        .bind(views.iter().map(|v| v.state.assignee_id.as_ref().map(|a| a.to_string())).collect::<Vec<_>>())
-        .bind(views.iter().map(|v| v.state.priority.as_str()).collect::<Vec<_>>())
+        .bind(
+            views
+                .iter()
+                .map(|v| v.state.title.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            views
+                .iter()
+                .map(|v| v.state.description.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            views
+                .iter()
+                .map(|v| v.state.status.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            views
+                .iter()
+                .map(|v| {
+                    v.state
+                        .team_id
+                        .as_ref()
+                        .map(|t| t.to_string())
+                        .unwrap_or_default()
+                })
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            views
+                .iter()
+                .map(|v| {
+                    v.state
+                        .creator_id
+                        .as_ref()
+                        .map(|c| c.to_string())
+                        .unwrap_or_default()
+                })
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            views
+                .iter()
+                .map(|v| v.state.assignee_id.as_ref().map(|a| a.to_string()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            views
+                .iter()
+                .map(|v| v.state.priority.as_str())
+                .collect::<Vec<_>>(),
+        )
         .bind(views.iter().map(|v| v.state.due_at).collect::<Vec<_>>())
         .bind(labels)
-        .bind(views.iter().map(|v| v.state.result.clone()).collect::<Vec<_>>())
-        .bind(views.iter().map(|v| v.state.error.clone()).collect::<Vec<_>>())
+        .bind(
+            views
+                .iter()
+                .map(|v| v.state.result.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            views
+                .iter()
+                .map(|v| v.state.error.clone())
+                .collect::<Vec<_>>(),
+        )
         .bind(views.iter().map(|v| v.created_at).collect::<Vec<_>>())
         .bind(views.iter().map(|v| v.updated_at).collect::<Vec<_>>())
         .bind(views.iter().map(|v| v.started_at).collect::<Vec<_>>())
@@ -185,7 +242,9 @@ fn push_filter(query: &mut QueryBuilder<'_, Postgres>, filter: &TaskFilter) {
         query.push(" AND status = ").push_bind(status.as_str());
     }
     if let Some(assignee) = &filter.assignee_id {
-        query.push(" AND assignee_id = ").push_bind(assignee.clone());
+        query
+            .push(" AND assignee_id = ")
+            .push_bind(assignee.clone());
     }
     if let Some(priority) = filter.priority {
         query.push(" AND priority = ").push_bind(priority.as_str());

@@ -1,0 +1,162 @@
+# Shared set-up for ./scripts/dev and ./scripts/test: installs what is missing and starts the
+# services the project needs, reusing what is already there. Source it; do not run it.
+#
+# After `chronicle_setup`, these are exported:
+#   CHRONICLE_ADMIN_URL  a Postgres URL with the right to create databases
+#   KAFKA_BROKERS        bootstrap servers of a Kafka-protocol broker
+#   TANSU_BIN            a Tansu binary (tests start private brokers with it)
+
+set -euo pipefail
+
+CHRONICLE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CHRONICLE_STATE="${CHRONICLE_STATE_DIR:-/var/tmp/chronicle}"
+TANSU_VERSION="0.6.0"
+PRIVATE_PG_PORT="${CHRONICLE_PRIVATE_PG_PORT:-54329}"
+mkdir -p "$CHRONICLE_STATE"
+
+log() { printf '\033[1;34m[chronicle]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31m[chronicle]\033[0m %s\n' "$*" >&2; exit 1; }
+
+apt_updated=0
+apt_install() {
+  if [ "$(id -u)" != 0 ]; then
+    die "missing packages: $*; install them (apt-get install $*) or run as root"
+  fi
+  if [ "$apt_updated" = 0 ]; then
+    log "apt-get update"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    apt_updated=1
+  fi
+  log "installing $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# Build needs of the bundled librdkafka (make, a C/C++ compiler) and of its TLS/zlib support.
+ensure_build_deps() {
+  local missing=()
+  for pkg in build-essential pkg-config libssl-dev zlib1g-dev; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  [ "${#missing[@]}" = 0 ] || apt_install "${missing[@]}"
+  command -v cargo >/dev/null || die "cargo is not installed: install Rust with rustup first"
+}
+
+ensure_nextest() {
+  if ! cargo nextest --version >/dev/null 2>&1; then
+    log "installing cargo-nextest"
+    cargo install cargo-nextest --locked
+  fi
+}
+
+# Tansu: a Kafka-protocol broker built from crates.io; cached in cargo's bin directory.
+ensure_tansu() {
+  local cargo_bin="${CARGO_HOME:-$HOME/.cargo}/bin"
+  if [ -x "$cargo_bin/tansu" ]; then
+    TANSU_BIN="$cargo_bin/tansu"
+  elif command -v tansu >/dev/null; then
+    TANSU_BIN="$(command -v tansu)"
+  else
+    log "installing tansu $TANSU_VERSION (about 10 minutes, once)"
+    cargo install tansu --version "$TANSU_VERSION" --features dynostore,postgres --locked
+    TANSU_BIN="$cargo_bin/tansu"
+  fi
+  export TANSU_BIN
+}
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+wait_for_port() {
+  local host="$1" port="$2" what="$3"
+  for _ in $(seq 1 100); do
+    port_open "$host" "$port" && return 0
+    sleep 0.2
+  done
+  die "$what did not start listening on $host:$port"
+}
+
+# Postgres: DATABASE_URL's server if set; else a server on 127.0.0.1:5432 if one answers; else a
+# private cluster initialised (as the postgres user when running as root) and started here.
+ensure_postgres() {
+  if [ -n "${DATABASE_URL:-}" ]; then
+    CHRONICLE_ADMIN_URL="${CHRONICLE_ADMIN_URL:-$DATABASE_URL}"
+  elif port_open 127.0.0.1 5432; then
+    CHRONICLE_ADMIN_URL="${CHRONICLE_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+  else
+    start_private_postgres
+    CHRONICLE_ADMIN_URL="postgres://postgres@127.0.0.1:$PRIVATE_PG_PORT/postgres"
+  fi
+  command -v psql >/dev/null || apt_install postgresql-client
+  psql "$CHRONICLE_ADMIN_URL" -qAtc 'SELECT 1' >/dev/null \
+    || die "cannot connect to Postgres at $CHRONICLE_ADMIN_URL"
+  export CHRONICLE_ADMIN_URL
+}
+
+as_postgres() {
+  if [ "$(id -u)" = 0 ]; then
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+start_private_postgres() {
+  local bindir
+  bindir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
+  if [ -z "$bindir" ]; then
+    apt_install postgresql
+    bindir="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
+  fi
+  local data="$CHRONICLE_STATE/pg"
+  if [ ! -s "$data/PG_VERSION" ]; then
+    log "initialising a private Postgres cluster in $data"
+    mkdir -p "$data"
+    [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$CHRONICLE_STATE" "$data"
+    as_postgres "$bindir/initdb" -D "$data" -U postgres -A trust >/dev/null
+  fi
+  if ! port_open 127.0.0.1 "$PRIVATE_PG_PORT"; then
+    log "starting the private Postgres on 127.0.0.1:$PRIVATE_PG_PORT"
+    as_postgres "$bindir/pg_ctl" -D "$data" -l "$data/server.log" -w \
+      -o "-p $PRIVATE_PG_PORT -k /tmp -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null
+  fi
+  wait_for_port 127.0.0.1 "$PRIVATE_PG_PORT" "Postgres"
+}
+
+# The broker: KAFKA_BROKERS if set; else whatever answers on 127.0.0.1:9092; else Tansu.
+ensure_kafka() {
+  if [ -n "${KAFKA_BROKERS:-}" ]; then
+    export KAFKA_BROKERS
+    return
+  fi
+  KAFKA_BROKERS="127.0.0.1:9092"
+  if ! port_open 127.0.0.1 9092; then
+    log "starting Tansu on 127.0.0.1:9092 (log: $CHRONICLE_STATE/tansu.log)"
+    nohup "$TANSU_BIN" broker \
+      --listener-url tcp://127.0.0.1:9092 \
+      --advertised-listener-url tcp://127.0.0.1:9092 \
+      >"$CHRONICLE_STATE/tansu.log" 2>&1 &
+    wait_for_port 127.0.0.1 9092 "Tansu"
+  fi
+  export KAFKA_BROKERS
+}
+
+# Creates database $1 on the admin server if missing and prints its URL.
+ensure_database() {
+  local name="$1"
+  local exists
+  exists="$(psql "$CHRONICLE_ADMIN_URL" -qAtc "SELECT 1 FROM pg_database WHERE datname = '$name'")"
+  [ "$exists" = 1 ] || psql "$CHRONICLE_ADMIN_URL" -qc "CREATE DATABASE \"$name\"" >/dev/null
+  # Replace the database part of the admin URL (keeps user, host, port and parameters).
+  python3 - "$CHRONICLE_ADMIN_URL" "$name" <<'PY'
+import sys, urllib.parse as u
+url, name = sys.argv[1], sys.argv[2]
+p = u.urlsplit(url)
+print(u.urlunsplit((p.scheme, p.netloc, "/" + name, p.query, p.fragment)))
+PY
+}
+
+chronicle_setup() {
+  ensure_build_deps
+  ensure_tansu
+  ensure_postgres
+  ensure_kafka
+}

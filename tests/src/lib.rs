@@ -1,0 +1,303 @@
+//! Test helpers: a whole Chronicle service per test, isolated by database and topic prefix.
+//!
+//! Every test gets its own Postgres database (`chronicle_test_*`) and its own Kafka topic and
+//! consumer-group prefix on the shared broker, so tests run in parallel without seeing each
+//! other. Nothing is mocked: the service is the real one, started in-process.
+//!
+//! Environment: `CHRONICLE_ADMIN_URL` (a Postgres URL allowed to create databases; defaults to
+//! the local server) and `KAFKA_BROKERS` (default `127.0.0.1:9092`), both set by
+//! `./scripts/test`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use chronicle_api::app::{self, Parts, RunningService};
+use chronicle_api::auth::Authenticator;
+use chronicle_infrastructure::config::{AuthSettings, KafkaSettings, Settings};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::ClientConfig;
+use serde_json::{json, Value};
+use sqlx::{Connection, PgConnection, PgPool};
+use uuid::Uuid;
+
+/// The JWT secret of test services.
+pub const TEST_SECRET: &str = "chronicle-test-secret-0123456789abcdef";
+
+/// The Postgres URL tests create their databases with.
+pub fn admin_url() -> String {
+    std::env::var("CHRONICLE_ADMIN_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// The broker tests use.
+pub fn brokers() -> String {
+    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let base = base.rsplit_once('/').map_or(base, |(head, _)| head);
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// A fresh, empty database; dropped by `./scripts/test` on the next run.
+pub async fn create_database() -> anyhow::Result<String> {
+    let name = format!("chronicle_test_{}", Uuid::now_v7().simple());
+    let mut admin = PgConnection::connect(&admin_url())
+        .await
+        .context("connect to the admin database (CHRONICLE_ADMIN_URL)")?;
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut admin)
+        .await?;
+    Ok(with_database(&admin_url(), &name))
+}
+
+/// Settings of a test service on `database_url`, with its own topic prefix.
+pub fn test_settings(database_url: &str, brokers: &str) -> Settings {
+    Settings {
+        database_url: database_url.to_owned(),
+        database_max_connections: 8,
+        kafka: KafkaSettings {
+            brokers: brokers.to_owned(),
+            topic_prefix: format!("t{}.", Uuid::now_v7().simple()),
+            partitions: 3,
+            replication_factor: 1,
+            security_protocol: "plaintext".to_owned(),
+            sasl_mechanism: None,
+            sasl_username: None,
+            sasl_password: None,
+            ssl_ca_location: None,
+        },
+        http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        auth: AuthSettings::Hs256 {
+            secret: TEST_SECRET.to_owned(),
+        },
+        snapshot_every: 5,
+        log_json: false,
+        outbox_retention: Duration::from_secs(3600),
+        read_your_writes_wait: Duration::from_secs(15),
+    }
+}
+
+/// A running Chronicle with an HTTP client and a direct database handle for assertions.
+pub struct TestApp {
+    /// The service's settings (topic prefix, database).
+    pub settings: Settings,
+    /// Base URL of the API.
+    pub base_url: String,
+    /// A pool on the service's database, for assertions on what was stored.
+    pub db: PgPool,
+    /// An admin token (subject `u-admin`).
+    pub admin_token: String,
+    http: reqwest::Client,
+    service: Option<RunningService>,
+}
+
+impl TestApp {
+    /// Starts every part of the service on a new database and topic prefix.
+    pub async fn spawn() -> anyhow::Result<Self> {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Like [`TestApp::spawn`], after `adjust` changed the settings.
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> anyhow::Result<Self> {
+        chronicle_api::telemetry::init(false);
+        let database_url = create_database().await?;
+        let mut settings = test_settings(&database_url, &brokers());
+        adjust(&mut settings);
+        let service = app::start(&settings, Parts::ALL).await?;
+        let addr = service.http_addr.context("the API did not start")?;
+        let db = PgPool::connect(&settings.database_url).await?;
+        let mut app = Self {
+            base_url: format!("http://{addr}"),
+            db,
+            admin_token: String::new(),
+            http: reqwest::Client::new(),
+            service: Some(service),
+            settings,
+        };
+        app.admin_token = app.token("u-admin", &["admin"], &["team-a", "team-b"]);
+        Ok(app)
+    }
+
+    /// A token for `sub` with roles and teams.
+    pub fn token(&self, sub: &str, roles: &[&str], teams: &[&str]) -> String {
+        Authenticator::hs256(TEST_SECRET)
+            .issue(
+                sub,
+                roles.iter().map(|r| r.to_string()).collect(),
+                teams.iter().map(|t| t.to_string()).collect(),
+                chrono::Duration::hours(1),
+            )
+            .expect("sign test token")
+    }
+
+    /// Posts a GraphQL request with an optional bearer token; returns the whole response body.
+    pub async fn graphql_as(
+        &self,
+        token: Option<&str>,
+        query: &str,
+        variables: Value,
+    ) -> anyhow::Result<Value> {
+        let mut request = self
+            .http
+            .post(format!("{}/graphql", self.base_url))
+            .json(&json!({"query": query, "variables": variables}));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await?;
+        Ok(response.json().await?)
+    }
+
+    /// Posts a GraphQL request as the admin.
+    pub async fn graphql(&self, query: &str, variables: Value) -> anyhow::Result<Value> {
+        self.graphql_as(Some(&self.admin_token.clone()), query, variables)
+            .await
+    }
+
+    /// Posts a request that must succeed and returns its `data`.
+    pub async fn data(&self, query: &str, variables: Value) -> anyhow::Result<Value> {
+        let body = self.graphql(query, variables).await?;
+        if body.get("errors").is_some_and(|e| !e.is_null()) {
+            bail!("unexpected errors: {body}");
+        }
+        Ok(body["data"].clone())
+    }
+
+    /// Creates a task and returns its id.
+    pub async fn create_task(&self, title: &str, team: &str) -> anyhow::Result<String> {
+        let data = self
+            .data(
+                "mutation($input: CreateTaskInput!) { createTask(input: $input) { id version } }",
+                json!({"input": {"title": title, "teamId": team}}),
+            )
+            .await?;
+        Ok(data["createTask"]["id"]
+            .as_str()
+            .context("createTask returned no id")?
+            .to_owned())
+    }
+
+    /// Number of rows in the events table.
+    pub async fn event_count(&self) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.db)
+            .await?)
+    }
+
+    /// Waits until the read model holds `task_id` at `version`.
+    pub async fn wait_for_version(&self, task_id: &str, version: i64) -> anyhow::Result<Value> {
+        let data = self
+            .data(
+                "query($id: ID!, $v: Int) { task(id: $id, minVersion: $v) { id version status title assigneeId labels } }",
+                json!({"id": task_id, "v": version}),
+            )
+            .await?;
+        Ok(data["task"].clone())
+    }
+
+    /// The full name of an event topic (with this app's prefix).
+    pub fn topic(&self, aggregate: &str) -> String {
+        chronicle_application::topics::Topics::new(self.settings.kafka.topic_prefix.clone())
+            .events_of(aggregate)
+    }
+
+    /// Stops the service (in-flight work finishes, offsets commit, the relay lock is released).
+    pub async fn stop(&mut self) {
+        if let Some(service) = self.service.take() {
+            service.stop().await;
+        }
+    }
+}
+
+/// A record read back from Kafka.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Partition.
+    pub partition: i32,
+    /// Offset in the partition.
+    pub offset: i64,
+    /// Key as text.
+    pub key: String,
+    /// Value as JSON.
+    pub value: Value,
+    /// Headers as text.
+    pub headers: HashMap<String, String>,
+}
+
+/// Reads `topic` from the beginning until `count` records arrived or `timeout` passed, like any
+/// independent Kafka client would (its own group, no Chronicle code).
+pub async fn read_topic(
+    brokers: &str,
+    topic: &str,
+    count: usize,
+    timeout: Duration,
+) -> anyhow::Result<Vec<Record>> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("reader-{}", Uuid::now_v7().simple()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    let mut records = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while records.len() < count {
+        let message = match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Err(_) => break,
+            Ok(message) => message?,
+        };
+        let mut headers = HashMap::new();
+        if let Some(list) = message.headers() {
+            for header in list.iter() {
+                let value = header
+                    .value
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default();
+                headers.insert(header.key.to_owned(), value);
+            }
+        }
+        records.push(Record {
+            partition: message.partition(),
+            offset: message.offset(),
+            key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+            value: serde_json::from_slice(message.payload().unwrap_or_default())
+                .unwrap_or(Value::Null),
+            headers,
+        });
+    }
+    Ok(records)
+}
+
+/// Polls `check` every 100 ms until it returns `Some` or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("condition not met within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The `extensions.code` of the first error of a response.
+pub fn error_code(body: &Value) -> Option<&str> {
+    body["errors"][0]["extensions"]["code"].as_str()
+}

@@ -1,0 +1,265 @@
+//! What reaches Kafka: contract, order, redelivery and broker outages.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use chronicle_tests::{brokers, eventually, read_topic, TestApp};
+use serde_json::json;
+
+#[tokio::test]
+async fn every_event_is_on_the_topic_keyed_by_task_in_sequence_order_with_cloudevents_headers() {
+    let app = TestApp::spawn().await.unwrap();
+    let mut expected = HashMap::new();
+    for n in 0..4 {
+        let id = app
+            .create_task(&format!("Task {n}"), "team-a")
+            .await
+            .unwrap();
+        for call in [
+            "assignTask(id: $id, assigneeId: \"u-1\")",
+            "startTask(id: $id)",
+            "completeTask(id: $id)",
+        ] {
+            app.data(
+                &format!("mutation($id: ID!) {{ {call} {{ version }} }}"),
+                json!({"id": id}),
+            )
+            .await
+            .unwrap();
+        }
+        expected.insert(id, 4);
+    }
+    let records = read_topic(&brokers(), &app.topic("Task"), 16, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 16);
+
+    let mut partitions: HashMap<String, i32> = HashMap::new();
+    let mut last_sequence: HashMap<String, u64> = HashMap::new();
+    let mut by_partition = records.clone();
+    by_partition.sort_by_key(|r| (r.partition, r.offset));
+    for record in &by_partition {
+        let value = &record.value;
+        let id = value["aggregateId"].as_str().unwrap().to_owned();
+        assert_eq!(record.key, id, "keyed by aggregate id");
+        assert_eq!(
+            *partitions.entry(id.clone()).or_insert(record.partition),
+            record.partition
+        );
+        let sequence = value["sequence"].as_u64().unwrap();
+        let previous = last_sequence.insert(id.clone(), sequence).unwrap_or(0);
+        assert_eq!(
+            sequence,
+            previous + 1,
+            "per-aggregate order on the partition"
+        );
+        for field in [
+            "eventId",
+            "eventType",
+            "eventVersion",
+            "aggregateType",
+            "occurredAt",
+            "actorId",
+            "correlationId",
+            "causationId",
+            "sourceService",
+            "payload",
+        ] {
+            assert!(!value[field].is_null(), "envelope lacks {field}: {value}");
+        }
+        assert_eq!(record.headers["ce_specversion"], "1.0");
+        assert_eq!(record.headers["ce_id"], value["eventId"].as_str().unwrap());
+        assert_eq!(record.headers["ce_subject"], id);
+        assert_eq!(record.headers["content-type"], "application/json");
+        assert_eq!(
+            record.headers["ce_type"],
+            format!("chronicle.task.{}", value["eventType"].as_str().unwrap())
+        );
+        assert_eq!(
+            record.headers["correlation_id"],
+            value["correlationId"].as_str().unwrap()
+        );
+        assert!(record.headers.contains_key("ce_time") && record.headers.contains_key("ce_source"));
+    }
+    for (id, count) in expected {
+        assert_eq!(last_sequence[&id], count);
+    }
+    let first = by_partition
+        .iter()
+        .find(|r| r.value["eventType"] == "TaskCreated")
+        .unwrap();
+    assert_eq!(first.value["payload"]["teamId"], "team-a");
+    assert_eq!(first.value["actorId"], "u-admin");
+}
+
+#[tokio::test]
+async fn a_relay_that_dies_between_produce_and_mark_republishes_under_the_same_ids_and_the_projection_applies_once(
+) {
+    let app = TestApp::spawn().await.unwrap();
+    let id = app.create_task("Redelivered", "team-a").await.unwrap();
+    app.data(
+        "mutation($id: ID!) { startTask(id: $id) { version } }",
+        json!({"id": id}),
+    )
+    .await
+    .unwrap();
+    app.wait_for_version(&id, 2).await.unwrap();
+    eventually(Duration::from_secs(15), || async {
+        let unpublished: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                .fetch_one(&app.db)
+                .await?;
+        Ok((unpublished == 0).then_some(()))
+    })
+    .await
+    .unwrap();
+
+    // The state a crash after produce and before the mark leaves behind: delivered to Kafka,
+    // still unpublished in the outbox. The relay must publish those rows again.
+    sqlx::query("UPDATE outbox SET published_at = NULL")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_notify('chronicle_outbox', '')")
+        .execute(&app.db)
+        .await
+        .unwrap();
+
+    let records = read_topic(&brokers(), &app.topic("Task"), 4, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 4, "both events twice");
+    let mut ids: Vec<&str> = records
+        .iter()
+        .map(|r| r.headers["ce_id"].as_str())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 2, "duplicates carry the same event ids");
+
+    // The projection skipped the redeliveries: same version, no failure recorded, and a new
+    // command still lands on top.
+    app.data(
+        "mutation($id: ID!) { completeTask(id: $id) { version } }",
+        json!({"id": id}),
+    )
+    .await
+    .unwrap();
+    let task = app.wait_for_version(&id, 3).await.unwrap();
+    assert_eq!(task["version"], 3);
+    assert_eq!(task["status"], "COMPLETED");
+    let failures: i64 = sqlx::query_scalar("SELECT count(*) FROM projection_failures")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(failures, 0);
+}
+
+/// A private broker for tests that stop it.
+struct PrivateBroker {
+    child: tokio::process::Child,
+    address: String,
+}
+
+impl PrivateBroker {
+    async fn start() -> Self {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let address = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{address}");
+        let bin = std::env::var("TANSU_BIN").unwrap_or_else(|_| "tansu".to_owned());
+        let child = tokio::process::Command::new(bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start tansu (set TANSU_BIN)");
+        eventually(Duration::from_secs(20), || async {
+            Ok(tokio::net::TcpStream::connect(&address)
+                .await
+                .ok()
+                .map(|_| ()))
+        })
+        .await
+        .unwrap();
+        Self { child, address }
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().unwrap().to_string();
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+#[tokio::test]
+async fn a_stopped_broker_loses_nothing_commands_succeed_and_the_outbox_drains_after() {
+    let broker = PrivateBroker::start().await;
+    let app = TestApp::spawn_with(|settings| settings.kafka.brokers = broker.address.clone())
+        .await
+        .unwrap();
+    let first = app
+        .create_task("Before the outage", "team-a")
+        .await
+        .unwrap();
+    app.wait_for_version(&first, 1).await.unwrap();
+
+    broker.signal("-STOP");
+    let mut during = Vec::new();
+    for n in 0..20 {
+        during.push(
+            app.create_task(&format!("During the outage {n}"), "team-a")
+                .await
+                .unwrap(),
+        );
+    }
+    let unpublished: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert!(unpublished > 0, "the outbox absorbed the outage");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    broker.signal("-CONT");
+
+    eventually(Duration::from_secs(90), || async {
+        let unpublished: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                .fetch_one(&app.db)
+                .await?;
+        Ok((unpublished == 0).then_some(()))
+    })
+    .await
+    .unwrap();
+    for id in &during {
+        app.wait_for_version(id, 1).await.unwrap();
+    }
+    let records = read_topic(
+        &broker.address,
+        &app.topic("Task"),
+        21,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    let mut ids: Vec<String> = records
+        .iter()
+        .map(|r| r.value["aggregateId"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 21, "every task's creation reached the broker");
+}
