@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod ids;
+pub mod report;
 pub mod task;
 pub mod validation;
 
