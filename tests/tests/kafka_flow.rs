@@ -208,7 +208,7 @@ impl PrivateBroker {
 #[tokio::test]
 async fn a_stopped_broker_loses_nothing_commands_succeed_and_the_outbox_drains_after() {
     let broker = PrivateBroker::start().await;
-    let app = TestApp::spawn_with(|settings| settings.kafka.brokers = broker.address.clone())
+    let mut app = TestApp::spawn_with(|settings| settings.kafka.brokers = broker.address.clone())
         .await
         .unwrap();
     let first = app
@@ -262,4 +262,6 @@ async fn a_stopped_broker_loses_nothing_commands_succeed_and_the_outbox_drains_a
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 21, "every task's creation reached the broker");
+    // Stop the service while its broker still runs, so its clients can leave cleanly.
+    app.stop().await;
 }

@@ -156,7 +156,19 @@ impl EventConsumer {
         if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
             tracing::debug!(group = %self.options.group, %error, "final commit skipped");
         }
-        tracing::info!(group = %self.options.group, "consumer stopped");
+        // Closing a consumer leaves its group, which waits for the broker; with the broker
+        // unreachable that wait has no end. Close off the async threads and bound the wait, so
+        // a shutdown during a broker outage still finishes.
+        let group = self.options.group.clone();
+        let consumer = self.consumer;
+        let closing = tokio::task::spawn_blocking(move || drop(consumer));
+        if tokio::time::timeout(Duration::from_secs(10), closing)
+            .await
+            .is_err()
+        {
+            tracing::warn!(%group, "consumer did not leave its group within 10 s (broker unreachable?)");
+        }
+        tracing::info!(%group, "consumer stopped");
     }
 
     /// Handles a batch to the end (handled or dead-lettered); `false` when shutdown interrupted
