@@ -4,15 +4,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use chronicle_application::commands::TaskCommands;
+use chronicle_application::commands::{ReportCommands, TaskCommands};
+use chronicle_application::projection::report::ReportProjector;
 use chronicle_application::projection::task::TaskProjector;
-use chronicle_application::queries::TaskQueries;
+use chronicle_application::projection::Handlers;
+use chronicle_application::queries::{ReportQueries, TaskQueries};
+use chronicle_application::reports::ReportWorker;
 use chronicle_application::topics::Topics;
 use chronicle_infrastructure::config::{AuthSettings, Settings};
 use chronicle_infrastructure::event_store::PgEventStore;
 use chronicle_infrastructure::kafka::admin::ensure_topics;
 use chronicle_infrastructure::kafka::consumer::{ConsumerOptions, EventConsumer};
 use chronicle_infrastructure::outbox::{OutboxRelay, RelayOptions, RelayStatus};
+use chronicle_infrastructure::read_model::reports::{PgReportData, PgReportViews};
 use chronicle_infrastructure::read_model::tasks::PgTaskViews;
 use chronicle_infrastructure::{db, kafka};
 use rdkafka::producer::FutureProducer;
@@ -25,6 +29,10 @@ use crate::http::{router, HttpState};
 
 /// The consumer group of the read-model projections (under `KAFKA_TOPIC_PREFIX`).
 pub const PROJECTIONS_GROUP: &str = "chronicle-projections";
+/// The consumer group of the report worker (under `KAFKA_TOPIC_PREFIX`).
+pub const REPORT_WORKER_GROUP: &str = "chronicle-report-worker";
+/// Generation attempts before the worker fails a report.
+pub const REPORT_MAX_ATTEMPTS: u32 = 3;
 
 /// Which parts of the service this process runs (`--only`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,11 +115,12 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningS
     db::migrate(&pool).await.context("applying migrations")?;
     let topics = Topics::new(settings.kafka.topic_prefix.clone());
     let projections_group = topics.group(PROJECTIONS_GROUP);
+    let worker_group = topics.group(REPORT_WORKER_GROUP);
     let mut all_topics = topics.event_topics();
-    all_topics.push(Topics::dead_letter(
-        &topics.task_events(),
-        &projections_group,
-    ));
+    for topic in topics.event_topics() {
+        all_topics.push(Topics::dead_letter(&topic, &projections_group));
+    }
+    all_topics.push(Topics::dead_letter(&topics.report_events(), &worker_group));
     ensure_topics(&settings.kafka, &all_topics)
         .await
         .context("creating Kafka topics")?;
@@ -119,7 +128,13 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningS
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
     let store = Arc::new(PgEventStore::new(pool.clone()));
-    let views = Arc::new(PgTaskViews::new(pool.clone()));
+    let task_views = Arc::new(PgTaskViews::new(pool.clone()));
+    let report_views = Arc::new(PgReportViews::new(pool.clone()));
+    let report_commands = Arc::new(ReportCommands::new(
+        store.clone(),
+        topics.clone(),
+        settings.snapshot_every,
+    ));
 
     let relay_status = if parts.relay {
         let relay = OutboxRelay::new(
@@ -138,18 +153,39 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningS
         None
     };
 
-    if parts.projections {
+    if parts.projections || parts.worker {
         let producer: FutureProducer = kafka::client::producer_config(&settings.kafka)
             .create()
             .context("creating the dead-letter producer")?;
-        let consumer = EventConsumer::new(
-            &settings.kafka,
-            ConsumerOptions::projection(projections_group, vec![topics.task_events()]),
-            Arc::new(TaskProjector::new(views.clone())),
-            producer,
-        )
-        .context("starting the projection consumer")?;
-        tasks.push(tokio::spawn(consumer.run(shutdown.clone())));
+        if parts.projections {
+            let handlers = Handlers(vec![
+                Arc::new(TaskProjector::new(task_views.clone())),
+                Arc::new(ReportProjector::new(report_views.clone())),
+            ]);
+            let consumer = EventConsumer::new(
+                &settings.kafka,
+                ConsumerOptions::projection(projections_group, topics.event_topics()),
+                Arc::new(handlers),
+                producer.clone(),
+            )
+            .context("starting the projection consumer")?;
+            tasks.push(tokio::spawn(consumer.run(shutdown.clone())));
+        }
+        if parts.worker {
+            let worker = ReportWorker::new(
+                report_commands.clone(),
+                Arc::new(PgReportData::new(pool.clone())),
+                REPORT_MAX_ATTEMPTS,
+            );
+            let consumer = EventConsumer::new(
+                &settings.kafka,
+                ConsumerOptions::worker(worker_group, vec![topics.report_events()]),
+                Arc::new(worker),
+                producer,
+            )
+            .context("starting the report worker")?;
+            tasks.push(tokio::spawn(consumer.run(shutdown.clone())));
+        }
     }
 
     let http_addr = if parts.api {
@@ -160,7 +196,12 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningS
                 settings.snapshot_every,
             )),
             task_queries: Arc::new(TaskQueries::new(
-                views.clone(),
+                task_views.clone(),
+                settings.read_your_writes_wait,
+            )),
+            report_commands: report_commands.clone(),
+            report_queries: Arc::new(ReportQueries::new(
+                report_views.clone(),
                 settings.read_your_writes_wait,
             )),
         };

@@ -13,6 +13,7 @@ pub mod metadata;
 pub mod ports;
 pub mod projection;
 pub mod queries;
+pub mod reports;
 pub mod topics;
 
 pub use error::AppError;

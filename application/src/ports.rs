@@ -98,15 +98,15 @@ pub trait EventStore: Send + Sync {
     ) -> Result<Option<IdempotencyRecord>, StoreError>;
 }
 
-/// Where the task projection keeps its rows.
+/// Where a projection keeps its rows (one implementation per read-model table).
 #[async_trait]
-pub trait TaskViewStore: Send + Sync {
-    /// The current rows of these tasks (missing ones are absent).
-    async fn load_many(&self, ids: &[Uuid]) -> Result<Vec<TaskView>, StoreError>;
+pub trait ViewStore<V: Send + Sync + 'static>: Send + Sync {
+    /// The current rows of these aggregates (missing ones are absent).
+    async fn load_many(&self, ids: &[Uuid]) -> Result<Vec<V>, StoreError>;
 
     /// Writes rows atomically; a row is replaced only by a higher version, so a stale writer
     /// (a consumer that lost its partition mid-batch) can never move a row backwards.
-    async fn save_many(&self, views: &[TaskView]) -> Result<(), StoreError>;
+    async fn save_many(&self, views: &[V]) -> Result<(), StoreError>;
 
     /// Records an event the projection could not apply, so it is visible and retryable.
     async fn record_failure(
@@ -160,4 +160,30 @@ pub trait EventHandler: Send + Sync {
         &self,
         batch: &[crate::message::EventMessage],
     ) -> Result<crate::projection::BatchOutcome, HandlerError>;
+}
+
+/// What report generation reads: facts about a team's tasks from the task read model.
+#[async_trait]
+pub trait ReportDataSource: Send + Sync {
+    /// Every task of `team_id`.
+    async fn team_tasks(&self, team_id: &str)
+        -> Result<Vec<crate::reports::TaskFacts>, StoreError>;
+}
+
+/// Read access to the report read model.
+#[async_trait]
+pub trait ReportQueryStore: Send + Sync {
+    /// One report by id.
+    async fn get(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<crate::projection::report::ReportView>, StoreError>;
+
+    /// A page of reports in request order after the cursor id.
+    async fn list(
+        &self,
+        filter: &crate::queries::ReportFilter,
+        first: usize,
+        after: Option<Uuid>,
+    ) -> Result<crate::queries::ReportPage, StoreError>;
 }

@@ -63,24 +63,8 @@ impl TaskQueries {
         id: Uuid,
         min_version: Option<u64>,
     ) -> Result<Option<TaskView>, AppError> {
-        let Some(wanted) = min_version else {
-            return Ok(self.store.get(id).await?);
-        };
-        let deadline = Instant::now() + self.max_wait;
-        let mut pause = Duration::from_millis(2);
-        loop {
-            let view = self.store.get(id).await?;
-            let current = view.as_ref().map_or(0, |v| v.version);
-            if current >= wanted {
-                return Ok(view);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(AppError::StaleRead { wanted, current });
-            }
-            tokio::time::sleep(pause.min(deadline - now)).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
-        }
+        let store = &self.store;
+        wait_for_version(self.max_wait, min_version, || store.get(id), |v| v.version).await
     }
 
     /// A page of tasks after the cursor; `first` must be 1..=100.
@@ -90,16 +74,106 @@ impl TaskQueries {
         first: Option<i64>,
         after: Option<Uuid>,
     ) -> Result<TaskPage, AppError> {
-        let first = match first {
-            None => DEFAULT_PAGE_SIZE,
-            Some(n) if n < 1 => return Err(AppError::validation("first", "must be at least 1")),
-            Some(n) if n as u64 > MAX_PAGE_SIZE as u64 => {
-                return Err(AppError::LimitExceeded(format!(
-                    "first: at most {MAX_PAGE_SIZE} items per page"
-                )))
-            }
-            Some(n) => n as usize,
-        };
-        Ok(self.store.list(filter, first, after).await?)
+        Ok(self.store.list(filter, page_size(first)?, after).await?)
+    }
+}
+
+/// Validates a requested page size (1..=100, default 20).
+pub fn page_size(first: Option<i64>) -> Result<usize, AppError> {
+    match first {
+        None => Ok(DEFAULT_PAGE_SIZE),
+        Some(n) if n < 1 => Err(AppError::validation("first", "must be at least 1")),
+        Some(n) if n > MAX_PAGE_SIZE as i64 => Err(AppError::LimitExceeded(format!(
+            "first: at most {MAX_PAGE_SIZE} items per page"
+        ))),
+        Some(n) => Ok(n as usize),
+    }
+}
+
+/// Reads a row, and with `min_version` re-reads with growing pauses until it reflects that
+/// version or `max_wait` passed (`STALE_READ`): read-your-writes over an asynchronous
+/// projection.
+async fn wait_for_version<V, F, Fut>(
+    max_wait: Duration,
+    min_version: Option<u64>,
+    read: F,
+    version_of: fn(&V) -> u64,
+) -> Result<Option<V>, AppError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<V>, crate::ports::StoreError>>,
+{
+    let Some(wanted) = min_version else {
+        return Ok(read().await?);
+    };
+    let deadline = Instant::now() + max_wait;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let view = read().await?;
+        let current = view.as_ref().map_or(0, version_of);
+        if current >= wanted {
+            return Ok(view);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(AppError::StaleRead { wanted, current });
+        }
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Filters of the `reports` query.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReportFilter {
+    /// Only this team.
+    pub team_id: Option<String>,
+    /// Only this status.
+    pub status: Option<chronicle_domain::report::ReportStatus>,
+    /// Only this kind.
+    pub kind: Option<chronicle_domain::report::ReportKind>,
+}
+
+/// One page of reports.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReportPage {
+    /// The reports, in request order.
+    pub items: Vec<crate::projection::report::ReportView>,
+    /// How many match in all.
+    pub total_count: u64,
+    /// Whether more match after the last item.
+    pub has_next_page: bool,
+}
+
+/// Serves report reads from the read model.
+pub struct ReportQueries {
+    store: Arc<dyn crate::ports::ReportQueryStore>,
+    max_wait: Duration,
+}
+
+impl ReportQueries {
+    /// Queries over `store`; `minVersion` waits at most `max_wait`.
+    pub fn new(store: Arc<dyn crate::ports::ReportQueryStore>, max_wait: Duration) -> Self {
+        Self { store, max_wait }
+    }
+
+    /// One report, optionally waiting (bounded) for `min_version`.
+    pub async fn get(
+        &self,
+        id: Uuid,
+        min_version: Option<u64>,
+    ) -> Result<Option<crate::projection::report::ReportView>, AppError> {
+        let store = &self.store;
+        wait_for_version(self.max_wait, min_version, || store.get(id), |v| v.version).await
+    }
+
+    /// A page of reports after the cursor.
+    pub async fn list(
+        &self,
+        filter: &ReportFilter,
+        first: Option<i64>,
+        after: Option<Uuid>,
+    ) -> Result<ReportPage, AppError> {
+        Ok(self.store.list(filter, page_size(first)?, after).await?)
     }
 }

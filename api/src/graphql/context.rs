@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use async_graphql::Context;
-use chronicle_application::commands::TaskCommands;
+use chronicle_application::commands::{ReportCommands, TaskCommands};
 use chronicle_application::metadata::CommandMetadata;
-use chronicle_application::queries::TaskQueries;
+use chronicle_application::queries::{ReportQueries, TaskQueries};
 use chronicle_application::AppError;
 
 use crate::auth::Actor;
@@ -17,6 +17,10 @@ pub struct Services {
     pub task_commands: Arc<TaskCommands>,
     /// Task queries.
     pub task_queries: Arc<TaskQueries>,
+    /// Report commands.
+    pub report_commands: Arc<ReportCommands>,
+    /// Report queries.
+    pub report_queries: Arc<ReportQueries>,
 }
 
 /// One HTTP request's context, built by the HTTP handler before the schema runs.

@@ -4,6 +4,7 @@ mod context;
 mod error;
 mod mutation;
 mod query;
+mod report;
 mod task;
 
 use async_graphql::{EmptySubscription, Schema};

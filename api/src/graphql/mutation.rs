@@ -8,6 +8,7 @@ use chronicle_domain::task::{TaskCommand, UpdateTaskDetails};
 use super::context::ContextExt;
 use super::error::to_graphql;
 use super::query::{parse_id, parse_version};
+use super::report::{ReportPayload, RequestReportInput};
 use super::task::{CreateTaskInput, TaskPayload, UpdateTaskInput};
 
 /// The mutation root.
@@ -256,5 +257,38 @@ impl MutationRoot {
             idempotency_key,
         )
         .await
+    }
+
+    /// Requests a report; answers at once with the report in status REQUESTED. The worker
+    /// generates it in the background.
+    async fn request_report(
+        &self,
+        ctx: &Context<'_>,
+        input: RequestReportInput,
+    ) -> async_graphql::Result<ReportPayload> {
+        let request = ctx.request();
+        let run = async {
+            let metadata = request.metadata(input.idempotency_key)?;
+            let outcome = ctx
+                .services()
+                .report_commands
+                .request(
+                    input.kind.into(),
+                    input.team_id,
+                    input.from,
+                    input.to,
+                    &metadata,
+                )
+                .await?;
+            Ok::<_, AppError>(ReportPayload {
+                id: outcome
+                    .aggregate_id
+                    .parse()
+                    .map_err(|_| AppError::Internal("report id is not a UUID".to_owned()))?,
+                version: outcome.version,
+                replayed: outcome.replayed,
+            })
+        };
+        run.await.map_err(|e| to_graphql(e, request))
     }
 }

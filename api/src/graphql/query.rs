@@ -1,12 +1,15 @@
 //! Read queries.
 
 use async_graphql::{Context, Object, ID};
-use chronicle_application::queries::TaskFilter as AppTaskFilter;
+use chronicle_application::queries::{
+    ReportFilter as AppReportFilter, TaskFilter as AppTaskFilter,
+};
 use chronicle_application::AppError;
 use uuid::Uuid;
 
 use super::context::ContextExt;
 use super::error::to_graphql;
+use super::report::{Report, ReportConnection, ReportEdge, ReportFilter};
 use super::task::{
     decode_cursor, encode_cursor, PageInfo, Task, TaskConnection, TaskEdge, TaskFilter,
 };
@@ -61,7 +64,10 @@ impl QueryRoot {
         let request = ctx.request();
         let run = async {
             request.actor()?;
-            let after = after.as_deref().map(decode_cursor).transpose()?;
+            let after = after
+                .as_deref()
+                .map(|c| decode_cursor("task", c))
+                .transpose()?;
             let filter = filter.unwrap_or_default();
             let filter = AppTaskFilter {
                 team_id: filter.team_id,
@@ -81,11 +87,79 @@ impl QueryRoot {
             .items
             .into_iter()
             .map(|view| TaskEdge {
-                cursor: encode_cursor(view.id),
+                cursor: encode_cursor("task", view.id),
                 node: Task(view),
             })
             .collect();
         Ok(TaskConnection {
+            page_info: PageInfo {
+                has_next_page: page.has_next_page,
+                has_previous_page: after.is_some(),
+                start_cursor: edges.first().map(|e| e.cursor.clone()),
+                end_cursor: edges.last().map(|e| e.cursor.clone()),
+            },
+            edges,
+            total_count: page.total_count as i64,
+        })
+    }
+
+    /// One report by id, optionally waiting (bounded) for `minVersion`.
+    async fn report(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        min_version: Option<i64>,
+    ) -> async_graphql::Result<Option<Report>> {
+        let request = ctx.request();
+        let run = async {
+            request.actor()?;
+            let id = parse_id("id", &id)?;
+            let min_version = parse_version("minVersion", min_version)?;
+            ctx.services().report_queries.get(id, min_version).await
+        };
+        run.await
+            .map(|view| view.map(Report))
+            .map_err(|e| to_graphql(e, request))
+    }
+
+    /// Reports in request order, filtered, paged by keyset cursors (`first` at most 100).
+    async fn reports(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<ReportFilter>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<ReportConnection> {
+        let request = ctx.request();
+        let run = async {
+            request.actor()?;
+            let after = after
+                .as_deref()
+                .map(|c| decode_cursor("report", c))
+                .transpose()?;
+            let filter = filter.unwrap_or_default();
+            let filter = AppReportFilter {
+                team_id: filter.team_id,
+                status: filter.status.map(Into::into),
+                kind: filter.kind.map(Into::into),
+            };
+            let page = ctx
+                .services()
+                .report_queries
+                .list(&filter, first.map(i64::from), after)
+                .await?;
+            Ok::<_, AppError>((page, after))
+        };
+        let (page, after) = run.await.map_err(|e| to_graphql(e, request))?;
+        let edges: Vec<ReportEdge> = page
+            .items
+            .into_iter()
+            .map(|view| ReportEdge {
+                cursor: encode_cursor("report", view.id),
+                node: Report(view),
+            })
+            .collect();
+        Ok(ReportConnection {
             page_info: PageInfo {
                 has_next_page: page.has_next_page,
                 has_previous_page: after.is_some(),

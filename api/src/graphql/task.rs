@@ -190,17 +190,19 @@ pub struct TaskConnection {
     pub total_count: i64,
 }
 
-/// Encodes a keyset cursor. Cursors name a task id, so they stay valid while tasks are added.
-pub fn encode_cursor(id: Uuid) -> String {
-    URL_SAFE_NO_PAD.encode(format!("task:{id}"))
+/// Encodes a keyset cursor for a row of `kind` (`task`, `report`). Cursors name a row id, so
+/// they stay valid while rows are added.
+pub fn encode_cursor(kind: &str, id: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{kind}:{id}"))
 }
 
-/// Decodes a cursor from `encode_cursor`.
-pub fn decode_cursor(cursor: &str) -> Result<Uuid, AppError> {
+/// Decodes a cursor of `kind` from [`encode_cursor`].
+pub fn decode_cursor(kind: &str, cursor: &str) -> Result<Uuid, AppError> {
     let invalid = || AppError::validation("after", "is not a cursor returned by this API");
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    text.strip_prefix("task:")
+    text.strip_prefix(kind)
+        .and_then(|rest| rest.strip_prefix(':'))
         .and_then(|id| id.parse().ok())
         .ok_or_else(invalid)
 }
@@ -283,10 +285,14 @@ mod tests {
     #[test]
     fn cursors_round_trip_and_garbage_is_a_validation_error() {
         let id = Uuid::now_v7();
-        assert_eq!(decode_cursor(&encode_cursor(id)).unwrap(), id);
+        assert_eq!(
+            decode_cursor("task", &encode_cursor("task", id)).unwrap(),
+            id
+        );
         assert!(matches!(
-            decode_cursor("not-a-cursor"),
+            decode_cursor("task", "not-a-cursor"),
             Err(AppError::Validation { .. })
         ));
+        assert!(decode_cursor("report", &encode_cursor("task", id)).is_err());
     }
 }

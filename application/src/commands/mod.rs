@@ -1,7 +1,9 @@
 //! Command handling: load an aggregate, let it decide, append what it decided.
 
 mod executor;
+mod report;
 mod task;
 
-pub use executor::{AggregateExecutor, CommandOutcome, ExecuteOptions};
+pub use executor::{AggregateExecutor, CommandOutcome, ExecuteOptions, LoadedState};
+pub use report::ReportCommands;
 pub use task::{NewTask, TaskCommands};

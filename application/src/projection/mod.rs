@@ -1,14 +1,24 @@
 //! Projections: fold published events into read models.
 //!
-//! The fold is pure ([`task::fold`]) so the live consumer and a replay apply events the same way;
-//! the projector around it batches loads and saves through a port.
+//! A read model says how one event changes one row ([`ReadModel::apply`], pure); the generic
+//! [`Projector`] does the rest the same way for every model: decode, skip redeliveries by
+//! sequence, report gaps, and load and save each batch's rows in one round trip each. Replay
+//! reuses the same fold.
 
+pub mod report;
 pub mod task;
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+use uuid::Uuid;
 
 use crate::event_log::wrap_payload;
 use crate::message::EventMessage;
+use crate::ports::{EventHandler, HandlerError, StoreError, ViewStore};
 
 /// What a projector did with a batch.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -25,4 +35,167 @@ pub struct BatchOutcome {
 /// Rebuilds cqrs-es's wrapped payload from an envelope so the domain enum can be read.
 pub fn domain_payload(message: &EventMessage) -> Value {
     wrap_payload(&message.event_type, message.payload.clone())
+}
+
+/// One read model: which events it reads and how an event changes a row.
+pub trait ReadModel: Send + Sync + 'static {
+    /// The domain event type it folds.
+    type Event: DeserializeOwned + Send;
+    /// One row.
+    type View: Clone + Send + Sync + 'static;
+    /// The aggregate type whose events it reads (`Task`).
+    const AGGREGATE_TYPE: &'static str;
+    /// The projection's name, as operators see it (`tasks`).
+    const NAME: &'static str;
+
+    /// The row's aggregate id.
+    fn id(view: &Self::View) -> Uuid;
+    /// The last sequence folded into the row.
+    fn version(view: &Self::View) -> u64;
+    /// The row after `event`, which is known to be the next in sequence.
+    fn apply(current: Option<Self::View>, message: &EventMessage, event: Self::Event)
+        -> Self::View;
+}
+
+/// The result of folding one event into a row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fold<V> {
+    /// The row changed (boxed: rows are large, the other outcomes tiny).
+    Applied(Box<V>),
+    /// The row already reflects this sequence (a redelivery).
+    AlreadyApplied,
+    /// The event does not follow the row's version: an earlier event is missing.
+    Gap {
+        /// The row's version (0 when absent).
+        have: u64,
+        /// The event's sequence.
+        got: u64,
+    },
+}
+
+/// Folds `event` into `current` if it is the next in sequence.
+pub fn fold<M: ReadModel>(
+    current: Option<&M::View>,
+    message: &EventMessage,
+    event: M::Event,
+) -> Fold<M::View> {
+    let have = current.map_or(0, M::version);
+    if message.sequence <= have {
+        return Fold::AlreadyApplied;
+    }
+    if message.sequence != have + 1 {
+        return Fold::Gap {
+            have,
+            got: message.sequence,
+        };
+    }
+    Fold::Applied(Box::new(M::apply(current.cloned(), message, event)))
+}
+
+/// Applies batches of events to a read model through its [`ViewStore`].
+pub struct Projector<M: ReadModel> {
+    store: Arc<dyn ViewStore<M::View>>,
+}
+
+impl<M: ReadModel> Projector<M> {
+    /// A projector writing through `store`.
+    pub fn new(store: Arc<dyn ViewStore<M::View>>) -> Self {
+        Self { store }
+    }
+
+    /// Applies a batch: one load and one atomic save for all rows it touches. Messages of other
+    /// aggregate types are ignored; undecodable ones are returned as rejected; gaps are recorded
+    /// as projection failures (visible, retryable) and skipped.
+    pub async fn apply(&self, messages: &[EventMessage]) -> Result<BatchOutcome, StoreError> {
+        let mut outcome = BatchOutcome::default();
+        let mut decoded = Vec::with_capacity(messages.len());
+        for (index, message) in messages.iter().enumerate() {
+            if message.aggregate_type != M::AGGREGATE_TYPE {
+                continue;
+            }
+            let event = serde_json::from_value::<M::Event>(domain_payload(message));
+            match (message.aggregate_id.parse::<Uuid>(), event) {
+                (Ok(id), Ok(event)) => decoded.push((id, message, event)),
+                (Err(_), _) => outcome
+                    .rejected
+                    .push((index, "aggregate id is not a UUID".to_owned())),
+                (_, Err(error)) => outcome.rejected.push((
+                    index,
+                    format!(
+                        "cannot read {} v{}: {error}",
+                        message.event_type, message.event_version
+                    ),
+                )),
+            }
+        }
+        let mut ids: Vec<Uuid> = decoded.iter().map(|(id, _, _)| *id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut rows: HashMap<Uuid, M::View> = self
+            .store
+            .load_many(&ids)
+            .await?
+            .into_iter()
+            .map(|view| (M::id(&view), view))
+            .collect();
+        let mut dirty: Vec<Uuid> = Vec::new();
+        for (id, message, event) in decoded {
+            match fold::<M>(rows.get(&id), message, event) {
+                Fold::Applied(view) => {
+                    outcome.applied += 1;
+                    if !dirty.contains(&id) {
+                        dirty.push(id);
+                    }
+                    rows.insert(id, *view);
+                }
+                Fold::AlreadyApplied => outcome.skipped += 1,
+                Fold::Gap { have, got } => {
+                    let reason = format!("sequence {got} does not follow version {have}");
+                    tracing::warn!(projection = M::NAME, aggregate_id = %id, %reason, "projection gap");
+                    let event = serde_json::to_value(message).unwrap_or_default();
+                    self.store
+                        .record_failure(M::NAME, message.event_id, &reason, &event)
+                        .await?;
+                }
+            }
+        }
+        let changed: Vec<M::View> = dirty.iter().filter_map(|id| rows.remove(id)).collect();
+        if !changed.is_empty() {
+            self.store.save_many(&changed).await?;
+        }
+        Ok(outcome)
+    }
+}
+
+#[async_trait]
+impl<M: ReadModel> EventHandler for Projector<M> {
+    async fn handle(&self, batch: &[EventMessage]) -> Result<BatchOutcome, HandlerError> {
+        Ok(self.apply(batch).await?)
+    }
+}
+
+/// Several handlers behind one consumer: each sees the whole batch (and ignores what is not
+/// its aggregate type); rejections are merged so the consumer dead-letters each message once.
+pub struct Handlers(pub Vec<Arc<dyn EventHandler>>);
+
+#[async_trait]
+impl EventHandler for Handlers {
+    async fn handle(&self, batch: &[EventMessage]) -> Result<BatchOutcome, HandlerError> {
+        let mut total = BatchOutcome::default();
+        for handler in &self.0 {
+            let outcome = handler.handle(batch).await?;
+            total.applied += outcome.applied;
+            total.skipped += outcome.skipped;
+            for rejection in outcome.rejected {
+                if !total
+                    .rejected
+                    .iter()
+                    .any(|(index, _)| *index == rejection.0)
+                {
+                    total.rejected.push(rejection);
+                }
+            }
+        }
+        Ok(total)
+    }
 }

@@ -60,6 +60,21 @@ impl ConsumerOptions {
     }
 }
 
+impl ConsumerOptions {
+    /// Defaults for a worker in `group`: small batches (each message is real work), bounded
+    /// retries before the message is dead-lettered.
+    pub fn worker(group: impl Into<String>, topics: Vec<String>) -> Self {
+        Self {
+            group: group.into(),
+            topics,
+            max_batch: 16,
+            max_attempts: Some(8),
+            base_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
 /// A running consumer: one group, one handler.
 pub struct EventConsumer {
     consumer: StreamConsumer,

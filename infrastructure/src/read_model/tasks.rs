@@ -1,7 +1,7 @@
 //! The `tasks` table: written by the task projection, read by the task queries.
 
 use async_trait::async_trait;
-use chronicle_application::ports::{StoreError, TaskQueryStore, TaskViewStore};
+use chronicle_application::ports::{StoreError, TaskQueryStore, ViewStore};
 use chronicle_application::projection::task::TaskView;
 use chronicle_application::queries::{TaskFilter, TaskPage};
 use chronicle_domain::ids::{TeamId, UserId};
@@ -11,9 +11,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-fn backend(error: sqlx::Error) -> StoreError {
-    StoreError::Backend(error.to_string())
-}
+use super::backend;
 
 /// The task read model on a Postgres pool.
 #[derive(Clone)]
@@ -71,7 +69,7 @@ fn view_from_row(row: &PgRow) -> Result<TaskView, StoreError> {
 }
 
 #[async_trait]
-impl TaskViewStore for PgTaskViews {
+impl ViewStore<TaskView> for PgTaskViews {
     async fn load_many(&self, ids: &[Uuid]) -> Result<Vec<TaskView>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -202,20 +200,7 @@ impl TaskViewStore for PgTaskViews {
         reason: &str,
         event: &Value,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO projection_failures (projection, event_id, reason, event)
-             VALUES ($1, $2, $3, $4)
-             ON CONFLICT (projection, event_id) DO UPDATE SET reason = EXCLUDED.reason,
-                failed_at = now()",
-        )
-        .bind(projection)
-        .bind(event_id)
-        .bind(reason)
-        .bind(event)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(())
+        super::record_failure(&self.pool, projection, event_id, reason, event).await
     }
 }
 

@@ -1,0 +1,80 @@
+//! The report read model: one row per report with its status and result.
+
+use chronicle_domain::report::{Report, ReportEvent};
+use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
+use uuid::Uuid;
+
+use super::{Projector, ReadModel};
+use crate::message::EventMessage;
+
+/// The projection's name.
+pub const REPORT_PROJECTION: &str = "reports";
+
+/// A report as queries see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportView {
+    /// Report id.
+    pub id: Uuid,
+    /// The last sequence folded in.
+    pub version: u64,
+    /// Folded state (the aggregate's own `apply`).
+    pub state: Report,
+    /// When it was requested.
+    pub requested_at: DateTime<Utc>,
+    /// When it completed or failed.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// When the last event was recorded.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The `reports` read model.
+pub struct ReportReadModel;
+
+/// The report projector.
+pub type ReportProjector = Projector<ReportReadModel>;
+
+impl ReadModel for ReportReadModel {
+    type Event = ReportEvent;
+    type View = ReportView;
+    const AGGREGATE_TYPE: &'static str = "Report";
+    const NAME: &'static str = REPORT_PROJECTION;
+
+    fn id(view: &ReportView) -> Uuid {
+        view.id
+    }
+
+    fn version(view: &ReportView) -> u64 {
+        view.version
+    }
+
+    fn apply(
+        current: Option<ReportView>,
+        message: &EventMessage,
+        event: ReportEvent,
+    ) -> ReportView {
+        let at = message.occurred_at;
+        let mut view = current.unwrap_or_else(|| ReportView {
+            id: Uuid::nil(), // set by ReportRequested, always sequence 1
+            version: 0,
+            state: Report::default(),
+            requested_at: at,
+            completed_at: None,
+            updated_at: at,
+        });
+        match &event {
+            ReportEvent::ReportRequested { report_id, .. } => {
+                view.id = *report_id;
+                view.requested_at = at;
+            }
+            ReportEvent::ReportCompleted { .. } | ReportEvent::ReportFailed { .. } => {
+                view.completed_at = Some(at);
+            }
+            ReportEvent::ReportGenerationStarted { .. } => {}
+        }
+        view.state.apply(event);
+        view.version = message.sequence;
+        view.updated_at = at;
+        view
+    }
+}
