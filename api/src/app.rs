@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use chronicle_application::commands::{ReportCommands, TaskCommands};
+use chronicle_application::live::LiveFeed;
 use chronicle_application::projection::report::ReportProjector;
 use chronicle_application::projection::task::TaskProjector;
 use chronicle_application::projection::Handlers;
@@ -22,6 +23,7 @@ use chronicle_infrastructure::{db, kafka};
 use rdkafka::producer::FutureProducer;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::auth::Authenticator;
 use crate::graphql::{build_schema, Services};
@@ -189,7 +191,23 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningS
     }
 
     let http_addr = if parts.api {
+        // Each API instance reads every event for its own subscribers: its own group, from
+        // the end of the topics.
+        let live_feed = LiveFeed::new();
+        let feed_group = topics.group(&format!("chronicle-api-{}", Uuid::now_v7().simple()));
+        let producer: FutureProducer = kafka::client::producer_config(&settings.kafka)
+            .create()
+            .context("creating the live feed's dead-letter producer")?;
+        let feed = EventConsumer::new(
+            &settings.kafka,
+            ConsumerOptions::live_feed(feed_group, topics.event_topics()),
+            Arc::new(live_feed.clone()),
+            producer,
+        )
+        .context("starting the live feed")?;
+        tasks.push(tokio::spawn(feed.run(shutdown.clone())));
         let services = Services {
+            live_feed,
             task_commands: Arc::new(TaskCommands::new(
                 store.clone(),
                 topics.clone(),

@@ -3,8 +3,10 @@
 use std::sync::Arc;
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use axum::extract::State;
+use axum::extract::WebSocketUpgrade;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -39,6 +41,7 @@ pub struct HttpState {
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
+        .route("/graphql/ws", get(graphql_ws))
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(ready))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
@@ -107,6 +110,45 @@ async fn graphql(
         http.headers_mut().insert("x-correlation-id", value);
     }
     http
+}
+
+/// graphql-transport-ws (and the legacy graphql-ws). Credentials come in the `connection_init`
+/// payload as `{"Authorization": "Bearer <token>"}`, since browsers cannot set headers on
+/// WebSocket upgrades; a refused token closes the connection.
+async fn graphql_ws(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let correlation = correlation_id(&headers);
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| {
+            let authenticator = state.authenticator.clone();
+            GraphQLWebSocket::new(socket, state.schema.clone(), protocol)
+                .on_connection_init(move |payload| async move {
+                    let header = payload
+                        .get("Authorization")
+                        .or_else(|| payload.get("authorization"))
+                        .and_then(|v| v.as_str())
+                        .map(str::to_owned);
+                    let actor = authenticator
+                        .authenticate(header.as_deref())
+                        .map_err(|e| async_graphql::Error::new(e.to_string()))?
+                        .ok_or_else(|| async_graphql::Error::new("authentication required"))?;
+                    let mut data = async_graphql::Data::default();
+                    data.insert(RequestContext {
+                        actor: Some(actor),
+                        auth_error: None,
+                        correlation_id: correlation,
+                        request_id: Uuid::now_v7().to_string(),
+                        traceparent: None,
+                    });
+                    Ok(data)
+                })
+                .serve()
+        })
 }
 
 async fn ready(State(state): State<HttpState>) -> Response {

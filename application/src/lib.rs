@@ -8,6 +8,7 @@ pub mod commands;
 pub mod error;
 pub mod event_log;
 pub mod hash_chain;
+pub mod live;
 pub mod message;
 pub mod metadata;
 pub mod ports;

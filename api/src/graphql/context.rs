@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use async_graphql::Context;
 use chronicle_application::commands::{ReportCommands, TaskCommands};
+use chronicle_application::live::LiveFeed;
 use chronicle_application::metadata::CommandMetadata;
 use chronicle_application::queries::{ReportQueries, TaskQueries};
 use chronicle_application::AppError;
@@ -21,6 +22,8 @@ pub struct Services {
     pub report_commands: Arc<ReportCommands>,
     /// Report queries.
     pub report_queries: Arc<ReportQueries>,
+    /// Events as this instance reads them, for subscriptions.
+    pub live_feed: LiveFeed,
 }
 
 /// One HTTP request's context, built by the HTTP handler before the schema runs.

@@ -5,21 +5,23 @@ mod error;
 mod mutation;
 mod query;
 mod report;
+mod subscription;
 mod task;
 
-use async_graphql::{EmptySubscription, Schema};
+use async_graphql::Schema;
 
 pub use context::{RequestContext, Services};
 pub use error::{with_error_codes, ErrorCode};
 pub use mutation::MutationRoot;
 pub use query::QueryRoot;
+pub use subscription::SubscriptionRoot;
 
 /// The schema type served at `/graphql`.
-pub type ChronicleSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type ChronicleSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Builds the schema over `services`.
 pub fn build_schema(services: Services) -> ChronicleSchema {
-    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .data(services)
         .limit_depth(12)
         .limit_complexity(2_000)

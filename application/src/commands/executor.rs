@@ -17,7 +17,8 @@ use crate::topics::Topics;
 
 /// How many times a command without `expectedVersion` is re-decided after losing a race.
 /// The caller did not pin a version, so re-deciding on the newer state is what they meant.
-const CONFLICT_RETRIES: usize = 8;
+/// Generous: a hot aggregate with dozens of concurrent writers must still converge.
+const CONFLICT_RETRIES: usize = 64;
 
 /// What a successful command answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +101,9 @@ where
                     if options.expected_version.is_none() && attempt < CONFLICT_RETRIES =>
                 {
                     tracing::debug!(aggregate_id, attempt, "lost a race, deciding again");
+                    // A short random pause de-synchronises the racers so one wins each round.
+                    let jitter = Uuid::new_v4().as_u128() % (500 * attempt.min(10) as u128);
+                    tokio::time::sleep(std::time::Duration::from_micros(jitter as u64)).await;
                 }
                 Err(ExecuteError::Store(StoreError::Conflict)) => {
                     let actual = self.load(aggregate_id).await?.version;

@@ -44,6 +44,11 @@ pub struct ConsumerOptions {
     pub base_backoff: Duration,
     /// Longest retry pause.
     pub max_backoff: Duration,
+    /// Start a new group at the end of the topics instead of the beginning (live feeds).
+    pub from_latest: bool,
+    /// Whether rejected messages go to the group's dead-letter topic. A live feed only
+    /// watches: the durable consumers already dead-letter what is malformed, so it skips.
+    pub dead_letter: bool,
 }
 
 impl ConsumerOptions {
@@ -56,6 +61,17 @@ impl ConsumerOptions {
             max_attempts: None,
             base_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
+            from_latest: false,
+            dead_letter: true,
+        }
+    }
+
+    /// Defaults for an instance's live feed: its own group, starting at the end.
+    pub fn live_feed(group: impl Into<String>, topics: Vec<String>) -> Self {
+        Self {
+            from_latest: true,
+            dead_letter: false,
+            ..Self::projection(group, topics)
         }
     }
 }
@@ -71,6 +87,8 @@ impl ConsumerOptions {
             max_attempts: Some(8),
             base_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(30),
+            from_latest: false,
+            dead_letter: true,
         }
     }
 }
@@ -107,12 +125,14 @@ impl EventConsumer {
         handler: Arc<dyn EventHandler>,
         producer: FutureProducer,
     ) -> Result<Self, InfraError> {
-        let consumer: StreamConsumer = super::client::consumer_config(settings, &options.group)
-            .create()
-            .map_err(InfraError::kafka(format!(
-                "create consumer {}",
-                options.group
-            )))?;
+        let mut config = super::client::consumer_config(settings, &options.group);
+        if options.from_latest {
+            config.set("auto.offset.reset", "latest");
+        }
+        let consumer: StreamConsumer = config.create().map_err(InfraError::kafka(format!(
+            "create consumer {}",
+            options.group
+        )))?;
         let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&topics)
@@ -197,7 +217,7 @@ impl EventConsumer {
                     events.push(event);
                     raws.push(message);
                 }
-                Err(reason) => self.dead_letters.send(message, &reason, 0).await,
+                Err(reason) => self.reject(message, &reason, 0).await,
             }
         }
         if events.is_empty() {
@@ -220,16 +240,25 @@ impl EventConsumer {
                         Delivery::Done => {}
                         Delivery::Interrupted => return false,
                         Delivery::GiveUp { reason, attempts } => {
-                            self.dead_letters.send(raw, &reason, attempts).await;
+                            self.reject(raw, &reason, attempts).await;
                         }
                     }
                 }
                 true
             }
             Delivery::GiveUp { reason, attempts } => {
-                self.dead_letters.send(raws[0], &reason, attempts).await;
+                self.reject(raws[0], &reason, attempts).await;
                 true
             }
+        }
+    }
+
+    /// Dead-letters a message (or, for a watching consumer, logs and skips it).
+    async fn reject(&self, message: &OwnedMessage, reason: &str, attempts: u32) {
+        if self.options.dead_letter {
+            self.dead_letters.send(message, reason, attempts).await;
+        } else {
+            tracing::debug!(group = %self.options.group, reason, "message skipped");
         }
     }
 
@@ -247,7 +276,7 @@ impl EventConsumer {
                 Ok(outcome) => {
                     for (index, reason) in outcome.rejected {
                         if let Some(raw) = raws.get(index) {
-                            self.dead_letters.send(raw, &reason, attempts).await;
+                            self.reject(raw, &reason, attempts).await;
                         }
                     }
                     return Delivery::Done;

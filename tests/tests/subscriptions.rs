@@ -1,0 +1,197 @@
+//! GraphQL subscriptions over graphql-transport-ws, fed from the event flow.
+
+use std::time::Duration;
+
+use chronicle_tests::TestApp;
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(app: &TestApp, token: &str) -> Socket {
+    let url = format!("{}/graphql/ws", app.base_url.replace("http://", "ws://"));
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let init =
+        json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}});
+    socket
+        .send(Message::Text(init.to_string().into()))
+        .await
+        .unwrap();
+    let ack = next_json(&mut socket).await.expect("connection_ack");
+    assert_eq!(ack["type"], "connection_ack", "{ack}");
+    socket
+}
+
+async fn next_json(socket: &mut Socket) -> Option<Value> {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(30), socket.next())
+            .await
+            .ok()??
+            .ok()?;
+        if let Message::Text(text) = message {
+            let value: Value = serde_json::from_str(&text).ok()?;
+            if value["type"] == "ping" {
+                continue;
+            }
+            return Some(value);
+        }
+    }
+}
+
+async fn subscribe(socket: &mut Socket, id: &str, query: &str, variables: Value) {
+    let message =
+        json!({"id": id, "type": "subscribe", "payload": {"query": query, "variables": variables}});
+    socket
+        .send(Message::Text(message.to_string().into()))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn task_events_of_a_team_arrive_as_they_happen_and_other_teams_stay_out() {
+    let app = TestApp::spawn().await.unwrap();
+    let mut socket = connect(&app, &app.admin_token).await;
+    subscribe(
+        &mut socket,
+        "1",
+        "subscription($t: ID) { taskEvents(teamId: $t) { eventType taskId sequence actorId payload } }",
+        json!({"t": "team-live"}),
+    )
+    .await;
+    // The feed starts at the end of the topics: give the subscription a moment to be in place
+    // and the feed consumer to get its partitions, then keep producing until events arrive.
+    let mut mine = Vec::new();
+    let mut first = None;
+    for attempt in 0..20 {
+        app.create_task("other team", "team-elsewhere")
+            .await
+            .unwrap();
+        let id = app
+            .create_task(&format!("mine {attempt}"), "team-live")
+            .await
+            .unwrap();
+        mine.push(id);
+        if let Ok(Some(value)) =
+            tokio::time::timeout(Duration::from_millis(500), next_json(&mut socket)).await
+        {
+            first = Some(value);
+            break;
+        }
+    }
+    let first = first.expect("a task event arrived");
+    assert_eq!(first["type"], "next", "{first}");
+    let event = &first["payload"]["data"]["taskEvents"];
+    assert_eq!(event["eventType"], "TaskCreated");
+    assert!(
+        mine.contains(&event["taskId"].as_str().unwrap().to_owned()),
+        "only team-live tasks: {event}"
+    );
+    assert_eq!(event["payload"]["teamId"], "team-live");
+
+    // A later change of the same task (no team in its payload) is still recognised.
+    let task = event["taskId"].as_str().unwrap().to_owned();
+    app.data(
+        "mutation($id: ID!) { startTask(id: $id) { version } }",
+        json!({"id": task}),
+    )
+    .await
+    .unwrap();
+    let mut saw_start = false;
+    while let Some(value) = next_json(&mut socket).await {
+        let event = &value["payload"]["data"]["taskEvents"];
+        assert_eq!(value["type"], "next");
+        assert!(
+            mine.contains(&event["taskId"].as_str().unwrap().to_owned()),
+            "{event}"
+        );
+        if event["eventType"] == "TaskStarted" {
+            assert_eq!(event["taskId"], task.as_str());
+            saw_start = true;
+            break;
+        }
+    }
+    assert!(saw_start);
+    socket.close(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn report_status_pushes_each_status_until_completed() {
+    let app = TestApp::spawn().await.unwrap();
+    let mut socket = connect(&app, &app.admin_token).await;
+    let now = chrono::Utc::now();
+    let data = app
+        .data(
+            "mutation($i: RequestReportInput!) { requestReport(input: $i) { id } }",
+            json!({"i": {"kind": "TEAM_SUMMARY", "teamId": "team-x",
+                         "from": (now - chrono::Duration::hours(1)).to_rfc3339(),
+                         "to": (now + chrono::Duration::hours(1)).to_rfc3339()}}),
+        )
+        .await
+        .unwrap();
+    let id = data["requestReport"]["id"].as_str().unwrap().to_owned();
+    subscribe(
+        &mut socket,
+        "r",
+        "subscription($id: ID!) { reportStatus(reportId: $id) { status version } }",
+        json!({"id": id}),
+    )
+    .await;
+    let mut statuses = Vec::new();
+    let mut versions = Vec::new();
+    while let Some(value) = next_json(&mut socket).await {
+        if value["type"] == "complete" {
+            break;
+        }
+        assert_eq!(value["type"], "next", "{value}");
+        let status = &value["payload"]["data"]["reportStatus"];
+        statuses.push(status["status"].as_str().unwrap().to_owned());
+        versions.push(status["version"].as_i64().unwrap());
+    }
+    assert_eq!(
+        statuses.last().map(String::as_str),
+        Some("COMPLETED"),
+        "{statuses:?}"
+    );
+    let order = ["REQUESTED", "GENERATING", "COMPLETED"];
+    let ranks: Vec<usize> = statuses
+        .iter()
+        .map(|s| order.iter().position(|o| o == s).unwrap())
+        .collect();
+    assert!(
+        ranks.windows(2).all(|w| w[0] < w[1]),
+        "in lifecycle order: {statuses:?}"
+    );
+    assert!(versions.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[tokio::test]
+async fn a_subscription_without_a_valid_token_is_refused() {
+    let app = TestApp::spawn().await.unwrap();
+    let url = format!("{}/graphql/ws", app.base_url.replace("http://", "ws://"));
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let init = json!({"type": "connection_init", "payload": {"Authorization": "Bearer forged"}});
+    socket
+        .send(Message::Text(init.to_string().into()))
+        .await
+        .unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .unwrap();
+    match reply {
+        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {}
+        Some(Ok(other)) => panic!("expected the connection to be closed, got {other:?}"),
+    }
+}
