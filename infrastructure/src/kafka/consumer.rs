@@ -44,6 +44,8 @@ pub struct ConsumerOptions {
     pub base_backoff: Duration,
     /// Longest retry pause.
     pub max_backoff: Duration,
+    /// How long to wait for more messages after the first one of a batch.
+    pub linger: Duration,
     /// Start a new group at the end of the topics instead of the beginning (live feeds).
     pub from_latest: bool,
     /// Whether rejected messages go to the group's dead-letter topic. A live feed only
@@ -61,6 +63,7 @@ impl ConsumerOptions {
             max_attempts: None,
             base_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
+            linger: Duration::from_millis(5),
             from_latest: false,
             dead_letter: true,
         }
@@ -87,6 +90,7 @@ impl ConsumerOptions {
             max_attempts: Some(8),
             base_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(30),
+            linger: Duration::ZERO,
             from_latest: false,
             dead_letter: true,
         }
@@ -166,9 +170,18 @@ impl EventConsumer {
                     continue;
                 }
             };
+            // Gather what arrives within a short linger after the first message: one database
+            // round trip then serves many events instead of one.
             let mut batch = vec![first];
+            let linger_until = tokio::time::Instant::now() + self.options.linger;
             while batch.len() < self.options.max_batch {
-                match self.consumer.recv().now_or_never() {
+                let next = match self.consumer.recv().now_or_never() {
+                    Some(next) => Some(next),
+                    None => tokio::time::timeout_at(linger_until, self.consumer.recv())
+                        .await
+                        .ok(),
+                };
+                match next {
                     Some(Ok(message)) => batch.push(message.detach()),
                     _ => break,
                 }
