@@ -33,16 +33,19 @@ pub struct TaskFilter {
     pub text: Option<String>,
 }
 
-/// One page of tasks.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TaskPage {
-    /// The tasks, in creation order.
-    pub items: Vec<TaskView>,
-    /// How many tasks match the filter in all.
+/// One page of a keyset-paginated query, in id (creation) order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The rows.
+    pub items: Vec<T>,
+    /// How many rows match the filter in all.
     pub total_count: u64,
     /// Whether more match after the last item.
     pub has_next_page: bool,
 }
+
+/// One page of tasks.
+pub type TaskPage = Page<TaskView>;
 
 /// Serves task reads from the read model.
 pub struct TaskQueries {
@@ -135,15 +138,7 @@ pub struct ReportFilter {
 }
 
 /// One page of reports.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ReportPage {
-    /// The reports, in request order.
-    pub items: Vec<crate::projection::report::ReportView>,
-    /// How many match in all.
-    pub total_count: u64,
-    /// Whether more match after the last item.
-    pub has_next_page: bool,
-}
+pub type ReportPage = Page<crate::projection::report::ReportView>;
 
 /// Serves report reads from the read model.
 pub struct ReportQueries {

@@ -2,7 +2,7 @@
 
 use async_graphql::{Context, Object, ID};
 use chronicle_application::queries::{
-    ReportFilter as AppReportFilter, TaskFilter as AppTaskFilter,
+    Page, ReportFilter as AppReportFilter, TaskFilter as AppTaskFilter,
 };
 use chronicle_application::AppError;
 use uuid::Uuid;
@@ -26,6 +26,28 @@ pub fn parse_version(field: &str, version: Option<i64>) -> Result<Option<u64>, A
         Some(v) if v < 0 => Err(AppError::validation(field, "must not be negative")),
         other => Ok(other.map(|v| v as u64)),
     }
+}
+
+/// Turns a page of rows into Relay parts: (cursor, node) pairs, page info and total count.
+fn connection<V, N>(
+    page: Page<V>,
+    kind: &str,
+    has_previous_page: bool,
+    id_of: fn(&V) -> Uuid,
+    node: fn(V) -> N,
+) -> (Vec<(String, N)>, PageInfo, i64) {
+    let edges: Vec<(String, N)> = page
+        .items
+        .into_iter()
+        .map(|view| (encode_cursor(kind, id_of(&view)), node(view)))
+        .collect();
+    let page_info = PageInfo {
+        has_next_page: page.has_next_page,
+        has_previous_page,
+        start_cursor: edges.first().map(|(cursor, _)| cursor.clone()),
+        end_cursor: edges.last().map(|(cursor, _)| cursor.clone()),
+    };
+    (edges, page_info, page.total_count as i64)
 }
 
 /// The query root.
@@ -83,23 +105,15 @@ impl QueryRoot {
                 .await
         };
         let page = run.await.map_err(|e| to_graphql(e, request))?;
-        let edges: Vec<TaskEdge> = page
-            .items
-            .into_iter()
-            .map(|view| TaskEdge {
-                cursor: encode_cursor("task", view.id),
-                node: Task(view),
-            })
-            .collect();
+        let (edges, page_info, total_count) =
+            connection(page, "task", after.is_some(), |v| v.id, Task);
         Ok(TaskConnection {
-            page_info: PageInfo {
-                has_next_page: page.has_next_page,
-                has_previous_page: after.is_some(),
-                start_cursor: edges.first().map(|e| e.cursor.clone()),
-                end_cursor: edges.last().map(|e| e.cursor.clone()),
-            },
-            edges,
-            total_count: page.total_count as i64,
+            edges: edges
+                .into_iter()
+                .map(|(cursor, node)| TaskEdge { cursor, node })
+                .collect(),
+            page_info,
+            total_count,
         })
     }
 
@@ -151,23 +165,15 @@ impl QueryRoot {
             Ok::<_, AppError>((page, after))
         };
         let (page, after) = run.await.map_err(|e| to_graphql(e, request))?;
-        let edges: Vec<ReportEdge> = page
-            .items
-            .into_iter()
-            .map(|view| ReportEdge {
-                cursor: encode_cursor("report", view.id),
-                node: Report(view),
-            })
-            .collect();
+        let (edges, page_info, total_count) =
+            connection(page, "report", after.is_some(), |v| v.id, Report);
         Ok(ReportConnection {
-            page_info: PageInfo {
-                has_next_page: page.has_next_page,
-                has_previous_page: after.is_some(),
-                start_cursor: edges.first().map(|e| e.cursor.clone()),
-                end_cursor: edges.last().map(|e| e.cursor.clone()),
-            },
-            edges,
-            total_count: page.total_count as i64,
+            edges: edges
+                .into_iter()
+                .map(|(cursor, node)| ReportEdge { cursor, node })
+                .collect(),
+            page_info,
+            total_count,
         })
     }
 }

@@ -168,7 +168,7 @@ impl ViewStore<ReportView> for PgReportViews {
     }
 }
 
-fn push_filter(query: &mut QueryBuilder<'_, Postgres>, filter: &ReportFilter) {
+fn push_filter(query: &mut QueryBuilder<'static, Postgres>, filter: &ReportFilter) {
     query.push(" WHERE TRUE");
     if let Some(team) = &filter.team_id {
         query.push(" AND team_id = ").push_bind(team.clone());
@@ -198,32 +198,16 @@ impl ReportQueryStore for PgReportViews {
         first: usize,
         after: Option<Uuid>,
     ) -> Result<ReportPage, StoreError> {
-        let mut page = QueryBuilder::new(format!("SELECT {COLUMNS} FROM reports"));
-        push_filter(&mut page, filter);
-        if let Some(after) = after {
-            page.push(" AND id > ").push_bind(after);
-        }
-        page.push(" ORDER BY id LIMIT ").push_bind(first as i64 + 1);
-        let rows = page.build().fetch_all(&self.pool).await.map_err(backend)?;
-        let mut count = QueryBuilder::new("SELECT count(*) FROM reports");
-        push_filter(&mut count, filter);
-        let total: i64 = count
-            .build()
-            .fetch_one(&self.pool)
-            .await
-            .map_err(backend)?
-            .get(0);
-        let has_next_page = rows.len() > first;
-        let items = rows
-            .iter()
-            .take(first)
-            .map(view_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(ReportPage {
-            items,
-            total_count: total as u64,
-            has_next_page,
-        })
+        super::keyset_page(
+            &self.pool,
+            "reports",
+            COLUMNS,
+            |query| push_filter(query, filter),
+            first,
+            after,
+            view_from_row,
+        )
+        .await
     }
 }
 

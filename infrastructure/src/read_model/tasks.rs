@@ -218,7 +218,7 @@ fn like_pattern(text: &str) -> String {
     escaped
 }
 
-fn push_filter(query: &mut QueryBuilder<'_, Postgres>, filter: &TaskFilter) {
+fn push_filter(query: &mut QueryBuilder<'static, Postgres>, filter: &TaskFilter) {
     query.push(" WHERE TRUE");
     if let Some(team) = &filter.team_id {
         query.push(" AND team_id = ").push_bind(team.clone());
@@ -264,40 +264,16 @@ impl TaskQueryStore for PgTaskViews {
         first: usize,
         after: Option<Uuid>,
     ) -> Result<TaskPage, StoreError> {
-        let mut page_query = QueryBuilder::new(format!("SELECT {COLUMNS} FROM tasks"));
-        push_filter(&mut page_query, filter);
-        if let Some(after) = after {
-            page_query.push(" AND id > ").push_bind(after);
-        }
-        page_query
-            .push(" ORDER BY id LIMIT ")
-            .push_bind(first as i64 + 1);
-        let rows = page_query
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-
-        let mut count_query = QueryBuilder::new("SELECT count(*) FROM tasks");
-        push_filter(&mut count_query, filter);
-        let total: i64 = count_query
-            .build()
-            .fetch_one(&self.pool)
-            .await
-            .map_err(backend)?
-            .get(0);
-
-        let has_next_page = rows.len() > first;
-        let items = rows
-            .iter()
-            .take(first)
-            .map(view_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(TaskPage {
-            items,
-            total_count: total as u64,
-            has_next_page,
-        })
+        super::keyset_page(
+            &self.pool,
+            "tasks",
+            COLUMNS,
+            |query| push_filter(query, filter),
+            first,
+            after,
+            view_from_row,
+        )
+        .await
     }
 }
 
