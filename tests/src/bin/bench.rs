@@ -99,7 +99,8 @@ async fn throughput(app: &TestApp, seconds: u64) -> anyhow::Result<Value> {
     Ok(result)
 }
 
-/// Open-loop load at `rate` per second; measures commit→Kafka and commit→read model.
+/// Open-loop load at `rate` per second; measures commit→Kafka and commit→read model, both
+/// observed while the load runs.
 async fn latency(app: &TestApp, rate: u64, seconds: u64) -> anyhow::Result<(Value, Value, f64)> {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers().as_str())
@@ -132,6 +133,53 @@ async fn latency(app: &TestApp, rate: u64, seconds: u64) -> anyhow::Result<(Valu
     let total = (rate * seconds) as usize;
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
     let acked: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+
+    // Projection lag is observed while the load runs: a poller asks the read model for the
+    // acknowledged rows it has not seen yet, every 2 ms, and stamps each when it appears.
+    let projected: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let load_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let (acked, projected, load_done, db) = (
+            acked.clone(),
+            projected.clone(),
+            load_done.clone(),
+            app.db.clone(),
+        );
+        tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(seconds + 60);
+            while Instant::now() < deadline {
+                let pending: Vec<uuid::Uuid> = {
+                    let projected = projected.lock().await;
+                    acked
+                        .lock()
+                        .await
+                        .iter()
+                        .filter(|(id, _)| !projected.contains_key(id))
+                        .filter_map(|(id, _)| id.parse().ok())
+                        .collect()
+                };
+                let finished = load_done.load(std::sync::atomic::Ordering::Relaxed);
+                if pending.is_empty() && finished {
+                    break;
+                }
+                if !pending.is_empty() {
+                    let found: Vec<uuid::Uuid> =
+                        sqlx::query_scalar("SELECT id FROM tasks WHERE id = ANY($1)")
+                            .bind(&pending)
+                            .fetch_all(&db)
+                            .await?;
+                    let now = Instant::now();
+                    let mut projected = projected.lock().await;
+                    for id in found {
+                        projected.insert(id.to_string(), now);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            anyhow::Ok(())
+        })
+    };
+
     let started = Instant::now();
     let mut requests = Vec::with_capacity(total);
     let client = reqwest::Client::new();
@@ -155,27 +203,10 @@ async fn latency(app: &TestApp, rate: u64, seconds: u64) -> anyhow::Result<(Valu
         request.await??;
     }
     let achieved = total as f64 / started.elapsed().as_secs_f64();
-
-    // Projection lag: poll the read model for the rows (cheap: one query per round).
+    load_done.store(true, std::sync::atomic::Ordering::Relaxed);
+    poller.await??;
     let acked = acked.lock().await.clone();
-    let mut projected: HashMap<String, Instant> = HashMap::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while projected.len() < acked.len() && Instant::now() < deadline {
-        let ids: Vec<uuid::Uuid> = acked
-            .iter()
-            .filter(|(id, _)| !projected.contains_key(id))
-            .filter_map(|(id, _)| id.parse().ok())
-            .collect();
-        let found: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM tasks WHERE id = ANY($1)")
-            .bind(&ids)
-            .fetch_all(&app.db)
-            .await?;
-        let now = Instant::now();
-        for id in found {
-            projected.insert(id.to_string(), now);
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let projected = projected.lock().await.clone();
     let wait = Instant::now() + Duration::from_secs(30);
     while seen.lock().await.len() < acked.len() && Instant::now() < wait {
         tokio::time::sleep(Duration::from_millis(50)).await;
