@@ -4,14 +4,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use chronicle_application::audit::{AuditQueries, TimeTravel};
 use chronicle_application::commands::{ReportCommands, TaskCommands};
 use chronicle_application::live::LiveFeed;
+use chronicle_application::ports::AuditLog;
 use chronicle_application::projection::report::ReportProjector;
 use chronicle_application::projection::task::TaskProjector;
 use chronicle_application::projection::Handlers;
 use chronicle_application::queries::{ReportQueries, TaskQueries};
 use chronicle_application::reports::ReportWorker;
 use chronicle_application::topics::Topics;
+use chronicle_infrastructure::audit_log::PgAuditLog;
 use chronicle_infrastructure::config::{AuthSettings, Settings};
 use chronicle_infrastructure::event_store::PgEventStore;
 use chronicle_infrastructure::kafka::admin::ensure_topics;
@@ -111,6 +114,7 @@ impl RunningService {
 
 /// Builds and starts the selected parts.
 pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningService> {
+    crate::metrics::handle();
     let pool = db::connect(&settings.database_url, settings.database_max_connections)
         .await
         .context("connecting to Postgres")?;
@@ -194,6 +198,7 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningS
         // Each API instance reads every event for its own subscribers: its own group, from
         // the end of the topics.
         let live_feed = LiveFeed::new();
+        let audit_log: Arc<dyn AuditLog> = Arc::new(PgAuditLog::new(pool.clone()));
         let feed_group = topics.group(&format!("chronicle-api-{}", Uuid::now_v7().simple()));
         let producer: FutureProducer = kafka::client::producer_config(&settings.kafka)
             .create()
@@ -222,6 +227,9 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningS
                 report_views.clone(),
                 settings.read_your_writes_wait,
             )),
+            audit: Arc::new(AuditQueries::new(audit_log.clone())),
+            task_history: Arc::new(TimeTravel::new(audit_log.clone())),
+            report_history: Arc::new(TimeTravel::new(audit_log)),
         };
         let authenticator = match &settings.auth {
             AuthSettings::Hs256 { secret } => Authenticator::hs256(secret),

@@ -44,8 +44,20 @@ pub fn router(state: HttpState) -> Router {
         .route("/graphql/ws", get(graphql_ws))
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(ready))
+        .route("/metrics", get(prometheus))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// The Prometheus text exposition.
+async fn prometheus() -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        crate::metrics::handle().render(),
+    )
 }
 
 async fn graphiql() -> Html<String> {

@@ -4,7 +4,9 @@
 //! settings and starts the background loops; [`http`] serves them.
 
 pub mod app;
+pub mod audit_cli;
 pub mod auth;
 pub mod graphql;
 pub mod http;
+pub mod metrics;
 pub mod telemetry;

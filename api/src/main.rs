@@ -30,6 +30,11 @@ enum Command {
     },
     /// Apply database migrations (idempotent).
     Migrate,
+    /// Inspect the audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Print a JWT signed with CHRONICLE_JWT_SECRET, for development and scripts.
     Token {
         /// The subject: the user id that becomes the actor of events.
@@ -47,12 +52,26 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of one aggregate (--type and --id) or of every aggregate. Exits 0
+    /// when intact, 1 with the first broken event printed.
+    Verify {
+        /// Aggregate type: Task or Report.
+        #[arg(long = "type", value_name = "TYPE", requires = "id")]
+        aggregate_type: Option<String>,
+        /// Aggregate id (a UUID).
+        #[arg(long, value_name = "ID", requires = "aggregate_type")]
+        id: Option<String>,
+    },
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
     match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("chronicle: {error:#}");
             ExitCode::FAILURE
@@ -60,7 +79,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { only } => {
             let settings = Settings::from_env()?;
@@ -72,7 +91,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             shutdown_signal().await;
             tracing::info!("shutting down");
             service.stop().await;
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {
             telemetry::init(false);
@@ -80,7 +99,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let pool = db::connect(&url, 2).await?;
             db::migrate(&pool).await.context("applying migrations")?;
             println!("migrations applied");
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Token {
             sub,
@@ -95,7 +114,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let token = Authenticator::hs256(&secret).issue(&sub, roles, teams, ttl)?;
             println!("{token}");
-            Ok(())
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { aggregate_type, id },
+        } => {
+            let url = Settings::database_url()?;
+            let pool = db::connect(&url, 2).await?;
+            let target = aggregate_type.zip(id);
+            let intact = chronicle_api::audit_cli::verify(pool, target).await?;
+            Ok(if intact {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }

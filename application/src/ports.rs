@@ -2,10 +2,12 @@
 //! `chronicle-infrastructure`; nothing here knows about SQL or Kafka.
 
 use async_trait::async_trait;
+use futures::stream::BoxStream;
 use serde_json::Value;
 use thiserror::Error;
 use uuid::Uuid;
 
+use crate::audit::{AuditFilter, AuditRecord};
 use crate::event_log::{NewEvent, StoredEvent};
 use crate::message::OutboxMessage;
 use crate::projection::task::TaskView;
@@ -96,6 +98,44 @@ pub trait EventStore: Send + Sync {
         actor_id: &str,
         key: &str,
     ) -> Result<Option<IdempotencyRecord>, StoreError>;
+}
+
+/// Read access to the event store for auditors: the trail, whole streams, and what else has
+/// seen an aggregate (to catch a truncated stream).
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    /// Matching events after position `after`, in position order, at most `limit`; only
+    /// events no running transaction can still precede.
+    async fn trail(
+        &self,
+        filter: &AuditFilter,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Every event of one aggregate, in sequence order.
+    async fn stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// The highest version of an aggregate that a snapshot or a read-model row reflects
+    /// (0 when none does).
+    async fn witnessed_version(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<u64, StoreError>;
+
+    /// The same for every aggregate that has one: (aggregate type, id, version).
+    async fn witnessed_versions(&self) -> Result<Vec<(String, String, u64)>, StoreError>;
+
+    /// How many events the store holds (the total of a progress bar).
+    async fn event_count(&self) -> Result<u64, StoreError>;
+
+    /// Every event in position order, streamed (the store may hold millions).
+    fn scan(&self) -> BoxStream<'static, Result<AuditRecord, StoreError>>;
 }
 
 /// Where a projection keeps its rows (one implementation per read-model table).

@@ -3,6 +3,7 @@
 //! Each module implements ports of `chronicle-application` or runs a background loop
 //! (the outbox relay, the Kafka consumers). Nothing here decides business rules.
 
+pub mod audit_log;
 pub mod config;
 pub mod db;
 pub mod event_store;

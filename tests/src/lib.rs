@@ -8,6 +8,8 @@
 //! the local server) and `KAFKA_BROKERS` (default `127.0.0.1:9092`), both set by
 //! `./scripts/test`.
 
+pub mod seed;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -110,11 +112,21 @@ impl TestApp {
 
     /// Like [`TestApp::spawn`], after `adjust` changed the settings.
     pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> anyhow::Result<Self> {
+        Self::spawn_parts(Parts::ALL, adjust).await
+    }
+
+    /// Starts only `parts` (the API always: tests talk to it), after `adjust` changed the
+    /// settings; other parts can run in separate processes ([`ChronicleProcess`]).
+    pub async fn spawn_parts(
+        parts: Parts,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> anyhow::Result<Self> {
         chronicle_api::telemetry::init(false);
         let database_url = create_database().await?;
         let mut settings = test_settings(&database_url, &brokers());
         adjust(&mut settings);
-        let service = app::start(&settings, Parts::ALL).await?;
+        let parts = Parts { api: true, ..parts };
+        let service = app::start(&settings, parts).await?;
         let addr = service.http_addr.context("the API did not start")?;
         let db = PgPool::connect(&settings.database_url).await?;
         let mut app = Self {
@@ -218,6 +230,81 @@ impl TestApp {
             service.stop().await;
         }
     }
+}
+
+/// A `chronicle serve` process (the real binary), for tests that kill, freeze or restart it.
+///
+/// The binary is `CHRONICLE_BIN`, else `target/<profile>/chronicle` next to the test binary
+/// (`./scripts/test` builds it before the tests). Dropping the handle kills the process.
+pub struct ChronicleProcess {
+    child: tokio::process::Child,
+}
+
+impl ChronicleProcess {
+    /// Starts `chronicle serve --only <only>` with the environment `settings` describe.
+    pub fn serve(settings: &Settings, only: &str) -> anyhow::Result<Self> {
+        let binary = chronicle_binary()?;
+        let child = tokio::process::Command::new(&binary)
+            .args(["serve", "--only", only])
+            .env("DATABASE_URL", &settings.database_url)
+            .env("KAFKA_BROKERS", &settings.kafka.brokers)
+            .env("KAFKA_TOPIC_PREFIX", &settings.kafka.topic_prefix)
+            .env("KAFKA_PARTITIONS", settings.kafka.partitions.to_string())
+            .env("CHRONICLE_JWT_SECRET", TEST_SECRET)
+            .env("CHRONICLE_HTTP_ADDR", "127.0.0.1:0")
+            .env(
+                "CHRONICLE_SNAPSHOT_EVERY",
+                settings.snapshot_every.to_string(),
+            )
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            )
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("spawning {}", binary.display()))?;
+        Ok(Self { child })
+    }
+
+    /// Kills the process with SIGKILL (no shutdown of any kind) and reaps it.
+    pub async fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+}
+
+/// The `chronicle` binary: `CHRONICLE_BIN`, else `target/<profile>/chronicle` next to the
+/// test binary.
+pub fn chronicle_binary() -> anyhow::Result<std::path::PathBuf> {
+    let binary = match std::env::var_os("CHRONICLE_BIN") {
+        Some(path) => std::path::PathBuf::from(path),
+        None => std::env::current_exe()?
+            .parent()
+            .and_then(|deps| deps.parent())
+            .context("no target directory above the test binary")?
+            .join("chronicle"),
+    };
+    if !binary.exists() {
+        bail!(
+            "{} is missing: build it with `cargo build -p chronicle-api --bin chronicle` (./scripts/test does)",
+            binary.display()
+        );
+    }
+    Ok(binary)
+}
+
+/// Runs a `chronicle` subcommand against `database_url`; returns its exit code and stdout.
+pub async fn run_chronicle(database_url: &str, args: &[&str]) -> anyhow::Result<(i32, String)> {
+    let output = tokio::process::Command::new(chronicle_binary()?)
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("CHRONICLE_JWT_SECRET", TEST_SECRET)
+        .output()
+        .await?;
+    Ok((
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    ))
 }
 
 /// A record read back from Kafka.

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use chronicle_tests::{brokers, error_code, eventually, read_topic, TestApp};
+use chronicle_api::app::Parts;
+use chronicle_tests::{brokers, error_code, eventually, read_topic, ChronicleProcess, TestApp};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use serde_json::{json, Value};
@@ -228,6 +229,25 @@ async fn a_poison_message_is_dead_lettered_and_the_next_request_still_completes_
         assert!(dead[0].headers.contains_key(header), "missing {header}");
     }
 
+    // Operators see the dead letter in the metrics.
+    let metrics = reqwest::get(format!("{}/metrics", app.base_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("chronicle_dead_letters_total{")
+                && l.contains(&format!(
+                    "group=\"{}chronicle-report-worker\"",
+                    app.settings.kafka.topic_prefix
+                ))
+        })
+        .unwrap_or_else(|| panic!("no dead-letter metric for the worker in:\n{metrics}"));
+    assert!(line.ends_with(" 1"), "{line}");
+
     // Redeliver every report event (as after a relay crash): the worker sees the request again
     // and recognises the report as done.
     sqlx::query("UPDATE outbox SET published_at = NULL WHERE topic = $1")
@@ -257,4 +277,119 @@ async fn a_poison_message_is_dead_lettered_and_the_next_request_still_completes_
     .await
     .unwrap();
     assert_eq!(starts, 1);
+}
+
+async fn count_events(app: &TestApp, report_id: &str, event_type: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = $2")
+        .bind(report_id)
+        .bind(event_type)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_generation_finishes_the_report_exactly_once_after_restart() {
+    // API, relay and projections in this process; the worker as a real process we can kill.
+    let app = TestApp::spawn_parts(
+        Parts {
+            api: true,
+            relay: true,
+            projections: true,
+            worker: false,
+        },
+        |_| {},
+    )
+    .await
+    .unwrap();
+    for n in 0..3 {
+        let id = app
+            .create_task(&format!("task {n}"), "team-k")
+            .await
+            .unwrap();
+        app.wait_for_version(&id, 1).await.unwrap();
+    }
+
+    // Hold the task read model so that a generation, once started, cannot finish.
+    let mut blocker = app.db.begin().await.unwrap();
+    sqlx::query("LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let first_worker = ChronicleProcess::serve(&app.settings, "worker").unwrap();
+    let (from, to) = period();
+    let data = app
+        .data(
+            REQUEST,
+            json!({"i": {"kind": "TEAM_SUMMARY", "teamId": "team-k", "from": from, "to": to}}),
+        )
+        .await
+        .unwrap();
+    let id = data["requestReport"]["id"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(60), || async {
+        Ok((count_events(&app, &id, "ReportGenerationStarted").await == 1).then_some(()))
+    })
+    .await
+    .expect("the first worker starts generating");
+
+    // Crash it mid-generation: no shutdown, no offset commit.
+    first_worker.kill().await.unwrap();
+    blocker.rollback().await.unwrap();
+    // Restart after the dead member's session expired (10 s). Apache Kafka evicts a dead member
+    // on its own once the session times out; Tansu, the test broker, only when a member joins
+    // after that, and otherwise leaves its partitions to the dead member.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let second_worker = ChronicleProcess::serve(&app.settings, "worker").unwrap();
+
+    let report = wait_until_finished(&app, &id).await;
+    assert_eq!(report["status"], "COMPLETED", "{report}");
+    assert_eq!(report["result"]["total"], 3);
+    assert_eq!(report["attempts"], 2, "the crashed attempt counts");
+    // Let the new worker see any redelivery, then count: one completion, two starts.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(count_events(&app, &id, "ReportCompleted").await, 1);
+    assert_eq!(count_events(&app, &id, "ReportGenerationStarted").await, 2);
+    assert_eq!(count_events(&app, &id, "ReportFailed").await, 0);
+    second_worker.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_report_over_ten_thousand_tasks_completes() {
+    let app = TestApp::spawn().await.unwrap();
+    // The worker reads the task read model; seed it directly so the test spends its time on
+    // the report, not on 10,000 createTask round trips (those are measured by the bench).
+    sqlx::query(
+        "INSERT INTO tasks (id, version, title, description, status, team_id, creator_id,
+                            assignee_id, priority, due_at, labels, created_at, updated_at,
+                            started_at, finished_at)
+         SELECT gen_random_uuid(), 3, 'task ' || i, '',
+                (ARRAY['OPEN','IN_PROGRESS','COMPLETED','FAILED','CANCELLED'])[i % 5 + 1],
+                'team-big', 'u-seed', 'u-' || (i % 50), 'NORMAL', NULL, '{}',
+                now() - interval '10 minutes', now(),
+                now() - interval '9 minutes', now() - interval '8 minutes'
+         FROM generate_series(0, 9999) AS i",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let (from, to) = period();
+    let data = app
+        .data(
+            REQUEST,
+            json!({"i": {"kind": "TEAM_SUMMARY", "teamId": "team-big", "from": from, "to": to}}),
+        )
+        .await
+        .unwrap();
+    let id = data["requestReport"]["id"].as_str().unwrap().to_owned();
+    let report = wait_until_finished(&app, &id).await;
+    assert_eq!(report["status"], "COMPLETED", "{report}");
+    let result = &report["result"];
+    assert_eq!(result["total"], 10_000);
+    assert_eq!(
+        result["byStatus"],
+        json!({"OPEN": 2000, "IN_PROGRESS": 2000, "COMPLETED": 2000, "FAILED": 2000, "CANCELLED": 2000})
+    );
+    assert_eq!(result["byAssignee"].as_array().unwrap().len(), 50);
+    assert_eq!(result["completionRate"], 0.2);
+    assert_eq!(result["medianCycleTimeSeconds"], 60.0);
 }

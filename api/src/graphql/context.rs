@@ -3,9 +3,12 @@
 use std::sync::Arc;
 
 use async_graphql::Context;
+use chronicle_application::audit::{AuditQueries, TimeTravel};
 use chronicle_application::commands::{ReportCommands, TaskCommands};
 use chronicle_application::live::LiveFeed;
 use chronicle_application::metadata::CommandMetadata;
+use chronicle_application::projection::report::ReportReadModel;
+use chronicle_application::projection::task::TaskReadModel;
 use chronicle_application::queries::{ReportQueries, TaskQueries};
 use chronicle_application::AppError;
 
@@ -24,6 +27,12 @@ pub struct Services {
     pub report_queries: Arc<ReportQueries>,
     /// Events as this instance reads them, for subscriptions.
     pub live_feed: LiveFeed,
+    /// The audit trail and chain verification.
+    pub audit: Arc<AuditQueries>,
+    /// Tasks as they were.
+    pub task_history: Arc<TimeTravel<TaskReadModel>>,
+    /// Reports as they were.
+    pub report_history: Arc<TimeTravel<ReportReadModel>>,
 }
 
 /// One HTTP request's context, built by the HTTP handler before the schema runs.
@@ -45,6 +54,19 @@ impl RequestContext {
     /// The caller, or `UNAUTHENTICATED`.
     pub fn actor(&self) -> Result<&Actor, AppError> {
         self.actor.as_ref().ok_or(AppError::Unauthenticated)
+    }
+
+    /// The caller if it may read the audit trail and travel in time (`auditor` or `admin`),
+    /// else `FORBIDDEN`.
+    pub fn auditor(&self) -> Result<&Actor, AppError> {
+        let actor = self.actor()?;
+        if actor.has_role("auditor") {
+            Ok(actor)
+        } else {
+            Err(AppError::Forbidden(
+                "the audit trail and past states need the auditor or admin role".to_owned(),
+            ))
+        }
     }
 
     /// Metadata for a command issued by this request.

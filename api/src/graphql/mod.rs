@@ -1,5 +1,6 @@
 //! The GraphQL schema: queries, mutations and the types they return.
 
+mod audit;
 mod context;
 mod error;
 mod mutation;
@@ -8,7 +9,7 @@ mod report;
 mod subscription;
 mod task;
 
-use async_graphql::Schema;
+use async_graphql::{MergedObject, Schema};
 
 pub use context::{RequestContext, Services};
 pub use error::{with_error_codes, ErrorCode};
@@ -16,12 +17,16 @@ pub use mutation::MutationRoot;
 pub use query::QueryRoot;
 pub use subscription::SubscriptionRoot;
 
+/// Every query: tasks and reports, and the audit trail.
+#[derive(MergedObject, Default)]
+pub struct Query(QueryRoot, audit::AuditQuery);
+
 /// The schema type served at `/graphql`.
-pub type ChronicleSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
+pub type ChronicleSchema = Schema<Query, MutationRoot, SubscriptionRoot>;
 
 /// Builds the schema over `services`.
 pub fn build_schema(services: Services) -> ChronicleSchema {
-    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+    Schema::build(Query::default(), MutationRoot, SubscriptionRoot)
         .data(services)
         .limit_depth(12)
         .limit_complexity(2_000)

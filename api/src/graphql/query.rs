@@ -1,10 +1,12 @@
 //! Read queries.
 
 use async_graphql::{Context, Object, ID};
+use chronicle_application::audit::PointInTime;
 use chronicle_application::queries::{
     Page, ReportFilter as AppReportFilter, TaskFilter as AppTaskFilter,
 };
 use chronicle_application::AppError;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::context::ContextExt;
@@ -50,23 +52,62 @@ fn connection<V, N>(
     (edges, page_info, page.total_count as i64)
 }
 
+/// Which past state a `task` or `report` query asks for, if any: `atVersion` or `asOf`, never
+/// both, and not with `minVersion` (which waits for the present).
+pub fn point_in_time(
+    at_version: Option<i64>,
+    as_of: Option<DateTime<Utc>>,
+    min_version: Option<i64>,
+) -> Result<Option<PointInTime>, AppError> {
+    let point = match (at_version, as_of) {
+        (Some(_), Some(_)) => {
+            return Err(AppError::validation(
+                "asOf",
+                "pass atVersion or asOf, not both",
+            ))
+        }
+        (Some(v), None) if v < 1 => {
+            return Err(AppError::validation("atVersion", "must be at least 1"))
+        }
+        (Some(v), None) => Some(PointInTime::Version(v as u64)),
+        (None, Some(t)) => Some(PointInTime::Instant(t)),
+        (None, None) => None,
+    };
+    if point.is_some() && min_version.is_some() {
+        return Err(AppError::validation(
+            "minVersion",
+            "waits for the present; it cannot be combined with atVersion or asOf",
+        ));
+    }
+    Ok(point)
+}
+
 /// The query root.
+#[derive(Default)]
 pub struct QueryRoot;
 
 #[Object]
 impl QueryRoot {
     /// One task by id. With `minVersion`, waits (bounded) until the read model reflects that
-    /// version, else answers `STALE_READ`.
+    /// version, else answers `STALE_READ`. With `atVersion` or `asOf` (auditors and admins),
+    /// the task as it was then, folded from the event store: null before it existed, the
+    /// current state for a time in the future, `NOT_FOUND` for a version it never reached.
     async fn task(
         &self,
         ctx: &Context<'_>,
         id: ID,
+        at_version: Option<i64>,
+        as_of: Option<DateTime<Utc>>,
         min_version: Option<i64>,
     ) -> async_graphql::Result<Option<Task>> {
         let request = ctx.request();
         let run = async {
             request.actor()?;
             let id = parse_id("id", &id)?;
+            if let Some(point) = point_in_time(at_version, as_of, min_version)? {
+                request.auditor()?;
+                return ctx.services().task_history.at(id, point).await;
+            }
             let min_version = parse_version("minVersion", min_version)?;
             ctx.services().task_queries.get(id, min_version).await
         };
@@ -117,17 +158,24 @@ impl QueryRoot {
         })
     }
 
-    /// One report by id, optionally waiting (bounded) for `minVersion`.
+    /// One report by id, optionally waiting (bounded) for `minVersion`; with `atVersion` or
+    /// `asOf` (auditors and admins), the report as it was then, as for `task`.
     async fn report(
         &self,
         ctx: &Context<'_>,
         id: ID,
+        at_version: Option<i64>,
+        as_of: Option<DateTime<Utc>>,
         min_version: Option<i64>,
     ) -> async_graphql::Result<Option<Report>> {
         let request = ctx.request();
         let run = async {
             request.actor()?;
             let id = parse_id("id", &id)?;
+            if let Some(point) = point_in_time(at_version, as_of, min_version)? {
+                request.auditor()?;
+                return ctx.services().report_history.at(id, point).await;
+            }
             let min_version = parse_version("minVersion", min_version)?;
             ctx.services().report_queries.get(id, min_version).await
         };

@@ -135,6 +135,22 @@ impl Report {
     async fn completed_at(&self) -> Option<DateTime<Utc>> {
         self.0.completed_at
     }
+    /// The report's audit events in order (auditors and admins).
+    async fn history(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<super::audit::AuditEventConnection> {
+        let filter = chronicle_application::audit::AuditFilter {
+            aggregate_type: Some("Report".to_owned()),
+            aggregate_id: Some(self.0.id.to_string()),
+            ..Default::default()
+        };
+        super::audit::trail(ctx, filter, first, after)
+            .await
+            .map_err(|e| to_graphql(e, ctx.request()))
+    }
 }
 
 /// Input of `requestReport`.

@@ -138,6 +138,22 @@ impl Task {
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
+    /// The task's audit events in order (auditors and admins).
+    async fn history(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<super::audit::AuditEventConnection> {
+        let filter = chronicle_application::audit::AuditFilter {
+            aggregate_type: Some("Task".to_owned()),
+            aggregate_id: Some(self.0.id.to_string()),
+            ..Default::default()
+        };
+        super::audit::trail(ctx, filter, first, after)
+            .await
+            .map_err(|e| to_graphql(e, ctx.request()))
+    }
 }
 
 /// Filters of `tasks`; all given filters must match.

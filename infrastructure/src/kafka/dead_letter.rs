@@ -75,6 +75,12 @@ impl DeadLetters {
             match self.producer.send(record, Timeout::Never).await {
                 Ok(_) => {
                     self.sent.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!(
+                        "chronicle_dead_letters_total",
+                        "group" => self.group.clone(),
+                        "topic" => message.topic().to_owned()
+                    )
+                    .increment(1);
                     tracing::warn!(
                         dlq_topic = %topic,
                         original_topic = message.topic(),

@@ -8,6 +8,17 @@
 //! - `commit_to_kafka`: at a paced 1,000 commands/s, the time from a mutation's answer (its
 //!   commit) to the event being readable by an independent Kafka consumer (p50, p99).
 //! - `projection_lag`: the time from a mutation's answer to its read-model row (p50, p99).
+//! - `report_latency`: for a team of 1,000 tasks, the time from `requestReport`'s answer to
+//!   the report's `ReportCompleted` event (the worker's work) and to `report(id)` answering
+//!   COMPLETED (what a user sees), one request at a time (p50, p99).
+//! - `report_throughput`: 300 requests sent at once; reports completed per second.
+//!
+//! - `audit` (`BENCH_AUDIT_TASKS` tasks of 5 events, default 200,000 = 1,000,000 events,
+//!   seeded straight into the store): `auditTrail` latency through GraphQL by aggregate, by
+//!   correlation id and by actor (p50, p99, first page of 100), the plan of each filter, and
+//!   `audit verify`'s events/s next to Postgres alone reading the table in position order.
+//!
+//! `BENCH_PHASES` (default `commands,reports`; add `audit`) selects the phases.
 //!
 //! Run with `cargo run --release -p chronicle-tests --bin chronicle-bench`; environment as for
 //! the tests (`CHRONICLE_ADMIN_URL`, `KAFKA_BROKERS`). `BENCH_SECONDS` sets each phase's length.
@@ -290,8 +301,341 @@ fn pgbench(database_url: &str, seconds: u64) -> anyhow::Result<Value> {
     Ok(json!({"per_second": tps, "latency_avg_ms": latency, "clients": CONNECTIONS}))
 }
 
+const REQUEST_REPORT: &str =
+    "mutation($i: RequestReportInput!) { requestReport(input: $i) { id } }";
+const REPORT_TEAM: &str = "team-report";
+const REPORT_TEAM_SIZE: usize = 1_000;
+
+async fn post(
+    client: &reqwest::Client,
+    app: &TestApp,
+    query: &str,
+    variables: Value,
+) -> anyhow::Result<Value> {
+    let body: Value = client
+        .post(format!("{}/graphql", app.base_url))
+        .bearer_auth(&app.admin_token)
+        .json(&json!({"query": query, "variables": variables}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    if !body["errors"].is_null() {
+        anyhow::bail!("GraphQL errors: {body}");
+    }
+    Ok(body["data"].clone())
+}
+
+/// A team of 1,000 tasks: every third completed, every third in progress, the rest open,
+/// spread over 20 assignees; returns once the read model holds them all.
+async fn seed_report_team(app: &TestApp) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let mut next = 0usize;
+    while next < REPORT_TEAM_SIZE {
+        let chunk: Vec<usize> = (next..(next + CONNECTIONS).min(REPORT_TEAM_SIZE)).collect();
+        next += chunk.len();
+        let jobs = chunk.into_iter().map(|n| {
+            let client = client.clone();
+            async move {
+                let data = post(&client, app, CREATE, json!({"i": {"title": format!("report task {n}"), "teamId": REPORT_TEAM}})).await?;
+                let id = data["createTask"]["id"].as_str().context("no id")?.to_owned();
+                if n % 3 == 0 {
+                    return anyhow::Ok(());
+                }
+                let assignee = format!("u-{}", n % 20);
+                post(&client, app, "mutation($id: ID!, $a: ID!) { assignTask(id: $id, assigneeId: $a) { version } }", json!({"id": id, "a": assignee})).await?;
+                post(&client, app, "mutation($id: ID!) { startTask(id: $id) { version } }", json!({"id": id})).await?;
+                if n % 3 == 2 {
+                    post(&client, app, "mutation($id: ID!) { completeTask(id: $id, result: \"done\") { version } }", json!({"id": id})).await?;
+                }
+                anyhow::Ok(())
+            }
+        });
+        futures::future::try_join_all(jobs).await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (settled, completed): (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE (status = 'OPEN' AND version = 1)
+                                        OR (status = 'IN_PROGRESS' AND version = 3)
+                                        OR status = 'COMPLETED'),
+                    count(*) FILTER (WHERE status = 'COMPLETED')
+             FROM tasks WHERE team_id = $1",
+        )
+        .bind(REPORT_TEAM)
+        .fetch_one(&app.db)
+        .await?;
+        let expected_completed = (0..REPORT_TEAM_SIZE).filter(|n| n % 3 == 2).count();
+        if settled as usize == REPORT_TEAM_SIZE && completed as usize == expected_completed {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the team's tasks were not projected"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn request_report(client: &reqwest::Client, app: &TestApp) -> anyhow::Result<String> {
+    let now = chrono::Utc::now();
+    let data = post(
+        client,
+        app,
+        REQUEST_REPORT,
+        json!({"i": {"kind": "TEAM_SUMMARY", "teamId": REPORT_TEAM,
+                     "from": (now - chrono::Duration::days(1)).to_rfc3339(),
+                     "to": (now + chrono::Duration::days(1)).to_rfc3339()}}),
+    )
+    .await?;
+    data["requestReport"]["id"]
+        .as_str()
+        .map(str::to_owned)
+        .context("no report id")
+}
+
+/// When `ReportCompleted` was committed for each of `ids` (polled every 2 ms).
+async fn completed_events(
+    app: &TestApp,
+    ids: &[String],
+) -> anyhow::Result<HashMap<String, Instant>> {
+    let mut done = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while done.len() < ids.len() {
+        anyhow::ensure!(Instant::now() < deadline, "reports did not complete");
+        let pending: Vec<&String> = ids.iter().filter(|id| !done.contains_key(*id)).collect();
+        let found: Vec<String> = sqlx::query_scalar(
+            "SELECT aggregate_id FROM events WHERE aggregate_type = 'Report'
+               AND event_type = 'ReportCompleted' AND aggregate_id = ANY($1)",
+        )
+        .bind(&pending)
+        .fetch_all(&app.db)
+        .await?;
+        let now = Instant::now();
+        for id in found {
+            done.insert(id, now);
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(done)
+}
+
+/// One report at a time: request → ReportCompleted event, and → `report(id)` COMPLETED.
+async fn report_latency(app: &TestApp, samples: usize) -> anyhow::Result<(Value, Value)> {
+    let client = reqwest::Client::new();
+    let (mut to_event, mut to_read) = (Vec::new(), Vec::new());
+    for _ in 0..samples {
+        let started = Instant::now();
+        let id = request_report(&client, app).await?;
+        let ids = [id.clone()];
+        let (completed, visible) = tokio::join!(completed_events(app, &ids), async {
+            loop {
+                let data = post(
+                    &client,
+                    app,
+                    "query($id: ID!) { report(id: $id) { status } }",
+                    json!({"id": id}),
+                )
+                .await?;
+                match data["report"]["status"].as_str() {
+                    Some("COMPLETED") => return anyhow::Ok(Instant::now()),
+                    Some("FAILED") => anyhow::bail!("report failed: {data}"),
+                    _ => tokio::time::sleep(Duration::from_millis(2)).await,
+                }
+            }
+        });
+        let completed = completed?[&id];
+        to_event.push((completed - started).as_secs_f64() * 1000.0);
+        to_read.push((visible? - started).as_secs_f64() * 1000.0);
+    }
+    Ok((summary(to_event), summary(to_read)))
+}
+
+/// `count` requests at once; reports completed per second, from the first request to the
+/// last completion.
+async fn report_throughput(app: &TestApp, count: usize) -> anyhow::Result<Value> {
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let mut ids = Vec::with_capacity(count);
+    for chunk in (0..count).collect::<Vec<_>>().chunks(CONNECTIONS) {
+        let requests = chunk.iter().map(|_| request_report(&client, app));
+        ids.extend(futures::future::try_join_all(requests).await?);
+    }
+    let submitted = started.elapsed().as_secs_f64();
+    let done = completed_events(app, &ids).await?;
+    let last = done.values().max().copied().unwrap_or(started);
+    let seconds = (last - started).as_secs_f64();
+    Ok(json!({
+        "reports": count,
+        "team_tasks": REPORT_TEAM_SIZE,
+        "submitted_in_seconds": submitted,
+        "seconds": seconds,
+        "per_second": count as f64 / seconds,
+    }))
+}
+
+async fn reports_phase() -> anyhow::Result<Value> {
+    let app = TestApp::spawn_with(|settings| {
+        settings.snapshot_every = 100;
+        settings.database_max_connections = 16;
+    })
+    .await?;
+    seed_report_team(&app).await?;
+    let (to_event, to_read) = report_latency(&app, 50).await?;
+    let throughput = report_throughput(&app, 300).await?;
+    Ok(json!({
+        "report_latency_to_completed_event": to_event,
+        "report_latency_to_completed_read": to_read,
+        "report_throughput": throughput,
+    }))
+}
+
+const AUDIT_TRAIL: &str = "query($f: AuditFilter!) { auditTrail(filter: $f, first: 100) { edges { node { eventId position eventType actorId correlationId payload hash } } } }";
+
+/// `auditTrail` latency for each filter value in `values`, through GraphQL.
+async fn trail_latency(app: &TestApp, token: &str, filters: Vec<Value>) -> anyhow::Result<Value> {
+    let client = reqwest::Client::new();
+    let mut millis = Vec::with_capacity(filters.len());
+    let mut rows = 0usize;
+    for filter in filters {
+        let started = Instant::now();
+        let body: Value = client
+            .post(format!("{}/graphql", app.base_url))
+            .bearer_auth(token)
+            .json(&json!({"query": AUDIT_TRAIL, "variables": {"f": filter}}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        millis.push(started.elapsed().as_secs_f64() * 1000.0);
+        anyhow::ensure!(body["errors"].is_null(), "auditTrail failed: {body}");
+        rows += body["data"]["auditTrail"]["edges"]
+            .as_array()
+            .map_or(0, Vec::len);
+    }
+    let count = millis.len();
+    let mut result = summary(millis);
+    result["rows_per_query"] = json!(rows as f64 / count as f64);
+    Ok(result)
+}
+
+/// The plan Postgres chooses for a trail filter, and its execution time.
+async fn explain(db: &sqlx::PgPool, condition: &str, value: &str) -> anyhow::Result<Value> {
+    let plan: Vec<String> = sqlx::query_scalar(&format!(
+        "EXPLAIN (ANALYZE, COSTS OFF) SELECT * FROM events WHERE {condition} ORDER BY position LIMIT 101"
+    ))
+    .bind(value)
+    .fetch_all(db)
+    .await?;
+    Ok(json!(plan))
+}
+
+async fn audit_phase() -> anyhow::Result<Value> {
+    let tasks: usize = std::env::var("BENCH_AUDIT_TASKS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200_000);
+    let app = TestApp::spawn().await?;
+    let seeding = Instant::now();
+    let events = chronicle_tests::seed::seed_tasks(&app.db, tasks).await?;
+    let seed_seconds = seeding.elapsed().as_secs_f64();
+    sqlx::query("VACUUM ANALYZE events")
+        .execute(&app.db)
+        .await?;
+
+    let samples = 200;
+    let aggregates: Vec<String> = sqlx::query_scalar(
+        "SELECT aggregate_id FROM events WHERE sequence = 1 ORDER BY random() LIMIT $1",
+    )
+    .bind(samples as i64)
+    .fetch_all(&app.db)
+    .await?;
+    let correlations: Vec<String> = sqlx::query_scalar(
+        "SELECT metadata ->> 'correlation_id' FROM events ORDER BY random() LIMIT $1",
+    )
+    .bind(samples as i64)
+    .fetch_all(&app.db)
+    .await?;
+    let token = app.token("u-auditor", &["auditor"], &[]);
+    let by_aggregate = trail_latency(
+        &app,
+        &token,
+        aggregates
+            .iter()
+            .map(|id| json!({"aggregateType": "TASK", "aggregateId": id}))
+            .collect(),
+    )
+    .await?;
+    let by_correlation = trail_latency(
+        &app,
+        &token,
+        correlations
+            .iter()
+            .map(|id| json!({"correlationId": id}))
+            .collect(),
+    )
+    .await?;
+    let by_actor = trail_latency(
+        &app,
+        &token,
+        (0..samples)
+            .map(|n| json!({"actorId": format!("u-{}", n * 5 % chronicle_tests::seed::ACTORS)}))
+            .collect(),
+    )
+    .await?;
+    let plans = json!({
+        "by_aggregate": explain(&app.db, "aggregate_type = 'Task' AND aggregate_id = $1", &aggregates[0]).await?,
+        "by_correlation": explain(&app.db, "metadata ->> 'correlation_id' = $1", &correlations[0]).await?,
+        "by_actor": explain(&app.db, "metadata ->> 'actor_id' = $1", "u-5").await?,
+    });
+
+    // Postgres alone reading the table in position order: the physical limit of a verifier.
+    let copying = Instant::now();
+    sqlx::query("COPY (SELECT * FROM events ORDER BY position) TO '/dev/null'")
+        .execute(&app.db)
+        .await?;
+    let copy_rate = events as f64 / copying.elapsed().as_secs_f64();
+    let log = chronicle_infrastructure::audit_log::PgAuditLog::new(app.db.clone());
+    let verifying = Instant::now();
+    let check = chronicle_application::audit::store_check::verify_store(&log, |_| {})
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    anyhow::ensure!(
+        check.first_broken.is_none(),
+        "seeded store is broken: {check:?}"
+    );
+    let verify_rate = check.events_checked as f64 / verifying.elapsed().as_secs_f64();
+    Ok(json!({
+        "events": events,
+        "seed_seconds": seed_seconds,
+        "audit_trail_by_aggregate": by_aggregate,
+        "audit_trail_by_correlation": by_correlation,
+        "audit_trail_by_actor": by_actor,
+        "plans": plans,
+        "postgres_copy_events_per_second": copy_rate,
+        "audit_verify_events_per_second": verify_rate,
+        "audit_verify_vs_copy": verify_rate / copy_rate,
+    }))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let phases = std::env::var("BENCH_PHASES").unwrap_or_else(|_| "commands,reports".to_owned());
+    let mut report = json!({});
+    if phases.split(',').any(|p| p == "commands") {
+        report = commands_phase().await?;
+    }
+    if phases.split(',').any(|p| p == "reports") {
+        report["reports"] = reports_phase().await?;
+    }
+    if phases.split(',').any(|p| p == "audit") {
+        report["audit"] = audit_phase().await?;
+    }
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+async fn commands_phase() -> anyhow::Result<Value> {
     let seconds: u64 = std::env::var("BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -328,6 +672,5 @@ async fn main() -> anyhow::Result<()> {
         "paced_rate_per_second": achieved,
         "phase_seconds": seconds,
     });
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    Ok(())
+    Ok(report)
 }

@@ -1,0 +1,262 @@
+//! The audit trail in GraphQL: `auditTrail`, `verifyAuditTrail`, and the types they return.
+
+use async_graphql::{Context, Enum, InputObject, Json, Object, SimpleObject, ID};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use chronicle_application::audit::{AuditFilter as AppAuditFilter, AuditRecord, ChainCheck};
+use chronicle_application::event_log::inner_payload;
+use chronicle_application::AppError;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::context::ContextExt;
+use super::error::to_graphql;
+use super::query::parse_id;
+use super::task::PageInfo;
+
+/// The kinds of aggregate in the store.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum AggregateType {
+    /// Tasks.
+    Task,
+    /// Reports.
+    Report,
+}
+
+impl AggregateType {
+    /// The name the store uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Task => "Task",
+            Self::Report => "Report",
+        }
+    }
+}
+
+/// Which events to show; the fields combine (AND).
+#[derive(InputObject, Default)]
+pub struct AuditFilter {
+    /// Only this kind of aggregate.
+    pub aggregate_type: Option<AggregateType>,
+    /// Only this aggregate (a task or report id).
+    pub aggregate_id: Option<ID>,
+    /// Only events caused by this user (the token subject, or `chronicle-report-worker`).
+    pub actor_id: Option<String>,
+    /// Only events of one user action, including the reactions it caused later.
+    pub correlation_id: Option<String>,
+    /// Only this event type (`TaskAssigned`).
+    pub event_type: Option<String>,
+    /// Recorded at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Recorded before.
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl AuditFilter {
+    fn into_app(self) -> Result<AppAuditFilter, AppError> {
+        let aggregate_id = self
+            .aggregate_id
+            .map(|id| parse_id("filter.aggregateId", &id).map(|id| id.to_string()))
+            .transpose()?;
+        Ok(AppAuditFilter {
+            aggregate_type: self.aggregate_type.map(|t| t.as_str().to_owned()),
+            aggregate_id,
+            actor_id: self.actor_id,
+            correlation_id: self.correlation_id,
+            event_type: self.event_type,
+            from: self.from,
+            to: self.to,
+        })
+    }
+}
+
+/// One event of the trail: what changed, who did it, when, why, and its place in the chain.
+pub struct AuditEvent(pub AuditRecord);
+
+#[Object]
+impl AuditEvent {
+    /// The event's id (UUIDv7), also its CloudEvents id on Kafka.
+    async fn event_id(&self) -> ID {
+        ID(self.0.event.event_id.to_string())
+    }
+    /// Global position in the store: the trail's order.
+    async fn position(&self) -> i64 {
+        self.0.position
+    }
+    /// `Task` or `Report`.
+    async fn aggregate_type(&self) -> &str {
+        &self.0.event.aggregate_type
+    }
+    /// The aggregate's id.
+    async fn aggregate_id(&self) -> ID {
+        ID(self.0.event.aggregate_id.clone())
+    }
+    /// The event's number in its aggregate (1 is the creation): the version it produced.
+    async fn sequence(&self) -> i64 {
+        self.0.event.sequence as i64
+    }
+    /// `TaskCreated`, `ReportCompleted`, ...
+    async fn event_type(&self) -> &str {
+        &self.0.event.event_type
+    }
+    /// The payload's schema version.
+    async fn event_version(&self) -> &str {
+        &self.0.event.event_version
+    }
+    /// When the store accepted it.
+    async fn occurred_at(&self) -> DateTime<Utc> {
+        self.0.event.recorded_at
+    }
+    /// Who caused it: the token subject of the request, or the worker.
+    async fn actor_id(&self) -> Option<&str> {
+        self.0.metadata("actor_id")
+    }
+    /// The user action it belongs to.
+    async fn correlation_id(&self) -> Option<&str> {
+        self.0.metadata("correlation_id")
+    }
+    /// What directly caused it: a request id, or the event a reaction answered.
+    async fn causation_id(&self) -> Option<&str> {
+        self.0.metadata("causation_id")
+    }
+    /// The event's data.
+    async fn payload(&self) -> Json<Value> {
+        Json(inner_payload(&self.0.event.payload))
+    }
+    /// SHA-256 over the event's content and `previousHash`.
+    async fn hash(&self) -> &str {
+        &self.0.event.hash
+    }
+    /// The hash of the aggregate's previous event (empty for the first).
+    async fn previous_hash(&self) -> &str {
+        &self.0.event.previous_hash
+    }
+}
+
+/// An edge of the trail.
+#[derive(SimpleObject)]
+pub struct AuditEventEdge {
+    /// Opaque cursor: pass it as `after` to continue after this event.
+    pub cursor: String,
+    /// The event.
+    pub node: AuditEvent,
+}
+
+/// A page of the trail in position order.
+#[derive(SimpleObject)]
+pub struct AuditEventConnection {
+    /// The events with their cursors.
+    pub edges: Vec<AuditEventEdge>,
+    /// Paging state.
+    pub page_info: PageInfo,
+}
+
+/// The verdict on one aggregate's hash chain.
+#[derive(SimpleObject)]
+pub struct AuditVerification {
+    /// Whether every event is intact, in order and complete.
+    pub valid: bool,
+    /// How many events were checked (up to the first broken one).
+    pub events_checked: i64,
+    /// The first sequence that fails, when one does.
+    pub first_invalid_sequence: Option<i64>,
+    /// What is wrong with it.
+    pub reason: Option<String>,
+}
+
+impl From<ChainCheck> for AuditVerification {
+    fn from(check: ChainCheck) -> Self {
+        Self {
+            valid: check.valid,
+            events_checked: check.events_checked as i64,
+            first_invalid_sequence: check.first_invalid_sequence.map(|s| s as i64),
+            reason: check.reason,
+        }
+    }
+}
+
+fn encode_position(position: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("audit:{position}"))
+}
+
+fn decode_position(cursor: &str) -> Result<i64, AppError> {
+    let invalid = || AppError::validation("after", "is not a cursor returned by this API");
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    text.strip_prefix("audit:")
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(invalid)
+}
+
+/// A page of the trail as a connection; the caller must be an auditor or admin.
+pub async fn trail(
+    ctx: &Context<'_>,
+    filter: AppAuditFilter,
+    first: Option<i32>,
+    after: Option<String>,
+) -> Result<AuditEventConnection, AppError> {
+    ctx.request().auditor()?;
+    let after = after.as_deref().map(decode_position).transpose()?;
+    let page = ctx
+        .services()
+        .audit
+        .trail(&filter, first.map(i64::from), after)
+        .await?;
+    let edges: Vec<AuditEventEdge> = page
+        .items
+        .into_iter()
+        .map(|record| AuditEventEdge {
+            cursor: encode_position(record.position),
+            node: AuditEvent(record),
+        })
+        .collect();
+    let page_info = PageInfo {
+        has_next_page: page.has_next_page,
+        has_previous_page: after.is_some(),
+        start_cursor: edges.first().map(|e| e.cursor.clone()),
+        end_cursor: edges.last().map(|e| e.cursor.clone()),
+    };
+    Ok(AuditEventConnection { edges, page_info })
+}
+
+/// The audit queries (auditors and admins).
+#[derive(Default)]
+pub struct AuditQuery;
+
+#[Object]
+impl AuditQuery {
+    /// The event store as an audit trail, in position order, filtered, paged by cursor
+    /// (`first` at most 100). Needs the `auditor` or `admin` role.
+    async fn audit_trail(
+        &self,
+        ctx: &Context<'_>,
+        filter: AuditFilter,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<AuditEventConnection> {
+        let run = async { trail(ctx, filter.into_app()?, first, after).await };
+        run.await.map_err(|e| to_graphql(e, ctx.request()))
+    }
+
+    /// Checks one aggregate's hash chain: every event intact, in order, none missing.
+    /// Needs the `auditor` or `admin` role.
+    async fn verify_audit_trail(
+        &self,
+        ctx: &Context<'_>,
+        aggregate_type: AggregateType,
+        aggregate_id: ID,
+    ) -> async_graphql::Result<AuditVerification> {
+        let request = ctx.request();
+        let run = async {
+            request.auditor()?;
+            let id = parse_id("aggregateId", &aggregate_id)?;
+            ctx.services()
+                .audit
+                .verify(aggregate_type.as_str(), &id.to_string())
+                .await
+        };
+        run.await
+            .map(AuditVerification::from)
+            .map_err(|e| to_graphql(e, request))
+    }
+}
