@@ -60,7 +60,7 @@ impl AuditLog for PgAuditLog {
         // Only the filters that are set go into the statement, so each query gets the plan
         // of its own index rather than a generic plan with `$n IS NULL OR ...` branches.
         let mut query: QueryBuilder<'_, Postgres> =
-            QueryBuilder::new(format!("SELECT {COLUMNS} FROM events WHERE (transaction_id < pg_snapshot_xmin(pg_current_snapshot()) OR recorded_at < now() - interval '{HORIZON_FALLBACK}')"));
+            QueryBuilder::new(format!("SELECT {COLUMNS} FROM events WHERE (transaction_id < (SELECT pg_snapshot_xmin(pg_current_snapshot())) OR recorded_at < now() - interval '{HORIZON_FALLBACK}')"));
         if let Some(kind) = &filter.aggregate_type {
             query.push(" AND aggregate_type = ").push_bind(kind);
         }

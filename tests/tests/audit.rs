@@ -214,6 +214,7 @@ async fn every_filter_alone_and_combined_and_a_correlation_is_followed_through_t
     assert_eq!(types(&window), ["ReportGenerationStarted"]);
 
     // Task.history is the task's trail.
+    app.wait_for_version(&a, 3).await.unwrap();
     let history = app
         .graphql_as(
             Some(&auditor(&app)),
