@@ -2,13 +2,12 @@
 
 use async_trait::async_trait;
 use chronicle_application::audit::{AuditFilter, AuditRecord};
-use chronicle_application::event_log::StoredEvent;
 use chronicle_application::ports::{AuditLog, StoreError};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
-use crate::event_store::store_error;
+use crate::event_store::{store_error, stored_event};
 
 const COLUMNS: &str = "position, event_id, aggregate_type, aggregate_id, sequence, event_type, \
                        event_version, payload, metadata, recorded_at, hash, previous_hash";
@@ -33,19 +32,7 @@ impl PgAuditLog {
 fn record(row: &sqlx::postgres::PgRow) -> AuditRecord {
     AuditRecord {
         position: row.get("position"),
-        event: StoredEvent {
-            event_id: row.get("event_id"),
-            aggregate_type: row.get("aggregate_type"),
-            aggregate_id: row.get("aggregate_id"),
-            sequence: row.get::<i64, _>("sequence") as u64,
-            event_type: row.get("event_type"),
-            event_version: row.get("event_version"),
-            payload: row.get("payload"),
-            metadata: row.get("metadata"),
-            recorded_at: row.get("recorded_at"),
-            hash: row.get("hash"),
-            previous_hash: row.get("previous_hash"),
-        },
+        event: stored_event(row),
     }
 }
 

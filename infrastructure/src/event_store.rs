@@ -235,7 +235,8 @@ pub(crate) fn headers_json(headers: &[(String, String)]) -> Value {
     )
 }
 
-fn stored_event(row: &sqlx::postgres::PgRow) -> StoredEvent {
+/// Reads an event row (the columns of `events` by name).
+pub(crate) fn stored_event(row: &sqlx::postgres::PgRow) -> StoredEvent {
     StoredEvent {
         event_id: row.get("event_id"),
         aggregate_type: row.get("aggregate_type"),

@@ -30,6 +30,19 @@ async fn run(app: &TestApp, id: &str, call: &str) -> i64 {
     data["m"]["version"].as_i64().unwrap()
 }
 
+/// Requests a report of `kind` for `team` over the hour around now; returns its id.
+async fn request_report(app: &TestApp, kind: &str, team: &str) -> String {
+    let (from, to) = period();
+    let data = app
+        .data(
+            REQUEST,
+            json!({"i": {"kind": kind, "teamId": team, "from": from, "to": to}}),
+        )
+        .await
+        .unwrap();
+    data["requestReport"]["id"].as_str().unwrap().to_owned()
+}
+
 async fn wait_until_finished(app: &TestApp, id: &str) -> Value {
     eventually(Duration::from_secs(60), || async {
         let data = app.data(REPORT, json!({"id": id})).await?;
@@ -193,15 +206,7 @@ async fn a_poison_message_is_dead_lettered_and_the_next_request_still_completes_
         .await
         .unwrap();
 
-    let (from, to) = period();
-    let data = app
-        .data(
-            REQUEST,
-            json!({"i": {"kind": "OVERDUE_TASKS", "teamId": "team-p", "from": from, "to": to}}),
-        )
-        .await
-        .unwrap();
-    let id = data["requestReport"]["id"].as_str().unwrap().to_owned();
+    let id = request_report(&app, "OVERDUE_TASKS", "team-p").await;
     let report = wait_until_finished(&app, &id).await;
     assert_eq!(report["status"], "COMPLETED", "{report}");
     assert_eq!(report["result"]["total"], 0);
@@ -317,15 +322,7 @@ async fn a_worker_killed_mid_generation_finishes_the_report_exactly_once_after_r
         .await
         .unwrap();
     let first_worker = ChronicleProcess::serve(&app.settings, "worker").unwrap();
-    let (from, to) = period();
-    let data = app
-        .data(
-            REQUEST,
-            json!({"i": {"kind": "TEAM_SUMMARY", "teamId": "team-k", "from": from, "to": to}}),
-        )
-        .await
-        .unwrap();
-    let id = data["requestReport"]["id"].as_str().unwrap().to_owned();
+    let id = request_report(&app, "TEAM_SUMMARY", "team-k").await;
     eventually(Duration::from_secs(60), || async {
         Ok((count_events(&app, &id, "ReportGenerationStarted").await == 1).then_some(()))
     })
@@ -372,15 +369,7 @@ async fn a_report_over_ten_thousand_tasks_completes() {
     .execute(&app.db)
     .await
     .unwrap();
-    let (from, to) = period();
-    let data = app
-        .data(
-            REQUEST,
-            json!({"i": {"kind": "TEAM_SUMMARY", "teamId": "team-big", "from": from, "to": to}}),
-        )
-        .await
-        .unwrap();
-    let id = data["requestReport"]["id"].as_str().unwrap().to_owned();
+    let id = request_report(&app, "TEAM_SUMMARY", "team-big").await;
     let report = wait_until_finished(&app, &id).await;
     assert_eq!(report["status"], "COMPLETED", "{report}");
     let result = &report["result"];

@@ -149,11 +149,6 @@ impl EventConsumer {
         })
     }
 
-    /// The dead-letter sender (its count is a metric).
-    pub fn dead_letters(&self) -> DeadLetters {
-        self.dead_letters.clone()
-    }
-
     /// Consumes until `shutdown`, then commits what was stored.
     pub async fn run(self, shutdown: CancellationToken) {
         tracing::info!(group = %self.options.group, topics = ?self.options.topics, "consumer started");

@@ -1,7 +1,5 @@
 //! The dead-letter topic: where a consumer parks what it can never process, with the reason.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use chronicle_application::topics::Topics;
@@ -16,7 +14,6 @@ use rdkafka::util::Timeout;
 pub struct DeadLetters {
     producer: FutureProducer,
     group: String,
-    sent: Arc<AtomicU64>,
 }
 
 impl DeadLetters {
@@ -25,13 +22,7 @@ impl DeadLetters {
         Self {
             producer,
             group: group.into(),
-            sent: Arc::default(),
         }
-    }
-
-    /// How many messages this group dead-lettered since start (a metric).
-    pub fn count(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
     }
 
     /// Parks `message` with `reason`. Retries until the broker accepts it: the caller commits
@@ -74,7 +65,6 @@ impl DeadLetters {
             }
             match self.producer.send(record, Timeout::Never).await {
                 Ok(_) => {
-                    self.sent.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!(
                         "chronicle_dead_letters_total",
                         "group" => self.group.clone(),
