@@ -49,6 +49,13 @@ impl Default for ChainVerifier {
 impl ChainVerifier {
     /// Checks the next event; after the first failure the rest are ignored.
     pub fn push(&mut self, event: &StoredEvent) {
+        self.push_hashed(event, event_hash(event) == event.hash);
+    }
+
+    /// Like [`ChainVerifier::push`], with the hash comparison already made (`content_intact`),
+    /// so the costly part can run in parallel over many events while the links, which need
+    /// the order, are checked here.
+    pub fn push_hashed(&mut self, event: &StoredEvent, content_intact: bool) {
         if self.broken.is_some() {
             return;
         }
@@ -69,7 +76,7 @@ impl ChainVerifier {
             self.broken = Some((expected.min(event.sequence), reason));
             return;
         }
-        if event_hash(event) != event.hash {
+        if !content_intact {
             self.broken = Some((
                 event.sequence,
                 "its content does not match its hash: the event was edited or moved".to_owned(),
