@@ -8,10 +8,11 @@ use chronicle_application::audit::{AuditQueries, TimeTravel};
 use chronicle_application::commands::{ReportCommands, TaskCommands};
 use chronicle_application::live::LiveFeed;
 use chronicle_application::ports::AuditLog;
-use chronicle_application::projection::report::ReportProjector;
-use chronicle_application::projection::task::TaskProjector;
+use chronicle_application::projection::report::{ReportProjector, ReportReadModel};
+use chronicle_application::projection::task::{TaskProjector, TaskReadModel};
 use chronicle_application::projection::Handlers;
 use chronicle_application::queries::{ReportQueries, TaskQueries};
+use chronicle_application::replay::{Projection, Rebuilder};
 use chronicle_application::reports::ReportWorker;
 use chronicle_application::topics::Topics;
 use chronicle_infrastructure::audit_log::PgAuditLog;
@@ -20,6 +21,7 @@ use chronicle_infrastructure::event_store::PgEventStore;
 use chronicle_infrastructure::kafka::admin::ensure_topics;
 use chronicle_infrastructure::kafka::consumer::{ConsumerOptions, EventConsumer};
 use chronicle_infrastructure::outbox::{OutboxRelay, RelayOptions, RelayStatus};
+use chronicle_infrastructure::projections::PgProjections;
 use chronicle_infrastructure::read_model::reports::{PgReportData, PgReportViews};
 use chronicle_infrastructure::read_model::tasks::PgTaskViews;
 use chronicle_infrastructure::{db, kafka};
@@ -110,6 +112,18 @@ impl RunningService {
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
     }
+}
+
+/// The rebuilder of every read model this service has (`chronicle replay`, `rebuildProjection`,
+/// the start-up rebuild of outdated projections).
+pub fn rebuilder(pool: &sqlx::PgPool) -> Rebuilder {
+    Rebuilder::new(
+        Arc::new(PgProjections::new(pool.clone())),
+        vec![
+            Projection::of::<TaskReadModel>(Arc::new(PgTaskViews::new(pool.clone()))),
+            Projection::of::<ReportReadModel>(Arc::new(PgReportViews::new(pool.clone()))),
+        ],
+    )
 }
 
 /// Builds and starts the selected parts.

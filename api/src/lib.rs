@@ -9,4 +9,5 @@ pub mod auth;
 pub mod graphql;
 pub mod http;
 pub mod metrics;
+pub mod replay_cli;
 pub mod telemetry;

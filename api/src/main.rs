@@ -30,6 +30,12 @@ enum Command {
     },
     /// Apply database migrations (idempotent).
     Migrate,
+    /// Rebuild read models from the event store while the service keeps serving: `tasks`,
+    /// `reports` or `all`. Exits 2 for an unknown name, 1 when another rebuild holds it.
+    Replay {
+        /// The projection to rebuild, or `all`.
+        projection: String,
+    },
     /// Inspect the audit trail.
     Audit {
         #[command(subcommand)]
@@ -100,6 +106,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             db::migrate(&pool).await.context("applying migrations")?;
             println!("migrations applied");
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay { projection } => {
+            telemetry::init(false);
+            let url = Settings::database_url()?;
+            let pool = db::connect(&url, 4).await?;
+            db::migrate(&pool).await.context("applying migrations")?;
+            let rebuilder = app::rebuilder(&pool);
+            chronicle_api::replay_cli::replay(&rebuilder, &projection).await
         }
         Command::Token {
             sub,

@@ -15,6 +15,7 @@ pub mod metadata;
 pub mod ports;
 pub mod projection;
 pub mod queries;
+pub mod replay;
 pub mod reports;
 pub mod topics;
 

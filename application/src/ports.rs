@@ -12,6 +12,7 @@ use crate::event_log::{NewEvent, StoredEvent};
 use crate::message::OutboxMessage;
 use crate::projection::task::TaskView;
 use crate::queries::{TaskFilter, TaskPage};
+use crate::replay::{ProjectionStatus, RebuildClaim, ReplaySnapshot, SwapOutcome};
 
 /// Why a storage call failed.
 #[derive(Debug, Error)]
@@ -25,6 +26,10 @@ pub enum StoreError {
     /// The storage could not be reached or answered with an error.
     #[error("storage failure: {0}")]
     Backend(String),
+    /// The read model does not accept live writes right now (a rebuild or an operator paused
+    /// it); nothing was written, and the same write succeeds once it is live again.
+    #[error("projection {0} is paused")]
+    Paused(String),
 }
 
 /// A snapshot of an aggregate's state after `last_sequence` events.
@@ -148,6 +153,10 @@ pub trait ViewStore<V: Send + Sync + 'static>: Send + Sync {
     /// (a consumer that lost its partition mid-batch) can never move a row backwards.
     async fn save_many(&self, views: &[V]) -> Result<(), StoreError>;
 
+    /// Appends rows to the read model's shadow table, the target of a rebuild (created empty by
+    /// [`ProjectionControl::prepare_shadows`], swapped in by [`ProjectionControl::swap`]).
+    async fn write_shadow(&self, views: &[V]) -> Result<(), StoreError>;
+
     /// Records an event the projection could not apply, so it is visible and retryable.
     async fn record_failure(
         &self,
@@ -156,6 +165,57 @@ pub trait ViewStore<V: Send + Sync + 'static>: Send + Sync {
         reason: &str,
         event: &Value,
     ) -> Result<(), StoreError>;
+}
+
+/// The lifecycle of read models: their status, and the steps of a rebuild that need the
+/// database (claiming, the consistent read, shadow tables, the swap). The rebuild's logic —
+/// decoding and folding — is [`crate::replay::Rebuilder`]'s.
+#[async_trait]
+pub trait ProjectionControl: Send + Sync {
+    /// Makes sure every projection has a status row; one seen for the first time starts at
+    /// version 0, so the next start builds it from the store.
+    async fn register(&self, names: &[&'static str]) -> Result<(), StoreError>;
+
+    /// Every projection's status, with the store's head position (for the lag).
+    async fn statuses(&self) -> Result<Vec<ProjectionStatus>, StoreError>;
+
+    /// Claims projections for a rebuild and pauses their live writers (waiting for a batch in
+    /// flight). `Ok(Err(status))` names a projection another running rebuild holds; a claim
+    /// whose rebuild died is free again.
+    async fn claim(
+        &self,
+        names: &[&'static str],
+    ) -> Result<Result<RebuildClaim, ProjectionStatus>, StoreError>;
+
+    /// Records progress; `false` when the claim was lost (its lock connection dropped and the
+    /// live consumer took the projection back).
+    async fn heartbeat(
+        &self,
+        claim: &RebuildClaim,
+        done: u64,
+        total: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// Creates empty shadow tables shaped like the live ones (dropping a failed run's).
+    async fn prepare_shadows(&self, claim: &RebuildClaim) -> Result<(), StoreError>;
+
+    /// One consistent snapshot of the store's events of these aggregate types, opened after
+    /// the claim, streamed in position order.
+    async fn snapshot(
+        &self,
+        aggregate_types: &[&'static str],
+    ) -> Result<ReplaySnapshot, StoreError>;
+
+    /// Builds the shadow tables' indexes (after the load: much faster than maintaining them).
+    async fn index_shadows(&self, claim: &RebuildClaim) -> Result<(), StoreError>;
+
+    /// Swaps the shadows in and makes the projections live again, in one transaction; `false`
+    /// (and nothing swapped) when the claim was lost.
+    async fn swap(&self, claim: &RebuildClaim, outcome: &SwapOutcome) -> Result<bool, StoreError>;
+
+    /// Gives a failed rebuild up: drops its shadows and makes the projections live again with
+    /// the reason recorded. The live tables were never touched.
+    async fn abandon(&self, claim: &RebuildClaim, reason: &str) -> Result<(), StoreError>;
 }
 
 /// Read access to the task read model.
@@ -182,11 +242,18 @@ pub enum HandlerError {
     /// Will never succeed for these messages (the consumer dead-letters them).
     #[error("permanent: {0}")]
     Permanent(String),
+    /// The target is paused (a projection being rebuilt): wait and deliver the same batch
+    /// again, for as long as it takes, without counting attempts or storing offsets.
+    #[error("paused: {0}")]
+    Paused(String),
 }
 
 impl From<StoreError> for HandlerError {
     fn from(error: StoreError) -> Self {
-        Self::Transient(error.to_string())
+        match error {
+            StoreError::Paused(projection) => Self::Paused(projection),
+            other => Self::Transient(other.to_string()),
+        }
     }
 }
 

@@ -9,6 +9,7 @@ pub mod db;
 pub mod event_store;
 pub mod kafka;
 pub mod outbox;
+pub mod projections;
 pub mod read_model;
 
 /// The one error type of this layer: what went wrong talking to a backend, with context.

@@ -243,9 +243,14 @@ pub struct ChronicleProcess {
 impl ChronicleProcess {
     /// Starts `chronicle serve --only <only>` with the environment `settings` describe.
     pub fn serve(settings: &Settings, only: &str) -> anyhow::Result<Self> {
+        Self::run(settings, &["serve", "--only", only])
+    }
+
+    /// Starts `chronicle <args>` with the environment `settings` describe.
+    pub fn run(settings: &Settings, args: &[&str]) -> anyhow::Result<Self> {
         let binary = chronicle_binary()?;
         let child = tokio::process::Command::new(&binary)
-            .args(["serve", "--only", only])
+            .args(args)
             .env("DATABASE_URL", &settings.database_url)
             .env("KAFKA_BROKERS", &settings.kafka.brokers)
             .env("KAFKA_TOPIC_PREFIX", &settings.kafka.topic_prefix)
@@ -295,16 +300,24 @@ pub fn chronicle_binary() -> anyhow::Result<std::path::PathBuf> {
 
 /// Runs a `chronicle` subcommand against `database_url`; returns its exit code and stdout.
 pub async fn run_chronicle(database_url: &str, args: &[&str]) -> anyhow::Result<(i32, String)> {
-    let output = tokio::process::Command::new(chronicle_binary()?)
-        .args(args)
-        .env("DATABASE_URL", database_url)
-        .env("CHRONICLE_JWT_SECRET", TEST_SECRET)
-        .output()
-        .await?;
+    let output = run_chronicle_output(database_url, args).await?;
     Ok((
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
     ))
+}
+
+/// Runs a `chronicle` subcommand against `database_url`; returns its status and both outputs.
+pub async fn run_chronicle_output(
+    database_url: &str,
+    args: &[&str],
+) -> anyhow::Result<std::process::Output> {
+    Ok(tokio::process::Command::new(chronicle_binary()?)
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("CHRONICLE_JWT_SECRET", TEST_SECRET)
+        .output()
+        .await?)
 }
 
 /// A record read back from Kafka.

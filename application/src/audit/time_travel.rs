@@ -11,11 +11,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::error::AppError;
-use crate::event_log::StoredEvent;
-use crate::message::EventMessage;
-use crate::metadata::CommandMetadata;
+use crate::event_log::{deserialize_event, StoredEvent};
 use crate::ports::AuditLog;
-use crate::projection::{domain_payload, ReadModel};
+use crate::projection::{EventContext, ReadModel};
 
 /// The point of an aggregate's life to show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,19 +76,10 @@ impl<M: ReadModel> TimeTravel<M> {
 
 /// Folds one stored event into the view.
 fn apply<M: ReadModel>(current: Option<M::View>, event: &StoredEvent) -> Result<M::View, AppError> {
-    let metadata: CommandMetadata =
-        serde_json::from_value(event.metadata.clone()).map_err(|e| {
-            AppError::Internal(format!(
-                "event {} has unreadable metadata: {e}",
-                event.event_id
-            ))
-        })?;
-    let message = EventMessage::from_stored(event, &metadata);
-    let domain = serde_json::from_value::<M::Event>(domain_payload(&message)).map_err(|e| {
-        AppError::Internal(format!(
-            "event {} ({} v{}) does not deserialize: {e}",
-            event.event_id, event.event_type, event.event_version
-        ))
-    })?;
-    Ok(M::apply(current, &message, domain))
+    let domain = deserialize_event::<M::Event>(event)?;
+    let context = EventContext {
+        sequence: event.sequence,
+        occurred_at: event.recorded_at,
+    };
+    Ok(M::apply(current, &context, domain))
 }

@@ -37,6 +37,26 @@ pub fn domain_payload(message: &EventMessage) -> Value {
     wrap_payload(&message.event_type, message.payload.clone())
 }
 
+/// Where an event sits, as far as a fold needs to know: its place in the aggregate's stream and
+/// when it happened. Live projection, time travel and replay all build it from what they have
+/// (a Kafka envelope, a stored event, a replayed row), so one `apply` serves all three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventContext {
+    /// 1-based position in the aggregate's stream.
+    pub sequence: u64,
+    /// When the store accepted the event.
+    pub occurred_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<&EventMessage> for EventContext {
+    fn from(message: &EventMessage) -> Self {
+        Self {
+            sequence: message.sequence,
+            occurred_at: message.occurred_at,
+        }
+    }
+}
+
 /// One read model: which events it reads and how an event changes a row.
 pub trait ReadModel: Send + Sync + 'static {
     /// The domain event type it folds.
@@ -47,13 +67,16 @@ pub trait ReadModel: Send + Sync + 'static {
     const AGGREGATE_TYPE: &'static str;
     /// The projection's name, as operators see it (`tasks`).
     const NAME: &'static str;
+    /// The version of this fold's code. Raise it whenever `apply` (or the row's shape) changes
+    /// what a row holds: `chronicle serve` then rebuilds the projection from the store.
+    const VERSION: u32;
 
     /// The row's aggregate id.
     fn id(view: &Self::View) -> Uuid;
     /// The last sequence folded into the row.
     fn version(view: &Self::View) -> u64;
     /// The row after `event`, which is known to be the next in sequence.
-    fn apply(current: Option<Self::View>, message: &EventMessage, event: Self::Event)
+    fn apply(current: Option<Self::View>, context: &EventContext, event: Self::Event)
         -> Self::View;
 }
 
@@ -76,20 +99,20 @@ pub enum Fold<V> {
 /// Folds `event` into `current` if it is the next in sequence.
 pub fn fold<M: ReadModel>(
     current: Option<&M::View>,
-    message: &EventMessage,
+    context: &EventContext,
     event: M::Event,
 ) -> Fold<M::View> {
     let have = current.map_or(0, M::version);
-    if message.sequence <= have {
+    if context.sequence <= have {
         return Fold::AlreadyApplied;
     }
-    if message.sequence != have + 1 {
+    if context.sequence != have + 1 {
         return Fold::Gap {
             have,
-            got: message.sequence,
+            got: context.sequence,
         };
     }
-    Fold::Applied(Box::new(M::apply(current.cloned(), message, event)))
+    Fold::Applied(Box::new(M::apply(current.cloned(), context, event)))
 }
 
 /// Applies batches of events to a read model through its [`ViewStore`].
@@ -140,7 +163,7 @@ impl<M: ReadModel> Projector<M> {
             .collect();
         let mut dirty: Vec<Uuid> = Vec::new();
         for (id, message, event) in decoded {
-            match fold::<M>(rows.get(&id), message, event) {
+            match fold::<M>(rows.get(&id), &EventContext::from(message), event) {
                 Fold::Applied(view) => {
                     outcome.applied += 1;
                     if !dirty.contains(&id) {

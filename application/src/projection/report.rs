@@ -5,8 +5,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use uuid::Uuid;
 
-use super::{Projector, ReadModel};
-use crate::message::EventMessage;
+use super::{EventContext, Projector, ReadModel};
 
 /// The projection's name.
 pub const REPORT_PROJECTION: &str = "reports";
@@ -39,6 +38,7 @@ impl ReadModel for ReportReadModel {
     type View = ReportView;
     const AGGREGATE_TYPE: &'static str = "Report";
     const NAME: &'static str = REPORT_PROJECTION;
+    const VERSION: u32 = 1;
 
     fn id(view: &ReportView) -> Uuid {
         view.id
@@ -50,10 +50,10 @@ impl ReadModel for ReportReadModel {
 
     fn apply(
         current: Option<ReportView>,
-        message: &EventMessage,
+        context: &EventContext,
         event: ReportEvent,
     ) -> ReportView {
-        let at = message.occurred_at;
+        let at = context.occurred_at;
         let mut view = current.unwrap_or_else(|| ReportView {
             id: Uuid::nil(), // set by ReportRequested, always sequence 1
             version: 0,
@@ -73,7 +73,7 @@ impl ReadModel for ReportReadModel {
             ReportEvent::ReportGenerationStarted { .. } => {}
         }
         view.state.apply(event);
-        view.version = message.sequence;
+        view.version = context.sequence;
         view.updated_at = at;
         view
     }

@@ -5,8 +5,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use uuid::Uuid;
 
-use super::{Projector, ReadModel};
-use crate::message::EventMessage;
+use super::{EventContext, Projector, ReadModel};
 
 /// The projection's name, as operators and `projections` see it.
 pub const TASK_PROJECTION: &str = "tasks";
@@ -42,6 +41,7 @@ impl ReadModel for TaskReadModel {
     type View = TaskView;
     const AGGREGATE_TYPE: &'static str = "Task";
     const NAME: &'static str = TASK_PROJECTION;
+    const VERSION: u32 = 1;
 
     fn id(view: &TaskView) -> Uuid {
         view.id
@@ -51,8 +51,8 @@ impl ReadModel for TaskReadModel {
         view.version
     }
 
-    fn apply(current: Option<TaskView>, message: &EventMessage, event: TaskEvent) -> TaskView {
-        let at = message.occurred_at;
+    fn apply(current: Option<TaskView>, context: &EventContext, event: TaskEvent) -> TaskView {
+        let at = context.occurred_at;
         let mut view = current.unwrap_or_else(|| TaskView {
             id: Uuid::nil(), // set by TaskCreated, always sequence 1
             version: 0,
@@ -75,7 +75,7 @@ impl ReadModel for TaskReadModel {
             _ => {}
         }
         view.state.apply(event);
-        view.version = message.sequence;
+        view.version = context.sequence;
         view.updated_at = at;
         view
     }
@@ -84,6 +84,7 @@ impl ReadModel for TaskReadModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::EventMessage;
     use crate::projection::{domain_payload, fold, Fold};
     use chronicle_domain::task::TaskStatus;
     use serde_json::json;
@@ -121,21 +122,23 @@ mod tests {
     #[test]
     fn folds_in_order_skips_redeliveries_and_reports_gaps() {
         let first = created();
-        let Fold::Applied(view) = fold::<TaskReadModel>(None, &first, decode(&first)) else {
+        let Fold::Applied(view) = fold::<TaskReadModel>(None, &(&first).into(), decode(&first))
+        else {
             panic!("create not applied")
         };
         assert_eq!((view.version, view.state.title.as_str()), (1, "t"));
         assert_eq!(
-            fold::<TaskReadModel>(Some(&view), &first, decode(&first)),
+            fold::<TaskReadModel>(Some(&view), &(&first).into(), decode(&first)),
             Fold::AlreadyApplied
         );
         let third = message(3, "TaskStarted", json!({}));
         assert_eq!(
-            fold::<TaskReadModel>(Some(&view), &third, decode(&third)),
+            fold::<TaskReadModel>(Some(&view), &(&third).into(), decode(&third)),
             Fold::Gap { have: 1, got: 3 }
         );
         let second = message(2, "TaskStarted", json!({}));
-        let Fold::Applied(started) = fold::<TaskReadModel>(Some(&view), &second, decode(&second))
+        let Fold::Applied(started) =
+            fold::<TaskReadModel>(Some(&view), &(&second).into(), decode(&second))
         else {
             panic!("start not applied")
         };

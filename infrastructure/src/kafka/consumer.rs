@@ -24,6 +24,9 @@ use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
+/// How often a paused handler's batch is offered again (a rebuild's swap is noticed this fast).
+const PAUSED_POLL: Duration = Duration::from_millis(200);
+
 use super::dead_letter::DeadLetters;
 use crate::config::KafkaSettings;
 use crate::InfraError;
@@ -291,6 +294,16 @@ impl EventConsumer {
                 }
                 Err(HandlerError::Permanent(reason)) => {
                     return Delivery::GiveUp { reason, attempts }
+                }
+                Err(HandlerError::Paused(projection)) => {
+                    // Not a failure: a rebuild holds the projection. Poll briskly so the
+                    // projection resumes right after the swap, and count no attempt.
+                    attempts -= 1;
+                    tracing::debug!(group = %self.options.group, %projection, "projection paused; waiting");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Delivery::Interrupted,
+                        () = tokio::time::sleep(PAUSED_POLL) => {}
+                    }
                 }
                 Err(HandlerError::Transient(reason)) => {
                     if self.options.max_attempts.is_some_and(|max| attempts >= max) {

@@ -1,5 +1,6 @@
 //! Read-model tables in Postgres.
 
+mod copy;
 pub mod reports;
 pub mod tasks;
 
@@ -10,8 +11,56 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
+use crate::projections::REBUILD_LOCK_CLASS;
+
 pub(crate) fn backend(error: sqlx::Error) -> StoreError {
     StoreError::Backend(error.to_string())
+}
+
+/// Wraps a live projection's upsert so it writes only while the projection is live, in the same
+/// statement (one round trip, atomic):
+///
+/// - the `live` step locks the projection's status row: a rebuild's claim waits for a write in
+///   flight, and a write waits for a claim being taken, then sees it and writes nothing;
+/// - it takes back a projection whose rebuild died (its claim's advisory lock is free),
+///   recording why;
+/// - it advances the projection's position to the highest store position the rows now reflect.
+///
+/// `upsert` reads its rows from `$1` (ids, `uuid[]`) and `$2` (versions, `bigint[]`) onwards and
+/// must select them `WHERE EXISTS (SELECT 1 FROM live)`. The statement answers one boolean,
+/// `live`: false means nothing was written ([`StoreError::Paused`]).
+pub(crate) fn live_write(projection: &str, aggregate_type: &str, upsert: &str) -> String {
+    format!(
+        "WITH live AS (
+            UPDATE projections SET
+                state = 'LIVE',
+                rebuild_id = NULL,
+                last_error = CASE WHEN state = 'REBUILDING'
+                    THEN 'rebuild abandoned: its process stopped at ' || rebuild_done || ' of '
+                         || rebuild_total || ' events'
+                    ELSE last_error END,
+                position = GREATEST(position, COALESCE((
+                    SELECT max(e.position)
+                    FROM UNNEST($1::uuid[], $2::bigint[]) AS w(id, version)
+                    JOIN events e ON e.aggregate_type = '{aggregate_type}'
+                        AND e.aggregate_id = w.id::text AND e.sequence = w.version), 0)),
+                updated_at = now()
+            WHERE name = '{projection}'
+              AND (state = 'LIVE' OR (state = 'REBUILDING'
+                   AND pg_try_advisory_xact_lock({REBUILD_LOCK_CLASS}, hashtext(name))))
+            RETURNING 1
+         ), written AS ({upsert})
+         SELECT EXISTS (SELECT 1 FROM live) AS live"
+    )
+}
+
+/// Runs a [`live_write`] statement's result check.
+pub(crate) fn written_or_paused(row: &PgRow, projection: &str) -> Result<(), StoreError> {
+    if row.get::<bool, _>("live") {
+        Ok(())
+    } else {
+        Err(StoreError::Paused(projection.to_owned()))
+    }
 }
 
 /// Records an event a projection could not apply (`projection_failures`), shared by every

@@ -2,7 +2,8 @@
 
 use async_trait::async_trait;
 use chronicle_application::ports::{ReportDataSource, ReportQueryStore, StoreError, ViewStore};
-use chronicle_application::projection::report::ReportView;
+use chronicle_application::projection::report::{ReportReadModel, ReportView, REPORT_PROJECTION};
+use chronicle_application::projection::ReadModel;
 use chronicle_application::queries::{ReportFilter, ReportPage};
 use chronicle_application::reports::TaskFacts;
 use chronicle_domain::ids::{TeamId, UserId};
@@ -14,6 +15,8 @@ use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::backend;
+use super::copy::CopyText;
+use crate::projections::SHADOW_SUFFIX;
 
 /// The report read model on a Postgres pool.
 #[derive(Clone)]
@@ -77,7 +80,9 @@ impl ViewStore<ReportView> for PgReportViews {
 
     async fn save_many(&self, views: &[ReportView]) -> Result<(), StoreError> {
         let text = |f: fn(&ReportView) -> String| views.iter().map(f).collect::<Vec<_>>();
-        sqlx::query(
+        let statement = super::live_write(
+            REPORT_PROJECTION,
+            ReportReadModel::AGGREGATE_TYPE,
             "INSERT INTO reports (id, version, kind, status, team_id, period_from, period_to,
                                   requested_by, attempts, result, error, requested_at,
                                   completed_at, updated_at)
@@ -85,6 +90,7 @@ impl ViewStore<ReportView> for PgReportViews {
                                   $6::timestamptz[], $7::timestamptz[], $8::text[], $9::int[],
                                   $10::jsonb[], $11::text[], $12::timestamptz[],
                                   $13::timestamptz[], $14::timestamptz[])
+             WHERE EXISTS (SELECT 1 FROM live)
              ON CONFLICT (id) DO UPDATE SET
                 version = EXCLUDED.version, kind = EXCLUDED.kind, status = EXCLUDED.status,
                 team_id = EXCLUDED.team_id, period_from = EXCLUDED.period_from,
@@ -93,68 +99,96 @@ impl ViewStore<ReportView> for PgReportViews {
                 requested_at = EXCLUDED.requested_at, completed_at = EXCLUDED.completed_at,
                 updated_at = EXCLUDED.updated_at
              WHERE reports.version < EXCLUDED.version",
+        );
+        let row = sqlx::query(&statement)
+            .bind(views.iter().map(|v| v.id).collect::<Vec<_>>())
+            .bind(views.iter().map(|v| v.version as i64).collect::<Vec<_>>())
+            .bind(text(|v| {
+                v.state
+                    .kind
+                    .map(|k| k.as_str())
+                    .unwrap_or_default()
+                    .to_owned()
+            }))
+            .bind(text(|v| v.state.status.as_str().to_owned()))
+            .bind(text(|v| {
+                v.state
+                    .team_id
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            }))
+            .bind(
+                views
+                    .iter()
+                    .map(|v| v.state.from.unwrap_or(v.requested_at))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                views
+                    .iter()
+                    .map(|v| v.state.to.unwrap_or(v.requested_at))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(text(|v| {
+                v.state
+                    .requested_by
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            }))
+            .bind(
+                views
+                    .iter()
+                    .map(|v| v.state.attempts as i32)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                views
+                    .iter()
+                    .map(|v| v.state.result.clone())
+                    .collect::<Vec<Option<Value>>>(),
+            )
+            .bind(
+                views
+                    .iter()
+                    .map(|v| v.state.error.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(views.iter().map(|v| v.requested_at).collect::<Vec<_>>())
+            .bind(views.iter().map(|v| v.completed_at).collect::<Vec<_>>())
+            .bind(views.iter().map(|v| v.updated_at).collect::<Vec<_>>())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+        super::written_or_paused(&row, REPORT_PROJECTION)
+    }
+
+    async fn write_shadow(&self, views: &[ReportView]) -> Result<(), StoreError> {
+        let mut copy = CopyText::with_capacity(views.len(), 400);
+        for view in views {
+            let report = &view.state;
+            copy.uuid(view.id);
+            copy.int(view.version as i64);
+            copy.text(report.kind.map(|k| k.as_str()));
+            copy.text(Some(report.status.as_str()));
+            copy.text(report.team_id.as_ref().map(|t| t.as_str()));
+            copy.timestamp(Some(report.from.unwrap_or(view.requested_at)));
+            copy.timestamp(Some(report.to.unwrap_or(view.requested_at)));
+            copy.text(report.requested_by.as_ref().map(|r| r.as_str()));
+            copy.int(i64::from(report.attempts));
+            copy.json(report.result.as_ref());
+            copy.text(report.error.as_deref());
+            copy.timestamp(Some(view.requested_at));
+            copy.timestamp(view.completed_at);
+            copy.timestamp(Some(view.updated_at));
+            copy.end_row();
+        }
+        copy.send(
+            &self.pool,
+            &format!("COPY reports{SHADOW_SUFFIX} ({COLUMNS}) FROM STDIN"),
         )
-        .bind(views.iter().map(|v| v.id).collect::<Vec<_>>())
-        .bind(views.iter().map(|v| v.version as i64).collect::<Vec<_>>())
-        .bind(text(|v| {
-            v.state
-                .kind
-                .map(|k| k.as_str())
-                .unwrap_or_default()
-                .to_owned()
-        }))
-        .bind(text(|v| v.state.status.as_str().to_owned()))
-        .bind(text(|v| {
-            v.state
-                .team_id
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default()
-        }))
-        .bind(
-            views
-                .iter()
-                .map(|v| v.state.from.unwrap_or(v.requested_at))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            views
-                .iter()
-                .map(|v| v.state.to.unwrap_or(v.requested_at))
-                .collect::<Vec<_>>(),
-        )
-        .bind(text(|v| {
-            v.state
-                .requested_by
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default()
-        }))
-        .bind(
-            views
-                .iter()
-                .map(|v| v.state.attempts as i32)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            views
-                .iter()
-                .map(|v| v.state.result.clone())
-                .collect::<Vec<Option<Value>>>(),
-        )
-        .bind(
-            views
-                .iter()
-                .map(|v| v.state.error.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(views.iter().map(|v| v.requested_at).collect::<Vec<_>>())
-        .bind(views.iter().map(|v| v.completed_at).collect::<Vec<_>>())
-        .bind(views.iter().map(|v| v.updated_at).collect::<Vec<_>>())
-        .execute(&self.pool)
         .await
-        .map_err(backend)?;
-        Ok(())
     }
 
     async fn record_failure(

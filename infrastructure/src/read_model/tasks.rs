@@ -2,7 +2,8 @@
 
 use async_trait::async_trait;
 use chronicle_application::ports::{StoreError, TaskQueryStore, ViewStore};
-use chronicle_application::projection::task::TaskView;
+use chronicle_application::projection::task::{TaskReadModel, TaskView, TASK_PROJECTION};
+use chronicle_application::projection::ReadModel;
 use chronicle_application::queries::{TaskFilter, TaskPage};
 use chronicle_domain::ids::{TeamId, UserId};
 use chronicle_domain::task::{Priority, Task, TaskStatus};
@@ -12,6 +13,8 @@ use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::backend;
+use super::copy::CopyText;
+use crate::projections::SHADOW_SUFFIX;
 
 /// The task read model on a Postgres pool.
 #[derive(Clone)]
@@ -87,7 +90,9 @@ impl ViewStore<TaskView> for PgTaskViews {
             .iter()
             .map(|v| Value::from(v.state.labels.clone()))
             .collect();
-        sqlx::query(
+        let statement = super::live_write(
+            TASK_PROJECTION,
+            TaskReadModel::AGGREGATE_TYPE,
             "INSERT INTO tasks (id, version, title, description, status, team_id, creator_id,
                                 assignee_id, priority, due_at, labels, result, error,
                                 created_at, updated_at, started_at, finished_at)
@@ -102,6 +107,7 @@ impl ViewStore<TaskView> for PgTaskViews {
                   AS v(id, version, title, description, status, team_id, creator_id,
                        assignee_id, priority, due_at, labels, result, error, created_at,
                        updated_at, started_at, finished_at)
+             WHERE EXISTS (SELECT 1 FROM live)
              ON CONFLICT (id) DO UPDATE SET
                 version = EXCLUDED.version, title = EXCLUDED.title,
                 description = EXCLUDED.description, status = EXCLUDED.status,
@@ -112,85 +118,116 @@ impl ViewStore<TaskView> for PgTaskViews {
                 updated_at = EXCLUDED.updated_at, started_at = EXCLUDED.started_at,
                 finished_at = EXCLUDED.finished_at
              WHERE tasks.version < EXCLUDED.version",
+        );
+        let row = sqlx::query(&statement)
+            .bind(views.iter().map(|v| v.id).collect::<Vec<_>>())
+            .bind(views.iter().map(|v| v.version as i64).collect::<Vec<_>>())
+            .bind(
+                views
+                    .iter()
+                    .map(|v| v.state.title.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                views
+                    .iter()
+                    .map(|v| v.state.description.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                views
+                    .iter()
+                    .map(|v| v.state.status.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                views
+                    .iter()
+                    .map(|v| {
+                        v.state
+                            .team_id
+                            .as_ref()
+                            .map(|t| t.to_string())
+                            .unwrap_or_default()
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                views
+                    .iter()
+                    .map(|v| {
+                        v.state
+                            .creator_id
+                            .as_ref()
+                            .map(|c| c.to_string())
+                            .unwrap_or_default()
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                views
+                    .iter()
+                    .map(|v| v.state.assignee_id.as_ref().map(|a| a.to_string()))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                views
+                    .iter()
+                    .map(|v| v.state.priority.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(views.iter().map(|v| v.state.due_at).collect::<Vec<_>>())
+            .bind(labels)
+            .bind(
+                views
+                    .iter()
+                    .map(|v| v.state.result.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                views
+                    .iter()
+                    .map(|v| v.state.error.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(views.iter().map(|v| v.created_at).collect::<Vec<_>>())
+            .bind(views.iter().map(|v| v.updated_at).collect::<Vec<_>>())
+            .bind(views.iter().map(|v| v.started_at).collect::<Vec<_>>())
+            .bind(views.iter().map(|v| v.finished_at).collect::<Vec<_>>())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+        super::written_or_paused(&row, TASK_PROJECTION)
+    }
+
+    async fn write_shadow(&self, views: &[TaskView]) -> Result<(), StoreError> {
+        let mut copy = CopyText::with_capacity(views.len(), 320);
+        for view in views {
+            let task = &view.state;
+            copy.uuid(view.id);
+            copy.int(view.version as i64);
+            copy.text(Some(&task.title));
+            copy.text(Some(&task.description));
+            copy.text(Some(task.status.as_str()));
+            copy.text(task.team_id.as_ref().map(|t| t.as_str()));
+            copy.text(task.creator_id.as_ref().map(|c| c.as_str()));
+            copy.text(task.assignee_id.as_ref().map(|a| a.as_str()));
+            copy.text(Some(task.priority.as_str()));
+            copy.timestamp(task.due_at);
+            copy.text_array(&task.labels);
+            copy.text(task.result.as_deref());
+            copy.text(task.error.as_deref());
+            copy.timestamp(Some(view.created_at));
+            copy.timestamp(Some(view.updated_at));
+            copy.timestamp(view.started_at);
+            copy.timestamp(view.finished_at);
+            copy.end_row();
+        }
+        copy.send(
+            &self.pool,
+            &format!("COPY tasks{SHADOW_SUFFIX} ({COLUMNS}) FROM STDIN"),
         )
-        .bind(views.iter().map(|v| v.id).collect::<Vec<_>>())
-        .bind(views.iter().map(|v| v.version as i64).collect::<Vec<_>>())
-        .bind(
-            views
-                .iter()
-                .map(|v| v.state.title.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            views
-                .iter()
-                .map(|v| v.state.description.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            views
-                .iter()
-                .map(|v| v.state.status.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            views
-                .iter()
-                .map(|v| {
-                    v.state
-                        .team_id
-                        .as_ref()
-                        .map(|t| t.to_string())
-                        .unwrap_or_default()
-                })
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            views
-                .iter()
-                .map(|v| {
-                    v.state
-                        .creator_id
-                        .as_ref()
-                        .map(|c| c.to_string())
-                        .unwrap_or_default()
-                })
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            views
-                .iter()
-                .map(|v| v.state.assignee_id.as_ref().map(|a| a.to_string()))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            views
-                .iter()
-                .map(|v| v.state.priority.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(views.iter().map(|v| v.state.due_at).collect::<Vec<_>>())
-        .bind(labels)
-        .bind(
-            views
-                .iter()
-                .map(|v| v.state.result.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            views
-                .iter()
-                .map(|v| v.state.error.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(views.iter().map(|v| v.created_at).collect::<Vec<_>>())
-        .bind(views.iter().map(|v| v.updated_at).collect::<Vec<_>>())
-        .bind(views.iter().map(|v| v.started_at).collect::<Vec<_>>())
-        .bind(views.iter().map(|v| v.finished_at).collect::<Vec<_>>())
-        .execute(&self.pool)
         .await
-        .map_err(backend)?;
-        Ok(())
     }
 
     async fn record_failure(

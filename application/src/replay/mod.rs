@@ -1,0 +1,137 @@
+//! Replay: rebuilding read models from the event store, the source of truth.
+//!
+//! A rebuild claims its projections (their live consumer pauses: its writes are refused while
+//! the claim holds), reads one consistent snapshot of the store in position order, folds it in
+//! memory with the read model's own [`crate::projection::ReadModel::apply`], writes shadow
+//! tables in bulk, indexes them, and swaps them in with the claim's release in one transaction.
+//! Readers keep reading the old tables until that instant. The resumed consumer applies what
+//! the snapshot missed and skips what it held (per-aggregate sequence check). A rebuild that
+//! fails or dies never touched the live tables: its claim is released (when the process died,
+//! with its database connection) and the live consumer carries on.
+
+mod rebuild;
+
+pub use rebuild::{Projection, RebuildProgress, RebuildSummary, Rebuilder};
+
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use uuid::Uuid;
+
+use crate::ports::StoreError;
+
+/// Whether a projection's live consumer may write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProjectionState {
+    /// The live consumer applies events as they arrive.
+    Live,
+    /// A rebuild holds it; the live consumer waits (readers still read the current rows).
+    Rebuilding,
+    /// An operator stopped the live consumer's writes.
+    Paused,
+}
+
+impl ProjectionState {
+    /// The stored (and GraphQL) spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Live => "LIVE",
+            Self::Rebuilding => "REBUILDING",
+            Self::Paused => "PAUSED",
+        }
+    }
+
+    /// Reads the stored spelling.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "LIVE" => Some(Self::Live),
+            "REBUILDING" => Some(Self::Rebuilding),
+            "PAUSED" => Some(Self::Paused),
+            _ => None,
+        }
+    }
+}
+
+/// What operators see of one projection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectionStatus {
+    /// `tasks`, `reports`.
+    pub name: String,
+    /// The code version that built the rows.
+    pub version: u32,
+    /// Live, rebuilding or paused.
+    pub state: ProjectionState,
+    /// Highest event-store position the rows reflect.
+    pub position: i64,
+    /// The store's highest position (the lag is the difference).
+    pub head: i64,
+    /// The running rebuild's progress, while there is one.
+    pub rebuild: Option<RebuildProgress>,
+    /// Events, seconds and end of the last finished rebuild.
+    pub last_rebuild: Option<(u64, f64, DateTime<Utc>)>,
+    /// Why the last rebuild failed or was abandoned, if it did.
+    pub last_error: Option<String>,
+}
+
+impl ProjectionStatus {
+    /// Events in the store beyond what the rows reflect (positions can skip numbers after a
+    /// rolled-back append, so this is an upper bound).
+    pub fn lag(&self) -> i64 {
+        (self.head - self.position).max(0)
+    }
+}
+
+/// A rebuild's claim on its projections; progress, shadows and swap go by its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebuildClaim {
+    /// Unique per run: a run that lost its claim cannot swap over a newer one.
+    pub id: Uuid,
+    /// The claimed projections.
+    pub names: Vec<&'static str>,
+}
+
+/// One stored event as replay reads it: the payload stays text until a decoder, on a worker
+/// thread, turns it straight into the domain event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayEvent {
+    /// Global position.
+    pub position: i64,
+    /// Globally unique id (recorded with a failure).
+    pub event_id: Uuid,
+    /// `Task`, `Report`.
+    pub aggregate_type: String,
+    /// The aggregate's id.
+    pub aggregate_id: String,
+    /// 1-based position in the aggregate's stream.
+    pub sequence: u64,
+    /// `TaskCreated`.
+    pub event_type: String,
+    /// The payload's schema version (older ones are upcast while decoding).
+    pub event_version: String,
+    /// cqrs-es's serialized payload (`{"TaskCreated": {...}}`), as JSON text.
+    pub payload: String,
+    /// When the store accepted it.
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// A consistent view of the store for one rebuild.
+pub struct ReplaySnapshot {
+    /// Events the stream will yield (the progress bar's total).
+    pub total: u64,
+    /// The highest position in the snapshot: the rebuilt rows reflect everything up to it.
+    pub head: i64,
+    /// The events, in position order, in batches.
+    pub events: BoxStream<'static, Result<Vec<ReplayEvent>, StoreError>>,
+}
+
+/// What a successful rebuild records when it swaps its shadows in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SwapOutcome {
+    /// Each projection with the code version that built it.
+    pub versions: Vec<(&'static str, u32)>,
+    /// The snapshot's head position.
+    pub position: i64,
+    /// Events folded.
+    pub events: u64,
+    /// Seconds from claim to swap.
+    pub seconds: f64,
+}

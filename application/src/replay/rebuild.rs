@@ -1,0 +1,543 @@
+//! The rebuild itself: claim, read, decode, fold, write, index, swap.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{ProjectionStatus, RebuildClaim, ReplayEvent, SwapOutcome};
+use crate::error::AppError;
+use crate::event_log::decode_payload;
+use crate::ports::{ProjectionControl, StoreError, ViewStore};
+use crate::projection::{EventContext, ReadModel};
+
+/// How often a running rebuild records its progress (and checks it still holds its claim).
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// Rows per bulk write into a shadow table.
+const WRITE_CHUNK: usize = 10_000;
+
+/// Bulk writes in flight at once (each on its own connection: the server works on both).
+const PARALLEL_WRITES: usize = 2;
+
+/// A running rebuild's progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RebuildProgress {
+    /// Events folded so far.
+    pub done: u64,
+    /// Events in the snapshot.
+    pub total: u64,
+    /// When the rebuild claimed its projections.
+    pub started_at: DateTime<Utc>,
+}
+
+/// What a finished rebuild did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RebuildSummary {
+    /// The projections rebuilt.
+    pub projections: Vec<&'static str>,
+    /// Events folded.
+    pub events: u64,
+    /// Rows written.
+    pub rows: u64,
+    /// Events that could not be applied (recorded in the projection failures).
+    pub failures: u64,
+    /// Seconds from claim to swap.
+    pub seconds: f64,
+    /// Seconds spent reading and folding the store, writing rows, building indexes.
+    pub phases: RebuildPhases,
+}
+
+/// Where a rebuild's time went.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RebuildPhases {
+    /// Reading the snapshot, decoding and folding.
+    pub read_seconds: f64,
+    /// Writing the shadow rows.
+    pub write_seconds: f64,
+    /// Building the shadow indexes.
+    pub index_seconds: f64,
+    /// The swap transaction.
+    pub swap_seconds: f64,
+}
+
+impl RebuildSummary {
+    /// Events folded per second of the whole rebuild.
+    pub fn events_per_second(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.events as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// A batch decoded for one read model (its concrete type is that model's business).
+type Decoded = Box<dyn Any + Send>;
+
+/// Decodes the events of one read model's aggregate type in a batch; runs on worker threads.
+type DecodeFn = fn(&[ReplayEvent]) -> Decoded;
+
+/// One read model's rebuild in progress: its rows, folded in memory.
+#[async_trait]
+trait RebuildTarget: Send {
+    /// The decoder for this model's events.
+    fn decoder(&self) -> DecodeFn;
+    /// Folds a decoded batch, in position order.
+    fn fold(&mut self, decoded: Decoded) -> Result<(), AppError>;
+    /// Writes every row to the shadow table; the row count.
+    async fn write(&mut self) -> Result<u64, StoreError>;
+    /// Records the events it could not apply; how many.
+    async fn record_failures(&mut self) -> Result<u64, StoreError>;
+}
+
+/// A read model that can be rebuilt, as the rebuilder knows it.
+pub struct Projection {
+    /// `tasks`.
+    pub name: &'static str,
+    /// The fold's code version.
+    pub version: u32,
+    /// The aggregate type whose events it reads.
+    pub aggregate_type: &'static str,
+    start: Box<dyn Fn() -> Box<dyn RebuildTarget> + Send + Sync>,
+}
+
+impl Projection {
+    /// The projection of read model `M`, writing through `store`.
+    pub fn of<M: ReadModel>(store: Arc<dyn ViewStore<M::View>>) -> Self {
+        Self {
+            name: M::NAME,
+            version: M::VERSION,
+            aggregate_type: M::AGGREGATE_TYPE,
+            start: Box::new(move || {
+                Box::new(ModelRebuild::<M> {
+                    store: store.clone(),
+                    rows: HashMap::new(),
+                    failures: Vec::new(),
+                })
+            }),
+        }
+    }
+}
+
+/// An event replay decoded for model `M`, or why it could not be.
+enum DecodedEvent<E> {
+    Ready {
+        id: Uuid,
+        event_id: Uuid,
+        context: EventContext,
+        event: E,
+    },
+    Unreadable(Failure),
+}
+
+/// An event a rebuild could not apply, recorded like the live projection's failures.
+struct Failure {
+    event_id: Uuid,
+    reason: String,
+    event: serde_json::Value,
+}
+
+impl Failure {
+    fn new(event: &ReplayEvent, reason: String) -> Self {
+        Self {
+            event_id: event.event_id,
+            reason,
+            event: json!({
+                "eventId": event.event_id,
+                "position": event.position,
+                "aggregateType": event.aggregate_type,
+                "aggregateId": event.aggregate_id,
+                "sequence": event.sequence,
+                "eventType": event.event_type,
+                "eventVersion": event.event_version,
+                "payload": event.payload,
+            }),
+        }
+    }
+}
+
+fn decode_batch<M: ReadModel>(batch: &[ReplayEvent]) -> Decoded {
+    let decoded: Vec<DecodedEvent<M::Event>> = batch
+        .iter()
+        .filter(|event| event.aggregate_type == M::AGGREGATE_TYPE)
+        .map(|event| {
+            let Ok(id) = event.aggregate_id.parse::<Uuid>() else {
+                return DecodedEvent::Unreadable(Failure::new(
+                    event,
+                    "aggregate id is not a UUID".to_owned(),
+                ));
+            };
+            match decode_payload::<M::Event>(
+                &event.event_type,
+                &event.event_version,
+                &event.payload,
+            ) {
+                Ok(domain) => DecodedEvent::Ready {
+                    id,
+                    event_id: event.event_id,
+                    context: EventContext {
+                        sequence: event.sequence,
+                        occurred_at: event.recorded_at,
+                    },
+                    event: domain,
+                },
+                Err(reason) => DecodedEvent::Unreadable(Failure::new(event, reason)),
+            }
+        })
+        .collect();
+    Box::new(decoded)
+}
+
+struct ModelRebuild<M: ReadModel> {
+    store: Arc<dyn ViewStore<M::View>>,
+    rows: HashMap<Uuid, M::View>,
+    failures: Vec<Failure>,
+}
+
+#[async_trait]
+impl<M: ReadModel> RebuildTarget for ModelRebuild<M> {
+    fn decoder(&self) -> DecodeFn {
+        decode_batch::<M>
+    }
+
+    fn fold(&mut self, decoded: Decoded) -> Result<(), AppError> {
+        let events = decoded
+            .downcast::<Vec<DecodedEvent<M::Event>>>()
+            .map_err(|_| AppError::Internal(format!("{}: batch of another model", M::NAME)))?;
+        for item in *events {
+            match item {
+                DecodedEvent::Ready {
+                    id,
+                    event_id,
+                    context,
+                    event,
+                } => {
+                    // The same rule as the live fold, without cloning the row.
+                    let have = self.rows.get(&id).map_or(0, M::version);
+                    if context.sequence == have + 1 {
+                        let current = self.rows.remove(&id);
+                        self.rows.insert(id, M::apply(current, &context, event));
+                    } else if context.sequence > have + 1 {
+                        self.failures.push(Failure {
+                            event_id,
+                            reason: format!(
+                                "sequence {} does not follow version {have}",
+                                context.sequence
+                            ),
+                            event: json!({"aggregateId": id, "sequence": context.sequence}),
+                        });
+                    }
+                }
+                DecodedEvent::Unreadable(failure) => self.failures.push(failure),
+            }
+        }
+        Ok(())
+    }
+
+    async fn write(&mut self) -> Result<u64, StoreError> {
+        let mut rows: Vec<M::View> = self.rows.drain().map(|(_, view)| view).collect();
+        // In id order, the order the queries page in.
+        rows.sort_unstable_by_key(M::id);
+        let count = rows.len() as u64;
+        let mut chunks = Vec::with_capacity(rows.len() / WRITE_CHUNK + 1);
+        while rows.len() > WRITE_CHUNK {
+            let rest = rows.split_off(WRITE_CHUNK);
+            chunks.push(std::mem::replace(&mut rows, rest));
+        }
+        chunks.push(rows);
+        futures::stream::iter(chunks)
+            .map(|chunk| {
+                let store = self.store.clone();
+                async move { store.write_shadow(&chunk).await }
+            })
+            .buffer_unordered(PARALLEL_WRITES)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(count)
+    }
+
+    async fn record_failures(&mut self) -> Result<u64, StoreError> {
+        let count = self.failures.len() as u64;
+        for failure in self.failures.drain(..) {
+            tracing::warn!(projection = M::NAME, reason = %failure.reason, "replay could not apply an event");
+            self.store
+                .record_failure(M::NAME, failure.event_id, &failure.reason, &failure.event)
+                .await?;
+        }
+        Ok(count)
+    }
+}
+
+/// Rebuilds projections from the event store; see the module documentation for the steps.
+pub struct Rebuilder {
+    control: Arc<dyn ProjectionControl>,
+    projections: Vec<Projection>,
+}
+
+impl Rebuilder {
+    /// A rebuilder for `projections`, through `control`.
+    pub fn new(control: Arc<dyn ProjectionControl>, projections: Vec<Projection>) -> Self {
+        Self {
+            control,
+            projections,
+        }
+    }
+
+    /// The projections' names, as operators type them.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.projections.iter().map(|p| p.name).collect()
+    }
+
+    /// The projections `name` designates: one by name, or every one for `all`.
+    pub fn select(&self, name: &str) -> Result<Vec<&'static str>, AppError> {
+        if name == "all" {
+            return Ok(self.names());
+        }
+        self.projections
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| vec![p.name])
+            .ok_or_else(|| {
+                AppError::validation(
+                    "name",
+                    format!(
+                        "unknown projection {name:?}; known: {}, all",
+                        self.names().join(", ")
+                    ),
+                )
+            })
+    }
+
+    /// Every projection's status (registering the ones never seen).
+    pub async fn statuses(&self) -> Result<Vec<ProjectionStatus>, AppError> {
+        self.control.register(&self.names()).await?;
+        let mut statuses = self.control.statuses().await?;
+        statuses.retain(|s| self.projections.iter().any(|p| p.name == s.name));
+        Ok(statuses)
+    }
+
+    /// Projections whose rows were built by an older version of their code (or never).
+    pub async fn outdated(&self) -> Result<Vec<&'static str>, AppError> {
+        let statuses = self.statuses().await?;
+        Ok(self
+            .projections
+            .iter()
+            .filter(|p| {
+                statuses
+                    .iter()
+                    .any(|s| s.name == p.name && s.version < p.version)
+            })
+            .map(|p| p.name)
+            .collect())
+    }
+
+    /// Rebuilds `name` (or `all`), reporting progress as it goes. Refused with
+    /// `INVALID_TRANSITION` while another rebuild holds one of the projections.
+    pub async fn rebuild(
+        &self,
+        name: &str,
+        progress: &(dyn Fn(RebuildProgress) + Send + Sync),
+    ) -> Result<RebuildSummary, AppError> {
+        let names = self.select(name)?;
+        self.control.register(&names).await?;
+        let started = Instant::now();
+        let claim = match self.control.claim(&names).await? {
+            Ok(claim) => claim,
+            Err(holder) => {
+                let detail = holder.rebuild.map_or(String::new(), |p| {
+                    format!(
+                        " (started {}, {} of {} events)",
+                        p.started_at.to_rfc3339(),
+                        p.done,
+                        p.total
+                    )
+                });
+                return Err(AppError::InvalidTransition(format!(
+                    "projection {} is already being rebuilt{detail}; wait for that rebuild to finish",
+                    holder.name
+                )));
+            }
+        };
+        tracing::info!(projections = ?names, claim = %claim.id, "rebuild started");
+        match self.run(&claim, started, progress).await {
+            Ok(summary) => Ok(summary),
+            Err(error) => {
+                tracing::warn!(projections = ?names, %error, "rebuild failed; live tables untouched");
+                if let Err(release) = self.control.abandon(&claim, &error.to_string()).await {
+                    tracing::warn!(%release, "could not release the rebuild's claim; it goes with the process's connection");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn run(
+        &self,
+        claim: &RebuildClaim,
+        started: Instant,
+        progress: &(dyn Fn(RebuildProgress) + Send + Sync),
+    ) -> Result<RebuildSummary, AppError> {
+        let started_at = Utc::now();
+        let selected: Vec<&Projection> = self
+            .projections
+            .iter()
+            .filter(|p| claim.names.contains(&p.name))
+            .collect();
+        self.control.prepare_shadows(claim).await?;
+        let mut types: Vec<&'static str> = selected.iter().map(|p| p.aggregate_type).collect();
+        types.dedup();
+        let snapshot = self.control.snapshot(&types).await?;
+        let (total, head) = (snapshot.total, snapshot.head);
+        progress(RebuildProgress {
+            done: 0,
+            total,
+            started_at,
+        });
+        let heartbeat = Heartbeat::start(self.control.clone(), claim.clone(), total);
+
+        let mut targets: Vec<Box<dyn RebuildTarget>> =
+            selected.iter().map(|p| (p.start)()).collect();
+        let decoders: Arc<Vec<DecodeFn>> = Arc::new(targets.iter().map(|t| t.decoder()).collect());
+        // Decoding (JSON parsing, most of the work) runs on worker threads, two batches at
+        // once; folding stays in position order here.
+        let mut decoded = snapshot
+            .events
+            .map(move |batch| {
+                let decoders = decoders.clone();
+                async move {
+                    let batch = batch?;
+                    tokio::task::spawn_blocking(move || {
+                        let per_model: Vec<Decoded> =
+                            decoders.iter().map(|decode| decode(&batch)).collect();
+                        (batch.len() as u64, per_model)
+                    })
+                    .await
+                    .map_err(|e| AppError::Internal(format!("decoding thread failed: {e}")))
+                }
+            })
+            .buffered(2);
+        let mut done = 0;
+        while let Some(batch) = decoded.next().await {
+            let (count, per_model) = batch?;
+            for (target, events) in targets.iter_mut().zip(per_model) {
+                target.fold(events)?;
+            }
+            done += count;
+            heartbeat.done.store(done, Ordering::Relaxed);
+            progress(RebuildProgress {
+                done,
+                total,
+                started_at,
+            });
+            heartbeat.check()?;
+        }
+        let read_seconds = started.elapsed().as_secs_f64();
+
+        let mut rows = 0;
+        for target in &mut targets {
+            rows += target.write().await?;
+            heartbeat.check()?;
+        }
+        let written = started.elapsed().as_secs_f64();
+        self.control.index_shadows(claim).await?;
+        heartbeat.check()?;
+        let indexed = started.elapsed().as_secs_f64();
+        let mut failures = 0;
+        for target in &mut targets {
+            failures += target.record_failures().await?;
+        }
+
+        let outcome = SwapOutcome {
+            versions: selected.iter().map(|p| (p.name, p.version)).collect(),
+            position: head,
+            events: done,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        heartbeat.stop();
+        if !self.control.swap(claim, &outcome).await? {
+            return Err(lost_claim());
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let summary = RebuildSummary {
+            projections: claim.names.clone(),
+            events: done,
+            rows,
+            failures,
+            seconds,
+            phases: RebuildPhases {
+                read_seconds,
+                write_seconds: written - read_seconds,
+                index_seconds: indexed - written,
+                swap_seconds: seconds - outcome.seconds,
+            },
+        };
+        tracing::info!(projections = ?summary.projections, events = done, rows, seconds, "rebuild swapped in");
+        Ok(summary)
+    }
+}
+
+fn lost_claim() -> AppError {
+    AppError::Internal(
+        "the rebuild lost its claim (its lock connection dropped and the live consumer took the projection back); nothing was swapped".to_owned(),
+    )
+}
+
+/// Records progress from its own task (operators watch it through `projections`) and notices a
+/// lost claim.
+struct Heartbeat {
+    done: Arc<AtomicU64>,
+    lost: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Heartbeat {
+    fn start(control: Arc<dyn ProjectionControl>, claim: RebuildClaim, total: u64) -> Self {
+        let done = Arc::new(AtomicU64::new(0));
+        let lost = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn({
+            let (done, lost) = (done.clone(), lost.clone());
+            async move {
+                loop {
+                    tokio::time::sleep(HEARTBEAT).await;
+                    match control
+                        .heartbeat(&claim, done.load(Ordering::Relaxed), total)
+                        .await
+                    {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            lost.store(true, Ordering::Relaxed);
+                            return;
+                        }
+                        Err(error) => tracing::warn!(%error, "rebuild heartbeat failed"),
+                    }
+                }
+            }
+        });
+        Self { done, lost, task }
+    }
+
+    fn check(&self) -> Result<(), AppError> {
+        if self.lost.load(Ordering::Relaxed) {
+            return Err(lost_claim());
+        }
+        Ok(())
+    }
+
+    fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,511 @@
+//! Projection lifecycle in Postgres: the `projections` status table, a rebuild's claim
+//! (advisory locks plus state) and progress, its consistent read of the store, and its shadow
+//! tables and swap.
+
+use async_trait::async_trait;
+use chronicle_application::ports::{ProjectionControl, StoreError};
+use chronicle_application::replay::{
+    ProjectionState, ProjectionStatus, RebuildClaim, RebuildProgress, ReplayEvent, ReplaySnapshot,
+    SwapOutcome,
+};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::StreamExt;
+use sqlx::postgres::PgRow;
+use sqlx::{Connection, PgConnection, PgPool, Row};
+use uuid::Uuid;
+
+use crate::read_model::backend;
+
+/// The advisory-lock class of rebuild claims (the object is `hashtext(projection name)`). A
+/// rebuild holds its projections' locks on a connection of its own for as long as it runs, so
+/// a rebuild that died (process killed, connection lost) releases them at once: the live
+/// consumer takes the projection back on its next write, and a new rebuild may claim it.
+pub(crate) const REBUILD_LOCK_CLASS: i32 = 0x4348_524E;
+
+/// Appended to a read model's table name to name its shadow (`tasks__rebuild`); its indexes
+/// carry the same suffix until the swap renames them.
+pub(crate) const SHADOW_SUFFIX: &str = "__rebuild";
+
+/// Events fetched from the snapshot's server-side cursor at once (and handed on as a batch).
+const SNAPSHOT_BATCH: usize = 5_000;
+
+/// How long the swap waits for readers to let go of a live table before giving up (the
+/// rebuild then fails cleanly rather than queueing every reader behind it).
+const SWAP_LOCK_TIMEOUT: &str = "10s";
+
+/// The read-model table and aggregate type of each projection this service has.
+fn projection_table(name: &str) -> Result<(&'static str, &'static str), StoreError> {
+    match name {
+        "tasks" => Ok(("tasks", "Task")),
+        "reports" => Ok(("reports", "Report")),
+        other => Err(StoreError::Backend(format!(
+            "no table for projection {other}"
+        ))),
+    }
+}
+
+/// The projection lifecycle on a Postgres pool.
+#[derive(Clone)]
+pub struct PgProjections {
+    pool: PgPool,
+    /// The connection holding each running claim's advisory locks.
+    claims: Arc<Mutex<HashMap<Uuid, PgConnection>>>,
+}
+
+impl PgProjections {
+    /// Lifecycle control over `pool`.
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            claims: Arc::default(),
+        }
+    }
+
+    /// Closes the connection holding a claim's locks, releasing them.
+    async fn release_locks(&self, claim: &RebuildClaim) {
+        let connection = self
+            .claims
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&claim.id);
+        if let Some(connection) = connection {
+            let _ = connection.close().await;
+        }
+    }
+
+    async fn status_of(&self, name: &str) -> Result<ProjectionStatus, StoreError> {
+        self.statuses()
+            .await?
+            .into_iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| StoreError::Backend(format!("projection {name} has no status row")))
+    }
+}
+
+fn status_from_row(row: &PgRow) -> Result<ProjectionStatus, StoreError> {
+    let state: String = row.get("state");
+    let rebuild_started: Option<chrono::DateTime<chrono::Utc>> = row.get("rebuild_started_at");
+    let state = ProjectionState::parse(&state)
+        .ok_or_else(|| StoreError::Backend(format!("unknown projection state {state}")))?;
+    let last_at: Option<chrono::DateTime<chrono::Utc>> = row.get("last_rebuild_at");
+    let last_events: Option<i64> = row.get("last_rebuild_events");
+    let last_seconds: Option<f64> = row.get("last_rebuild_seconds");
+    Ok(ProjectionStatus {
+        name: row.get("name"),
+        version: row.get::<i32, _>("version") as u32,
+        state,
+        position: row.get("position"),
+        head: row.get("head"),
+        rebuild: rebuild_started
+            .filter(|_| state == ProjectionState::Rebuilding)
+            .map(|started_at| RebuildProgress {
+                done: row.get::<i64, _>("rebuild_done") as u64,
+                total: row.get::<i64, _>("rebuild_total") as u64,
+                started_at,
+            }),
+        last_rebuild: last_at.map(|at| {
+            (
+                last_events.unwrap_or(0) as u64,
+                last_seconds.unwrap_or(0.0),
+                at,
+            )
+        }),
+        last_error: row.get("last_error"),
+    })
+}
+
+/// The live table's indexes: (name, definition, backs the primary key).
+async fn live_indexes(
+    pool: &PgPool,
+    table: &str,
+) -> Result<Vec<(String, String, bool)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT c.relname AS name, pg_get_indexdef(i.indexrelid) AS def, i.indisprimary
+         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+         WHERE i.indrelid = $1::regclass ORDER BY c.relname",
+    )
+    .bind(table)
+    .fetch_all(pool)
+    .await
+    .map_err(backend)?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get("name"), r.get("def"), r.get("indisprimary")))
+        .collect())
+}
+
+/// The live index's definition, re-pointed at the shadow table under the shadow's name.
+fn shadow_index_sql(name: &str, definition: &str, shadow_table: &str) -> Option<String> {
+    let using = definition.find(" USING ")?;
+    let unique = if definition.starts_with("CREATE UNIQUE") {
+        "UNIQUE "
+    } else {
+        ""
+    };
+    Some(format!(
+        "CREATE {unique}INDEX {name}{SHADOW_SUFFIX} ON {shadow_table}{}",
+        &definition[using..]
+    ))
+}
+
+#[async_trait]
+impl ProjectionControl for PgProjections {
+    async fn register(&self, names: &[&'static str]) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO projections (name, version) SELECT unnest($1::text[]), 0
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(names)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn statuses(&self) -> Result<Vec<ProjectionStatus>, StoreError> {
+        // The head per aggregate type: a backward walk of the position index to the newest
+        // event of that type.
+        let rows = sqlx::query(
+            "SELECT p.*, COALESCE((SELECT max(e.position) FROM events e
+                 WHERE e.aggregate_type = CASE p.name WHEN 'tasks' THEN 'Task'
+                                                      WHEN 'reports' THEN 'Report' END), 0) AS head
+             FROM projections p ORDER BY p.name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(status_from_row).collect()
+    }
+
+    async fn claim(
+        &self,
+        names: &[&'static str],
+    ) -> Result<Result<RebuildClaim, ProjectionStatus>, StoreError> {
+        let id = Uuid::now_v7();
+        // The locks first, on a connection that lives as long as the rebuild.
+        let mut locks = self.pool.acquire().await.map_err(backend)?.detach();
+        for name in names {
+            let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2))")
+                .bind(REBUILD_LOCK_CLASS)
+                .bind(name)
+                .fetch_one(&mut locks)
+                .await
+                .map_err(backend)?;
+            if !taken {
+                let _ = locks.close().await;
+                return Ok(Err(self.status_of(name).await?));
+            }
+        }
+        // Then the state: waits for a live batch in flight on these rows, and pauses their
+        // live writers from then on.
+        let result = sqlx::query(
+            "UPDATE projections SET state = 'REBUILDING', rebuild_id = $2, rebuild_done = 0,
+                 rebuild_total = 0, rebuild_started_at = now(), heartbeat_at = now(),
+                 last_error = NULL, updated_at = now()
+             WHERE name = ANY($1)",
+        )
+        .bind(names)
+        .bind(id)
+        .execute(&self.pool)
+        .await;
+        if let Err(error) = result {
+            let _ = locks.close().await;
+            return Err(backend(error));
+        }
+        self.claims
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, locks);
+        Ok(Ok(RebuildClaim {
+            id,
+            names: names.to_vec(),
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        claim: &RebuildClaim,
+        done: u64,
+        total: u64,
+    ) -> Result<bool, StoreError> {
+        let updated = sqlx::query(
+            "UPDATE projections SET rebuild_done = $3, rebuild_total = $4, heartbeat_at = now(),
+                 updated_at = now()
+             WHERE name = ANY($1) AND rebuild_id = $2 AND state = 'REBUILDING'",
+        )
+        .bind(&claim.names)
+        .bind(claim.id)
+        .bind(done as i64)
+        .bind(total as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(updated.rows_affected() == claim.names.len() as u64)
+    }
+
+    async fn prepare_shadows(&self, claim: &RebuildClaim) -> Result<(), StoreError> {
+        for name in &claim.names {
+            let (table, _) = projection_table(name)?;
+            for statement in [
+                format!("DROP TABLE IF EXISTS {table}{SHADOW_SUFFIX}"),
+                format!(
+                    "CREATE TABLE {table}{SHADOW_SUFFIX} (LIKE {table} INCLUDING DEFAULTS
+                     INCLUDING CONSTRAINTS INCLUDING GENERATED INCLUDING STORAGE)"
+                ),
+            ] {
+                sqlx::query(&statement)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(backend)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn snapshot(
+        &self,
+        aggregate_types: &[&'static str],
+    ) -> Result<ReplaySnapshot, StoreError> {
+        let types: Vec<String> = aggregate_types.iter().map(|t| (*t).to_owned()).collect();
+        let mut connection = self.pool.acquire().await.map_err(backend)?.detach();
+        // One REPEATABLE READ transaction: positions are not commit order, so "every position
+        // below N" is not "every event committed so far"; a snapshot is.
+        sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut connection)
+            .await
+            .map_err(backend)?;
+        let bounds = sqlx::query(
+            "SELECT count(*) AS total, COALESCE(max(position), 0) AS head
+             FROM events WHERE aggregate_type = ANY($1)",
+        )
+        .bind(&types)
+        .fetch_one(&mut connection)
+        .await
+        .map_err(backend)?;
+        let total = bounds.get::<i64, _>("total") as u64;
+        let head: i64 = bounds.get("head");
+
+        let (sender, mut receiver) = tokio::sync::mpsc::channel(8);
+        tokio::spawn(stream_snapshot(connection, types, sender));
+        Ok(ReplaySnapshot {
+            total,
+            head,
+            events: futures::stream::poll_fn(move |cx| receiver.poll_recv(cx)).boxed(),
+        })
+    }
+
+    async fn index_shadows(&self, claim: &RebuildClaim) -> Result<(), StoreError> {
+        let mut statements = Vec::new();
+        for name in &claim.names {
+            let (table, _) = projection_table(name)?;
+            let shadow = format!("{table}{SHADOW_SUFFIX}");
+            for (index, definition, primary) in live_indexes(&self.pool, table).await? {
+                let create = shadow_index_sql(&index, &definition, &shadow).ok_or_else(|| {
+                    StoreError::Backend(format!("cannot read index definition {definition}"))
+                })?;
+                let mut steps = vec![create];
+                if primary {
+                    steps.push(format!(
+                        "ALTER TABLE {shadow} ADD CONSTRAINT {index}{SHADOW_SUFFIX}
+                         PRIMARY KEY USING INDEX {index}{SHADOW_SUFFIX}"
+                    ));
+                }
+                statements.push(steps);
+            }
+            statements.push(vec![format!("ANALYZE {shadow}")]);
+        }
+        // Two builds at once, each on its own connection: the server uses both cores.
+        let results: Vec<_> = futures::stream::iter(statements)
+            .map(|steps| tokio::spawn(run_steps(self.pool.clone(), steps)))
+            .buffer_unordered(2)
+            .collect()
+            .await;
+        for result in results {
+            result.map_err(|e| StoreError::Backend(format!("index build task failed: {e}")))??;
+        }
+        Ok(())
+    }
+
+    async fn swap(&self, claim: &RebuildClaim, outcome: &SwapOutcome) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query(&format!("SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'"))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let held = sqlx::query(
+            "SELECT name FROM projections
+             WHERE name = ANY($1) AND rebuild_id = $2 AND state = 'REBUILDING' FOR UPDATE",
+        )
+        .bind(&claim.names)
+        .bind(claim.id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if held.len() != claim.names.len() {
+            return Ok(false);
+        }
+        for (name, version) in &outcome.versions {
+            let (table, _) = projection_table(name)?;
+            let indexes = live_indexes(&self.pool, table).await?;
+            let mut ddl = vec![
+                format!("DROP TABLE {table}"),
+                format!("ALTER TABLE {table}{SHADOW_SUFFIX} RENAME TO {table}"),
+            ];
+            for (index, _, _) in indexes {
+                ddl.push(format!(
+                    "ALTER INDEX {index}{SHADOW_SUFFIX} RENAME TO {index}"
+                ));
+            }
+            for statement in ddl {
+                sqlx::query(&statement)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            }
+            sqlx::query(
+                "UPDATE projections SET state = 'LIVE', version = $2, position = $3,
+                     rebuild_id = NULL, heartbeat_at = NULL, rebuild_started_at = NULL,
+                     last_rebuild_events = $4, last_rebuild_seconds = $5,
+                     last_rebuild_at = now(), last_error = NULL, updated_at = now()
+                 WHERE name = $1",
+            )
+            .bind(name)
+            .bind(*version as i32)
+            .bind(outcome.position)
+            .bind(outcome.events as i64)
+            .bind(outcome.seconds)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        self.release_locks(claim).await;
+        Ok(true)
+    }
+
+    async fn abandon(&self, claim: &RebuildClaim, reason: &str) -> Result<(), StoreError> {
+        for name in &claim.names {
+            let (table, _) = projection_table(name)?;
+            sqlx::query(&format!("DROP TABLE IF EXISTS {table}{SHADOW_SUFFIX}"))
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+        }
+        sqlx::query(
+            "UPDATE projections SET state = 'LIVE', rebuild_id = NULL, heartbeat_at = NULL,
+                 rebuild_started_at = NULL, last_error = $3, updated_at = now()
+             WHERE name = ANY($1) AND rebuild_id = $2",
+        )
+        .bind(&claim.names)
+        .bind(claim.id)
+        .bind(format!("rebuild failed: {reason}"))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        self.release_locks(claim).await;
+        Ok(())
+    }
+}
+
+/// Sends the snapshot's events in position order, in batches, then ends its transaction.
+async fn stream_snapshot(
+    mut connection: PgConnection,
+    types: Vec<String>,
+    sender: tokio::sync::mpsc::Sender<Result<Vec<ReplayEvent>, StoreError>>,
+) {
+    let declared = sqlx::query(
+        "DECLARE replay NO SCROLL CURSOR FOR
+         SELECT position, event_id, aggregate_type, aggregate_id, sequence,
+                event_type, event_version, payload::text AS payload, recorded_at
+         FROM events WHERE aggregate_type = ANY($1) ORDER BY position",
+    )
+    .bind(&types)
+    .execute(&mut connection)
+    .await;
+    if let Err(error) = declared {
+        let _ = sender.send(Err(backend(error))).await;
+        return;
+    }
+    let fetch = format!("FETCH {SNAPSHOT_BATCH} FROM replay");
+    loop {
+        let batch = sqlx::query(&fetch)
+            .fetch_all(&mut connection)
+            .await
+            .map(|rows| rows.iter().map(replay_event).collect::<Vec<_>>())
+            .map_err(backend);
+        let last = batch
+            .as_ref()
+            .map_or(true, |rows| rows.len() < SNAPSHOT_BATCH);
+        if matches!(&batch, Ok(rows) if rows.is_empty()) {
+            break;
+        }
+        if sender.send(batch).await.is_err() || last {
+            break;
+        }
+    }
+    let _ = sqlx::query("COMMIT").execute(&mut connection).await;
+    let _ = connection.close().await;
+}
+
+/// Runs one index build's statements on a connection of its own.
+async fn run_steps(pool: PgPool, steps: Vec<String>) -> Result<(), StoreError> {
+    let mut connection = pool.acquire().await.map_err(backend)?;
+    sqlx::query("SET maintenance_work_mem = '256MB'")
+        .execute(&mut *connection)
+        .await
+        .map_err(backend)?;
+    for step in steps {
+        sqlx::query(&step)
+            .execute(&mut *connection)
+            .await
+            .map_err(backend)?;
+    }
+    sqlx::query("RESET maintenance_work_mem")
+        .execute(&mut *connection)
+        .await
+        .map_err(backend)?;
+    Ok(())
+}
+
+fn replay_event(row: &PgRow) -> ReplayEvent {
+    ReplayEvent {
+        position: row.get("position"),
+        event_id: row.get("event_id"),
+        aggregate_type: row.get("aggregate_type"),
+        aggregate_id: row.get("aggregate_id"),
+        sequence: row.get::<i64, _>("sequence") as u64,
+        event_type: row.get("event_type"),
+        event_version: row.get("event_version"),
+        payload: row.get("payload"),
+        recorded_at: row.get("recorded_at"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shadow_index_sql;
+
+    #[test]
+    fn shadow_indexes_copy_the_live_definition() {
+        assert_eq!(
+            shadow_index_sql(
+                "tasks_text_idx",
+                "CREATE INDEX tasks_text_idx ON public.tasks USING gin (((title || ' '::text) || description) gin_trgm_ops)",
+                "tasks__rebuild"
+            )
+            .as_deref(),
+            Some("CREATE INDEX tasks_text_idx__rebuild ON tasks__rebuild USING gin (((title || ' '::text) || description) gin_trgm_ops)")
+        );
+        assert_eq!(
+            shadow_index_sql(
+                "tasks_pkey",
+                "CREATE UNIQUE INDEX tasks_pkey ON public.tasks USING btree (id)",
+                "tasks__rebuild"
+            )
+            .as_deref(),
+            Some("CREATE UNIQUE INDEX tasks_pkey__rebuild ON tasks__rebuild USING btree (id)")
+        );
+    }
+}
