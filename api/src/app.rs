@@ -15,6 +15,7 @@ use chronicle_application::queries::{ReportQueries, TaskQueries};
 use chronicle_application::replay::{Projection, Rebuilder};
 use chronicle_application::reports::ReportWorker;
 use chronicle_application::topics::Topics;
+use chronicle_application::AppError;
 use chronicle_infrastructure::audit_log::PgAuditLog;
 use chronicle_infrastructure::config::{AuthSettings, Settings};
 use chronicle_infrastructure::event_store::PgEventStore;
@@ -126,6 +127,38 @@ pub fn rebuilder(pool: &sqlx::PgPool) -> Rebuilder {
     )
 }
 
+/// Rebuilds, one after the other, the projections whose rows older projection code built (or
+/// that were never built). Runs beside the service: readers read the current rows meanwhile
+/// and each projection's live consumer waits for its swap. Another instance starting at the
+/// same time finds them claimed and leaves them to it.
+async fn rebuild_outdated(rebuilder: Arc<Rebuilder>) {
+    let outdated = match rebuilder.outdated().await {
+        Ok(outdated) => outdated,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read projection versions; no start-up rebuild");
+            return;
+        }
+    };
+    for name in outdated {
+        tracing::info!(
+            projection = name,
+            "projection code is newer than its rows; rebuilding"
+        );
+        match rebuilder.rebuild(name, &|_| {}).await {
+            Ok(summary) => tracing::info!(
+                projection = name,
+                events = summary.events,
+                seconds = summary.seconds,
+                "start-up rebuild swapped in"
+            ),
+            Err(AppError::InvalidTransition(reason)) => {
+                tracing::info!(%reason, "left to the other rebuild")
+            }
+            Err(error) => tracing::warn!(projection = name, %error, "start-up rebuild failed"),
+        }
+    }
+}
+
 /// Builds and starts the selected parts.
 pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningService> {
     crate::metrics::handle();
@@ -147,6 +180,18 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningS
 
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
+    let rebuilder = Arc::new(rebuilder(&pool));
+    if parts.projections && settings.rebuild_outdated {
+        // A shutdown abandons it: its claim goes with its connection, the live tables were
+        // never touched, and the next start rebuilds again.
+        let (rebuilder, shutdown) = (rebuilder.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = rebuild_outdated(rebuilder) => {}
+            }
+        }));
+    }
     let store = Arc::new(PgEventStore::new(pool.clone()));
     let task_views = Arc::new(PgTaskViews::new(pool.clone()));
     let report_views = Arc::new(PgReportViews::new(pool.clone()));
@@ -244,6 +289,7 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningS
             audit: Arc::new(AuditQueries::new(audit_log.clone())),
             task_history: Arc::new(TimeTravel::new(audit_log.clone())),
             report_history: Arc::new(TimeTravel::new(audit_log)),
+            rebuilder: rebuilder.clone(),
         };
         let authenticator = match &settings.auth {
             AuthSettings::Hs256 { secret } => Authenticator::hs256(secret),

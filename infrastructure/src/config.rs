@@ -102,6 +102,8 @@ pub struct Settings {
     pub outbox_retention: Duration,
     /// How long a `minVersion` read waits for the projection before `STALE_READ`.
     pub read_your_writes_wait: Duration,
+    /// Whether `serve` rebuilds, in the background, projections built by older projection code.
+    pub rebuild_outdated: bool,
 }
 
 /// Reads one variable; empty counts as unset.
@@ -205,6 +207,7 @@ impl Settings {
             log_json,
             outbox_retention: Duration::from_secs(parsed("CHRONICLE_OUTBOX_RETENTION_SECS", 3600)?),
             read_your_writes_wait: Duration::from_millis(parsed("CHRONICLE_READ_WAIT_MS", 2000)?),
+            rebuild_outdated: parsed("CHRONICLE_REBUILD_OUTDATED", true)?,
         })
     }
 }

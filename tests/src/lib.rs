@@ -87,6 +87,7 @@ pub fn test_settings(database_url: &str, brokers: &str) -> Settings {
         log_json: false,
         outbox_retention: Duration::from_secs(3600),
         read_your_writes_wait: Duration::from_secs(15),
+        rebuild_outdated: true,
     }
 }
 

@@ -384,3 +384,146 @@ async fn an_unknown_projection_lists_the_known_ones_and_exits_2() {
         "{stderr}"
     );
 }
+
+const PROJECTIONS: &str = "{ projections { name version state position lag
+    rebuild { eventsDone eventsTotal fraction startedAt }
+    lastRebuild { events seconds finishedAt } lastError } }";
+const REBUILD: &str = "mutation($n: String!) { rebuildProjection(name: $n) { name state } }";
+
+fn projection<'a>(data: &'a Value, name: &str) -> &'a Value {
+    data["projections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no projection {name} in {data}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_see_projections_and_rebuild_them_from_graphql() {
+    let app = TestApp::spawn().await.unwrap();
+    let member = app.token("u-1", &["member"], &["team-a"]);
+    for query in [PROJECTIONS, REBUILD] {
+        let body = app
+            .graphql_as(Some(&member), query, json!({"n": "tasks"}))
+            .await
+            .unwrap();
+        assert_eq!(
+            chronicle_tests::error_code(&body),
+            Some("FORBIDDEN"),
+            "{body}"
+        );
+    }
+    let body = app.graphql(REBUILD, json!({"n": "nope"})).await.unwrap();
+    assert_eq!(
+        chronicle_tests::error_code(&body),
+        Some("VALIDATION_FAILED"),
+        "{body}"
+    );
+    assert!(body["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("known: tasks, reports, all"));
+
+    let id = app.create_task("live", "team-a").await.unwrap();
+    app.wait_for_version(&id, 1).await.unwrap();
+    let data = app.data(PROJECTIONS, json!({})).await.unwrap();
+    let tasks = projection(&data, "tasks");
+    assert_eq!(
+        (tasks["state"].as_str(), tasks["version"].as_i64()),
+        (Some("LIVE"), Some(1))
+    );
+    assert_eq!(tasks["lag"], 0, "{tasks}");
+    assert!(tasks["position"].as_i64().unwrap() > 0, "{tasks}");
+
+    seed::seed_tasks(&app.db, 20_000).await.unwrap();
+    let data = app.data(PROJECTIONS, json!({})).await.unwrap();
+    assert_eq!(projection(&data, "tasks")["lag"], 100_000, "{data}");
+
+    let started = app.data(REBUILD, json!({"n": "tasks"})).await.unwrap();
+    assert_eq!(
+        started["rebuildProjection"],
+        json!([{"name": "tasks", "state": "REBUILDING"}])
+    );
+    let again = app.graphql(REBUILD, json!({"n": "tasks"})).await.unwrap();
+    assert_eq!(
+        chronicle_tests::error_code(&again),
+        Some("INVALID_TRANSITION"),
+        "{again}"
+    );
+    assert!(again["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("already being rebuilt"));
+
+    let done = eventually(Duration::from_secs(120), || async {
+        let data = app.data(PROJECTIONS, json!({})).await?;
+        let tasks = projection(&data, "tasks").clone();
+        Ok((tasks["state"] == "LIVE").then_some(tasks))
+    })
+    .await
+    .unwrap();
+    assert_eq!(done["lastRebuild"]["events"], 100_001, "{done}");
+    assert_eq!(done["lag"], 0, "{done}");
+    assert!(
+        done["rebuild"].is_null() && done["lastError"].is_null(),
+        "{done}"
+    );
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(count, 20_001);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_rebuilds_a_projection_built_by_older_code_unless_told_not_to() {
+    let mut app = TestApp::spawn().await.unwrap();
+    let id = app.create_task("the truth", "team-a").await.unwrap();
+    app.wait_for_version(&id, 1).await.unwrap();
+    app.stop().await;
+    // As an older release would have left it: rows of projection code version 0 (here made
+    // visibly wrong, so the rebuild shows).
+    sqlx::query("UPDATE projections SET version = 0 WHERE name = 'tasks'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE tasks SET title = 'old code wrote this'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let projections_only = app::Parts {
+        api: false,
+        relay: false,
+        projections: true,
+        worker: false,
+    };
+
+    let mut settings = app.settings.clone();
+    settings.rebuild_outdated = false;
+    let service = app::start(&settings, projections_only).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    service.stop().await;
+    let (_, version, _, _) = projection_row(&app.db, "tasks").await;
+    assert_eq!(
+        version, 0,
+        "rebuilt although CHRONICLE_REBUILD_OUTDATED=false"
+    );
+
+    let service = app::start(&app.settings, projections_only).await.unwrap();
+    eventually(Duration::from_secs(60), || async {
+        Ok((projection_row(&app.db, "tasks").await.1 == 1).then_some(()))
+    })
+    .await
+    .expect("the outdated projection was not rebuilt");
+    service.stop().await;
+    let title: String = sqlx::query_scalar("SELECT title FROM tasks")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(title, "the truth");
+    let (state, _, _, last_events) = projection_row(&app.db, "tasks").await;
+    assert_eq!((state.as_str(), last_events), ("LIVE", Some(1)));
+    // The other projection was current and left alone.
+    assert_eq!(projection_row(&app.db, "reports").await.3, None);
+}

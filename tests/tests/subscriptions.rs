@@ -195,3 +195,60 @@ async fn a_subscription_without_a_valid_token_is_refused() {
         Some(Ok(other)) => panic!("expected the connection to be closed, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn projection_status_follows_a_rebuild_from_claim_to_swap() {
+    let app = TestApp::spawn().await.unwrap();
+    let status = "subscription { projectionStatus(name: \"tasks\") { state lag rebuild { eventsDone eventsTotal } lastRebuild { events } } }";
+
+    let member = app.token("u-1", &["member"], &["team-a"]);
+    let mut refused = connect(&app, &member).await;
+    subscribe(&mut refused, "1", status, json!({})).await;
+    let error = next_json(&mut refused).await.unwrap();
+    assert_eq!(error["payload"]["data"], Value::Null, "{error}");
+    assert_eq!(
+        error["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{error}"
+    );
+
+    chronicle_tests::seed::seed_tasks(&app.db, 10_000)
+        .await
+        .unwrap();
+    let mut socket = connect(&app, &app.admin_token).await;
+    subscribe(&mut socket, "1", status, json!({})).await;
+    let first = next_json(&mut socket).await.unwrap();
+    assert_eq!(
+        first["payload"]["data"]["projectionStatus"]["state"], "LIVE",
+        "{first}"
+    );
+    assert_eq!(
+        first["payload"]["data"]["projectionStatus"]["lag"], 50_000,
+        "{first}"
+    );
+
+    app.data(
+        "mutation { rebuildProjection(name: \"tasks\") { state } }",
+        json!({}),
+    )
+    .await
+    .unwrap();
+    let mut states = Vec::new();
+    let last = loop {
+        let message = next_json(&mut socket).await.expect("status update");
+        let status = message["payload"]["data"]["projectionStatus"].clone();
+        states.push(status["state"].as_str().unwrap_or_default().to_owned());
+        if status["state"] == "LIVE" {
+            break status;
+        }
+        // Counted once the rebuild's snapshot is open; never more done than there is.
+        let (done, total) = (
+            status["rebuild"]["eventsDone"].as_i64().unwrap(),
+            status["rebuild"]["eventsTotal"].as_i64().unwrap(),
+        );
+        assert!(total == 50_000 || (total, done) == (0, 0), "{status}");
+        assert!(done <= total, "{status}");
+    };
+    assert!(states.contains(&"REBUILDING".to_owned()), "{states:?}");
+    assert_eq!(last["lastRebuild"]["events"], 50_000, "{last}");
+    assert_eq!(last["lag"], 0, "{last}");
+}

@@ -10,6 +10,7 @@ use chronicle_application::metadata::CommandMetadata;
 use chronicle_application::projection::report::ReportReadModel;
 use chronicle_application::projection::task::TaskReadModel;
 use chronicle_application::queries::{ReportQueries, TaskQueries};
+use chronicle_application::replay::Rebuilder;
 use chronicle_application::AppError;
 
 use crate::auth::Actor;
@@ -33,6 +34,8 @@ pub struct Services {
     pub task_history: Arc<TimeTravel<TaskReadModel>>,
     /// Reports as they were.
     pub report_history: Arc<TimeTravel<ReportReadModel>>,
+    /// Projection status and rebuilds.
+    pub rebuilder: Arc<Rebuilder>,
 }
 
 /// One HTTP request's context, built by the HTTP handler before the schema runs.
@@ -65,6 +68,19 @@ impl RequestContext {
         } else {
             Err(AppError::Forbidden(
                 "the audit trail and past states need the auditor or admin role".to_owned(),
+            ))
+        }
+    }
+
+    /// The caller if it may operate the service (rebuild projections): `admin`, else
+    /// `FORBIDDEN`.
+    pub fn admin(&self) -> Result<&Actor, AppError> {
+        let actor = self.actor()?;
+        if actor.roles.iter().any(|r| r == "admin") {
+            Ok(actor)
+        } else {
+            Err(AppError::Forbidden(
+                "projections are operated by the admin role".to_owned(),
             ))
         }
     }

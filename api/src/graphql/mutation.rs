@@ -12,6 +12,7 @@ use super::report::{ReportPayload, RequestReportInput};
 use super::task::{CreateTaskInput, TaskPayload, UpdateTaskInput};
 
 /// The mutation root.
+#[derive(Default)]
 pub struct MutationRoot;
 
 fn payload(outcome: CommandOutcome) -> Result<TaskPayload, AppError> {

@@ -97,6 +97,7 @@ fn report_status_of(message: &EventMessage) -> Option<(ReportStatus, Option<Stri
 }
 
 /// The subscription root.
+#[derive(Default)]
 pub struct SubscriptionRoot;
 
 #[Subscription]

@@ -11,7 +11,9 @@
 
 mod rebuild;
 
-pub use rebuild::{Projection, RebuildProgress, RebuildSummary, Rebuilder};
+pub use rebuild::{
+    ClaimedRebuild, Projection, RebuildPhases, RebuildProgress, RebuildSummary, Rebuilder,
+};
 
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;

@@ -276,6 +276,20 @@ impl<M: ReadModel> RebuildTarget for ModelRebuild<M> {
     }
 }
 
+/// A rebuild whose projections are claimed (their live consumer paused), not yet run.
+#[derive(Debug)]
+pub struct ClaimedRebuild {
+    claim: RebuildClaim,
+    started: Instant,
+}
+
+impl ClaimedRebuild {
+    /// The claimed projections.
+    pub fn names(&self) -> &[&'static str] {
+        &self.claim.names
+    }
+}
+
 /// Rebuilds projections from the event store; see the module documentation for the steps.
 pub struct Rebuilder {
     control: Arc<dyn ProjectionControl>,
@@ -346,11 +360,22 @@ impl Rebuilder {
         name: &str,
         progress: &(dyn Fn(RebuildProgress) + Send + Sync),
     ) -> Result<RebuildSummary, AppError> {
+        let claimed = self.claim(name).await?;
+        self.finish(claimed, progress).await
+    }
+
+    /// The first half of [`Rebuilder::rebuild`]: claims `name` (or `all`), pausing its live
+    /// consumer, so a caller can answer at once and [`Rebuilder::finish`] in the background.
+    /// A claim must be finished: it is held until then.
+    pub async fn claim(&self, name: &str) -> Result<ClaimedRebuild, AppError> {
         let names = self.select(name)?;
         self.control.register(&names).await?;
         let started = Instant::now();
-        let claim = match self.control.claim(&names).await? {
-            Ok(claim) => claim,
+        match self.control.claim(&names).await? {
+            Ok(claim) => {
+                tracing::info!(projections = ?names, claim = %claim.id, "rebuild started");
+                Ok(ClaimedRebuild { claim, started })
+            }
             Err(holder) => {
                 let detail = holder.rebuild.map_or(String::new(), |p| {
                     format!(
@@ -360,17 +385,26 @@ impl Rebuilder {
                         p.total
                     )
                 });
-                return Err(AppError::InvalidTransition(format!(
+                Err(AppError::InvalidTransition(format!(
                     "projection {} is already being rebuilt{detail}; wait for that rebuild to finish",
                     holder.name
-                )));
+                )))
             }
-        };
-        tracing::info!(projections = ?names, claim = %claim.id, "rebuild started");
+        }
+    }
+
+    /// Runs a claimed rebuild to its swap; on failure releases the claim (the live tables were
+    /// not touched) and returns the error.
+    pub async fn finish(
+        &self,
+        claimed: ClaimedRebuild,
+        progress: &(dyn Fn(RebuildProgress) + Send + Sync),
+    ) -> Result<RebuildSummary, AppError> {
+        let ClaimedRebuild { claim, started } = claimed;
         match self.run(&claim, started, progress).await {
             Ok(summary) => Ok(summary),
             Err(error) => {
-                tracing::warn!(projections = ?names, %error, "rebuild failed; live tables untouched");
+                tracing::warn!(projections = ?claim.names, %error, "rebuild failed; live tables untouched");
                 if let Err(release) = self.control.abandon(&claim, &error.to_string()).await {
                     tracing::warn!(%release, "could not release the rebuild's claim; it goes with the process's connection");
                 }
@@ -396,6 +430,7 @@ impl Rebuilder {
         types.dedup();
         let snapshot = self.control.snapshot(&types).await?;
         let (total, head) = (snapshot.total, snapshot.head);
+        self.control.heartbeat(claim, 0, total).await?;
         progress(RebuildProgress {
             done: 0,
             total,
