@@ -3,7 +3,10 @@
 //! Payloads keep cqrs-es's serialized form (`{"TaskCreated": {...}}`) so the store stays
 //! readable by postgres-es; [`inner_payload`] strips the wrapper for the wire and the audit trail.
 
+use std::sync::OnceLock;
+
 use chrono::{DateTime, SubsecRound, Utc};
+use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -52,10 +55,52 @@ pub fn serialize_event<E: Serialize>(event: &E) -> Result<Value, AppError> {
     serde_json::to_value(event).map_err(|e| AppError::Internal(format!("serialize event: {e}")))
 }
 
-/// Deserializes a stored payload into a domain event; a failure names the event so an operator
-/// can find it.
+/// Every aggregate's upcasters, built once.
+fn upcasters() -> &'static [Box<dyn EventUpcaster>] {
+    static UPCASTERS: OnceLock<Vec<Box<dyn EventUpcaster>>> = OnceLock::new();
+    UPCASTERS.get_or_init(chronicle_domain::task::upcast::upcasters)
+}
+
+/// Whether a payload of this type and schema version must be upcast before it is read.
+pub fn needs_upcast(event_type: &str, event_version: &str) -> bool {
+    upcasters()
+        .iter()
+        .any(|u| u.can_upcast(event_type, event_version))
+}
+
+/// Brings a payload (cqrs-es's serialized form) written with an older schema to today's, with
+/// the domain's upcasters; a current payload comes back as it was. Every reader of stored or
+/// published events goes through it, so the store never needs rewriting.
+pub fn upcast(event_type: &str, event_version: &str, payload: Value) -> Value {
+    if !needs_upcast(event_type, event_version) {
+        return payload;
+    }
+    let mut event = SerializedEvent {
+        aggregate_id: String::new(),
+        sequence: 0,
+        aggregate_type: String::new(),
+        event_type: event_type.to_owned(),
+        event_version: event_version.to_owned(),
+        payload,
+        metadata: Value::Null,
+    };
+    for upcaster in upcasters() {
+        if upcaster.can_upcast(&event.event_type, &event.event_version) {
+            event = upcaster.upcast(event);
+        }
+    }
+    event.payload
+}
+
+/// Deserializes a stored payload into a domain event, upcast first; a failure names the event
+/// so an operator can find it.
 pub fn deserialize_event<E: DeserializeOwned>(event: &StoredEvent) -> Result<E, AppError> {
-    serde_json::from_value(event.payload.clone()).map_err(|e| {
+    let payload = upcast(
+        &event.event_type,
+        &event.event_version,
+        event.payload.clone(),
+    );
+    serde_json::from_value(payload).map_err(|e| {
         AppError::Internal(format!(
             "event {} ({} v{}) does not deserialize: {e}",
             event.event_id, event.event_type, event.event_version
@@ -63,15 +108,20 @@ pub fn deserialize_event<E: DeserializeOwned>(event: &StoredEvent) -> Result<E, 
     })
 }
 
-/// Decodes a stored payload (cqrs-es's serialized JSON text) straight into a domain event,
-/// without building a JSON tree first: replay decodes millions of them.
+/// Decodes a stored payload (cqrs-es's serialized JSON text) into a domain event: straight from
+/// the text when its schema is current (replay decodes millions), through a JSON tree and the
+/// upcasters when it is older.
 pub fn decode_payload<E: DeserializeOwned>(
     event_type: &str,
     event_version: &str,
     payload: &str,
 ) -> Result<E, String> {
-    serde_json::from_str(payload)
-        .map_err(|e| format!("cannot read {event_type} v{event_version}: {e}"))
+    let cannot = |e: serde_json::Error| format!("cannot read {event_type} v{event_version}: {e}");
+    if !needs_upcast(event_type, event_version) {
+        return serde_json::from_str(payload).map_err(cannot);
+    }
+    let tree: Value = serde_json::from_str(payload).map_err(cannot)?;
+    serde_json::from_value(upcast(event_type, event_version, tree)).map_err(cannot)
 }
 
 /// The payload without cqrs-es's enum wrapper: `{"TaskStarted": {}}` → `{}`.

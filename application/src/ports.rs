@@ -176,6 +176,10 @@ pub trait ProjectionControl: Send + Sync {
     /// version 0, so the next start builds it from the store.
     async fn register(&self, names: &[&'static str]) -> Result<(), StoreError>;
 
+    /// Records that `name`'s rows are what projection code `version` builds, without a
+    /// rebuild: right when the store holds no event the projection reads.
+    async fn set_version(&self, name: &str, version: u32) -> Result<(), StoreError>;
+
     /// Every projection's status, with the store's head position (for the lag).
     async fn statuses(&self) -> Result<Vec<ProjectionStatus>, StoreError>;
 

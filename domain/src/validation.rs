@@ -3,6 +3,7 @@
 //! Limits are counted in characters (not bytes) so users of any script get the same allowance.
 
 use crate::error::DomainError;
+use crate::ids::UserId;
 
 /// Longest task title.
 pub const MAX_TITLE_CHARS: usize = 200;
@@ -56,6 +57,27 @@ pub fn labels(field: &str, raw: &[String]) -> Result<Vec<String>, DomainError> {
         return Err(DomainError::validation(
             field,
             format!("at most {MAX_LABELS} labels"),
+        ));
+    }
+    Ok(out)
+}
+
+/// Most watchers a task can have.
+pub const MAX_WATCHERS: usize = 50;
+
+/// Parses user ids, sorted and deduplicated, at most [`MAX_WATCHERS`]; errors name the item.
+pub fn user_ids(field: &str, raw: &[String]) -> Result<Vec<UserId>, DomainError> {
+    let mut out = raw
+        .iter()
+        .enumerate()
+        .map(|(i, id)| UserId::parse(&format!("{field}[{i}]"), id.trim()))
+        .collect::<Result<Vec<_>, _>>()?;
+    out.sort();
+    out.dedup();
+    if out.len() > MAX_WATCHERS {
+        return Err(DomainError::validation(
+            field,
+            format!("at most {MAX_WATCHERS} watchers"),
         ));
     }
     Ok(out)

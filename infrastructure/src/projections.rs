@@ -164,6 +164,16 @@ impl ProjectionControl for PgProjections {
         Ok(())
     }
 
+    async fn set_version(&self, name: &str, version: u32) -> Result<(), StoreError> {
+        sqlx::query("UPDATE projections SET version = $2, updated_at = now() WHERE name = $1")
+            .bind(name)
+            .bind(version as i32)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     async fn statuses(&self) -> Result<Vec<ProjectionStatus>, StoreError> {
         // The head per aggregate type: a backward walk of the position index to the newest
         // event of that type.

@@ -24,12 +24,22 @@ const CHUNK_TASKS: usize = 2_000;
 
 /// Writes `tasks` tasks of [`EVENTS_PER_TASK`] events each; returns the events written.
 pub async fn seed_tasks(pool: &PgPool, tasks: usize) -> anyhow::Result<u64> {
+    seed(pool, tasks, false).await
+}
+
+/// Like [`seed_tasks`], with `TaskCreated` as release 1 wrote it: schema 1.0, no `watchers`
+/// (hash chains computed over that payload, as they were then).
+pub async fn seed_legacy_tasks(pool: &PgPool, tasks: usize) -> anyhow::Result<u64> {
+    seed(pool, tasks, true).await
+}
+
+async fn seed(pool: &PgPool, tasks: usize, legacy: bool) -> anyhow::Result<u64> {
     let start = Utc::now() - Duration::days(30);
     let mut written = 0u64;
     let mut first = 0usize;
     while first < tasks {
         let count = CHUNK_TASKS.min(tasks - first);
-        let events = chunk(first, count, start)?;
+        let events = chunk(first, count, start, legacy)?;
         insert(pool, &events).await?;
         written += events.len() as u64;
         first += count;
@@ -37,7 +47,12 @@ pub async fn seed_tasks(pool: &PgPool, tasks: usize) -> anyhow::Result<u64> {
     Ok(written)
 }
 
-fn chunk(first: usize, count: usize, start: DateTime<Utc>) -> anyhow::Result<Vec<StoredEvent>> {
+fn chunk(
+    first: usize,
+    count: usize,
+    start: DateTime<Utc>,
+    legacy: bool,
+) -> anyhow::Result<Vec<StoredEvent>> {
     let ids: Vec<Uuid> = (0..count).map(|_| Uuid::now_v7()).collect();
     let mut previous: Vec<String> = vec![GENESIS_HASH.to_owned(); count];
     let mut events = Vec::with_capacity(count * EVENTS_PER_TASK);
@@ -56,6 +71,7 @@ fn chunk(first: usize, count: usize, start: DateTime<Utc>) -> anyhow::Result<Vec
                     priority: Priority::Normal,
                     due_at: None,
                     labels: vec!["seeded".to_owned()],
+                    watchers: vec![UserId::parse("watchers", &actor)?],
                 },
                 1 => TaskEvent::TaskAssigned {
                     assignee_id: UserId::parse("assigneeId", &format!("u-{}", n % ACTORS))?,
@@ -88,6 +104,12 @@ fn chunk(first: usize, count: usize, start: DateTime<Utc>) -> anyhow::Result<Vec
                 hash: String::new(),
                 previous_hash: std::mem::take(&mut previous[offset]),
             };
+            if legacy && step == 0 {
+                stored.event_version = "1.0".to_owned();
+                if let Some(created) = stored.payload["TaskCreated"].as_object_mut() {
+                    created.remove("watchers");
+                }
+            }
             stored.hash = event_hash(&stored);
             previous[offset].clone_from(&stored.hash);
             events.push(stored);

@@ -205,7 +205,7 @@ async fn replay_all_rebuilds_models_equal_to_the_live_ones_and_projection_resume
             .await
             .unwrap();
     assert_eq!(state, "LIVE");
-    assert_eq!(version, 1);
+    assert_eq!(version, 2, "the task projection's code version");
     assert!(
         position >= task_head,
         "position {position} < head {task_head}"
@@ -431,7 +431,7 @@ async fn admins_see_projections_and_rebuild_them_from_graphql() {
     let tasks = projection(&data, "tasks");
     assert_eq!(
         (tasks["state"].as_str(), tasks["version"].as_i64()),
-        (Some("LIVE"), Some(1))
+        (Some("LIVE"), Some(2))
     );
     assert_eq!(tasks["lag"], 0, "{tasks}");
     assert!(tasks["position"].as_i64().unwrap() > 0, "{tasks}");
@@ -512,7 +512,7 @@ async fn serve_rebuilds_a_projection_built_by_older_code_unless_told_not_to() {
 
     let service = app::start(&app.settings, projections_only).await.unwrap();
     eventually(Duration::from_secs(60), || async {
-        Ok((projection_row(&app.db, "tasks").await.1 == 1).then_some(()))
+        Ok((projection_row(&app.db, "tasks").await.1 == 2).then_some(()))
     })
     .await
     .expect("the outdated projection was not rebuilt");
@@ -526,4 +526,98 @@ async fn serve_rebuilds_a_projection_built_by_older_code_unless_told_not_to() {
     assert_eq!((state.as_str(), last_events), ("LIVE", Some(1)));
     // The other projection was current and left alone.
     assert_eq!(projection_row(&app.db, "reports").await.3, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_holding_both_task_created_versions_loads_travels_and_replays() {
+    let app = TestApp::spawn().await.unwrap();
+    // Three tasks as release 1 wrote them (TaskCreated 1.0, no watchers) ...
+    seed::seed_legacy_tasks(&app.db, 3).await.unwrap();
+    let legacy: Vec<(String, String)> = sqlx::query_as(
+        "SELECT aggregate_id, payload->'TaskCreated'->>'creatorId' FROM events
+         WHERE event_type = 'TaskCreated' AND event_version = '1.0' ORDER BY position",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(legacy.len(), 3);
+    // ... and one as today's release writes it (2.0).
+    let data = run(
+        &app,
+        "mutation($i: CreateTaskInput!) { createTask(input: $i) { id } }",
+        json!({"i": {"title": "current", "teamId": "team-a", "watchers": ["u-5", "u-2", "u-5"]}}),
+    )
+    .await;
+    let current = data["createTask"]["id"].as_str().unwrap().to_owned();
+    let version: String = sqlx::query_scalar(
+        "SELECT event_version FROM events WHERE aggregate_id = $1 AND sequence = 1",
+    )
+    .bind(&current)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(version, "2.0");
+
+    // Replay reads both versions.
+    let output = run_chronicle_output(&app.settings.database_url, &["replay", "tasks"])
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let watchers = |id: String| {
+        let app = &app;
+        async move {
+            app.data(
+                "query($id: ID!) { task(id: $id) { watchers version } }",
+                json!({"id": id}),
+            )
+            .await
+            .unwrap()["task"]
+                .clone()
+        }
+    };
+    assert_eq!(
+        watchers(current.clone()).await["watchers"],
+        json!(["u-2", "u-5"])
+    );
+    for (id, creator) in &legacy {
+        assert_eq!(
+            watchers(id.clone()).await["watchers"],
+            json!([creator]),
+            "{id}"
+        );
+    }
+
+    // The aggregate loads from the upcast stream and takes commands; the live projection
+    // continues the rebuilt row.
+    let (id, creator) = &legacy[0];
+    let reopened = run(
+        &app,
+        "mutation($id: ID!) { reopenTask(id: $id) { version } }",
+        json!({"id": id}),
+    )
+    .await;
+    assert_eq!(reopened["reopenTask"]["version"], 6);
+    let task = app.wait_for_version(id, 6).await.unwrap();
+    assert_eq!(task["status"], "OPEN");
+    assert_eq!(watchers(id.clone()).await["watchers"], json!([creator]));
+
+    // Time travel folds the 1.0 event too.
+    let past = app
+        .data(
+            "query($id: ID!) { task(id: $id, atVersion: 1) { version watchers status } }",
+            json!({"id": id}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        past["task"],
+        json!({"version": 1, "watchers": [creator], "status": "OPEN"})
+    );
+
+    // The stored 1.0 events were never rewritten: their chains still verify.
+    let (code, out) =
+        chronicle_tests::run_chronicle(&app.settings.database_url, &["audit", "verify"])
+            .await
+            .unwrap();
+    assert_eq!(code, 0, "{out}");
 }

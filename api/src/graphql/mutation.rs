@@ -75,6 +75,7 @@ impl MutationRoot {
                         priority: input.priority.map(Into::into),
                         due_at: input.due_at,
                         labels: input.labels,
+                        watchers: input.watchers,
                     },
                     &metadata,
                 )

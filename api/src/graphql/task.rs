@@ -126,6 +126,10 @@ impl Task {
     async fn labels(&self) -> &[String] {
         &self.0.state.labels
     }
+    /// Who follows the task.
+    async fn watchers(&self) -> &[String] {
+        &self.0.watchers
+    }
     async fn result(&self) -> Option<&str> {
         self.0.state.result.as_deref()
     }
@@ -240,6 +244,8 @@ pub struct CreateTaskInput {
     pub due_at: Option<DateTime<Utc>>,
     /// Up to 20 labels of up to 50 characters.
     pub labels: Option<Vec<String>>,
+    /// Up to 50 user ids who follow the task (the creator when absent).
+    pub watchers: Option<Vec<String>>,
     /// Retrying with the same key answers the first result and writes nothing.
     pub idempotency_key: Option<String>,
 }

@@ -46,6 +46,7 @@ impl TaskCommands {
             priority: input.priority.unwrap_or_default(),
             due_at: input.due_at,
             labels: input.labels.unwrap_or_default(),
+            watchers: input.watchers,
         });
         let options = ExecuteOptions {
             expected_version: None,
@@ -112,4 +113,6 @@ pub struct NewTask {
     pub due_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Labels.
     pub labels: Option<Vec<String>>,
+    /// Who follows it (the creator when absent).
+    pub watchers: Option<Vec<String>>,
 }

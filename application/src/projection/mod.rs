@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::event_log::wrap_payload;
+use crate::event_log::{upcast, wrap_payload};
 use crate::message::EventMessage;
 use crate::ports::{EventHandler, HandlerError, StoreError, ViewStore};
 
@@ -32,9 +32,14 @@ pub struct BatchOutcome {
     pub rejected: Vec<(usize, String)>,
 }
 
-/// Rebuilds cqrs-es's wrapped payload from an envelope so the domain enum can be read.
+/// Rebuilds cqrs-es's wrapped payload from an envelope so the domain enum can be read,
+/// upcast to today's schema when an older release published it.
 pub fn domain_payload(message: &EventMessage) -> Value {
-    wrap_payload(&message.event_type, message.payload.clone())
+    upcast(
+        &message.event_type,
+        &message.event_version,
+        wrap_payload(&message.event_type, message.payload.clone()),
+    )
 }
 
 /// Where an event sits, as far as a fold needs to know: its place in the aggregate's stream and

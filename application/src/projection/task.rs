@@ -28,6 +28,8 @@ pub struct TaskView {
     pub started_at: Option<DateTime<Utc>>,
     /// When it last completed, failed or was cancelled.
     pub finished_at: Option<DateTime<Utc>>,
+    /// Who follows it (the aggregate ignores followers; only the read model keeps them).
+    pub watchers: Vec<String>,
 }
 
 /// The `tasks` read model.
@@ -41,7 +43,8 @@ impl ReadModel for TaskReadModel {
     type View = TaskView;
     const AGGREGATE_TYPE: &'static str = "Task";
     const NAME: &'static str = TASK_PROJECTION;
-    const VERSION: u32 = 1;
+    // 2: rows gained `watchers`.
+    const VERSION: u32 = 2;
 
     fn id(view: &TaskView) -> Uuid {
         view.id
@@ -61,11 +64,15 @@ impl ReadModel for TaskReadModel {
             updated_at: at,
             started_at: None,
             finished_at: None,
+            watchers: Vec::new(),
         });
         match &event {
-            TaskEvent::TaskCreated { task_id, .. } => {
+            TaskEvent::TaskCreated {
+                task_id, watchers, ..
+            } => {
                 view.id = *task_id;
                 view.created_at = at;
+                view.watchers = watchers.iter().map(|w| w.as_str().to_owned()).collect();
             }
             TaskEvent::TaskStarted {} => view.started_at = Some(at),
             TaskEvent::TaskCompleted { .. }

@@ -338,19 +338,28 @@ impl Rebuilder {
         Ok(statuses)
     }
 
-    /// Projections whose rows were built by an older version of their code (or never).
+    /// Projections whose rows were built by an older version of their code (or never) and
+    /// must be rebuilt. One whose events the store does not hold yet (a new deployment) has
+    /// nothing to rebuild: it is marked current instead.
     pub async fn outdated(&self) -> Result<Vec<&'static str>, AppError> {
         let statuses = self.statuses().await?;
-        Ok(self
-            .projections
-            .iter()
-            .filter(|p| {
-                statuses
-                    .iter()
-                    .any(|s| s.name == p.name && s.version < p.version)
-            })
-            .map(|p| p.name)
-            .collect())
+        let mut outdated = Vec::new();
+        for projection in &self.projections {
+            let Some(status) = statuses.iter().find(|s| s.name == projection.name) else {
+                continue;
+            };
+            if status.version >= projection.version {
+                continue;
+            }
+            if status.head == 0 && status.position == 0 {
+                self.control
+                    .set_version(projection.name, projection.version)
+                    .await?;
+            } else {
+                outdated.push(projection.name);
+            }
+        }
+        Ok(outdated)
     }
 
     /// Rebuilds `name` (or `all`), reporting progress as it goes. Refused with

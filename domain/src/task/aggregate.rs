@@ -204,6 +204,10 @@ fn created(create: CreateTask) -> Result<TaskEvent, DomainError> {
         .map(|raw| UserId::parse("assigneeId", raw))
         .transpose()?;
     let labels = validation::labels("labels", &create.labels)?;
+    let watchers = match &create.watchers {
+        Some(raw) => validation::user_ids("watchers", raw)?,
+        None => vec![creator_id.clone()],
+    };
     Ok(TaskEvent::TaskCreated {
         task_id: create.task_id,
         title,
@@ -214,6 +218,7 @@ fn created(create: CreateTask) -> Result<TaskEvent, DomainError> {
         priority: create.priority,
         due_at: create.due_at,
         labels,
+        watchers,
     })
 }
 
@@ -263,6 +268,8 @@ impl Aggregate for Task {
                 priority,
                 due_at,
                 labels,
+                // Followers do not take part in any decision: the read model keeps them.
+                watchers: _,
             } => {
                 *self = Task {
                     id: Some(task_id),

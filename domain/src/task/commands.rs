@@ -24,6 +24,8 @@ pub struct CreateTask {
     pub priority: Priority,
     /// Optional deadline.
     pub due_at: Option<DateTime<Utc>>,
+    /// Raw watcher ids; `None` means the creator alone.
+    pub watchers: Option<Vec<String>>,
     /// Raw labels.
     pub labels: Vec<String>,
 }

@@ -8,8 +8,12 @@ use uuid::Uuid;
 use super::status::Priority;
 use crate::ids::{TeamId, UserId};
 
-/// The schema version every task event is written with today. Older versions are upcast on load.
+/// The schema version task events are written with today, except [`TASK_CREATED_VERSION`].
+/// Older versions are upcast on load (see [`super::upcast`]).
 pub const TASK_EVENT_VERSION: &str = "1.0";
+
+/// `TaskCreated`'s schema version: 2.0 added `watchers`.
+pub const TASK_CREATED_VERSION: &str = "2.0";
 
 /// A change to a task. Payload fields are camelCase so Kafka consumers in any language read the
 /// same names as GraphQL clients.
@@ -36,6 +40,10 @@ pub enum TaskEvent {
         due_at: Option<DateTime<Utc>>,
         /// Canonical (sorted, deduplicated) labels.
         labels: Vec<String>,
+        /// Who follows the task (sorted, deduplicated). Since version 2.0; version 1.0
+        /// events are upcast with the creator as the only watcher, the rule when they were
+        /// written.
+        watchers: Vec<UserId>,
     },
     /// Some details changed; only the changed fields are present.
     TaskDetailsUpdated {
@@ -124,6 +132,10 @@ impl DomainEvent for TaskEvent {
     }
 
     fn event_version(&self) -> String {
-        TASK_EVENT_VERSION.to_owned()
+        match self {
+            Self::TaskCreated { .. } => TASK_CREATED_VERSION,
+            _ => TASK_EVENT_VERSION,
+        }
+        .to_owned()
     }
 }

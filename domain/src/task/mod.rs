@@ -13,10 +13,11 @@ mod aggregate;
 mod commands;
 mod events;
 mod status;
+pub mod upcast;
 
 pub use aggregate::Task;
 pub use commands::{CreateTask, TaskCommand, UpdateTaskDetails};
-pub use events::{TaskEvent, TASK_EVENT_VERSION};
+pub use events::{TaskEvent, TASK_CREATED_VERSION, TASK_EVENT_VERSION};
 pub use status::{Priority, TaskStatus};
 
 #[cfg(test)]

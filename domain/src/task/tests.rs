@@ -29,6 +29,7 @@ fn create_command() -> CreateTask {
         priority: Priority::High,
         due_at: None,
         labels: vec!["q3".into(), "finance".into(), "q3".into()],
+        watchers: None,
     }
 }
 
@@ -43,6 +44,7 @@ fn created() -> TaskEvent {
         priority: Priority::High,
         due_at: None,
         labels: vec!["finance".into(), "q3".into()],
+        watchers: vec![user("u-1")],
     }
 }
 

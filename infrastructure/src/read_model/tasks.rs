@@ -30,7 +30,8 @@ impl PgTaskViews {
 }
 
 const COLUMNS: &str = "id, version, title, description, status, team_id, creator_id, assignee_id, \
-     priority, due_at, labels, result, error, created_at, updated_at, started_at, finished_at";
+     priority, due_at, labels, result, error, created_at, updated_at, started_at, finished_at, \
+     watchers";
 
 /// Rebuilds a view from a row. Values were validated when the events were decided, so a value
 /// that no longer parses means the table was edited by hand: it is reported, not guessed.
@@ -68,6 +69,7 @@ fn view_from_row(row: &PgRow) -> Result<TaskView, StoreError> {
         updated_at: row.get("updated_at"),
         started_at: row.get("started_at"),
         finished_at: row.get("finished_at"),
+        watchers: row.get("watchers"),
     })
 }
 
@@ -95,18 +97,20 @@ impl ViewStore<TaskView> for PgTaskViews {
             TaskReadModel::AGGREGATE_TYPE,
             "INSERT INTO tasks (id, version, title, description, status, team_id, creator_id,
                                 assignee_id, priority, due_at, labels, result, error,
-                                created_at, updated_at, started_at, finished_at)
+                                created_at, updated_at, started_at, finished_at, watchers)
              SELECT v.id, v.version, v.title, v.description, v.status, v.team_id, v.creator_id,
                     v.assignee_id, v.priority, v.due_at,
                     ARRAY(SELECT jsonb_array_elements_text(v.labels)), v.result, v.error,
-                    v.created_at, v.updated_at, v.started_at, v.finished_at
+                    v.created_at, v.updated_at, v.started_at, v.finished_at,
+                    ARRAY(SELECT jsonb_array_elements_text(v.watchers))
              FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[],
                          $6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[],
                          $11::jsonb[], $12::text[], $13::text[], $14::timestamptz[],
-                         $15::timestamptz[], $16::timestamptz[], $17::timestamptz[])
+                         $15::timestamptz[], $16::timestamptz[], $17::timestamptz[],
+                         $18::jsonb[])
                   AS v(id, version, title, description, status, team_id, creator_id,
                        assignee_id, priority, due_at, labels, result, error, created_at,
-                       updated_at, started_at, finished_at)
+                       updated_at, started_at, finished_at, watchers)
              WHERE EXISTS (SELECT 1 FROM live)
              ON CONFLICT (id) DO UPDATE SET
                 version = EXCLUDED.version, title = EXCLUDED.title,
@@ -116,7 +120,7 @@ impl ViewStore<TaskView> for PgTaskViews {
                 due_at = EXCLUDED.due_at, labels = EXCLUDED.labels, result = EXCLUDED.result,
                 error = EXCLUDED.error, created_at = EXCLUDED.created_at,
                 updated_at = EXCLUDED.updated_at, started_at = EXCLUDED.started_at,
-                finished_at = EXCLUDED.finished_at
+                finished_at = EXCLUDED.finished_at, watchers = EXCLUDED.watchers
              WHERE tasks.version < EXCLUDED.version",
         );
         let row = sqlx::query(&statement)
@@ -194,6 +198,12 @@ impl ViewStore<TaskView> for PgTaskViews {
             .bind(views.iter().map(|v| v.updated_at).collect::<Vec<_>>())
             .bind(views.iter().map(|v| v.started_at).collect::<Vec<_>>())
             .bind(views.iter().map(|v| v.finished_at).collect::<Vec<_>>())
+            .bind(
+                views
+                    .iter()
+                    .map(|v| Value::from(v.watchers.clone()))
+                    .collect::<Vec<_>>(),
+            )
             .fetch_one(&self.pool)
             .await
             .map_err(backend)?;
@@ -221,6 +231,7 @@ impl ViewStore<TaskView> for PgTaskViews {
             copy.timestamp(Some(view.updated_at));
             copy.timestamp(view.started_at);
             copy.timestamp(view.finished_at);
+            copy.text_array(&view.watchers);
             copy.end_row();
         }
         copy.send(
