@@ -51,15 +51,26 @@ pub fn labels(field: &str, raw: &[String]) -> Result<Vec<String>, DomainError> {
         at_most(&label_field, trimmed, MAX_LABEL_CHARS)?;
         out.push(trimmed.to_owned());
     }
-    out.sort();
-    out.dedup();
-    if out.len() > MAX_LABELS {
+    canonical_set(field, out, MAX_LABELS, "labels")
+}
+
+/// Sorts and deduplicates a set-like field, then enforces its size limit, so the same set
+/// always serializes the same way.
+fn canonical_set<T: Ord>(
+    field: &str,
+    mut items: Vec<T>,
+    max: usize,
+    noun: &str,
+) -> Result<Vec<T>, DomainError> {
+    items.sort();
+    items.dedup();
+    if items.len() > max {
         return Err(DomainError::validation(
             field,
-            format!("at most {MAX_LABELS} labels"),
+            format!("at most {max} {noun}"),
         ));
     }
-    Ok(out)
+    Ok(items)
 }
 
 /// Most watchers a task can have.
@@ -67,20 +78,12 @@ pub const MAX_WATCHERS: usize = 50;
 
 /// Parses user ids, sorted and deduplicated, at most [`MAX_WATCHERS`]; errors name the item.
 pub fn user_ids(field: &str, raw: &[String]) -> Result<Vec<UserId>, DomainError> {
-    let mut out = raw
+    let ids = raw
         .iter()
         .enumerate()
         .map(|(i, id)| UserId::parse(&format!("{field}[{i}]"), id.trim()))
         .collect::<Result<Vec<_>, _>>()?;
-    out.sort();
-    out.dedup();
-    if out.len() > MAX_WATCHERS {
-        return Err(DomainError::validation(
-            field,
-            format!("at most {MAX_WATCHERS} watchers"),
-        ));
-    }
-    Ok(out)
+    canonical_set(field, ids, MAX_WATCHERS, "watchers")
 }
 
 #[cfg(test)]
@@ -93,6 +96,23 @@ mod tests {
         assert!(title("title", &"é".repeat(200)).is_ok());
         assert!(title("title", &"é".repeat(201)).is_err());
         assert!(title("title", " \t ").is_err());
+    }
+
+    #[test]
+    fn watchers_are_user_ids_deduplicated_sorted_and_limited() {
+        let raw: Vec<String> = ["u-2", " u-1", "u-2"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let ids = user_ids("watchers", &raw).unwrap();
+        assert_eq!(
+            ids.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
+            ["u-1", "u-2"]
+        );
+        let bad = user_ids("watchers", &["ok".to_owned(), "not ok".to_owned()]).unwrap_err();
+        assert!(bad.to_string().contains("watchers[1]"), "{bad}");
+        let many: Vec<String> = (0..51).map(|n| format!("u-{n}")).collect();
+        assert!(user_ids("watchers", &many).is_err());
     }
 
     #[test]

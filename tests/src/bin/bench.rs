@@ -18,7 +18,7 @@
 //!   correlation id and by actor (p50, p99, first page of 100), the plan of each filter, and
 //!   `audit verify`'s events/s next to Postgres alone reading the table in position order.
 //!
-//! `BENCH_PHASES` (default `commands,reports`; add `audit`) selects the phases.
+//! `BENCH_PHASES` (default `commands,reports`; add `audit`, `replay`) selects the phases.
 //!
 //! Run with `cargo run --release -p chronicle-tests --bin chronicle-bench`; environment as for
 //! the tests (`CHRONICLE_ADMIN_URL`, `KAFKA_BROKERS`). `BENCH_SECONDS` sets each phase's length.
@@ -530,11 +530,16 @@ async fn explain(db: &sqlx::PgPool, condition: &str, value: &str) -> anyhow::Res
     Ok(json!(plan))
 }
 
-async fn audit_phase() -> anyhow::Result<Value> {
-    let tasks: usize = std::env::var("BENCH_AUDIT_TASKS")
+/// Tasks the audit and replay phases seed (`BENCH_AUDIT_TASKS`, 5 events each).
+fn seeded_tasks() -> usize {
+    std::env::var("BENCH_AUDIT_TASKS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(200_000);
+        .unwrap_or(200_000)
+}
+
+async fn audit_phase() -> anyhow::Result<Value> {
+    let tasks = seeded_tasks();
     let app = TestApp::spawn().await?;
     let seeding = Instant::now();
     let events = chronicle_tests::seed::seed_tasks(&app.db, tasks).await?;
@@ -618,6 +623,60 @@ async fn audit_phase() -> anyhow::Result<Value> {
     }))
 }
 
+/// Rebuild rates on a seeded store, next to Postgres alone reading the events table.
+async fn replay_phase() -> anyhow::Result<Value> {
+    let tasks = seeded_tasks();
+    let app = TestApp::spawn().await?;
+    let events = chronicle_tests::seed::seed_tasks(&app.db, tasks).await?;
+    sqlx::query("VACUUM ANALYZE events")
+        .execute(&app.db)
+        .await?;
+    // The physical limit: the server reading the table in position order (best of two, so
+    // both sides run with the table cached).
+    let mut copy_seconds = f64::MAX;
+    for _ in 0..2 {
+        let copying = Instant::now();
+        sqlx::query("COPY (SELECT * FROM events ORDER BY position) TO '/dev/null'")
+            .execute(&app.db)
+            .await?;
+        copy_seconds = copy_seconds.min(copying.elapsed().as_secs_f64());
+    }
+    let copy_rate = events as f64 / copy_seconds;
+    let rebuilder = chronicle_api::app::rebuilder(&app.db);
+    let mut runs = serde_json::Map::new();
+    for name in ["tasks", "all", "tasks"] {
+        let summary = rebuilder
+            .rebuild(name, &|_| {})
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let rate = summary.events_per_second();
+        let key = if runs.contains_key(name) {
+            format!("{name}_again")
+        } else {
+            name.to_owned()
+        };
+        runs.insert(
+            key,
+            json!({
+                "events": summary.events,
+                "rows": summary.rows,
+                "seconds": summary.seconds,
+                "events_per_second": rate,
+                "vs_copy": rate / copy_rate,
+                "read_fold_seconds": summary.phases.read_seconds,
+                "write_seconds": summary.phases.write_seconds,
+                "index_seconds": summary.phases.index_seconds,
+                "swap_seconds": summary.phases.swap_seconds,
+            }),
+        );
+    }
+    Ok(json!({
+        "events": events,
+        "postgres_copy_events_per_second": copy_rate,
+        "rebuilds": runs,
+    }))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let phases = std::env::var("BENCH_PHASES").unwrap_or_else(|_| "commands,reports".to_owned());
@@ -630,6 +689,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if phases.split(',').any(|p| p == "audit") {
         report["audit"] = audit_phase().await?;
+    }
+    if phases.split(',').any(|p| p == "replay") {
+        report["replay"] = replay_phase().await?;
     }
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
