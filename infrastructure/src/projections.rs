@@ -287,21 +287,27 @@ impl ProjectionControl for PgProjections {
             .await
             .map_err(backend)?;
         let bounds = sqlx::query(
-            "SELECT count(*) AS total, COALESCE(max(position), 0) AS head
-             FROM events WHERE aggregate_type = ANY($1)",
+            "SELECT aggregate_type, count(*) AS total, max(position) AS head
+             FROM events WHERE aggregate_type = ANY($1) GROUP BY aggregate_type",
         )
         .bind(&types)
-        .fetch_one(&mut connection)
+        .fetch_all(&mut connection)
         .await
         .map_err(backend)?;
-        let total = bounds.get::<i64, _>("total") as u64;
-        let head: i64 = bounds.get("head");
+        let total = bounds
+            .iter()
+            .map(|row| row.get::<i64, _>("total") as u64)
+            .sum();
+        let heads = bounds
+            .iter()
+            .map(|row| (row.get("aggregate_type"), row.get("head")))
+            .collect();
 
         let (sender, mut receiver) = tokio::sync::mpsc::channel(8);
         tokio::spawn(stream_snapshot(connection, types, sender));
         Ok(ReplaySnapshot {
             total,
-            head,
+            heads,
             events: futures::stream::poll_fn(move |cx| receiver.poll_recv(cx)).boxed(),
         })
     }
@@ -356,8 +362,8 @@ impl ProjectionControl for PgProjections {
         if held.len() != claim.names.len() {
             return Ok(false);
         }
-        for (name, version) in &outcome.versions {
-            let (table, _) = projection_table(name)?;
+        for rebuilt in &outcome.projections {
+            let (table, _) = projection_table(rebuilt.name)?;
             let indexes = live_indexes(&self.pool, table).await?;
             let mut ddl = vec![
                 format!("DROP TABLE {table}"),
@@ -381,10 +387,10 @@ impl ProjectionControl for PgProjections {
                      last_rebuild_at = now(), last_error = NULL, updated_at = now()
                  WHERE name = $1",
             )
-            .bind(name)
-            .bind(*version as i32)
-            .bind(outcome.position)
-            .bind(outcome.events as i64)
+            .bind(rebuilt.name)
+            .bind(rebuilt.version as i32)
+            .bind(rebuilt.position)
+            .bind(rebuilt.events as i64)
             .bind(outcome.seconds)
             .execute(&mut *tx)
             .await

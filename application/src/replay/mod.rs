@@ -119,8 +119,9 @@ pub struct ReplayEvent {
 pub struct ReplaySnapshot {
     /// Events the stream will yield (the progress bar's total).
     pub total: u64,
-    /// The highest position in the snapshot: the rebuilt rows reflect everything up to it.
-    pub head: i64,
+    /// The highest position of each aggregate type in the snapshot: a rebuilt projection
+    /// reflects everything of its type up to it.
+    pub heads: Vec<(String, i64)>,
     /// The events, in position order, in batches.
     pub events: BoxStream<'static, Result<Vec<ReplayEvent>, StoreError>>,
 }
@@ -128,12 +129,21 @@ pub struct ReplaySnapshot {
 /// What a successful rebuild records when it swaps its shadows in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SwapOutcome {
-    /// Each projection with the code version that built it.
-    pub versions: Vec<(&'static str, u32)>,
-    /// The snapshot's head position.
-    pub position: i64,
-    /// Events folded.
-    pub events: u64,
+    /// Each rebuilt projection.
+    pub projections: Vec<Rebuilt>,
     /// Seconds from claim to swap.
     pub seconds: f64,
+}
+
+/// One projection a rebuild swaps in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rebuilt {
+    /// `tasks`.
+    pub name: &'static str,
+    /// The code version that built the rows.
+    pub version: u32,
+    /// The snapshot's head for its aggregate type.
+    pub position: i64,
+    /// Events of its aggregate type folded.
+    pub events: u64,
 }

@@ -12,7 +12,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{ProjectionStatus, RebuildClaim, ReplayEvent, SwapOutcome};
+use super::{ProjectionStatus, RebuildClaim, Rebuilt, ReplayEvent, SwapOutcome};
 use crate::error::AppError;
 use crate::event_log::decode_payload;
 use crate::ports::{ProjectionControl, StoreError, ViewStore};
@@ -90,8 +90,8 @@ type DecodeFn = fn(&[ReplayEvent]) -> Decoded;
 trait RebuildTarget: Send {
     /// The decoder for this model's events.
     fn decoder(&self) -> DecodeFn;
-    /// Folds a decoded batch, in position order.
-    fn fold(&mut self, decoded: Decoded) -> Result<(), AppError>;
+    /// Folds a decoded batch, in position order; how many of its events were this model's.
+    fn fold(&mut self, decoded: Decoded) -> Result<u64, AppError>;
     /// Writes every row to the shadow table; the row count.
     async fn write(&mut self) -> Result<u64, StoreError>;
     /// Records the events it could not apply; how many.
@@ -208,10 +208,11 @@ impl<M: ReadModel> RebuildTarget for ModelRebuild<M> {
         decode_batch::<M>
     }
 
-    fn fold(&mut self, decoded: Decoded) -> Result<(), AppError> {
+    fn fold(&mut self, decoded: Decoded) -> Result<u64, AppError> {
         let events = decoded
             .downcast::<Vec<DecodedEvent<M::Event>>>()
             .map_err(|_| AppError::Internal(format!("{}: batch of another model", M::NAME)))?;
+        let count = events.len() as u64;
         for item in *events {
             match item {
                 DecodedEvent::Ready {
@@ -239,7 +240,7 @@ impl<M: ReadModel> RebuildTarget for ModelRebuild<M> {
                 DecodedEvent::Unreadable(failure) => self.failures.push(failure),
             }
         }
-        Ok(())
+        Ok(count)
     }
 
     async fn write(&mut self) -> Result<u64, StoreError> {
@@ -438,7 +439,7 @@ impl Rebuilder {
         let mut types: Vec<&'static str> = selected.iter().map(|p| p.aggregate_type).collect();
         types.dedup();
         let snapshot = self.control.snapshot(&types).await?;
-        let (total, head) = (snapshot.total, snapshot.head);
+        let (total, heads) = (snapshot.total, snapshot.heads);
         self.control.heartbeat(claim, 0, total).await?;
         progress(RebuildProgress {
             done: 0,
@@ -469,10 +470,11 @@ impl Rebuilder {
             })
             .buffered(2);
         let mut done = 0;
+        let mut folded = vec![0u64; targets.len()];
         while let Some(batch) = decoded.next().await {
             let (count, per_model) = batch?;
-            for (target, events) in targets.iter_mut().zip(per_model) {
-                target.fold(events)?;
+            for ((target, events), folded) in targets.iter_mut().zip(per_model).zip(&mut folded) {
+                *folded += target.fold(events)?;
             }
             done += count;
             heartbeat.done.store(done, Ordering::Relaxed);
@@ -500,9 +502,19 @@ impl Rebuilder {
         }
 
         let outcome = SwapOutcome {
-            versions: selected.iter().map(|p| (p.name, p.version)).collect(),
-            position: head,
-            events: done,
+            projections: selected
+                .iter()
+                .zip(&folded)
+                .map(|(p, events)| Rebuilt {
+                    name: p.name,
+                    version: p.version,
+                    position: heads
+                        .iter()
+                        .find(|(kind, _)| kind == p.aggregate_type)
+                        .map_or(0, |(_, head)| *head),
+                    events: *events,
+                })
+                .collect(),
             seconds: started.elapsed().as_secs_f64(),
         };
         heartbeat.stop();
