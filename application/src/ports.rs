@@ -180,6 +180,15 @@ pub trait ProjectionControl: Send + Sync {
     /// rebuild: right when the store holds no event the projection reads.
     async fn set_version(&self, name: &str, version: u32) -> Result<(), StoreError>;
 
+    /// Moves a projection between LIVE and PAUSED (an operator holding its live consumer, say
+    /// while investigating a bad event); waits for a batch in flight. `Ok(Err(status))` when it
+    /// is not in the state the move starts from.
+    async fn set_paused(
+        &self,
+        name: &str,
+        paused: bool,
+    ) -> Result<Result<(), ProjectionStatus>, StoreError>;
+
     /// Every projection's status, with the store's head position (for the lag).
     async fn statuses(&self) -> Result<Vec<ProjectionStatus>, StoreError>;
 

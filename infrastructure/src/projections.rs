@@ -174,6 +174,32 @@ impl ProjectionControl for PgProjections {
         Ok(())
     }
 
+    async fn set_paused(
+        &self,
+        name: &str,
+        paused: bool,
+    ) -> Result<Result<(), ProjectionStatus>, StoreError> {
+        let (from, to) = if paused {
+            ("LIVE", "PAUSED")
+        } else {
+            ("PAUSED", "LIVE")
+        };
+        let moved = sqlx::query(
+            "UPDATE projections SET state = $3, updated_at = now() WHERE name = $1 AND state = $2",
+        )
+        .bind(name)
+        .bind(from)
+        .bind(to)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if moved.rows_affected() == 1 {
+            Ok(Ok(()))
+        } else {
+            Ok(Err(self.status_of(name).await?))
+        }
+    }
+
     async fn statuses(&self) -> Result<Vec<ProjectionStatus>, StoreError> {
         // The head per aggregate type: a backward walk of the position index to the newest
         // event of that type.

@@ -630,3 +630,48 @@ async fn a_store_holding_both_task_created_versions_loads_travels_and_replays() 
             .unwrap();
     assert_eq!(code, 0, "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_projection_holds_its_events_until_resumed() {
+    let app = TestApp::spawn().await.unwrap();
+    let pause = "mutation { pauseProjection(name: \"tasks\") { name state } }";
+    let resume = "mutation { resumeProjection(name: \"tasks\") { name state } }";
+    let member = app.token("u-1", &["member"], &["team-a"]);
+    let body = app
+        .graphql_as(Some(&member), pause, json!({}))
+        .await
+        .unwrap();
+    assert_eq!(
+        chronicle_tests::error_code(&body),
+        Some("FORBIDDEN"),
+        "{body}"
+    );
+    let body = app.graphql(resume, json!({})).await.unwrap();
+    assert_eq!(
+        chronicle_tests::error_code(&body),
+        Some("INVALID_TRANSITION"),
+        "{body}"
+    );
+
+    let paused = app.data(pause, json!({})).await.unwrap();
+    assert_eq!(
+        paused["pauseProjection"],
+        json!({"name": "tasks", "state": "PAUSED"})
+    );
+    let id = app.create_task("held", "team-a").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let read = app
+        .data(
+            "query($id: ID!) { task(id: $id) { title } }",
+            json!({"id": id}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(read["task"], Value::Null, "written while paused");
+    let data = app.data(PROJECTIONS, json!({})).await.unwrap();
+    assert_eq!(projection(&data, "tasks")["lag"], 1, "{data}");
+
+    let resumed = app.data(resume, json!({})).await.unwrap();
+    assert_eq!(resumed["resumeProjection"]["state"], "LIVE");
+    assert_eq!(app.wait_for_version(&id, 1).await.unwrap()["title"], "held");
+}

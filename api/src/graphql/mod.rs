@@ -24,7 +24,11 @@ pub struct Query(QueryRoot, audit::AuditQuery, projection::ProjectionQuery);
 
 /// Every mutation: task and report commands, projection rebuilds.
 #[derive(MergedObject, Default)]
-pub struct Mutation(MutationRoot, projection::ProjectionMutation);
+pub struct Mutation(
+    MutationRoot,
+    projection::ProjectionMutation,
+    projection::ProjectionPauseMutation,
+);
 
 /// Every subscription: task events, report status, projection status.
 #[derive(MergedSubscription, Default)]

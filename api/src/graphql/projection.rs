@@ -25,7 +25,8 @@ pub enum ProjectionState {
     Live,
     /// Being rebuilt; readers still read the current rows, the live consumer waits.
     Rebuilding,
-    /// Stopped by an operator.
+    /// Held by an operator (`pauseProjection`) until `resumeProjection`. The projection
+    /// consumer serves every projection, so it waits as a whole meanwhile.
     Paused,
 }
 
@@ -183,6 +184,52 @@ impl ProjectionMutation {
         };
         run.await.map_err(|e| to_graphql(e, request))
     }
+}
+
+#[Object]
+impl ProjectionPauseMutation {
+    /// Stops a live projection's consumer from writing (admin): events wait in Kafka, readers
+    /// keep reading the rows as they are. `INVALID_TRANSITION` unless it is LIVE.
+    async fn pause_projection(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+    ) -> async_graphql::Result<ProjectionStatus> {
+        set_paused(ctx, &name, true).await
+    }
+
+    /// Lets a paused projection's consumer write again; it catches up from where it stopped
+    /// (admin). `INVALID_TRANSITION` unless it is PAUSED.
+    async fn resume_projection(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+    ) -> async_graphql::Result<ProjectionStatus> {
+        set_paused(ctx, &name, false).await
+    }
+}
+
+/// Pausing and resuming a projection's live consumer.
+#[derive(Default)]
+pub struct ProjectionPauseMutation;
+
+async fn set_paused(
+    ctx: &Context<'_>,
+    name: &str,
+    paused: bool,
+) -> async_graphql::Result<ProjectionStatus> {
+    let request = ctx.request();
+    let rebuilder = &ctx.services().rebuilder;
+    let run = async {
+        request.admin()?;
+        rebuilder.set_paused(name, paused).await?;
+        statuses(rebuilder)
+            .await?
+            .into_iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| AppError::NotFound(format!("projection {name}")))
+    };
+    run.await.map_err(|e| to_graphql(e, request))
 }
 
 /// Projection subscriptions.

@@ -339,6 +339,32 @@ impl Rebuilder {
         Ok(statuses)
     }
 
+    /// Pauses (`true`) a live projection's consumer, or resumes (`false`) a paused one;
+    /// `INVALID_TRANSITION` from any other state (a rebuild ends live on its own).
+    pub async fn set_paused(&self, name: &str, paused: bool) -> Result<(), AppError> {
+        let names = self.select(name)?;
+        let [name] = names.as_slice() else {
+            return Err(AppError::validation("name", "name one projection, not all"));
+        };
+        self.control.register(&names).await?;
+        match self.control.set_paused(name, paused).await? {
+            Ok(()) => {
+                tracing::info!(
+                    projection = name,
+                    paused,
+                    "projection state changed by an operator"
+                );
+                Ok(())
+            }
+            Err(status) => Err(AppError::InvalidTransition(format!(
+                "projection {name} is {}; only a {} projection can be {}",
+                status.state.as_str(),
+                if paused { "LIVE" } else { "PAUSED" },
+                if paused { "paused" } else { "resumed" }
+            ))),
+        }
+    }
+
     /// Projections whose rows were built by an older version of their code (or never) and
     /// must be rebuilt. One whose events the store does not hold yet (a new deployment) has
     /// nothing to rebuild: it is marked current instead.
