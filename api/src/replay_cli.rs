@@ -42,8 +42,9 @@ pub async fn replay(rebuilder: &Rebuilder, name: &str) -> anyhow::Result<ExitCod
                 summary.events_per_second()
             );
             println!(
-                "  read+fold {:.2} s, write {:.2} s, index {:.2} s, swap {:.3} s{}",
+                "  read+fold {:.2} s (fold {:.2} s), write {:.2} s, index {:.2} s, swap {:.3} s{}",
                 summary.phases.read_seconds,
+                summary.phases.fold_seconds,
                 summary.phases.write_seconds,
                 summary.phases.index_seconds,
                 summary.phases.swap_seconds,

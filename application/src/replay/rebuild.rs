@@ -60,6 +60,8 @@ pub struct RebuildSummary {
 pub struct RebuildPhases {
     /// Reading the snapshot, decoding and folding.
     pub read_seconds: f64,
+    /// Of which folding in position order (the one step that cannot run in parallel).
+    pub fold_seconds: f64,
     /// Writing the shadow rows.
     pub write_seconds: f64,
     /// Building the shadow indexes.
@@ -244,16 +246,19 @@ impl<M: ReadModel> RebuildTarget for ModelRebuild<M> {
     }
 
     async fn write(&mut self) -> Result<u64, StoreError> {
-        let mut rows: Vec<M::View> = self.rows.drain().map(|(_, view)| view).collect();
+        let mut rows: Vec<M::View> = std::mem::take(&mut self.rows).into_values().collect();
         // In id order, the order the queries page in.
         rows.sort_unstable_by_key(M::id);
         let count = rows.len() as u64;
-        let mut chunks = Vec::with_capacity(rows.len() / WRITE_CHUNK + 1);
-        while rows.len() > WRITE_CHUNK {
-            let rest = rows.split_off(WRITE_CHUNK);
-            chunks.push(std::mem::replace(&mut rows, rest));
+        let mut chunks: Vec<Vec<M::View>> = Vec::with_capacity(rows.len() / WRITE_CHUNK + 1);
+        let mut rows = rows.into_iter();
+        loop {
+            let chunk: Vec<M::View> = rows.by_ref().take(WRITE_CHUNK).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            chunks.push(chunk);
         }
-        chunks.push(rows);
         futures::stream::iter(chunks)
             .map(|chunk| {
                 let store = self.store.clone();
@@ -497,11 +502,14 @@ impl Rebuilder {
             .buffered(2);
         let mut done = 0;
         let mut folded = vec![0u64; targets.len()];
+        let mut folding = Duration::ZERO;
         while let Some(batch) = decoded.next().await {
             let (count, per_model) = batch?;
+            let fold_started = Instant::now();
             for ((target, events), folded) in targets.iter_mut().zip(per_model).zip(&mut folded) {
                 *folded += target.fold(events)?;
             }
+            folding += fold_started.elapsed();
             done += count;
             heartbeat.done.store(done, Ordering::Relaxed);
             progress(RebuildProgress {
@@ -556,6 +564,7 @@ impl Rebuilder {
             seconds,
             phases: RebuildPhases {
                 read_seconds,
+                fold_seconds: folding.as_secs_f64(),
                 write_seconds: written - read_seconds,
                 index_seconds: indexed - written,
                 swap_seconds: seconds - outcome.seconds,

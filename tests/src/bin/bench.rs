@@ -664,6 +664,7 @@ async fn replay_phase() -> anyhow::Result<Value> {
                 "events_per_second": rate,
                 "vs_copy": rate / copy_rate,
                 "read_fold_seconds": summary.phases.read_seconds,
+                "of_which_fold_seconds": summary.phases.fold_seconds,
                 "write_seconds": summary.phases.write_seconds,
                 "index_seconds": summary.phases.index_seconds,
                 "swap_seconds": summary.phases.swap_seconds,
