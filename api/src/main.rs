@@ -108,7 +108,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay { projection } => {
-            telemetry::init(false);
+            telemetry::init_for_command();
             let url = Settings::database_url()?;
             let pool = db::connect(&url, 4).await?;
             db::migrate(&pool).await.context("applying migrations")?;
