@@ -28,8 +28,8 @@ pub(crate) const REBUILD_LOCK_CLASS: i32 = 0x4348_524E;
 /// carry the same suffix until the swap renames them.
 pub(crate) const SHADOW_SUFFIX: &str = "__rebuild";
 
-/// Events fetched from the snapshot's server-side cursor at once (and handed on as a batch).
-const SNAPSHOT_BATCH: usize = 5_000;
+/// Positions per range read from the snapshot (one batch each).
+const SNAPSHOT_BATCH: i64 = 5_000;
 
 /// How long the swap waits for readers to let go of a live table before giving up (the
 /// rebuild then fails cleanly rather than queueing every reader behind it).
@@ -305,36 +305,75 @@ impl ProjectionControl for PgProjections {
         aggregate_types: &[&'static str],
     ) -> Result<ReplaySnapshot, StoreError> {
         let types: Vec<String> = aggregate_types.iter().map(|t| (*t).to_owned()).collect();
-        let mut connection = self.pool.acquire().await.map_err(backend)?.detach();
-        // One REPEATABLE READ transaction: positions are not commit order, so "every position
-        // below N" is not "every event committed so far"; a snapshot is.
+        // One REPEATABLE READ snapshot: positions are not commit order, so "every position
+        // below N" is not "every event committed so far"; a snapshot is. Two connections read
+        // it (the second imports the first's exported snapshot), alternating position ranges:
+        // while the rebuild takes in one range, the server already produces the next.
+        let mut first = self.pool.acquire().await.map_err(backend)?.detach();
         sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut connection)
+            .execute(&mut first)
+            .await
+            .map_err(backend)?;
+        let exported: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
+            .fetch_one(&mut first)
             .await
             .map_err(backend)?;
         let bounds = sqlx::query(
-            "SELECT aggregate_type, count(*) AS total, max(position) AS head
+            "SELECT aggregate_type, count(*) AS total, min(position) AS first,
+                    max(position) AS head
              FROM events WHERE aggregate_type = ANY($1) GROUP BY aggregate_type",
         )
         .bind(&types)
-        .fetch_all(&mut connection)
+        .fetch_all(&mut first)
         .await
         .map_err(backend)?;
         let total = bounds
             .iter()
             .map(|row| row.get::<i64, _>("total") as u64)
             .sum();
-        let heads = bounds
+        let heads: Vec<(String, i64)> = bounds
             .iter()
             .map(|row| (row.get("aggregate_type"), row.get("head")))
             .collect();
+        let low = bounds
+            .iter()
+            .map(|row| row.get::<i64, _>("first"))
+            .min()
+            .unwrap_or(1);
+        let high = heads.iter().map(|(_, head)| *head).max().unwrap_or(0);
 
-        let (sender, mut receiver) = tokio::sync::mpsc::channel(8);
-        tokio::spawn(stream_snapshot(connection, types, sender));
+        let mut second = self.pool.acquire().await.map_err(backend)?.detach();
+        for statement in [
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY".to_owned(),
+            format!("SET TRANSACTION SNAPSHOT '{exported}'"),
+        ] {
+            sqlx::query(&statement)
+                .execute(&mut second)
+                .await
+                .map_err(backend)?;
+        }
+        let ranges = SnapshotRanges { low, high, types };
+        let (even_sender, even) = tokio::sync::mpsc::channel(4);
+        let (odd_sender, odd) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(read_ranges(first, ranges.clone(), 0, even_sender));
+        tokio::spawn(read_ranges(second, ranges.clone(), 1, odd_sender));
+        // Range k comes from reader k % 2: taking them alternately restores position order.
+        let batches = futures::stream::unfold(
+            (0usize, even, odd),
+            |(range, mut even, mut odd)| async move {
+                let next = if range % 2 == 0 {
+                    even.recv().await
+                } else {
+                    odd.recv().await
+                };
+                next.map(|batch| (batch, (range + 1, even, odd)))
+            },
+        )
+        .filter(|batch| std::future::ready(!matches!(batch, Ok(events) if events.is_empty())));
         Ok(ReplaySnapshot {
             total,
             heads,
-            events: futures::stream::poll_fn(move |cx| receiver.poll_recv(cx)).boxed(),
+            events: batches.boxed(),
         })
     }
 
@@ -451,41 +490,44 @@ impl ProjectionControl for PgProjections {
     }
 }
 
-/// Sends the snapshot's events in position order, in batches, then ends its transaction.
-async fn stream_snapshot(
-    mut connection: PgConnection,
+/// The position ranges a snapshot is read in.
+#[derive(Clone)]
+struct SnapshotRanges {
+    low: i64,
+    high: i64,
     types: Vec<String>,
+}
+
+/// Reads every other position range of the snapshot (`parity` 0: the first, third, ...), one
+/// batch per range, empty ones included so the two readers' batches stay in step; then ends its
+/// transaction.
+async fn read_ranges(
+    mut connection: PgConnection,
+    ranges: SnapshotRanges,
+    parity: i64,
     sender: tokio::sync::mpsc::Sender<Result<Vec<ReplayEvent>, StoreError>>,
 ) {
-    let declared = sqlx::query(
-        "DECLARE replay NO SCROLL CURSOR FOR
-         SELECT position, event_id, aggregate_type, aggregate_id, sequence,
-                event_type, event_version, payload::text AS payload, recorded_at
-         FROM events WHERE aggregate_type = ANY($1) ORDER BY position",
-    )
-    .bind(&types)
-    .execute(&mut connection)
-    .await;
-    if let Err(error) = declared {
-        let _ = sender.send(Err(backend(error))).await;
-        return;
-    }
-    let fetch = format!("FETCH {SNAPSHOT_BATCH} FROM replay");
-    loop {
-        let batch = sqlx::query(&fetch)
-            .fetch_all(&mut connection)
-            .await
-            .map(|rows| rows.iter().map(replay_event).collect::<Vec<_>>())
-            .map_err(backend);
-        let last = batch
-            .as_ref()
-            .map_or(true, |rows| rows.len() < SNAPSHOT_BATCH);
-        if matches!(&batch, Ok(rows) if rows.is_empty()) {
+    let mut start = ranges.low + parity * SNAPSHOT_BATCH;
+    while start <= ranges.high {
+        let batch = sqlx::query(
+            "SELECT position, event_id, aggregate_type, aggregate_id, sequence,
+                    event_type, event_version, payload::text AS payload, recorded_at
+             FROM events
+             WHERE aggregate_type = ANY($1) AND position >= $2 AND position < $3
+             ORDER BY position",
+        )
+        .bind(&ranges.types)
+        .bind(start)
+        .bind(start + SNAPSHOT_BATCH)
+        .fetch_all(&mut connection)
+        .await
+        .map(|rows| rows.iter().map(replay_event).collect::<Vec<_>>())
+        .map_err(backend);
+        let failed = batch.is_err();
+        if sender.send(batch).await.is_err() || failed {
             break;
         }
-        if sender.send(batch).await.is_err() || last {
-            break;
-        }
+        start += 2 * SNAPSHOT_BATCH;
     }
     let _ = sqlx::query("COMMIT").execute(&mut connection).await;
     let _ = connection.close().await;
