@@ -399,6 +399,16 @@ const PROJECTIONS: &str = "{ projections { name version state position lag
     lastRebuild { events seconds finishedAt } lastError } }";
 const REBUILD: &str = "mutation($n: String!) { rebuildProjection(name: $n) { name state } }";
 
+/// Asserts the response failed with `code` and a message containing `saying`.
+fn assert_refused(body: &Value, code: &str, saying: &str) {
+    assert_eq!(chronicle_tests::error_code(body), Some(code), "{body}");
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(saying),
+        "{message:?} does not say {saying:?}"
+    );
+}
+
 fn projection<'a>(data: &'a Value, name: &str) -> &'a Value {
     data["projections"]
         .as_array()
@@ -417,22 +427,10 @@ async fn admins_see_projections_and_rebuild_them_from_graphql() {
             .graphql_as(Some(&member), query, json!({"n": "tasks"}))
             .await
             .unwrap();
-        assert_eq!(
-            chronicle_tests::error_code(&body),
-            Some("FORBIDDEN"),
-            "{body}"
-        );
+        assert_refused(&body, "FORBIDDEN", "admin role");
     }
     let body = app.graphql(REBUILD, json!({"n": "nope"})).await.unwrap();
-    assert_eq!(
-        chronicle_tests::error_code(&body),
-        Some("VALIDATION_FAILED"),
-        "{body}"
-    );
-    assert!(body["errors"][0]["message"]
-        .as_str()
-        .unwrap()
-        .contains("known: tasks, reports, all"));
+    assert_refused(&body, "VALIDATION_FAILED", "known: tasks, reports, all");
 
     let id = app.create_task("live", "team-a").await.unwrap();
     app.wait_for_version(&id, 1).await.unwrap();
@@ -455,15 +453,7 @@ async fn admins_see_projections_and_rebuild_them_from_graphql() {
         json!([{"name": "tasks", "state": "REBUILDING"}])
     );
     let again = app.graphql(REBUILD, json!({"n": "tasks"})).await.unwrap();
-    assert_eq!(
-        chronicle_tests::error_code(&again),
-        Some("INVALID_TRANSITION"),
-        "{again}"
-    );
-    assert!(again["errors"][0]["message"]
-        .as_str()
-        .unwrap()
-        .contains("already being rebuilt"));
+    assert_refused(&again, "INVALID_TRANSITION", "already being rebuilt");
 
     let done = eventually(Duration::from_secs(120), || async {
         let data = app.data(PROJECTIONS, json!({})).await?;
@@ -641,16 +631,12 @@ async fn a_paused_projection_holds_its_events_until_resumed() {
         .graphql_as(Some(&member), pause, json!({}))
         .await
         .unwrap();
-    assert_eq!(
-        chronicle_tests::error_code(&body),
-        Some("FORBIDDEN"),
-        "{body}"
-    );
+    assert_refused(&body, "FORBIDDEN", "admin role");
     let body = app.graphql(resume, json!({})).await.unwrap();
-    assert_eq!(
-        chronicle_tests::error_code(&body),
-        Some("INVALID_TRANSITION"),
-        "{body}"
+    assert_refused(
+        &body,
+        "INVALID_TRANSITION",
+        "only a PAUSED projection can be resumed",
     );
 
     let paused = app.data(pause, json!({})).await.unwrap();
