@@ -378,35 +378,40 @@ impl ProjectionControl for PgProjections {
     }
 
     async fn index_shadows(&self, claim: &RebuildClaim) -> Result<(), StoreError> {
-        let mut statements = Vec::new();
+        let mut builds = Vec::new();
+        let mut finishing = Vec::new();
         for name in &claim.names {
             let (table, _) = projection_table(name)?;
             let shadow = format!("{table}{SHADOW_SUFFIX}");
             for (index, definition, primary) in live_indexes(&self.pool, table).await? {
-                let create = shadow_index_sql(&index, &definition, &shadow).ok_or_else(|| {
-                    StoreError::Backend(format!("cannot read index definition {definition}"))
-                })?;
-                let mut steps = vec![create];
+                builds.push(
+                    shadow_index_sql(&index, &definition, &shadow).ok_or_else(|| {
+                        StoreError::Backend(format!("cannot read index definition {definition}"))
+                    })?,
+                );
                 if primary {
-                    steps.push(format!(
+                    finishing.push(format!(
                         "ALTER TABLE {shadow} ADD CONSTRAINT {index}{SHADOW_SUFFIX}
                          PRIMARY KEY USING INDEX {index}{SHADOW_SUFFIX}"
                     ));
                 }
-                statements.push(steps);
             }
-            statements.push(vec![format!("ANALYZE {shadow}")]);
+            finishing.push(format!("ANALYZE {shadow}"));
         }
-        // Two builds at once, each on its own connection: the server uses both cores.
-        let results: Vec<_> = futures::stream::iter(statements)
-            .map(|steps| tokio::spawn(run_steps(self.pool.clone(), steps)))
+        // Two builds at once, each on its own connection, the slow GIN builds first so the
+        // B-trees run beside them rather than after. Builds share their table (SHARE locks);
+        // the primary key's ALTER TABLE and ANALYZE would wait for every build of the table,
+        // so they come after all of them.
+        builds.sort_by_key(|sql| !sql.contains(" USING gin "));
+        let results: Vec<_> = futures::stream::iter(builds)
+            .map(|sql| tokio::spawn(run_steps(self.pool.clone(), vec![sql])))
             .buffer_unordered(2)
             .collect()
             .await;
         for result in results {
             result.map_err(|e| StoreError::Backend(format!("index build task failed: {e}")))??;
         }
-        Ok(())
+        run_steps(self.pool.clone(), finishing).await
     }
 
     async fn swap(&self, claim: &RebuildClaim, outcome: &SwapOutcome) -> Result<bool, StoreError> {
