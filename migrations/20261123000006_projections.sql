@@ -9,13 +9,12 @@ CREATE TABLE IF NOT EXISTS projections
         CHECK (state IN ('LIVE', 'REBUILDING', 'PAUSED')),
     -- Highest event-store position reflected in the rows.
     position             bigint      NOT NULL DEFAULT 0,
-    -- The running rebuild's claim: its id, progress and heartbeat (a claim whose heartbeat
-    -- stopped is abandoned: the live consumer takes the projection back).
+    -- The running rebuild's claim and progress. The claim itself is an advisory lock held by
+    -- the rebuild's connection: when that is gone, the live consumer takes the projection back.
     rebuild_id           uuid,
     rebuild_done         bigint      NOT NULL DEFAULT 0,
     rebuild_total        bigint      NOT NULL DEFAULT 0,
     rebuild_started_at   timestamptz,
-    heartbeat_at         timestamptz,
     -- The last finished rebuild.
     last_rebuild_events  bigint,
     last_rebuild_seconds double precision,

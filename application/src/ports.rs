@@ -202,7 +202,7 @@ pub trait ProjectionControl: Send + Sync {
 
     /// Records progress; `false` when the claim was lost (its lock connection dropped and the
     /// live consumer took the projection back).
-    async fn heartbeat(
+    async fn record_progress(
         &self,
         claim: &RebuildClaim,
         done: u64,

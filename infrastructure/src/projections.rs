@@ -238,7 +238,7 @@ impl ProjectionControl for PgProjections {
         // live writers from then on.
         let result = sqlx::query(
             "UPDATE projections SET state = 'REBUILDING', rebuild_id = $2, rebuild_done = 0,
-                 rebuild_total = 0, rebuild_started_at = now(), heartbeat_at = now(),
+                 rebuild_total = 0, rebuild_started_at = now(),
                  last_error = NULL, updated_at = now()
              WHERE name = ANY($1)",
         )
@@ -260,14 +260,14 @@ impl ProjectionControl for PgProjections {
         }))
     }
 
-    async fn heartbeat(
+    async fn record_progress(
         &self,
         claim: &RebuildClaim,
         done: u64,
         total: u64,
     ) -> Result<bool, StoreError> {
         let updated = sqlx::query(
-            "UPDATE projections SET rebuild_done = $3, rebuild_total = $4, heartbeat_at = now(),
+            "UPDATE projections SET rebuild_done = $3, rebuild_total = $4,
                  updated_at = now()
              WHERE name = ANY($1) AND rebuild_id = $2 AND state = 'REBUILDING'",
         )
@@ -452,7 +452,7 @@ impl ProjectionControl for PgProjections {
             }
             sqlx::query(
                 "UPDATE projections SET state = 'LIVE', version = $2, position = $3,
-                     rebuild_id = NULL, heartbeat_at = NULL, rebuild_started_at = NULL,
+                     rebuild_id = NULL, rebuild_started_at = NULL,
                      last_rebuild_events = $4, last_rebuild_seconds = $5,
                      last_rebuild_at = now(), last_error = NULL, updated_at = now()
                  WHERE name = $1",
@@ -480,7 +480,7 @@ impl ProjectionControl for PgProjections {
                 .map_err(backend)?;
         }
         sqlx::query(
-            "UPDATE projections SET state = 'LIVE', rebuild_id = NULL, heartbeat_at = NULL,
+            "UPDATE projections SET state = 'LIVE', rebuild_id = NULL,
                  rebuild_started_at = NULL, last_error = $3, updated_at = now()
              WHERE name = ANY($1) AND rebuild_id = $2",
         )

@@ -19,7 +19,7 @@ use crate::ports::{ProjectionControl, StoreError, ViewStore};
 use crate::projection::{EventContext, ReadModel};
 
 /// How often a running rebuild records its progress (and checks it still holds its claim).
-const HEARTBEAT: Duration = Duration::from_secs(1);
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// Rows per bulk write into a shadow table.
 const WRITE_CHUNK: usize = 10_000;
@@ -471,13 +471,13 @@ impl Rebuilder {
         types.dedup();
         let snapshot = self.control.snapshot(&types).await?;
         let (total, heads) = (snapshot.total, snapshot.heads);
-        self.control.heartbeat(claim, 0, total).await?;
+        self.control.record_progress(claim, 0, total).await?;
         progress(RebuildProgress {
             done: 0,
             total,
             started_at,
         });
-        let heartbeat = Heartbeat::start(self.control.clone(), claim.clone(), total);
+        let progress_reporter = ProgressReporter::start(self.control.clone(), claim.clone(), total);
 
         let mut targets: Vec<Box<dyn RebuildTarget>> =
             selected.iter().map(|p| (p.start)()).collect();
@@ -511,24 +511,24 @@ impl Rebuilder {
             }
             folding += fold_started.elapsed();
             done += count;
-            heartbeat.done.store(done, Ordering::Relaxed);
+            progress_reporter.done.store(done, Ordering::Relaxed);
             progress(RebuildProgress {
                 done,
                 total,
                 started_at,
             });
-            heartbeat.check()?;
+            progress_reporter.check()?;
         }
         let read_seconds = started.elapsed().as_secs_f64();
 
         let mut rows = 0;
         for target in &mut targets {
             rows += target.write().await?;
-            heartbeat.check()?;
+            progress_reporter.check()?;
         }
         let written = started.elapsed().as_secs_f64();
         self.control.index_shadows(claim).await?;
-        heartbeat.check()?;
+        progress_reporter.check()?;
         let indexed = started.elapsed().as_secs_f64();
         let mut failures = 0;
         for target in &mut targets {
@@ -551,7 +551,7 @@ impl Rebuilder {
                 .collect(),
             seconds: started.elapsed().as_secs_f64(),
         };
-        heartbeat.stop();
+        drop(progress_reporter);
         if !self.control.swap(claim, &outcome).await? {
             return Err(lost_claim());
         }
@@ -583,13 +583,13 @@ fn lost_claim() -> AppError {
 
 /// Records progress from its own task (operators watch it through `projections`) and notices a
 /// lost claim.
-struct Heartbeat {
+struct ProgressReporter {
     done: Arc<AtomicU64>,
     lost: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Heartbeat {
+impl ProgressReporter {
     fn start(control: Arc<dyn ProjectionControl>, claim: RebuildClaim, total: u64) -> Self {
         let done = Arc::new(AtomicU64::new(0));
         let lost = Arc::new(AtomicBool::new(false));
@@ -597,9 +597,9 @@ impl Heartbeat {
             let (done, lost) = (done.clone(), lost.clone());
             async move {
                 loop {
-                    tokio::time::sleep(HEARTBEAT).await;
+                    tokio::time::sleep(PROGRESS_EVERY).await;
                     match control
-                        .heartbeat(&claim, done.load(Ordering::Relaxed), total)
+                        .record_progress(&claim, done.load(Ordering::Relaxed), total)
                         .await
                     {
                         Ok(true) => {}
@@ -607,7 +607,7 @@ impl Heartbeat {
                             lost.store(true, Ordering::Relaxed);
                             return;
                         }
-                        Err(error) => tracing::warn!(%error, "rebuild heartbeat failed"),
+                        Err(error) => tracing::warn!(%error, "recording rebuild progress failed"),
                     }
                 }
             }
@@ -621,13 +621,9 @@ impl Heartbeat {
         }
         Ok(())
     }
-
-    fn stop(&self) {
-        self.task.abort();
-    }
 }
 
-impl Drop for Heartbeat {
+impl Drop for ProgressReporter {
     fn drop(&mut self) {
         self.task.abort();
     }
