@@ -181,6 +181,11 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningS
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
     let rebuilder = Arc::new(rebuilder(&pool));
+    rebuilder
+        .register()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("registering projections")?;
     if parts.projections && settings.rebuild_outdated {
         // A shutdown abandons it: its claim goes with its connection, the live tables were
         // never touched, and the next start rebuilds again.

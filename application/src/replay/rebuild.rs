@@ -336,9 +336,14 @@ impl Rebuilder {
             })
     }
 
-    /// Every projection's status (registering the ones never seen).
+    /// Gives every projection a status row (a projection seen for the first time starts at
+    /// version 0, so it is built). Once per process start: status reads do not write.
+    pub async fn register(&self) -> Result<(), AppError> {
+        Ok(self.control.register(&self.names()).await?)
+    }
+
+    /// Every registered projection's status.
     pub async fn statuses(&self) -> Result<Vec<ProjectionStatus>, AppError> {
-        self.control.register(&self.names()).await?;
         let mut statuses = self.control.statuses().await?;
         statuses.retain(|s| self.projections.iter().any(|p| p.name == s.name));
         Ok(statuses)
@@ -351,7 +356,6 @@ impl Rebuilder {
         let [name] = names.as_slice() else {
             return Err(AppError::validation("name", "name one projection, not all"));
         };
-        self.control.register(&names).await?;
         match self.control.set_paused(name, paused).await? {
             Ok(()) => {
                 tracing::info!(
