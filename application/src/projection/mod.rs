@@ -86,10 +86,10 @@ pub trait ReadModel: Send + Sync + 'static {
 }
 
 /// The result of folding one event into a row.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Fold<V> {
-    /// The row changed (boxed: rows are large, the other outcomes tiny).
-    Applied(Box<V>),
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fold {
+    /// The row changed.
+    Applied,
     /// The row already reflects this sequence (a redelivery).
     AlreadyApplied,
     /// The event does not follow the row's version: an earlier event is missing.
@@ -101,13 +101,22 @@ pub enum Fold<V> {
     },
 }
 
-/// Folds `event` into `current` if it is the next in sequence.
+impl Fold {
+    /// Why a gap could not be applied (recorded with the projection failure).
+    pub fn gap_reason(have: u64, got: u64) -> String {
+        format!("sequence {got} does not follow version {have}")
+    }
+}
+
+/// Folds `event` into row `id` of `rows` if it is the next in sequence: the one rule of the
+/// live projector and of replay. The row is moved through `apply`, never cloned.
 pub fn fold<M: ReadModel>(
-    current: Option<&M::View>,
+    rows: &mut HashMap<Uuid, M::View>,
+    id: Uuid,
     context: &EventContext,
     event: M::Event,
-) -> Fold<M::View> {
-    let have = current.map_or(0, M::version);
+) -> Fold {
+    let have = rows.get(&id).map_or(0, M::version);
     if context.sequence <= have {
         return Fold::AlreadyApplied;
     }
@@ -117,7 +126,9 @@ pub fn fold<M: ReadModel>(
             got: context.sequence,
         };
     }
-    Fold::Applied(Box::new(M::apply(current.cloned(), context, event)))
+    let current = rows.remove(&id);
+    rows.insert(id, M::apply(current, context, event));
+    Fold::Applied
 }
 
 /// Applies batches of events to a read model through its [`ViewStore`].
@@ -168,17 +179,16 @@ impl<M: ReadModel> Projector<M> {
             .collect();
         let mut dirty: Vec<Uuid> = Vec::new();
         for (id, message, event) in decoded {
-            match fold::<M>(rows.get(&id), &EventContext::from(message), event) {
-                Fold::Applied(view) => {
+            match fold::<M>(&mut rows, id, &EventContext::from(message), event) {
+                Fold::Applied => {
                     outcome.applied += 1;
                     if !dirty.contains(&id) {
                         dirty.push(id);
                     }
-                    rows.insert(id, *view);
                 }
                 Fold::AlreadyApplied => outcome.skipped += 1,
                 Fold::Gap { have, got } => {
-                    let reason = format!("sequence {got} does not follow version {have}");
+                    let reason = Fold::gap_reason(have, got);
                     tracing::warn!(projection = M::NAME, aggregate_id = %id, %reason, "projection gap");
                     let event = serde_json::to_value(message).unwrap_or_default();
                     self.store

@@ -128,27 +128,30 @@ mod tests {
 
     #[test]
     fn folds_in_order_skips_redeliveries_and_reports_gaps() {
+        let id = Uuid::from_u128(9);
+        let mut rows = std::collections::HashMap::new();
         let first = created();
-        let Fold::Applied(view) = fold::<TaskReadModel>(None, &(&first).into(), decode(&first))
-        else {
-            panic!("create not applied")
+        let apply = |rows: &mut std::collections::HashMap<Uuid, TaskView>,
+                     message: &EventMessage| {
+            fold::<TaskReadModel>(rows, id, &message.into(), decode(message))
         };
+        assert_eq!(
+            apply(&mut rows, &first),
+            Fold::Applied,
+            "create not applied"
+        );
+        let view = &rows[&id];
         assert_eq!((view.version, view.state.title.as_str()), (1, "t"));
-        assert_eq!(
-            fold::<TaskReadModel>(Some(&view), &(&first).into(), decode(&first)),
-            Fold::AlreadyApplied
-        );
+        assert_eq!(apply(&mut rows, &first), Fold::AlreadyApplied);
         let third = message(3, "TaskStarted", json!({}));
-        assert_eq!(
-            fold::<TaskReadModel>(Some(&view), &(&third).into(), decode(&third)),
-            Fold::Gap { have: 1, got: 3 }
-        );
+        assert_eq!(apply(&mut rows, &third), Fold::Gap { have: 1, got: 3 });
         let second = message(2, "TaskStarted", json!({}));
-        let Fold::Applied(started) =
-            fold::<TaskReadModel>(Some(&view), &(&second).into(), decode(&second))
-        else {
-            panic!("start not applied")
-        };
+        assert_eq!(
+            apply(&mut rows, &second),
+            Fold::Applied,
+            "start not applied"
+        );
+        let started = &rows[&id];
         assert_eq!(started.state.status, TaskStatus::InProgress);
         assert_eq!(started.started_at, Some(second.occurred_at));
     }

@@ -16,7 +16,7 @@ use super::{ProjectionStatus, RebuildClaim, Rebuilt, ReplayEvent, SwapOutcome};
 use crate::error::AppError;
 use crate::event_log::decode_payload;
 use crate::ports::{ProjectionControl, StoreError, ViewStore};
-use crate::projection::{EventContext, ReadModel};
+use crate::projection::{fold, EventContext, Fold, ReadModel};
 
 /// How often a running rebuild records its progress (and checks it still holds its claim).
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -223,19 +223,12 @@ impl<M: ReadModel> RebuildTarget for ModelRebuild<M> {
                     context,
                     event,
                 } => {
-                    // The same rule as the live fold, without cloning the row.
-                    let have = self.rows.get(&id).map_or(0, M::version);
-                    if context.sequence == have + 1 {
-                        let current = self.rows.remove(&id);
-                        self.rows.insert(id, M::apply(current, &context, event));
-                    } else if context.sequence > have + 1 {
+                    if let Fold::Gap { have, got } = fold::<M>(&mut self.rows, id, &context, event)
+                    {
                         self.failures.push(Failure {
                             event_id,
-                            reason: format!(
-                                "sequence {} does not follow version {have}",
-                                context.sequence
-                            ),
-                            event: json!({"aggregateId": id, "sequence": context.sequence}),
+                            reason: Fold::gap_reason(have, got),
+                            event: json!({"aggregateId": id, "sequence": got}),
                         });
                     }
                 }
