@@ -35,15 +35,17 @@ const SNAPSHOT_BATCH: i64 = 5_000;
 /// rebuild then fails cleanly rather than queueing every reader behind it).
 const SWAP_LOCK_TIMEOUT: &str = "10s";
 
-/// The read-model table and aggregate type of each projection this service has.
-fn projection_table(name: &str) -> Result<(&'static str, &'static str), StoreError> {
-    match name {
-        "tasks" => Ok(("tasks", "Task")),
-        "reports" => Ok(("reports", "Report")),
-        other => Err(StoreError::Backend(format!(
-            "no table for projection {other}"
-        ))),
-    }
+/// Each projection this service has: (name, read-model table, aggregate type it reads).
+const PROJECTION_TABLES: [(&str, &str, &str); 2] =
+    [("tasks", "tasks", "Task"), ("reports", "reports", "Report")];
+
+/// The read-model table of a projection.
+fn projection_table(name: &str) -> Result<&'static str, StoreError> {
+    PROJECTION_TABLES
+        .iter()
+        .find(|(projection, _, _)| *projection == name)
+        .map(|(_, table, _)| *table)
+        .ok_or_else(|| StoreError::Backend(format!("no table for projection {name}")))
 }
 
 /// The projection lifecycle on a Postgres pool.
@@ -203,12 +205,20 @@ impl ProjectionControl for PgProjections {
     async fn statuses(&self) -> Result<Vec<ProjectionStatus>, StoreError> {
         // The head per aggregate type: a backward walk of the position index to the newest
         // event of that type.
+        let (names, types): (Vec<&str>, Vec<&str>) = PROJECTION_TABLES
+            .iter()
+            .map(|(name, _, aggregate_type)| (*name, *aggregate_type))
+            .unzip();
         let rows = sqlx::query(
             "SELECT p.*, COALESCE((SELECT max(e.position) FROM events e
-                 WHERE e.aggregate_type = CASE p.name WHEN 'tasks' THEN 'Task'
-                                                      WHEN 'reports' THEN 'Report' END), 0) AS head
-             FROM projections p ORDER BY p.name",
+                 WHERE e.aggregate_type = m.aggregate_type), 0) AS head
+             FROM projections p
+             LEFT JOIN UNNEST($1::text[], $2::text[]) AS m(name, aggregate_type)
+                 ON m.name = p.name
+             ORDER BY p.name",
         )
+        .bind(names)
+        .bind(types)
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
@@ -283,7 +293,7 @@ impl ProjectionControl for PgProjections {
 
     async fn prepare_shadows(&self, claim: &RebuildClaim) -> Result<(), StoreError> {
         for name in &claim.names {
-            let (table, _) = projection_table(name)?;
+            let table = projection_table(name)?;
             for statement in [
                 format!("DROP TABLE IF EXISTS {table}{SHADOW_SUFFIX}"),
                 format!(
@@ -381,7 +391,7 @@ impl ProjectionControl for PgProjections {
         let mut builds = Vec::new();
         let mut finishing = Vec::new();
         for name in &claim.names {
-            let (table, _) = projection_table(name)?;
+            let table = projection_table(name)?;
             let shadow = format!("{table}{SHADOW_SUFFIX}");
             for (index, definition, primary) in live_indexes(&self.pool, table).await? {
                 builds.push(
@@ -433,7 +443,7 @@ impl ProjectionControl for PgProjections {
             return Ok(false);
         }
         for rebuilt in &outcome.projections {
-            let (table, _) = projection_table(rebuilt.name)?;
+            let table = projection_table(rebuilt.name)?;
             let indexes = live_indexes(&self.pool, table).await?;
             let mut ddl = vec![
                 format!("DROP TABLE {table}"),
@@ -473,7 +483,7 @@ impl ProjectionControl for PgProjections {
 
     async fn abandon(&self, claim: &RebuildClaim, reason: &str) -> Result<(), StoreError> {
         for name in &claim.names {
-            let (table, _) = projection_table(name)?;
+            let table = projection_table(name)?;
             sqlx::query(&format!("DROP TABLE IF EXISTS {table}{SHADOW_SUFFIX}"))
                 .execute(&self.pool)
                 .await
