@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use chronicle_application::audit::{AuditQueries, TimeTravel};
 use chronicle_application::commands::{ReportCommands, TaskCommands};
-use chronicle_application::live::LiveFeed;
+use chronicle_application::live::{LiveFeed, LiveWatch};
 use chronicle_application::ports::AuditLog;
 use chronicle_application::projection::report::{ReportProjector, ReportReadModel};
 use chronicle_application::projection::task::{TaskProjector, TaskReadModel};
@@ -17,7 +17,7 @@ use chronicle_application::reports::ReportWorker;
 use chronicle_application::topics::Topics;
 use chronicle_application::AppError;
 use chronicle_infrastructure::audit_log::PgAuditLog;
-use chronicle_infrastructure::config::{AuthSettings, Settings};
+use chronicle_infrastructure::config::Settings;
 use chronicle_infrastructure::event_store::PgEventStore;
 use chronicle_infrastructure::kafka::admin::ensure_topics;
 use chronicle_infrastructure::kafka::consumer::{ConsumerOptions, EventConsumer};
@@ -34,6 +34,7 @@ use uuid::Uuid;
 use crate::auth::Authenticator;
 use crate::graphql::{build_schema, Services};
 use crate::http::{router, HttpState};
+use crate::rate_limit::RateLimiter;
 
 /// The consumer group of the read-model projections (under `KAFKA_TOPIC_PREFIX`).
 pub const PROJECTIONS_GROUP: &str = "chronicle-projections";
@@ -162,6 +163,8 @@ async fn rebuild_outdated(rebuilder: Arc<Rebuilder>) {
 /// Builds and starts the selected parts.
 pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningService> {
     crate::metrics::handle();
+    // Keys are checked before anything starts: a bad key file stops the process at once.
+    let authenticator = Authenticator::from_settings(&settings.auth)?;
     let pool = db::connect(&settings.database_url, settings.database_max_connections)
         .await
         .context("connecting to Postgres")?;
@@ -276,7 +279,7 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningS
         .context("starting the live feed")?;
         tasks.push(tokio::spawn(feed.run(shutdown.clone())));
         let services = Services {
-            live_feed,
+            live: LiveWatch::new(live_feed, audit_log.clone()),
             task_commands: Arc::new(TaskCommands::new(
                 store.clone(),
                 topics.clone(),
@@ -296,15 +299,17 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningS
             report_history: Arc::new(TimeTravel::new(audit_log)),
             rebuilder: rebuilder.clone(),
         };
-        let authenticator = match &settings.auth {
-            AuthSettings::Hs256 { secret } => Authenticator::hs256(secret),
-            AuthSettings::Disabled => Authenticator::Disabled,
-        };
         let app = router(HttpState {
-            schema: build_schema(services),
+            schema: build_schema(services, &settings.limits),
             authenticator,
             pool: pool.clone(),
             relay: relay_status.clone(),
+            limits: settings.limits.clone(),
+            rate_limiter: RateLimiter::new(
+                settings.limits.rate_per_second,
+                settings.limits.rate_burst,
+            )
+            .map(Arc::new),
         });
         let listener = tokio::net::TcpListener::bind(settings.http_addr)
             .await
@@ -312,9 +317,12 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningS
         let addr = listener.local_addr()?;
         let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
+            let served = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
             if let Err(error) = served {
                 tracing::error!(%error, "HTTP server failed");
             }

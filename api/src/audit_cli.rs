@@ -37,7 +37,7 @@ async fn verify_one(log: Arc<PgAuditLog>, aggregate_type: &str, id: &str) -> any
         .parse()
         .with_context(|| format!("--id {id}: must be a UUID"))?;
     let check = AuditQueries::new(log)
-        .verify(aggregate_type, &id.to_string())
+        .verify(&operator(), aggregate_type, &id.to_string())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     match (check.first_invalid_sequence, check.reason) {
@@ -89,4 +89,9 @@ async fn verify_all(log: &PgAuditLog) -> anyhow::Result<bool> {
             Ok(true)
         }
     }
+}
+
+/// The command line's caller: whoever can reach the database already reads every stream.
+fn operator() -> chronicle_application::access::Principal {
+    chronicle_application::access::Principal::system("chronicle-cli")
 }

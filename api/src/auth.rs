@@ -1,9 +1,23 @@
-//! Bearer-token authentication: HS256 JWTs whose subject is the actor of every event.
+//! Bearer-token authentication: JWTs whose subject is the actor of every event.
+//!
+//! Accepted: HS256 with the configured secret, and RS256 with any of the configured public
+//! keys. The key is chosen by the token's `alg` and each key verifies only its own algorithm,
+//! so an RS256 public key can never be used as an HS256 secret (algorithm confusion), and
+//! `alg: none` or any other algorithm is refused before any claim is read. `exp` is required,
+//! `nbf` checked, `iss` and `aud` checked when configured; 30 s of clock skew are tolerated.
 
+use chronicle_application::access::{Principal, ALL_TEAMS};
+use chronicle_domain::ids::{TeamId, UserId};
+use chronicle_infrastructure::config::{AuthSettings, JwtSettings};
 use chrono::Utc;
-use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{
+    decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+/// Seconds of clock skew tolerated on `exp` and `nbf`.
+const LEEWAY_SECONDS: u64 = 30;
 
 /// The claims Chronicle reads from a token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -13,7 +27,7 @@ pub struct Claims {
     /// `member`, `auditor`, `admin`.
     #[serde(default)]
     pub roles: Vec<String>,
-    /// Teams the subject belongs to.
+    /// Teams the subject belongs to (`*`: every team).
     #[serde(default)]
     pub teams: Vec<String>,
     /// Expiry (seconds since the epoch).
@@ -21,72 +35,92 @@ pub struct Claims {
     /// Issued at.
     #[serde(default)]
     pub iat: i64,
+    /// Not valid before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    /// Issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Audience.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
 }
 
-/// An authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actor {
-    /// The token's subject.
-    pub id: String,
-    /// Roles from the token.
-    pub roles: Vec<String>,
-    /// Teams from the token.
-    pub teams: Vec<String>,
-}
-
-impl Actor {
-    /// Whether the actor has `role` (admins have every role).
-    pub fn has_role(&self, role: &str) -> bool {
-        self.roles.iter().any(|r| r == role || r == "admin")
-    }
-}
-
-/// Why a token was refused. The message is safe to show: it never echoes the token.
+/// Why a token was refused, or the authenticator could not be built. The message is safe to
+/// show: it never echoes the token or a key.
 #[derive(Debug, Error)]
 pub enum AuthError {
     /// The header is not `Bearer <token>`.
     #[error("the Authorization header must be 'Bearer <token>'")]
     MalformedHeader,
-    /// Signature, expiry or shape is wrong.
+    /// Signature, expiry, algorithm or shape is wrong.
     #[error("invalid token: {0}")]
     InvalidToken(String),
     /// The token could not be signed.
     #[error("cannot sign token: {0}")]
     Signing(String),
+    /// A configured key is unusable.
+    #[error("{variable}: {message}")]
+    Key {
+        /// The setting holding the key.
+        variable: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// The keys and rules tokens are checked with.
+#[derive(Clone)]
+struct Verifier {
+    hs256: Option<(EncodingKey, DecodingKey)>,
+    rs256: Vec<DecodingKey>,
+    issuer: Option<String>,
+    audience: Option<String>,
 }
 
 /// Checks and issues tokens.
 #[derive(Clone)]
 pub enum Authenticator {
-    /// HS256 with a shared secret.
-    Hs256 {
-        /// Signing key.
-        encoding: EncodingKey,
-        /// Verifying key.
-        decoding: DecodingKey,
-    },
+    /// JWTs (HS256 and/or RS256).
+    Jwt(Box<JwtAuthenticator>),
     /// Every request is a local admin (`CHRONICLE_AUTH=disabled`, for experiments only).
     Disabled,
 }
 
+/// The JWT mode's state; see [`Authenticator`].
+#[derive(Clone)]
+pub struct JwtAuthenticator(Verifier);
+
 impl Authenticator {
-    /// HS256 with `secret`.
+    /// HS256 with `secret` and no issuer or audience (tests, the `token` command).
     pub fn hs256(secret: &str) -> Self {
-        Self::Hs256 {
-            encoding: EncodingKey::from_secret(secret.as_bytes()),
-            decoding: DecodingKey::from_secret(secret.as_bytes()),
+        Self::Jwt(Box::new(JwtAuthenticator(Verifier {
+            hs256: Some(hs256_keys(secret)),
+            rs256: Vec::new(),
+            issuer: None,
+            audience: None,
+        })))
+    }
+
+    /// The authenticator `settings` describe; fails on an unusable public key file.
+    pub fn from_settings(settings: &AuthSettings) -> Result<Self, AuthError> {
+        match settings {
+            AuthSettings::Disabled => Ok(Self::Disabled),
+            AuthSettings::Jwt(jwt) => {
+                Ok(Self::Jwt(Box::new(JwtAuthenticator(Verifier::new(jwt)?))))
+            }
         }
     }
 
-    /// The actor of a request given its `Authorization` header (if any).
+    /// The caller of a request given its `Authorization` header (if any).
     /// `Ok(None)` means "no credentials": the resolver decides whether that is allowed.
-    pub fn authenticate(&self, header: Option<&str>) -> Result<Option<Actor>, AuthError> {
-        let Self::Hs256 { decoding, .. } = self else {
-            return Ok(Some(Actor {
-                id: "dev-admin".to_owned(),
-                roles: vec!["admin".to_owned()],
-                teams: Vec::new(),
-            }));
+    pub fn authenticate(&self, header: Option<&str>) -> Result<Option<Principal>, AuthError> {
+        let Self::Jwt(jwt) = self else {
+            return Ok(Some(Principal::new(
+                "dev-admin",
+                &["admin".to_owned()],
+                &[ALL_TEAMS.to_owned()],
+            )));
         };
         let Some(header) = header else {
             return Ok(None);
@@ -96,19 +130,10 @@ impl Authenticator {
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or(AuthError::MalformedHeader)?
             .trim();
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 30;
-        validation.validate_nbf = true;
-        let data = decode::<Claims>(token, decoding, &validation)
-            .map_err(|e| AuthError::InvalidToken(e.to_string()))?;
-        Ok(Some(Actor {
-            id: data.claims.sub,
-            roles: data.claims.roles,
-            teams: data.claims.teams,
-        }))
+        jwt.0.verify(token).map(Some)
     }
 
-    /// Signs a token for `sub` valid for `ttl`.
+    /// Signs an HS256 token for `sub` valid for `ttl`, with the configured issuer and audience.
     pub fn issue(
         &self,
         sub: &str,
@@ -116,10 +141,16 @@ impl Authenticator {
         teams: Vec<String>,
         ttl: chrono::Duration,
     ) -> Result<String, AuthError> {
-        let Self::Hs256 { encoding, .. } = self else {
-            return Err(AuthError::Signing(
-                "authentication is disabled; set CHRONICLE_JWT_SECRET".to_owned(),
-            ));
+        let verifier = match self {
+            Self::Jwt(jwt) if jwt.0.hs256.is_some() => &jwt.0,
+            _ => {
+                return Err(AuthError::Signing(
+                    "tokens are signed with CHRONICLE_JWT_SECRET, which is not set".to_owned(),
+                ))
+            }
+        };
+        let Some((encoding, _)) = &verifier.hs256 else {
+            return Err(AuthError::Signing("no HS256 secret".to_owned()));
         };
         let now = Utc::now().timestamp();
         let claims = Claims {
@@ -128,10 +159,129 @@ impl Authenticator {
             teams,
             exp: now + ttl.num_seconds(),
             iat: now,
+            nbf: None,
+            iss: verifier.issuer.clone(),
+            aud: verifier.audience.clone(),
         };
         encode(&Header::new(Algorithm::HS256), &claims, encoding)
             .map_err(|e| AuthError::Signing(e.to_string()))
     }
+}
+
+fn hs256_keys(secret: &str) -> (EncodingKey, DecodingKey) {
+    (
+        EncodingKey::from_secret(secret.as_bytes()),
+        DecodingKey::from_secret(secret.as_bytes()),
+    )
+}
+
+/// Splits a PEM file into its `-----BEGIN …-----` blocks, so one file can carry several
+/// public keys (the current one and the next, during a key rotation).
+fn pem_blocks(pem: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in pem.lines() {
+        let line = line.trim();
+        if line.starts_with("-----BEGIN ") {
+            current = Some(String::new());
+        }
+        if let Some(block) = current.as_mut() {
+            block.push_str(line);
+            block.push('\n');
+        }
+        if line.starts_with("-----END ") {
+            blocks.extend(current.take());
+        }
+    }
+    blocks
+}
+
+impl Verifier {
+    fn new(settings: &JwtSettings) -> Result<Self, AuthError> {
+        let key_error = |message: String| AuthError::Key {
+            variable: "CHRONICLE_JWT_PUBLIC_KEY_FILE",
+            message,
+        };
+        let mut rs256 = Vec::new();
+        if let Some(pem) = &settings.rs256_public_keys {
+            for block in pem_blocks(pem) {
+                let key = DecodingKey::from_rsa_pem(block.as_bytes())
+                    .map_err(|e| key_error(format!("not an RSA public key in PEM: {e}")))?;
+                rs256.push(key);
+            }
+            if rs256.is_empty() {
+                return Err(key_error("holds no PEM block".to_owned()));
+            }
+        }
+        Ok(Self {
+            hs256: settings.hs256_secret.as_deref().map(hs256_keys),
+            rs256,
+            issuer: settings.issuer.clone(),
+            audience: settings.audience.clone(),
+        })
+    }
+
+    fn validation(&self, algorithm: Algorithm) -> Validation {
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = LEEWAY_SECONDS;
+        validation.validate_nbf = true;
+        // A configured issuer or audience must be present, not merely right when present.
+        let mut required = vec!["exp", "sub"];
+        match &self.issuer {
+            Some(issuer) => {
+                validation.set_issuer(&[issuer]);
+                required.push("iss");
+            }
+            None => validation.iss = None,
+        }
+        match &self.audience {
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
+            None => validation.validate_aud = false,
+        }
+        validation.set_required_spec_claims(&required);
+        validation
+    }
+
+    fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let invalid = |reason: String| AuthError::InvalidToken(reason);
+        let header = decode_header(token).map_err(|e| invalid(e.to_string()))?;
+        let keys: Vec<&DecodingKey> = match header.alg {
+            Algorithm::HS256 => self.hs256.iter().map(|(_, decoding)| decoding).collect(),
+            Algorithm::RS256 => self.rs256.iter().collect(),
+            other => return Err(invalid(format!("algorithm {other:?} is not accepted"))),
+        };
+        if keys.is_empty() {
+            return Err(invalid(format!(
+                "algorithm {:?} is not configured here",
+                header.alg
+            )));
+        }
+        let validation = self.validation(header.alg);
+        let mut last_error = None;
+        for key in keys {
+            match decode::<Claims>(token, key, &validation) {
+                Ok(data) => return principal_of(data.claims),
+                Err(error) => last_error = Some(error.to_string()),
+            }
+        }
+        Err(invalid(last_error.unwrap_or_default()))
+    }
+}
+
+/// The principal a verified token names; ids must be of the documented alphabet, so no token
+/// can put an arbitrary string in the audit trail's actor field.
+fn principal_of(claims: Claims) -> Result<Principal, AuthError> {
+    let invalid = |e: chronicle_domain::DomainError| AuthError::InvalidToken(e.to_string());
+    UserId::parse("sub", &claims.sub).map_err(invalid)?;
+    for team in &claims.teams {
+        if team != ALL_TEAMS {
+            TeamId::parse("teams", team).map_err(invalid)?;
+        }
+    }
+    Ok(Principal::new(claims.sub, &claims.roles, &claims.teams))
 }
 
 /// Parses a duration such as `8h`, `30m`, `45s` or `2d`.
@@ -153,37 +303,186 @@ pub fn parse_ttl(raw: &str) -> Result<chrono::Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+
+    const SECRET: &str = "a-secret-of-at-least-thirty-two-bytes!!";
+
+    fn bearer(token: &str) -> String {
+        format!("Bearer {token}")
+    }
+
+    fn member_token(auth: &Authenticator) -> String {
+        auth.issue(
+            "u-1",
+            vec!["member".into()],
+            vec!["team-a".into()],
+            chrono::Duration::hours(1),
+        )
+        .unwrap()
+    }
 
     #[test]
     fn issued_tokens_verify_and_forged_ones_do_not() {
-        let auth = Authenticator::hs256("a-secret-of-at-least-thirty-two-bytes!!");
-        let token = auth
-            .issue(
-                "u-1",
-                vec!["member".into()],
-                vec!["team-a".into()],
-                chrono::Duration::hours(1),
-            )
-            .unwrap();
-        let actor = auth
-            .authenticate(Some(&format!("Bearer {token}")))
-            .unwrap()
-            .unwrap();
-        assert_eq!(actor.id, "u-1");
-        assert_eq!(actor.teams, vec!["team-a"]);
+        let auth = Authenticator::hs256(SECRET);
+        let token = member_token(&auth);
+        let principal = auth.authenticate(Some(&bearer(&token))).unwrap().unwrap();
+        assert_eq!(principal.subject(), "u-1");
 
         let other = Authenticator::hs256("another-secret-of-thirty-two-bytes!!!!");
-        assert!(other
-            .authenticate(Some(&format!("Bearer {token}")))
-            .is_err());
+        assert!(other.authenticate(Some(&bearer(&token))).is_err());
         assert!(auth.authenticate(Some("Basic abc")).is_err());
         assert_eq!(auth.authenticate(None).unwrap(), None);
 
         let expired = auth
             .issue("u-1", vec![], vec![], chrono::Duration::hours(-2))
             .unwrap();
-        assert!(auth
-            .authenticate(Some(&format!("Bearer {expired}")))
+        assert!(auth.authenticate(Some(&bearer(&expired))).is_err());
+    }
+
+    #[test]
+    fn altered_claims_and_alg_none_are_refused() {
+        let auth = Authenticator::hs256(SECRET);
+        let token = member_token(&auth);
+        let parts: Vec<&str> = token.split('.').collect();
+        let mut claims: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        claims["roles"] = serde_json::json!(["admin"]);
+        let forged_claims = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let altered = format!("{}.{}.{}", parts[0], forged_claims, parts[2]);
+        assert!(auth.authenticate(Some(&bearer(&altered))).is_err());
+
+        let none_header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
+        for unsigned in [
+            format!("{none_header}.{forged_claims}."),
+            format!("{none_header}.{forged_claims}.{}", parts[2]),
+        ] {
+            let error = auth.authenticate(Some(&bearer(&unsigned))).unwrap_err();
+            assert!(matches!(error, AuthError::InvalidToken(_)), "{error}");
+        }
+    }
+
+    #[test]
+    fn issuer_audience_and_not_before_are_checked() {
+        let settings = JwtSettings {
+            hs256_secret: Some(SECRET.to_owned()),
+            rs256_public_keys: None,
+            issuer: Some("https://idp.example".to_owned()),
+            audience: Some("chronicle".to_owned()),
+        };
+        let strict = Authenticator::from_settings(&AuthSettings::Jwt(settings)).unwrap();
+        let good = member_token(&strict);
+        assert!(strict.authenticate(Some(&bearer(&good))).is_ok());
+        // Same secret, no issuer or audience: refused where they are required.
+        let loose = member_token(&Authenticator::hs256(SECRET));
+        assert!(strict.authenticate(Some(&bearer(&loose))).is_err());
+
+        let now = Utc::now().timestamp();
+        let future = Claims {
+            sub: "u-1".into(),
+            roles: vec![],
+            teams: vec![],
+            exp: now + 7200,
+            iat: now,
+            nbf: Some(now + 3600),
+            iss: None,
+            aud: None,
+        };
+        let early = encode(
+            &Header::new(Algorithm::HS256),
+            &future,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        let auth = Authenticator::hs256(SECRET);
+        assert!(auth.authenticate(Some(&bearer(&early))).is_err());
+    }
+
+    #[test]
+    fn subjects_and_teams_must_be_ids() {
+        let auth = Authenticator::hs256(SECRET);
+        let token = auth
+            .issue("u 1; drop", vec![], vec![], chrono::Duration::hours(1))
+            .unwrap();
+        assert!(auth.authenticate(Some(&bearer(&token))).is_err());
+        let token = auth
+            .issue(
+                "u-1",
+                vec![],
+                vec!["*".into(), "team/x".into()],
+                chrono::Duration::hours(1),
+            )
+            .unwrap();
+        assert!(auth.authenticate(Some(&bearer(&token))).is_err());
+    }
+
+    #[test]
+    fn pem_files_split_into_their_keys() {
+        let pem = "junk\n-----BEGIN PUBLIC KEY-----\nAAA\n-----END PUBLIC KEY-----\n\
+                   -----BEGIN PUBLIC KEY-----\nBBB\n-----END PUBLIC KEY-----\n";
+        let blocks = pem_blocks(pem);
+        assert_eq!(blocks.len(), 2);
+        assert!(blocks[1].contains("BBB") && !blocks[1].contains("AAA"));
+        let bad = JwtSettings {
+            hs256_secret: None,
+            rs256_public_keys: Some("not a key".to_owned()),
+            issuer: None,
+            audience: None,
+        };
+        assert!(Authenticator::from_settings(&AuthSettings::Jwt(bad)).is_err());
+    }
+
+    const TEST_PRIVATE_KEY: &str = include_str!("testdata/rs256-test-private.pem");
+    const TEST_PUBLIC_KEY: &str = include_str!("testdata/rs256-test-public.pem");
+
+    fn rs256_token(claims: &Claims) -> String {
+        let key = EncodingKey::from_rsa_pem(TEST_PRIVATE_KEY.as_bytes()).unwrap();
+        encode(&Header::new(Algorithm::RS256), claims, &key).unwrap()
+    }
+
+    fn claims_for(sub: &str) -> Claims {
+        let now = Utc::now().timestamp();
+        Claims {
+            sub: sub.into(),
+            roles: vec!["auditor".into()],
+            teams: vec!["team-a".into()],
+            exp: now + 600,
+            iat: now,
+            nbf: None,
+            iss: None,
+            aud: None,
+        }
+    }
+
+    #[test]
+    fn rs256_tokens_verify_with_the_public_key_and_cannot_be_confused_with_hs256() {
+        let settings = |secret: Option<&str>| {
+            AuthSettings::Jwt(JwtSettings {
+                hs256_secret: secret.map(str::to_owned),
+                rs256_public_keys: Some(format!("{TEST_PUBLIC_KEY}\n{TEST_PUBLIC_KEY}")),
+                issuer: None,
+                audience: None,
+            })
+        };
+        let auth = Authenticator::from_settings(&settings(None)).unwrap();
+        let token = rs256_token(&claims_for("u-rsa"));
+        let principal = auth.authenticate(Some(&bearer(&token))).unwrap().unwrap();
+        assert_eq!(principal.subject(), "u-rsa");
+
+        // The public key is public: a token "signed" HS256 with it as the secret is forged.
+        let confused = encode(
+            &Header::new(Algorithm::HS256),
+            &claims_for("u-evil"),
+            &EncodingKey::from_secret(TEST_PUBLIC_KEY.as_bytes()),
+        )
+        .unwrap();
+        assert!(auth.authenticate(Some(&bearer(&confused))).is_err());
+        let both = Authenticator::from_settings(&settings(Some(SECRET))).unwrap();
+        assert!(both.authenticate(Some(&bearer(&confused))).is_err());
+        assert!(both.authenticate(Some(&bearer(&token))).is_ok());
+        // An HS256-only service refuses RS256 tokens.
+        assert!(Authenticator::hs256(SECRET)
+            .authenticate(Some(&bearer(&token)))
             .is_err());
     }
 

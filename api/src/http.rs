@@ -1,28 +1,36 @@
-//! HTTP routes: GraphQL, GraphiQL and health.
+//! HTTP routes: GraphQL, GraphiQL, health and metrics.
+//!
+//! Every GraphQL request passes, in order: the body limit (HTTP 413), authentication, the
+//! per-subject rate limit (HTTP 429, `RATE_LIMITED`, `Retry-After`), the batch limit, then each
+//! operation runs under the request timeout with panics caught (`INTERNAL` with the request id,
+//! the panic itself only in the logs) so no request can take the service down.
 
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
-use axum::extract::State;
-use axum::extract::WebSocketUpgrade;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use async_graphql::{BatchRequest, BatchResponse, ServerError};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State, WebSocketUpgrade};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use chronicle_infrastructure::config::ApiLimits;
 use chronicle_infrastructure::outbox::RelayStatus;
+use futures::FutureExt;
 use serde_json::json;
 use sqlx::PgPool;
-use tower_http::limit::RequestBodyLimitLayer;
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::auth::Authenticator;
-use crate::graphql::{with_error_codes, ChronicleSchema, RequestContext};
-
-/// Largest accepted request body; larger ones get HTTP 413 before any parsing.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+use crate::graphql::{limit_error, with_error_codes, ChronicleSchema, ErrorCode, RequestContext};
+use crate::rate_limit::RateLimiter;
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
@@ -35,17 +43,23 @@ pub struct HttpState {
     pub pool: PgPool,
     /// The relay's state, when this process runs one.
     pub relay: Option<Arc<RelayStatus>>,
+    /// Request limits.
+    pub limits: ApiLimits,
+    /// Per-subject rate limit (`None`: off).
+    pub rate_limiter: Option<Arc<RateLimiter>>,
 }
 
-/// The router.
+/// The router. Serve it with `into_make_service_with_connect_info::<SocketAddr>()`: requests
+/// without credentials are rate limited by client address.
 pub fn router(state: HttpState) -> Router {
+    let body_limit = state.limits.max_body_bytes;
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
         .route("/graphql/ws", get(graphql_ws))
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(ready))
         .route("/metrics", get(prometheus))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
 
@@ -88,20 +102,59 @@ fn correlation_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| Uuid::now_v7().to_string())
 }
 
+/// A response made of request-level errors (no operation ran), with `status`.
+fn error_response(status: StatusCode, code: ErrorCode, message: String) -> Response {
+    let body = json!({"errors": [{"message": message, "extensions": {"code": code.as_str()}}]});
+    (status, Json(body)).into_response()
+}
+
 async fn graphql(
     State(state): State<HttpState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    request: GraphQLRequest,
+    body: Bytes,
 ) -> Response {
-    let (actor, auth_error) = match state
+    let (principal, auth_error) = match state
         .authenticator
         .authenticate(header(&headers, "authorization"))
     {
-        Ok(actor) => (actor, None),
+        Ok(principal) => (principal, None),
         Err(error) => (None, Some(error.to_string())),
     };
+    let batch: BatchRequest = match serde_json::from_slice(&body) {
+        Ok(batch) => batch,
+        Err(error) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::ValidationFailed,
+                format!("the body is not a GraphQL request (JSON with a \"query\"): {error}"),
+            )
+        }
+    };
+    let operations = match &batch {
+        BatchRequest::Single(_) => 1,
+        BatchRequest::Batch(requests) => requests.len(),
+    };
+    if let Some(limiter) = &state.rate_limiter {
+        let key = match &principal {
+            Some(principal) => format!("sub:{}", principal.subject()),
+            None => format!("addr:{}", client.ip()),
+        };
+        let cost = u32::try_from(operations).unwrap_or(u32::MAX);
+        if let Err(wait) = limiter.acquire(&key, cost) {
+            return rate_limited(wait);
+        }
+    }
+    if operations > state.limits.max_batch {
+        let message = format!(
+            "the batch has {operations} operations; at most {} are allowed",
+            state.limits.max_batch
+        );
+        let error = limit_error(message);
+        return Json(async_graphql::Response::from_errors(vec![error])).into_response();
+    }
     let context = RequestContext {
-        actor,
+        principal,
         auth_error,
         correlation_id: correlation_id(&headers),
         request_id: Uuid::now_v7().to_string(),
@@ -110,18 +163,157 @@ async fn graphql(
             .map(str::to_owned),
     };
     let correlation = context.correlation_id.clone();
+    let request_id = context.request_id.clone();
     let span = tracing::info_span!(
         "graphql",
         request_id = %context.request_id,
         correlation_id = %context.correlation_id
     );
-    let request = request.into_inner().data(context);
-    let response = with_error_codes(state.schema.execute(request).instrument(span).await);
-    let mut http = GraphQLResponse::from(response).into_response();
+    let response = match batch {
+        BatchRequest::Single(request) => BatchResponse::Single(
+            execute_guarded(&state, request.data(context), &request_id)
+                .instrument(span)
+                .await,
+        ),
+        BatchRequest::Batch(requests) => {
+            let mut responses = Vec::with_capacity(requests.len());
+            for request in requests {
+                let request = request.data(context.clone());
+                responses.push(
+                    execute_guarded(&state, request, &request_id)
+                        .instrument(span.clone())
+                        .await,
+                );
+            }
+            BatchResponse::Batch(responses)
+        }
+    };
+    let mut http = Json(response).into_response();
     if let Ok(value) = HeaderValue::from_str(&correlation) {
         http.headers_mut().insert("x-correlation-id", value);
     }
     http
+}
+
+/// 429 with `Retry-After` (whole seconds, at least 1) and a `RATE_LIMITED` error.
+fn rate_limited(wait: Duration) -> Response {
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let body = json!({"errors": [{
+        "message": format!("too many requests; retry in {seconds} s"),
+        "extensions": {"code": ErrorCode::RateLimited.as_str(), "retryAfterSeconds": seconds},
+    }]});
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
+/// Runs one operation under the request timeout, turning a panic into `INTERNAL`.
+async fn execute_guarded(
+    state: &HttpState,
+    request: async_graphql::Request,
+    request_id: &str,
+) -> async_graphql::Response {
+    if let Some(field) = nul_character(&request) {
+        return with_error_codes(async_graphql::Response::from_errors(vec![
+            validation_error(&field, "must not contain NUL characters"),
+        ]));
+    }
+    let response = guarded(
+        state.schema.execute(request),
+        state.limits.request_timeout,
+        request_id,
+    )
+    .await;
+    with_error_codes(response)
+}
+
+/// Awaits `operation` for at most `timeout` (then `LIMIT_EXCEEDED`), catching a panic (then
+/// `INTERNAL` with the request id; the panic message goes to the logs only).
+pub async fn guarded(
+    operation: impl std::future::Future<Output = async_graphql::Response>,
+    timeout: Duration,
+    request_id: &str,
+) -> async_graphql::Response {
+    let run = AssertUnwindSafe(operation).catch_unwind();
+    match tokio::time::timeout(timeout, run).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(panic)) => {
+            let reason = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            tracing::error!(%request_id, panic = %reason, "a resolver panicked");
+            internal_response(request_id)
+        }
+        Err(_) => {
+            tracing::warn!(%request_id, ?timeout, "request stopped at its timeout");
+            async_graphql::Response::from_errors(vec![limit_error(format!(
+                "the request ran longer than {} ms and was stopped",
+                timeout.as_millis()
+            ))])
+        }
+    }
+}
+
+/// Where a request carries a NUL character (`query` or a variable's path), if anywhere.
+/// No text column or JSON document in Postgres can hold one, so such input is refused here,
+/// for every field at once, instead of failing deep in a write.
+fn nul_character(request: &async_graphql::Request) -> Option<String> {
+    if request.query.contains('\0') || request.query.to_ascii_lowercase().contains("\\u0000") {
+        return Some("query".to_owned());
+    }
+    request.variables.iter().find_map(|(name, value)| {
+        let mut path = name.to_string();
+        nul_in_value(value, &mut path).then_some(path)
+    })
+}
+
+fn nul_in_value(value: &async_graphql::Value, path: &mut String) -> bool {
+    use async_graphql::Value;
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::List(items) => items.iter().enumerate().any(|(i, item)| {
+            let len = path.len();
+            path.push_str(&format!("[{i}]"));
+            let found = nul_in_value(item, path);
+            if !found {
+                path.truncate(len);
+            }
+            found
+        }),
+        Value::Object(fields) => fields.iter().any(|(key, item)| {
+            let len = path.len();
+            path.push('.');
+            path.push_str(key);
+            let found = key.contains('\0') || nul_in_value(item, path);
+            if !found {
+                path.truncate(len);
+            }
+            found
+        }),
+        _ => false,
+    }
+}
+
+/// A request-level `VALIDATION_FAILED` naming `field`.
+fn validation_error(field: &str, message: &str) -> ServerError {
+    let mut error = ServerError::new(format!("{field}: {message}"), None);
+    let extensions = error.extensions.get_or_insert_with(Default::default);
+    extensions.set("code", ErrorCode::ValidationFailed.as_str());
+    extensions.set("field", field);
+    error
+}
+
+/// The opaque answer to a failure that is the service's, not the client's.
+fn internal_response(request_id: &str) -> async_graphql::Response {
+    let mut error = ServerError::new(format!("internal error (request id {request_id})"), None);
+    let extensions = error.extensions.get_or_insert_with(Default::default);
+    extensions.set("code", ErrorCode::Internal.as_str());
+    extensions.set("requestId", request_id);
+    async_graphql::Response::from_errors(vec![error])
 }
 
 /// graphql-transport-ws (and the legacy graphql-ws). Credentials come in the `connection_init`
@@ -145,13 +337,13 @@ async fn graphql_ws(
                         .or_else(|| payload.get("authorization"))
                         .and_then(|v| v.as_str())
                         .map(str::to_owned);
-                    let actor = authenticator
+                    let principal = authenticator
                         .authenticate(header.as_deref())
                         .map_err(|e| async_graphql::Error::new(e.to_string()))?
                         .ok_or_else(|| async_graphql::Error::new("authentication required"))?;
                     let mut data = async_graphql::Data::default();
                     data.insert(RequestContext {
-                        actor: Some(actor),
+                        principal: Some(principal),
                         auth_error: None,
                         correlation_id: correlation,
                         request_id: Uuid::now_v7().to_string(),
@@ -183,4 +375,56 @@ async fn ready(State(state): State<HttpState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_operation_answers_internal_with_the_request_id_only() {
+        let response = guarded(
+            async { panic!("secret detail: /etc/chronicle/key.pem") },
+            Duration::from_secs(5),
+            "req-1",
+        )
+        .await;
+        let body = serde_json::to_value(&response).unwrap();
+        let error = &body["errors"][0];
+        assert_eq!(error["extensions"]["code"], "INTERNAL");
+        assert_eq!(error["extensions"]["requestId"], "req-1");
+        assert!(!body.to_string().contains("secret detail"), "{body}");
+    }
+
+    #[test]
+    fn nul_characters_are_found_wherever_they_hide() {
+        let request = |query: &str, variables: serde_json::Value| {
+            async_graphql::Request::new(query)
+                .variables(async_graphql::Variables::from_json(variables))
+        };
+        let clean = request("{ tasks { totalCount } }", json!({"v": {"a": ["x"]}}));
+        assert_eq!(nul_character(&clean), None);
+        let nested = request("{ x }", json!({"v": {"labels": ["ok", "b\u{0}d"]}}));
+        assert_eq!(nul_character(&nested).as_deref(), Some("v.labels[1]"));
+        let escaped = request(
+            r#"{ tasks(filter: {text: "\u0000"}) { totalCount } }"#,
+            json!({}),
+        );
+        assert_eq!(nul_character(&escaped).as_deref(), Some("query"));
+    }
+
+    #[tokio::test]
+    async fn a_slow_operation_is_stopped_at_the_timeout() {
+        let response = guarded(
+            async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                async_graphql::Response::new(async_graphql::Value::Null)
+            },
+            Duration::from_millis(20),
+            "req-2",
+        )
+        .await;
+        let body = serde_json::to_value(&response).unwrap();
+        assert_eq!(body["errors"][0]["extensions"]["code"], "LIMIT_EXCEEDED");
+    }
 }

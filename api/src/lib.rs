@@ -9,5 +9,6 @@ pub mod auth;
 pub mod graphql;
 pub mod http;
 pub mod metrics;
+pub mod rate_limit;
 pub mod replay_cli;
 pub mod telemetry;

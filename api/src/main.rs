@@ -121,12 +121,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             teams,
             ttl,
         } => {
-            let secret = match Settings::from_env().map(|s| s.auth) {
-                Ok(AuthSettings::Hs256 { secret }) => secret,
-                _ => std::env::var("CHRONICLE_JWT_SECRET")
-                    .context("CHRONICLE_JWT_SECRET: is not set")?,
-            };
-            let token = Authenticator::hs256(&secret).issue(&sub, roles, teams, ttl)?;
+            // Only the auth settings matter here: no database or broker is needed to sign.
+            let authenticator = Authenticator::from_settings(&AuthSettings::from_env()?)?;
+            let token = authenticator.issue(&sub, roles, teams, ttl)?;
             println!("{token}");
             Ok(ExitCode::SUCCESS)
         }

@@ -4,6 +4,7 @@
 //! asked, and speaks to the outside world only through the traits in [`ports`]. The adapters
 //! (Postgres, Kafka) live in `chronicle-infrastructure`; the GraphQL edge in `chronicle-api`.
 
+pub mod access;
 pub mod audit;
 pub mod commands;
 pub mod error;

@@ -73,6 +73,8 @@ pub struct AppendBatch {
     pub aggregate_type: String,
     /// Aggregate id.
     pub aggregate_id: String,
+    /// The owning team, stored beside every event so the audit trail can be scoped by team.
+    pub team_id: Option<String>,
     /// New events, sequences consecutive after the loaded version.
     pub events: Vec<NewEvent>,
     /// One outbox row per event.
@@ -117,6 +119,14 @@ pub trait AuditLog: Send + Sync {
         after: Option<i64>,
         limit: usize,
     ) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// The team that owns an aggregate, as recorded beside its events (`None` when it has no
+    /// events).
+    async fn team_of(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Option<String>, StoreError>;
 
     /// Every event of one aggregate, in sequence order.
     async fn stream(

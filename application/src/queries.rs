@@ -7,9 +7,11 @@ use chronicle_domain::task::{Priority, TaskStatus};
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::access::{Action, Principal, TeamScope};
 use crate::error::AppError;
 use crate::ports::TaskQueryStore;
 use crate::projection::task::TaskView;
+use crate::projection::ReadModel;
 
 /// Largest page a client may ask for.
 pub const MAX_PAGE_SIZE: usize = 100;
@@ -19,8 +21,9 @@ pub const DEFAULT_PAGE_SIZE: usize = 20;
 /// Filters of the `tasks` query; all present filters must match.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TaskFilter {
-    /// Only this team.
-    pub team_id: Option<String>,
+    /// Only these teams (`None`: every team). The use case narrows it to the caller's teams
+    /// before the store sees it.
+    pub teams: Option<Vec<String>>,
     /// Only these statuses.
     pub status: Option<TaskStatus>,
     /// Only this assignee.
@@ -59,25 +62,40 @@ impl TaskQueries {
         Self { store, max_wait }
     }
 
-    /// One task. With `min_version`, waits (bounded) until the read model reflects at least that
-    /// version, then answers `STALE_READ` if it still does not.
+    /// One task of the caller's teams (another team's is `None`, as if it did not exist).
+    /// With `min_version`, waits (bounded) until the read model reflects at least that version,
+    /// then answers `STALE_READ` if it still does not.
     pub async fn get(
         &self,
+        principal: &Principal,
         id: Uuid,
         min_version: Option<u64>,
     ) -> Result<Option<TaskView>, AppError> {
+        let scope = principal.scope(Action::ReadWork)?;
         let store = &self.store;
-        wait_for_version(self.max_wait, min_version, || store.get(id), |v| v.version).await
+        let read = || async {
+            let view = store.get(id).await?;
+            Ok(visible::<crate::projection::task::TaskReadModel>(
+                &scope, view,
+            ))
+        };
+        wait_for_version(self.max_wait, min_version, read, |v| v.version).await
     }
 
-    /// A page of tasks after the cursor; `first` must be 1..=100.
+    /// A page of the caller's teams' tasks after the cursor; `first` must be 1..=100.
     pub async fn list(
         &self,
+        principal: &Principal,
         filter: &TaskFilter,
         first: Option<i64>,
         after: Option<Uuid>,
     ) -> Result<TaskPage, AppError> {
-        Ok(self.store.list(filter, page_size(first)?, after).await?)
+        let scope = principal.scope(Action::ReadWork)?;
+        let filter = TaskFilter {
+            teams: scope.narrow(filter.teams.as_deref())?,
+            ..filter.clone()
+        };
+        Ok(self.store.list(&filter, page_size(first)?, after).await?)
     }
 }
 
@@ -129,8 +147,9 @@ where
 /// Filters of the `reports` query.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ReportFilter {
-    /// Only this team.
-    pub team_id: Option<String>,
+    /// Only these teams (`None`: every team), narrowed to the caller's teams like
+    /// [`TaskFilter::teams`].
+    pub teams: Option<Vec<String>>,
     /// Only this status.
     pub status: Option<chronicle_domain::report::ReportStatus>,
     /// Only this kind.
@@ -152,23 +171,43 @@ impl ReportQueries {
         Self { store, max_wait }
     }
 
-    /// One report, optionally waiting (bounded) for `min_version`.
+    /// One report of the caller's teams (another team's is `None`), optionally waiting
+    /// (bounded) for `min_version`.
     pub async fn get(
         &self,
+        principal: &Principal,
         id: Uuid,
         min_version: Option<u64>,
     ) -> Result<Option<crate::projection::report::ReportView>, AppError> {
+        let scope = principal.scope(Action::ReadWork)?;
         let store = &self.store;
-        wait_for_version(self.max_wait, min_version, || store.get(id), |v| v.version).await
+        let read = || async {
+            let view = store.get(id).await?;
+            Ok(visible::<crate::projection::report::ReportReadModel>(
+                &scope, view,
+            ))
+        };
+        wait_for_version(self.max_wait, min_version, read, |v| v.version).await
     }
 
-    /// A page of reports after the cursor.
+    /// A page of the caller's teams' reports after the cursor.
     pub async fn list(
         &self,
+        principal: &Principal,
         filter: &ReportFilter,
         first: Option<i64>,
         after: Option<Uuid>,
     ) -> Result<ReportPage, AppError> {
-        Ok(self.store.list(filter, page_size(first)?, after).await?)
+        let scope = principal.scope(Action::ReadWork)?;
+        let filter = ReportFilter {
+            teams: scope.narrow(filter.teams.as_deref())?,
+            ..filter.clone()
+        };
+        Ok(self.store.list(&filter, page_size(first)?, after).await?)
     }
+}
+
+/// A row the caller may see, or `None`: another team's row reads as a missing one.
+pub fn visible<M: ReadModel>(scope: &TeamScope, view: Option<M::View>) -> Option<M::View> {
+    view.filter(|view| M::team(view).is_some_and(|team| scope.covers(team)))
 }

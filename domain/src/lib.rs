@@ -7,8 +7,10 @@
 
 pub mod error;
 pub mod ids;
+pub mod ownership;
 pub mod report;
 pub mod task;
 pub mod validation;
 
 pub use error::DomainError;
+pub use ownership::TeamOwned;

@@ -26,8 +26,15 @@ pub fn title(field: &str, raw: &str) -> Result<String, DomainError> {
     Ok(trimmed.to_owned())
 }
 
-/// Rejects text longer than `max` characters.
+/// Rejects text longer than `max` characters, or holding a NUL character (which no text or
+/// JSON value can store, so it can only be an attack or a broken client).
 pub fn at_most(field: &str, text: &str, max: usize) -> Result<(), DomainError> {
+    if text.contains('\0') {
+        return Err(DomainError::validation(
+            field,
+            "must not contain NUL characters",
+        ));
+    }
     if text.chars().count() > max {
         return Err(DomainError::validation(
             field,
@@ -96,6 +103,7 @@ mod tests {
         assert!(title("title", &"é".repeat(200)).is_ok());
         assert!(title("title", &"é".repeat(201)).is_err());
         assert!(title("title", " \t ").is_err());
+        assert!(title("title", "nul\0inside").is_err());
     }
 
     #[test]

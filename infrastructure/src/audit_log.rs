@@ -73,6 +73,12 @@ impl AuditLog for PgAuditLog {
         if let Some(to) = filter.to {
             query.push(" AND recorded_at < ").push_bind(to);
         }
+        if let Some(teams) = &filter.teams {
+            query
+                .push(" AND team_id = ANY(")
+                .push_bind(teams.clone())
+                .push(")");
+        }
         if let Some(after) = after {
             query.push(" AND position > ").push_bind(after);
         }
@@ -85,6 +91,23 @@ impl AuditLog for PgAuditLog {
             .await
             .map_err(store_error)?;
         Ok(rows.iter().map(record).collect())
+    }
+
+    async fn team_of(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let team: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT team_id FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
+             ORDER BY sequence LIMIT 1",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(team.flatten())
     }
 
     async fn stream(

@@ -60,29 +60,208 @@ impl std::fmt::Debug for KafkaSettings {
     }
 }
 
+/// Shortest accepted HS256 secret: RFC 7518 asks for a key at least as long as the hash.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
 /// How tokens are checked.
 #[derive(Clone, PartialEq, Eq)]
 pub enum AuthSettings {
-    /// HS256 with this secret.
-    Hs256 {
-        /// The shared secret (never logged).
-        secret: String,
-    },
+    /// Bearer JWTs.
+    Jwt(JwtSettings),
     /// No authentication: every request acts as a dev admin. Only when set explicitly.
     Disabled,
+}
+
+/// Keys and claims of accepted JWTs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JwtSettings {
+    /// HS256 secret (`CHRONICLE_JWT_SECRET`, at least [`MIN_JWT_SECRET_BYTES`]; never logged).
+    pub hs256_secret: Option<String>,
+    /// RS256 public keys, PEM (the contents of `CHRONICLE_JWT_PUBLIC_KEY_FILE`).
+    pub rs256_public_keys: Option<String>,
+    /// Required `iss` (`CHRONICLE_JWT_ISSUER`).
+    pub issuer: Option<String>,
+    /// Required `aud` (`CHRONICLE_JWT_AUDIENCE`).
+    pub audience: Option<String>,
+}
+
+impl AuthSettings {
+    /// HS256 with `secret`, no issuer or audience (tests and local use).
+    pub fn hs256(secret: impl Into<String>) -> Self {
+        Self::Jwt(JwtSettings {
+            hs256_secret: Some(secret.into()),
+            rs256_public_keys: None,
+            issuer: None,
+            audience: None,
+        })
+    }
+
+    /// Reads the auth variables alone (the `token` command needs nothing else).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        match var("CHRONICLE_AUTH").as_deref() {
+            Some("disabled") => return Ok(Self::Disabled),
+            None | Some("jwt") => {}
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "CHRONICLE_AUTH",
+                    message: format!("must be 'jwt' or 'disabled', not {other:?}"),
+                })
+            }
+        }
+        let hs256_secret = var("CHRONICLE_JWT_SECRET");
+        if let Some(secret) = &hs256_secret {
+            if secret.len() < MIN_JWT_SECRET_BYTES {
+                return Err(ConfigError {
+                    variable: "CHRONICLE_JWT_SECRET",
+                    message: format!(
+                        "must be at least {MIN_JWT_SECRET_BYTES} bytes (it is {}); generate one with `openssl rand -hex 32`",
+                        secret.len()
+                    ),
+                });
+            }
+        }
+        let rs256_public_keys = match var("CHRONICLE_JWT_PUBLIC_KEY_FILE") {
+            None => None,
+            Some(path) => Some(
+                std::fs::read_to_string(path.trim()).map_err(|e| ConfigError {
+                    variable: "CHRONICLE_JWT_PUBLIC_KEY_FILE",
+                    message: format!("cannot read {path:?}: {e}"),
+                })?,
+            ),
+        };
+        if hs256_secret.is_none() && rs256_public_keys.is_none() {
+            return Err(ConfigError {
+                variable: "CHRONICLE_JWT_SECRET",
+                message: "is not set; set it (or CHRONICLE_JWT_PUBLIC_KEY_FILE), or CHRONICLE_AUTH=disabled for local experiments"
+                    .to_owned(),
+            });
+        }
+        Ok(Self::Jwt(JwtSettings {
+            hs256_secret,
+            rs256_public_keys,
+            issuer: var("CHRONICLE_JWT_ISSUER"),
+            audience: var("CHRONICLE_JWT_AUDIENCE"),
+        }))
+    }
 }
 
 impl std::fmt::Debug for AuthSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Hs256 { .. } => f.write_str("Hs256 { secret: <redacted> }"),
+            Self::Jwt(jwt) => f
+                .debug_struct("Jwt")
+                .field(
+                    "hs256_secret",
+                    &jwt.hs256_secret.as_ref().map(|_| "<redacted>"),
+                )
+                .field("rs256_public_keys", &jwt.rs256_public_keys.is_some())
+                .field("issuer", &jwt.issuer)
+                .field("audience", &jwt.audience)
+                .finish(),
             Self::Disabled => f.write_str("Disabled"),
         }
     }
 }
 
+/// What one GraphQL request may ask for; beyond any of these the answer is `LIMIT_EXCEEDED`
+/// (HTTP 413 for the body, `RATE_LIMITED` with HTTP 429 for the rate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiLimits {
+    /// Deepest selection nesting (`CHRONICLE_GRAPHQL_MAX_DEPTH`, 12).
+    pub max_depth: usize,
+    /// Most complexity points: one per field, a connection's fields counted once per item of
+    /// its page (`CHRONICLE_GRAPHQL_MAX_COMPLEXITY`, 5000: a full page of 100 tasks with every
+    /// field costs about 2,500; a page of tasks each with a page of history is refused).
+    pub max_complexity: usize,
+    /// Most aliased fields in one document (`CHRONICLE_GRAPHQL_MAX_ALIASES`, 30).
+    pub max_aliases: usize,
+    /// Most operations in one batch (`CHRONICLE_GRAPHQL_MAX_BATCH`, 10).
+    pub max_batch: usize,
+    /// Largest request body in bytes (`CHRONICLE_MAX_BODY_BYTES`, 1 MiB).
+    pub max_body_bytes: usize,
+    /// Longest a request may run (`CHRONICLE_REQUEST_TIMEOUT_MS`, 10 s).
+    pub request_timeout: Duration,
+    /// Whether the schema can be introspected (`CHRONICLE_GRAPHQL_INTROSPECTION`, true).
+    pub introspection: bool,
+    /// Sustained requests per second per subject (`CHRONICLE_RATE_LIMIT_PER_SECOND`, 50; 0 turns
+    /// rate limiting off).
+    pub rate_per_second: u32,
+    /// Requests a subject may send at once above the sustained rate (`CHRONICLE_RATE_LIMIT_BURST`, 100).
+    pub rate_burst: u32,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        Self {
+            max_depth: 12,
+            max_complexity: 5_000,
+            max_aliases: 30,
+            max_batch: 10,
+            max_body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(10),
+            introspection: true,
+            rate_per_second: 50,
+            rate_burst: 100,
+        }
+    }
+}
+
+impl ApiLimits {
+    fn from_env() -> Result<Self, ConfigError> {
+        let default = Self::default();
+        let limits = Self {
+            max_depth: parsed("CHRONICLE_GRAPHQL_MAX_DEPTH", default.max_depth)?,
+            max_complexity: parsed("CHRONICLE_GRAPHQL_MAX_COMPLEXITY", default.max_complexity)?,
+            max_aliases: parsed("CHRONICLE_GRAPHQL_MAX_ALIASES", default.max_aliases)?,
+            max_batch: parsed("CHRONICLE_GRAPHQL_MAX_BATCH", default.max_batch)?,
+            max_body_bytes: parsed("CHRONICLE_MAX_BODY_BYTES", default.max_body_bytes)?,
+            request_timeout: Duration::from_millis(parsed(
+                "CHRONICLE_REQUEST_TIMEOUT_MS",
+                default.request_timeout.as_millis() as u64,
+            )?),
+            introspection: parsed("CHRONICLE_GRAPHQL_INTROSPECTION", default.introspection)?,
+            rate_per_second: parsed("CHRONICLE_RATE_LIMIT_PER_SECOND", default.rate_per_second)?,
+            rate_burst: parsed("CHRONICLE_RATE_LIMIT_BURST", default.rate_burst)?,
+        };
+        for (variable, value) in [
+            ("CHRONICLE_GRAPHQL_MAX_DEPTH", limits.max_depth),
+            ("CHRONICLE_GRAPHQL_MAX_COMPLEXITY", limits.max_complexity),
+            ("CHRONICLE_GRAPHQL_MAX_BATCH", limits.max_batch),
+            ("CHRONICLE_MAX_BODY_BYTES", limits.max_body_bytes),
+        ] {
+            if value == 0 {
+                return Err(ConfigError {
+                    variable,
+                    message: "must be at least 1".to_owned(),
+                });
+            }
+        }
+        if limits.request_timeout.is_zero() {
+            return Err(ConfigError {
+                variable: "CHRONICLE_REQUEST_TIMEOUT_MS",
+                message: "must be at least 1".to_owned(),
+            });
+        }
+        Ok(limits)
+    }
+}
+
+/// A connection string with its password replaced, for logs and `Debug`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((credentials, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}"),
+        None => url.to_owned(),
+    }
+}
+
 /// Every setting of the service.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     /// Postgres connection string.
     pub database_url: String,
@@ -104,6 +283,26 @@ pub struct Settings {
     pub read_your_writes_wait: Duration,
     /// Whether `serve` rebuilds, in the background, projections built by older projection code.
     pub rebuild_outdated: bool,
+    /// Request limits of the GraphQL API.
+    pub limits: ApiLimits,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("database_max_connections", &self.database_max_connections)
+            .field("kafka", &self.kafka)
+            .field("http_addr", &self.http_addr)
+            .field("auth", &self.auth)
+            .field("snapshot_every", &self.snapshot_every)
+            .field("log_json", &self.log_json)
+            .field("outbox_retention", &self.outbox_retention)
+            .field("read_your_writes_wait", &self.read_your_writes_wait)
+            .field("rebuild_outdated", &self.rebuild_outdated)
+            .field("limits", &self.limits)
+            .finish()
+    }
 }
 
 /// Reads one variable; empty counts as unset.
@@ -135,26 +334,7 @@ impl Settings {
 
     /// Reads and validates every setting.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let auth = match (
-            var("CHRONICLE_AUTH").as_deref(),
-            var("CHRONICLE_JWT_SECRET"),
-        ) {
-            (Some("disabled"), _) => AuthSettings::Disabled,
-            (Some(other), _) if other != "jwt" => {
-                return Err(ConfigError {
-                    variable: "CHRONICLE_AUTH",
-                    message: format!("must be 'jwt' or 'disabled', not {other:?}"),
-                })
-            }
-            (_, Some(secret)) => AuthSettings::Hs256 { secret },
-            (_, None) => {
-                return Err(ConfigError {
-                    variable: "CHRONICLE_JWT_SECRET",
-                    message: "is not set; set it, or CHRONICLE_AUTH=disabled for local experiments"
-                        .to_owned(),
-                })
-            }
-        };
+        let auth = AuthSettings::from_env()?;
         let log_json = match var("CHRONICLE_LOG_FORMAT").as_deref() {
             None | Some("pretty") => false,
             Some("json") => true,
@@ -177,6 +357,28 @@ impl Settings {
                 ),
             });
         }
+        let sasl_mechanism = var("KAFKA_SASL_MECHANISM").map(|m| m.to_ascii_uppercase());
+        if security_protocol.starts_with("sasl") {
+            match sasl_mechanism.as_deref() {
+                Some("PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512") => {}
+                other => {
+                    return Err(ConfigError {
+                        variable: "KAFKA_SASL_MECHANISM",
+                        message: format!(
+                            "must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 with {security_protocol}, not {other:?}"
+                        ),
+                    })
+                }
+            }
+            for variable in ["KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"] {
+                if var(variable).is_none() {
+                    return Err(ConfigError {
+                        variable,
+                        message: format!("is required with {security_protocol}"),
+                    });
+                }
+            }
+        }
         let partitions: i32 = parsed("KAFKA_PARTITIONS", 6)?;
         if partitions < 1 {
             return Err(ConfigError {
@@ -193,7 +395,7 @@ impl Settings {
                 partitions,
                 replication_factor: parsed("KAFKA_REPLICATION_FACTOR", 1)?,
                 security_protocol,
-                sasl_mechanism: var("KAFKA_SASL_MECHANISM"),
+                sasl_mechanism,
                 sasl_username: var("KAFKA_SASL_USERNAME"),
                 sasl_password: var("KAFKA_SASL_PASSWORD"),
                 ssl_ca_location: var("KAFKA_SSL_CA_LOCATION"),
@@ -208,6 +410,38 @@ impl Settings {
             outbox_retention: Duration::from_secs(parsed("CHRONICLE_OUTBOX_RETENTION_SECS", 3600)?),
             read_your_writes_wait: Duration::from_millis(parsed("CHRONICLE_READ_WAIT_MS", 2000)?),
             rebuild_outdated: parsed("CHRONICLE_REBUILD_OUTDATED", true)?,
+            limits: ApiLimits::from_env()?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_debug_output() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/chronicle"),
+            "postgres://app:<redacted>@db:5432/chronicle"
+        );
+        assert_eq!(
+            redact_url("postgres://db/chronicle"),
+            "postgres://db/chronicle"
+        );
+        let auth = AuthSettings::hs256("x".repeat(40));
+        assert!(!format!("{auth:?}").contains("xxxx"));
+        let kafka = KafkaSettings {
+            brokers: "b:9092".into(),
+            topic_prefix: String::new(),
+            partitions: 1,
+            replication_factor: 1,
+            security_protocol: "sasl_ssl".into(),
+            sasl_mechanism: Some("SCRAM-SHA-512".into()),
+            sasl_username: Some("svc".into()),
+            sasl_password: Some("kafka-pass-123".into()),
+            ssl_ca_location: None,
+        };
+        assert!(!format!("{kafka:?}").contains("kafka-pass-123"));
     }
 }

@@ -43,9 +43,9 @@ pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
 const APPEND_SQL: &str = r#"
 WITH new_events AS (
     INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
-                        payload, metadata, event_id, recorded_at, hash, previous_hash)
+                        payload, metadata, event_id, recorded_at, hash, previous_hash, team_id)
     SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, e.metadata,
-           e.event_id, e.recorded_at, e.hash, e.previous_hash
+           e.event_id, e.recorded_at, e.hash, e.previous_hash, $22
     FROM UNNEST($3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[], $8::uuid[],
                 $9::timestamptz[], $10::text[], $11::text[])
          AS e(sequence, event_type, event_version, payload, metadata, event_id, recorded_at,
@@ -195,6 +195,7 @@ impl EventStore for PgEventStore {
             .bind(idempotency.map(|i| i.key.clone()))
             .bind(idempotency.map(|i| i.command.clone()))
             .bind(idempotency.map(|i| i.version as i64))
+            .bind(&batch.team_id)
             .execute(&self.pool)
             .await
             .map_err(store_error)?;

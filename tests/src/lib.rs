@@ -9,6 +9,7 @@
 //! `./scripts/test`.
 
 pub mod seed;
+pub mod ws;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,7 +18,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use chronicle_api::app::{self, Parts, RunningService};
 use chronicle_api::auth::Authenticator;
-use chronicle_infrastructure::config::{AuthSettings, KafkaSettings, Settings};
+use chronicle_infrastructure::config::{ApiLimits, AuthSettings, KafkaSettings, Settings};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::ClientConfig;
@@ -80,14 +81,17 @@ pub fn test_settings(database_url: &str, brokers: &str) -> Settings {
             ssl_ca_location: None,
         },
         http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        auth: AuthSettings::Hs256 {
-            secret: TEST_SECRET.to_owned(),
-        },
+        auth: AuthSettings::hs256(TEST_SECRET),
         snapshot_every: 5,
         log_json: false,
         outbox_retention: Duration::from_secs(3600),
         read_your_writes_wait: Duration::from_secs(15),
         rebuild_outdated: true,
+        // Tests drive many requests from one subject; the rate limit has its own tests.
+        limits: ApiLimits {
+            rate_per_second: 0,
+            ..ApiLimits::default()
+        },
     }
 }
 

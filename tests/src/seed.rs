@@ -39,8 +39,8 @@ async fn seed(pool: &PgPool, tasks: usize, legacy: bool) -> anyhow::Result<u64> 
     let mut first = 0usize;
     while first < tasks {
         let count = CHUNK_TASKS.min(tasks - first);
-        let events = chunk(first, count, start, legacy)?;
-        insert(pool, &events).await?;
+        let (events, teams) = chunk(first, count, start, legacy)?;
+        insert(pool, &events, &teams).await?;
         written += events.len() as u64;
         first += count;
     }
@@ -52,20 +52,23 @@ fn chunk(
     count: usize,
     start: DateTime<Utc>,
     legacy: bool,
-) -> anyhow::Result<Vec<StoredEvent>> {
+) -> anyhow::Result<(Vec<StoredEvent>, Vec<String>)> {
     let ids: Vec<Uuid> = (0..count).map(|_| Uuid::now_v7()).collect();
     let mut previous: Vec<String> = vec![GENESIS_HASH.to_owned(); count];
     let mut events = Vec::with_capacity(count * EVENTS_PER_TASK);
+    // The owning team of each event, written beside it as the service's append does.
+    let mut teams = Vec::with_capacity(count * EVENTS_PER_TASK);
     for step in 0..EVENTS_PER_TASK {
         for (offset, id) in ids.iter().enumerate() {
             let n = first + offset;
+            let team = format!("team-{}", n % 50);
             let actor = format!("u-{}", (n * 7 + step) % ACTORS);
             let event = match step {
                 0 => TaskEvent::TaskCreated {
                     task_id: *id,
                     title: format!("seeded task {n}"),
                     description: "written by the benchmark seeder".to_owned(),
-                    team_id: TeamId::parse("teamId", &format!("team-{}", n % 50))?,
+                    team_id: TeamId::parse("teamId", &team)?,
                     creator_id: UserId::parse("creatorId", &actor)?,
                     assignee_id: None,
                     priority: Priority::Normal,
@@ -113,18 +116,20 @@ fn chunk(
             stored.hash = event_hash(&stored);
             previous[offset].clone_from(&stored.hash);
             events.push(stored);
+            teams.push(team);
         }
     }
-    Ok(events)
+    Ok((events, teams))
 }
 
-async fn insert(pool: &PgPool, events: &[StoredEvent]) -> anyhow::Result<()> {
+async fn insert(pool: &PgPool, events: &[StoredEvent], teams: &[String]) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
-                             payload, metadata, event_id, recorded_at, hash, previous_hash)
+                             payload, metadata, event_id, recorded_at, hash, previous_hash,
+                             team_id)
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
                               $6::jsonb[], $7::jsonb[], $8::uuid[], $9::timestamptz[],
-                              $10::text[], $11::text[])",
+                              $10::text[], $11::text[], $12::text[])",
     )
     .bind(
         events
@@ -167,6 +172,7 @@ async fn insert(pool: &PgPool, events: &[StoredEvent]) -> anyhow::Result<()> {
             .map(|e| e.previous_hash.clone())
             .collect::<Vec<_>>(),
     )
+    .bind(teams)
     .execute(pool)
     .await?;
     Ok(())

@@ -14,7 +14,7 @@ const TRAIL: &str = "query($f: AuditFilter!, $first: Int, $after: String) {
     pageInfo { hasNextPage endCursor } } }";
 
 fn auditor(app: &TestApp) -> String {
-    app.token("u-auditor", &["auditor"], &[])
+    app.token("u-auditor", &["auditor"], &["*"])
 }
 
 /// Every matching event, following pages of `first`.

@@ -2,58 +2,9 @@
 
 use std::time::Duration;
 
+use chronicle_tests::ws::{connect, next_json, open, subscribe};
 use chronicle_tests::TestApp;
-use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Message;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn connect(app: &TestApp, token: &str) -> Socket {
-    let url = format!("{}/graphql/ws", app.base_url.replace("http://", "ws://"));
-    let mut request = url.into_client_request().unwrap();
-    request.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    let init =
-        json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}});
-    socket
-        .send(Message::Text(init.to_string().into()))
-        .await
-        .unwrap();
-    let ack = next_json(&mut socket).await.expect("connection_ack");
-    assert_eq!(ack["type"], "connection_ack", "{ack}");
-    socket
-}
-
-async fn next_json(socket: &mut Socket) -> Option<Value> {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(30), socket.next())
-            .await
-            .ok()??
-            .ok()?;
-        if let Message::Text(text) = message {
-            let value: Value = serde_json::from_str(&text).ok()?;
-            if value["type"] == "ping" {
-                continue;
-            }
-            return Some(value);
-        }
-    }
-}
-
-async fn subscribe(socket: &mut Socket, id: &str, query: &str, variables: Value) {
-    let message =
-        json!({"id": id, "type": "subscribe", "payload": {"query": query, "variables": variables}});
-    socket
-        .send(Message::Text(message.to_string().into()))
-        .await
-        .unwrap();
-}
 
 #[tokio::test]
 async fn task_events_of_a_team_arrive_as_they_happen_and_other_teams_stay_out() {
@@ -175,25 +126,11 @@ async fn report_status_pushes_each_status_until_completed() {
 #[tokio::test]
 async fn a_subscription_without_a_valid_token_is_refused() {
     let app = TestApp::spawn().await.unwrap();
-    let url = format!("{}/graphql/ws", app.base_url.replace("http://", "ws://"));
-    let mut request = url.into_client_request().unwrap();
-    request.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "graphql-transport-ws".parse().unwrap(),
+    let (_socket, reply) = open(&app, "forged").await;
+    assert!(
+        reply.is_none(),
+        "expected the connection to be closed, got {reply:?}"
     );
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    let init = json!({"type": "connection_init", "payload": {"Authorization": "Bearer forged"}});
-    socket
-        .send(Message::Text(init.to_string().into()))
-        .await
-        .unwrap();
-    let reply = tokio::time::timeout(Duration::from_secs(10), socket.next())
-        .await
-        .unwrap();
-    match reply {
-        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {}
-        Some(Ok(other)) => panic!("expected the connection to be closed, got {other:?}"),
-    }
 }
 
 #[tokio::test]

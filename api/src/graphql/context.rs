@@ -3,17 +3,16 @@
 use std::sync::Arc;
 
 use async_graphql::Context;
+use chronicle_application::access::{Action, Principal, TeamScope};
 use chronicle_application::audit::{AuditQueries, TimeTravel};
 use chronicle_application::commands::{ReportCommands, TaskCommands};
-use chronicle_application::live::LiveFeed;
+use chronicle_application::live::LiveWatch;
 use chronicle_application::metadata::CommandMetadata;
 use chronicle_application::projection::report::ReportReadModel;
 use chronicle_application::projection::task::TaskReadModel;
 use chronicle_application::queries::{ReportQueries, TaskQueries};
 use chronicle_application::replay::Rebuilder;
 use chronicle_application::AppError;
-
-use crate::auth::Actor;
 
 /// The use cases the schema serves.
 #[derive(Clone)]
@@ -26,8 +25,8 @@ pub struct Services {
     pub report_commands: Arc<ReportCommands>,
     /// Report queries.
     pub report_queries: Arc<ReportQueries>,
-    /// Events as this instance reads them, for subscriptions.
-    pub live_feed: LiveFeed,
+    /// Events as this instance reads them, for subscriptions (scoped to the caller's teams).
+    pub live: LiveWatch,
     /// The audit trail and chain verification.
     pub audit: Arc<AuditQueries>,
     /// Tasks as they were.
@@ -42,7 +41,7 @@ pub struct Services {
 #[derive(Debug, Clone)]
 pub struct RequestContext {
     /// The authenticated caller, if the request carried valid credentials.
-    pub actor: Option<Actor>,
+    pub principal: Option<Principal>,
     /// Why credentials were refused, if they were.
     pub auth_error: Option<String>,
     /// From `X-Correlation-Id`, or generated; returned in the response header.
@@ -54,40 +53,22 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
-    /// The caller, or `UNAUTHENTICATED`.
-    pub fn actor(&self) -> Result<&Actor, AppError> {
-        self.actor.as_ref().ok_or(AppError::Unauthenticated)
+    /// The caller, or `UNAUTHENTICATED`. What it may do is decided by the use cases it is
+    /// handed to ([`chronicle_application::access`]).
+    pub fn principal(&self) -> Result<&Principal, AppError> {
+        self.principal.as_ref().ok_or(AppError::Unauthenticated)
     }
 
-    /// The caller if it may read the audit trail and travel in time (`auditor` or `admin`),
-    /// else `FORBIDDEN`.
-    pub fn auditor(&self) -> Result<&Actor, AppError> {
-        let actor = self.actor()?;
-        if actor.has_role("auditor") {
-            Ok(actor)
-        } else {
-            Err(AppError::Forbidden(
-                "the audit trail and past states need the auditor or admin role".to_owned(),
-            ))
-        }
-    }
-
-    /// The caller if it may operate the service (rebuild projections): `admin`, else
-    /// `FORBIDDEN`.
-    pub fn admin(&self) -> Result<&Actor, AppError> {
-        let actor = self.actor()?;
-        if actor.roles.iter().any(|r| r == "admin") {
-            Ok(actor)
-        } else {
-            Err(AppError::Forbidden(
-                "projections are operated by the admin role".to_owned(),
-            ))
-        }
+    /// The teams `action` reaches for the caller, for edge operations without a use case of
+    /// their own (projection operations); `FORBIDDEN` when no role allows it.
+    pub fn may(&self, action: Action) -> Result<TeamScope, AppError> {
+        self.principal()?.scope(action)
     }
 
     /// Metadata for a command issued by this request.
+    /// The actor is always the token's subject: no input can set it.
     pub fn metadata(&self, idempotency_key: Option<String>) -> Result<CommandMetadata, AppError> {
-        let actor = self.actor()?;
+        let principal = self.principal()?;
         if let Some(key) = &idempotency_key {
             if key.is_empty() || key.chars().count() > 128 {
                 return Err(AppError::validation(
@@ -97,7 +78,7 @@ impl RequestContext {
             }
         }
         Ok(CommandMetadata {
-            actor_id: actor.id.clone(),
+            actor_id: principal.subject().to_owned(),
             correlation_id: self.correlation_id.clone(),
             causation_id: self.request_id.clone(),
             traceparent: self.traceparent.clone(),

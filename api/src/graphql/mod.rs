@@ -3,6 +3,7 @@
 mod audit;
 mod context;
 mod error;
+mod limits;
 mod mutation;
 mod projection;
 mod query;
@@ -11,9 +12,11 @@ mod subscription;
 mod task;
 
 use async_graphql::{MergedObject, MergedSubscription, Schema};
+use chronicle_infrastructure::config::ApiLimits;
 
 pub use context::{RequestContext, Services};
 pub use error::{with_error_codes, ErrorCode};
+pub use limits::limit_error;
 pub use mutation::MutationRoot;
 pub use query::QueryRoot;
 pub use subscription::SubscriptionRoot;
@@ -37,15 +40,28 @@ pub struct Subscription(SubscriptionRoot, projection::ProjectionSubscription);
 /// The schema type served at `/graphql`.
 pub type ChronicleSchema = Schema<Query, Mutation, Subscription>;
 
-/// Builds the schema over `services`.
-pub fn build_schema(services: Services) -> ChronicleSchema {
-    Schema::build(
+/// Directives one field may carry: the schema has only `@skip`/`@include`, so more than a few
+/// is noise meant to slow validation down.
+const MAX_DIRECTIVES_PER_FIELD: usize = 4;
+
+/// Builds the schema over `services`, refusing documents beyond `limits` before any resolver
+/// runs.
+pub fn build_schema(services: Services, limits: &ApiLimits) -> ChronicleSchema {
+    let builder = Schema::build(
         Query::default(),
         Mutation::default(),
         Subscription::default(),
     )
     .data(services)
-    .limit_depth(12)
-    .limit_complexity(2_000)
-    .finish()
+    .limit_depth(limits.max_depth)
+    .limit_complexity(limits.max_complexity)
+    .limit_directives(MAX_DIRECTIVES_PER_FIELD)
+    .extension(limits::AliasLimit {
+        max: limits.max_aliases,
+    });
+    if limits.introspection {
+        builder.finish()
+    } else {
+        builder.disable_introspection().finish()
+    }
 }

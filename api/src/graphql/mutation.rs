@@ -38,13 +38,14 @@ impl MutationRoot {
     ) -> async_graphql::Result<TaskPayload> {
         let request = ctx.request();
         let run = async {
+            let principal = request.principal()?;
             let metadata = request.metadata(idempotency_key)?;
             let id = parse_id("id", id)?;
             let expected = parse_version("expectedVersion", expected_version)?;
             let outcome = ctx
                 .services()
                 .task_commands
-                .run(id, command, name, expected, &metadata)
+                .run(principal, id, command, name, expected, &metadata)
                 .await?;
             payload(outcome)
         };
@@ -62,11 +63,13 @@ impl MutationRoot {
     ) -> async_graphql::Result<TaskPayload> {
         let request = ctx.request();
         let run = async {
+            let principal = request.principal()?;
             let metadata = request.metadata(input.idempotency_key)?;
             let outcome = ctx
                 .services()
                 .task_commands
                 .create(
+                    principal,
                     NewTask {
                         title: input.title,
                         description: input.description,
@@ -270,11 +273,13 @@ impl MutationRoot {
     ) -> async_graphql::Result<ReportPayload> {
         let request = ctx.request();
         let run = async {
+            let principal = request.principal()?;
             let metadata = request.metadata(input.idempotency_key)?;
             let outcome = ctx
                 .services()
                 .report_commands
                 .request(
+                    principal,
                     input.kind.into(),
                     input.team_id,
                     input.from,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::{Context, Enum, Object, SimpleObject, Subscription};
+use chronicle_application::access::Action;
 use chronicle_application::replay::{
     ProjectionState as AppState, ProjectionStatus as AppStatus, Rebuilder,
 };
@@ -135,7 +136,7 @@ impl ProjectionQuery {
     async fn projections(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ProjectionStatus>> {
         let request = ctx.request();
         let run = async {
-            request.admin()?;
+            request.may(Action::Operate)?;
             statuses(&ctx.services().rebuilder).await
         };
         run.await.map_err(|e| to_graphql(e, request))
@@ -160,10 +161,11 @@ impl ProjectionMutation {
         let request = ctx.request();
         let rebuilder: Arc<Rebuilder> = ctx.services().rebuilder.clone();
         let run = async {
-            let actor = request.admin()?;
+            request.may(Action::Operate)?;
+            let actor = request.principal()?;
             let claimed = rebuilder.claim(&name).await?;
             let names: Vec<&'static str> = claimed.names().to_vec();
-            tracing::info!(actor = %actor.id, projections = ?names, "rebuild requested");
+            tracing::info!(actor = %actor.subject(), projections = ?names, "rebuild requested");
             let background = rebuilder.clone();
             tokio::spawn(async move {
                 match background.finish(claimed, &|_| {}).await {
@@ -221,7 +223,7 @@ async fn set_paused(
     let request = ctx.request();
     let rebuilder = &ctx.services().rebuilder;
     let run = async {
-        request.admin()?;
+        request.may(Action::Operate)?;
         rebuilder.set_paused(name, paused).await?;
         statuses(rebuilder)
             .await?
@@ -248,7 +250,7 @@ impl ProjectionSubscription {
         let request = ctx.request();
         let rebuilder = ctx.services().rebuilder.clone();
         (|| {
-            request.admin()?;
+            request.may(Action::Operate)?;
             match rebuilder.select(&name)?.as_slice() {
                 [_] => Ok(()),
                 _ => Err(AppError::validation("name", "name one projection, not all")),

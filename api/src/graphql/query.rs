@@ -2,9 +2,7 @@
 
 use async_graphql::{Context, Object, ID};
 use chronicle_application::audit::PointInTime;
-use chronicle_application::queries::{
-    Page, ReportFilter as AppReportFilter, TaskFilter as AppTaskFilter,
-};
+use chronicle_application::queries::Page;
 use chronicle_application::AppError;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -102,14 +100,16 @@ impl QueryRoot {
     ) -> async_graphql::Result<Option<Task>> {
         let request = ctx.request();
         let run = async {
-            request.actor()?;
+            let principal = request.principal()?;
             let id = parse_id("id", &id)?;
             if let Some(point) = point_in_time(at_version, as_of, min_version)? {
-                request.auditor()?;
-                return ctx.services().task_history.at(id, point).await;
+                return ctx.services().task_history.at(principal, id, point).await;
             }
             let min_version = parse_version("minVersion", min_version)?;
-            ctx.services().task_queries.get(id, min_version).await
+            ctx.services()
+                .task_queries
+                .get(principal, id, min_version)
+                .await
         };
         run.await
             .map(|view| view.map(Task))
@@ -117,6 +117,7 @@ impl QueryRoot {
     }
 
     /// Tasks in creation order, filtered, paged by keyset cursors (`first` at most 100).
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity")]
     async fn tasks(
         &self,
         ctx: &Context<'_>,
@@ -126,23 +127,15 @@ impl QueryRoot {
     ) -> async_graphql::Result<TaskConnection> {
         let request = ctx.request();
         let run = async {
-            request.actor()?;
+            let principal = request.principal()?;
             let after = after
                 .as_deref()
                 .map(|c| decode_cursor("task", c))
                 .transpose()?;
-            let filter = filter.unwrap_or_default();
-            let filter = AppTaskFilter {
-                team_id: filter.team_id,
-                status: filter.status.map(Into::into),
-                assignee_id: filter.assignee_id,
-                priority: filter.priority.map(Into::into),
-                label: filter.label,
-                text: filter.text.filter(|t| !t.is_empty()),
-            };
+            let filter = filter.unwrap_or_default().into_app()?;
             ctx.services()
                 .task_queries
-                .list(&filter, first.map(i64::from), after)
+                .list(principal, &filter, first.map(i64::from), after)
                 .await
         };
         let page = run.await.map_err(|e| to_graphql(e, request))?;
@@ -170,14 +163,16 @@ impl QueryRoot {
     ) -> async_graphql::Result<Option<Report>> {
         let request = ctx.request();
         let run = async {
-            request.actor()?;
+            let principal = request.principal()?;
             let id = parse_id("id", &id)?;
             if let Some(point) = point_in_time(at_version, as_of, min_version)? {
-                request.auditor()?;
-                return ctx.services().report_history.at(id, point).await;
+                return ctx.services().report_history.at(principal, id, point).await;
             }
             let min_version = parse_version("minVersion", min_version)?;
-            ctx.services().report_queries.get(id, min_version).await
+            ctx.services()
+                .report_queries
+                .get(principal, id, min_version)
+                .await
         };
         run.await
             .map(|view| view.map(Report))
@@ -185,6 +180,7 @@ impl QueryRoot {
     }
 
     /// Reports in request order, filtered, paged by keyset cursors (`first` at most 100).
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity")]
     async fn reports(
         &self,
         ctx: &Context<'_>,
@@ -194,21 +190,16 @@ impl QueryRoot {
     ) -> async_graphql::Result<ReportConnection> {
         let request = ctx.request();
         let run = async {
-            request.actor()?;
+            let principal = request.principal()?;
             let after = after
                 .as_deref()
                 .map(|c| decode_cursor("report", c))
                 .transpose()?;
-            let filter = filter.unwrap_or_default();
-            let filter = AppReportFilter {
-                team_id: filter.team_id,
-                status: filter.status.map(Into::into),
-                kind: filter.kind.map(Into::into),
-            };
+            let filter = filter.unwrap_or_default().into_app()?;
             let page = ctx
                 .services()
                 .report_queries
-                .list(&filter, first.map(i64::from), after)
+                .list(principal, &filter, first.map(i64::from), after)
                 .await?;
             Ok::<_, AppError>((page, after))
         };

@@ -2,6 +2,7 @@
 
 use async_graphql::{Context, Enum, InputObject, Json, Object, SimpleObject, ID};
 use chronicle_application::projection::report::ReportView;
+use chronicle_application::AppError;
 use chronicle_domain::report;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -136,6 +137,7 @@ impl Report {
         self.0.completed_at
     }
     /// The report's audit events in order (auditors and admins).
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity")]
     async fn history(
         &self,
         ctx: &Context<'_>,
@@ -177,6 +179,21 @@ pub struct ReportFilter {
     pub status: Option<ReportStatus>,
     /// Only this kind.
     pub kind: Option<ReportKind>,
+}
+
+impl ReportFilter {
+    /// The filter as the use case takes it, the team id checked.
+    pub fn into_app(self) -> Result<chronicle_application::queries::ReportFilter, AppError> {
+        let team = self
+            .team_id
+            .map(|t| chronicle_domain::ids::TeamId::parse("filter.teamId", &t))
+            .transpose()?;
+        Ok(chronicle_application::queries::ReportFilter {
+            teams: team.map(|t| vec![t.to_string()]),
+            status: self.status.map(Into::into),
+            kind: self.kind.map(Into::into),
+        })
+    }
 }
 
 /// An edge of the report connection.
@@ -225,11 +242,16 @@ impl ReportPayload {
     }
     /// The report at (at least) this version, from the read model.
     async fn report(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Report>> {
-        ctx.services()
-            .report_queries
-            .get(self.id, Some(self.version))
-            .await
+        let request = ctx.request();
+        let run = async {
+            let principal = request.principal()?;
+            ctx.services()
+                .report_queries
+                .get(principal, self.id, Some(self.version))
+                .await
+        };
+        run.await
             .map(|view| view.map(Report))
-            .map_err(|e| to_graphql(e, ctx.request()))
+            .map_err(|e| to_graphql(e, request))
     }
 }

@@ -1,14 +1,13 @@
 //! Subscriptions over graphql-transport-ws, fed from the live event feed.
 
-use std::collections::HashMap;
-
 use async_graphql::{Context, Json, Object, Subscription, ID};
+use chronicle_application::live::Watch;
 use chronicle_application::message::EventMessage;
 use chronicle_application::AppError;
+use chronicle_domain::ids::TeamId;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, Stream, StreamExt};
 use serde_json::Value;
-use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use super::context::ContextExt;
@@ -102,7 +101,8 @@ pub struct SubscriptionRoot;
 
 #[Subscription]
 impl SubscriptionRoot {
-    /// Task changes as they happen, of one task (`taskId`) and/or one team (`teamId`).
+    /// Task changes as they happen, of one task (`taskId`) and/or one team (`teamId`), of the
+    /// caller's teams only.
     async fn task_events(
         &self,
         ctx: &Context<'_>,
@@ -110,69 +110,25 @@ impl SubscriptionRoot {
         team_id: Option<ID>,
     ) -> async_graphql::Result<impl Stream<Item = TaskEventNotification>> {
         let request = ctx.request();
-        let services = ctx.services().clone();
         let setup = || -> Result<_, AppError> {
-            request.actor()?;
-            let task_id = task_id
+            let principal = request.principal()?;
+            let aggregate_id = task_id
                 .as_ref()
-                .map(|id| parse_id("taskId", id))
+                .map(|id| parse_id("taskId", id).map(|id| id.to_string()))
                 .transpose()?;
-            Ok(task_id)
+            let teams = team_id
+                .as_ref()
+                .map(|t| TeamId::parse("teamId", t).map(|t| vec![t.to_string()]))
+                .transpose()?;
+            let watch = Watch {
+                aggregate_type: "Task",
+                aggregate_id,
+                teams,
+            };
+            ctx.services().live.watch(principal, watch)
         };
-        let task_id = setup().map_err(|e| to_graphql(e, request))?;
-        let team_id = team_id.map(|t| t.0);
-        let receiver = services.live_feed.subscribe();
-        // Team of each task seen, so later events (which do not repeat the team) can be
-        // filtered without a query per event; the read model answers for older tasks.
-        let teams: HashMap<String, String> = HashMap::new();
-        let state = (receiver, teams, services);
-        Ok(stream::unfold(
-            state,
-            move |(mut receiver, mut teams, services)| {
-                let team_id = team_id.clone();
-                async move {
-                    loop {
-                        let message = match receiver.recv().await {
-                            Ok(message) => message,
-                            Err(RecvError::Lagged(missed)) => {
-                                tracing::warn!(missed, "subscriber too slow; events skipped");
-                                continue;
-                            }
-                            Err(RecvError::Closed) => return None,
-                        };
-                        if message.aggregate_type != "Task" {
-                            continue;
-                        }
-                        if task_id.is_some_and(|id| id.to_string() != message.aggregate_id) {
-                            continue;
-                        }
-                        if let Some(wanted) = &team_id {
-                            if let Some(team) = message.payload["teamId"].as_str() {
-                                teams.insert(message.aggregate_id.clone(), team.to_owned());
-                            }
-                            if !teams.contains_key(&message.aggregate_id) {
-                                if let Ok(id) = message.aggregate_id.parse::<Uuid>() {
-                                    if let Ok(Some(view)) =
-                                        services.task_queries.get(id, None).await
-                                    {
-                                        if let Some(team) = view.state.team_id {
-                                            teams.insert(
-                                                message.aggregate_id.clone(),
-                                                team.to_string(),
-                                            );
-                                        }
-                                    }
-                                }
-                            }
-                            if teams.get(&message.aggregate_id) != Some(wanted) {
-                                continue;
-                            }
-                        }
-                        return Some((TaskEventNotification(message), (receiver, teams, services)));
-                    }
-                }
-            },
-        ))
+        let events = setup().map_err(|e| to_graphql(e, request))?;
+        Ok(events.map(TaskEventNotification))
     }
 
     /// A report's status: its current status first, then each change; ends when the report
@@ -184,16 +140,22 @@ impl SubscriptionRoot {
     ) -> async_graphql::Result<impl Stream<Item = ReportStatusNotification>> {
         let request = ctx.request();
         let services = ctx.services().clone();
-        let report_id = (|| {
-            request.actor()?;
-            parse_id("reportId", &report_id)
-        })()
-        .map_err(|e| to_graphql(e, request))?;
-        // Subscribe before reading the current state so no change falls in between.
-        let receiver = services.live_feed.subscribe();
+        let principal = request.principal().map_err(|e| to_graphql(e, request))?;
+        let report_id = parse_id("reportId", &report_id).map_err(|e| to_graphql(e, request))?;
+        // Subscribe before reading the current state so no change falls in between. Both are
+        // scoped: another team's report is silent, as one that does not exist.
+        let watch = Watch {
+            aggregate_type: "Report",
+            aggregate_id: Some(report_id.to_string()),
+            teams: None,
+        };
+        let changes = services
+            .live
+            .watch(principal, watch)
+            .map_err(|e| to_graphql(e, request))?;
         let current = services
             .report_queries
-            .get(report_id, None)
+            .get(principal, report_id, None)
             .await
             .map_err(|e| to_graphql(e, request))?;
         let first = current.map(|view| ReportStatusNotification {
@@ -207,20 +169,13 @@ impl SubscriptionRoot {
             .as_ref()
             .is_some_and(|n| matches!(n.status, ReportStatus::Completed | ReportStatus::Failed));
         let live = stream::unfold(
-            (receiver, finished_already, last_version),
-            move |(mut receiver, finished, mut last_version)| async move {
+            (changes, finished_already, last_version),
+            move |(mut changes, finished, mut last_version)| async move {
                 if finished {
                     return None;
                 }
                 loop {
-                    let message = match receiver.recv().await {
-                        Ok(message) => message,
-                        Err(RecvError::Lagged(_)) => continue,
-                        Err(RecvError::Closed) => return None,
-                    };
-                    if message.aggregate_id != report_id.to_string() {
-                        continue;
-                    }
+                    let message = changes.next().await?;
                     if message.sequence <= last_version {
                         continue; // already reported (the initial state or a redelivery)
                     }
@@ -235,7 +190,7 @@ impl SubscriptionRoot {
                         version: message.sequence,
                         error,
                     };
-                    return Some((notification, (receiver, done, last_version)));
+                    return Some((notification, (changes, done, last_version)));
                 }
             },
         );

@@ -143,6 +143,7 @@ impl Task {
         self.0.updated_at
     }
     /// The task's audit events in order (auditors and admins).
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity")]
     async fn history(
         &self,
         ctx: &Context<'_>,
@@ -175,6 +176,39 @@ pub struct TaskFilter {
     pub label: Option<String>,
     /// Case-insensitive text in title or description.
     pub text: Option<String>,
+}
+
+/// Longest `text` filter: longer is not a search a person types.
+pub const MAX_TEXT_FILTER_CHARS: usize = 200;
+
+impl TaskFilter {
+    /// The filter as the use case takes it, every field checked (the error names it).
+    pub fn into_app(self) -> Result<chronicle_application::queries::TaskFilter, AppError> {
+        use chronicle_domain::ids::{TeamId, UserId};
+        use chronicle_domain::validation::{at_most, MAX_LABEL_CHARS};
+        let team = self
+            .team_id
+            .map(|t| TeamId::parse("filter.teamId", &t))
+            .transpose()?;
+        let assignee = self
+            .assignee_id
+            .map(|a| UserId::parse("filter.assigneeId", &a))
+            .transpose()?;
+        if let Some(label) = &self.label {
+            at_most("filter.label", label, MAX_LABEL_CHARS)?;
+        }
+        if let Some(text) = &self.text {
+            at_most("filter.text", text, MAX_TEXT_FILTER_CHARS)?;
+        }
+        Ok(chronicle_application::queries::TaskFilter {
+            teams: team.map(|t| vec![t.to_string()]),
+            status: self.status.map(Into::into),
+            assignee_id: assignee.map(|a| a.to_string()),
+            priority: self.priority.map(Into::into),
+            label: self.label,
+            text: self.text.filter(|t| !t.is_empty()),
+        })
+    }
 }
 
 /// An edge of the task connection.
@@ -291,12 +325,17 @@ impl TaskPayload {
     }
     /// The task at (at least) this version: waits, bounded, for the read model to catch up.
     async fn task(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Task>> {
-        ctx.services()
-            .task_queries
-            .get(self.id, Some(self.version))
-            .await
+        let request = ctx.request();
+        let run = async {
+            let principal = request.principal()?;
+            ctx.services()
+                .task_queries
+                .get(principal, self.id, Some(self.version))
+                .await
+        };
+        run.await
             .map(|view| view.map(Task))
-            .map_err(|e| to_graphql(e, ctx.request()))
+            .map_err(|e| to_graphql(e, request))
     }
 }
 

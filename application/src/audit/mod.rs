@@ -4,7 +4,7 @@
 //! - [`chain`] checks the tamper-evidence hash chain, of one aggregate or of the whole store;
 //! - [`time_travel`] folds an aggregate's events up to a version or an instant.
 //!
-//! Only auditors and admins may call these; the edge checks the role before it calls.
+//! Only auditors and admins may call these, on their teams' aggregates ([`crate::access`]).
 
 pub mod chain;
 pub mod store_check;
@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::access::{Action, Principal};
 use crate::error::AppError;
 use crate::event_log::StoredEvent;
 use crate::ports::AuditLog;
@@ -42,6 +43,9 @@ pub struct AuditFilter {
     pub from: Option<DateTime<Utc>>,
     /// Recorded before.
     pub to: Option<DateTime<Utc>>,
+    /// Only aggregates of these teams (`None`: every team); set from the caller's scope by
+    /// [`AuditQueries::trail`], never by a client.
+    pub teams: Option<Vec<String>>,
 }
 
 /// One event of the trail with its global position (the trail's order and cursor).
@@ -85,15 +89,22 @@ impl AuditQueries {
     /// Pages are stable while events are appended: new events only ever appear after the ones
     /// already served (the store shows an event once every transaction that started before it
     /// ended, so a late commit cannot slip in behind a page already read).
+    /// Only events of the caller's teams' aggregates appear.
     pub async fn trail(
         &self,
+        principal: &Principal,
         filter: &AuditFilter,
         first: Option<i64>,
         after: Option<i64>,
     ) -> Result<AuditPage, AppError> {
+        let scope = principal.scope(Action::ReadAudit)?;
         validate(filter)?;
         let limit = page_size(first)?;
-        let mut items = self.log.trail(filter, after, limit + 1).await?;
+        let filter = AuditFilter {
+            teams: scope.restriction().map(<[String]>::to_vec),
+            ..filter.clone()
+        };
+        let mut items = self.log.trail(&filter, after, limit + 1).await?;
         let has_next_page = items.len() > limit;
         items.truncate(limit);
         Ok(AuditPage {
@@ -102,21 +113,28 @@ impl AuditQueries {
         })
     }
 
-    /// Checks one aggregate's chain; `NOT_FOUND` when it has no events and nothing saw any.
+    /// Checks one aggregate's chain; `NOT_FOUND` when it has no events and nothing saw any, or
+    /// when it belongs to a team outside the caller's scope.
     pub async fn verify(
         &self,
+        principal: &Principal,
         aggregate_type: &str,
         aggregate_id: &str,
     ) -> Result<ChainCheck, AppError> {
+        let scope = principal.scope(Action::ReadAudit)?;
+        let not_found = || AppError::NotFound(format!("{aggregate_type} {aggregate_id}"));
+        if let Some(team) = self.log.team_of(aggregate_type, aggregate_id).await? {
+            if !scope.covers(&team) {
+                return Err(not_found());
+            }
+        }
         let events = self.log.stream(aggregate_type, aggregate_id).await?;
         let witnessed = self
             .log
             .witnessed_version(aggregate_type, aggregate_id)
             .await?;
         if events.is_empty() && witnessed == 0 {
-            return Err(AppError::NotFound(format!(
-                "{aggregate_type} {aggregate_id}"
-            )));
+            return Err(not_found());
         }
         let mut verifier = ChainVerifier::default();
         for record in &events {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::access::{Action, Principal};
 use crate::error::AppError;
 use crate::event_log::{deserialize_event, StoredEvent};
 use crate::ports::AuditLog;
@@ -39,13 +40,28 @@ impl<M: ReadModel> TimeTravel<M> {
         }
     }
 
-    /// The aggregate at `point`: `None` when it did not exist yet (or at all); `NOT_FOUND` for
-    /// a version it never reached; the current state for an instant in the future.
-    pub async fn at(&self, id: Uuid, point: PointInTime) -> Result<Option<M::View>, AppError> {
+    /// The aggregate at `point`: `None` when it did not exist yet (or at all, or belongs to a
+    /// team outside the caller's audit scope); `NOT_FOUND` for a version it never reached; the
+    /// current state for an instant in the future.
+    pub async fn at(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        point: PointInTime,
+    ) -> Result<Option<M::View>, AppError> {
+        let scope = principal.scope(Action::ReadAudit)?;
         if point == PointInTime::Version(0) {
             return Err(AppError::validation("atVersion", "must be at least 1"));
         }
         let events = self.log.stream(M::AGGREGATE_TYPE, &id.to_string()).await?;
+        // The owner is read from the creation event itself (hash-chained), before anything
+        // about the stream (its length, its past) can reach the caller.
+        if let Some(first) = events.first() {
+            let created = apply::<M>(None, &first.event)?;
+            if !M::team(&created).is_some_and(|team| scope.covers(team)) {
+                return Ok(None);
+            }
+        }
         if let PointInTime::Version(version) = point {
             let latest = events.last().map_or(0, |r| r.event.sequence);
             if events.is_empty() {

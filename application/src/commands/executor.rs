@@ -3,10 +3,12 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use chronicle_domain::TeamOwned;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use uuid::Uuid;
 
+use crate::access::TeamScope;
 use crate::error::AppError;
 use crate::event_log::{deserialize_event, serialize_event, store_now, NewEvent, StoredEvent};
 use crate::hash_chain::{event_hash, GENESIS_HASH};
@@ -31,8 +33,8 @@ pub struct CommandOutcome {
     pub replayed: bool,
 }
 
-/// Per-call options a client can set.
-#[derive(Debug, Clone, Default)]
+/// Per-call options: what the client asked for and which teams the caller may change.
+#[derive(Debug, Clone)]
 pub struct ExecuteOptions {
     /// Refuse with `CONCURRENCY_CONFLICT` unless the aggregate is at this version.
     pub expected_version: Option<u64>,
@@ -41,6 +43,10 @@ pub struct ExecuteOptions {
     /// Whether the command creates its aggregate under an id generated for this request: a
     /// retry then carries a new id, and the first request's id is the answer.
     pub creates_aggregate: bool,
+    /// The teams the caller may change ([`crate::access::Action::ChangeWork`]). An existing
+    /// aggregate of another team is treated as one that does not exist; creating one in another
+    /// team is `FORBIDDEN`.
+    pub scope: TeamScope,
 }
 
 /// An aggregate loaded from the store, with what the next append needs.
@@ -60,7 +66,7 @@ pub struct AggregateExecutor<A> {
 
 impl<A> AggregateExecutor<A>
 where
-    A: Aggregate<Services = ()>,
+    A: Aggregate<Services = ()> + TeamOwned,
     A::Command: Clone,
     AppError: From<A::Error>,
 {
@@ -210,7 +216,7 @@ where
                 last_hash: GENESIS_HASH.to_owned(),
             }
         } else {
-            self.load_internal(aggregate_id).await?
+            self.load_in_scope(aggregate_id, &options.scope).await?
         };
         if let Some(expected) = options.expected_version {
             if expected != version {
@@ -233,6 +239,14 @@ where
                 version,
                 replayed: false,
             });
+        }
+        let team_id = Self::owning_team(&aggregate, &decided);
+        if let Some(team) = &team_id {
+            if !options.scope.covers(team) {
+                return Err(
+                    AppError::Forbidden(format!("team {team:?} is not one of your teams")).into(),
+                );
+            }
         }
         let new_version = version + decided.len() as u64;
         let events = self.stamp(aggregate_id, version, &last_hash, &decided, metadata)?;
@@ -267,6 +281,7 @@ where
             .append(AppendBatch {
                 aggregate_type: A::TYPE.to_owned(),
                 aggregate_id: aggregate_id.to_owned(),
+                team_id,
                 events,
                 outbox,
                 snapshot: snapshot.transpose()?,
@@ -278,6 +293,39 @@ where
             version: new_version,
             replayed: false,
         })
+    }
+
+    /// Loads an aggregate for a command; one of a team outside `scope` loads as the empty
+    /// aggregate, so the command fails exactly as it would on an id that does not exist.
+    async fn load_in_scope(
+        &self,
+        aggregate_id: &str,
+        scope: &TeamScope,
+    ) -> Result<Loaded<A>, AppError> {
+        let loaded = self.load_internal(aggregate_id).await?;
+        let hidden = loaded
+            .aggregate
+            .owning_team()
+            .is_some_and(|team| !scope.covers(team.as_str()));
+        if hidden {
+            return Ok(Loaded {
+                aggregate: A::default(),
+                version: 0,
+                last_hash: GENESIS_HASH.to_owned(),
+            });
+        }
+        Ok(loaded)
+    }
+
+    /// The team the aggregate belongs to after `decided`: its own, or for a creation the team
+    /// its first event names.
+    fn owning_team(aggregate: &A, decided: &[A::Event]) -> Option<String> {
+        if let Some(team) = aggregate.owning_team() {
+            return Some(team.to_string());
+        }
+        let mut created = A::default();
+        created.apply(decided.first()?.clone());
+        created.owning_team().map(ToString::to_string)
     }
 
     fn snapshot_due(&self, old_version: u64, new_version: u64) -> bool {

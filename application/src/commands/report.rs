@@ -8,6 +8,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::executor::{AggregateExecutor, CommandOutcome, ExecuteOptions, LoadedState};
+use crate::access::{Action, Principal, TeamScope};
 use crate::error::AppError;
 use crate::metadata::CommandMetadata;
 use crate::ports::EventStore;
@@ -26,9 +27,11 @@ impl ReportCommands {
         }
     }
 
-    /// Records a request under a new UUIDv7; the worker picks it up from Kafka.
+    /// Records a request for one of the caller's teams under a new UUIDv7; the worker picks it
+    /// up from Kafka.
     pub async fn request(
         &self,
+        principal: &Principal,
         kind: ReportKind,
         team_id: String,
         from: DateTime<Utc>,
@@ -48,6 +51,7 @@ impl ReportCommands {
             expected_version: None,
             command_name: "requestReport",
             creates_aggregate: true,
+            scope: principal.scope(Action::ChangeWork)?,
         };
         self.executor
             .execute(&report_id.to_string(), command, &options, metadata)
@@ -70,6 +74,8 @@ impl ReportCommands {
             expected_version: None,
             command_name: name,
             creates_aggregate: false,
+            // Lifecycle commands come from the worker only, acting for the service.
+            scope: TeamScope::All,
         };
         self.executor
             .execute(&report_id.to_string(), command, &options, metadata)

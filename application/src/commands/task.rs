@@ -6,12 +6,14 @@ use chronicle_domain::task::{CreateTask, Task, TaskCommand, UpdateTaskDetails};
 use uuid::Uuid;
 
 use super::executor::{AggregateExecutor, CommandOutcome, ExecuteOptions};
+use crate::access::{Action, Principal};
 use crate::error::AppError;
 use crate::metadata::CommandMetadata;
 use crate::ports::EventStore;
 use crate::topics::Topics;
 
-/// Handles task commands. The actor always comes from `metadata`, never from input.
+/// Handles task commands for a [`Principal`], on its teams only. The actor always comes from
+/// `metadata` (built from the principal at the edge), never from input.
 pub struct TaskCommands {
     executor: AggregateExecutor<Task>,
 }
@@ -29,9 +31,10 @@ impl TaskCommands {
         &self.executor
     }
 
-    /// Creates a task under a new UUIDv7; the creator is the actor.
+    /// Creates a task under a new UUIDv7 in one of the caller's teams; the creator is the actor.
     pub async fn create(
         &self,
+        principal: &Principal,
         input: NewTask,
         metadata: &CommandMetadata,
     ) -> Result<CommandOutcome, AppError> {
@@ -52,15 +55,18 @@ impl TaskCommands {
             expected_version: None,
             command_name: "createTask",
             creates_aggregate: true,
+            scope: principal.scope(Action::ChangeWork)?,
         };
         self.executor
             .execute(&task_id.to_string(), command, &options, metadata)
             .await
     }
 
-    /// Runs any command on an existing task; `command_name` is the mutation's name.
+    /// Runs any command on an existing task of the caller's teams (another team's task answers
+    /// as if it did not exist); `command_name` is the mutation's name.
     pub async fn run(
         &self,
+        principal: &Principal,
         task_id: Uuid,
         command: TaskCommand,
         command_name: &'static str,
@@ -71,6 +77,7 @@ impl TaskCommands {
             expected_version,
             command_name,
             creates_aggregate: false,
+            scope: principal.scope(Action::ChangeWork)?,
         };
         self.executor
             .execute(&task_id.to_string(), command, &options, metadata)
@@ -80,12 +87,14 @@ impl TaskCommands {
     /// Changes details; only changed fields are recorded.
     pub async fn update(
         &self,
+        principal: &Principal,
         task_id: Uuid,
         update: UpdateTaskDetails,
         expected_version: Option<u64>,
         metadata: &CommandMetadata,
     ) -> Result<CommandOutcome, AppError> {
         self.run(
+            principal,
             task_id,
             TaskCommand::UpdateDetails(update),
             "updateTask",

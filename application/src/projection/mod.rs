@@ -80,6 +80,8 @@ pub trait ReadModel: Send + Sync + 'static {
     fn id(view: &Self::View) -> Uuid;
     /// The last sequence folded into the row.
     fn version(view: &Self::View) -> u64;
+    /// The team owning the row's aggregate: what access rules compare with the caller's teams.
+    fn team(view: &Self::View) -> Option<&str>;
     /// The row after `event`, which is known to be the next in sequence.
     fn apply(current: Option<Self::View>, context: &EventContext, event: Self::Event)
         -> Self::View;

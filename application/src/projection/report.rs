@@ -48,6 +48,10 @@ impl ReadModel for ReportReadModel {
         view.version
     }
 
+    fn team(view: &ReportView) -> Option<&str> {
+        view.state.team_id.as_ref().map(|team| team.as_str())
+    }
+
     fn apply(
         current: Option<ReportView>,
         context: &EventContext,

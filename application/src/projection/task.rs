@@ -54,6 +54,10 @@ impl ReadModel for TaskReadModel {
         view.version
     }
 
+    fn team(view: &TaskView) -> Option<&str> {
+        view.state.team_id.as_ref().map(|team| team.as_str())
+    }
+
     fn apply(current: Option<TaskView>, context: &EventContext, event: TaskEvent) -> TaskView {
         let at = context.occurred_at;
         let mut view = current.unwrap_or_else(|| TaskView {

@@ -58,3 +58,34 @@ pub fn consumer_config(settings: &KafkaSettings, group: &str) -> ClientConfig {
         .set("partition.assignment.strategy", "cooperative-sticky");
     config
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn security_settings_reach_every_client() {
+        let settings = KafkaSettings {
+            brokers: "broker:9093".into(),
+            topic_prefix: String::new(),
+            partitions: 1,
+            replication_factor: 1,
+            security_protocol: "sasl_ssl".into(),
+            sasl_mechanism: Some("SCRAM-SHA-512".into()),
+            sasl_username: Some("chronicle".into()),
+            sasl_password: Some("pw".into()),
+            ssl_ca_location: Some("/etc/ssl/kafka-ca.pem".into()),
+        };
+        for config in [
+            base_config(&settings),
+            producer_config(&settings),
+            consumer_config(&settings, "g"),
+        ] {
+            assert_eq!(config.get("security.protocol"), Some("sasl_ssl"));
+            assert_eq!(config.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+            assert_eq!(config.get("sasl.username"), Some("chronicle"));
+            assert_eq!(config.get("sasl.password"), Some("pw"));
+            assert_eq!(config.get("ssl.ca.location"), Some("/etc/ssl/kafka-ca.pem"));
+        }
+    }
+}

@@ -204,8 +204,11 @@ impl ViewStore<ReportView> for PgReportViews {
 
 fn push_filter(query: &mut QueryBuilder<'static, Postgres>, filter: &ReportFilter) {
     query.push(" WHERE TRUE");
-    if let Some(team) = &filter.team_id {
-        query.push(" AND team_id = ").push_bind(team.clone());
+    if let Some(teams) = &filter.teams {
+        query
+            .push(" AND team_id = ANY(")
+            .push_bind(teams.clone())
+            .push(")");
     }
     if let Some(status) = filter.status {
         query.push(" AND status = ").push_bind(status.as_str());

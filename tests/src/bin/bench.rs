@@ -561,7 +561,7 @@ async fn audit_phase() -> anyhow::Result<Value> {
     .bind(samples as i64)
     .fetch_all(&app.db)
     .await?;
-    let token = app.token("u-auditor", &["auditor"], &[]);
+    let token = app.token("u-auditor", &["auditor"], &["*"]);
     let by_aggregate = trail_latency(
         &app,
         &token,
