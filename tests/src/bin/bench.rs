@@ -588,7 +588,29 @@ async fn audit_phase() -> anyhow::Result<Value> {
             .collect(),
     )
     .await?;
+    // Auditors scoped to teams: the trail is filtered on `events.team_id` (50 seeded teams).
+    let one_team = app.token("u-team-auditor", &["auditor"], &["team-7"]);
+    let scoped_by_actor = trail_latency(
+        &app,
+        &one_team,
+        (0..samples)
+            .map(|n| json!({"actorId": format!("u-{}", n * 5 % chronicle_tests::seed::ACTORS)}))
+            .collect(),
+    )
+    .await?;
+    let three_teams = app.token(
+        "u-teams-auditor",
+        &["auditor"],
+        &["team-1", "team-2", "team-3"],
+    );
+    let scoped_whole_trail = trail_latency(
+        &app,
+        &three_teams,
+        (0..samples).map(|_| json!({})).collect(),
+    )
+    .await?;
     let plans = json!({
+        "scoped_one_team": explain(&app.db, "team_id = ANY(ARRAY[$1])", "team-7").await?,
         "by_aggregate": explain(&app.db, "aggregate_type = 'Task' AND aggregate_id = $1", &aggregates[0]).await?,
         "by_correlation": explain(&app.db, "metadata ->> 'correlation_id' = $1", &correlations[0]).await?,
         "by_actor": explain(&app.db, "metadata ->> 'actor_id' = $1", "u-5").await?,
@@ -616,6 +638,8 @@ async fn audit_phase() -> anyhow::Result<Value> {
         "audit_trail_by_aggregate": by_aggregate,
         "audit_trail_by_correlation": by_correlation,
         "audit_trail_by_actor": by_actor,
+        "audit_trail_one_team_by_actor": scoped_by_actor,
+        "audit_trail_three_teams_first_page": scoped_whole_trail,
         "plans": plans,
         "postgres_copy_events_per_second": copy_rate,
         "audit_verify_events_per_second": verify_rate,
