@@ -57,6 +57,16 @@ async fn depth_complexity_aliases_and_page_size_are_limited() {
         .unwrap();
     assert!(body.get("errors").is_none(), "{body}");
 
+    // Directives: more than four on one field.
+    let body = app
+        .graphql(
+            "{ tasks @skip(if: false) @skip(if: false) @skip(if: false) @skip(if: false) @skip(if: false) { totalCount } }",
+            json!({}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(error_code(&body), Some("LIMIT_EXCEEDED"), "{body}");
+
     // Page size.
     let body = app
         .graphql("{ tasks(first: 101) { totalCount } }", json!({}))

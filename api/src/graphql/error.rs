@@ -109,6 +109,7 @@ pub fn with_error_codes(mut response: Response) -> Response {
         }
         let limit = error.message.contains("too deep")
             || error.message.contains("too complex")
+            || error.message.contains("cannot be greater than")
             || error.message.contains("limit");
         let code = if limit {
             ErrorCode::LimitExceeded
