@@ -78,6 +78,15 @@ struct Verifier {
     audience: Option<String>,
 }
 
+/// A verified caller and when its token stops being valid (subscriptions end then).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// Who the token names.
+    pub principal: Principal,
+    /// The token's `exp`.
+    pub expires_at: chrono::DateTime<Utc>,
+}
+
 /// Checks and issues tokens.
 #[derive(Clone)]
 pub enum Authenticator {
@@ -114,13 +123,16 @@ impl Authenticator {
 
     /// The caller of a request given its `Authorization` header (if any).
     /// `Ok(None)` means "no credentials": the resolver decides whether that is allowed.
-    pub fn authenticate(&self, header: Option<&str>) -> Result<Option<Principal>, AuthError> {
+    pub fn authenticate(&self, header: Option<&str>) -> Result<Option<Credentials>, AuthError> {
         let Self::Jwt(jwt) = self else {
-            return Ok(Some(Principal::new(
-                "dev-admin",
-                &["admin".to_owned()],
-                &[ALL_TEAMS.to_owned()],
-            )));
+            return Ok(Some(Credentials {
+                principal: Principal::new(
+                    "dev-admin",
+                    &["admin".to_owned()],
+                    &[ALL_TEAMS.to_owned()],
+                ),
+                expires_at: chrono::DateTime::<Utc>::MAX_UTC,
+            }));
         };
         let Some(header) = header else {
             return Ok(None);
@@ -245,7 +257,7 @@ impl Verifier {
         validation
     }
 
-    fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+    fn verify(&self, token: &str) -> Result<Credentials, AuthError> {
         let invalid = |reason: String| AuthError::InvalidToken(reason);
         let header = decode_header(token).map_err(|e| invalid(e.to_string()))?;
         let keys: Vec<&DecodingKey> = match header.alg {
@@ -273,7 +285,7 @@ impl Verifier {
 
 /// The principal a verified token names; ids must be of the documented alphabet, so no token
 /// can put an arbitrary string in the audit trail's actor field.
-fn principal_of(claims: Claims) -> Result<Principal, AuthError> {
+fn principal_of(claims: Claims) -> Result<Credentials, AuthError> {
     let invalid = |e: chronicle_domain::DomainError| AuthError::InvalidToken(e.to_string());
     UserId::parse("sub", &claims.sub).map_err(invalid)?;
     for team in &claims.teams {
@@ -281,7 +293,12 @@ fn principal_of(claims: Claims) -> Result<Principal, AuthError> {
             TeamId::parse("teams", team).map_err(invalid)?;
         }
     }
-    Ok(Principal::new(claims.sub, &claims.roles, &claims.teams))
+    let expires_at = chrono::DateTime::<Utc>::from_timestamp(claims.exp, 0)
+        .ok_or_else(|| AuthError::InvalidToken("exp is out of range".to_owned()))?;
+    Ok(Credentials {
+        principal: Principal::new(claims.sub, &claims.roles, &claims.teams),
+        expires_at,
+    })
 }
 
 /// Parses a duration such as `8h`, `30m`, `45s` or `2d`.
@@ -326,8 +343,10 @@ mod tests {
     fn issued_tokens_verify_and_forged_ones_do_not() {
         let auth = Authenticator::hs256(SECRET);
         let token = member_token(&auth);
-        let principal = auth.authenticate(Some(&bearer(&token))).unwrap().unwrap();
-        assert_eq!(principal.subject(), "u-1");
+        let credentials = auth.authenticate(Some(&bearer(&token))).unwrap().unwrap();
+        assert_eq!(credentials.principal.subject(), "u-1");
+        let lifetime = credentials.expires_at - Utc::now();
+        assert!(lifetime > chrono::Duration::minutes(59) && lifetime <= chrono::Duration::hours(1));
 
         let other = Authenticator::hs256("another-secret-of-thirty-two-bytes!!!!");
         assert!(other.authenticate(Some(&bearer(&token))).is_err());
@@ -466,8 +485,8 @@ mod tests {
         };
         let auth = Authenticator::from_settings(&settings(None)).unwrap();
         let token = rs256_token(&claims_for("u-rsa"));
-        let principal = auth.authenticate(Some(&bearer(&token))).unwrap().unwrap();
-        assert_eq!(principal.subject(), "u-rsa");
+        let credentials = auth.authenticate(Some(&bearer(&token))).unwrap().unwrap();
+        assert_eq!(credentials.principal.subject(), "u-rsa");
 
         // The public key is public: a token "signed" HS256 with it as the secret is forged.
         let confused = encode(

@@ -114,13 +114,14 @@ async fn graphql(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (principal, auth_error) = match state
+    let (credentials, auth_error) = match state
         .authenticator
         .authenticate(header(&headers, "authorization"))
     {
-        Ok(principal) => (principal, None),
+        Ok(credentials) => (credentials, None),
         Err(error) => (None, Some(error.to_string())),
     };
+    let principal = credentials.map(|c| c.principal);
     let batch: BatchRequest = match serde_json::from_slice(&body) {
         Ok(batch) => batch,
         Err(error) => {
@@ -155,6 +156,7 @@ async fn graphql(
     }
     let context = RequestContext {
         principal,
+        expires_at: None,
         auth_error,
         correlation_id: correlation_id(&headers),
         request_id: Uuid::now_v7().to_string(),
@@ -337,13 +339,14 @@ async fn graphql_ws(
                         .or_else(|| payload.get("authorization"))
                         .and_then(|v| v.as_str())
                         .map(str::to_owned);
-                    let principal = authenticator
+                    let credentials = authenticator
                         .authenticate(header.as_deref())
                         .map_err(|e| async_graphql::Error::new(e.to_string()))?
                         .ok_or_else(|| async_graphql::Error::new("authentication required"))?;
                     let mut data = async_graphql::Data::default();
                     data.insert(RequestContext {
-                        principal: Some(principal),
+                        principal: Some(credentials.principal),
+                        expires_at: Some(credentials.expires_at),
                         auth_error: None,
                         correlation_id: correlation,
                         request_id: Uuid::now_v7().to_string(),

@@ -479,3 +479,42 @@ async fn the_actor_is_always_the_token_subject() {
     .unwrap();
     assert_eq!(creator, "u-real");
 }
+
+#[tokio::test]
+async fn subscriptions_end_when_the_token_expires() {
+    let app = TestApp::spawn().await.unwrap();
+    let short = chronicle_api::auth::Authenticator::hs256(TEST_SECRET)
+        .issue(
+            "u-short",
+            vec!["admin".into()],
+            vec![],
+            chrono::Duration::seconds(3),
+        )
+        .unwrap();
+    let mut socket = connect(&app, &short).await;
+    let started = std::time::Instant::now();
+    subscribe(
+        &mut socket,
+        "s",
+        "subscription { projectionStatus(name: \"tasks\") { state } }",
+        json!({}),
+    )
+    .await;
+    let first = next_json(&mut socket).await.unwrap();
+    assert_eq!(
+        first["payload"]["data"]["projectionStatus"]["state"], "LIVE",
+        "{first}"
+    );
+    let mut ended = None;
+    while let Some(message) = next_json_within(&mut socket, Duration::from_secs(10)).await {
+        if message["type"] == "complete" {
+            ended = Some(started.elapsed());
+            break;
+        }
+    }
+    let ended = ended.expect("the subscription completes at the token's expiry");
+    assert!(
+        ended >= Duration::from_secs(1) && ended < Duration::from_secs(10),
+        "{ended:?}"
+    );
+}

@@ -42,6 +42,9 @@ pub struct Services {
 pub struct RequestContext {
     /// The authenticated caller, if the request carried valid credentials.
     pub principal: Option<Principal>,
+    /// When the credentials of a subscription connection expire: its streams end then, so a
+    /// socket cannot outlive its token. `None` for single requests (checked on arrival).
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Why credentials were refused, if they were.
     pub auth_error: Option<String>,
     /// From `X-Correlation-Id`, or generated; returned in the response header.
@@ -63,6 +66,24 @@ impl RequestContext {
     /// their own (projection operations); `FORBIDDEN` when no role allows it.
     pub fn may(&self, action: Action) -> Result<TeamScope, AppError> {
         self.principal()?.scope(action)
+    }
+
+    /// `stream` until the connection's token expires (unchanged when it has no expiry).
+    pub fn until_expiry<S: futures::Stream>(
+        &self,
+        stream: S,
+    ) -> impl futures::Stream<Item = S::Item> {
+        use futures::StreamExt;
+        let left = self
+            .expires_at
+            .map(|at| (at - chrono::Utc::now()).to_std().unwrap_or_default());
+        let expiry = async move {
+            match left {
+                Some(left) => tokio::time::sleep(left).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        stream.take_until(expiry)
     }
 
     /// Metadata for a command issued by this request.

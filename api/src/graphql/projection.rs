@@ -258,7 +258,7 @@ impl ProjectionSubscription {
         })()
         .map_err(|e| to_graphql(e, request))?;
         let state = (rebuilder, name, None::<ProjectionStatus>);
-        Ok(stream::unfold(
+        Ok(request.until_expiry(stream::unfold(
             state,
             |(rebuilder, name, last)| async move {
                 loop {
@@ -283,6 +283,6 @@ impl ProjectionSubscription {
                     }
                 }
             },
-        ))
+        )))
     }
 }

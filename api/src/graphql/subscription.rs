@@ -128,7 +128,7 @@ impl SubscriptionRoot {
             ctx.services().live.watch(principal, watch)
         };
         let events = setup().map_err(|e| to_graphql(e, request))?;
-        Ok(events.map(TaskEventNotification))
+        Ok(request.until_expiry(events.map(TaskEventNotification)))
     }
 
     /// A report's status: its current status first, then each change; ends when the report
@@ -194,6 +194,6 @@ impl SubscriptionRoot {
                 }
             },
         );
-        Ok(stream::iter(first).chain(live))
+        Ok(request.until_expiry(stream::iter(first).chain(live)))
     }
 }
