@@ -29,7 +29,9 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::auth::Authenticator;
-use crate::graphql::{limit_error, with_error_codes, ChronicleSchema, ErrorCode, RequestContext};
+use crate::graphql::{
+    limit_error, with_error_codes, ChronicleSchema, ErrorCode, RequestContext, SubscriptionSlots,
+};
 use crate::rate_limit::RateLimiter;
 
 /// Shared state of the HTTP handlers.
@@ -157,6 +159,7 @@ async fn graphql(
     let context = RequestContext {
         principal,
         expires_at: None,
+        subscriptions: None,
         auth_error,
         correlation_id: correlation_id(&headers),
         request_id: Uuid::now_v7().to_string(),
@@ -332,6 +335,8 @@ async fn graphql_ws(
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| {
             let authenticator = state.authenticator.clone();
+            let rate_limiter = state.rate_limiter.clone();
+            let max_subscriptions = state.limits.max_subscriptions;
             GraphQLWebSocket::new(socket, state.schema.clone(), protocol)
                 .on_connection_init(move |payload| async move {
                     let header = payload
@@ -343,10 +348,21 @@ async fn graphql_ws(
                         .authenticate(header.as_deref())
                         .map_err(|e| async_graphql::Error::new(e.to_string()))?
                         .ok_or_else(|| async_graphql::Error::new("authentication required"))?;
+                    // Opening a connection counts as a request of its subject.
+                    if let Some(limiter) = &rate_limiter {
+                        let key = format!("sub:{}", credentials.principal.subject());
+                        if let Err(wait) = limiter.acquire(&key, 1) {
+                            return Err(async_graphql::Error::new(format!(
+                                "too many requests; retry in {} s",
+                                wait.as_secs().max(1)
+                            )));
+                        }
+                    }
                     let mut data = async_graphql::Data::default();
                     data.insert(RequestContext {
                         principal: Some(credentials.principal),
                         expires_at: Some(credentials.expires_at),
+                        subscriptions: Some(SubscriptionSlots::new(max_subscriptions)),
                         auth_error: None,
                         correlation_id: correlation,
                         request_id: Uuid::now_v7().to_string(),

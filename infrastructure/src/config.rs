@@ -177,6 +177,9 @@ pub struct ApiLimits {
     pub max_aliases: usize,
     /// Most operations in one batch (`CHRONICLE_GRAPHQL_MAX_BATCH`, 10).
     pub max_batch: usize,
+    /// Most subscriptions open at once on one WebSocket connection
+    /// (`CHRONICLE_GRAPHQL_MAX_SUBSCRIPTIONS`, 20).
+    pub max_subscriptions: usize,
     /// Largest request body in bytes (`CHRONICLE_MAX_BODY_BYTES`, 1 MiB).
     pub max_body_bytes: usize,
     /// Longest a request may run (`CHRONICLE_REQUEST_TIMEOUT_MS`, 10 s).
@@ -197,6 +200,7 @@ impl Default for ApiLimits {
             max_complexity: 5_000,
             max_aliases: 30,
             max_batch: 10,
+            max_subscriptions: 20,
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(10),
             introspection: true,
@@ -214,6 +218,10 @@ impl ApiLimits {
             max_complexity: parsed("CHRONICLE_GRAPHQL_MAX_COMPLEXITY", default.max_complexity)?,
             max_aliases: parsed("CHRONICLE_GRAPHQL_MAX_ALIASES", default.max_aliases)?,
             max_batch: parsed("CHRONICLE_GRAPHQL_MAX_BATCH", default.max_batch)?,
+            max_subscriptions: parsed(
+                "CHRONICLE_GRAPHQL_MAX_SUBSCRIPTIONS",
+                default.max_subscriptions,
+            )?,
             max_body_bytes: parsed("CHRONICLE_MAX_BODY_BYTES", default.max_body_bytes)?,
             request_timeout: Duration::from_millis(parsed(
                 "CHRONICLE_REQUEST_TIMEOUT_MS",
@@ -227,6 +235,10 @@ impl ApiLimits {
             ("CHRONICLE_GRAPHQL_MAX_DEPTH", limits.max_depth),
             ("CHRONICLE_GRAPHQL_MAX_COMPLEXITY", limits.max_complexity),
             ("CHRONICLE_GRAPHQL_MAX_BATCH", limits.max_batch),
+            (
+                "CHRONICLE_GRAPHQL_MAX_SUBSCRIPTIONS",
+                limits.max_subscriptions,
+            ),
             ("CHRONICLE_MAX_BODY_BYTES", limits.max_body_bytes),
         ] {
             if value == 0 {

@@ -74,3 +74,12 @@ pub async fn subscribe(socket: &mut Socket, id: &str, query: &str, variables: Va
         .await
         .expect("send subscribe");
 }
+
+/// Stops subscription `id` (the client's `complete`).
+pub async fn stop(socket: &mut Socket, id: &str) {
+    let message = json!({"id": id, "type": "complete"});
+    socket
+        .send(Message::Text(message.to_string().into()))
+        .await
+        .expect("send complete");
+}

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use chronicle_tests::{error_code, run_chronicle_output, TestApp, TEST_SECRET};
+use chronicle_tests::{error_code, run_chronicle_output, ws, TestApp, TEST_SECRET};
 use serde_json::{json, Value};
 
 async fn post_raw(
@@ -368,4 +368,41 @@ async fn secrets_stay_out_of_logs_help_and_errors() {
             "{help}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_connection_holds_a_bounded_number_of_subscriptions() {
+    let app = TestApp::spawn_with(|settings| settings.limits.max_subscriptions = 2)
+        .await
+        .unwrap();
+    let status = "subscription { projectionStatus(name: \"tasks\") { state } }";
+    let mut socket = ws::connect(&app, &app.admin_token).await;
+    for id in ["1", "2"] {
+        ws::subscribe(&mut socket, id, status, json!({})).await;
+        let first = ws::next_json(&mut socket).await.unwrap();
+        assert_eq!(first["id"], id, "{first}");
+        assert_eq!(
+            first["payload"]["data"]["projectionStatus"]["state"],
+            "LIVE"
+        );
+    }
+    ws::subscribe(&mut socket, "3", status, json!({})).await;
+    let refused = ws::next_json(&mut socket).await.unwrap();
+    assert_eq!(refused["id"], "3");
+    assert_eq!(
+        refused["payload"]["errors"][0]["extensions"]["code"], "LIMIT_EXCEEDED",
+        "{refused}"
+    );
+    // Stopping one gives its slot back.
+    ws::stop(&mut socket, "1").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ws::subscribe(&mut socket, "4", status, json!({})).await;
+    let mut accepted = false;
+    while let Some(message) = ws::next_json_within(&mut socket, Duration::from_secs(5)).await {
+        if message["id"] == "4" {
+            accepted = message["payload"]["data"]["projectionStatus"]["state"] == "LIVE";
+            break;
+        }
+    }
+    assert!(accepted, "a freed slot can be used again");
 }

@@ -1,5 +1,6 @@
 //! What every resolver can reach: the services and the request's identity and tracing context.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_graphql::Context;
@@ -45,6 +46,9 @@ pub struct RequestContext {
     /// When the credentials of a subscription connection expire: its streams end then, so a
     /// socket cannot outlive its token. `None` for single requests (checked on arrival).
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The subscriptions open on this WebSocket connection, against its limit (`None` for
+    /// single requests).
+    pub subscriptions: Option<SubscriptionSlots>,
     /// Why credentials were refused, if they were.
     pub auth_error: Option<String>,
     /// From `X-Correlation-Id`, or generated; returned in the response header.
@@ -68,12 +72,18 @@ impl RequestContext {
         self.principal()?.scope(action)
     }
 
-    /// `stream` until the connection's token expires (unchanged when it has no expiry).
-    pub fn until_expiry<S: futures::Stream>(
+    /// Opens a subscription: takes one of the connection's slots (`LIMIT_EXCEEDED` when all
+    /// are taken; given back when the stream is dropped) and ends `stream` when the
+    /// connection's token expires, so a socket cannot outlive its credentials.
+    pub fn subscription<S: futures::Stream>(
         &self,
         stream: S,
-    ) -> impl futures::Stream<Item = S::Item> {
+    ) -> Result<impl futures::Stream<Item = S::Item>, AppError> {
         use futures::StreamExt;
+        let slot = match &self.subscriptions {
+            Some(slots) => Some(slots.take()?),
+            None => None,
+        };
         let left = self
             .expires_at
             .map(|at| (at - chrono::Utc::now()).to_std().unwrap_or_default());
@@ -83,7 +93,10 @@ impl RequestContext {
                 None => std::future::pending::<()>().await,
             }
         };
-        stream.take_until(expiry)
+        Ok(stream.take_until(expiry).map(move |item| {
+            let _held = &slot;
+            item
+        }))
     }
 
     /// Metadata for a command issued by this request.
@@ -105,6 +118,48 @@ impl RequestContext {
             traceparent: self.traceparent.clone(),
             idempotency_key,
         })
+    }
+}
+
+/// The subscription slots of one WebSocket connection.
+#[derive(Debug, Clone)]
+pub struct SubscriptionSlots {
+    open: Arc<AtomicUsize>,
+    max: usize,
+}
+
+impl SubscriptionSlots {
+    /// `max` slots, none taken.
+    pub fn new(max: usize) -> Self {
+        Self {
+            open: Arc::new(AtomicUsize::new(0)),
+            max,
+        }
+    }
+
+    fn take(&self) -> Result<SlotGuard, AppError> {
+        let taken = self
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < self.max).then_some(open + 1)
+            });
+        match taken {
+            Ok(_) => Ok(SlotGuard(self.open.clone())),
+            Err(_) => Err(AppError::LimitExceeded(format!(
+                "at most {} subscriptions per connection",
+                self.max
+            ))),
+        }
+    }
+}
+
+/// Gives its slot back when the subscription's stream is dropped.
+#[derive(Debug)]
+struct SlotGuard(Arc<AtomicUsize>);
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

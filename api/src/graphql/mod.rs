@@ -14,7 +14,7 @@ mod task;
 use async_graphql::{MergedObject, MergedSubscription, Schema};
 use chronicle_infrastructure::config::ApiLimits;
 
-pub use context::{RequestContext, Services};
+pub use context::{RequestContext, Services, SubscriptionSlots};
 pub use error::{with_error_codes, ErrorCode};
 pub use limits::limit_error;
 pub use mutation::MutationRoot;

@@ -258,31 +258,31 @@ impl ProjectionSubscription {
         })()
         .map_err(|e| to_graphql(e, request))?;
         let state = (rebuilder, name, None::<ProjectionStatus>);
-        Ok(request.until_expiry(stream::unfold(
-            state,
-            |(rebuilder, name, last)| async move {
-                loop {
-                    if last.is_some() {
+        let statuses = stream::unfold(state, |(rebuilder, name, last)| async move {
+            loop {
+                if last.is_some() {
+                    tokio::time::sleep(STATUS_POLL).await;
+                }
+                let current = match statuses(&rebuilder).await {
+                    Ok(all) => all.into_iter().find(|s| s.name == name),
+                    Err(error) => {
+                        tracing::warn!(%error, "projection status unavailable");
+                        None
+                    }
+                };
+                match current {
+                    Some(status) if last.as_ref() != Some(&status) => {
+                        return Some((status.clone(), (rebuilder, name, Some(status))));
+                    }
+                    _ if last.is_none() => {
                         tokio::time::sleep(STATUS_POLL).await;
                     }
-                    let current = match statuses(&rebuilder).await {
-                        Ok(all) => all.into_iter().find(|s| s.name == name),
-                        Err(error) => {
-                            tracing::warn!(%error, "projection status unavailable");
-                            None
-                        }
-                    };
-                    match current {
-                        Some(status) if last.as_ref() != Some(&status) => {
-                            return Some((status.clone(), (rebuilder, name, Some(status))));
-                        }
-                        _ if last.is_none() => {
-                            tokio::time::sleep(STATUS_POLL).await;
-                        }
-                        _ => {}
-                    }
+                    _ => {}
                 }
-            },
-        )))
+            }
+        });
+        request
+            .subscription(statuses)
+            .map_err(|e| to_graphql(e, request))
     }
 }

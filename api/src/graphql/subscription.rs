@@ -128,7 +128,9 @@ impl SubscriptionRoot {
             ctx.services().live.watch(principal, watch)
         };
         let events = setup().map_err(|e| to_graphql(e, request))?;
-        Ok(request.until_expiry(events.map(TaskEventNotification)))
+        request
+            .subscription(events.map(TaskEventNotification))
+            .map_err(|e| to_graphql(e, request))
     }
 
     /// A report's status: its current status first, then each change; ends when the report
@@ -194,6 +196,8 @@ impl SubscriptionRoot {
                 }
             },
         );
-        Ok(request.until_expiry(stream::iter(first).chain(live)))
+        request
+            .subscription(stream::iter(first).chain(live))
+            .map_err(|e| to_graphql(e, request))
     }
 }
