@@ -128,6 +128,15 @@ pub trait AuditLog: Send + Sync {
         aggregate_id: &str,
     ) -> Result<Option<String>, StoreError>;
 
+    /// The first event (in position order; of one aggregate, or of the whole store) whose
+    /// recorded team differs from the team its stream's creation event names. The creation
+    /// event is hash-chained and the team column is not: this is what makes the column,
+    /// which scopes auditors, as trustworthy as the chain.
+    async fn misattributed(
+        &self,
+        aggregate: Option<(&str, &str)>,
+    ) -> Result<Option<crate::audit::Misattribution>, StoreError>;
+
     /// Every event of one aggregate, in sequence order.
     async fn stream(
         &self,

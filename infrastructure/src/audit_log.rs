@@ -1,7 +1,7 @@
 //! The audit trail's reads of the event store.
 
 use async_trait::async_trait;
-use chronicle_application::audit::{AuditFilter, AuditRecord};
+use chronicle_application::audit::{AuditFilter, AuditRecord, Misattribution};
 use chronicle_application::ports::{AuditLog, StoreError};
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -110,6 +110,37 @@ impl AuditLog for PgAuditLog {
         Ok(team.flatten())
     }
 
+    async fn misattributed(
+        &self,
+        aggregate: Option<(&str, &str)>,
+    ) -> Result<Option<Misattribution>, StoreError> {
+        // Two statements rather than one with `$1 IS NULL OR …`: a generic plan of that would
+        // scan the whole store for one aggregate.
+        let row = match aggregate {
+            Some((aggregate_type, aggregate_id)) => {
+                let one = "c.aggregate_type = $1 AND c.aggregate_id = $2";
+                sqlx::query(&misattributed_where(one))
+                    .bind(aggregate_type)
+                    .bind(aggregate_id)
+                    .fetch_optional(&self.pool)
+                    .await
+            }
+            None => {
+                sqlx::query(&misattributed_where("TRUE"))
+                    .fetch_optional(&self.pool)
+                    .await
+            }
+        }
+        .map_err(store_error)?;
+        Ok(row.map(|row| Misattribution {
+            aggregate_type: row.get("aggregate_type"),
+            aggregate_id: row.get("aggregate_id"),
+            sequence: row.get::<i64, _>("sequence") as u64,
+            recorded_team: row.get("team_id"),
+            created_team: row.get("created_team"),
+        }))
+    }
+
     async fn stream(
         &self,
         aggregate_type: &str,
@@ -166,6 +197,23 @@ impl AuditLog for PgAuditLog {
     fn scan(&self) -> BoxStream<'static, Result<AuditRecord, StoreError>> {
         scan_in_position_order(self.pool.clone())
     }
+}
+
+/// Events whose team column disagrees with their stream's creation event (whose payload names
+/// the team and is covered by the hash chain), among the streams `condition` selects.
+fn misattributed_where(condition: &str) -> String {
+    format!(
+        "SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.team_id, c.created_team
+         FROM (SELECT aggregate_type, aggregate_id,
+                      coalesce(payload -> 'TaskCreated' ->> 'teamId',
+                               payload -> 'ReportRequested' ->> 'teamId') AS created_team
+               FROM events c
+               WHERE sequence = 1 AND {condition}) c
+         JOIN events e ON e.aggregate_type = c.aggregate_type AND e.aggregate_id = c.aggregate_id
+         WHERE e.team_id IS DISTINCT FROM c.created_team
+         ORDER BY e.position
+         LIMIT 1"
+    )
 }
 
 /// Versions that something other than the events table has seen: snapshots and read models.

@@ -518,3 +518,42 @@ async fn subscriptions_end_when_the_token_expires() {
         "{ended:?}"
     );
 }
+
+#[tokio::test]
+async fn moving_an_event_to_another_team_is_detected_as_tampering() {
+    let app = TestApp::spawn().await.unwrap();
+    let task = app.create_task("moved", "team-b").await.unwrap();
+    app.data(
+        "mutation($id: ID!) { startTask(id: $id) { version } }",
+        json!({"id": task}),
+    )
+    .await
+    .unwrap();
+    // Someone with database access files the second event under team-a, so that team-a's
+    // auditors would see it and team-b's would not.
+    sqlx::query("UPDATE events SET team_id = 'team-a' WHERE aggregate_id = $1 AND sequence = 2")
+        .bind(&task)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let body = app
+        .data(
+            "query($id: ID!) { verifyAuditTrail(aggregateType: TASK, aggregateId: $id) { valid firstInvalidSequence reason } }",
+            json!({"id": task}),
+        )
+        .await
+        .unwrap();
+    let verdict = &body["verifyAuditTrail"];
+    assert_eq!(verdict["valid"], false, "{body}");
+    assert_eq!(verdict["firstInvalidSequence"], 2);
+    assert!(
+        verdict["reason"].as_str().unwrap().contains("team-b"),
+        "{body}"
+    );
+    let (code, out) =
+        chronicle_tests::run_chronicle(&app.settings.database_url, &["audit", "verify"])
+            .await
+            .unwrap();
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&task) && out.contains("sequence 2"), "{out}");
+}

@@ -64,6 +64,32 @@ impl AuditRecord {
     }
 }
 
+/// An event filed under another team than its stream's creation event names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Misattribution {
+    /// `Task` or `Report`.
+    pub aggregate_type: String,
+    /// The aggregate.
+    pub aggregate_id: String,
+    /// The event's sequence.
+    pub sequence: u64,
+    /// The team recorded beside the event.
+    pub recorded_team: Option<String>,
+    /// The team of the creation event.
+    pub created_team: Option<String>,
+}
+
+impl Misattribution {
+    /// Why the trail is not to be trusted here.
+    pub fn reason(&self) -> String {
+        format!(
+            "the event is filed under team {:?} but its stream was created in team {:?} (the team column was altered)",
+            self.recorded_team.as_deref().unwrap_or("none"),
+            self.created_team.as_deref().unwrap_or("none"),
+        )
+    }
+}
+
 /// A page of the trail.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AuditPage {
@@ -140,7 +166,23 @@ impl AuditQueries {
         for record in &events {
             verifier.push(&record.event);
         }
-        Ok(verifier.finish(witnessed))
+        let check = verifier.finish(witnessed);
+        if !check.valid {
+            return Ok(check);
+        }
+        match self
+            .log
+            .misattributed(Some((aggregate_type, aggregate_id)))
+            .await?
+        {
+            Some(wrong) => Ok(ChainCheck {
+                valid: false,
+                events_checked: check.events_checked,
+                first_invalid_sequence: Some(wrong.sequence),
+                reason: Some(wrong.reason()),
+            }),
+            None => Ok(check),
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! The store is read once, sequentially (the fastest way Postgres can hand it over), hashing
 //! batches in parallel and keeping one small verifier per aggregate; the first broken event
 //! ends the run. Truncated tails are checked at the end against the versions snapshots and
-//! read models have seen.
+//! read models have seen, and the team column against each stream's creation event.
 
 use std::collections::HashMap;
 
@@ -104,9 +104,18 @@ pub async fn verify_store(
             });
         }
     }
+    let first_broken = log.misattributed(None).await?.map(|wrong| {
+        let reason = wrong.reason();
+        (
+            wrong.aggregate_type,
+            wrong.aggregate_id,
+            wrong.sequence,
+            reason,
+        )
+    });
     Ok(StoreCheck {
         events_checked: checked,
         aggregates_checked: aggregates,
-        first_broken: None,
+        first_broken,
     })
 }
