@@ -119,14 +119,14 @@ impl AuditLog for PgAuditLog {
         let row = match aggregate {
             Some((aggregate_type, aggregate_id)) => {
                 let one = "c.aggregate_type = $1 AND c.aggregate_id = $2";
-                sqlx::query(&misattributed_where(one))
+                sqlx::query(&misattributed_where(one, false))
                     .bind(aggregate_type)
                     .bind(aggregate_id)
                     .fetch_optional(&self.pool)
                     .await
             }
             None => {
-                sqlx::query(&misattributed_where("TRUE"))
+                sqlx::query(&misattributed_where("TRUE", true))
                     .fetch_optional(&self.pool)
                     .await
             }
@@ -201,17 +201,26 @@ impl AuditLog for PgAuditLog {
 
 /// Events whose team column disagrees with their stream's creation event (whose payload names
 /// the team and is covered by the hash chain), among the streams `condition` selects.
-fn misattributed_where(condition: &str) -> String {
+///
+/// For the whole store (`whole_store`), both sides are fenced (`OFFSET 0`) so Postgres hashes
+/// the 200-thousand-odd creation teams and scans the table once (1.4 s for 1M events here)
+/// instead of walking the position index with a primary-key lookup per event (3.8 s); for
+/// one aggregate, the unfenced join keeps to that aggregate's primary-key range.
+fn misattributed_where(condition: &str, whole_store: bool) -> String {
+    let fence = if whole_store { "OFFSET 0" } else { "" };
     format!(
-        "SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.team_id, c.created_team
-         FROM (SELECT aggregate_type, aggregate_id,
-                      coalesce(payload -> 'TaskCreated' ->> 'teamId',
-                               payload -> 'ReportRequested' ->> 'teamId') AS created_team
-               FROM events c
-               WHERE sequence = 1 AND {condition}) c
-         JOIN events e ON e.aggregate_type = c.aggregate_type AND e.aggregate_id = c.aggregate_id
-         WHERE e.team_id IS DISTINCT FROM c.created_team
-         ORDER BY e.position
+        "SELECT * FROM (
+           SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.team_id, c.created_team,
+                  e.position
+           FROM (SELECT aggregate_type, aggregate_id,
+                        coalesce(payload -> 'TaskCreated' ->> 'teamId',
+                                 payload -> 'ReportRequested' ->> 'teamId') AS created_team
+                 FROM events c
+                 WHERE sequence = 1 AND {condition} {fence}) c
+           JOIN events e
+             ON e.aggregate_type = c.aggregate_type AND e.aggregate_id = c.aggregate_id
+           WHERE e.team_id IS DISTINCT FROM c.created_team {fence}) wrong
+         ORDER BY position
          LIMIT 1"
     )
 }

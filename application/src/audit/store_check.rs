@@ -37,6 +37,33 @@ const BATCHES_IN_FLIGHT: usize = 3;
 /// position order, one small verifier per aggregate.
 pub async fn verify_store(
     log: &dyn AuditLog,
+    progress: impl FnMut(u64),
+) -> Result<StoreCheck, AppError> {
+    // The team-column check is one query the server answers while the chains stream by.
+    let (chains, misattributed) =
+        futures::join!(verify_chains(log, progress), log.misattributed(None));
+    let check = chains?;
+    if check.first_broken.is_some() {
+        return Ok(check);
+    }
+    let first_broken = misattributed?.map(|wrong| {
+        let reason = wrong.reason();
+        (
+            wrong.aggregate_type,
+            wrong.aggregate_id,
+            wrong.sequence,
+            reason,
+        )
+    });
+    Ok(StoreCheck {
+        first_broken,
+        ..check
+    })
+}
+
+/// Every chain's hashes and links, and truncated tails.
+async fn verify_chains(
+    log: &dyn AuditLog,
     mut progress: impl FnMut(u64),
 ) -> Result<StoreCheck, AppError> {
     let mut hashed = log

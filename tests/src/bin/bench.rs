@@ -610,7 +610,7 @@ async fn audit_phase() -> anyhow::Result<Value> {
     )
     .await?;
     let plans = json!({
-        "scoped_one_team": explain(&app.db, "team_id = ANY(ARRAY[$1])", "team-7").await?,
+        "scoped_one_team": explain(&app.db, "team_id = $1", "team-7").await?,
         "by_aggregate": explain(&app.db, "aggregate_type = 'Task' AND aggregate_id = $1", &aggregates[0]).await?,
         "by_correlation": explain(&app.db, "metadata ->> 'correlation_id' = $1", &correlations[0]).await?,
         "by_actor": explain(&app.db, "metadata ->> 'actor_id' = $1", "u-5").await?,
