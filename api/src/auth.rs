@@ -153,16 +153,17 @@ impl Authenticator {
         teams: Vec<String>,
         ttl: chrono::Duration,
     ) -> Result<String, AuthError> {
-        let verifier = match self {
-            Self::Jwt(jwt) if jwt.0.hs256.is_some() => &jwt.0,
-            _ => {
-                return Err(AuthError::Signing(
-                    "tokens are signed with CHRONICLE_JWT_SECRET, which is not set".to_owned(),
-                ))
-            }
+        let unsigned = || {
+            AuthError::Signing(
+                "tokens are signed with CHRONICLE_JWT_SECRET, which is not set".to_owned(),
+            )
         };
+        let Self::Jwt(jwt) = self else {
+            return Err(unsigned());
+        };
+        let verifier = &jwt.0;
         let Some((encoding, _)) = &verifier.hs256 else {
-            return Err(AuthError::Signing("no HS256 secret".to_owned()));
+            return Err(unsigned());
         };
         let now = Utc::now().timestamp();
         let claims = Claims {

@@ -160,18 +160,14 @@ impl Principal {
         &self.subject
     }
 
-    /// Whether the token grants `role` (exactly; admins are not auditors by this test).
-    pub fn has_role(&self, role: Role) -> bool {
-        self.roles.contains(&role)
-    }
-
-    /// The teams `action` may reach for this caller, or `FORBIDDEN` when no role allows it.
+    /// The teams `action` may reach for this caller (every team for admins), or `FORBIDDEN`
+    /// when none of its roles allows the action.
     pub fn scope(&self, action: Action) -> Result<TeamScope, AppError> {
+        if !self.roles.iter().any(|role| action.allowed_to(*role)) {
+            return Err(AppError::Forbidden(action.refusal().to_owned()));
+        }
         if self.roles.contains(&Role::Admin) {
             return Ok(TeamScope::All);
-        }
-        if action == Action::Operate || !self.roles.iter().any(|r| action.allowed_to(*r)) {
-            return Err(AppError::Forbidden(action.refusal().to_owned()));
         }
         Ok(self.teams.clone())
     }

@@ -208,6 +208,6 @@ impl ReportQueries {
 }
 
 /// A row the caller may see, or `None`: another team's row reads as a missing one.
-pub fn visible<M: ReadModel>(scope: &TeamScope, view: Option<M::View>) -> Option<M::View> {
+fn visible<M: ReadModel>(scope: &TeamScope, view: Option<M::View>) -> Option<M::View> {
     view.filter(|view| M::team(view).is_some_and(|team| scope.covers(team)))
 }
