@@ -167,7 +167,8 @@ impl std::fmt::Debug for AuthSettings {
 /// (HTTP 413 for the body, `RATE_LIMITED` with HTTP 429 for the rate).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiLimits {
-    /// Deepest selection nesting (`CHRONICLE_GRAPHQL_MAX_DEPTH`, 12).
+    /// Deepest selection nesting (`CHRONICLE_GRAPHQL_MAX_DEPTH`, 15: GraphiQL's introspection
+    /// query nests 13 deep; the deepest data query, tasks with their history, 7).
     pub max_depth: usize,
     /// Most complexity points: one per field, a connection's fields counted once per item of
     /// its page (`CHRONICLE_GRAPHQL_MAX_COMPLEXITY`, 5000: a full page of 100 tasks with every
@@ -196,7 +197,7 @@ pub struct ApiLimits {
 impl Default for ApiLimits {
     fn default() -> Self {
         Self {
-            max_depth: 12,
+            max_depth: 15,
             max_complexity: 5_000,
             max_aliases: 30,
             max_batch: 10,

@@ -78,12 +78,12 @@ async fn depth_complexity_aliases_and_page_size_are_limited() {
 #[tokio::test]
 async fn a_document_nested_past_the_depth_limit_is_refused() {
     let app = TestApp::spawn().await.unwrap();
-    // 14 levels of introspection nesting: past the limit of 12.
+    // 18 levels of introspection nesting: past the limit of 15.
     let query = "{ tasks { edges { node { history { edges { node { __typename } } } } } } }";
     let wrapped = format!(
         "{{ a: __type(name: \"Task\") {{ fields {{ type {{ {} name {} }} }} }} }}",
-        "ofType { ".repeat(10),
-        "} ".repeat(10)
+        "ofType { ".repeat(14),
+        "} ".repeat(14)
     );
     let body = app.graphql(&wrapped, json!({})).await.unwrap();
     assert_eq!(error_code(&body), Some("LIMIT_EXCEEDED"), "{body}");
@@ -405,4 +405,44 @@ async fn a_connection_holds_a_bounded_number_of_subscriptions() {
         }
     }
     assert!(accepted, "a freed slot can be used again");
+}
+
+/// The introspection query GraphiQL sends (graphql-js 16's `getIntrospectionQuery()`): the
+/// limits must leave the service's own GraphiQL page working.
+const GRAPHIQL_INTROSPECTION: &str = r#"
+query IntrospectionQuery {
+  __schema {
+    queryType { name } mutationType { name } subscriptionType { name }
+    types { ...FullType }
+    directives { name description locations args { ...InputValue } }
+  }
+}
+fragment FullType on __Type {
+  kind name description
+  fields(includeDeprecated: true) {
+    name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason
+  }
+  inputFields { ...InputValue }
+  interfaces { ...TypeRef }
+  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
+  possibleTypes { ...TypeRef }
+}
+fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+fragment TypeRef on __Type {
+  kind name
+  ofType { kind name ofType { kind name ofType { kind name ofType { kind name
+    ofType { kind name ofType { kind name ofType { kind name } } } } } } }
+}
+"#;
+
+#[tokio::test]
+async fn graphiql_can_introspect_the_schema_within_the_limits() {
+    let app = TestApp::spawn().await.unwrap();
+    let body = app
+        .graphql(GRAPHIQL_INTROSPECTION, json!({}))
+        .await
+        .unwrap();
+    assert!(body.get("errors").is_none(), "{body}");
+    let types = body["data"]["__schema"]["types"].as_array().unwrap();
+    assert!(types.iter().any(|t| t["name"] == "Task"));
 }
