@@ -168,7 +168,7 @@ impl std::fmt::Debug for AuthSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiLimits {
     /// Deepest selection nesting (`CHRONICLE_GRAPHQL_MAX_DEPTH`, 15: GraphiQL's introspection
-    /// query nests 13 deep; the deepest data query, tasks with their history, 7).
+    /// query nests deeper than 12; the deepest data query, tasks with their history, 7).
     pub max_depth: usize,
     /// Most complexity points: one per field, a connection's fields counted once per item of
     /// its page (`CHRONICLE_GRAPHQL_MAX_COMPLEXITY`, 5000: a full page of 100 tasks with every
