@@ -35,6 +35,8 @@ use crate::auth::Authenticator;
 use crate::graphql::{build_schema, Services};
 use crate::http::{router, HttpState};
 use crate::rate_limit::RateLimiter;
+use chronicle_application::observability::Gauges;
+use chronicle_infrastructure::outbox::PgOutboxMonitor;
 
 /// The consumer group of the read-model projections (under `KAFKA_TOPIC_PREFIX`).
 pub const PROJECTIONS_GROUP: &str = "chronicle-projections";
@@ -305,6 +307,10 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningS
             pool: pool.clone(),
             relay: relay_status.clone(),
             limits: settings.limits.clone(),
+            gauges: Arc::new(Gauges::new(
+                Arc::new(PgOutboxMonitor::new(pool.clone())),
+                rebuilder.clone(),
+            )),
             rate_limiter: RateLimiter::new(
                 settings.limits.rate_per_second,
                 settings.limits.rate_burst,

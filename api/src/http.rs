@@ -20,6 +20,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use chronicle_application::observability::Gauges;
 use chronicle_infrastructure::config::ApiLimits;
 use chronicle_infrastructure::outbox::RelayStatus;
 use futures::FutureExt;
@@ -49,6 +50,8 @@ pub struct HttpState {
     pub limits: ApiLimits,
     /// Per-subject rate limit (`None`: off).
     pub rate_limiter: Option<Arc<RateLimiter>>,
+    /// Gauges read from the database at each scrape.
+    pub gauges: Arc<Gauges>,
 }
 
 /// The router. Serve it with `into_make_service_with_connect_info::<SocketAddr>()`: requests
@@ -65,8 +68,17 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-/// The Prometheus text exposition.
-async fn prometheus() -> impl IntoResponse {
+/// How long a scrape waits for the database gauges before answering with the last values.
+const GAUGE_REFRESH_LIMIT: Duration = Duration::from_secs(2);
+
+/// The Prometheus text exposition, database gauges refreshed first.
+async fn prometheus(State(state): State<HttpState>) -> impl IntoResponse {
+    if tokio::time::timeout(GAUGE_REFRESH_LIMIT, state.gauges.refresh())
+        .await
+        .is_err()
+    {
+        tracing::warn!("metrics gauges not refreshed in time; serving the last values");
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

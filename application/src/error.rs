@@ -53,6 +53,21 @@ pub enum AppError {
 }
 
 impl AppError {
+    /// A short, fixed name of the kind of failure: the `outcome` label of metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Validation { .. } => "validation_failed",
+            Self::NotFound(_) => "not_found",
+            Self::Conflict { .. } => "concurrency_conflict",
+            Self::InvalidTransition(_) => "invalid_transition",
+            Self::Unauthenticated => "unauthenticated",
+            Self::Forbidden(_) => "forbidden",
+            Self::StaleRead { .. } => "stale_read",
+            Self::LimitExceeded(_) => "limit_exceeded",
+            Self::Internal(_) => "internal",
+        }
+    }
+
     /// Shorthand for a validation failure on one field.
     pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Validation {

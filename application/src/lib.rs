@@ -13,6 +13,7 @@ pub mod hash_chain;
 pub mod live;
 pub mod message;
 pub mod metadata;
+pub mod observability;
 pub mod ports;
 pub mod projection;
 pub mod queries;

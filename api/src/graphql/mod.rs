@@ -5,6 +5,7 @@ mod context;
 mod error;
 mod limits;
 mod mutation;
+mod observe;
 mod projection;
 mod query;
 mod report;
@@ -58,7 +59,8 @@ pub fn build_schema(services: Services, limits: &ApiLimits) -> ChronicleSchema {
     .limit_directives(MAX_DIRECTIVES_PER_FIELD)
     .extension(limits::AliasLimit {
         max: limits.max_aliases,
-    });
+    })
+    .extension(observe::OperationMetrics);
     if limits.introspection {
         builder.finish()
     } else {

@@ -82,8 +82,34 @@ where
     }
 
     /// Loads, decides and appends, retrying on a lost race unless a version was pinned, and
-    /// answering the first result again when the idempotency key was seen before.
+    /// answering the first result again when the idempotency key was seen before. Records
+    /// `chronicle_command_duration_seconds{command, outcome}`.
     pub async fn execute(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        options: &ExecuteOptions,
+        metadata: &CommandMetadata,
+    ) -> Result<CommandOutcome, AppError> {
+        let started = std::time::Instant::now();
+        let result = self
+            .execute_unmeasured(aggregate_id, command, options, metadata)
+            .await;
+        let outcome = match &result {
+            Ok(outcome) if outcome.replayed => "replayed",
+            Ok(_) => "ok",
+            Err(error) => error.kind(),
+        };
+        metrics::histogram!(
+            "chronicle_command_duration_seconds",
+            "command" => options.command_name,
+            "outcome" => outcome,
+        )
+        .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn execute_unmeasured(
         &self,
         aggregate_id: &str,
         command: A::Command,

@@ -1,0 +1,47 @@
+//! Gauges read from the store when metrics are scraped: the outbox backlog and projection lag.
+//!
+//! Counters and histograms are recorded where things happen (commands, consumers, GraphQL);
+//! these are states of the database, so they are read on demand, where every instance sees
+//! the same truth, rather than kept by whichever instance happens to run the relay.
+
+use std::sync::Arc;
+
+use crate::ports::OutboxMonitor;
+use crate::replay::Rebuilder;
+
+/// Reads and records the gauges.
+pub struct Gauges {
+    outbox: Arc<dyn OutboxMonitor>,
+    rebuilder: Arc<Rebuilder>,
+}
+
+impl Gauges {
+    /// Gauges over the outbox and the projections.
+    pub fn new(outbox: Arc<dyn OutboxMonitor>, rebuilder: Arc<Rebuilder>) -> Self {
+        Self { outbox, rebuilder }
+    }
+
+    /// Sets `chronicle_outbox_backlog_events`, `chronicle_outbox_oldest_unpublished_seconds`
+    /// and `chronicle_projection_lag_events{projection}` to their current values; a failed read
+    /// leaves the previous value and is logged.
+    pub async fn refresh(&self) {
+        match self.outbox.backlog().await {
+            Ok(backlog) => {
+                metrics::gauge!("chronicle_outbox_backlog_events").set(backlog.events as f64);
+                metrics::gauge!("chronicle_outbox_oldest_unpublished_seconds")
+                    .set(backlog.oldest_seconds);
+            }
+            Err(error) => tracing::warn!(%error, "outbox backlog unavailable for metrics"),
+        }
+        match self.rebuilder.statuses().await {
+            Ok(statuses) => {
+                for status in statuses {
+                    let lag = status.lag() as f64;
+                    metrics::gauge!("chronicle_projection_lag_events", "projection" => status.name)
+                        .set(lag);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "projection status unavailable for metrics"),
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! The outbox backlog, for operators.
+
+use async_trait::async_trait;
+use chronicle_application::ports::{OutboxBacklog, OutboxMonitor, StoreError};
+use sqlx::PgPool;
+
+use crate::event_store::store_error;
+
+/// Reads the backlog with the relay's own partial index (`outbox_unpublished_idx`), so the cost
+/// follows the backlog, not the table.
+#[derive(Clone)]
+pub struct PgOutboxMonitor {
+    pool: PgPool,
+}
+
+impl PgOutboxMonitor {
+    /// The monitor on `pool`.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait]
+impl OutboxMonitor for PgOutboxMonitor {
+    async fn backlog(&self) -> Result<OutboxBacklog, StoreError> {
+        let (events, oldest_seconds): (i64, f64) = sqlx::query_as(
+            "SELECT count(*),
+                    coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8
+             FROM outbox WHERE published_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(OutboxBacklog {
+            events: events.max(0) as u64,
+            oldest_seconds: oldest_seconds.max(0.0),
+        })
+    }
+}

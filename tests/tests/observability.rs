@@ -1,0 +1,125 @@
+//! What operators see at `/metrics`: command and GraphQL latency histograms by name and outcome,
+//! the outbox backlog and projection lag.
+
+use chronicle_api::app::Parts;
+use chronicle_tests::TestApp;
+use serde_json::json;
+
+/// The value of the first sample of `name` whose labels include every `label="value"` pair.
+fn sample(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| {
+            line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
+        })
+        .find(|line| {
+            labels
+                .iter()
+                .all(|(key, value)| line.contains(&format!("{key}=\"{value}\"")))
+        })
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_show_command_and_operation_latency_backlog_and_lag() {
+    // No relay and no projections: what is committed stays in the outbox and unprojected.
+    let app = TestApp::spawn_parts(
+        Parts {
+            api: true,
+            relay: false,
+            projections: false,
+            worker: false,
+        },
+        |_| {},
+    )
+    .await
+    .unwrap();
+    for n in 0..3 {
+        app.create_task(&format!("task {n}"), "team-a")
+            .await
+            .unwrap();
+    }
+    let missing = app
+        .graphql(
+            "mutation($id: ID!) { startTask(id: $id) { version } }",
+            json!({"id": uuid::Uuid::now_v7().to_string()}),
+        )
+        .await
+        .unwrap();
+    assert!(missing.get("errors").is_some());
+    app.data("{ tasks { totalCount } }", json!({}))
+        .await
+        .unwrap();
+
+    let exposition = reqwest::get(format!("{}/metrics", app.base_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |name: &str, labels: &[(&str, &str)]| {
+        sample(&exposition, name, labels)
+            .unwrap_or_else(|| panic!("{name} {labels:?} in:\n{exposition}"))
+    };
+    assert_eq!(
+        count(
+            "chronicle_command_duration_seconds_count",
+            &[("command", "createTask"), ("outcome", "ok")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        count(
+            "chronicle_command_duration_seconds_count",
+            &[("command", "startTask"), ("outcome", "not_found")]
+        ),
+        1.0
+    );
+    assert!(
+        count(
+            "chronicle_command_duration_seconds_bucket",
+            &[("command", "createTask"), ("outcome", "ok"), ("le", "10")]
+        ) >= 3.0,
+        "histogram buckets are exposed"
+    );
+    assert_eq!(
+        count(
+            "chronicle_graphql_operation_duration_seconds_count",
+            &[
+                ("type", "Mutation"),
+                ("field", "createTask"),
+                ("outcome", "ok")
+            ]
+        ),
+        3.0
+    );
+    assert_eq!(
+        count(
+            "chronicle_graphql_operation_duration_seconds_count",
+            &[
+                ("type", "Mutation"),
+                ("field", "startTask"),
+                ("outcome", "error")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        count(
+            "chronicle_graphql_operation_duration_seconds_count",
+            &[("type", "Query"), ("field", "tasks"), ("outcome", "ok")]
+        ),
+        1.0
+    );
+    assert_eq!(count("chronicle_outbox_backlog_events", &[]), 3.0);
+    assert!(count("chronicle_outbox_oldest_unpublished_seconds", &[]) > 0.0);
+    assert_eq!(
+        count(
+            "chronicle_projection_lag_events",
+            &[("projection", "tasks")]
+        ),
+        3.0
+    );
+}
