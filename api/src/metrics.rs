@@ -18,7 +18,7 @@ pub fn handle() -> &'static PrometheusHandle {
             .set_buckets(&[
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ])
-            .map_or_else(|_| PrometheusBuilder::new(), |builder| builder)
+            .unwrap_or_else(|_| PrometheusBuilder::new())
             .build_recorder();
         let handle = recorder.handle();
         if metrics::set_global_recorder(recorder).is_err() {
