@@ -45,6 +45,19 @@ fn describe() {
         metrics::Unit::Seconds,
         "GraphQL root field resolution time, by type (Query, Mutation, Subscription), field and outcome"
     );
+    metrics::describe_counter!(
+        "chronicle_relay_published_total",
+        "Outbox events the active relay published and Kafka acknowledged"
+    );
+    metrics::describe_counter!(
+        "chronicle_relay_publish_failures_total",
+        "Outbox events whose delivery failed (they stay in the outbox and are retried)"
+    );
+    metrics::describe_histogram!(
+        "chronicle_relay_publish_lag_seconds",
+        metrics::Unit::Seconds,
+        "Time from an event's commit to Kafka's acknowledgement of it"
+    );
     metrics::describe_gauge!(
         "chronicle_outbox_backlog_events",
         "Events committed to the store and not yet published to Kafka"

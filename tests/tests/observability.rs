@@ -123,3 +123,49 @@ async fn metrics_show_command_and_operation_latency_backlog_and_lag() {
         3.0
     );
 }
+
+#[tokio::test]
+async fn metrics_show_what_the_relay_published_and_how_late() {
+    let app = TestApp::spawn().await.unwrap();
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(
+            app.create_task(&format!("task {n}"), "team-a")
+                .await
+                .unwrap(),
+        );
+    }
+    for id in &ids {
+        app.wait_for_version(id, 1).await.unwrap();
+    }
+    let url = format!("{}/metrics", app.base_url);
+    let exposition = chronicle_tests::eventually(std::time::Duration::from_secs(10), || {
+        let url = url.clone();
+        async move {
+            let text = reqwest::get(&url).await?.text().await?;
+            let published = sample(&text, "chronicle_relay_published_total", &[]).unwrap_or(0.0);
+            let backlog = sample(&text, "chronicle_outbox_backlog_events", &[]).unwrap_or(-1.0);
+            Ok((published >= 3.0 && backlog == 0.0).then_some(text))
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        sample(
+            &exposition,
+            "chronicle_relay_publish_lag_seconds_count",
+            &[]
+        )
+        .unwrap()
+            >= 3.0
+    );
+    assert_eq!(
+        sample(
+            &exposition,
+            "chronicle_projection_lag_events",
+            &[("projection", "tasks")]
+        ),
+        Some(0.0),
+        "{exposition}"
+    );
+}

@@ -91,6 +91,8 @@ impl RelayStatus {
 /// One unpublished outbox row.
 struct PendingRow {
     id: i64,
+    /// Seconds between the commit and the start of this round (the publish lag so far).
+    waited_seconds: f64,
     topic: String,
     key: String,
     headers: Vec<(String, String)>,
@@ -250,8 +252,11 @@ impl OutboxRelay {
 
     /// Publishes one batch; answers how many rows were published.
     async fn publish_round(&self, producer: &FutureProducer) -> Result<usize, RoundError> {
+        let round_started = std::time::Instant::now();
         let rows = sqlx::query(
-            "SELECT id, topic, key, headers, payload FROM outbox
+            "SELECT id, topic, key, headers, payload,
+                    extract(epoch FROM clock_timestamp() - created_at)::float8 AS waited
+             FROM outbox
              WHERE published_at IS NULL ORDER BY id LIMIT $1",
         )
         .bind(self.options.batch_size)
@@ -265,6 +270,7 @@ impl OutboxRelay {
             .iter()
             .map(|row| PendingRow {
                 id: row.get("id"),
+                waited_seconds: row.get::<f64, _>("waited").max(0.0),
                 topic: row.get("topic"),
                 key: row.get("key"),
                 headers: headers_from_json(&row.get::<Value, _>("headers")),
@@ -325,6 +331,18 @@ impl OutboxRelay {
             self.status
                 .published
                 .fetch_add(published.len() as u64, Ordering::Relaxed);
+            // Commit-to-acknowledged time of each event: the lag consumers see from the relay.
+            let round_seconds = round_started.elapsed().as_secs_f64();
+            let lag = metrics::histogram!("chronicle_relay_publish_lag_seconds");
+            let acknowledged: std::collections::HashSet<i64> = published.iter().copied().collect();
+            for row in pending.iter().filter(|row| acknowledged.contains(&row.id)) {
+                lag.record(row.waited_seconds + round_seconds);
+            }
+            metrics::counter!("chronicle_relay_published_total").increment(published.len() as u64);
+        }
+        if !failed.is_empty() {
+            metrics::counter!("chronicle_relay_publish_failures_total")
+                .increment(failed.len() as u64);
         }
         if let Some(message) = first_failure {
             if !failed.is_empty() {
