@@ -168,4 +168,20 @@ async fn metrics_show_what_the_relay_published_and_how_late() {
         Some(0.0),
         "{exposition}"
     );
+
+    // The projections group's lag, from librdkafka's statistics (every 5 s): caught up.
+    let group = chronicle_application::topics::Topics::new(app.settings.kafka.topic_prefix.clone())
+        .group(chronicle_api::app::PROJECTIONS_GROUP);
+    let task_topic = app.topic("Task");
+    let lag = chronicle_tests::eventually(std::time::Duration::from_secs(20), || {
+        let (url, group, topic) = (url.clone(), group.clone(), task_topic.clone());
+        async move {
+            let text = reqwest::get(&url).await?.text().await?;
+            let labels = [("group", group.as_str()), ("topic", topic.as_str())];
+            Ok(sample(&text, "chronicle_consumer_lag_messages", &labels))
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(lag, 0.0);
 }

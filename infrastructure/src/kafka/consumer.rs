@@ -20,6 +20,8 @@ use chronicle_application::ports::{EventHandler, HandlerError};
 use futures::FutureExt;
 use rand::Rng;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+
+use super::lag::{LagReporter, STATISTICS_INTERVAL_MS};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
@@ -102,7 +104,7 @@ impl ConsumerOptions {
 
 /// A running consumer: one group, one handler.
 pub struct EventConsumer {
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<LagReporter>,
     handler: Arc<dyn EventHandler>,
     dead_letters: DeadLetters,
     options: ConsumerOptions,
@@ -136,10 +138,13 @@ impl EventConsumer {
         if options.from_latest {
             config.set("auto.offset.reset", "latest");
         }
-        let consumer: StreamConsumer = config.create().map_err(InfraError::kafka(format!(
-            "create consumer {}",
-            options.group
-        )))?;
+        config.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+        let consumer: StreamConsumer<LagReporter> = config
+            .create_with_context(LagReporter::new(options.group.clone()))
+            .map_err(InfraError::kafka(format!(
+                "create consumer {}",
+                options.group
+            )))?;
         let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&topics)

@@ -4,3 +4,4 @@ pub mod admin;
 pub mod client;
 pub mod consumer;
 pub mod dead_letter;
+pub mod lag;
