@@ -68,6 +68,11 @@ fn describe() {
         "Age of the oldest unpublished outbox event (0 when none)"
     );
     metrics::describe_gauge!(
+        "chronicle_projection_lag_seconds",
+        metrics::Unit::Seconds,
+        "Age of the oldest event the projection's rows do not reflect yet (0 when caught up)"
+    );
+    metrics::describe_gauge!(
         "chronicle_projection_lag_events",
         "Store positions of the projection's aggregate type not yet reflected by its rows (an upper bound)"
     );

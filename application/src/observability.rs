@@ -21,9 +21,9 @@ impl Gauges {
         Self { outbox, rebuilder }
     }
 
-    /// Sets `chronicle_outbox_backlog_events`, `chronicle_outbox_oldest_unpublished_seconds`
-    /// and `chronicle_projection_lag_events{projection}` to their current values; a failed read
-    /// leaves the previous value and is logged.
+    /// Sets `chronicle_outbox_backlog_events`, `chronicle_outbox_oldest_unpublished_seconds`,
+    /// `chronicle_projection_lag_events{projection}` and `chronicle_projection_lag_seconds{projection}`
+    /// to their current values; a failed read leaves the previous value and is logged.
     pub async fn refresh(&self) {
         match self.outbox.backlog().await {
             Ok(backlog) => {
@@ -35,10 +35,13 @@ impl Gauges {
         }
         match self.rebuilder.statuses().await {
             Ok(statuses) => {
+                let now = chrono::Utc::now();
                 for status in statuses {
-                    let lag = status.lag() as f64;
-                    metrics::gauge!("chronicle_projection_lag_events", "projection" => status.name)
-                        .set(lag);
+                    let (events, seconds) = (status.lag() as f64, status.lag_seconds(now));
+                    metrics::gauge!("chronicle_projection_lag_events", "projection" => status.name.clone())
+                        .set(events);
+                    metrics::gauge!("chronicle_projection_lag_seconds", "projection" => status.name)
+                        .set(seconds);
                 }
             }
             Err(error) => tracing::warn!(%error, "projection status unavailable for metrics"),

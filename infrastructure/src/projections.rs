@@ -115,6 +115,7 @@ fn status_from_row(row: &PgRow) -> Result<ProjectionStatus, StoreError> {
             )
         }),
         last_error: row.get("last_error"),
+        oldest_unprojected_at: row.get("oldest_unprojected_at"),
     })
 }
 
@@ -211,7 +212,10 @@ impl ProjectionControl for PgProjections {
             .unzip();
         let rows = sqlx::query(
             "SELECT p.*, COALESCE((SELECT max(e.position) FROM events e
-                 WHERE e.aggregate_type = m.aggregate_type), 0) AS head
+                 WHERE e.aggregate_type = m.aggregate_type), 0) AS head,
+                 (SELECT e.recorded_at FROM events e
+                  WHERE e.aggregate_type = m.aggregate_type AND e.position > p.position
+                  ORDER BY e.position LIMIT 1) AS oldest_unprojected_at
              FROM projections p
              LEFT JOIN UNNEST($1::text[], $2::text[]) AS m(name, aggregate_type)
                  ON m.name = p.name

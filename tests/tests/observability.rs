@@ -168,6 +168,15 @@ async fn metrics_show_what_the_relay_published_and_how_late() {
         Some(0.0),
         "{exposition}"
     );
+    assert_eq!(
+        sample(
+            &exposition,
+            "chronicle_projection_lag_seconds",
+            &[("projection", "tasks")]
+        ),
+        Some(0.0),
+        "{exposition}"
+    );
 
     // The projections group's lag, from librdkafka's statistics (every 5 s): caught up.
     let group = chronicle_application::topics::Topics::new(app.settings.kafka.topic_prefix.clone())

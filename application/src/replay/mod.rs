@@ -72,9 +72,19 @@ pub struct ProjectionStatus {
     pub last_rebuild: Option<(u64, f64, DateTime<Utc>)>,
     /// Why the last rebuild failed or was abandoned, if it did.
     pub last_error: Option<String>,
+    /// When the oldest event the rows do not reflect yet was recorded (`None`: caught up).
+    pub oldest_unprojected_at: Option<DateTime<Utc>>,
 }
 
 impl ProjectionStatus {
+    /// How far behind the store the rows are in time: the age of the oldest event they do not
+    /// reflect yet (0 when caught up).
+    pub fn lag_seconds(&self, now: DateTime<Utc>) -> f64 {
+        self.oldest_unprojected_at.map_or(0.0, |at| {
+            ((now - at).num_milliseconds() as f64 / 1000.0).max(0.0)
+        })
+    }
+
     /// Events in the store beyond what the rows reflect (positions can skip numbers after a
     /// rolled-back append, so this is an upper bound).
     pub fn lag(&self) -> i64 {
