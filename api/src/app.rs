@@ -36,6 +36,7 @@ use crate::graphql::{build_schema, Services};
 use crate::http::{router, HttpState};
 use crate::rate_limit::RateLimiter;
 use chronicle_application::observability::Gauges;
+use chronicle_infrastructure::kafka::probe::BrokerProbe;
 use chronicle_infrastructure::outbox::PgOutboxMonitor;
 
 /// The consumer group of the read-model projections (under `KAFKA_TOPIC_PREFIX`).
@@ -307,6 +308,7 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningS
             pool: pool.clone(),
             relay: relay_status.clone(),
             limits: settings.limits.clone(),
+            broker: BrokerProbe::new(&settings.kafka).context("creating the broker probe")?,
             gauges: Arc::new(Gauges::new(
                 Arc::new(PgOutboxMonitor::new(pool.clone())),
                 rebuilder.clone(),

@@ -22,6 +22,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chronicle_application::observability::Gauges;
 use chronicle_infrastructure::config::ApiLimits;
+use chronicle_infrastructure::kafka::probe::{BrokerHealth, BrokerProbe};
 use chronicle_infrastructure::outbox::RelayStatus;
 use futures::FutureExt;
 use serde_json::json;
@@ -52,7 +53,12 @@ pub struct HttpState {
     pub rate_limiter: Option<Arc<RateLimiter>>,
     /// Gauges read from the database at each scrape.
     pub gauges: Arc<Gauges>,
+    /// Asks the brokers for metadata, for readiness.
+    pub broker: BrokerProbe,
 }
+
+/// How long readiness waits for the database's answer.
+const READY_DATABASE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The router. Serve it with `into_make_service_with_connect_info::<SocketAddr>()`: requests
 /// without credentials are rate limited by client address.
@@ -387,8 +393,22 @@ async fn graphql_ws(
         })
 }
 
+/// Readiness: 503 when the database does not answer (nothing can be served without it). The
+/// broker's state is reported but does not fail readiness: commands still commit to the outbox
+/// while Kafka is away, and the relay drains it when Kafka returns.
 async fn ready(State(state): State<HttpState>) -> Response {
-    let database = sqlx::query("SELECT 1").execute(&state.pool).await.is_ok();
+    let (database, broker) = tokio::join!(
+        tokio::time::timeout(
+            READY_DATABASE_TIMEOUT,
+            sqlx::query("SELECT 1").execute(&state.pool)
+        ),
+        state.broker.check()
+    );
+    let database = matches!(database, Ok(Ok(_)));
+    let broker = match broker {
+        BrokerHealth::Reachable { brokers } => json!({"reachable": true, "brokers": brokers}),
+        BrokerHealth::Unreachable(reason) => json!({"reachable": false, "error": reason}),
+    };
     let relay = state.relay.as_ref().map(|status| {
         json!({
             "leader": status.is_leader(),
@@ -399,6 +419,7 @@ async fn ready(State(state): State<HttpState>) -> Response {
     let body = json!({
         "status": if database { "ready" } else { "unavailable" },
         "database": database,
+        "broker": broker,
         "relay": relay,
     });
     let code = if database {

@@ -194,3 +194,65 @@ async fn metrics_show_what_the_relay_published_and_how_late() {
     .unwrap();
     assert_eq!(lag, 0.0);
 }
+
+async fn admin_execute(sql: &str) {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(&chronicle_tests::admin_url())
+        .await
+        .unwrap();
+    sqlx::query(sql).execute(&mut admin).await.unwrap();
+}
+
+async fn ready(app: &TestApp) -> (u16, serde_json::Value) {
+    let response = reqwest::get(format!("{}/health/ready", app.base_url))
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn readiness_reports_database_broker_and_relay_and_recovers_after_an_outage() {
+    let app = TestApp::spawn().await.unwrap();
+    let (status, body) = ready(&app).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["database"], true);
+    assert_eq!(body["broker"]["reachable"], true, "{body}");
+    assert!(body["broker"]["brokers"].as_u64().unwrap() >= 1);
+    assert!(body["relay"].is_object(), "{body}");
+
+    // The database goes away: no new connections, existing ones cut.
+    let name = app
+        .settings
+        .database_url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    admin_execute(&format!(
+        "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"
+    ))
+    .await;
+    admin_execute(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ))
+    .await;
+    let down = chronicle_tests::eventually(std::time::Duration::from_secs(15), || async {
+        let (status, body) = ready(&app).await;
+        Ok((status == 503).then_some(body))
+    })
+    .await
+    .unwrap();
+    assert_eq!(down["database"], false, "{down}");
+    assert_eq!(down["status"], "unavailable");
+
+    // It comes back: the service recovers by itself.
+    admin_execute(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true")).await;
+    chronicle_tests::eventually(std::time::Duration::from_secs(15), || async {
+        Ok((ready(&app).await.0 == 200).then_some(()))
+    })
+    .await
+    .unwrap();
+    let id = app.create_task("after the outage", "team-a").await.unwrap();
+    app.wait_for_version(&id, 1).await.unwrap();
+}

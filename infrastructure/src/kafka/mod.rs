@@ -5,3 +5,4 @@ pub mod client;
 pub mod consumer;
 pub mod dead_letter;
 pub mod lag;
+pub mod probe;
