@@ -5,6 +5,7 @@
 //! operation runs under the request timeout with panics caught (`INTERNAL` with the request id,
 //! the panic itself only in the logs) so no request can take the service down.
 
+use chronicle_application::trace::TraceContext;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -174,6 +175,9 @@ async fn graphql(
         let error = limit_error(message);
         return Json(async_graphql::Response::from_errors(vec![error])).into_response();
     }
+    // This request is a span of the caller's trace (or the first of a new one); the events it
+    // stores name this span as their parent.
+    let trace = TraceContext::continue_from(header(&headers, "traceparent"));
     let context = RequestContext {
         principal,
         expires_at: None,
@@ -181,16 +185,18 @@ async fn graphql(
         auth_error,
         correlation_id: correlation_id(&headers),
         request_id: Uuid::now_v7().to_string(),
-        traceparent: header(&headers, "traceparent")
-            .filter(|t| t.len() <= 128)
-            .map(str::to_owned),
+        traceparent: Some(trace.header()),
     };
     let correlation = context.correlation_id.clone();
     let request_id = context.request_id.clone();
     let span = tracing::info_span!(
         "graphql",
+        otel.kind = "server",
         request_id = %context.request_id,
-        correlation_id = %context.correlation_id
+        correlation_id = %context.correlation_id,
+        trace_id = %trace.trace_id(),
+        span_id = %trace.span_id(),
+        parent_span_id = trace.parent_span_id(),
     );
     let response = match batch {
         BatchRequest::Single(request) => BatchResponse::Single(

@@ -20,5 +20,6 @@ pub mod queries;
 pub mod replay;
 pub mod reports;
 pub mod topics;
+pub mod trace;
 
 pub use error::AppError;

@@ -43,6 +43,10 @@ pub struct EventMessage {
     pub source_service: String,
     /// The event's fields, without any wrapper.
     pub payload: Value,
+    /// The W3C `traceparent` the message arrived with (a Kafka header, not part of the
+    /// envelope): consumers continue that trace.
+    #[serde(skip)]
+    pub traceparent: Option<String>,
 }
 
 /// A message ready for the outbox: everything the relay needs, decided at commit time.
@@ -76,6 +80,7 @@ impl EventMessage {
             causation_id: metadata.causation_id.clone(),
             source_service: SOURCE_SERVICE.to_owned(),
             payload: inner_payload(&event.payload),
+            traceparent: metadata.traceparent.clone(),
         }
     }
 

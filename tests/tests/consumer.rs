@@ -113,6 +113,7 @@ impl Fixture {
             causation_id: "c-1".to_owned(),
             source_service: "chronicle".to_owned(),
             payload: json!({}),
+            traceparent: None,
         };
         let mut headers = OwnedHeaders::new();
         for (key, value) in message.headers(None) {

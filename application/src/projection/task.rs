@@ -114,6 +114,7 @@ mod tests {
             causation_id: "c".into(),
             source_service: "chronicle".into(),
             payload,
+            traceparent: None,
         }
     }
 

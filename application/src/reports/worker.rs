@@ -20,6 +20,8 @@ use crate::message::EventMessage;
 use crate::metadata::CommandMetadata;
 use crate::ports::{EventHandler, HandlerError, ReportDataSource};
 use crate::projection::{domain_payload, BatchOutcome};
+use crate::trace::TraceContext;
+use tracing::Instrument as _;
 
 /// The actor of the worker's commands.
 pub const WORKER_ACTOR: &str = "chronicle-report-worker";
@@ -45,12 +47,17 @@ impl ReportWorker {
         }
     }
 
-    async fn generate(&self, report_id: Uuid, message: &EventMessage) -> Result<(), HandlerError> {
+    async fn generate(
+        &self,
+        report_id: Uuid,
+        message: &EventMessage,
+        trace: &TraceContext,
+    ) -> Result<(), HandlerError> {
         let metadata = CommandMetadata {
             actor_id: WORKER_ACTOR.to_owned(),
             correlation_id: message.correlation_id.clone(),
             causation_id: message.event_id.to_string(),
-            traceparent: None,
+            traceparent: Some(trace.header()),
             idempotency_key: None,
         };
         let loaded = self.commands.load(report_id).await.map_err(transient)?;
@@ -85,7 +92,7 @@ impl ReportWorker {
             .data
             .team_tasks(team.as_str())
             .await
-            .map_err(|e| HandlerError::Transient(e.to_string()))?;
+            .map_err(HandlerError::from)?;
         let result = compute(kind, &tasks, from, to, Utc::now());
         self.commands
             .complete(report_id, result, &metadata)
@@ -95,8 +102,12 @@ impl ReportWorker {
     }
 }
 
+/// A failed command of the worker: retried, and without limit while the database is away.
 fn transient(error: AppError) -> HandlerError {
-    HandlerError::Transient(error.to_string())
+    match error {
+        AppError::Unavailable(detail) => HandlerError::Unavailable(detail),
+        other => HandlerError::Transient(other.to_string()),
+    }
 }
 
 #[async_trait]
@@ -127,7 +138,20 @@ impl EventHandler for ReportWorker {
                     continue;
                 }
             };
-            self.generate(report_id, message).await?;
+            // The generation is a span of the request's trace; the report's events name it.
+            let trace = TraceContext::continue_from(message.traceparent.as_deref());
+            let span = tracing::info_span!(
+                "generate_report",
+                otel.kind = "internal",
+                %report_id,
+                correlation_id = %message.correlation_id,
+                trace_id = trace.trace_id(),
+                span_id = trace.span_id(),
+                parent_span_id = trace.parent_span_id(),
+            );
+            self.generate(report_id, message, &trace)
+                .instrument(span)
+                .await?;
             outcome.applied += 1;
         }
         Ok(outcome)

@@ -6,6 +6,8 @@
 //! - `Ok`: done; messages it rejected are dead-lettered.
 //! - `Transient`: retried with exponential backoff and jitter; after the configured attempts
 //!   (when bounded) the batch is split and each message tried alone, then dead-lettered.
+//! - `Unavailable` (the database is away): retried with backoff for as long as it takes,
+//!   counting no attempt.
 //! - `Permanent`: the batch is split so one poison message cannot take its neighbours with it;
 //!   a single message is dead-lettered.
 //!
@@ -17,6 +19,7 @@ use std::time::Duration;
 
 use chronicle_application::message::EventMessage;
 use chronicle_application::ports::{EventHandler, HandlerError};
+use chronicle_application::trace::TraceContext;
 use futures::FutureExt;
 use rand::Rng;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -123,7 +126,33 @@ fn decode(message: &OwnedMessage) -> Result<EventMessage, String> {
         }
     }
     let payload = message.payload().ok_or("empty payload")?;
-    serde_json::from_slice::<EventMessage>(payload).map_err(|e| format!("malformed envelope: {e}"))
+    let mut event = serde_json::from_slice::<EventMessage>(payload)
+        .map_err(|e| format!("malformed envelope: {e}"))?;
+    event.traceparent = message.headers().and_then(|headers| {
+        headers
+            .iter()
+            .find(|h| h.key == "traceparent")
+            .and_then(|h| h.value)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(str::to_owned)
+    });
+    Ok(event)
+}
+
+/// The span of one message's handling: a child of the producer's trace (the request that
+/// stored the event), so a trace shows every consumer that reacted to a change.
+fn consume_span(group: &str, message: &OwnedMessage, trace: &TraceContext) -> tracing::Span {
+    tracing::info_span!(
+        "consume",
+        otel.kind = "consumer",
+        group,
+        topic = message.topic(),
+        partition = message.partition(),
+        offset = message.offset(),
+        trace_id = trace.trace_id(),
+        span_id = trace.span_id(),
+        parent_span_id = trace.parent_span_id(),
+    )
 }
 
 impl EventConsumer {
@@ -227,9 +256,15 @@ impl EventConsumer {
     async fn process(&self, batch: &[OwnedMessage], shutdown: &CancellationToken) -> bool {
         let mut events = Vec::with_capacity(batch.len());
         let mut raws = Vec::with_capacity(batch.len());
+        // One span per message, open while its batch is handled; the handler continues each
+        // message's trace from its span.
+        let mut spans = Vec::with_capacity(batch.len());
         for message in batch {
             match decode(message) {
-                Ok(event) => {
+                Ok(mut event) => {
+                    let trace = TraceContext::continue_from(event.traceparent.as_deref());
+                    spans.push(consume_span(&self.options.group, message, &trace));
+                    event.traceparent = Some(trace.header());
                     events.push(event);
                     raws.push(message);
                 }
@@ -286,6 +321,7 @@ impl EventConsumer {
         shutdown: &CancellationToken,
     ) -> Delivery {
         let mut attempts = 0;
+        let mut outage_retries = 0;
         loop {
             attempts += 1;
             match self.handler.handle(events).await {
@@ -308,6 +344,17 @@ impl EventConsumer {
                     tokio::select! {
                         () = shutdown.cancelled() => return Delivery::Interrupted,
                         () = tokio::time::sleep(PAUSED_POLL) => {}
+                    }
+                }
+                Err(HandlerError::Unavailable(reason)) => {
+                    // The database is away: wait it out, however long, counting no attempt.
+                    attempts -= 1;
+                    outage_retries += 1;
+                    let pause = self.backoff(outage_retries);
+                    tracing::warn!(group = %self.options.group, ?pause, %reason, "database unavailable; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Delivery::Interrupted,
+                        () = tokio::time::sleep(pause) => {}
                     }
                 }
                 Err(HandlerError::Transient(reason)) => {
