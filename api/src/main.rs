@@ -95,9 +95,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tracing::info!("GraphiQL at http://{addr}/graphql");
             }
             shutdown_signal().await;
-            tracing::info!("shutting down");
-            service.stop().await;
-            Ok(ExitCode::SUCCESS)
+            tracing::info!("shutting down: no new requests; finishing in-flight work");
+            let started = std::time::Instant::now();
+            match tokio::time::timeout(settings.shutdown_timeout, service.stop()).await {
+                Ok(()) => {
+                    tracing::info!(elapsed = ?started.elapsed(), "stopped cleanly");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(_) => {
+                    tracing::error!(
+                        timeout = ?settings.shutdown_timeout,
+                        "in-flight work did not finish in time; exiting anyway (CHRONICLE_SHUTDOWN_TIMEOUT_SECS)"
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
         Command::Migrate => {
             telemetry::init(false);

@@ -47,6 +47,10 @@ pub enum AppError {
     /// A request asked for more than a limit allows.
     #[error("{0}")]
     LimitExceeded(String),
+    /// The database cannot be reached now; the detail is for the logs. The same request
+    /// succeeds once it is back, so clients retry, unlike [`AppError::Internal`].
+    #[error("the database is unavailable; retry shortly")]
+    Unavailable(String),
     /// Anything the caller cannot fix: reported with context in the logs, opaque to clients.
     #[error("internal error: {0}")]
     Internal(String),
@@ -64,6 +68,7 @@ impl AppError {
             Self::Forbidden(_) => "forbidden",
             Self::StaleRead { .. } => "stale_read",
             Self::LimitExceeded(_) => "limit_exceeded",
+            Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
         }
     }
@@ -91,6 +96,9 @@ impl From<DomainError> for AppError {
 
 impl From<StoreError> for AppError {
     fn from(error: StoreError) -> Self {
-        Self::Internal(error.to_string())
+        match error {
+            StoreError::Unavailable(detail) => Self::Unavailable(detail),
+            other => Self::Internal(other.to_string()),
+        }
     }
 }

@@ -26,6 +26,10 @@ pub enum StoreError {
     /// The storage could not be reached or answered with an error.
     #[error("storage failure: {0}")]
     Backend(String),
+    /// The storage cannot be reached now (down, restarting, out of connections); the same
+    /// request succeeds once it is back.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     /// The read model does not accept live writes right now (a rebuild or an operator paused
     /// it); nothing was written, and the same write succeeds once it is live again.
     #[error("projection {0} is paused")]
@@ -274,6 +278,10 @@ pub enum HandlerError {
     /// Will never succeed for these messages (the consumer dead-letters them).
     #[error("permanent: {0}")]
     Permanent(String),
+    /// The database cannot be reached: retried with backoff for as long as the outage lasts,
+    /// never counted against the attempts (an outage must not dead-letter valid messages).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// The target is paused (a projection being rebuilt): wait and deliver the same batch
     /// again, for as long as it takes, without counting attempts or storing offsets.
     #[error("paused: {0}")]
@@ -284,6 +292,7 @@ impl From<StoreError> for HandlerError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Paused(projection) => Self::Paused(projection),
+            StoreError::Unavailable(detail) => Self::Unavailable(detail),
             other => Self::Transient(other.to_string()),
         }
     }

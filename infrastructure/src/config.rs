@@ -296,6 +296,10 @@ pub struct Settings {
     pub read_your_writes_wait: Duration,
     /// Whether `serve` rebuilds, in the background, projections built by older projection code.
     pub rebuild_outdated: bool,
+    /// How long a stopping `serve` waits for in-flight requests, the producer's flush and the
+    /// consumers' commits before it gives up and exits 1 (`CHRONICLE_SHUTDOWN_TIMEOUT_SECS`,
+    /// 30: below Kubernetes' default grace period, so the process ends its own way).
+    pub shutdown_timeout: Duration,
     /// Request limits of the GraphQL API.
     pub limits: ApiLimits,
 }
@@ -423,6 +427,7 @@ impl Settings {
             outbox_retention: Duration::from_secs(parsed("CHRONICLE_OUTBOX_RETENTION_SECS", 3600)?),
             read_your_writes_wait: Duration::from_millis(parsed("CHRONICLE_READ_WAIT_MS", 2000)?),
             rebuild_outdated: parsed("CHRONICLE_REBUILD_OUTDATED", true)?,
+            shutdown_timeout: Duration::from_secs(parsed("CHRONICLE_SHUTDOWN_TIMEOUT_SECS", 30)?),
             limits: ApiLimits::from_env()?,
         })
     }

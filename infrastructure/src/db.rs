@@ -5,6 +5,8 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
+use chronicle_application::ports::StoreError;
+
 use crate::InfraError;
 
 /// The migrations in `migrations/`, embedded at build time so the binary migrates itself.
@@ -30,4 +32,51 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, InfraErr
 pub async fn migrate(pool: &PgPool) -> Result<(), InfraError> {
     MIGRATOR.run(pool).await?;
     Ok(())
+}
+
+/// Maps a driver error to a store error: [`StoreError::Unavailable`] when the database cannot be
+/// reached (down, restarting, refusing connections, the pool waited in vain for one), so callers
+/// answer "retry shortly" instead of an internal error; [`StoreError::Backend`] otherwise.
+pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
+    if is_unreachable(&error) {
+        StoreError::Unavailable(error.to_string())
+    } else {
+        StoreError::Backend(error.to_string())
+    }
+}
+
+/// Whether the error says the database is out of reach rather than a statement failed: I/O and
+/// TLS failures, pool timeouts, and SQLSTATE classes 08 (connection exception) and 57P
+/// (the server is shutting down or starting).
+fn is_unreachable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_failures_are_unavailable_and_statement_failures_are_not() {
+        let refused = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(matches!(store_error(refused), StoreError::Unavailable(_)));
+        assert!(matches!(
+            store_error(sqlx::Error::PoolTimedOut),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(
+            store_error(sqlx::Error::RowNotFound),
+            StoreError::Backend(_)
+        ));
+    }
 }

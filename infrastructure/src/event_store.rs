@@ -37,7 +37,7 @@ pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
             _ => {}
         }
     }
-    StoreError::Backend(error.to_string())
+    crate::db::store_error(error)
 }
 
 const APPEND_SQL: &str = r#"

@@ -8,8 +8,14 @@
 //! the local server) and `KAFKA_BROKERS` (default `127.0.0.1:9092`), both set by
 //! `./scripts/test`.
 
+pub mod process;
 pub mod seed;
 pub mod ws;
+
+pub use process::{
+    chronicle_binary, free_port, Answer, ChronicleProcess, GraphqlClient, PrivateBroker,
+    PrivatePostgres,
+};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -87,6 +93,7 @@ pub fn test_settings(database_url: &str, brokers: &str) -> Settings {
         outbox_retention: Duration::from_secs(3600),
         read_your_writes_wait: Duration::from_secs(15),
         rebuild_outdated: true,
+        shutdown_timeout: Duration::from_secs(30),
         // Tests drive many requests from one subject; the rate limit has its own tests.
         limits: ApiLimits {
             rate_per_second: 0,
@@ -237,72 +244,6 @@ impl TestApp {
     }
 }
 
-/// A `chronicle serve` process (the real binary), for tests that kill, freeze or restart it.
-///
-/// The binary is `CHRONICLE_BIN`, else `target/<profile>/chronicle` next to the test binary
-/// (`./scripts/test` builds it before the tests). Dropping the handle kills the process.
-pub struct ChronicleProcess {
-    child: tokio::process::Child,
-}
-
-impl ChronicleProcess {
-    /// Starts `chronicle serve --only <only>` with the environment `settings` describe.
-    pub fn serve(settings: &Settings, only: &str) -> anyhow::Result<Self> {
-        Self::run(settings, &["serve", "--only", only])
-    }
-
-    /// Starts `chronicle <args>` with the environment `settings` describe.
-    pub fn run(settings: &Settings, args: &[&str]) -> anyhow::Result<Self> {
-        let binary = chronicle_binary()?;
-        let child = tokio::process::Command::new(&binary)
-            .args(args)
-            .env("DATABASE_URL", &settings.database_url)
-            .env("KAFKA_BROKERS", &settings.kafka.brokers)
-            .env("KAFKA_TOPIC_PREFIX", &settings.kafka.topic_prefix)
-            .env("KAFKA_PARTITIONS", settings.kafka.partitions.to_string())
-            .env("CHRONICLE_JWT_SECRET", TEST_SECRET)
-            .env("CHRONICLE_HTTP_ADDR", "127.0.0.1:0")
-            .env(
-                "CHRONICLE_SNAPSHOT_EVERY",
-                settings.snapshot_every.to_string(),
-            )
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),
-            )
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("spawning {}", binary.display()))?;
-        Ok(Self { child })
-    }
-
-    /// Kills the process with SIGKILL (no shutdown of any kind) and reaps it.
-    pub async fn kill(mut self) -> anyhow::Result<()> {
-        self.child.kill().await?;
-        Ok(())
-    }
-}
-
-/// The `chronicle` binary: `CHRONICLE_BIN`, else `target/<profile>/chronicle` next to the
-/// test binary.
-pub fn chronicle_binary() -> anyhow::Result<std::path::PathBuf> {
-    let binary = match std::env::var_os("CHRONICLE_BIN") {
-        Some(path) => std::path::PathBuf::from(path),
-        None => std::env::current_exe()?
-            .parent()
-            .and_then(|deps| deps.parent())
-            .context("no target directory above the test binary")?
-            .join("chronicle"),
-    };
-    if !binary.exists() {
-        bail!(
-            "{} is missing: build it with `cargo build -p chronicle-api --bin chronicle` (./scripts/test does)",
-            binary.display()
-        );
-    }
-    Ok(binary)
-}
-
 /// Runs a `chronicle` subcommand against `database_url`; returns its exit code and stdout.
 pub async fn run_chronicle(database_url: &str, args: &[&str]) -> anyhow::Result<(i32, String)> {
     let output = run_chronicle_output(database_url, args).await?;
@@ -348,6 +289,17 @@ pub async fn read_topic(
     count: usize,
     timeout: Duration,
 ) -> anyhow::Result<Vec<Record>> {
+    read_records(brokers, topic, count, timeout, None).await
+}
+
+/// Reads `count` records like [`read_topic`], then goes on until nothing arrived for `quiet`.
+async fn read_records(
+    brokers: &str,
+    topic: &str,
+    count: usize,
+    timeout: Duration,
+    quiet: Option<Duration>,
+) -> anyhow::Result<Vec<Record>> {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("reader-{}", Uuid::now_v7().simple()))
@@ -357,8 +309,13 @@ pub async fn read_topic(
     consumer.subscribe(&[topic])?;
     let mut records = Vec::new();
     let deadline = tokio::time::Instant::now() + timeout;
-    while records.len() < count {
-        let message = match tokio::time::timeout_at(deadline, consumer.recv()).await {
+    loop {
+        let until = match quiet {
+            Some(quiet) if records.len() >= count => tokio::time::Instant::now() + quiet,
+            _ if records.len() >= count => break,
+            _ => deadline,
+        };
+        let message = match tokio::time::timeout_at(until, consumer.recv()).await {
             Err(_) => break,
             Ok(message) => message?,
         };
@@ -380,6 +337,40 @@ pub async fn read_topic(
                 .unwrap_or(Value::Null),
             headers,
         });
+    }
+    Ok(records)
+}
+
+/// Reads every record `topic` holds now: at least `at_least` records and at least what the
+/// high watermarks count, then whatever else arrives until the topic has been quiet for a
+/// second (Tansu's watermarks can lag a record behind after a producer changes, so they are
+/// a floor here, not the end).
+pub async fn read_topic_to_end(
+    brokers: &str,
+    topic: &str,
+    at_least: usize,
+    timeout: Duration,
+) -> anyhow::Result<Vec<Record>> {
+    let probe: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let metadata = probe.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .map(|t| t.partitions().len())
+        .context("topic missing")?;
+    let mut count = 0;
+    for partition in 0..partitions {
+        let (low, high) =
+            probe.fetch_watermarks(topic, partition as i32, Duration::from_secs(10))?;
+        count += usize::try_from(high - low)?;
+    }
+    let count = count.max(at_least);
+    let records =
+        read_records(brokers, topic, count, timeout, Some(Duration::from_secs(1))).await?;
+    if records.len() < count {
+        bail!("read {} of the {count} records of {topic}", records.len());
     }
     Ok(records)
 }

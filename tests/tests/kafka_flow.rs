@@ -1,10 +1,9 @@
 //! What reaches Kafka: contract, order, redelivery and broker outages.
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::Duration;
 
-use chronicle_tests::{brokers, eventually, read_topic, TestApp};
+use chronicle_tests::{brokers, eventually, read_topic, PrivateBroker, TestApp};
 use serde_json::json;
 
 #[tokio::test]
@@ -156,58 +155,9 @@ async fn a_relay_that_dies_between_produce_and_mark_republishes_under_the_same_i
     assert_eq!(failures, 0);
 }
 
-/// A private broker for tests that stop it.
-struct PrivateBroker {
-    child: tokio::process::Child,
-    address: String,
-}
-
-impl PrivateBroker {
-    async fn start() -> Self {
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap().port()
-        };
-        let address = format!("127.0.0.1:{port}");
-        let url = format!("tcp://{address}");
-        let bin = std::env::var("TANSU_BIN").unwrap_or_else(|_| "tansu".to_owned());
-        let child = tokio::process::Command::new(bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start tansu (set TANSU_BIN)");
-        eventually(Duration::from_secs(20), || async {
-            Ok(tokio::net::TcpStream::connect(&address)
-                .await
-                .ok()
-                .map(|_| ()))
-        })
-        .await
-        .unwrap();
-        Self { child, address }
-    }
-
-    fn signal(&self, signal: &str) {
-        let pid = self.child.id().unwrap().to_string();
-        let status = std::process::Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
 #[tokio::test]
 async fn a_stopped_broker_loses_nothing_commands_succeed_and_the_outbox_drains_after() {
-    let broker = PrivateBroker::start().await;
+    let broker = PrivateBroker::start().await.unwrap();
     let mut app = TestApp::spawn_with(|settings| settings.kafka.brokers = broker.address.clone())
         .await
         .unwrap();
@@ -217,7 +167,7 @@ async fn a_stopped_broker_loses_nothing_commands_succeed_and_the_outbox_drains_a
         .unwrap();
     app.wait_for_version(&first, 1).await.unwrap();
 
-    broker.signal("-STOP");
+    broker.signal("-STOP").unwrap();
     let mut during = Vec::new();
     for n in 0..20 {
         during.push(
@@ -233,7 +183,7 @@ async fn a_stopped_broker_loses_nothing_commands_succeed_and_the_outbox_drains_a
             .unwrap();
     assert!(unpublished > 0, "the outbox absorbed the outage");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    broker.signal("-CONT");
+    broker.signal("-CONT").unwrap();
 
     eventually(Duration::from_secs(90), || async {
         let unpublished: i64 =

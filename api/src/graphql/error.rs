@@ -26,6 +26,8 @@ pub enum ErrorCode {
     LimitExceeded,
     /// Too many requests.
     RateLimited,
+    /// The database cannot be reached now; retry shortly.
+    Unavailable,
     /// Anything else; details are only in the logs.
     Internal,
 }
@@ -43,6 +45,7 @@ impl ErrorCode {
             Self::StaleRead => "STALE_READ",
             Self::LimitExceeded => "LIMIT_EXCEEDED",
             Self::RateLimited => "RATE_LIMITED",
+            Self::Unavailable => "UNAVAILABLE",
             Self::Internal => "INTERNAL",
         }
     }
@@ -55,6 +58,10 @@ pub fn to_graphql(error: AppError, request: &RequestContext) -> async_graphql::E
         AppError::Internal(detail) => {
             tracing::error!(request_id = %request.request_id, error = %detail, "internal error");
             format!("internal error (request id {})", request.request_id)
+        }
+        AppError::Unavailable(detail) => {
+            tracing::warn!(request_id = %request.request_id, error = %detail, "database unavailable");
+            format!("{error} (request id {})", request.request_id)
         }
         AppError::Unauthenticated => match &request.auth_error {
             Some(reason) => format!("authentication required: {reason}"),
@@ -75,7 +82,9 @@ pub fn to_graphql(error: AppError, request: &RequestContext) -> async_graphql::E
                 ext.set("minVersion", *wanted);
                 ext.set("currentVersion", *current);
             }
-            AppError::Internal(_) => ext.set("requestId", request.request_id.as_str()),
+            AppError::Internal(_) | AppError::Unavailable(_) => {
+                ext.set("requestId", request.request_id.as_str())
+            }
             _ => {}
         }
     })
@@ -91,6 +100,7 @@ fn code_of(error: &AppError) -> ErrorCode {
         AppError::Forbidden(_) => ErrorCode::Forbidden,
         AppError::StaleRead { .. } => ErrorCode::StaleRead,
         AppError::LimitExceeded(_) => ErrorCode::LimitExceeded,
+        AppError::Unavailable(_) => ErrorCode::Unavailable,
         AppError::Internal(_) => ErrorCode::Internal,
     }
 }

@@ -1,10 +1,11 @@
-//! Consumer lag per group, topic and partition, from librdkafka's own statistics.
+//! Consumer lag per group, topic and partition, from librdkafka's own statistics, and the
+//! partitions each instance owns after every rebalance.
 //!
 //! librdkafka already tracks each assigned partition's high watermark and committed offset;
 //! its periodic statistics (`statistics.interval.ms`) carry the difference, so lag costs no
 //! extra request to the brokers.
 
-use rdkafka::consumer::ConsumerContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::{ClientContext, Statistics};
 
 /// How often librdkafka reports statistics (and the lag gauge refreshes).
@@ -44,4 +45,16 @@ impl ClientContext for LagReporter {
     }
 }
 
-impl ConsumerContext for LagReporter {}
+impl ConsumerContext for LagReporter {
+    /// Records how many partitions this instance owns in its group after every rebalance
+    /// (`chronicle_consumer_assigned_partitions{group}`): with N instances, operators see the
+    /// partitions spread, and a member holding none is idle.
+    fn post_rebalance(&self, base_consumer: &BaseConsumer<Self>, _rebalance: &Rebalance<'_>) {
+        let assigned = base_consumer.assignment().map_or(0, |list| list.count());
+        metrics::gauge!(
+            "chronicle_consumer_assigned_partitions",
+            "group" => self.group.clone(),
+        )
+        .set(assigned as f64);
+    }
+}

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::projections::REBUILD_LOCK_CLASS;
 
 pub(crate) fn backend(error: sqlx::Error) -> StoreError {
-    StoreError::Backend(error.to_string())
+    crate::db::store_error(error)
 }
 
 /// Wraps a live projection's upsert so it writes only while the projection is live, in the same

@@ -1,0 +1,449 @@
+//! Real processes for fault tests: `chronicle` binaries, a private broker and a private Postgres
+//! cluster that a test may kill, freeze or restart without disturbing the tests beside it.
+
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use chronicle_infrastructure::config::Settings;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::{eventually, TEST_SECRET};
+
+/// A TCP port nobody listened on a moment ago (the OS's choice for port 0).
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Sends `signal` (`-TERM`, `-KILL`, `-STOP`, `-CONT`) to a process, as an operator would.
+pub fn send_signal(pid: u32, signal: &str) -> anyhow::Result<()> {
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .context("running kill")?;
+    if !status.success() {
+        bail!("kill {signal} {pid} failed: {status}");
+    }
+    Ok(())
+}
+
+/// A `chronicle` process (the real binary), for tests that kill, stop or restart it.
+///
+/// The binary is `CHRONICLE_BIN`, else `target/<profile>/chronicle` next to the test binary
+/// (`./scripts/test` builds it before the tests). Dropping the handle kills the process.
+pub struct ChronicleProcess {
+    child: tokio::process::Child,
+    base_url: Option<String>,
+}
+
+impl ChronicleProcess {
+    /// Starts `chronicle serve --only <only>` with the environment `settings` describe; when
+    /// the API is among the parts it listens on a port of its own ([`ChronicleProcess::client`]).
+    pub fn serve(settings: &Settings, only: &str) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let mut process = Self::spawn(
+            settings,
+            &["serve", "--only", only],
+            &format!("127.0.0.1:{port}"),
+        )?;
+        if only.split(',').any(|part| part.trim() == "api") {
+            process.base_url = Some(format!("http://127.0.0.1:{port}"));
+        }
+        Ok(process)
+    }
+
+    /// Starts `chronicle <args>` with the environment `settings` describe.
+    pub fn run(settings: &Settings, args: &[&str]) -> anyhow::Result<Self> {
+        Self::spawn(settings, args, "127.0.0.1:0")
+    }
+
+    fn spawn(settings: &Settings, args: &[&str], http_addr: &str) -> anyhow::Result<Self> {
+        let binary = chronicle_binary()?;
+        let child = tokio::process::Command::new(&binary)
+            .args(args)
+            .env("DATABASE_URL", &settings.database_url)
+            .env(
+                "CHRONICLE_DB_MAX_CONNECTIONS",
+                settings.database_max_connections.to_string(),
+            )
+            .env("KAFKA_BROKERS", &settings.kafka.brokers)
+            .env("KAFKA_TOPIC_PREFIX", &settings.kafka.topic_prefix)
+            .env("KAFKA_PARTITIONS", settings.kafka.partitions.to_string())
+            .env("CHRONICLE_JWT_SECRET", TEST_SECRET)
+            .env("CHRONICLE_HTTP_ADDR", http_addr)
+            .env("CHRONICLE_RATE_LIMIT_PER_SECOND", "0")
+            .env(
+                "CHRONICLE_SNAPSHOT_EVERY",
+                settings.snapshot_every.to_string(),
+            )
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            )
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("spawning {}", binary.display()))?;
+        Ok(Self {
+            child,
+            base_url: None,
+        })
+    }
+
+    /// The operating system's id of the process.
+    pub fn pid(&self) -> anyhow::Result<u32> {
+        self.child.id().context("the process has exited")
+    }
+
+    /// Sends a signal (`-TERM`, `-KILL`, `-STOP`, `-CONT`).
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        send_signal(self.pid()?, signal)
+    }
+
+    /// A GraphQL client of this process's API, sending `token`.
+    pub fn client(&self, token: &str) -> anyhow::Result<GraphqlClient> {
+        let base_url = self
+            .base_url
+            .clone()
+            .context("this process does not run the API")?;
+        Ok(GraphqlClient::new(base_url, token))
+    }
+
+    /// `/health/ready`'s body once it answers 200 (within `timeout`).
+    pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<Value> {
+        let client = self.client("")?;
+        eventually(timeout, || async {
+            Ok(match client.ready().await {
+                Ok((200, body)) => Some(body),
+                _ => None,
+            })
+        })
+        .await
+        .context("the service did not become ready")
+    }
+
+    /// Whether this process's relay holds the relay lock now (`None` when it does not answer).
+    pub async fn relay_leader(&self) -> Option<bool> {
+        let client = self.client("").ok()?;
+        let (_, body) = client.ready().await.ok()?;
+        body["relay"]["leader"].as_bool()
+    }
+
+    /// Waits for the process to exit, at most `timeout`.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .with_context(|| format!("the process did not exit within {timeout:?}"))?
+            .context("waiting for the process")
+    }
+
+    /// Kills the process with SIGKILL (no shutdown of any kind) and reaps it.
+    pub async fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+}
+
+/// The `chronicle` binary: `CHRONICLE_BIN`, else `target/<profile>/chronicle` next to the
+/// test binary.
+pub fn chronicle_binary() -> anyhow::Result<PathBuf> {
+    let binary = match std::env::var_os("CHRONICLE_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => std::env::current_exe()?
+            .parent()
+            .and_then(|deps| deps.parent())
+            .context("no target directory above the test binary")?
+            .join("chronicle"),
+    };
+    if !binary.exists() {
+        bail!(
+            "{} is missing: build it with `cargo build -p chronicle-api --bin chronicle` (./scripts/test does)",
+            binary.display()
+        );
+    }
+    Ok(binary)
+}
+
+/// A GraphQL client of one service address, as an application would hold it.
+#[derive(Clone)]
+pub struct GraphqlClient {
+    http: reqwest::Client,
+    base_url: String,
+    token: String,
+}
+
+/// What one GraphQL request came to.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// The service answered with data and no error.
+    Data(Value),
+    /// The service answered with an error; its `extensions.code` and message.
+    Error {
+        /// `extensions.code`.
+        code: String,
+        /// The message.
+        message: String,
+    },
+    /// No answer: the connection was refused or broke.
+    Unreachable(String),
+}
+
+impl GraphqlClient {
+    /// A client of `base_url` (`http://host:port`) sending `token` as bearer.
+    pub fn new(base_url: impl Into<String>, token: impl Into<String>) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("a reqwest client"),
+            base_url: base_url.into(),
+            token: token.into(),
+        }
+    }
+
+    /// Sends one operation and says what came of it.
+    pub async fn send(&self, query: &str, variables: Value) -> Answer {
+        let response = self
+            .http
+            .post(format!("{}/graphql", self.base_url))
+            .bearer_auth(&self.token)
+            .json(&json!({"query": query, "variables": variables}))
+            .send()
+            .await;
+        let body: Value = match response {
+            Ok(response) => match response.json().await {
+                Ok(body) => body,
+                Err(error) => return Answer::Unreachable(error.to_string()),
+            },
+            Err(error) => return Answer::Unreachable(error.to_string()),
+        };
+        match body["errors"].get(0) {
+            Some(error) => Answer::Error {
+                code: error["extensions"]["code"]
+                    .as_str()
+                    .unwrap_or("NONE")
+                    .to_owned(),
+                message: error["message"].as_str().unwrap_or_default().to_owned(),
+            },
+            None => Answer::Data(body["data"].clone()),
+        }
+    }
+
+    /// Sends an operation that must succeed; returns its data.
+    pub async fn data(&self, query: &str, variables: Value) -> anyhow::Result<Value> {
+        match self.send(query, variables).await {
+            Answer::Data(data) => Ok(data),
+            other => bail!("unexpected answer: {other:?}"),
+        }
+    }
+
+    /// `/metrics` as text.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        Ok(self
+            .http
+            .get(format!("{}/metrics", self.base_url))
+            .send()
+            .await?
+            .text()
+            .await?)
+    }
+
+    /// `/health/ready`: status code and body.
+    pub async fn ready(&self) -> anyhow::Result<(u16, Value)> {
+        let response = self
+            .http
+            .get(format!("{}/health/ready", self.base_url))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await?))
+    }
+}
+
+/// A private Tansu broker (`TANSU_BIN`, else `tansu` on the path) on a port of its own, for
+/// tests that stop it.
+pub struct PrivateBroker {
+    child: tokio::process::Child,
+    /// `127.0.0.1:port`.
+    pub address: String,
+}
+
+impl PrivateBroker {
+    /// Starts the broker and waits until it listens.
+    pub async fn start() -> anyhow::Result<Self> {
+        let address = format!("127.0.0.1:{}", free_port()?);
+        let url = format!("tcp://{address}");
+        let bin = std::env::var("TANSU_BIN").unwrap_or_else(|_| "tansu".to_owned());
+        let child = tokio::process::Command::new(&bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {bin} (set TANSU_BIN)"))?;
+        eventually(Duration::from_secs(20), || async {
+            Ok(tokio::net::TcpStream::connect(&address)
+                .await
+                .ok()
+                .map(|_| ()))
+        })
+        .await?;
+        Ok(Self { child, address })
+    }
+
+    /// Sends a signal (`-STOP` freezes it, `-CONT` thaws it).
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        send_signal(self.child.id().context("the broker exited")?, signal)
+    }
+}
+
+/// A private Postgres cluster in a temporary directory, on a port of its own, for tests that
+/// stop and restart the database. Initialised with the server's own binaries (the newest
+/// `/usr/lib/postgresql/*/bin`, or `CHRONICLE_PG_BINDIR`), as the `postgres` user when the
+/// tests run as root (initdb refuses root). Dropping it stops the server and removes the files.
+pub struct PrivatePostgres {
+    bindir: PathBuf,
+    data: PathBuf,
+    /// The port it listens on (127.0.0.1).
+    pub port: u16,
+}
+
+impl PrivatePostgres {
+    /// Initialises and starts a cluster.
+    pub async fn start() -> anyhow::Result<Self> {
+        let bindir = postgres_bindir()?;
+        let data = std::env::temp_dir().join(format!("chronicle-pg-{}", Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&data)?;
+        if running_as_root() {
+            run(std::process::Command::new("chown").args([
+                "-R",
+                "postgres:postgres",
+                &data.display().to_string(),
+            ]))?;
+        }
+        let cluster = Self {
+            bindir,
+            port: free_port()?,
+            data,
+        };
+        run(cluster.as_postgres("initdb").args([
+            "-D",
+            &cluster.data.display().to_string(),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "--no-sync",
+        ]))?;
+        cluster.start_server()?;
+        Ok(cluster)
+    }
+
+    /// A URL of database `name` on this cluster.
+    pub fn url(&self, name: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Stops the server (fast shutdown: sessions are ended, as in a restart).
+    pub fn stop_server(&self) -> anyhow::Result<()> {
+        run(self.pg_ctl().args(["-m", "fast", "-w", "stop"]))
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    pub fn start_server(&self) -> anyhow::Result<()> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100",
+            self.port,
+            self.data.display()
+        );
+        let log = self.data.join("server.log");
+        run(self.pg_ctl().args([
+            "-l",
+            &log.display().to_string(),
+            "-o",
+            &options,
+            "-w",
+            "start",
+        ]))
+    }
+
+    fn pg_ctl(&self) -> std::process::Command {
+        let mut command = self.as_postgres("pg_ctl");
+        command.args(["-D", &self.data.display().to_string()]);
+        command
+    }
+
+    fn as_postgres(&self, program: &str) -> std::process::Command {
+        let program = self.bindir.join(program);
+        if running_as_root() {
+            let mut command = std::process::Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(program);
+            command
+        } else {
+            std::process::Command::new(program)
+        }
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = self
+            .pg_ctl()
+            .args(["-m", "immediate", "-w", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+fn running_as_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn postgres_bindir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("CHRONICLE_PG_BINDIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .context("no /usr/lib/postgresql: set CHRONICLE_PG_BINDIR to the Postgres binaries")?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .map(|(_, bin)| bin)
+        .context("no Postgres server binaries (initdb) under /usr/lib/postgresql")
+}
+
+fn run(command: &mut std::process::Command) -> anyhow::Result<()> {
+    let output = command
+        .output()
+        .with_context(|| format!("running {command:?}"))?;
+    if !output.status.success() {
+        bail!(
+            "{command:?} failed: {}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}

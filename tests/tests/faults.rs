@@ -1,0 +1,601 @@
+//! Faults with real processes: `chronicle serve` killed with SIGKILL or stopped with SIGTERM
+//! under a steady write load, a relay leader dying beside a standby, consumers joining and
+//! leaving their group, and the database restarting under the service. Each test ends by
+//! comparing what clients were told (acknowledged) with what was stored, published and
+//! projected.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use chronicle_api::app::PROJECTIONS_GROUP;
+use chronicle_application::topics::Topics;
+use chronicle_infrastructure::config::Settings;
+use chronicle_tests::{
+    brokers, create_database, eventually, read_topic_to_end, run_chronicle, test_settings, Answer,
+    ChronicleProcess, GraphqlClient, PrivatePostgres, TestApp,
+};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::json;
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const ALL: &str = "api,relay,projections,worker";
+const START: Duration = Duration::from_secs(60);
+
+/// A (task id, version) a client was told about.
+type Ack = (String, i64);
+
+/// What a load run was answered.
+#[derive(Debug, Default)]
+struct Tally {
+    acknowledged: Vec<Ack>,
+    /// Error answers by `extensions.code`.
+    codes: BTreeMap<String, usize>,
+    /// How long each error answer took.
+    error_latencies: Vec<Duration>,
+    /// Requests that got no answer (connection refused or broken).
+    unreachable: usize,
+}
+
+impl Tally {
+    fn merge(&mut self, other: Tally) {
+        self.acknowledged.extend(other.acknowledged);
+        for (code, n) in other.codes {
+            *self.codes.entry(code).or_default() += n;
+        }
+        self.error_latencies.extend(other.error_latencies);
+        self.unreachable += other.unreachable;
+    }
+}
+
+/// Clients writing as fast as they are answered: each creates a task, assigns it and starts it
+/// (three events per stream), and counts every answer.
+struct Load {
+    stop: CancellationToken,
+    workers: Vec<JoinHandle<Tally>>,
+}
+
+impl Load {
+    fn start(client: &GraphqlClient, workers: usize) -> Self {
+        let stop = CancellationToken::new();
+        let workers = (0..workers)
+            .map(|worker| {
+                let (client, stop) = (client.clone(), stop.clone());
+                tokio::spawn(async move { write_until_stopped(client, stop, worker).await })
+            })
+            .collect();
+        Self { stop, workers }
+    }
+
+    async fn finish(self) -> Tally {
+        self.stop.cancel();
+        let mut tally = Tally::default();
+        for worker in self.workers {
+            tally.merge(worker.await.expect("load worker"));
+        }
+        tally
+    }
+}
+
+async fn write_until_stopped(
+    client: GraphqlClient,
+    stop: CancellationToken,
+    worker: usize,
+) -> Tally {
+    let mut tally = Tally::default();
+    let mut n = 0;
+    while !stop.is_cancelled() {
+        n += 1;
+        let create = send_counted(
+            &client,
+            &mut tally,
+            "mutation($input: CreateTaskInput!) { createTask(input: $input) { id version } }",
+            json!({"input": {"title": format!("Load {worker}-{n}"), "teamId": "team-a"}}),
+        )
+        .await;
+        let Some(data) = create else { continue };
+        let id = data["createTask"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        tally.acknowledged.push((id.clone(), 1));
+        for (call, version) in [
+            ("assignTask(id: $id, assigneeId: \"u-load\")", 2),
+            ("startTask(id: $id)", 3),
+        ] {
+            let query = format!("mutation($id: ID!) {{ {call} {{ version }} }}");
+            if send_counted(&client, &mut tally, &query, json!({"id": id}))
+                .await
+                .is_none()
+            {
+                break;
+            }
+            tally.acknowledged.push((id.clone(), version));
+        }
+    }
+    tally
+}
+
+async fn send_counted(
+    client: &GraphqlClient,
+    tally: &mut Tally,
+    query: &str,
+    variables: serde_json::Value,
+) -> Option<serde_json::Value> {
+    let started = Instant::now();
+    match client.send(query, variables).await {
+        Answer::Data(data) => Some(data),
+        Answer::Error { code, .. } => {
+            *tally.codes.entry(code).or_default() += 1;
+            tally.error_latencies.push(started.elapsed());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            None
+        }
+        Answer::Unreachable(_) => {
+            tally.unreachable += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            None
+        }
+    }
+}
+
+fn admin_token() -> String {
+    chronicle_api::auth::Authenticator::hs256(chronicle_tests::TEST_SECRET)
+        .issue(
+            "u-admin",
+            vec!["admin".into()],
+            vec!["team-a".into()],
+            chrono::Duration::hours(1),
+        )
+        .expect("sign a token")
+}
+
+/// A database and topic prefix of its own, with no service running yet.
+async fn fresh_settings() -> (Settings, PgPool) {
+    let url = create_database().await.unwrap();
+    let settings = test_settings(&url, &brokers());
+    let pool = PgPool::connect(&url).await.unwrap();
+    (settings, pool)
+}
+
+async fn stored_task_events(db: &PgPool) -> BTreeSet<Ack> {
+    sqlx::query_as::<_, (String, i64)>(
+        "SELECT aggregate_id, sequence FROM events WHERE aggregate_type = 'Task'",
+    )
+    .fetch_all(db)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect()
+}
+
+/// Waits until the outbox is drained and every task row is at its stream's last sequence.
+async fn wait_published_and_projected(db: &PgPool) {
+    eventually(Duration::from_secs(90), || async {
+        let (unpublished, behind): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL),
+                    (SELECT count(*) FROM (SELECT aggregate_id, max(sequence) AS last FROM events
+                                           WHERE aggregate_type = 'Task' GROUP BY aggregate_id) e
+                     LEFT JOIN tasks t ON t.id::text = e.aggregate_id
+                     WHERE t.version IS DISTINCT FROM e.last)",
+        )
+        .fetch_one(db)
+        .await?;
+        Ok((unpublished == 0 && behind == 0).then_some(()))
+    })
+    .await
+    .expect("everything stored is published and projected");
+}
+
+/// Every stored event is on the topic; an event published twice (a relay died between
+/// produce and mark) carries its one id both times; each key's events first appear in
+/// sequence order. Returns how many records the topic holds.
+async fn assert_published_once_per_event(settings: &Settings, stored: &BTreeSet<Ack>) -> usize {
+    let topic = Topics::new(settings.kafka.topic_prefix.clone()).events_of("Task");
+    let mut records = read_topic_to_end(
+        &settings.kafka.brokers,
+        &topic,
+        stored.len(),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    records.sort_by_key(|r| (r.partition, r.offset));
+    let mut ids: HashMap<Ack, BTreeSet<String>> = HashMap::new();
+    let mut first_seen: HashMap<String, i64> = HashMap::new();
+    for record in &records {
+        let id = record.value["aggregateId"].as_str().unwrap().to_owned();
+        let sequence = record.value["sequence"].as_i64().unwrap();
+        assert_eq!(record.key, id, "keyed by aggregate id");
+        let last = first_seen.entry(id.clone()).or_insert(0);
+        if sequence > *last {
+            assert_eq!(
+                sequence,
+                *last + 1,
+                "task {id}: events out of order on the topic"
+            );
+            *last = sequence;
+        }
+        ids.entry((id, sequence))
+            .or_default()
+            .insert(record.headers["ce_id"].clone());
+    }
+    let published: BTreeSet<Ack> = ids.keys().cloned().collect();
+    let missing: Vec<_> = stored.difference(&published).take(5).collect();
+    let unknown: Vec<_> = published.difference(stored).take(5).collect();
+    assert!(
+        missing.is_empty() && unknown.is_empty(),
+        "the topic must hold exactly the stored events: {} stored, {} on the topic; \
+         missing e.g. {missing:?}; not stored e.g. {unknown:?}",
+        stored.len(),
+        published.len()
+    );
+    for (event, event_ids) in &ids {
+        assert_eq!(event_ids.len(), 1, "{event:?} was published under two ids");
+    }
+    records.len()
+}
+
+async fn assert_acknowledged_stored(tally: &Tally, stored: &BTreeSet<Ack>) {
+    for ack in &tally.acknowledged {
+        assert!(stored.contains(ack), "acknowledged {ack:?} was lost");
+    }
+}
+
+/// The tasks read model as JSON rows, for comparing with a rebuild from the store.
+async fn task_rows(db: &PgPool) -> Vec<serde_json::Value> {
+    sqlx::query_scalar("SELECT to_jsonb(t) FROM tasks t ORDER BY id")
+        .fetch_all(db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sigkill_under_load_then_restart_loses_no_acknowledged_command_and_applies_none_twice() {
+    let (settings, db) = fresh_settings().await;
+    let first = ChronicleProcess::serve(&settings, ALL).unwrap();
+    first.wait_ready(START).await.unwrap();
+    let load = Load::start(&first.client(&admin_token()).unwrap(), 4);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    first.kill().await.unwrap();
+    let mut tally = load.finish().await;
+    let before_restart = tally.acknowledged.len();
+    assert!(before_restart > 10, "the load ran: {tally:?}");
+
+    let second = ChronicleProcess::serve(&settings, ALL).unwrap();
+    second.wait_ready(START).await.unwrap();
+    let load = Load::start(&second.client(&admin_token()).unwrap(), 4);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    tally.merge(load.finish().await);
+    assert!(
+        tally.acknowledged.len() > before_restart,
+        "the restarted service took writes"
+    );
+    assert!(
+        tally.codes.is_empty(),
+        "no request was refused with an error: {:?}",
+        tally.codes
+    );
+
+    wait_published_and_projected(&db).await;
+    let stored = stored_task_events(&db).await;
+    assert_acknowledged_stored(&tally, &stored).await;
+    let records = assert_published_once_per_event(&settings, &stored).await;
+    let failures: i64 = sqlx::query_scalar("SELECT count(*) FROM projection_failures")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(failures, 0);
+    println!(
+        "acknowledged {}, stored {}, published {} records ({} distinct), projected all",
+        tally.acknowledged.len(),
+        stored.len(),
+        records,
+        stored.len()
+    );
+
+    // What the live projection built through the crash equals a rebuild from the store: no
+    // event was applied twice, none skipped.
+    let live = task_rows(&db).await;
+    let (code, _) = run_chronicle(&settings.database_url, &["replay", "tasks"])
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+    assert_eq!(task_rows(&db).await, live);
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_commits_offsets_and_exits_zero() {
+    let (settings, db) = fresh_settings().await;
+    let mut service = ChronicleProcess::serve(&settings, ALL).unwrap();
+    service.wait_ready(START).await.unwrap();
+    let load = Load::start(&service.client(&admin_token()).unwrap(), 4);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    service.signal("-TERM").unwrap();
+    let asked = Instant::now();
+    let status = service.wait_exit(Duration::from_secs(40)).await.unwrap();
+    let took = asked.elapsed();
+    let tally = load.finish().await;
+    assert!(status.success(), "exit status {status}");
+    println!("SIGTERM to exit: {took:?}");
+    assert!(
+        tally.codes.is_empty(),
+        "in-flight requests finished instead of failing: {:?}",
+        tally.codes
+    );
+    let stored = stored_task_events(&db).await;
+    assert!(!tally.acknowledged.is_empty());
+    assert_acknowledged_stored(&tally, &stored).await;
+
+    // The projections committed exactly what they applied: with each stream applied in order,
+    // the committed offsets of the task topic add up to the sum of the rows' versions.
+    let topics = Topics::new(settings.kafka.topic_prefix.clone());
+    let committed = committed_offsets(
+        &settings,
+        &topics.group(PROJECTIONS_GROUP),
+        &topics.events_of("Task"),
+    );
+    let applied: i64 = sqlx::query_scalar("SELECT coalesce(sum(version), 0)::bigint FROM tasks")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert!(applied > 0);
+    assert_eq!(committed, applied, "offsets committed on shutdown");
+
+    // The relay lock was released and the producer flushed: a new instance leads at once and
+    // publishes the rest, and nothing reaches the topic twice.
+    let next = ChronicleProcess::serve(&settings, ALL).unwrap();
+    next.wait_ready(START).await.unwrap();
+    eventually(Duration::from_secs(10), || async {
+        Ok(next.relay_leader().await.filter(|leader| *leader))
+    })
+    .await
+    .unwrap();
+    wait_published_and_projected(&db).await;
+    let records = assert_published_once_per_event(&settings, &stored).await;
+    assert_eq!(records, stored.len(), "no event was published twice");
+}
+
+/// The committed offsets of `group` on `topic`, summed over partitions.
+fn committed_offsets(settings: &Settings, group: &str, topic: &str) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &settings.kafka.brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut partitions = TopicPartitionList::new();
+    for partition in 0..settings.kafka.partitions {
+        partitions.add_partition(topic, partition);
+    }
+    let committed = consumer
+        .committed_offsets(partitions, Duration::from_secs(10))
+        .unwrap();
+    committed
+        .elements()
+        .iter()
+        .map(|element| match element.offset() {
+            Offset::Offset(offset) => offset,
+            _ => 0,
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn a_standby_relay_takes_over_within_seconds_when_the_leader_is_killed() {
+    let (settings, db) = fresh_settings().await;
+    let one = ChronicleProcess::serve(&settings, "api,relay").unwrap();
+    let two = ChronicleProcess::serve(&settings, "api,relay").unwrap();
+    one.wait_ready(START).await.unwrap();
+    two.wait_ready(START).await.unwrap();
+    eventually(Duration::from_secs(15), || async {
+        let leaders = [one.relay_leader().await, two.relay_leader().await];
+        Ok((leaders.iter().flatten().filter(|l| **l).count() == 1).then_some(()))
+    })
+    .await
+    .expect("one relay leads");
+    for _ in 0..10 {
+        let (a, b) = (one.relay_leader().await, two.relay_leader().await);
+        assert!(
+            !(a == Some(true) && b == Some(true)),
+            "two relays led at once"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (leader, survivor) = if one.relay_leader().await == Some(true) {
+        (one, two)
+    } else {
+        (two, one)
+    };
+    let client = survivor.client(&admin_token()).unwrap();
+    client
+        .data(
+            "mutation { createTask(input: {title: \"Before\", teamId: \"team-a\"}) { id } }",
+            json!({}),
+        )
+        .await
+        .unwrap();
+
+    leader.kill().await.unwrap();
+    let killed = Instant::now();
+    eventually(Duration::from_secs(20), || async {
+        Ok(survivor.relay_leader().await.filter(|leader| *leader))
+    })
+    .await
+    .expect("the standby took over");
+    let failover = killed.elapsed();
+    println!("relay failover: {failover:?}");
+
+    for n in 0..5 {
+        client
+            .data(
+                "mutation($title: String!) { createTask(input: {title: $title, teamId: \"team-a\"}) { id } }",
+                json!({"title": format!("After {n}")}),
+            )
+            .await
+            .unwrap();
+    }
+    eventually(Duration::from_secs(30), || async {
+        let unpublished: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                .fetch_one(&db)
+                .await?;
+        Ok((unpublished == 0).then_some(()))
+    })
+    .await
+    .expect("the new leader published everything");
+    let stored = stored_task_events(&db).await;
+    assert_eq!(stored.len(), 6);
+    assert_published_once_per_event(&settings, &stored).await;
+}
+
+#[tokio::test]
+async fn projection_consumers_share_partitions_and_the_survivor_takes_over_when_one_leaves() {
+    let app = TestApp::spawn_parts(
+        chronicle_api::app::Parts {
+            api: true,
+            relay: true,
+            projections: false,
+            worker: false,
+        },
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let group = Topics::new(app.settings.kafka.topic_prefix.clone()).group(PROJECTIONS_GROUP);
+    let every_partition = 2 * app.settings.kafka.partitions as usize;
+    let first = ChronicleProcess::serve(&app.settings, "api,projections").unwrap();
+    first.wait_ready(START).await.unwrap();
+    assigned_partitions(&first, &group, |n| n == every_partition).await;
+
+    // A second member joins: the group rebalances and hands it part of the partitions.
+    let mut second = ChronicleProcess::serve(&app.settings, "api,projections").unwrap();
+    second.wait_ready(START).await.unwrap();
+    let taken = assigned_partitions(&second, &group, |n| n > 0).await;
+    assert!(
+        taken < every_partition,
+        "the partitions are shared, not moved"
+    );
+    for n in 0..12 {
+        let id = app
+            .create_task(&format!("Shared {n}"), "team-a")
+            .await
+            .unwrap();
+        app.wait_for_version(&id, 1).await.unwrap();
+    }
+
+    // It leaves: its partitions go back to the first member, which projects everything.
+    second.signal("-TERM").unwrap();
+    assert!(second
+        .wait_exit(Duration::from_secs(40))
+        .await
+        .unwrap()
+        .success());
+    for n in 0..24 {
+        let id = app
+            .create_task(&format!("After {n}"), "team-a")
+            .await
+            .unwrap();
+        app.wait_for_version(&id, 1).await.unwrap();
+    }
+    drop(first);
+}
+
+/// Waits until `process` reports owning a number of `group`'s partitions that `enough`
+/// accepts; returns that number.
+async fn assigned_partitions(
+    process: &ChronicleProcess,
+    group: &str,
+    enough: impl Fn(usize) -> bool,
+) -> usize {
+    let client = process.client("").unwrap();
+    let series = format!("chronicle_consumer_assigned_partitions{{group=\"{group}\"}} ");
+    eventually(Duration::from_secs(60), || async {
+        let metrics = client.metrics().await?;
+        let assigned = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&series))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .map_or(0, |value| value as usize);
+        Ok(enough(assigned).then_some(assigned))
+    })
+    .await
+    .expect("the consumer got its partitions")
+}
+
+#[tokio::test]
+async fn a_postgres_restart_fails_commands_fast_with_a_clear_code_and_the_service_recovers() {
+    let postgres = PrivatePostgres::start().await.unwrap();
+    let admin = PgPool::connect(&postgres.url("postgres")).await.unwrap();
+    sqlx::query("CREATE DATABASE chronicle")
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let settings = test_settings(&postgres.url("chronicle"), &brokers());
+    let service = ChronicleProcess::serve(&settings, ALL).unwrap();
+    service.wait_ready(START).await.unwrap();
+    let client = service.client(&admin_token()).unwrap();
+    let create = |title: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .send(
+                    "mutation($title: String!) { createTask(input: {title: $title, teamId: \"team-a\"}) { id } }",
+                    json!({"title": title}),
+                )
+                .await
+        }
+    };
+    let Answer::Data(_) = create("Before").await else {
+        panic!("the service works before the restart");
+    };
+
+    postgres.stop_server().unwrap();
+    let mut during = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let answer = create("During").await;
+        during.push((answer, started.elapsed()));
+    }
+    for (answer, took) in &during {
+        let Answer::Error { code, message } = answer else {
+            panic!("a command answered without its database: {answer:?}");
+        };
+        assert_eq!(code, "UNAVAILABLE", "{message}");
+        assert!(
+            message.contains("database"),
+            "the message says what is missing: {message}"
+        );
+        assert!(*took < Duration::from_secs(10), "failed in {took:?}");
+    }
+    let (status, body) = client.ready().await.unwrap();
+    assert_eq!((status, &body["database"]), (503, &json!(false)));
+
+    postgres.start_server().unwrap();
+    let back = Instant::now();
+    let recovered = eventually(Duration::from_secs(60), || async {
+        Ok(match create("After").await {
+            Answer::Data(data) => Some(data),
+            _ => None,
+        })
+    })
+    .await
+    .expect("the service recovered by itself");
+    println!(
+        "first successful command {:?} after Postgres was back",
+        back.elapsed()
+    );
+    let id = recovered["createTask"]["id"].as_str().unwrap().to_owned();
+
+    let db = PgPool::connect(&settings.database_url).await.unwrap();
+    wait_published_and_projected(&db).await;
+    let stored = stored_task_events(&db).await;
+    assert_eq!(stored.len(), 2, "before and after; nothing from the outage");
+    assert!(stored.contains(&(id, 1)));
+    assert_published_once_per_event(&settings, &stored).await;
+    drop(service);
+}
