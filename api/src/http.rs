@@ -178,6 +178,7 @@ async fn graphql(
     // This request is a span of the caller's trace (or the first of a new one); the events it
     // stores name this span as their parent.
     let trace = TraceContext::continue_from(header(&headers, "traceparent"));
+    let started = std::time::Instant::now();
     let context = RequestContext {
         principal,
         expires_at: None,
@@ -201,7 +202,7 @@ async fn graphql(
     let response = match batch {
         BatchRequest::Single(request) => BatchResponse::Single(
             execute_guarded(&state, request.data(context), &request_id)
-                .instrument(span)
+                .instrument(span.clone())
                 .await,
         ),
         BatchRequest::Batch(requests) => {
@@ -217,6 +218,7 @@ async fn graphql(
             BatchResponse::Batch(responses)
         }
     };
+    tracing::debug!(parent: &span, elapsed = ?started.elapsed(), "graphql request served");
     let mut http = Json(response).into_response();
     if let Ok(value) = HeaderValue::from_str(&correlation) {
         http.headers_mut().insert("x-correlation-id", value);

@@ -37,18 +37,36 @@ pub fn send_signal(pid: u32, signal: &str) -> anyhow::Result<()> {
 pub struct ChronicleProcess {
     child: tokio::process::Child,
     base_url: Option<String>,
+    log: Option<PathBuf>,
 }
 
 impl ChronicleProcess {
     /// Starts `chronicle serve --only <only>` with the environment `settings` describe; when
     /// the API is among the parts it listens on a port of its own ([`ChronicleProcess::client`]).
     pub fn serve(settings: &Settings, only: &str) -> anyhow::Result<Self> {
+        Self::serve_logged(settings, only, &[], false)
+    }
+
+    /// Like [`ChronicleProcess::serve`] with extra environment variables; with `capture`, the
+    /// process's output goes to a file that [`ChronicleProcess::output`] reads.
+    pub fn serve_logged(
+        settings: &Settings,
+        only: &str,
+        env: &[(&str, &str)],
+        capture: bool,
+    ) -> anyhow::Result<Self> {
         let port = free_port()?;
+        let log = capture.then(|| {
+            std::env::temp_dir().join(format!("chronicle-{}.log", Uuid::now_v7().simple()))
+        });
         let mut process = Self::spawn(
             settings,
             &["serve", "--only", only],
             &format!("127.0.0.1:{port}"),
+            env,
+            log.as_deref(),
         )?;
+        process.log = log;
         if only.split(',').any(|part| part.trim() == "api") {
             process.base_url = Some(format!("http://127.0.0.1:{port}"));
         }
@@ -57,12 +75,23 @@ impl ChronicleProcess {
 
     /// Starts `chronicle <args>` with the environment `settings` describe.
     pub fn run(settings: &Settings, args: &[&str]) -> anyhow::Result<Self> {
-        Self::spawn(settings, args, "127.0.0.1:0")
+        Self::spawn(settings, args, "127.0.0.1:0", &[], None)
     }
 
-    fn spawn(settings: &Settings, args: &[&str], http_addr: &str) -> anyhow::Result<Self> {
+    fn spawn(
+        settings: &Settings,
+        args: &[&str],
+        http_addr: &str,
+        env: &[(&str, &str)],
+        log: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
         let binary = chronicle_binary()?;
-        let child = tokio::process::Command::new(&binary)
+        let mut command = tokio::process::Command::new(&binary);
+        if let Some(log) = log {
+            let file = std::fs::File::create(log)?;
+            command.stdout(file.try_clone()?).stderr(file);
+        }
+        let child = command
             .args(args)
             .env("DATABASE_URL", &settings.database_url)
             .env(
@@ -83,13 +112,21 @@ impl ChronicleProcess {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),
             )
+            .envs(env.iter().copied())
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("spawning {}", binary.display()))?;
         Ok(Self {
             child,
             base_url: None,
+            log: None,
         })
+    }
+
+    /// What the process printed so far (when started with `capture`).
+    pub fn output(&self) -> anyhow::Result<String> {
+        let log = self.log.as_ref().context("output is not captured")?;
+        Ok(std::fs::read_to_string(log)?)
     }
 
     /// The operating system's id of the process.
@@ -143,6 +180,14 @@ impl ChronicleProcess {
     pub async fn kill(mut self) -> anyhow::Result<()> {
         self.child.kill().await?;
         Ok(())
+    }
+}
+
+impl Drop for ChronicleProcess {
+    fn drop(&mut self) {
+        if let Some(log) = &self.log {
+            let _ = std::fs::remove_file(log);
+        }
     }
 }
 
@@ -201,6 +246,11 @@ impl GraphqlClient {
             base_url: base_url.into(),
             token: token.into(),
         }
+    }
+
+    /// The service's address (`http://host:port`).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
     }
 
     /// Sends one operation and says what came of it.

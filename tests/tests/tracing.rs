@@ -1,0 +1,199 @@
+//! One trace per change: a client's W3C `traceparent` is continued by the request span, stored
+//! with the events, sent as a Kafka header, continued by every consumer's span and by the report
+//! worker's events; JSON logs carry the trace id; spans reach an OTLP collector.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::routing::post;
+use axum::Router;
+use chronicle_application::topics::Topics;
+use chronicle_tests::{
+    brokers, create_database, eventually, read_topic, test_settings, ChronicleProcess,
+};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+const CLIENT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CLIENT_SPAN: &str = "00f067aa0ba902b7";
+
+/// A stand-in OpenTelemetry collector: keeps every span posted to `/v1/traces`.
+struct Collector {
+    url: String,
+    spans: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Collector {
+    async fn start() -> Self {
+        let spans = Arc::new(Mutex::new(Vec::new()));
+        let store = spans.clone();
+        let app = Router::new().route(
+            "/v1/traces",
+            post(move |body: axum::Json<Value>| {
+                let store = store.clone();
+                async move {
+                    for resource in body["resourceSpans"].as_array().into_iter().flatten() {
+                        for scope in resource["scopeSpans"].as_array().into_iter().flatten() {
+                            for span in scope["spans"].as_array().into_iter().flatten() {
+                                store.lock().unwrap().push(span.clone());
+                            }
+                        }
+                    }
+                    "{}"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, spans }
+    }
+
+    /// The spans of `trace_id` named `name`, once at least `count` arrived.
+    async fn spans(&self, trace_id: &str, name: &str, count: usize) -> Vec<Value> {
+        eventually(Duration::from_secs(30), || async {
+            let found: Vec<Value> = self
+                .spans
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| s["traceId"] == trace_id && s["name"] == name)
+                .cloned()
+                .collect();
+            Ok((found.len() >= count).then_some(found))
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no {count} {name} span(s) of trace {trace_id} exported"))
+    }
+}
+
+fn span_id_of(traceparent: &str) -> &str {
+    traceparent.split('-').nth(2).unwrap()
+}
+
+#[tokio::test]
+async fn a_client_trace_follows_the_change_into_events_kafka_consumers_logs_and_the_collector() {
+    let collector = Collector::start().await;
+    let database_url = create_database().await.unwrap();
+    let settings = test_settings(&database_url, &brokers());
+    let service = ChronicleProcess::serve_logged(
+        &settings,
+        "api,relay,projections,worker",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.url),
+            ("OTEL_SERVICE_NAME", "chronicle-test"),
+            ("CHRONICLE_LOG_FORMAT", "json"),
+            ("RUST_LOG", "info,chronicle_api=debug"),
+        ],
+        true,
+    )
+    .unwrap();
+    service.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let token = chronicle_api::auth::Authenticator::hs256(chronicle_tests::TEST_SECRET)
+        .issue(
+            "u-tracer",
+            vec!["admin".into()],
+            vec!["team-a".into()],
+            chrono::Duration::hours(1),
+        )
+        .unwrap();
+    let now = chrono::Utc::now();
+    let body: Value = reqwest::Client::new()
+        .post(format!(
+            "{}/graphql",
+            service.client("").unwrap().base_url()
+        ))
+        .bearer_auth(&token)
+        .header("traceparent", format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"))
+        .json(&json!({
+            "query": "mutation($i: RequestReportInput!) { requestReport(input: $i) { id } }",
+            "variables": {"i": {"kind": "TEAM_SUMMARY", "teamId": "team-a",
+                "from": (now - chrono::Duration::hours(1)).to_rfc3339(),
+                "to": (now + chrono::Duration::hours(1)).to_rfc3339()}},
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let report_id = body["data"]["requestReport"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned();
+
+    // The request's span continues the client's trace; the stored event names it.
+    let request_span = collector.spans(CLIENT_TRACE, "graphql", 1).await.remove(0);
+    assert_eq!(request_span["parentSpanId"], CLIENT_SPAN);
+    assert_eq!(request_span["kind"], 2);
+    let request_span_id = request_span["spanId"].as_str().unwrap().to_owned();
+    let db = PgPool::connect(&database_url).await.unwrap();
+    let requested: String = sqlx::query_scalar(
+        "SELECT metadata->>'traceparent' FROM events WHERE aggregate_id = $1 AND sequence = 1",
+    )
+    .bind(&report_id)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(requested, format!("00-{CLIENT_TRACE}-{request_span_id}-01"));
+
+    // The Kafka message carries it as a header.
+    let topic = Topics::new(settings.kafka.topic_prefix.clone()).events_of("Report");
+    let records = read_topic(&brokers(), &topic, 1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(records[0].headers["traceparent"], requested);
+
+    // Each consumer group opened a span under the request's span: the projections, the worker
+    // and this instance's live feed.
+    let consumed = collector.spans(CLIENT_TRACE, "consume", 3).await;
+    let under_request: Vec<&Value> = consumed
+        .iter()
+        .filter(|s| s["parentSpanId"] == request_span_id.as_str())
+        .collect();
+    assert!(under_request.len() >= 3, "{consumed:?}");
+    assert!(under_request.iter().all(|s| s["kind"] == 5));
+
+    // The worker's generation is a child of its consumer span, and the report's next events
+    // name the generation span: the trace goes on through the worker's own writes.
+    let generation = collector
+        .spans(CLIENT_TRACE, "generate_report", 1)
+        .await
+        .remove(0);
+    assert!(under_request
+        .iter()
+        .any(|s| s["spanId"] == generation["parentSpanId"]));
+    let generation_id = generation["spanId"].as_str().unwrap().to_owned();
+    let later: Vec<String> = eventually(Duration::from_secs(30), || async {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT metadata->>'traceparent' FROM events WHERE aggregate_id = $1 AND sequence > 1",
+        )
+        .bind(&report_id)
+        .fetch_all(&db)
+        .await?;
+        Ok((rows.len() >= 2).then_some(rows))
+    })
+    .await
+    .unwrap();
+    for traceparent in &later {
+        assert!(traceparent.starts_with(&format!("00-{CLIENT_TRACE}-")));
+        assert_eq!(span_id_of(traceparent), generation_id);
+    }
+
+    // The JSON logs of the request carry its ids.
+    let logs = eventually(Duration::from_secs(10), || async {
+        let output = service.output()?;
+        Ok(output
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|line| {
+                line["span"]["trace_id"] == CLIENT_TRACE
+                    && line["fields"]["message"] == "graphql request served"
+            }))
+    })
+    .await
+    .expect("a JSON log line with the trace id");
+    assert_eq!(logs["span"]["span_id"], request_span_id.as_str());
+    assert!(logs["span"]["request_id"].is_string());
+    assert!(logs["span"]["correlation_id"].is_string());
+}
