@@ -5,6 +5,7 @@
 #   CHRONICLE_ADMIN_URL  a Postgres URL with the right to create databases
 #   KAFKA_BROKERS        bootstrap servers of a Kafka-protocol broker
 #   TANSU_BIN            a Tansu binary (tests start private brokers with it)
+# and ./scripts/test also installs Chromium and chromedriver (CHROMIUM_BIN) for the browser test.
 
 set -euo pipefail
 
@@ -61,6 +62,14 @@ ensure_tansu() {
     TANSU_BIN="$cargo_bin/tansu"
   fi
   export TANSU_BIN
+}
+
+# Headless Chromium and chromedriver for the GraphiQL browser test (Debian's packages).
+ensure_browser() {
+  if ! command -v chromedriver >/dev/null || ! [ -x "${CHROMIUM_BIN:-/usr/bin/chromium}" ]; then
+    apt_install chromium chromium-driver
+  fi
+  export CHROMIUM_BIN="${CHROMIUM_BIN:-/usr/bin/chromium}"
 }
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }

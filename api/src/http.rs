@@ -11,14 +11,13 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::http::GraphiQLSource;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::{BatchRequest, BatchResponse, ServerError};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chronicle_application::observability::Gauges;
@@ -66,7 +65,11 @@ const READY_DATABASE_TIMEOUT: Duration = Duration::from_secs(2);
 pub fn router(state: HttpState) -> Router {
     let body_limit = state.limits.max_body_bytes;
     Router::new()
-        .route("/graphql", get(graphiql).post(graphql))
+        .route("/graphql", get(crate::graphiql::page).post(graphql))
+        .route(
+            &format!("{}/{{file}}", crate::graphiql::ASSETS),
+            get(crate::graphiql::asset),
+        )
         .route("/graphql/ws", get(graphql_ws))
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(ready))
@@ -92,16 +95,6 @@ async fn prometheus(State(state): State<HttpState>) -> impl IntoResponse {
             "text/plain; version=0.0.4",
         )],
         crate::metrics::handle().render(),
-    )
-}
-
-async fn graphiql() -> Html<String> {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .title("Chronicle")
-            .finish(),
     )
 }
 

@@ -6,6 +6,7 @@
 pub mod app;
 pub mod audit_cli;
 pub mod auth;
+pub mod graphiql;
 pub mod graphql;
 pub mod http;
 pub mod metrics;

@@ -51,13 +51,25 @@ impl Collector {
 
     /// The spans of `trace_id` named `name`, once at least `count` arrived.
     async fn spans(&self, trace_id: &str, name: &str, count: usize) -> Vec<Value> {
+        self.spans_where(trace_id, name, count, |_| true).await
+    }
+
+    /// The spans of `trace_id` named `name` that `wanted` accepts, once at least `count`
+    /// arrived.
+    async fn spans_where(
+        &self,
+        trace_id: &str,
+        name: &str,
+        count: usize,
+        wanted: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
         eventually(Duration::from_secs(30), || async {
             let found: Vec<Value> = self
                 .spans
                 .lock()
                 .unwrap()
                 .iter()
-                .filter(|s| s["traceId"] == trace_id && s["name"] == name)
+                .filter(|s| s["traceId"] == trace_id && s["name"] == name && wanted(s))
                 .cloned()
                 .collect();
             Ok((found.len() >= count).then_some(found))
@@ -146,13 +158,23 @@ async fn a_client_trace_follows_the_change_into_events_kafka_consumers_logs_and_
 
     // Each consumer group opened a span under the request's span: the projections, the worker
     // and this instance's live feed.
-    let consumed = collector.spans(CLIENT_TRACE, "consume", 3).await;
-    let under_request: Vec<&Value> = consumed
-        .iter()
-        .filter(|s| s["parentSpanId"] == request_span_id.as_str())
-        .collect();
-    assert!(under_request.len() >= 3, "{consumed:?}");
+    let under_request = collector
+        .spans_where(CLIENT_TRACE, "consume", 3, |s| {
+            s["parentSpanId"] == request_span_id.as_str()
+        })
+        .await;
     assert!(under_request.iter().all(|s| s["kind"] == 5));
+    let groups: std::collections::BTreeSet<String> = under_request
+        .iter()
+        .flat_map(|s| s["attributes"].as_array().cloned().unwrap_or_default())
+        .filter(|a| a["key"] == "group")
+        .filter_map(|a| a["value"]["stringValue"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        groups.len(),
+        3,
+        "projections, worker and live feed: {groups:?}"
+    );
 
     // The worker's generation is a child of its consumer span, and the report's next events
     // name the generation span: the trace goes on through the worker's own writes.
