@@ -225,11 +225,16 @@ impl OutboxRelay {
                 }
                 Ok(_) => failures = 0,
                 Err(RoundError::Database(error)) => return Err(error),
-                Err(RoundError::Delivery(message)) => {
+                Err(RoundError::Delivery {
+                    message,
+                    producer_unusable,
+                }) => {
                     failures += 1;
                     self.status.set_error(Some(message.clone()));
-                    if producer.client().fatal_error().is_some() {
-                        tracing::warn!("producer hit a fatal error; creating a new one");
+                    if producer_unusable || producer.client().fatal_error().is_some() {
+                        // Its idempotence state is gone; a new producer (new id) sends the
+                        // same rows again, in order, under their event ids.
+                        tracing::warn!(%message, "the producer cannot go on; creating a new one");
                         producer = self.producer()?;
                     }
                     let pause = Duration::from_millis(100 * 2u64.pow(failures.min(7)))
@@ -307,10 +312,12 @@ impl OutboxRelay {
         let mut published = Vec::with_capacity(in_flight.len());
         let mut failed = Vec::new();
         let mut first_failure = enqueue_error;
+        let mut producer_unusable = false;
         for (id, delivery) in in_flight {
             match delivery.await {
                 Ok(Ok(_)) => published.push(id),
                 Ok(Err((error, _))) => {
+                    producer_unusable |= loses_producer_state(&error);
                     first_failure.get_or_insert_with(|| error.to_string());
                     failed.push(id);
                 }
@@ -355,7 +362,10 @@ impl OutboxRelay {
                 .await
                 .map_err(|e| RoundError::Database(InfraError::db("record outbox failure")(e)))?;
             }
-            return Err(RoundError::Delivery(message));
+            return Err(RoundError::Delivery {
+                message,
+                producer_unusable,
+            });
         }
         self.status.set_error(None);
         Ok(published.len())
@@ -367,7 +377,31 @@ enum RoundError {
     /// Postgres failed: leadership is re-established from scratch.
     Database(InfraError),
     /// The broker refused or timed out: back off and retry the same rows.
-    Delivery(String),
+    Delivery {
+        /// The first failure.
+        message: String,
+        /// The broker rejected the producer's identity or sequence: only a new producer can
+        /// publish again.
+        producer_unusable: bool,
+    },
+}
+
+/// Whether a delivery error means the idempotent producer's id, epoch or sequence is no longer
+/// accepted. librdkafka raises some of these as fatal and others per message (a broker may
+/// answer a stale epoch with `PRODUCER_FENCED`, `INVALID_PRODUCER_EPOCH` or
+/// `UNKNOWN_PRODUCER_ID`); retrying with the same producer would fail forever.
+fn loses_producer_state(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
+                | RDKafkaErrorCode::UnknownProducerId
+                | RDKafkaErrorCode::InvalidProducerIdMapping
+                | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                | RDKafkaErrorCode::Fenced
+        )
+    )
 }
 
 /// Reads `[[name, value], ...]` back into header pairs.
