@@ -168,9 +168,13 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningS
     crate::metrics::handle();
     // Keys are checked before anything starts: a bad key file stops the process at once.
     let authenticator = Authenticator::from_settings(&settings.auth)?;
-    let pool = db::connect(&settings.database_url, settings.database_max_connections)
-        .await
-        .context("connecting to Postgres")?;
+    let pool = db::connect_with(
+        &settings.database_url,
+        settings.database_max_connections,
+        settings.database_acquire_timeout,
+    )
+    .await
+    .context("connecting to Postgres")?;
     db::migrate(&pool).await.context("applying migrations")?;
     let topics = Topics::new(settings.kafka.topic_prefix.clone());
     let projections_group = topics.group(PROJECTIONS_GROUP);

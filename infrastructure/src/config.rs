@@ -300,6 +300,10 @@ pub struct Settings {
     /// consumers' commits before it gives up and exits 1 (`CHRONICLE_SHUTDOWN_TIMEOUT_SECS`,
     /// 30: below Kubernetes' default grace period, so the process ends its own way).
     pub shutdown_timeout: Duration,
+    /// How long a request waits for a database connection before it answers `UNAVAILABLE`
+    /// (`CHRONICLE_DB_ACQUIRE_TIMEOUT_MS`, 2,000): how fast requests fail while the database is
+    /// away; with a healthy database a wait that long means the pool is far too small.
+    pub database_acquire_timeout: Duration,
     /// Request limits of the GraphQL API.
     pub limits: ApiLimits,
 }
@@ -428,6 +432,10 @@ impl Settings {
             read_your_writes_wait: Duration::from_millis(parsed("CHRONICLE_READ_WAIT_MS", 2000)?),
             rebuild_outdated: parsed("CHRONICLE_REBUILD_OUTDATED", true)?,
             shutdown_timeout: Duration::from_secs(parsed("CHRONICLE_SHUTDOWN_TIMEOUT_SECS", 30)?),
+            database_acquire_timeout: Duration::from_millis(parsed(
+                "CHRONICLE_DB_ACQUIRE_TIMEOUT_MS",
+                2000,
+            )?),
             limits: ApiLimits::from_env()?,
         })
     }

@@ -12,9 +12,21 @@ use crate::InfraError;
 /// The migrations in `migrations/`, embedded at build time so the binary migrates itself.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
-/// Opens a pool. Acquiring fails fast (5 s) so a database outage turns into a clear error for
-/// the caller instead of a hung request.
+/// How long a one-shot command (`migrate`, `replay`, `audit verify`) waits for a connection.
+pub const COMMAND_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens a pool for a one-shot command.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, InfraError> {
+    connect_with(url, max_connections, COMMAND_ACQUIRE_TIMEOUT).await
+}
+
+/// Opens a pool whose callers wait at most `acquire_timeout` for a connection: during a
+/// database outage that is how long a request takes to answer `UNAVAILABLE` instead of hanging.
+pub async fn connect_with(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> Result<PgPool, InfraError> {
     let options: PgConnectOptions = url
         .parse::<PgConnectOptions>()
         .map_err(InfraError::db("parse DATABASE_URL"))?
@@ -22,7 +34,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, InfraErr
     PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(1)
-        .acquire_timeout(Duration::from_secs(5))
+        .acquire_timeout(acquire_timeout)
         .connect_with(options)
         .await
         .map_err(InfraError::db("connect to Postgres"))

@@ -94,6 +94,7 @@ pub fn test_settings(database_url: &str, brokers: &str) -> Settings {
         read_your_writes_wait: Duration::from_secs(15),
         rebuild_outdated: true,
         shutdown_timeout: Duration::from_secs(30),
+        database_acquire_timeout: Duration::from_secs(5),
         // Tests drive many requests from one subject; the rate limit has its own tests.
         limits: ApiLimits {
             rate_per_second: 0,

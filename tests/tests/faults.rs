@@ -581,6 +581,10 @@ async fn a_postgres_restart_fails_commands_fast_with_a_clear_code_and_the_servic
         );
         assert!(*took < Duration::from_secs(10), "failed in {took:?}");
     }
+    println!(
+        "commands during the outage answered UNAVAILABLE in {:?}",
+        during.iter().map(|(_, took)| *took).collect::<Vec<_>>()
+    );
     let (status, body) = client.ready().await.unwrap();
     assert_eq!((status, &body["database"]), (503, &json!(false)));
 
