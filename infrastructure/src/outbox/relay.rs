@@ -259,7 +259,9 @@ impl OutboxRelay {
     async fn publish_round(&self, producer: &FutureProducer) -> Result<usize, RoundError> {
         let round_started = std::time::Instant::now();
         let rows = sqlx::query(
-            "SELECT id, topic, key, headers, payload,
+            // The payload travels as Postgres's own JSON text: parsing it into a tree and
+            // printing it again only to send the bytes cost a quarter of the drain rate.
+            "SELECT id, topic, key, headers, payload::text AS payload,
                     extract(epoch FROM clock_timestamp() - created_at)::float8 AS waited
              FROM outbox
              WHERE published_at IS NULL ORDER BY id LIMIT $1",
@@ -279,7 +281,7 @@ impl OutboxRelay {
                 topic: row.get("topic"),
                 key: row.get("key"),
                 headers: headers_from_json(&row.get::<Value, _>("headers")),
-                payload: serde_json::to_vec(&row.get::<Value, _>("payload")).unwrap_or_default(),
+                payload: row.get::<String, _>("payload").into_bytes(),
             })
             .collect();
 

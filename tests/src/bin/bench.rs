@@ -932,8 +932,8 @@ async fn relay_database_work(db: &sqlx::PgPool) -> anyhow::Result<f64> {
     .await?;
     let started = Instant::now();
     loop {
-        let rows: Vec<(i64, String, String, Value, Value)> = sqlx::query_as(
-            "SELECT id, topic, key, headers, payload FROM outbox
+        let rows: Vec<(i64, String, String, Value, String)> = sqlx::query_as(
+            "SELECT id, topic, key, headers, payload::text FROM outbox
              WHERE published_at IS NULL ORDER BY id LIMIT 1000",
         )
         .fetch_all(db)
