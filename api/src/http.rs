@@ -5,7 +5,6 @@
 //! operation runs under the request timeout with panics caught (`INTERNAL` with the request id,
 //! the panic itself only in the logs) so no request can take the service down.
 
-use chronicle_application::trace::TraceContext;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -21,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chronicle_application::observability::Gauges;
+use chronicle_application::trace::TraceContext;
 use chronicle_infrastructure::config::ApiLimits;
 use chronicle_infrastructure::kafka::probe::{BrokerHealth, BrokerProbe};
 use chronicle_infrastructure::outbox::RelayStatus;
