@@ -166,6 +166,17 @@ async fn a_stopped_broker_loses_nothing_commands_succeed_and_the_outbox_drains_a
         .await
         .unwrap();
     app.wait_for_version(&first, 1).await.unwrap();
+    // The consumer may see the event before the relay has its acknowledgement and marks it:
+    // freeze only once the relay is idle, so the outbox then holds exactly the outage's events.
+    eventually(Duration::from_secs(30), || async {
+        let unpublished: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                .fetch_one(&app.db)
+                .await?;
+        Ok((unpublished == 0).then_some(()))
+    })
+    .await
+    .unwrap();
 
     // Frozen for longer than the producer's delivery timeout (30 s): deliveries in flight
     // fail, the relay keeps their rows and retries; commands go on succeeding meanwhile.
