@@ -21,7 +21,7 @@ use chronicle_infrastructure::config::Settings;
 use chronicle_infrastructure::event_store::PgEventStore;
 use chronicle_infrastructure::kafka::admin::ensure_topics;
 use chronicle_infrastructure::kafka::consumer::{ConsumerOptions, EventConsumer};
-use chronicle_infrastructure::outbox::{OutboxRelay, RelayOptions, RelayStatus};
+use chronicle_infrastructure::outbox::{OutboxRelay, OutboxSignal, RelayOptions, RelayStatus};
 use chronicle_infrastructure::projections::PgProjections;
 use chronicle_infrastructure::read_model::reports::{PgReportData, PgReportViews};
 use chronicle_infrastructure::read_model::tasks::PgTaskViews;
@@ -207,7 +207,8 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningS
             }
         }));
     }
-    let store = Arc::new(PgEventStore::new(pool.clone()));
+    let appended = OutboxSignal::new();
+    let store = Arc::new(PgEventStore::new(pool.clone(), appended.clone()));
     let task_views = Arc::new(PgTaskViews::new(pool.clone()));
     let report_views = Arc::new(PgReportViews::new(pool.clone()));
     let report_commands = Arc::new(ReportCommands::new(
@@ -225,6 +226,7 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningS
                 retention: settings.outbox_retention,
                 ..RelayOptions::default()
             },
+            appended.clone(),
         );
         let status = relay.status();
         tasks.push(tokio::spawn(relay.run(shutdown.clone())));
@@ -232,6 +234,14 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningS
     } else {
         None
     };
+    if parts.api || parts.worker {
+        // This process appends: relays of other processes hear of it by NOTIFY.
+        tasks.push(tokio::spawn(appended.announce(
+            pool.clone(),
+            relay_status.clone(),
+            shutdown.clone(),
+        )));
+    }
 
     if parts.projections || parts.worker {
         let producer: FutureProducer = kafka::client::producer_config(&settings.kafka)

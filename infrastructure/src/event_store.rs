@@ -1,5 +1,7 @@
 //! The Postgres event store: events, outbox rows, snapshot and idempotency record written by a
 //! single statement, so a command costs one round trip to append and is atomic by construction.
+//! The statement sends no `NOTIFY` (that would serialise every commit of the cluster): after the
+//! commit the store raises the in-process [`OutboxSignal`] instead (see `outbox::signal`).
 
 use async_trait::async_trait;
 use chronicle_application::event_log::StoredEvent;
@@ -11,19 +13,19 @@ use serde_json::Value;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-/// The channel the relay listens on; notified by every append, delivered at commit.
-pub const OUTBOX_CHANNEL: &str = "chronicle_outbox";
+use crate::outbox::OutboxSignal;
 
 /// The event store on a Postgres pool.
 #[derive(Clone)]
 pub struct PgEventStore {
     pool: PgPool,
+    appended: OutboxSignal,
 }
 
 impl PgEventStore {
-    /// A store on `pool`.
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    /// A store on `pool` that raises `appended` after every committed append.
+    pub fn new(pool: PgPool, appended: OutboxSignal) -> Self {
+        Self { pool, appended }
     }
 }
 
@@ -76,8 +78,7 @@ WITH new_events AS (
 SELECT (SELECT count(*) FROM new_events) AS events,
        (SELECT count(*) FROM new_outbox) AS outbox,
        (SELECT count(*) FROM new_snapshot) + (SELECT count(*) FROM old_snapshots)
-         + (SELECT count(*) FROM new_key) AS other,
-       pg_notify('chronicle_outbox', '') IS NULL AS notified
+         + (SELECT count(*) FROM new_key) AS other
 "#;
 
 #[async_trait]
@@ -199,6 +200,7 @@ impl EventStore for PgEventStore {
             .execute(&self.pool)
             .await
             .map_err(store_error)?;
+        self.appended.appended();
         Ok(())
     }
 

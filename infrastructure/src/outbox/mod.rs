@@ -1,8 +1,11 @@
 //! The outbox relay: publishes committed events to Kafka, in order, at least once.
 
 pub mod monitor;
+mod pipeline;
 pub mod relay;
 pub mod retention;
+pub mod signal;
 
 pub use monitor::PgOutboxMonitor;
 pub use relay::{OutboxRelay, RelayOptions, RelayStatus};
+pub use signal::{OutboxSignal, OUTBOX_CHANNEL};

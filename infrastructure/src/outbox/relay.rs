@@ -2,11 +2,13 @@
 //!
 //! - One active relay per database: it holds a session advisory lock on a dedicated connection;
 //!   other instances stand by and take over when that connection (or its process) dies.
-//! - Woken by `NOTIFY` from the append statement, with a polling fallback for lost notifications.
+//! - Woken at once by appends of its own process ([`OutboxSignal`]), by `NOTIFY` for appends of
+//!   other processes, and by a poll as the fallback for a lost notification.
 //! - Reads unpublished rows in id order (per aggregate, id order is sequence order), enqueues them
-//!   on the idempotent producer in that order, waits for the broker's acknowledgements, then marks
-//!   exactly the acknowledged rows published. A crash between produce and mark publishes those
-//!   rows again under the same event ids; consumers skip them by sequence.
+//!   on the idempotent producer in that order and marks exactly the acknowledged rows published,
+//!   reading on while earlier rows wait for their acknowledgement ([`super::pipeline`]). A crash
+//!   between produce and mark publishes those rows again under the same event ids; consumers
+//!   skip them by sequence.
 //! - When the broker is down, deliveries fail after the producer's timeout; rows stay
 //!   unpublished with their error and attempts, and the relay backs off. Nothing is dropped.
 
@@ -14,17 +16,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use serde_json::Value;
+use rdkafka::producer::{FutureProducer, Producer};
 use sqlx::postgres::PgListener;
-use sqlx::{Connection, PgConnection, PgPool, Row};
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
+use super::pipeline::{self, InFlight, PipelineError};
 use super::retention::purge_published;
+use super::signal::{OutboxSignal, OUTBOX_CHANNEL};
 use crate::config::KafkaSettings;
-use crate::event_store::OUTBOX_CHANNEL;
 use crate::InfraError;
 
 /// The advisory lock key of the relay ("chronicle" in ASCII, truncated to fit an i64).
@@ -33,7 +33,7 @@ pub const RELAY_LOCK_KEY: i64 = 0x6368_726f_6e69_636c;
 /// Tuning of the relay.
 #[derive(Debug, Clone)]
 pub struct RelayOptions {
-    /// Rows read and produced per round.
+    /// Most rows in flight (enqueued, not yet acknowledged) at once.
     pub batch_size: i64,
     /// Longest sleep without a notification before polling anyway.
     pub poll_interval: Duration,
@@ -88,17 +88,6 @@ impl RelayStatus {
     }
 }
 
-/// One unpublished outbox row.
-struct PendingRow {
-    id: i64,
-    /// Seconds between the commit and the start of this round (the publish lag so far).
-    waited_seconds: f64,
-    topic: String,
-    key: String,
-    headers: Vec<(String, String)>,
-    payload: Vec<u8>,
-}
-
 /// The relay. Run it with [`OutboxRelay::run`].
 pub struct OutboxRelay {
     pool: PgPool,
@@ -106,15 +95,18 @@ pub struct OutboxRelay {
     kafka: KafkaSettings,
     options: RelayOptions,
     status: Arc<RelayStatus>,
+    appended: OutboxSignal,
 }
 
 impl OutboxRelay {
     /// A relay over `pool`; `database_url` opens its dedicated lock and listen connections.
+    /// `appended` is the signal this process's event store raises after each append.
     pub fn new(
         pool: PgPool,
         database_url: impl Into<String>,
         kafka: KafkaSettings,
         options: RelayOptions,
+        appended: OutboxSignal,
     ) -> Self {
         Self {
             pool,
@@ -122,6 +114,7 @@ impl OutboxRelay {
             kafka,
             options,
             status: Arc::default(),
+            appended,
         }
     }
 
@@ -192,40 +185,47 @@ impl OutboxRelay {
             .await
             .map_err(InfraError::db("listen for outbox notifications"))?;
         let mut producer = self.producer()?;
+        let mut in_flight = InFlight::default();
         let mut last_retention = tokio::time::Instant::now();
         let mut failures: u32 = 0;
+        let capacity = self.options.batch_size.max(1) as usize;
         loop {
             if shutdown.is_cancelled() {
                 let _ = producer.flush(Duration::from_secs(10));
+                // Mark what the flush got acknowledged; anything else is sent again by the
+                // next leader under the same event ids.
+                let _ = pipeline::step(&self.pool, &producer, &mut in_flight, 0).await;
                 return Ok(());
             }
-            match self.publish_round(&producer).await {
-                Ok(0) => {
+            match pipeline::step(&self.pool, &producer, &mut in_flight, capacity).await {
+                Ok(progress) => {
                     failures = 0;
-                    // Idle: check we still hold the lock, run retention, then wait for work.
-                    sqlx::query("SELECT 1")
-                        .execute(&mut *lock_conn)
-                        .await
-                        .map_err(InfraError::db("relay lock connection lost"))?;
-                    if last_retention.elapsed() >= self.options.retention_interval {
-                        last_retention = tokio::time::Instant::now();
-                        match purge_published(&self.pool, self.options.retention).await {
-                            Ok(0) => {}
-                            Ok(n) => tracing::info!(rows = n, "purged published outbox rows"),
-                            Err(error) => tracing::warn!(%error, "outbox retention failed"),
-                        }
+                    if progress.published > 0 {
+                        self.status
+                            .published
+                            .fetch_add(progress.published as u64, Ordering::Relaxed);
+                        self.status.set_error(None);
                     }
+                    if progress.enqueued > 0 || progress.published > 0 {
+                        continue;
+                    }
+                    let busy = in_flight.len() > 0;
+                    if !busy {
+                        self.idle(lock_conn, &mut last_retention).await?;
+                    }
+                    // Wait for an acknowledgement, new rows, or the poll.
                     tokio::select! {
                         () = shutdown.cancelled() => {}
+                        _ = in_flight.next_settled(), if busy => {}
+                        () = self.appended.appended_here() => {}
                         notification = listener.recv() => {
                             notification.map_err(InfraError::db("outbox listener"))?;
                         }
                         () = tokio::time::sleep(self.options.poll_interval) => {}
                     }
                 }
-                Ok(_) => failures = 0,
-                Err(RoundError::Database(error)) => return Err(error),
-                Err(RoundError::Delivery {
+                Err(PipelineError::Database(error)) => return Err(error),
+                Err(PipelineError::Delivery {
                     message,
                     producer_unusable,
                 }) => {
@@ -249,176 +249,31 @@ impl OutboxRelay {
         }
     }
 
+    /// Nothing to publish: checks that this instance still holds the lock and runs retention
+    /// when it is due.
+    async fn idle(
+        &self,
+        lock_conn: &mut PgConnection,
+        last_retention: &mut tokio::time::Instant,
+    ) -> Result<(), InfraError> {
+        sqlx::query("SELECT 1")
+            .execute(&mut *lock_conn)
+            .await
+            .map_err(InfraError::db("relay lock connection lost"))?;
+        if last_retention.elapsed() >= self.options.retention_interval {
+            *last_retention = tokio::time::Instant::now();
+            match purge_published(&self.pool, self.options.retention).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "purged published outbox rows"),
+                Err(error) => tracing::warn!(%error, "outbox retention failed"),
+            }
+        }
+        Ok(())
+    }
+
     fn producer(&self) -> Result<FutureProducer, InfraError> {
         crate::kafka::client::producer_config(&self.kafka)
             .create()
             .map_err(InfraError::kafka("create relay producer"))
     }
-
-    /// Publishes one batch; answers how many rows were published.
-    async fn publish_round(&self, producer: &FutureProducer) -> Result<usize, RoundError> {
-        let round_started = std::time::Instant::now();
-        let rows = sqlx::query(
-            // The payload travels as Postgres's own JSON text: parsing it into a tree and
-            // printing it again only to send the bytes cost a quarter of the drain rate.
-            "SELECT id, topic, key, headers, payload::text AS payload,
-                    extract(epoch FROM clock_timestamp() - created_at)::float8 AS waited
-             FROM outbox
-             WHERE published_at IS NULL ORDER BY id LIMIT $1",
-        )
-        .bind(self.options.batch_size)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| RoundError::Database(InfraError::db("read outbox")(e)))?;
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        let pending: Vec<PendingRow> = rows
-            .iter()
-            .map(|row| PendingRow {
-                id: row.get("id"),
-                waited_seconds: row.get::<f64, _>("waited").max(0.0),
-                topic: row.get("topic"),
-                key: row.get("key"),
-                headers: headers_from_json(&row.get::<Value, _>("headers")),
-                payload: row.get::<String, _>("payload").into_bytes(),
-            })
-            .collect();
-
-        // Enqueue in id order; stop at the first full queue so nothing overtakes a row that is
-        // not yet enqueued (that would break per-aggregate order).
-        let mut in_flight = Vec::with_capacity(pending.len());
-        let mut enqueue_error = None;
-        for row in &pending {
-            let mut headers = OwnedHeaders::new_with_capacity(row.headers.len());
-            for (key, value) in &row.headers {
-                headers = headers.insert(Header {
-                    key,
-                    value: Some(value.as_str()),
-                });
-            }
-            let record = FutureRecord::to(&row.topic)
-                .key(row.key.as_bytes())
-                .payload(row.payload.as_slice())
-                .headers(headers);
-            match producer.send_result(record) {
-                Ok(delivery) => in_flight.push((row.id, delivery)),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => break,
-                Err((error, _)) => {
-                    enqueue_error = Some(format!("enqueue outbox row {}: {error}", row.id));
-                    break;
-                }
-            }
-        }
-
-        let mut published = Vec::with_capacity(in_flight.len());
-        let mut failed = Vec::new();
-        let mut first_failure = enqueue_error;
-        let mut producer_unusable = false;
-        for (id, delivery) in in_flight {
-            match delivery.await {
-                Ok(Ok(_)) => published.push(id),
-                Ok(Err((error, _))) => {
-                    producer_unusable |= loses_producer_state(&error);
-                    first_failure.get_or_insert_with(|| error.to_string());
-                    failed.push(id);
-                }
-                Err(_) => {
-                    first_failure.get_or_insert_with(|| "producer dropped a delivery".to_owned());
-                    failed.push(id);
-                }
-            }
-        }
-        if !published.is_empty() {
-            sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
-                .bind(&published)
-                .execute(&self.pool)
-                .await
-                .map_err(|e| {
-                    RoundError::Database(InfraError::db("mark outbox rows published")(e))
-                })?;
-            self.status
-                .published
-                .fetch_add(published.len() as u64, Ordering::Relaxed);
-            // Commit-to-acknowledged time of each event: the lag consumers see from the relay.
-            let round_seconds = round_started.elapsed().as_secs_f64();
-            let lag = metrics::histogram!("chronicle_relay_publish_lag_seconds");
-            let acknowledged: std::collections::HashSet<i64> = published.iter().copied().collect();
-            for row in pending.iter().filter(|row| acknowledged.contains(&row.id)) {
-                lag.record(row.waited_seconds + round_seconds);
-            }
-            metrics::counter!("chronicle_relay_published_total").increment(published.len() as u64);
-        }
-        if !failed.is_empty() {
-            metrics::counter!("chronicle_relay_publish_failures_total")
-                .increment(failed.len() as u64);
-        }
-        if let Some(message) = first_failure {
-            if !failed.is_empty() {
-                sqlx::query(
-                    "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1)",
-                )
-                .bind(&failed)
-                .bind(&message)
-                .execute(&self.pool)
-                .await
-                .map_err(|e| RoundError::Database(InfraError::db("record outbox failure")(e)))?;
-            }
-            return Err(RoundError::Delivery {
-                message,
-                producer_unusable,
-            });
-        }
-        self.status.set_error(None);
-        Ok(published.len())
-    }
-}
-
-/// Why a publishing round stopped.
-enum RoundError {
-    /// Postgres failed: leadership is re-established from scratch.
-    Database(InfraError),
-    /// The broker refused or timed out: back off and retry the same rows.
-    Delivery {
-        /// The first failure.
-        message: String,
-        /// The broker rejected the producer's identity or sequence: only a new producer can
-        /// publish again.
-        producer_unusable: bool,
-    },
-}
-
-/// Whether a delivery error means the idempotent producer's id, epoch or sequence is no longer
-/// accepted. librdkafka raises some of these as fatal and others per message (a broker may
-/// answer a stale epoch with `PRODUCER_FENCED`, `INVALID_PRODUCER_EPOCH` or
-/// `UNKNOWN_PRODUCER_ID`); retrying with the same producer would fail forever.
-fn loses_producer_state(error: &KafkaError) -> bool {
-    matches!(
-        error.rdkafka_error_code(),
-        Some(
-            RDKafkaErrorCode::ProducerFenced
-                | RDKafkaErrorCode::InvalidProducerEpoch
-                | RDKafkaErrorCode::UnknownProducerId
-                | RDKafkaErrorCode::InvalidProducerIdMapping
-                | RDKafkaErrorCode::OutOfOrderSequenceNumber
-                | RDKafkaErrorCode::Fenced
-        )
-    )
-}
-
-/// Reads `[[name, value], ...]` back into header pairs.
-fn headers_from_json(value: &Value) -> Vec<(String, String)> {
-    value
-        .as_array()
-        .map(|pairs| {
-            pairs
-                .iter()
-                .filter_map(|pair| {
-                    let name = pair.get(0)?.as_str()?;
-                    let value = pair.get(1)?.as_str()?;
-                    Some((name.to_owned(), value.to_owned()))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }

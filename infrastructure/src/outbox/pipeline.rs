@@ -1,0 +1,309 @@
+//! The relay's publishing pipeline: rows are read and enqueued while earlier ones are still
+//! waiting for the broker's acknowledgement.
+//!
+//! The relay used to publish in rounds: read a batch, enqueue it, wait for every
+//! acknowledgement, mark, read again. Under 1,000 commands/s a round took 30-70 ms, almost all
+//! of it waiting, and a row committed just after a read waited for the whole round before it
+//! was even read: commit-to-Kafka p50 54 ms against 7 ms for a bare producer. Now each step
+//! takes what is ready and never waits for the rest:
+//!
+//! - **read** unpublished rows in id order that are not already in flight, and enqueue them in
+//!   that order (stopping at a full queue so nothing overtakes a row not yet enqueued);
+//! - **harvest** the acknowledgements that arrived, mark exactly those rows published in one
+//!   statement, before the next read (so an acknowledged row is never read again).
+//!
+//! Per-aggregate order holds as before: an aggregate's next event is written by a command that
+//! started after the previous one committed, so it has a higher id and no read sees it without
+//! the earlier one, which is then enqueued first (or already in flight, on the same partition of
+//! the idempotent producer). On a failed delivery nothing more is enqueued until everything in
+//! flight has settled; then the failures are recorded and the relay backs off and starts over
+//! from the oldest unpublished row.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::Value;
+use sqlx::{PgPool, Row};
+
+use crate::InfraError;
+
+/// The outcome of one row's delivery.
+struct Settled {
+    id: i64,
+    /// Seconds from the commit to the acknowledgement (or failure).
+    lag_seconds: f64,
+    /// The broker's refusal, if any, and whether it means the producer's identity is gone.
+    failure: Option<(String, bool)>,
+}
+
+/// Rows enqueued on the producer and not yet settled.
+#[derive(Default)]
+pub(super) struct InFlight {
+    deliveries: FuturesUnordered<BoxFuture<'static, Settled>>,
+    ids: HashSet<i64>,
+    /// Settled, not yet harvested.
+    parked: Vec<Settled>,
+}
+
+impl InFlight {
+    /// Rows enqueued and not yet acknowledged or refused.
+    pub(super) fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Waits until one more delivery settles; `None` at once when none is in flight.
+    pub(super) async fn next_settled(&mut self) -> Option<()> {
+        let settled = self.deliveries.next().await?;
+        self.parked.push(settled);
+        Some(())
+    }
+}
+
+/// What a step of the pipeline did.
+#[derive(Debug, Default)]
+pub(super) struct Progress {
+    /// Rows read and enqueued.
+    pub enqueued: usize,
+    /// Rows acknowledged and marked published.
+    pub published: usize,
+}
+
+/// Why the pipeline stopped.
+pub(super) enum PipelineError {
+    /// Postgres failed: leadership is re-established from scratch.
+    Database(InfraError),
+    /// The broker refused or timed out: back off and retry the same rows.
+    Delivery {
+        /// The first failure.
+        message: String,
+        /// The broker rejected the producer's identity or sequence: only a new producer can
+        /// publish again.
+        producer_unusable: bool,
+    },
+}
+
+/// One unpublished outbox row.
+struct PendingRow {
+    id: i64,
+    /// Seconds between the commit and the read.
+    waited_seconds: f64,
+    topic: String,
+    key: String,
+    headers: Vec<(String, String)>,
+    payload: Vec<u8>,
+}
+
+/// Harvests settled deliveries and marks them; then, unless a delivery failed, reads and
+/// enqueues what is new. `capacity` bounds the rows in flight.
+pub(super) async fn step(
+    pool: &PgPool,
+    producer: &FutureProducer,
+    in_flight: &mut InFlight,
+    capacity: usize,
+) -> Result<Progress, PipelineError> {
+    let mut progress = Progress::default();
+    let failure = harvest(pool, in_flight, &mut progress).await?;
+    if let Some((message, producer_unusable)) = failure {
+        // Let everything in flight settle, mark what got through, then report.
+        while in_flight.next_settled().await.is_some() {}
+        let _ = harvest(pool, in_flight, &mut progress).await?;
+        return Err(PipelineError::Delivery {
+            message,
+            producer_unusable,
+        });
+    }
+    let room = capacity.saturating_sub(in_flight.len());
+    if room > 0 {
+        progress.enqueued = read_and_enqueue(pool, producer, in_flight, room).await?;
+    }
+    Ok(progress)
+}
+
+/// Marks every settled acknowledgement published and records refusals; answers the first
+/// refusal.
+async fn harvest(
+    pool: &PgPool,
+    in_flight: &mut InFlight,
+    progress: &mut Progress,
+) -> Result<Option<(String, bool)>, PipelineError> {
+    while let Some(Some(settled)) = in_flight.deliveries.next().now_or_never() {
+        in_flight.parked.push(settled);
+    }
+    if in_flight.parked.is_empty() {
+        return Ok(None);
+    }
+    let settled = std::mem::take(&mut in_flight.parked);
+    let mut published = Vec::with_capacity(settled.len());
+    let mut failed = Vec::new();
+    let mut first_failure: Option<(String, bool)> = None;
+    let lag = metrics::histogram!("chronicle_relay_publish_lag_seconds");
+    for row in &settled {
+        in_flight.ids.remove(&row.id);
+        match &row.failure {
+            None => {
+                published.push(row.id);
+                lag.record(row.lag_seconds);
+            }
+            Some((message, unusable)) => {
+                failed.push(row.id);
+                match &mut first_failure {
+                    None => first_failure = Some((message.clone(), *unusable)),
+                    Some((_, any_unusable)) => *any_unusable |= *unusable,
+                }
+            }
+        }
+    }
+    if !published.is_empty() {
+        sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+            .bind(&published)
+            .execute(pool)
+            .await
+            .map_err(|e| {
+                PipelineError::Database(InfraError::db("mark outbox rows published")(e))
+            })?;
+        progress.published += published.len();
+        metrics::counter!("chronicle_relay_published_total").increment(published.len() as u64);
+    }
+    if let Some((message, _)) = &first_failure {
+        metrics::counter!("chronicle_relay_publish_failures_total").increment(failed.len() as u64);
+        sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1)",
+        )
+        .bind(&failed)
+        .bind(message)
+        .execute(pool)
+        .await
+        .map_err(|e| PipelineError::Database(InfraError::db("record outbox failure")(e)))?;
+    }
+    Ok(first_failure)
+}
+
+/// Reads up to `room` unpublished rows not in flight, in id order, and enqueues them in that
+/// order; answers how many were enqueued.
+async fn read_and_enqueue(
+    pool: &PgPool,
+    producer: &FutureProducer,
+    in_flight: &mut InFlight,
+    room: usize,
+) -> Result<usize, PipelineError> {
+    let exclude: Vec<i64> = in_flight.ids.iter().copied().collect();
+    let rows = sqlx::query(
+        // The payload travels as Postgres's own JSON text: parsing it into a tree and
+        // printing it again only to send the bytes cost a quarter of the drain rate.
+        "SELECT id, topic, key, headers, payload::text AS payload,
+                extract(epoch FROM clock_timestamp() - created_at)::float8 AS waited
+         FROM outbox
+         WHERE published_at IS NULL AND id <> ALL($2)
+         ORDER BY id LIMIT $1",
+    )
+    .bind(room as i64)
+    .bind(&exclude)
+    .fetch_all(pool)
+    .await
+    .map_err(|e| PipelineError::Database(InfraError::db("read outbox")(e)))?;
+    let read_at = Instant::now();
+    let mut enqueued = 0;
+    for row in &rows {
+        let row = PendingRow {
+            id: row.get("id"),
+            waited_seconds: row.get::<f64, _>("waited").max(0.0),
+            topic: row.get("topic"),
+            key: row.get("key"),
+            headers: headers_from_json(&row.get::<Value, _>("headers")),
+            payload: row.get::<String, _>("payload").into_bytes(),
+        };
+        let mut headers = OwnedHeaders::new_with_capacity(row.headers.len());
+        for (key, value) in &row.headers {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value.as_str()),
+            });
+        }
+        let record = FutureRecord::to(&row.topic)
+            .key(row.key.as_bytes())
+            .payload(row.payload.as_slice())
+            .headers(headers);
+        let delivery = match producer.send_result(record) {
+            Ok(delivery) => delivery,
+            // Full: the rest waits for the next step, so nothing overtakes it.
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => break,
+            Err((error, _)) => {
+                // Refused before it was queued: it settles as failed, like a refused delivery.
+                let failure = Some((format!("enqueue outbox row {}: {error}", row.id), false));
+                let (id, lag_seconds) = (row.id, row.waited_seconds);
+                in_flight.ids.insert(id);
+                in_flight.deliveries.push(
+                    async move {
+                        Settled {
+                            id,
+                            lag_seconds,
+                            failure,
+                        }
+                    }
+                    .boxed(),
+                );
+                break;
+            }
+        };
+        let (id, waited) = (row.id, row.waited_seconds);
+        in_flight.ids.insert(id);
+        in_flight.deliveries.push(
+            async move {
+                let failure = match delivery.await {
+                    Ok(Ok(_)) => None,
+                    Ok(Err((error, _))) => Some((error.to_string(), loses_producer_state(&error))),
+                    Err(_) => Some(("producer dropped a delivery".to_owned(), false)),
+                };
+                Settled {
+                    id,
+                    lag_seconds: waited + read_at.elapsed().as_secs_f64(),
+                    failure,
+                }
+            }
+            .boxed(),
+        );
+        enqueued += 1;
+    }
+    Ok(enqueued)
+}
+
+/// Whether a delivery error means the idempotent producer's id, epoch or sequence is no longer
+/// accepted. librdkafka raises some of these as fatal and others per message (a broker may
+/// answer a stale epoch with `PRODUCER_FENCED`, `INVALID_PRODUCER_EPOCH` or
+/// `UNKNOWN_PRODUCER_ID`); retrying with the same producer would fail forever.
+fn loses_producer_state(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
+                | RDKafkaErrorCode::UnknownProducerId
+                | RDKafkaErrorCode::InvalidProducerIdMapping
+                | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                | RDKafkaErrorCode::Fenced
+        )
+    )
+}
+
+/// Reads `[[name, value], ...]` back into header pairs.
+fn headers_from_json(value: &Value) -> Vec<(String, String)> {
+    value
+        .as_array()
+        .map(|pairs| {
+            pairs
+                .iter()
+                .filter_map(|pair| {
+                    let name = pair.get(0)?.as_str()?;
+                    let value = pair.get(1)?.as_str()?;
+                    Some((name.to_owned(), value.to_owned()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
