@@ -17,6 +17,8 @@ use crate::projection::ReadModel;
 pub const MAX_PAGE_SIZE: usize = 100;
 /// Page size when the client does not say.
 pub const DEFAULT_PAGE_SIZE: usize = 20;
+/// Longest pause between two reads of a `minVersion` wait.
+const MAX_READ_WAIT_PAUSE: Duration = Duration::from_millis(10);
 
 /// Filters of the `tasks` query; all present filters must match.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -36,13 +38,13 @@ pub struct TaskFilter {
     pub text: Option<String>,
 }
 
-/// One page of a keyset-paginated query, in id (creation) order.
+/// One page of a keyset-paginated query, in id (creation) order. It carries no total: counting
+/// every match costs as much as the filter is large, so [`TaskQueries::count`] runs only when a
+/// client asks for `totalCount`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
     /// The rows.
     pub items: Vec<T>,
-    /// How many rows match the filter in all.
-    pub total_count: u64,
     /// Whether more match after the last item.
     pub has_next_page: bool,
 }
@@ -90,12 +92,23 @@ impl TaskQueries {
         first: Option<i64>,
         after: Option<Uuid>,
     ) -> Result<TaskPage, AppError> {
+        let filter = Self::in_scope(principal, filter)?;
+        Ok(self.store.list(&filter, page_size(first)?, after).await?)
+    }
+
+    /// How many of the caller's teams' tasks match `filter` in all.
+    pub async fn count(&self, principal: &Principal, filter: &TaskFilter) -> Result<u64, AppError> {
+        let filter = Self::in_scope(principal, filter)?;
+        Ok(self.store.count(&filter).await?)
+    }
+
+    /// `filter` narrowed to the teams the caller may read.
+    fn in_scope(principal: &Principal, filter: &TaskFilter) -> Result<TaskFilter, AppError> {
         let scope = principal.scope(Action::ReadWork)?;
-        let filter = TaskFilter {
+        Ok(TaskFilter {
             teams: scope.narrow(filter.teams.as_deref())?,
             ..filter.clone()
-        };
-        Ok(self.store.list(&filter, page_size(first)?, after).await?)
+        })
     }
 }
 
@@ -140,7 +153,9 @@ where
             return Err(AppError::StaleRead { wanted, current });
         }
         tokio::time::sleep(pause.min(deadline - now)).await;
-        pause = (pause * 2).min(Duration::from_millis(50));
+        // Capped low: a read waits at most one pause longer than the projection took, and a
+        // point read by primary key costs the database little.
+        pause = (pause * 2).min(MAX_READ_WAIT_PAUSE);
     }
 }
 
@@ -198,12 +213,27 @@ impl ReportQueries {
         first: Option<i64>,
         after: Option<Uuid>,
     ) -> Result<ReportPage, AppError> {
+        let filter = Self::in_scope(principal, filter)?;
+        Ok(self.store.list(&filter, page_size(first)?, after).await?)
+    }
+
+    /// How many of the caller's teams' reports match `filter` in all.
+    pub async fn count(
+        &self,
+        principal: &Principal,
+        filter: &ReportFilter,
+    ) -> Result<u64, AppError> {
+        let filter = Self::in_scope(principal, filter)?;
+        Ok(self.store.count(&filter).await?)
+    }
+
+    /// `filter` narrowed to the teams the caller may read.
+    fn in_scope(principal: &Principal, filter: &ReportFilter) -> Result<ReportFilter, AppError> {
         let scope = principal.scope(Action::ReadWork)?;
-        let filter = ReportFilter {
+        Ok(ReportFilter {
             teams: scope.narrow(filter.teams.as_deref())?,
             ..filter.clone()
-        };
-        Ok(self.store.list(&filter, page_size(first)?, after).await?)
+        })
     }
 }
 

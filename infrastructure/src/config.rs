@@ -39,6 +39,12 @@ pub struct KafkaSettings {
     pub sasl_password: Option<String>,
     /// CA bundle for SSL.
     pub ssl_ca_location: Option<String>,
+    /// Longest a consumer's fetch waits at the broker for new records
+    /// (`KAFKA_FETCH_WAIT_MAX_MS`, librdkafka's 500). Apache Kafka answers a fetch as soon as a
+    /// record arrives, so there this only bounds idle polling; a broker that answers only when
+    /// the wait ends (Tansu, which `./scripts/dev` starts) adds up to this much to the time a
+    /// change takes to reach the read models, so `./scripts/dev` sets 10.
+    pub fetch_wait_max_ms: u32,
 }
 
 impl std::fmt::Debug for KafkaSettings {
@@ -56,6 +62,7 @@ impl std::fmt::Debug for KafkaSettings {
                 &self.sasl_password.as_ref().map(|_| "<redacted>"),
             )
             .field("ssl_ca_location", &self.ssl_ca_location)
+            .field("fetch_wait_max_ms", &self.fetch_wait_max_ms)
             .finish()
     }
 }
@@ -420,6 +427,7 @@ impl Settings {
                 sasl_username: var("KAFKA_SASL_USERNAME"),
                 sasl_password: var("KAFKA_SASL_PASSWORD"),
                 ssl_ca_location: var("KAFKA_SSL_CA_LOCATION"),
+                fetch_wait_max_ms: parsed("KAFKA_FETCH_WAIT_MAX_MS", 500)?,
             },
             http_addr: parsed(
                 "CHRONICLE_HTTP_ADDR",
@@ -467,6 +475,7 @@ mod tests {
             sasl_username: Some("svc".into()),
             sasl_password: Some("kafka-pass-123".into()),
             ssl_ca_location: None,
+            fetch_wait_max_ms: 500,
         };
         assert!(!format!("{kafka:?}").contains("kafka-pass-123"));
     }

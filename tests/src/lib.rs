@@ -85,6 +85,11 @@ pub fn test_settings(database_url: &str, brokers: &str) -> Settings {
             sasl_username: None,
             sasl_password: None,
             ssl_ca_location: None,
+            // As ./scripts/test sets it: the local broker answers fetches only at the wait's end.
+            fetch_wait_max_ms: std::env::var("KAFKA_FETCH_WAIT_MAX_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(10),
         },
         http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         auth: AuthSettings::hs256(TEST_SECRET),

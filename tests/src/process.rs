@@ -101,6 +101,10 @@ impl ChronicleProcess {
             .env("KAFKA_BROKERS", &settings.kafka.brokers)
             .env("KAFKA_TOPIC_PREFIX", &settings.kafka.topic_prefix)
             .env("KAFKA_PARTITIONS", settings.kafka.partitions.to_string())
+            .env(
+                "KAFKA_FETCH_WAIT_MAX_MS",
+                settings.kafka.fetch_wait_max_ms.to_string(),
+            )
             .env("CHRONICLE_JWT_SECRET", TEST_SECRET)
             .env("CHRONICLE_HTTP_ADDR", http_addr)
             .env("CHRONICLE_RATE_LIMIT_PER_SECOND", "0")
@@ -363,13 +367,26 @@ impl PrivateBroker {
 pub struct PrivatePostgres {
     bindir: PathBuf,
     data: PathBuf,
+    /// Server options beyond port, socket and listen address.
+    options: String,
     /// The port it listens on (127.0.0.1).
     pub port: u16,
 }
 
 impl PrivatePostgres {
-    /// Initialises and starts a cluster.
+    /// Initialises and starts a cluster for fault tests: without fsync (nothing here measures
+    /// durability, and restarts are faster).
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with("-c fsync=off -c max_connections=100").await
+    }
+
+    /// Initialises and starts a cluster with Postgres's durable defaults (fsync, synchronous
+    /// commit) plus `options` (`-c name=value ...`), for benchmarks.
+    pub async fn start_durable(options: &str) -> anyhow::Result<Self> {
+        Self::start_with(options).await
+    }
+
+    async fn start_with(options: &str) -> anyhow::Result<Self> {
         let bindir = postgres_bindir()?;
         let data = std::env::temp_dir().join(format!("chronicle-pg-{}", Uuid::now_v7().simple()));
         std::fs::create_dir_all(&data)?;
@@ -384,6 +401,7 @@ impl PrivatePostgres {
             bindir,
             port: free_port()?,
             data,
+            options: options.to_owned(),
         };
         run(cluster.as_postgres("initdb").args([
             "-D",
@@ -403,6 +421,16 @@ impl PrivatePostgres {
         format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
     }
 
+    /// The server's main process (every other server process is its child).
+    pub fn postmaster_pid(&self) -> anyhow::Result<u32> {
+        let text = std::fs::read_to_string(self.data.join("postmaster.pid"))
+            .context("reading postmaster.pid")?;
+        text.lines()
+            .next()
+            .and_then(|line| line.trim().parse().ok())
+            .context("postmaster.pid names no process")
+    }
+
     /// Stops the server (fast shutdown: sessions are ended, as in a restart).
     pub fn stop_server(&self) -> anyhow::Result<()> {
         run(self.pg_ctl().args(["-m", "fast", "-w", "stop"]))
@@ -411,9 +439,10 @@ impl PrivatePostgres {
     /// Starts the server and waits until it accepts connections.
     pub fn start_server(&self) -> anyhow::Result<()> {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 {}",
             self.port,
-            self.data.display()
+            self.data.display(),
+            self.options
         );
         let log = self.data.join("server.log");
         run(self.pg_ctl().args([

@@ -55,6 +55,7 @@ pub fn consumer_config(settings: &KafkaSettings, group: &str) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
+        .set("fetch.wait.max.ms", settings.fetch_wait_max_ms.to_string())
         .set("partition.assignment.strategy", "cooperative-sticky");
     config
 }
@@ -75,6 +76,7 @@ mod tests {
             sasl_username: Some("chronicle".into()),
             sasl_password: Some("pw".into()),
             ssl_ca_location: Some("/etc/ssl/kafka-ca.pem".into()),
+            fetch_wait_max_ms: 10,
         };
         for config in [
             base_config(&settings),
@@ -87,5 +89,9 @@ mod tests {
             assert_eq!(config.get("sasl.password"), Some("pw"));
             assert_eq!(config.get("ssl.ca.location"), Some("/etc/ssl/kafka-ca.pem"));
         }
+        assert_eq!(
+            consumer_config(&settings, "g").get("fetch.wait.max.ms"),
+            Some("10")
+        );
     }
 }
