@@ -267,6 +267,10 @@ pub trait TaskQueryStore: Send + Sync {
         first: usize,
         after: Option<Uuid>,
     ) -> Result<TaskPage, StoreError>;
+
+    /// How many tasks match the filter in all: a scan of every match, so only run when a
+    /// client asks for it.
+    async fn count(&self, filter: &TaskFilter) -> Result<u64, StoreError>;
 }
 
 /// Why a consumer's handler could not process a batch.
@@ -334,6 +338,9 @@ pub trait ReportQueryStore: Send + Sync {
         first: usize,
         after: Option<Uuid>,
     ) -> Result<crate::queries::ReportPage, StoreError>;
+
+    /// How many reports match the filter in all (only run when a client asks for it).
+    async fn count(&self, filter: &crate::queries::ReportFilter) -> Result<u64, StoreError>;
 }
 
 /// The outbox's backlog: events committed and not yet published.

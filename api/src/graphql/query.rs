@@ -28,14 +28,14 @@ pub fn parse_version(field: &str, version: Option<i64>) -> Result<Option<u64>, A
     }
 }
 
-/// Turns a page of rows into Relay parts: (cursor, node) pairs, page info and total count.
+/// Turns a page of rows into Relay parts: (cursor, node) pairs and page info.
 fn connection<V, N>(
     page: Page<V>,
     kind: &str,
     has_previous_page: bool,
     id_of: fn(&V) -> Uuid,
     node: fn(V) -> N,
-) -> (Vec<(String, N)>, PageInfo, i64) {
+) -> (Vec<(String, N)>, PageInfo) {
     let edges: Vec<(String, N)> = page
         .items
         .into_iter()
@@ -47,7 +47,7 @@ fn connection<V, N>(
         start_cursor: edges.first().map(|(cursor, _)| cursor.clone()),
         end_cursor: edges.last().map(|(cursor, _)| cursor.clone()),
     };
-    (edges, page_info, page.total_count as i64)
+    (edges, page_info)
 }
 
 /// Which past state a `task` or `report` query asks for, if any: `atVersion` or `asOf`, never
@@ -133,21 +133,22 @@ impl QueryRoot {
                 .map(|c| decode_cursor("task", c))
                 .transpose()?;
             let filter = filter.unwrap_or_default().into_app()?;
-            ctx.services()
+            let page = ctx
+                .services()
                 .task_queries
                 .list(principal, &filter, first.map(i64::from), after)
-                .await
+                .await?;
+            Ok::<_, AppError>((page, filter))
         };
-        let page = run.await.map_err(|e| to_graphql(e, request))?;
-        let (edges, page_info, total_count) =
-            connection(page, "task", after.is_some(), |v| v.id, Task);
+        let (page, filter) = run.await.map_err(|e| to_graphql(e, request))?;
+        let (edges, page_info) = connection(page, "task", after.is_some(), |v| v.id, Task);
         Ok(TaskConnection {
             edges: edges
                 .into_iter()
                 .map(|(cursor, node)| TaskEdge { cursor, node })
                 .collect(),
             page_info,
-            total_count,
+            filter,
         })
     }
 
@@ -201,18 +202,17 @@ impl QueryRoot {
                 .report_queries
                 .list(principal, &filter, first.map(i64::from), after)
                 .await?;
-            Ok::<_, AppError>((page, after))
+            Ok::<_, AppError>((page, after, filter))
         };
-        let (page, after) = run.await.map_err(|e| to_graphql(e, request))?;
-        let (edges, page_info, total_count) =
-            connection(page, "report", after.is_some(), |v| v.id, Report);
+        let (page, after, filter) = run.await.map_err(|e| to_graphql(e, request))?;
+        let (edges, page_info) = connection(page, "report", after.is_some(), |v| v.id, Report);
         Ok(ReportConnection {
             edges: edges
                 .into_iter()
                 .map(|(cursor, node)| ReportEdge { cursor, node })
                 .collect(),
             page_info,
-            total_count,
+            filter,
         })
     }
 }

@@ -1,6 +1,6 @@
 //! GraphQL types of reports.
 
-use async_graphql::{Context, Enum, InputObject, Json, Object, SimpleObject, ID};
+use async_graphql::{ComplexObject, Context, Enum, InputObject, Json, Object, SimpleObject, ID};
 use chronicle_application::projection::report::ReportView;
 use chronicle_application::AppError;
 use chronicle_domain::report;
@@ -207,13 +207,33 @@ pub struct ReportEdge {
 
 /// A page of reports in request order.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct ReportConnection {
     /// The reports with their cursors.
     pub edges: Vec<ReportEdge>,
     /// Paging state.
     pub page_info: PageInfo,
-    /// How many match in all.
-    pub total_count: i64,
+    /// The page's filter, counted only when `totalCount` is asked for.
+    #[graphql(skip)]
+    pub filter: chronicle_application::queries::ReportFilter,
+}
+
+#[ComplexObject]
+impl ReportConnection {
+    /// How many match in all (counted only when asked for: it visits every match).
+    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+        let request = ctx.request();
+        let run = async {
+            let principal = request.principal()?;
+            ctx.services()
+                .report_queries
+                .count(principal, &self.filter)
+                .await
+        };
+        run.await
+            .map(|count| count as i64)
+            .map_err(|e| to_graphql(e, request))
+    }
 }
 
 /// What `requestReport` answers.

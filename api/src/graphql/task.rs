@@ -1,6 +1,8 @@
 //! GraphQL types of tasks.
 
-use async_graphql::{Context, Enum, InputObject, MaybeUndefined, Object, SimpleObject, ID};
+use async_graphql::{
+    ComplexObject, Context, Enum, InputObject, MaybeUndefined, Object, SimpleObject, ID,
+};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chronicle_application::projection::task::TaskView;
@@ -235,13 +237,34 @@ pub struct PageInfo {
 
 /// A page of tasks in creation order.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct TaskConnection {
     /// The tasks with their cursors.
     pub edges: Vec<TaskEdge>,
     /// Paging state.
     pub page_info: PageInfo,
-    /// How many tasks match the filter in all.
-    pub total_count: i64,
+    /// The page's filter, counted only when `totalCount` is asked for.
+    #[graphql(skip)]
+    pub filter: chronicle_application::queries::TaskFilter,
+}
+
+#[ComplexObject]
+impl TaskConnection {
+    /// How many tasks match the filter in all. Counting visits every match, so it costs as
+    /// much as the filter is large; a page without it does not pay for it.
+    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+        let request = ctx.request();
+        let run = async {
+            let principal = request.principal()?;
+            ctx.services()
+                .task_queries
+                .count(principal, &self.filter)
+                .await
+        };
+        run.await
+            .map(|count| count as i64)
+            .map_err(|e| to_graphql(e, request))
+    }
 }
 
 /// Encodes a keyset cursor for a row of `kind` (`task`, `report`). Cursors name a row id, so

@@ -88,8 +88,8 @@ pub(crate) async fn record_failure(
     Ok(())
 }
 
-/// One keyset page of `table` in id order after `after`, with the filter's total count.
-/// `push_filter` appends ` WHERE ...` (at least ` WHERE TRUE`) so the page and the count apply
+/// One keyset page of `table` in id order after `after`. `push_filter` appends ` WHERE ...`
+/// (at least ` WHERE TRUE`); [`count_rows`] takes the same one, so a page and its total apply
 /// exactly the same filter.
 pub(crate) async fn keyset_page<V>(
     pool: &PgPool,
@@ -107,11 +107,6 @@ pub(crate) async fn keyset_page<V>(
     }
     page.push(" ORDER BY id LIMIT ").push_bind(first as i64 + 1);
     let rows = page.build().fetch_all(pool).await.map_err(backend)?;
-
-    let mut count = QueryBuilder::new(format!("SELECT count(*) FROM {table}"));
-    push_filter(&mut count);
-    let total: i64 = count.build().fetch_one(pool).await.map_err(backend)?.get(0);
-
     let has_next_page = rows.len() > first;
     let items = rows
         .iter()
@@ -120,7 +115,35 @@ pub(crate) async fn keyset_page<V>(
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Page {
         items,
-        total_count: total as u64,
         has_next_page,
     })
+}
+
+/// Restricts a filter to `teams`. One team is an equality, so the planner walks the
+/// `(team_id, id)` index in id order and stops after the page; `= ANY` of an array, even of one
+/// element, makes it collect every match of the team and sort them, which grows with the team.
+pub(crate) fn push_teams(query: &mut QueryBuilder<'static, Postgres>, teams: &[String]) {
+    match teams {
+        [team] => {
+            query.push(" AND team_id = ").push_bind(team.clone());
+        }
+        _ => {
+            query
+                .push(" AND team_id = ANY(")
+                .push_bind(teams.to_vec())
+                .push(")");
+        }
+    }
+}
+
+/// How many rows of `table` match the filter `push_filter` appends.
+pub(crate) async fn count_rows(
+    pool: &PgPool,
+    table: &str,
+    push_filter: impl Fn(&mut QueryBuilder<'static, Postgres>),
+) -> Result<u64, StoreError> {
+    let mut count = QueryBuilder::new(format!("SELECT count(*) FROM {table}"));
+    push_filter(&mut count);
+    let total: i64 = count.build().fetch_one(pool).await.map_err(backend)?.get(0);
+    Ok(total as u64)
 }

@@ -205,10 +205,7 @@ impl ViewStore<ReportView> for PgReportViews {
 fn push_filter(query: &mut QueryBuilder<'static, Postgres>, filter: &ReportFilter) {
     query.push(" WHERE TRUE");
     if let Some(teams) = &filter.teams {
-        query
-            .push(" AND team_id = ANY(")
-            .push_bind(teams.clone())
-            .push(")");
+        super::push_teams(query, teams);
     }
     if let Some(status) = filter.status {
         query.push(" AND status = ").push_bind(status.as_str());
@@ -245,6 +242,10 @@ impl ReportQueryStore for PgReportViews {
             view_from_row,
         )
         .await
+    }
+
+    async fn count(&self, filter: &ReportFilter) -> Result<u64, StoreError> {
+        super::count_rows(&self.pool, "reports", |query| push_filter(query, filter)).await
     }
 }
 

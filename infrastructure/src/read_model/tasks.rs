@@ -269,10 +269,7 @@ fn like_pattern(text: &str) -> String {
 fn push_filter(query: &mut QueryBuilder<'static, Postgres>, filter: &TaskFilter) {
     query.push(" WHERE TRUE");
     if let Some(teams) = &filter.teams {
-        query
-            .push(" AND team_id = ANY(")
-            .push_bind(teams.clone())
-            .push(")");
+        super::push_teams(query, teams);
     }
     if let Some(status) = filter.status {
         query.push(" AND status = ").push_bind(status.as_str());
@@ -325,6 +322,10 @@ impl TaskQueryStore for PgTaskViews {
             view_from_row,
         )
         .await
+    }
+
+    async fn count(&self, filter: &TaskFilter) -> Result<u64, StoreError> {
+        super::count_rows(&self.pool, "tasks", |query| push_filter(query, filter)).await
     }
 }
 
