@@ -169,9 +169,19 @@ impl<M: ReadModel> Projector<M> {
                 )),
             }
         }
-        let mut ids: Vec<Uuid> = decoded.iter().map(|(id, _, _)| *id).collect();
-        ids.sort_unstable();
-        ids.dedup();
+        // A stream's first event needs no read: its row cannot exist unless this is a
+        // redelivery, and then the save below (which writes only over a lower version) keeps
+        // the stored row, since the same events fold to the same row. Creations are most of a
+        // busy projection's events, so most batches load nothing.
+        let mut first_sequence: HashMap<Uuid, u64> = HashMap::with_capacity(decoded.len());
+        for (id, message, _) in &decoded {
+            first_sequence.entry(*id).or_insert(message.sequence);
+        }
+        let ids: Vec<Uuid> = first_sequence
+            .into_iter()
+            .filter(|(_, sequence)| *sequence > 1)
+            .map(|(id, _)| id)
+            .collect();
         let mut rows: HashMap<Uuid, M::View> = self
             .store
             .load_many(&ids)
