@@ -1,0 +1,258 @@
+//! `commands`: the core loop of the default `chronicle serve`, measured from outside.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use chronicle_application::topics::Topics;
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
+
+use crate::limits::{bare_producer_latency, pgbench, TopicWatch};
+use crate::service::BenchService;
+use crate::{create, create_load, phase_seconds, summary, CONNECTIONS};
+
+/// The paced rate of the latency runs.
+const PACED_RATE: u64 = 1_000;
+/// One in this many tasks of the paced run is followed by `task(id)` reads until it appears.
+const READ_SAMPLE_EVERY: usize = 50;
+/// Pause between two reads of a task that has not appeared yet.
+const READ_POLL: Duration = Duration::from_millis(2);
+const TASK_QUERY: &str = "query($id: ID!) { task(id: $id) { id version } }";
+const TASK_MIN_VERSION_QUERY: &str =
+    "query($id: ID!) { task(id: $id, minVersion: 1) { id version } }";
+
+/// Throughput rounds (`BENCH_ROUNDS`, default 2): each a createTask run and a pgbench run.
+fn rounds() -> usize {
+    std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2)
+}
+
+pub async fn commands_phase() -> anyhow::Result<Value> {
+    let seconds = phase_seconds();
+    let service = BenchService::start().await?;
+    sqlx::query("CREATE TABLE bench_events (LIKE events INCLUDING ALL)")
+        .execute(&service.db)
+        .await?;
+    // Warm-up: connections, prepared statements, the first pages of every index.
+    create_load(&service.graphql_url, &service.token, 8, 3.0, 0).await?;
+    service.wait_settled(Duration::from_secs(60)).await?;
+
+    let mut runs = Vec::new();
+    let mut ratios = Vec::new();
+    let mut cpu = Vec::new();
+    let mut statements = Value::Null;
+    for round in 0..rounds() {
+        service.reset_statements().await?;
+        let before = service.cpu()?;
+        let load = create_load(
+            &service.graphql_url,
+            &service.token,
+            CONNECTIONS,
+            seconds as f64,
+            (round + 1) * 1_000_000_000,
+        )
+        .await?;
+        service.wait_settled(Duration::from_secs(120)).await?;
+        let after = service.cpu()?;
+        let commands = load["count"].as_f64().unwrap_or(0.0);
+        cpu.push(before.per(&after, commands));
+        if round == 0 {
+            statements = service.statements(commands).await?;
+        }
+        let pg = pgbench(service.database_url(), seconds)?;
+        let ratio = load["per_second"].as_f64().unwrap_or(0.0)
+            / pg["per_second"].as_f64().unwrap_or(f64::NAN);
+        ratios.push(ratio);
+        runs.push(
+            json!({"create_task": load, "pgbench_insert": pg, "create_task_vs_pgbench": ratio}),
+        );
+    }
+
+    let topic = Topics::new(service.settings.kafka.topic_prefix.clone()).events_of("Task");
+    let paced = paced_run(&service, &topic, seconds.min(10)).await?;
+    let bare_topic = format!("{}bare", service.settings.kafka.topic_prefix);
+    let bare = bare_producer_latency(
+        &service.settings.kafka,
+        &bare_topic,
+        PACED_RATE,
+        seconds.min(10),
+    )
+    .await?;
+    let idle = idle_reads(&service, 100).await?;
+    let two = two_instances(&service, seconds).await?;
+
+    Ok(json!({
+        "throughput_rounds": runs,
+        "create_task_vs_pgbench_range": [min(&ratios), max(&ratios)],
+        "cpu_per_command": cpu,
+        "postgres_statements_per_command": statements,
+        "paced": paced,
+        "bare_producer_to_consumer": bare,
+        "idle": idle,
+        "two_instances": two,
+        "phase_seconds": seconds,
+    }))
+}
+
+fn min(values: &[f64]) -> f64 {
+    values.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+fn max(values: &[f64]) -> f64 {
+    values.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// Reads `task(id)` every [`READ_POLL`] until it answers the task; milliseconds from `from`.
+async fn read_until_visible(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    id: &str,
+    from: Instant,
+) -> anyhow::Result<f64> {
+    let deadline = from + Duration::from_secs(30);
+    loop {
+        let body: Value = client
+            .post(url)
+            .bearer_auth(token)
+            .json(&json!({"query": TASK_QUERY, "variables": {"id": id}}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        anyhow::ensure!(body["errors"].is_null(), "task(id) failed: {body}");
+        if !body["data"]["task"].is_null() {
+            return Ok(from.elapsed().as_secs_f64() * 1000.0);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "task {id} never appeared");
+        tokio::time::sleep(READ_POLL).await;
+    }
+}
+
+/// createTask at [`PACED_RATE`] a second (open loop): commit→Kafka for every command, and
+/// read-after-write through `task(id)` for one in [`READ_SAMPLE_EVERY`].
+async fn paced_run(service: &BenchService, topic: &str, seconds: u64) -> anyhow::Result<Value> {
+    let watch = TopicWatch::start(&service.settings.kafka.brokers, topic).await?;
+    let total = (PACED_RATE * seconds) as usize;
+    let acked: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    let reads: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let client = reqwest::Client::new();
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / PACED_RATE as f64));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut requests = Vec::with_capacity(total);
+    for n in 0..total {
+        ticker.tick().await;
+        let (client, url, token) = (
+            client.clone(),
+            service.graphql_url.clone(),
+            service.token.clone(),
+        );
+        let (acked, reads) = (acked.clone(), reads.clone());
+        requests.push(tokio::spawn(async move {
+            let id = create(&client, &url, &token, 2_000_000_000 + n).await?;
+            let answered = Instant::now();
+            acked.lock().await.push((id.clone(), answered));
+            if n % READ_SAMPLE_EVERY == 0 {
+                let millis = read_until_visible(&client, &url, &token, &id, answered).await?;
+                reads.lock().await.push(millis);
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for request in requests {
+        request.await??;
+    }
+    let achieved = total as f64 / started.elapsed().as_secs_f64();
+    let acked = acked.lock().await.clone();
+    let kafka = watch.latencies(&acked).await;
+    let reads = reads.lock().await.clone();
+    Ok(json!({
+        "rate_per_second": achieved,
+        "commit_to_kafka": kafka,
+        "read_after_write": summary(reads),
+    }))
+}
+
+/// One command at a time on an idle service: read-after-write through `task(id)`, and how long
+/// a `task(id, minVersion: 1)` read right after the answer takes.
+async fn idle_reads(service: &BenchService, samples: usize) -> anyhow::Result<Value> {
+    let client = reqwest::Client::new();
+    let (url, token) = (&service.graphql_url, &service.token);
+    let mut reads = Vec::with_capacity(samples);
+    let mut waits = Vec::with_capacity(samples);
+    for n in 0..samples {
+        let id = create(&client, url, token, 3_000_000_000 + n).await?;
+        reads.push(read_until_visible(&client, url, token, &id, Instant::now()).await?);
+        tokio::time::sleep(Duration::from_millis(37)).await;
+
+        let id = create(&client, url, token, 3_100_000_000 + n).await?;
+        let asked = Instant::now();
+        let body: Value = client
+            .post(url)
+            .bearer_auth(token)
+            .json(&json!({"query": TASK_MIN_VERSION_QUERY, "variables": {"id": id}}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        anyhow::ensure!(
+            body["data"]["task"]["version"] == 1,
+            "minVersion read failed: {body}"
+        );
+        waits.push(asked.elapsed().as_secs_f64() * 1000.0);
+        tokio::time::sleep(Duration::from_millis(37)).await;
+    }
+    Ok(json!({
+        "read_after_write": summary(reads),
+        "min_version_read": summary(waits),
+    }))
+}
+
+/// A second `chronicle serve --only api` on the same database: both take half the connections
+/// at once; their sum next to the first instance alone, in the same run.
+async fn two_instances(service: &BenchService, seconds: u64) -> anyhow::Result<Value> {
+    let alone = create_load(
+        &service.graphql_url,
+        &service.token,
+        CONNECTIONS,
+        seconds as f64,
+        4_000_000_000,
+    )
+    .await?;
+    let second = BenchService::spawn(&service.settings, "api").await?;
+    let second_url = format!("{}/graphql", second.client("")?.base_url());
+    let half = CONNECTIONS / 2;
+    let (first, other) = tokio::join!(
+        create_load(
+            &service.graphql_url,
+            &service.token,
+            half,
+            seconds as f64,
+            5_000_000_000,
+        ),
+        create_load(
+            &second_url,
+            &service.token,
+            half,
+            seconds as f64,
+            6_000_000_000,
+        ),
+    );
+    let (first, other) = (first?, other?);
+    let rate = |v: &Value| v["per_second"].as_f64().unwrap_or(0.0);
+    let together = rate(&first) + rate(&other);
+    second
+        .kill()
+        .await
+        .context("stopping the second instance")?;
+    Ok(json!({
+        "one_instance_per_second": rate(&alone),
+        "two_instances_per_second": together,
+        "two_vs_one": together / rate(&alone),
+        "errors": first["errors"].as_u64().unwrap_or(0) + other["errors"].as_u64().unwrap_or(0),
+    }))
+}

@@ -1,0 +1,171 @@
+//! `chronicle-bench`: measures Chronicle against the real services, each figure next to the
+//! physical limit taken in the same run, and prints JSON.
+//!
+//! Phases (`BENCH_PHASES`, default `commands,reports`):
+//!
+//! - `commands` ([`commands`]): the default `chronicle serve` as its own process on a private,
+//!   durable Postgres cluster (fsync and synchronous commit on, `pg_stat_statements` loaded),
+//!   driven from this process: createTask throughput and latency at 32 connections next to
+//!   pgbench's single-row insert rate; Chronicle's and Postgres's CPU per command; the
+//!   statements Postgres ran per command; commit→Kafka at 1,000 commands/s next to a bare
+//!   producer; read-after-write through `task(id)` at 1,000 commands/s and idle; `minVersion`
+//!   reads; two instances side by side.
+//! - `scale` ([`scale`]): the same service with 1,000,000 events already stored (createTask rate
+//!   next to the empty store's, in the same run) and the `tasks` query at 100 concurrent readers
+//!   on 1,000,000 tasks.
+//! - `reports`, `audit`, `replay`, `outage`: see their modules.
+//!
+//! Run with `cargo run --release -p chronicle-tests --bin chronicle-bench` (it starts the
+//! `chronicle` binary beside it: `CHRONICLE_BIN`, else `target/release/chronicle`, built by
+//! `cargo build --release -p chronicle-api --bin chronicle`); environment as for the tests
+//! (`CHRONICLE_ADMIN_URL`, `KAFKA_BROKERS`). `BENCH_SECONDS` sets each timed run's length.
+
+mod audit;
+mod commands;
+mod limits;
+mod outage;
+mod replay;
+mod reports;
+mod scale;
+mod service;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde_json::{json, Value};
+
+/// Concurrent connections of the closed-loop write load.
+pub const CONNECTIONS: usize = 32;
+/// The mutation of the write load.
+pub const CREATE: &str = "mutation($i: CreateTaskInput!) { createTask(input: $i) { id version } }";
+
+/// The `p`th percentile of sorted values (nearest rank).
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+/// Count, p50, p99 and max of latencies in milliseconds.
+pub fn summary(mut millis: Vec<f64>) -> Value {
+    millis.sort_by(f64::total_cmp);
+    json!({
+        "count": millis.len(),
+        "p50_ms": percentile(&millis, 0.50),
+        "p99_ms": percentile(&millis, 0.99),
+        "max_ms": millis.last().copied().unwrap_or(f64::NAN),
+    })
+}
+
+/// The createTask request body for task number `n` (a distinct title each).
+pub fn create_body(n: usize, team: &str) -> Vec<u8> {
+    json!({"query": CREATE, "variables": {"i": {"title": format!("bench {n}"), "teamId": team, "labels": ["bench"]}}})
+        .to_string()
+        .into_bytes()
+}
+
+/// Sends one createTask; answers the new task's id, or the error the service gave.
+pub async fn create(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    n: usize,
+) -> anyhow::Result<String> {
+    let body: Value = client
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(create_body(n, "team-bench"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    body["data"]["createTask"]["id"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("createTask failed: {body}"))
+}
+
+/// Closed-loop load: `connections` clients each sending createTask back to back for `seconds`;
+/// throughput, latency and errors. `first` numbers the tasks apart from other runs.
+pub async fn create_load(
+    url: &str,
+    token: &str,
+    connections: usize,
+    seconds: f64,
+    first: usize,
+) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for worker in 0..connections {
+        let (url, token) = (url.to_owned(), token.to_owned());
+        workers.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut latencies = Vec::new();
+            let mut errors = 0usize;
+            let mut n = first + worker * 10_000_000;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                match create(&client, &url, &token, n).await {
+                    Ok(_) => latencies.push(t.elapsed().as_secs_f64() * 1000.0),
+                    Err(_) => errors += 1,
+                }
+                n += 1;
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for worker in workers {
+        let (latencies, failed) = worker.await?;
+        all.extend(latencies);
+        errors += failed;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let count = all.len();
+    let mut result = summary(all);
+    result["per_second"] = json!(count as f64 / elapsed);
+    result["errors"] = json!(errors);
+    result["connections"] = json!(connections);
+    result["seconds"] = json!(elapsed);
+    Ok(result)
+}
+
+/// Each timed run's length (`BENCH_SECONDS`, default 10).
+pub fn phase_seconds() -> u64 {
+    std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let phases = std::env::var("BENCH_PHASES").unwrap_or_else(|_| "commands,reports".to_owned());
+    let wanted = |name: &str| phases.split(',').any(|p| p.trim() == name);
+    let mut report = json!({});
+    if wanted("commands") {
+        report["commands"] = commands::commands_phase().await?;
+    }
+    if wanted("scale") {
+        report["scale"] = scale::scale_phase().await?;
+    }
+    if wanted("reports") {
+        report["reports"] = reports::reports_phase().await?;
+    }
+    if wanted("audit") {
+        report["audit"] = audit::audit_phase().await?;
+    }
+    if wanted("replay") {
+        report["replay"] = replay::replay_phase().await?;
+    }
+    if wanted("outage") {
+        report["outage"] = outage::outage_phase().await?;
+    }
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! `scale`: costs that must not grow with the store. createTask on an empty store and again
+//! with 1,000,000 events stored (same service, same run); the `tasks` query's first page for a
+//! team of 1,000,000 tasks at 100 concurrent readers, next to Postgres alone running the same
+//! page query at 100 clients.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::service::BenchService;
+use crate::{create_load, phase_seconds, summary, CONNECTIONS};
+
+/// Concurrent readers of the read run.
+const READERS: usize = 100;
+/// The team of the seeded read model.
+const TEAM: &str = "team-scale";
+const PAGE_QUERY: &str = "query($t: String!) { tasks(filter: {teamId: $t}, first: 50) { edges { cursor node { id title status version } } pageInfo { hasNextPage endCursor } } }";
+
+/// Tasks seeded into the read model (`BENCH_SCALE_TASKS`, default 1,000,000).
+fn seeded_rows() -> usize {
+    std::env::var("BENCH_SCALE_TASKS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+pub async fn scale_phase() -> anyhow::Result<Value> {
+    let seconds = phase_seconds() as f64;
+    let service = BenchService::start().await?;
+    create_load(&service.graphql_url, &service.token, 8, 3.0, 0).await?;
+    service.wait_settled(Duration::from_secs(60)).await?;
+    let empty = create_load(
+        &service.graphql_url,
+        &service.token,
+        CONNECTIONS,
+        seconds,
+        1_000_000_000,
+    )
+    .await?;
+    service.wait_settled(Duration::from_secs(120)).await?;
+
+    // 1,000,000 events as the service writes them (hash-chained, with metadata and teams),
+    // seeded straight into the store: through GraphQL it would take the whole budget.
+    let seeding = Instant::now();
+    let events = chronicle_tests::seed::seed_tasks(
+        &service.db,
+        seeded_rows() / chronicle_tests::seed::EVENTS_PER_TASK,
+    )
+    .await?;
+    let seed_seconds = seeding.elapsed().as_secs_f64();
+    sqlx::query("VACUUM ANALYZE events")
+        .execute(&service.db)
+        .await?;
+    let full = create_load(
+        &service.graphql_url,
+        &service.token,
+        CONNECTIONS,
+        seconds,
+        2_000_000_000,
+    )
+    .await?;
+    service.wait_settled(Duration::from_secs(120)).await?;
+    let rate = |v: &Value| v["per_second"].as_f64().unwrap_or(0.0);
+
+    let rows = seed_read_model(&service, seeded_rows()).await?;
+    let reads = read_load(&service, seconds).await?;
+    let limit = pgbench_page(&service, seconds)?;
+    Ok(json!({
+        "create_task_empty_store": empty,
+        "create_task_with_events_stored": full,
+        "events_stored": events,
+        "seed_seconds": seed_seconds,
+        "stored_vs_empty": rate(&full) / rate(&empty),
+        "team_tasks": rows,
+        "tasks_first_page": reads,
+        "postgres_page_query_alone": limit,
+    }))
+}
+
+/// Fills the read model with `count` tasks of one team (plus what the load wrote), as the
+/// projection would have, with every index in place.
+async fn seed_read_model(service: &BenchService, count: usize) -> anyhow::Result<i64> {
+    sqlx::query(
+        "INSERT INTO tasks (id, version, title, description, status, team_id, creator_id,
+                            priority, labels, created_at, updated_at, watchers)
+         SELECT gen_random_uuid(), 1, 'seeded task ' || n, '', 'OPEN', $1, 'u-' || (n % 1000),
+                'NORMAL', ARRAY['seeded'], now(), now(), ARRAY['u-' || (n % 1000)]
+         FROM generate_series(1, $2) AS n",
+    )
+    .bind(TEAM)
+    .bind(count as i64)
+    .execute(&service.db)
+    .await?;
+    sqlx::query("VACUUM ANALYZE tasks")
+        .execute(&service.db)
+        .await?;
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM tasks WHERE team_id = $1")
+            .bind(TEAM)
+            .fetch_one(&service.db)
+            .await?,
+    )
+}
+
+/// [`READERS`] clients asking for the team's first page back to back.
+async fn read_load(service: &BenchService, seconds: f64) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let body = json!({"query": PAGE_QUERY, "variables": {"t": TEAM}}).to_string();
+    let mut readers = Vec::new();
+    for _ in 0..READERS {
+        let (url, token, body) = (
+            service.graphql_url.clone(),
+            service.token.clone(),
+            body.clone(),
+        );
+        readers.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut millis = Vec::new();
+            let mut errors = 0usize;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let answer: anyhow::Result<Value> = async {
+                    Ok(client
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await?
+                        .json()
+                        .await?)
+                }
+                .await;
+                match answer {
+                    Ok(body)
+                        if body["data"]["tasks"]["edges"].as_array().map(Vec::len) == Some(50) =>
+                    {
+                        millis.push(t.elapsed().as_secs_f64() * 1000.0)
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (millis, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for reader in readers {
+        let (millis, failed) = reader.await?;
+        all.extend(millis);
+        errors += failed;
+    }
+    let count = all.len();
+    let mut result = summary(all);
+    result["per_second"] = json!(count as f64 / started.elapsed().as_secs_f64());
+    result["errors"] = json!(errors);
+    result["readers"] = json!(READERS);
+    Ok(result)
+}
+
+/// pgbench running the page's SQL (the columns the API reads, the team's first 51 rows in id
+/// order) at [`READERS`] clients: the database's own rate for this query.
+fn pgbench_page(service: &BenchService, seconds: f64) -> anyhow::Result<Value> {
+    let script = std::env::temp_dir().join(format!("chronicle-page-{}.sql", std::process::id()));
+    std::fs::write(
+        &script,
+        format!(
+            "SELECT id, version, title, description, status, team_id, creator_id, assignee_id, \
+             priority, due_at, labels, result, error, created_at, updated_at, started_at, \
+             finished_at, watchers FROM tasks WHERE team_id = '{TEAM}' ORDER BY id LIMIT 51;\n"
+        ),
+    )?;
+    crate::limits::pgbench_script(
+        service.database_url(),
+        &script,
+        READERS,
+        seconds.round() as u64,
+    )
+}

@@ -1,0 +1,253 @@
+//! The service under measurement: the real `chronicle` binary as its own process, on a private
+//! Postgres cluster with the server's durable defaults, and the CPU both spend.
+//!
+//! A private cluster keeps the figures honest and readable: `fsync` and synchronous commit are
+//! on (the benchmark never trades durability for speed), `pg_stat_statements` is loaded to list
+//! the statements of a command, and every server process is a child of its postmaster, so its
+//! CPU can be summed from `/proc` without counting anyone else's database.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chronicle_infrastructure::config::Settings;
+use chronicle_tests::{brokers, test_settings, ChronicleProcess, PrivatePostgres, TEST_SECRET};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+/// The database the service and pgbench use on the private cluster.
+const DATABASE: &str = "bench";
+
+/// Every part of `chronicle serve`, as a user runs it.
+pub const ALL_PARTS: &str = "api,relay,projections,worker";
+
+/// Server options of the private cluster beyond Postgres's defaults.
+const SERVER_OPTIONS: &str =
+    "-c shared_preload_libraries=pg_stat_statements -c max_connections=200";
+
+/// A running service and the database it writes to.
+pub struct BenchService {
+    postgres: PrivatePostgres,
+    /// The service's settings (topic prefix, database URL).
+    pub settings: Settings,
+    process: ChronicleProcess,
+    /// `http://127.0.0.1:port/graphql`.
+    pub graphql_url: String,
+    /// An admin token.
+    pub token: String,
+    /// A pool on the service's database, for the benchmark's own reads.
+    pub db: PgPool,
+}
+
+/// CPU time spent so far, in seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuSample {
+    /// The `chronicle` process (all its threads).
+    pub chronicle: f64,
+    /// Every process of the Postgres cluster (postmaster, backends, WAL writer, ...).
+    pub postgres: f64,
+    /// This process: the load generator.
+    pub generator: f64,
+}
+
+impl CpuSample {
+    /// CPU per unit of work between `self` (earlier) and `later`, in microseconds.
+    pub fn per(&self, later: &CpuSample, units: f64) -> Value {
+        let per = |a: f64, b: f64| (b - a) * 1e6 / units.max(1.0);
+        json!({
+            "chronicle_us": per(self.chronicle, later.chronicle),
+            "postgres_us": per(self.postgres, later.postgres),
+            "load_generator_us": per(self.generator, later.generator),
+        })
+    }
+}
+
+impl BenchService {
+    /// Starts a private cluster and `chronicle serve` (every part) on it.
+    pub async fn start() -> anyhow::Result<Self> {
+        use_release_binary()?;
+        let postgres = PrivatePostgres::start_durable(SERVER_OPTIONS).await?;
+        let admin = PgPool::connect(&postgres.url("postgres")).await?;
+        sqlx::query(&format!("CREATE DATABASE {DATABASE}"))
+            .execute(&admin)
+            .await?;
+        admin.close().await;
+        let mut settings = test_settings(&postgres.url(DATABASE), &brokers());
+        // The defaults of `chronicle serve`, where the test settings differ.
+        settings.kafka.partitions = 6;
+        settings.database_max_connections = 16;
+        settings.snapshot_every = 100;
+        let process = Self::spawn(&settings, ALL_PARTS).await?;
+        let graphql_url = format!("{}/graphql", process.client("")?.base_url());
+        let db = PgPool::connect(&settings.database_url).await?;
+        sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .execute(&db)
+            .await?;
+        let token = chronicle_api::auth::Authenticator::hs256(TEST_SECRET)
+            .issue(
+                "u-bench",
+                vec!["admin".to_owned()],
+                vec!["*".to_owned()],
+                chrono::Duration::hours(4),
+            )
+            .context("sign the benchmark's token")?;
+        Ok(Self {
+            postgres,
+            settings,
+            process,
+            graphql_url,
+            token,
+            db,
+        })
+    }
+
+    /// Starts another `chronicle serve --only <parts>` on the same database and topics.
+    pub async fn spawn(settings: &Settings, parts: &str) -> anyhow::Result<ChronicleProcess> {
+        // Logging as `chronicle serve` does by default (the harness would lower it to warn).
+        let process = ChronicleProcess::serve_logged(
+            settings,
+            parts,
+            &[("RUST_LOG", "info,sqlx=warn,rdkafka=warn")],
+            true,
+        )?;
+        process.wait_ready(Duration::from_secs(60)).await?;
+        Ok(process)
+    }
+
+    /// The CPU spent so far by the service, the database and this process.
+    pub fn cpu(&self) -> anyhow::Result<CpuSample> {
+        let postmaster = self.postgres.postmaster_pid()?;
+        let mut postgres = process_cpu(postmaster)?;
+        for entry in std::fs::read_dir("/proc")? {
+            let Some(pid) = entry?
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if let Ok((parent, cpu)) = stat(pid) {
+                if parent == postmaster {
+                    postgres += cpu;
+                }
+            }
+        }
+        Ok(CpuSample {
+            chronicle: process_cpu(self.process.pid()?)?,
+            postgres,
+            generator: process_cpu(std::process::id())?,
+        })
+    }
+
+    /// Forgets the statements counted so far.
+    pub async fn reset_statements(&self) -> anyhow::Result<()> {
+        sqlx::query("SELECT pg_stat_statements_reset()")
+            .execute(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// The statements run since the last reset, costliest first, per command.
+    pub async fn statements(&self, commands: f64) -> anyhow::Result<Value> {
+        let rows: Vec<(String, i64, f64, i64)> = sqlx::query_as(
+            "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 180), calls::bigint,
+                    total_exec_time, rows::bigint
+             FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+             WHERE d.datname = current_database()
+             ORDER BY total_exec_time DESC LIMIT 15",
+        )
+        .fetch_all(&self.db)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(query, calls, total_ms, rows)| {
+                json!({
+                    "statement": query,
+                    "calls_per_command": calls as f64 / commands,
+                    "mean_us": total_ms * 1000.0 / calls.max(1) as f64,
+                    "us_per_command": total_ms * 1000.0 / commands,
+                    "rows_per_call": rows as f64 / calls.max(1) as f64,
+                })
+            })
+            .collect())
+    }
+
+    /// Waits until everything committed so far is published and projected, so CPU sampled
+    /// afterwards includes the relay's and the projection's share of the commands.
+    pub async fn wait_settled(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let (unpublished, unprojected): (i64, i64) = sqlx::query_as(
+                "SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL),
+                        (SELECT count(*) FROM events WHERE aggregate_type = 'Task' AND sequence = 1)
+                      - (SELECT count(*) FROM tasks)",
+            )
+            .fetch_one(&self.db)
+            .await?;
+            if unpublished == 0 && unprojected <= 0 {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "not settled: {unpublished} unpublished, {unprojected} unprojected"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The service's database URL (for pgbench).
+    pub fn database_url(&self) -> &str {
+        &self.settings.database_url
+    }
+}
+
+/// Points the process harness at the release binary next to this one, unless `CHRONICLE_BIN`
+/// names another (an older build, to compare).
+fn use_release_binary() -> anyhow::Result<()> {
+    if std::env::var_os("CHRONICLE_BIN").is_some() {
+        return Ok(());
+    }
+    let sibling: PathBuf = std::env::current_exe()?
+        .parent()
+        .context("the benchmark binary has no directory")?
+        .join("chronicle");
+    anyhow::ensure!(
+        sibling.exists(),
+        "{} is missing: cargo build --release -p chronicle-api --bin chronicle",
+        sibling.display()
+    );
+    std::env::set_var("CHRONICLE_BIN", sibling);
+    Ok(())
+}
+
+/// Clock ticks per second of `/proc/*/stat` CPU times.
+fn ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8_lossy(&out.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// A process's parent and its CPU time (user + system, every thread) in seconds.
+fn stat(pid: u32) -> anyhow::Result<(u32, f64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = text
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("malformed /proc stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let parent: u32 = fields.get(1).context("no ppid")?.parse()?;
+    let user: f64 = fields.get(11).context("no utime")?.parse()?;
+    let system: f64 = fields.get(12).context("no stime")?.parse()?;
+    Ok((parent, (user + system) / ticks_per_second()))
+}
+
+fn process_cpu(pid: u32) -> anyhow::Result<f64> {
+    Ok(stat(pid)?.1)
+}
