@@ -44,8 +44,10 @@ pub struct BenchService {
 pub struct CpuSample {
     /// The `chronicle` process (all its threads).
     pub chronicle: f64,
-    /// Every process of the Postgres cluster (postmaster, backends, WAL writer, ...).
+    /// Every process of the Postgres cluster (postmaster, backends, WAL writer, autovacuum).
     pub postgres: f64,
+    /// A local Tansu broker, if one runs (0 otherwise: a remote broker is not measured).
+    pub broker: f64,
     /// This process: the load generator.
     pub generator: f64,
 }
@@ -57,6 +59,7 @@ impl CpuSample {
         json!({
             "chronicle_us": per(self.chronicle, later.chronicle),
             "postgres_us": per(self.postgres, later.postgres),
+            "local_broker_us": per(self.broker, later.broker),
             "load_generator_us": per(self.generator, later.generator),
         })
     }
@@ -114,10 +117,13 @@ impl BenchService {
         Ok(process)
     }
 
-    /// The CPU spent so far by the service, the database and this process.
+    /// The CPU spent so far by the service, the database, the broker and this process.
     pub fn cpu(&self) -> anyhow::Result<CpuSample> {
         let postmaster = self.postgres.postmaster_pid()?;
-        let mut postgres = process_cpu(postmaster)?;
+        // The postmaster's own time and that of its children that have exited (autovacuum
+        // workers come and go), then the children still running.
+        let mut postgres = stat(postmaster)?.with_children;
+        let mut broker = 0.0;
         for entry in std::fs::read_dir("/proc")? {
             let Some(pid) = entry?
                 .file_name()
@@ -126,16 +132,19 @@ impl BenchService {
             else {
                 continue;
             };
-            if let Ok((parent, cpu)) = stat(pid) {
-                if parent == postmaster {
-                    postgres += cpu;
+            if let Ok(stat) = stat(pid) {
+                if stat.parent == postmaster {
+                    postgres += stat.own;
+                } else if stat.command == "tansu" {
+                    broker += stat.own;
                 }
             }
         }
         Ok(CpuSample {
-            chronicle: process_cpu(self.process.pid()?)?,
+            chronicle: stat(self.process.pid()?)?.own,
             postgres,
-            generator: process_cpu(std::process::id())?,
+            broker,
+            generator: stat(std::process::id())?.own,
         })
     }
 
@@ -177,10 +186,13 @@ impl BenchService {
     pub async fn wait_settled(&self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
+            // Events seeded straight into the store have no outbox row and are never projected:
+            // only what the service itself wrote is waited for.
             let (unpublished, unprojected): (i64, i64) = sqlx::query_as(
                 "SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL),
-                        (SELECT count(*) FROM events WHERE aggregate_type = 'Task' AND sequence = 1)
-                      - (SELECT count(*) FROM tasks)",
+                        (SELECT count(*) FROM outbox o
+                         WHERE o.topic LIKE '%task.events'
+                           AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id::text = o.key))",
             )
             .fetch_one(&self.db)
             .await?;
@@ -233,21 +245,31 @@ fn ticks_per_second() -> f64 {
     })
 }
 
-/// A process's parent and its CPU time (user + system, every thread) in seconds.
-fn stat(pid: u32) -> anyhow::Result<(u32, f64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = text
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .context("malformed /proc stat")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let parent: u32 = fields.get(1).context("no ppid")?.parse()?;
-    let user: f64 = fields.get(11).context("no utime")?.parse()?;
-    let system: f64 = fields.get(12).context("no stime")?.parse()?;
-    Ok((parent, (user + system) / ticks_per_second()))
+/// What `/proc/<pid>/stat` says of a process.
+struct ProcStat {
+    command: String,
+    parent: u32,
+    /// User and system CPU seconds of every thread.
+    own: f64,
+    /// `own` plus that of the children it has waited for.
+    with_children: f64,
 }
 
-fn process_cpu(pid: u32) -> anyhow::Result<f64> {
-    Ok(stat(pid)?.1)
+fn stat(pid: u32) -> anyhow::Result<ProcStat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name is in parentheses and may hold spaces; the fields follow it.
+    let (head, rest) = text.rsplit_once(')').context("malformed /proc stat")?;
+    let command = head.split_once('(').map_or("", |(_, name)| name).to_owned();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let number = |index: usize| -> anyhow::Result<f64> {
+        Ok(fields.get(index).context("short /proc stat")?.parse()?)
+    };
+    let ticks = ticks_per_second();
+    let own = (number(11)? + number(12)?) / ticks;
+    Ok(ProcStat {
+        command,
+        parent: fields.get(1).context("no ppid")?.parse()?,
+        own,
+        with_children: own + (number(13)? + number(14)?) / ticks,
+    })
 }
