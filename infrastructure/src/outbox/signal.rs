@@ -16,7 +16,7 @@
 //! - The relay still polls every [`crate::outbox::RelayOptions::poll_interval`], so a
 //!   notification lost while its listener reconnects delays rows by at most that long.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use sqlx::PgPool;
 use tokio::sync::Notify;
@@ -39,6 +39,8 @@ struct Inner {
     relay: Notify,
     /// Wakes the announcer, which tells relays of other processes.
     announcer: Notify,
+    /// This process's relay, once the announcer runs beside one.
+    local_relay: OnceLock<Arc<RelayStatus>>,
 }
 
 impl OutboxSignal {
@@ -50,7 +52,18 @@ impl OutboxSignal {
     /// Rows were committed to the outbox by this process.
     pub fn appended(&self) {
         self.inner.relay.notify_one();
-        self.inner.announcer.notify_one();
+        // While the local relay leads nobody else needs telling, and the command path does
+        // not wake the announcer for nothing.
+        if !self.local_relay_leads() {
+            self.inner.announcer.notify_one();
+        }
+    }
+
+    fn local_relay_leads(&self) -> bool {
+        self.inner
+            .local_relay
+            .get()
+            .is_some_and(|status| status.is_leader())
     }
 
     /// Completes after the next [`Self::appended`] (at once if one happened since the last
@@ -68,15 +81,16 @@ impl OutboxSignal {
         local_relay: Option<Arc<RelayStatus>>,
         shutdown: CancellationToken,
     ) {
+        if let Some(status) = local_relay {
+            let _ = self.inner.local_relay.set(status);
+        }
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = self.inner.announcer.notified() => {}
             }
-            if local_relay
-                .as_ref()
-                .is_some_and(|status| status.is_leader())
-            {
+            // Leadership may have come since the append that woke us.
+            if self.local_relay_leads() {
                 continue;
             }
             if let Err(error) = sqlx::query("SELECT pg_notify($1, '')")
