@@ -88,17 +88,6 @@ pub(super) enum PipelineError {
     },
 }
 
-/// One unpublished outbox row.
-struct PendingRow {
-    id: i64,
-    /// Seconds between the commit and the read.
-    waited_seconds: f64,
-    topic: String,
-    key: String,
-    headers: Vec<(String, String)>,
-    payload: Vec<u8>,
-}
-
 /// Harvests settled deliveries and marks them; then, unless a delivery failed, reads and
 /// enqueues what is new. `capacity` bounds the rows in flight.
 pub(super) async fn step(
@@ -210,24 +199,23 @@ async fn read_and_enqueue(
     let read_at = Instant::now();
     let mut enqueued = 0;
     for row in &rows {
-        let row = PendingRow {
-            id: row.get("id"),
-            waited_seconds: row.get::<f64, _>("waited").max(0.0),
-            topic: row.get("topic"),
-            key: row.get("key"),
-            headers: headers_from_json(&row.get::<Value, _>("headers")),
-            payload: row.get::<String, _>("payload").into_bytes(),
-        };
-        let mut headers = OwnedHeaders::new_with_capacity(row.headers.len());
-        for (key, value) in &row.headers {
+        let id: i64 = row.get("id");
+        // Seconds between the commit and the read.
+        let waited = row.get::<f64, _>("waited").max(0.0);
+        let topic: &str = row.get("topic");
+        let key: &str = row.get("key");
+        let payload: &str = row.get("payload");
+        let pairs = headers_from_json(&row.get::<Value, _>("headers"));
+        let mut headers = OwnedHeaders::new_with_capacity(pairs.len());
+        for (name, value) in &pairs {
             headers = headers.insert(Header {
-                key,
+                key: name,
                 value: Some(value.as_str()),
             });
         }
-        let record = FutureRecord::to(&row.topic)
-            .key(row.key.as_bytes())
-            .payload(row.payload.as_slice())
+        let record = FutureRecord::to(topic)
+            .key(key.as_bytes())
+            .payload(payload.as_bytes())
             .headers(headers);
         let delivery = match producer.send_result(record) {
             Ok(delivery) => delivery,
@@ -235,14 +223,13 @@ async fn read_and_enqueue(
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => break,
             Err((error, _)) => {
                 // Refused before it was queued: it settles as failed, like a refused delivery.
-                let failure = Some((format!("enqueue outbox row {}: {error}", row.id), false));
-                let (id, lag_seconds) = (row.id, row.waited_seconds);
+                let failure = Some((format!("enqueue outbox row {id}: {error}"), false));
                 in_flight.ids.insert(id);
                 in_flight.deliveries.push(
                     async move {
                         Settled {
                             id,
-                            lag_seconds,
+                            lag_seconds: waited,
                             failure,
                         }
                     }
@@ -251,7 +238,6 @@ async fn read_and_enqueue(
                 break;
             }
         };
-        let (id, waited) = (row.id, row.waited_seconds);
         in_flight.ids.insert(id);
         in_flight.deliveries.push(
             async move {
