@@ -49,10 +49,7 @@ async fn explain(db: &sqlx::PgPool, condition: &str, value: &str) -> anyhow::Res
 
 /// Tasks the audit and replay phases seed (`BENCH_AUDIT_TASKS`, 5 events each).
 pub fn seeded_tasks() -> usize {
-    std::env::var("BENCH_AUDIT_TASKS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200_000)
+    crate::env_number("BENCH_AUDIT_TASKS", 200_000)
 }
 
 pub async fn audit_phase() -> anyhow::Result<Value> {

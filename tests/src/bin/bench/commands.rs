@@ -10,7 +10,7 @@ use tokio::sync::Mutex;
 
 use crate::limits::{bare_producer_latency, pgbench, TopicWatch};
 use crate::service::BenchService;
-use crate::{create, create_load, phase_seconds, summary, CONNECTIONS};
+use crate::{create, create_load, graphql, phase_seconds, request, summary, CONNECTIONS};
 
 /// The paced rate of the latency runs.
 const PACED_RATE: u64 = 1_000;
@@ -24,10 +24,7 @@ const TASK_MIN_VERSION_QUERY: &str =
 
 /// Throughput rounds (`BENCH_ROUNDS`, default 2): each a createTask run and a pgbench run.
 fn rounds() -> usize {
-    std::env::var("BENCH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2)
+    crate::env_number("BENCH_ROUNDS", 2)
 }
 
 pub async fn commands_phase() -> anyhow::Result<Value> {
@@ -119,16 +116,8 @@ async fn read_until_visible(
 ) -> anyhow::Result<f64> {
     let deadline = from + Duration::from_secs(30);
     loop {
-        let body: Value = client
-            .post(url)
-            .bearer_auth(token)
-            .json(&json!({"query": TASK_QUERY, "variables": {"id": id}}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        anyhow::ensure!(body["errors"].is_null(), "task(id) failed: {body}");
-        if !body["data"]["task"].is_null() {
+        let data = graphql(client, url, token, request(TASK_QUERY, json!({"id": id}))).await?;
+        if !data["task"].is_null() {
             return Ok(from.elapsed().as_secs_f64() * 1000.0);
         }
         anyhow::ensure!(Instant::now() < deadline, "task {id} never appeared");
@@ -195,17 +184,16 @@ async fn idle_reads(service: &BenchService, samples: usize) -> anyhow::Result<Va
 
         let id = create(&client, url, token, 3_100_000_000 + n).await?;
         let asked = Instant::now();
-        let body: Value = client
-            .post(url)
-            .bearer_auth(token)
-            .json(&json!({"query": TASK_MIN_VERSION_QUERY, "variables": {"id": id}}))
-            .send()
-            .await?
-            .json()
-            .await?;
+        let data = graphql(
+            &client,
+            url,
+            token,
+            request(TASK_MIN_VERSION_QUERY, json!({"id": id})),
+        )
+        .await?;
         anyhow::ensure!(
-            body["data"]["task"]["version"] == 1,
-            "minVersion read failed: {body}"
+            data["task"]["version"] == 1,
+            "minVersion read answered {data}"
         );
         waits.push(asked.elapsed().as_secs_f64() * 1000.0);
         tokio::time::sleep(Duration::from_millis(37)).await;

@@ -29,6 +29,8 @@ mod reports;
 mod scale;
 mod service;
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -59,58 +61,68 @@ pub fn summary(mut millis: Vec<f64>) -> Value {
     })
 }
 
-/// The createTask request body for task number `n` (a distinct title each).
-pub fn create_body(n: usize, team: &str) -> Vec<u8> {
-    json!({"query": CREATE, "variables": {"i": {"title": format!("bench {n}"), "teamId": team, "labels": ["bench"]}}})
-        .to_string()
-        .into_bytes()
+/// A GraphQL request body.
+pub fn request(query: &str, variables: Value) -> String {
+    json!({"query": query, "variables": variables}).to_string()
 }
 
-/// Sends one createTask; answers the new task's id, or the error the service gave.
+/// Posts one GraphQL request as `token`; answers its `data`, or an error showing the response
+/// when it carries `errors`.
+pub async fn graphql(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: String,
+) -> anyhow::Result<Value> {
+    let mut response: Value = client
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await?
+        .json()
+        .await?;
+    anyhow::ensure!(response["errors"].is_null(), "GraphQL errors: {response}");
+    Ok(response["data"].take())
+}
+
+/// Sends createTask number `n` (a distinct title each); answers the new task's id.
 pub async fn create(
     client: &reqwest::Client,
     url: &str,
     token: &str,
     n: usize,
 ) -> anyhow::Result<String> {
-    let body: Value = client
-        .post(url)
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .body(create_body(n, "team-bench"))
-        .send()
-        .await?
-        .json()
-        .await?;
-    body["data"]["createTask"]["id"]
+    let variables =
+        json!({"i": {"title": format!("bench {n}"), "teamId": "team-bench", "labels": ["bench"]}});
+    let data = graphql(client, url, token, request(CREATE, variables)).await?;
+    data["createTask"]["id"]
         .as_str()
         .map(str::to_owned)
-        .with_context(|| format!("createTask failed: {body}"))
+        .with_context(|| format!("createTask answered no id: {data}"))
 }
 
-/// Closed-loop load: `connections` clients each sending createTask back to back for `seconds`;
-/// throughput, latency and errors. `first` numbers the tasks apart from other runs.
-pub async fn create_load(
-    url: &str,
-    token: &str,
-    connections: usize,
-    seconds: f64,
-    first: usize,
-) -> anyhow::Result<Value> {
+/// Closed-loop load: `clients` clients, each sending `send(client, its index, request number)`
+/// back to back for `seconds`; throughput, latency of the successful requests, and errors.
+pub async fn closed_loop<F, Fut>(clients: usize, seconds: f64, send: F) -> anyhow::Result<Value>
+where
+    F: Fn(reqwest::Client, usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
     let mut workers = Vec::new();
-    for worker in 0..connections {
-        let (url, token) = (url.to_owned(), token.to_owned());
+    for index in 0..clients {
+        let send = send.clone();
         workers.push(tokio::spawn(async move {
             let client = reqwest::Client::new();
-            let mut latencies = Vec::new();
-            let mut errors = 0usize;
-            let mut n = first + worker * 10_000_000;
+            let (mut latencies, mut errors) = (Vec::new(), 0usize);
+            let mut n = 0;
             while Instant::now() < deadline {
                 let t = Instant::now();
-                match create(&client, &url, &token, n).await {
-                    Ok(_) => latencies.push(t.elapsed().as_secs_f64() * 1000.0),
+                match send(client.clone(), index, n).await {
+                    Ok(()) => latencies.push(t.elapsed().as_secs_f64() * 1000.0),
                     Err(_) => errors += 1,
                 }
                 n += 1;
@@ -118,8 +130,7 @@ pub async fn create_load(
             (latencies, errors)
         }));
     }
-    let mut all = Vec::new();
-    let mut errors = 0;
+    let (mut all, mut errors) = (Vec::new(), 0);
     for worker in workers {
         let (latencies, failed) = worker.await?;
         all.extend(latencies);
@@ -130,17 +141,42 @@ pub async fn create_load(
     let mut result = summary(all);
     result["per_second"] = json!(count as f64 / elapsed);
     result["errors"] = json!(errors);
-    result["connections"] = json!(connections);
+    result["clients"] = json!(clients);
     result["seconds"] = json!(elapsed);
     Ok(result)
 }
 
-/// Each timed run's length (`BENCH_SECONDS`, default 10).
-pub fn phase_seconds() -> u64 {
-    std::env::var("BENCH_SECONDS")
+/// createTask from `connections` clients back to back for `seconds`; `first` numbers the tasks
+/// apart from other runs.
+pub async fn create_load(
+    url: &str,
+    token: &str,
+    connections: usize,
+    seconds: f64,
+    first: usize,
+) -> anyhow::Result<Value> {
+    let (url, token): (Arc<str>, Arc<str>) = (url.into(), token.into());
+    closed_loop(connections, seconds, move |client, index, n| {
+        let (url, token) = (url.clone(), token.clone());
+        async move {
+            create(&client, &url, &token, first + index * 10_000_000 + n).await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// A number from the environment variable `name`, or `default`.
+pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(10)
+        .unwrap_or(default)
+}
+
+/// Each timed run's length (`BENCH_SECONDS`, default 10).
+pub fn phase_seconds() -> u64 {
+    env_number("BENCH_SECONDS", 10)
 }
 
 #[tokio::main]

@@ -11,10 +11,7 @@ use crate::{create, CONNECTIONS};
 
 /// Events the outage phase writes while the broker is stopped (`BENCH_OUTAGE_EVENTS`).
 fn outage_events() -> usize {
-    std::env::var("BENCH_OUTAGE_EVENTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(100_000)
+    crate::env_number("BENCH_OUTAGE_EVENTS", 100_000)
 }
 
 /// createTask through GraphQL at [`CONNECTIONS`] connections until `total` were acknowledged;

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use chronicle_tests::TestApp;
 use serde_json::{json, Value};
 
-use crate::{summary, CONNECTIONS, CREATE};
+use crate::{graphql, request, summary, CONNECTIONS, CREATE};
 
 const REQUEST_REPORT: &str =
     "mutation($i: RequestReportInput!) { requestReport(input: $i) { id } }";
@@ -20,18 +20,8 @@ async fn post(
     query: &str,
     variables: Value,
 ) -> anyhow::Result<Value> {
-    let body: Value = client
-        .post(format!("{}/graphql", app.base_url))
-        .bearer_auth(&app.admin_token)
-        .json(&json!({"query": query, "variables": variables}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    if !body["errors"].is_null() {
-        anyhow::bail!("GraphQL errors: {body}");
-    }
-    Ok(body["data"].clone())
+    let url = format!("{}/graphql", app.base_url);
+    graphql(client, &url, &app.admin_token, request(query, variables)).await
 }
 
 /// A team of 1,000 tasks: every third completed, every third in progress, the rest open,

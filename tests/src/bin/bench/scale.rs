@@ -3,12 +3,13 @@
 //! team of 1,000,000 tasks at 100 concurrent readers, next to Postgres alone running the same
 //! page query at 100 clients.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::service::BenchService;
-use crate::{create_load, phase_seconds, summary, CONNECTIONS};
+use crate::{closed_loop, create_load, graphql, phase_seconds, request, CONNECTIONS};
 
 /// Concurrent readers of the read run.
 const READERS: usize = 100;
@@ -18,10 +19,7 @@ const PAGE_QUERY: &str = "query($t: String!) { tasks(filter: {teamId: $t}, first
 
 /// Tasks seeded into the read model (`BENCH_SCALE_TASKS`, default 1,000,000).
 fn seeded_rows() -> usize {
-    std::env::var("BENCH_SCALE_TASKS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000_000)
+    crate::env_number("BENCH_SCALE_TASKS", 1_000_000)
 }
 
 pub async fn scale_phase() -> anyhow::Result<Value> {
@@ -104,59 +102,19 @@ async fn seed_read_model(service: &BenchService, count: usize) -> anyhow::Result
 
 /// [`READERS`] clients asking for the team's first page back to back.
 async fn read_load(service: &BenchService, seconds: f64) -> anyhow::Result<Value> {
-    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
-    let started = Instant::now();
-    let body = json!({"query": PAGE_QUERY, "variables": {"t": TEAM}}).to_string();
-    let mut readers = Vec::new();
-    for _ in 0..READERS {
-        let (url, token, body) = (
-            service.graphql_url.clone(),
-            service.token.clone(),
-            body.clone(),
-        );
-        readers.push(tokio::spawn(async move {
-            let client = reqwest::Client::new();
-            let mut millis = Vec::new();
-            let mut errors = 0usize;
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                let answer: anyhow::Result<Value> = async {
-                    Ok(client
-                        .post(&url)
-                        .bearer_auth(&token)
-                        .header("content-type", "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await?
-                        .json()
-                        .await?)
-                }
-                .await;
-                match answer {
-                    Ok(body)
-                        if body["data"]["tasks"]["edges"].as_array().map(Vec::len) == Some(50) =>
-                    {
-                        millis.push(t.elapsed().as_secs_f64() * 1000.0)
-                    }
-                    _ => errors += 1,
-                }
-            }
-            (millis, errors)
-        }));
-    }
-    let mut all = Vec::new();
-    let mut errors = 0;
-    for reader in readers {
-        let (millis, failed) = reader.await?;
-        all.extend(millis);
-        errors += failed;
-    }
-    let count = all.len();
-    let mut result = summary(all);
-    result["per_second"] = json!(count as f64 / started.elapsed().as_secs_f64());
-    result["errors"] = json!(errors);
-    result["readers"] = json!(READERS);
-    Ok(result)
+    let url: Arc<str> = service.graphql_url.as_str().into();
+    let token: Arc<str> = service.token.as_str().into();
+    let body = request(PAGE_QUERY, json!({"t": TEAM}));
+    closed_loop(READERS, seconds, move |client, _, _| {
+        let (url, token, body) = (url.clone(), token.clone(), body.clone());
+        async move {
+            let data = graphql(&client, &url, &token, body).await?;
+            let edges = data["tasks"]["edges"].as_array().map_or(0, Vec::len);
+            anyhow::ensure!(edges == 50, "a page of {edges} tasks");
+            Ok(())
+        }
+    })
+    .await
 }
 
 /// pgbench running the page's SQL (the columns the API reads, the team's first 51 rows in id
