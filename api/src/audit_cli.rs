@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use chronicle_application::audit::store_check::verify_store;
 use chronicle_application::audit::{AuditQueries, AGGREGATE_TYPES};
-use chronicle_application::ports::AuditLog;
+use chronicle_application::ports::audit_log::AuditLog;
 use chronicle_infrastructure::audit_log::PgAuditLog;
 use indicatif::{ProgressBar, ProgressStyle};
 use sqlx::PgPool;

@@ -3,7 +3,7 @@
 use chronicle_domain::DomainError;
 use thiserror::Error;
 
-use crate::ports::StoreError;
+use crate::ports::store_error::StoreError;
 
 /// Why a use case failed, in terms a client can act on.
 #[derive(Debug, Error)]

@@ -19,6 +19,9 @@ pub mod projection;
 pub mod queries;
 pub mod replay;
 pub mod reports;
+pub mod retry;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod topics;
 pub mod trace;
 

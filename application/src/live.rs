@@ -13,8 +13,9 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::access::{Action, Principal, TeamScope};
 use crate::error::AppError;
 use crate::message::EventMessage;
-use crate::ports::{AuditLog, EventHandler, HandlerError};
-use crate::projection::BatchOutcome;
+use crate::ports::audit_log::AuditLog;
+use crate::ports::event_handler::BatchOutcome;
+use crate::ports::event_handler::{EventHandler, HandlerError};
 
 /// Events buffered per slow subscriber before it starts missing some (it is told, see
 /// [`broadcast::error::RecvError::Lagged`]).

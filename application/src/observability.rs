@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use crate::ports::OutboxMonitor;
+use crate::ports::outbox_monitor::OutboxMonitor;
 use crate::replay::Rebuilder;
 
 /// Reads and records the gauges.

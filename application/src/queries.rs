@@ -3,15 +3,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chronicle_domain::task::{Priority, TaskStatus};
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::access::{Action, Principal, TeamScope};
 use crate::error::AppError;
-use crate::ports::TaskQueryStore;
-use crate::projection::task::TaskView;
-use crate::projection::ReadModel;
+use crate::ports::report_queries::{ReportFilter, ReportPage, ReportQueryStore};
+use crate::ports::store_error::StoreError;
+use crate::ports::task_queries::{TaskFilter, TaskPage, TaskQueryStore};
+use crate::projection::read_model::ReadModel;
+use crate::projection::report::{ReportReadModel, ReportView};
+use crate::projection::task::{TaskReadModel, TaskView};
 
 /// Largest page a client may ask for.
 pub const MAX_PAGE_SIZE: usize = 100;
@@ -19,38 +21,6 @@ pub const MAX_PAGE_SIZE: usize = 100;
 pub const DEFAULT_PAGE_SIZE: usize = 20;
 /// Longest pause between two reads of a `minVersion` wait.
 const MAX_READ_WAIT_PAUSE: Duration = Duration::from_millis(10);
-
-/// Filters of the `tasks` query; all present filters must match.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TaskFilter {
-    /// Only these teams (`None`: every team). The use case narrows it to the caller's teams
-    /// before the store sees it.
-    pub teams: Option<Vec<String>>,
-    /// Only these statuses.
-    pub status: Option<TaskStatus>,
-    /// Only this assignee.
-    pub assignee_id: Option<String>,
-    /// Only this priority.
-    pub priority: Option<Priority>,
-    /// Only tasks carrying this label.
-    pub label: Option<String>,
-    /// Case-insensitive substring of title or description.
-    pub text: Option<String>,
-}
-
-/// One page of a keyset-paginated query, in id (creation) order. It carries no total: counting
-/// every match costs as much as the filter is large, so [`TaskQueries::count`] runs only when a
-/// client asks for `totalCount`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Page<T> {
-    /// The rows.
-    pub items: Vec<T>,
-    /// Whether more match after the last item.
-    pub has_next_page: bool,
-}
-
-/// One page of tasks.
-pub type TaskPage = Page<TaskView>;
 
 /// Serves task reads from the read model.
 pub struct TaskQueries {
@@ -77,9 +47,7 @@ impl TaskQueries {
         let store = &self.store;
         let read = || async {
             let view = store.get(id).await?;
-            Ok(visible::<crate::projection::task::TaskReadModel>(
-                &scope, view,
-            ))
+            Ok(visible::<TaskReadModel>(&scope, view))
         };
         wait_for_version(self.max_wait, min_version, read, |v| v.version).await
     }
@@ -135,7 +103,7 @@ async fn wait_for_version<V, F, Fut>(
 ) -> Result<Option<V>, AppError>
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<V>, crate::ports::StoreError>>,
+    Fut: std::future::Future<Output = Result<Option<V>, StoreError>>,
 {
     let Some(wanted) = min_version else {
         return Ok(read().await?);
@@ -159,30 +127,15 @@ where
     }
 }
 
-/// Filters of the `reports` query.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ReportFilter {
-    /// Only these teams (`None`: every team), narrowed to the caller's teams like
-    /// [`TaskFilter::teams`].
-    pub teams: Option<Vec<String>>,
-    /// Only this status.
-    pub status: Option<chronicle_domain::report::ReportStatus>,
-    /// Only this kind.
-    pub kind: Option<chronicle_domain::report::ReportKind>,
-}
-
-/// One page of reports.
-pub type ReportPage = Page<crate::projection::report::ReportView>;
-
 /// Serves report reads from the read model.
 pub struct ReportQueries {
-    store: Arc<dyn crate::ports::ReportQueryStore>,
+    store: Arc<dyn ReportQueryStore>,
     max_wait: Duration,
 }
 
 impl ReportQueries {
     /// Queries over `store`; `minVersion` waits at most `max_wait`.
-    pub fn new(store: Arc<dyn crate::ports::ReportQueryStore>, max_wait: Duration) -> Self {
+    pub fn new(store: Arc<dyn ReportQueryStore>, max_wait: Duration) -> Self {
         Self { store, max_wait }
     }
 
@@ -193,14 +146,12 @@ impl ReportQueries {
         principal: &Principal,
         id: Uuid,
         min_version: Option<u64>,
-    ) -> Result<Option<crate::projection::report::ReportView>, AppError> {
+    ) -> Result<Option<ReportView>, AppError> {
         let scope = principal.scope(Action::ReadWork)?;
         let store = &self.store;
         let read = || async {
             let view = store.get(id).await?;
-            Ok(visible::<crate::projection::report::ReportReadModel>(
-                &scope, view,
-            ))
+            Ok(visible::<ReportReadModel>(&scope, view))
         };
         wait_for_version(self.max_wait, min_version, read, |v| v.version).await
     }

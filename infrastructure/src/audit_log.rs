@@ -1,8 +1,9 @@
 //! The audit trail's reads of the event store.
 
 use async_trait::async_trait;
-use chronicle_application::audit::{AuditFilter, AuditRecord, Misattribution};
-use chronicle_application::ports::{AuditLog, StoreError};
+use chronicle_application::ports::audit_log::AuditLog;
+use chronicle_application::ports::audit_log::{AuditFilter, AuditRecord, Misattribution};
+use chronicle_application::ports::store_error::StoreError;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};

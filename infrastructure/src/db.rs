@@ -5,7 +5,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
-use chronicle_application::ports::StoreError;
+use chronicle_application::ports::store_error::StoreError;
 
 use crate::InfraError;
 

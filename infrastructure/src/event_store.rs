@@ -5,15 +5,16 @@
 
 use async_trait::async_trait;
 use chronicle_application::event_log::StoredEvent;
-use chronicle_application::ports::{
-    AppendBatch, EventStore, IdempotencyRecord, LoadedStream, Snapshot, StoreError,
+use chronicle_application::ports::event_store::{
+    AppendBatch, EventStore, IdempotencyRecord, LoadedStream, Snapshot,
 };
+use chronicle_application::ports::store_error::StoreError;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use crate::outbox::OutboxSignal;
+use crate::outbox::signal::OutboxSignal;
 
 /// The event store on a Postgres pool.
 #[derive(Clone)]

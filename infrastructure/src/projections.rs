@@ -3,11 +3,12 @@
 //! tables and swap.
 
 use async_trait::async_trait;
-use chronicle_application::ports::{ProjectionControl, StoreError};
-use chronicle_application::replay::{
+use chronicle_application::ports::projection_control::ProjectionControl;
+use chronicle_application::ports::projection_control::{
     ProjectionState, ProjectionStatus, RebuildClaim, RebuildProgress, ReplayEvent, ReplaySnapshot,
     SwapOutcome,
 };
+use chronicle_application::ports::store_error::StoreError;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -16,13 +17,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{Connection, PgConnection, PgPool, Row};
 use uuid::Uuid;
 
-use crate::read_model::backend;
-
-/// The advisory-lock class of rebuild claims (the object is `hashtext(projection name)`). A
-/// rebuild holds its projections' locks on a connection of its own for as long as it runs, so
-/// a rebuild that died (process killed, connection lost) releases them at once: the live
-/// consumer takes the projection back on its next write, and a new rebuild may claim it.
-pub(crate) const REBUILD_LOCK_CLASS: i32 = 0x4348_524E;
+use crate::read_model::{backend, REBUILD_LOCK_CLASS};
 
 /// Appended to a read model's table name to name its shadow (`tasks__rebuild`); its indexes
 /// carry the same suffix until the swap renames them.

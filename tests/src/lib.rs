@@ -10,12 +10,14 @@
 
 pub mod process;
 pub mod seed;
+pub mod support;
 pub mod ws;
 
 pub use process::{
     chronicle_binary, free_port, Answer, ChronicleProcess, GraphqlClient, PrivateBroker,
     PrivatePostgres,
 };
+pub use support::{eventually, TEST_SECRET};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -31,9 +33,6 @@ use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
-
-/// The JWT secret of test services.
-pub const TEST_SECRET: &str = "chronicle-test-secret-0123456789abcdef";
 
 /// The Postgres URL tests create their databases with.
 pub fn admin_url() -> String {
@@ -344,6 +343,9 @@ async fn read_records(
             headers,
         });
     }
+    // Closing leaves the group, and librdkafka's close can wait forever when a rebalance
+    // arrives during it (the service's consumers close the same way, for the same reason).
+    std::thread::spawn(move || drop(consumer));
     Ok(records)
 }
 
@@ -379,24 +381,6 @@ pub async fn read_topic_to_end(
         bail!("read {} of the {count} records of {topic}", records.len());
     }
     Ok(records)
-}
-
-/// Polls `check` every 100 ms until it returns `Some` or `timeout` passes.
-pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await? {
-            return Ok(value);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            bail!("condition not met within {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The `extensions.code` of the first error of a response.

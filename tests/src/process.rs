@@ -10,7 +10,7 @@ use chronicle_infrastructure::config::Settings;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::{eventually, TEST_SECRET};
+use crate::support::{eventually, TEST_SECRET};
 
 /// A TCP port nobody listened on a moment ago (the OS's choice for port 0).
 pub fn free_port() -> anyhow::Result<u16> {

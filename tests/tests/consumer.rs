@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chronicle_application::message::EventMessage;
-use chronicle_application::ports::{EventHandler, HandlerError};
-use chronicle_application::projection::BatchOutcome;
+use chronicle_application::ports::event_handler::BatchOutcome;
+use chronicle_application::ports::event_handler::{EventHandler, HandlerError};
 use chronicle_application::topics::Topics;
 use chronicle_infrastructure::config::KafkaSettings;
 use chronicle_infrastructure::kafka::admin::ensure_topics;

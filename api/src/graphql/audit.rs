@@ -3,16 +3,17 @@
 use async_graphql::{Context, Enum, InputObject, Json, Object, SimpleObject, ID};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use chronicle_application::audit::{AuditFilter as AppAuditFilter, AuditRecord, ChainCheck};
+use chronicle_application::audit::ChainCheck;
 use chronicle_application::event_log::inner_payload;
+use chronicle_application::ports::audit_log::{AuditFilter as AppAuditFilter, AuditRecord};
 use chronicle_application::AppError;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use super::arguments::parse_id;
 use super::context::ContextExt;
 use super::error::to_graphql;
-use super::query::parse_id;
-use super::task::PageInfo;
+use super::pagination::PageInfo;
 
 /// The kinds of aggregate in the store.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]

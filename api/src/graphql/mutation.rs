@@ -5,9 +5,9 @@ use chronicle_application::commands::{CommandOutcome, NewTask};
 use chronicle_application::AppError;
 use chronicle_domain::task::{TaskCommand, UpdateTaskDetails};
 
+use super::arguments::{parse_id, parse_version};
 use super::context::ContextExt;
 use super::error::to_graphql;
-use super::query::{parse_id, parse_version};
 use super::report::{ReportPayload, RequestReportInput};
 use super::task::{CreateTaskInput, TaskPayload, UpdateTaskInput};
 

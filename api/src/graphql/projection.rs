@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use async_graphql::{Context, Enum, Object, SimpleObject, Subscription};
 use chronicle_application::access::Action;
-use chronicle_application::replay::{
-    ProjectionState as AppState, ProjectionStatus as AppStatus, Rebuilder,
+use chronicle_application::ports::projection_control::{
+    ProjectionState as AppState, ProjectionStatus as AppStatus,
 };
+use chronicle_application::replay::Rebuilder;
 use chronicle_application::AppError;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, Stream};

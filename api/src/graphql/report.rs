@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::context::ContextExt;
 use super::error::to_graphql;
-use super::task::PageInfo;
+use super::pagination::PageInfo;
 
 /// What a report computes.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -144,7 +144,7 @@ impl Report {
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<super::audit::AuditEventConnection> {
-        let filter = chronicle_application::audit::AuditFilter {
+        let filter = chronicle_application::ports::audit_log::AuditFilter {
             aggregate_type: Some("Report".to_owned()),
             aggregate_id: Some(self.0.id.to_string()),
             ..Default::default()
@@ -183,12 +183,14 @@ pub struct ReportFilter {
 
 impl ReportFilter {
     /// The filter as the use case takes it, the team id checked.
-    pub fn into_app(self) -> Result<chronicle_application::queries::ReportFilter, AppError> {
+    pub fn into_app(
+        self,
+    ) -> Result<chronicle_application::ports::report_queries::ReportFilter, AppError> {
         let team = self
             .team_id
             .map(|t| chronicle_domain::ids::TeamId::parse("filter.teamId", &t))
             .transpose()?;
-        Ok(chronicle_application::queries::ReportFilter {
+        Ok(chronicle_application::ports::report_queries::ReportFilter {
             teams: team.map(|t| vec![t.to_string()]),
             status: self.status.map(Into::into),
             kind: self.kind.map(Into::into),
@@ -215,7 +217,7 @@ pub struct ReportConnection {
     pub page_info: PageInfo,
     /// The page's filter, counted only when `totalCount` is asked for.
     #[graphql(skip)]
-    pub filter: chronicle_application::queries::ReportFilter,
+    pub filter: chronicle_application::ports::report_queries::ReportFilter,
 }
 
 #[ComplexObject]

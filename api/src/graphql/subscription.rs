@@ -10,9 +10,9 @@ use futures::stream::{self, Stream, StreamExt};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::arguments::parse_id;
 use super::context::ContextExt;
 use super::error::to_graphql;
-use super::query::parse_id;
 use super::report::ReportStatus;
 
 /// One task change, as a subscriber sees it.

@@ -3,8 +3,6 @@
 use async_graphql::{
     ComplexObject, Context, Enum, InputObject, MaybeUndefined, Object, SimpleObject, ID,
 };
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chronicle_application::projection::task::TaskView;
 use chronicle_application::AppError;
 use chronicle_domain::task;
@@ -13,6 +11,7 @@ use uuid::Uuid;
 
 use super::context::ContextExt;
 use super::error::to_graphql;
+use super::pagination::PageInfo;
 
 /// Where a task is in its lifecycle.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -152,7 +151,7 @@ impl Task {
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<super::audit::AuditEventConnection> {
-        let filter = chronicle_application::audit::AuditFilter {
+        let filter = chronicle_application::ports::audit_log::AuditFilter {
             aggregate_type: Some("Task".to_owned()),
             aggregate_id: Some(self.0.id.to_string()),
             ..Default::default()
@@ -185,7 +184,9 @@ pub const MAX_TEXT_FILTER_CHARS: usize = 200;
 
 impl TaskFilter {
     /// The filter as the use case takes it, every field checked (the error names it).
-    pub fn into_app(self) -> Result<chronicle_application::queries::TaskFilter, AppError> {
+    pub fn into_app(
+        self,
+    ) -> Result<chronicle_application::ports::task_queries::TaskFilter, AppError> {
         use chronicle_domain::ids::{TeamId, UserId};
         use chronicle_domain::validation::{at_most, MAX_LABEL_CHARS};
         let team = self
@@ -202,7 +203,7 @@ impl TaskFilter {
         if let Some(text) = &self.text {
             at_most("filter.text", text, MAX_TEXT_FILTER_CHARS)?;
         }
-        Ok(chronicle_application::queries::TaskFilter {
+        Ok(chronicle_application::ports::task_queries::TaskFilter {
             teams: team.map(|t| vec![t.to_string()]),
             status: self.status.map(Into::into),
             assignee_id: assignee.map(|a| a.to_string()),
@@ -222,19 +223,6 @@ pub struct TaskEdge {
     pub node: Task,
 }
 
-/// Relay page information.
-#[derive(SimpleObject)]
-pub struct PageInfo {
-    /// More tasks match after `endCursor`.
-    pub has_next_page: bool,
-    /// Whether tasks precede this page (always false when paging forward from the start).
-    pub has_previous_page: bool,
-    /// Cursor of the first edge.
-    pub start_cursor: Option<String>,
-    /// Cursor of the last edge.
-    pub end_cursor: Option<String>,
-}
-
 /// A page of tasks in creation order.
 #[derive(SimpleObject)]
 #[graphql(complex)]
@@ -245,7 +233,7 @@ pub struct TaskConnection {
     pub page_info: PageInfo,
     /// The page's filter, counted only when `totalCount` is asked for.
     #[graphql(skip)]
-    pub filter: chronicle_application::queries::TaskFilter,
+    pub filter: chronicle_application::ports::task_queries::TaskFilter,
 }
 
 #[ComplexObject]
@@ -265,23 +253,6 @@ impl TaskConnection {
             .map(|count| count as i64)
             .map_err(|e| to_graphql(e, request))
     }
-}
-
-/// Encodes a keyset cursor for a row of `kind` (`task`, `report`). Cursors name a row id, so
-/// they stay valid while rows are added.
-pub fn encode_cursor(kind: &str, id: Uuid) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{kind}:{id}"))
-}
-
-/// Decodes a cursor of `kind` from [`encode_cursor`].
-pub fn decode_cursor(kind: &str, cursor: &str) -> Result<Uuid, AppError> {
-    let invalid = || AppError::validation("after", "is not a cursor returned by this API");
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    text.strip_prefix(kind)
-        .and_then(|rest| rest.strip_prefix(':'))
-        .and_then(|id| id.parse().ok())
-        .ok_or_else(invalid)
 }
 
 /// Input of `createTask`.
@@ -359,24 +330,5 @@ impl TaskPayload {
         run.await
             .map(|view| view.map(Task))
             .map_err(|e| to_graphql(e, request))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_garbage_is_a_validation_error() {
-        let id = Uuid::now_v7();
-        assert_eq!(
-            decode_cursor("task", &encode_cursor("task", id)).unwrap(),
-            id
-        );
-        assert!(matches!(
-            decode_cursor("task", "not-a-cursor"),
-            Err(AppError::Validation { .. })
-        ));
-        assert!(decode_cursor("report", &encode_cursor("task", id)).is_err());
     }
 }

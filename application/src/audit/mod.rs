@@ -12,12 +12,10 @@ pub mod time_travel;
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-
 use crate::access::{Action, Principal};
 use crate::error::AppError;
-use crate::event_log::StoredEvent;
-use crate::ports::AuditLog;
+use crate::ports::audit_log::AuditLog;
+use crate::ports::audit_log::{AuditFilter, AuditRecord};
 use crate::queries::page_size;
 
 pub use chain::{ChainCheck, ChainVerifier};
@@ -25,70 +23,6 @@ pub use time_travel::{PointInTime, TimeTravel};
 
 /// The aggregate types of the store, as the trail names them.
 pub const AGGREGATE_TYPES: [&str; 2] = ["Task", "Report"];
-
-/// Which events to show; every set field must match (they combine with AND).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AuditFilter {
-    /// `Task` or `Report`.
-    pub aggregate_type: Option<String>,
-    /// One aggregate's id.
-    pub aggregate_id: Option<String>,
-    /// The token subject that caused the events.
-    pub actor_id: Option<String>,
-    /// Every event of one user action, including reactions to it.
-    pub correlation_id: Option<String>,
-    /// One event type (`TaskAssigned`).
-    pub event_type: Option<String>,
-    /// Recorded at or after.
-    pub from: Option<DateTime<Utc>>,
-    /// Recorded before.
-    pub to: Option<DateTime<Utc>>,
-    /// Only aggregates of these teams (`None`: every team); set from the caller's scope by
-    /// [`AuditQueries::trail`], never by a client.
-    pub teams: Option<Vec<String>>,
-}
-
-/// One event of the trail with its global position (the trail's order and cursor).
-#[derive(Debug, Clone, PartialEq)]
-pub struct AuditRecord {
-    /// Global position in the store.
-    pub position: i64,
-    /// The event as stored.
-    pub event: StoredEvent,
-}
-
-impl AuditRecord {
-    /// A metadata field (`actor_id`, `correlation_id`, `causation_id`).
-    pub fn metadata(&self, field: &str) -> Option<&str> {
-        self.event.metadata.get(field).and_then(|v| v.as_str())
-    }
-}
-
-/// An event filed under another team than its stream's creation event names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Misattribution {
-    /// `Task` or `Report`.
-    pub aggregate_type: String,
-    /// The aggregate.
-    pub aggregate_id: String,
-    /// The event's sequence.
-    pub sequence: u64,
-    /// The team recorded beside the event.
-    pub recorded_team: Option<String>,
-    /// The team of the creation event.
-    pub created_team: Option<String>,
-}
-
-impl Misattribution {
-    /// Why the trail is not to be trusted here.
-    pub fn reason(&self) -> String {
-        format!(
-            "the event is filed under team {:?} but its stream was created in team {:?} (the team column was altered)",
-            self.recorded_team.as_deref().unwrap_or("none"),
-            self.created_team.as_deref().unwrap_or("none"),
-        )
-    }
-}
 
 /// A page of the trail.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -12,7 +12,8 @@ use futures::StreamExt;
 use super::chain::ChainVerifier;
 use crate::error::AppError;
 use crate::hash_chain::event_hash;
-use crate::ports::{AuditLog, StoreError};
+use crate::ports::audit_log::AuditLog;
+use crate::ports::store_error::StoreError;
 
 /// The verdict on the whole store.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,8 +13,8 @@ use uuid::Uuid;
 use crate::access::{Action, Principal};
 use crate::error::AppError;
 use crate::event_log::{deserialize_event, StoredEvent};
-use crate::ports::AuditLog;
-use crate::projection::{EventContext, ReadModel};
+use crate::ports::audit_log::AuditLog;
+use crate::projection::read_model::{EventContext, ReadModel};
 
 /// The point of an aggregate's life to show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

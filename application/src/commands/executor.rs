@@ -14,7 +14,8 @@ use crate::event_log::{deserialize_event, serialize_event, store_now, NewEvent, 
 use crate::hash_chain::{event_hash, GENESIS_HASH};
 use crate::message::EventMessage;
 use crate::metadata::CommandMetadata;
-use crate::ports::{AppendBatch, EventStore, IdempotencyRecord, Snapshot, StoreError};
+use crate::ports::event_store::{AppendBatch, EventStore, IdempotencyRecord, Snapshot};
+use crate::ports::store_error::StoreError;
 use crate::topics::Topics;
 
 /// How many times a command without `expectedVersion` is re-decided after losing a race.

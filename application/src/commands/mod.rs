@@ -7,3 +7,6 @@ mod task;
 pub use executor::{AggregateExecutor, CommandOutcome, ExecuteOptions, LoadedState};
 pub use report::ReportCommands;
 pub use task::{NewTask, TaskCommands};
+
+#[cfg(test)]
+mod tests;

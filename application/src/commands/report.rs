@@ -11,7 +11,7 @@ use super::executor::{AggregateExecutor, CommandOutcome, ExecuteOptions, LoadedS
 use crate::access::{Action, Principal, TeamScope};
 use crate::error::AppError;
 use crate::metadata::CommandMetadata;
-use crate::ports::EventStore;
+use crate::ports::event_store::EventStore;
 use crate::topics::Topics;
 
 /// Handles report commands.

@@ -9,7 +9,7 @@ use super::executor::{AggregateExecutor, CommandOutcome, ExecuteOptions};
 use crate::access::{Action, Principal};
 use crate::error::AppError;
 use crate::metadata::CommandMetadata;
-use crate::ports::EventStore;
+use crate::ports::event_store::EventStore;
 use crate::topics::Topics;
 
 /// Handles task commands for a [`Principal`], on its teams only. The actor always comes from

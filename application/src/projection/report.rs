@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use uuid::Uuid;
 
-use super::{EventContext, Projector, ReadModel};
+use super::read_model::{EventContext, ReadModel};
 
 /// The projection's name.
 pub const REPORT_PROJECTION: &str = "reports";
@@ -29,9 +29,6 @@ pub struct ReportView {
 
 /// The `reports` read model.
 pub struct ReportReadModel;
-
-/// The report projector.
-pub type ReportProjector = Projector<ReportReadModel>;
 
 impl ReadModel for ReportReadModel {
     type Event = ReportEvent;

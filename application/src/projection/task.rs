@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use uuid::Uuid;
 
-use super::{EventContext, Projector, ReadModel};
+use super::read_model::{EventContext, ReadModel};
 
 /// The projection's name, as operators and `projections` see it.
 pub const TASK_PROJECTION: &str = "tasks";
@@ -34,9 +34,6 @@ pub struct TaskView {
 
 /// The `tasks` read model.
 pub struct TaskReadModel;
-
-/// The task projector.
-pub type TaskProjector = Projector<TaskReadModel>;
 
 impl ReadModel for TaskReadModel {
     type Event = TaskEvent;
@@ -96,7 +93,7 @@ impl ReadModel for TaskReadModel {
 mod tests {
     use super::*;
     use crate::message::EventMessage;
-    use crate::projection::{domain_payload, fold, Fold};
+    use crate::projection::read_model::{domain_payload, fold, Fold};
     use chronicle_domain::task::TaskStatus;
     use serde_json::json;
 

@@ -7,16 +7,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{ProjectionStatus, RebuildClaim, Rebuilt, ReplayEvent, SwapOutcome};
 use crate::error::AppError;
 use crate::event_log::decode_payload;
-use crate::ports::{ProjectionControl, StoreError, ViewStore};
-use crate::projection::{fold, EventContext, Fold, ReadModel};
+use crate::ports::projection_control::ProjectionControl;
+use crate::ports::projection_control::{
+    ProjectionStatus, RebuildClaim, RebuildProgress, Rebuilt, ReplayEvent, SwapOutcome,
+};
+use crate::ports::store_error::StoreError;
+use crate::ports::view_store::ViewStore;
+use crate::projection::read_model::{fold, EventContext, Fold, ReadModel};
 
 /// How often a running rebuild records its progress (and checks it still holds its claim).
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -26,17 +30,6 @@ const WRITE_CHUNK: usize = 10_000;
 
 /// Bulk writes in flight at once (each on its own connection: the server works on both).
 const PARALLEL_WRITES: usize = 2;
-
-/// A running rebuild's progress.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RebuildProgress {
-    /// Events folded so far.
-    pub done: u64,
-    /// Events in the snapshot.
-    pub total: u64,
-    /// When the rebuild claimed its projections.
-    pub started_at: DateTime<Utc>,
-}
 
 /// What a finished rebuild did.
 #[derive(Debug, Clone, PartialEq)]

@@ -15,30 +15,8 @@ use chronicle_domain::report::ReportKind;
 use chronicle_domain::task::{Priority, TaskStatus};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use uuid::Uuid;
 
-/// The facts about one task that reports need.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TaskFacts {
-    /// Task id.
-    pub id: Uuid,
-    /// Title, for listings.
-    pub title: String,
-    /// Current status.
-    pub status: TaskStatus,
-    /// Current assignee.
-    pub assignee_id: Option<String>,
-    /// Urgency.
-    pub priority: Priority,
-    /// Deadline.
-    pub due_at: Option<DateTime<Utc>>,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-    /// Last start.
-    pub started_at: Option<DateTime<Utc>>,
-    /// Last finish.
-    pub finished_at: Option<DateTime<Utc>>,
-}
+use crate::ports::report_data::TaskFacts;
 
 /// Computes a report of `kind` over `tasks` for `[from, to)`, as of `now`.
 pub fn compute(
@@ -187,6 +165,7 @@ fn overdue_tasks(
 mod tests {
     use super::*;
     use chrono::{Duration, TimeZone};
+    use uuid::Uuid;
 
     fn at(day: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 3, day, 0, 0, 0).unwrap()

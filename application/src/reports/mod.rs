@@ -3,5 +3,5 @@
 pub mod compute;
 pub mod worker;
 
-pub use compute::{compute, TaskFacts};
+pub use compute::compute;
 pub use worker::ReportWorker;

@@ -18,8 +18,10 @@ use crate::commands::ReportCommands;
 use crate::error::AppError;
 use crate::message::EventMessage;
 use crate::metadata::CommandMetadata;
-use crate::ports::{EventHandler, HandlerError, ReportDataSource};
-use crate::projection::{domain_payload, BatchOutcome};
+use crate::ports::event_handler::BatchOutcome;
+use crate::ports::event_handler::{EventHandler, HandlerError};
+use crate::ports::report_data::ReportDataSource;
+use crate::projection::read_model::domain_payload;
 use crate::trace::TraceContext;
 use tracing::Instrument as _;
 

@@ -8,6 +8,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::events::ReportEvent;
+use super::kind::ReportKind;
 use crate::error::DomainError;
 use crate::ids::{TeamId, UserId};
 use crate::validation::{self, MAX_OUTCOME_CHARS};
@@ -17,40 +18,6 @@ const AGGREGATE: &str = "report";
 /// Longest period a report may cover; longer ones are almost certainly input mistakes and
 /// would scan a team's whole history.
 pub const MAX_PERIOD_DAYS: i64 = 3 * 366;
-
-/// What a report computes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ReportKind {
-    /// Tasks by status and assignee, completion rate, median cycle time.
-    TeamSummary,
-    /// Open and in-progress work per assignee.
-    AssigneeWorkload,
-    /// Unfinished tasks past their due date.
-    OverdueTasks,
-}
-
-impl ReportKind {
-    /// The API name (`TEAM_SUMMARY`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::TeamSummary => "TEAM_SUMMARY",
-            Self::AssigneeWorkload => "ASSIGNEE_WORKLOAD",
-            Self::OverdueTasks => "OVERDUE_TASKS",
-        }
-    }
-
-    /// Parses the API name.
-    pub fn parse(name: &str) -> Option<Self> {
-        [
-            Self::TeamSummary,
-            Self::AssigneeWorkload,
-            Self::OverdueTasks,
-        ]
-        .into_iter()
-        .find(|kind| kind.as_str() == name)
-    }
-}
 
 /// Where a report is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]

@@ -11,9 +11,11 @@
 
 mod aggregate;
 mod events;
+mod kind;
 
-pub use aggregate::{Report, ReportCommand, ReportKind, ReportStatus};
+pub use aggregate::{Report, ReportCommand, ReportStatus};
 pub use events::{ReportEvent, REPORT_EVENT_VERSION};
+pub use kind::ReportKind;
 
 #[cfg(test)]
 mod tests;

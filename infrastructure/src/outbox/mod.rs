@@ -5,7 +5,9 @@ mod pipeline;
 pub mod relay;
 pub mod retention;
 pub mod signal;
+pub mod status;
 
 pub use monitor::PgOutboxMonitor;
-pub use relay::{OutboxRelay, RelayOptions, RelayStatus};
+pub use relay::{OutboxRelay, RelayOptions};
 pub use signal::{OutboxSignal, OUTBOX_CHANNEL};
+pub use status::RelayStatus;

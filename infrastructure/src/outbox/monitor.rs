@@ -1,10 +1,11 @@
 //! The outbox backlog, for operators.
 
 use async_trait::async_trait;
-use chronicle_application::ports::{OutboxBacklog, OutboxMonitor, StoreError};
+use chronicle_application::ports::outbox_monitor::{OutboxBacklog, OutboxMonitor};
+use chronicle_application::ports::store_error::StoreError;
 use sqlx::PgPool;
 
-use crate::event_store::store_error;
+use crate::db::store_error;
 
 /// Reads the backlog with the relay's own partial index (`outbox_unpublished_idx`), so the cost
 /// follows the backlog, not the table.

@@ -12,8 +12,7 @@
 //! - When the broker is down, deliveries fail after the producer's timeout; rows stay
 //!   unpublished with their error and attempts, and the relay backs off. Nothing is dropped.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, Producer};
@@ -24,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::pipeline::{self, InFlight, PipelineError};
 use super::retention::purge_published;
 use super::signal::{OutboxSignal, OUTBOX_CHANNEL};
+use super::status::RelayStatus;
 use crate::config::KafkaSettings;
 use crate::InfraError;
 
@@ -53,37 +53,6 @@ impl Default for RelayOptions {
             standby_interval: Duration::from_secs(2),
             retention: Duration::from_secs(3600),
             retention_interval: Duration::from_secs(60),
-        }
-    }
-}
-
-/// What the relay is doing, for health checks and metrics.
-#[derive(Debug, Default)]
-pub struct RelayStatus {
-    leader: AtomicBool,
-    published: AtomicU64,
-    last_error: Mutex<Option<String>>,
-}
-
-impl RelayStatus {
-    /// Whether this instance holds the relay lock.
-    pub fn is_leader(&self) -> bool {
-        self.leader.load(Ordering::Relaxed)
-    }
-
-    /// Rows this instance published since start.
-    pub fn published(&self) -> u64 {
-        self.published.load(Ordering::Relaxed)
-    }
-
-    /// The last delivery or database error, cleared by the next success.
-    pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().map(|e| e.clone()).unwrap_or(None)
-    }
-
-    fn set_error(&self, error: Option<String>) {
-        if let Ok(mut slot) = self.last_error.lock() {
-            *slot = error;
         }
     }
 }
@@ -131,7 +100,7 @@ impl OutboxRelay {
             match self.lead_if_possible(&shutdown).await {
                 Ok(()) => pause = Duration::from_millis(200),
                 Err(error) => {
-                    self.status.leader.store(false, Ordering::Relaxed);
+                    self.status.set_leader(false);
                     self.status.set_error(Some(error.to_string()));
                     tracing::warn!(%error, ?pause, "relay interrupted; retrying");
                     tokio::select! {
@@ -142,7 +111,7 @@ impl OutboxRelay {
                 }
             }
         }
-        self.status.leader.store(false, Ordering::Relaxed);
+        self.status.set_leader(false);
         tracing::info!("relay stopped");
     }
 
@@ -164,9 +133,9 @@ impl OutboxRelay {
             return Ok(());
         }
         tracing::info!("relay is active (holds the outbox lock)");
-        self.status.leader.store(true, Ordering::Relaxed);
+        self.status.set_leader(true);
         let result = self.lead(&mut lock_conn, shutdown).await;
-        self.status.leader.store(false, Ordering::Relaxed);
+        self.status.set_leader(false);
         // Closing the session releases the lock for a standby.
         let _ = lock_conn.close().await;
         result
@@ -201,9 +170,7 @@ impl OutboxRelay {
                 Ok(progress) => {
                     failures = 0;
                     if progress.published > 0 {
-                        self.status
-                            .published
-                            .fetch_add(progress.published as u64, Ordering::Relaxed);
+                        self.status.add_published(progress.published as u64);
                         self.status.set_error(None);
                     }
                     if progress.enqueued > 0 || progress.published > 0 {

@@ -22,7 +22,7 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::relay::RelayStatus;
+use super::status::RelayStatus;
 
 /// The channel the relay listens on for appends made by other processes.
 pub const OUTBOX_CHANNEL: &str = "chronicle_outbox";

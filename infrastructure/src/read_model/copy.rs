@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::backend;
-use chronicle_application::ports::StoreError;
+use chronicle_application::ports::store_error::StoreError;
 
 /// Builds the text of a `COPY` in Postgres's text format: tab-separated columns, `\N` for
 /// null, backslash escapes, one row per line.

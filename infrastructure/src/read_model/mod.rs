@@ -4,14 +4,18 @@ mod copy;
 pub mod reports;
 pub mod tasks;
 
-use chronicle_application::ports::StoreError;
-use chronicle_application::queries::Page;
+use chronicle_application::ports::page::Page;
+use chronicle_application::ports::store_error::StoreError;
 use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use crate::projections::REBUILD_LOCK_CLASS;
+/// The advisory-lock class of rebuild claims (the object is `hashtext(projection name)`). A
+/// rebuild holds its projections' locks on a connection of its own for as long as it runs, so
+/// a rebuild that died (process killed, connection lost) releases them at once: the live
+/// consumer takes the projection back on its next write, and a new rebuild may claim it.
+pub(crate) const REBUILD_LOCK_CLASS: i32 = 0x4348_524E;
 
 pub(crate) fn backend(error: sqlx::Error) -> StoreError {
     crate::db::store_error(error)

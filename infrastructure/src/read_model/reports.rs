@@ -1,11 +1,14 @@
 //! The `reports` table, and the task facts report generation reads.
 
 use async_trait::async_trait;
-use chronicle_application::ports::{ReportDataSource, ReportQueryStore, StoreError, ViewStore};
+use chronicle_application::ports::report_data::ReportDataSource;
+use chronicle_application::ports::report_data::TaskFacts;
+use chronicle_application::ports::report_queries::ReportQueryStore;
+use chronicle_application::ports::report_queries::{ReportFilter, ReportPage};
+use chronicle_application::ports::store_error::StoreError;
+use chronicle_application::ports::view_store::ViewStore;
+use chronicle_application::projection::read_model::ReadModel;
 use chronicle_application::projection::report::{ReportReadModel, ReportView, REPORT_PROJECTION};
-use chronicle_application::projection::ReadModel;
-use chronicle_application::queries::{ReportFilter, ReportPage};
-use chronicle_application::reports::TaskFacts;
 use chronicle_domain::ids::{TeamId, UserId};
 use chronicle_domain::report::{Report, ReportKind, ReportStatus};
 use chronicle_domain::task::{Priority, TaskStatus};

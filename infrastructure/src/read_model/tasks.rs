@@ -1,10 +1,12 @@
 //! The `tasks` table: written by the task projection, read by the task queries.
 
 use async_trait::async_trait;
-use chronicle_application::ports::{StoreError, TaskQueryStore, ViewStore};
+use chronicle_application::ports::store_error::StoreError;
+use chronicle_application::ports::task_queries::TaskQueryStore;
+use chronicle_application::ports::task_queries::{TaskFilter, TaskPage};
+use chronicle_application::ports::view_store::ViewStore;
+use chronicle_application::projection::read_model::ReadModel;
 use chronicle_application::projection::task::{TaskReadModel, TaskView, TASK_PROJECTION};
-use chronicle_application::projection::ReadModel;
-use chronicle_application::queries::{TaskFilter, TaskPage};
 use chronicle_domain::ids::{TeamId, UserId};
 use chronicle_domain::task::{Priority, Task, TaskStatus};
 use serde_json::Value;

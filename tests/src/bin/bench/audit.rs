@@ -5,7 +5,7 @@ use std::time::Instant;
 use chronicle_tests::TestApp;
 use serde_json::{json, Value};
 
-use crate::summary;
+use crate::load::summary;
 
 const AUDIT_TRAIL: &str = "query($f: AuditFilter!) { auditTrail(filter: $f, first: 100) { edges { node { eventId position eventType actorId correlationId payload hash } } } }";
 
@@ -49,7 +49,7 @@ async fn explain(db: &sqlx::PgPool, condition: &str, value: &str) -> anyhow::Res
 
 /// Tasks the audit and replay phases seed (`BENCH_AUDIT_TASKS`, 5 events each).
 pub fn seeded_tasks() -> usize {
-    crate::env_number("BENCH_AUDIT_TASKS", 200_000)
+    crate::load::env_number("BENCH_AUDIT_TASKS", 200_000)
 }
 
 pub async fn audit_phase() -> anyhow::Result<Value> {

@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
 use crate::limits::{bare_producer_latency, pgbench, TopicWatch};
+use crate::load::{create, create_load, graphql, phase_seconds, request, summary, CONNECTIONS};
 use crate::service::BenchService;
-use crate::{create, create_load, graphql, phase_seconds, request, summary, CONNECTIONS};
 
 /// The paced rate of the latency runs.
 const PACED_RATE: u64 = 1_000;
@@ -24,7 +24,7 @@ const TASK_MIN_VERSION_QUERY: &str =
 
 /// Throughput rounds (`BENCH_ROUNDS`, default 2): each a createTask run and a pgbench run.
 fn rounds() -> usize {
-    crate::env_number("BENCH_ROUNDS", 2)
+    crate::load::env_number("BENCH_ROUNDS", 2)
 }
 
 pub async fn commands_phase() -> anyhow::Result<Value> {

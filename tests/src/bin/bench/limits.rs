@@ -13,7 +13,7 @@ use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use crate::{summary, CONNECTIONS};
+use crate::load::{summary, CONNECTIONS};
 
 /// pgbench: one event-shaped row per transaction into `bench_events` (a copy of `events` with
 /// every index), [`CONNECTIONS`] clients: the physical limit of the command path.

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 use chronicle_tests::TestApp;
 use serde_json::{json, Value};
 
-use crate::{create, CONNECTIONS};
+use crate::load::{create, CONNECTIONS};
 
 /// Events the outage phase writes while the broker is stopped (`BENCH_OUTAGE_EVENTS`).
 fn outage_events() -> usize {
-    crate::env_number("BENCH_OUTAGE_EVENTS", 100_000)
+    crate::load::env_number("BENCH_OUTAGE_EVENTS", 100_000)
 }
 
 /// createTask through GraphQL at [`CONNECTIONS`] connections until `total` were acknowledged;

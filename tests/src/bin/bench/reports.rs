@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use chronicle_tests::TestApp;
 use serde_json::{json, Value};
 
-use crate::{graphql, request, summary, CONNECTIONS, CREATE};
+use crate::load::{graphql, request, summary, CONNECTIONS, CREATE};
 
 const REQUEST_REPORT: &str =
     "mutation($i: RequestReportInput!) { requestReport(input: $i) { id } }";

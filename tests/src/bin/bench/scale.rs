@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::load::{closed_loop, create_load, graphql, phase_seconds, request, CONNECTIONS};
 use crate::service::BenchService;
-use crate::{closed_loop, create_load, graphql, phase_seconds, request, CONNECTIONS};
 
 /// Concurrent readers of the read run.
 const READERS: usize = 100;
@@ -19,7 +19,7 @@ const PAGE_QUERY: &str = "query($t: String!) { tasks(filter: {teamId: $t}, first
 
 /// Tasks seeded into the read model (`BENCH_SCALE_TASKS`, default 1,000,000).
 fn seeded_rows() -> usize {
-    crate::env_number("BENCH_SCALE_TASKS", 1_000_000)
+    crate::load::env_number("BENCH_SCALE_TASKS", 1_000_000)
 }
 
 pub async fn scale_phase() -> anyhow::Result<Value> {

@@ -1,0 +1,339 @@
+//! The command loop, given/when/then, on the in-memory event store: expected versions, lost
+//! races, idempotency keys and team scoping, with no database and no broker.
+
+use std::sync::Arc;
+
+use chronicle_domain::task::UpdateTaskDetails;
+use uuid::Uuid;
+
+use super::task::{NewTask, TaskCommands};
+use crate::access::Principal;
+use crate::error::AppError;
+use crate::event_log::StoredEvent;
+use crate::hash_chain::{event_hash, GENESIS_HASH};
+use crate::metadata::CommandMetadata;
+use crate::ports::event_store::IdempotencyRecord;
+use crate::testing::event_store::MemoryEventStore;
+use crate::topics::Topics;
+
+const TEAM: &str = "team-a";
+
+/// A task service on an empty in-memory store, and a member of `team-a`.
+struct Given {
+    store: Arc<MemoryEventStore>,
+    tasks: TaskCommands,
+    member: Principal,
+}
+
+fn given() -> Given {
+    given_snapshots_every(0)
+}
+
+fn given_snapshots_every(snapshot_every: u64) -> Given {
+    let store = Arc::new(MemoryEventStore::default());
+    Given {
+        tasks: TaskCommands::new(store.clone(), Topics::new("test."), snapshot_every),
+        store,
+        member: member_of(TEAM),
+    }
+}
+
+fn member_of(team: &str) -> Principal {
+    Principal::new("alice", &["member".to_owned()], &[team.to_owned()])
+}
+
+fn new_task(title: &str) -> NewTask {
+    NewTask {
+        title: title.to_owned(),
+        team_id: TEAM.to_owned(),
+        ..NewTask::default()
+    }
+}
+
+fn retitle(title: &str) -> UpdateTaskDetails {
+    UpdateTaskDetails {
+        title: Some(title.to_owned()),
+        ..UpdateTaskDetails::default()
+    }
+}
+
+fn with_key(key: &str) -> CommandMetadata {
+    CommandMetadata {
+        idempotency_key: Some(key.to_owned()),
+        ..CommandMetadata::for_actor("alice")
+    }
+}
+
+impl Given {
+    /// A task created by the member; its id.
+    async fn a_task(&self, title: &str) -> Uuid {
+        let created = self
+            .tasks
+            .create(
+                &self.member,
+                new_task(title),
+                &CommandMetadata::for_actor("alice"),
+            )
+            .await
+            .expect("created");
+        created.aggregate_id.parse().expect("a UUID")
+    }
+
+    async fn update(
+        &self,
+        task: Uuid,
+        title: &str,
+        expected_version: Option<u64>,
+    ) -> Result<crate::commands::executor::CommandOutcome, AppError> {
+        self.tasks
+            .update(
+                &self.member,
+                task,
+                retitle(title),
+                expected_version,
+                &CommandMetadata::for_actor("alice"),
+            )
+            .await
+    }
+
+    fn stream(&self, task: Uuid) -> Vec<StoredEvent> {
+        self.store.log().stream("Task", &task.to_string()).to_vec()
+    }
+
+    /// Lets a rival writer append its own retitling of `task` between the next command's load
+    /// and its append, so that command loses the race.
+    fn a_rival_wins_the_next_race(&self, rival_title: &'static str) {
+        self.store.before_next_append(move |log, batch| {
+            let mut rival = batch.clone();
+            for event in &mut rival.events {
+                event.event_id = Uuid::now_v7();
+                event.payload["TaskDetailsUpdated"]["title"] = rival_title.into();
+                event.hash = event_hash(event);
+            }
+            rival.idempotency = None;
+            log.append(rival).expect("the rival's append");
+        });
+    }
+}
+
+#[tokio::test]
+async fn a_created_task_is_one_event_chained_from_genesis_with_its_outbox_row() {
+    let given = given();
+
+    let task = given.a_task("Write the report").await;
+
+    let stream = given.stream(task);
+    assert_eq!(stream.len(), 1);
+    assert_eq!(stream[0].event_type, "TaskCreated");
+    assert_eq!(stream[0].sequence, 1);
+    assert_eq!(stream[0].previous_hash, GENESIS_HASH);
+    let log = given.store.log();
+    assert_eq!(log.outbox.len(), 1);
+    assert_eq!(log.outbox[0].event_id, stream[0].event_id);
+    assert_eq!(log.outbox[0].topic, "test.chronicle.task.events");
+    assert_eq!(log.teams.values().next(), Some(&Some(TEAM.to_owned())));
+}
+
+#[tokio::test]
+async fn a_stale_expected_version_is_a_conflict_and_appends_nothing() {
+    let given = given();
+    let task = given.a_task("Draft").await;
+    given
+        .update(task, "Second", Some(1))
+        .await
+        .expect("at version 1");
+
+    let error = given.update(task, "Third", Some(1)).await.unwrap_err();
+
+    assert!(
+        matches!(
+            error,
+            AppError::Conflict {
+                expected: 1,
+                actual: 2
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(given.stream(task).len(), 2);
+}
+
+#[tokio::test]
+async fn a_command_that_loses_a_race_is_decided_again_on_the_newer_state() {
+    let given = given();
+    let task = given.a_task("Draft").await;
+    given.a_rival_wins_the_next_race("Rival's title");
+
+    let outcome = given.update(task, "Mine", None).await.expect("retried");
+
+    assert_eq!(outcome.version, 3);
+    let stream = given.stream(task);
+    let titles: Vec<&str> = stream[1..]
+        .iter()
+        .map(|event| {
+            event.payload["TaskDetailsUpdated"]["title"]
+                .as_str()
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(titles, ["Rival's title", "Mine"]);
+    assert_eq!(
+        stream[2].previous_hash, stream[1].hash,
+        "chained after the rival"
+    );
+}
+
+#[tokio::test]
+async fn a_pinned_command_that_loses_a_race_is_a_conflict_naming_the_new_version() {
+    let given = given();
+    let task = given.a_task("Draft").await;
+    given.a_rival_wins_the_next_race("Rival's title");
+
+    let error = given.update(task, "Mine", Some(1)).await.unwrap_err();
+
+    assert!(
+        matches!(
+            error,
+            AppError::Conflict {
+                expected: 1,
+                actual: 2
+            }
+        ),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_repeated_idempotency_key_answers_the_first_result_and_appends_nothing() {
+    let given = given();
+    let first = given
+        .tasks
+        .create(&given.member, new_task("Once"), &with_key("k-1"))
+        .await
+        .expect("created");
+
+    let again = given
+        .tasks
+        .create(&given.member, new_task("Once"), &with_key("k-1"))
+        .await
+        .expect("answered");
+
+    assert_eq!(again.aggregate_id, first.aggregate_id);
+    assert_eq!(again.version, 1);
+    assert!(again.replayed && !first.replayed);
+    assert_eq!(given.store.log().streams.len(), 1, "one task, not two");
+}
+
+#[tokio::test]
+async fn an_idempotency_key_reused_for_another_command_is_refused() {
+    let given = given();
+    let created = given
+        .tasks
+        .create(&given.member, new_task("Once"), &with_key("k-1"))
+        .await
+        .expect("created");
+    let task: Uuid = created.aggregate_id.parse().expect("a UUID");
+
+    let error = given
+        .tasks
+        .update(
+            &given.member,
+            task,
+            retitle("Other"),
+            None,
+            &with_key("k-1"),
+        )
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(&error, AppError::Validation { field, .. } if field == "idempotencyKey"),
+        "{error:?}"
+    );
+    assert_eq!(given.stream(task).len(), 1);
+}
+
+#[tokio::test]
+async fn a_key_recorded_by_a_concurrent_request_first_answers_that_requests_result() {
+    let given = given();
+    let task = given.a_task("Draft").await;
+    let winner = IdempotencyRecord {
+        actor_id: "alice".to_owned(),
+        key: "k-2".to_owned(),
+        command: "updateTask".to_owned(),
+        aggregate_id: task.to_string(),
+        version: 2,
+    };
+    given.store.before_next_append(move |log, _| {
+        log.idempotency
+            .insert(("alice".to_owned(), "k-2".to_owned()), winner);
+    });
+
+    let outcome = given
+        .tasks
+        .update(&given.member, task, retitle("Mine"), None, &with_key("k-2"))
+        .await
+        .expect("answered");
+
+    assert!(outcome.replayed);
+    assert_eq!(outcome.version, 2);
+    assert_eq!(
+        given.stream(task).len(),
+        1,
+        "the losing request appended nothing"
+    );
+}
+
+#[tokio::test]
+async fn another_teams_task_is_answered_as_missing_and_cannot_be_created() {
+    let given = given();
+    let task = given.a_task("Team A's").await;
+    let outsider = member_of("team-b");
+
+    let change = given
+        .tasks
+        .update(
+            &outsider,
+            task,
+            retitle("Mine"),
+            None,
+            &CommandMetadata::for_actor("bob"),
+        )
+        .await
+        .unwrap_err();
+    let create = given
+        .tasks
+        .create(
+            &outsider,
+            new_task("In team A"),
+            &CommandMetadata::for_actor("bob"),
+        )
+        .await
+        .unwrap_err();
+
+    assert!(matches!(change, AppError::NotFound(_)), "{change:?}");
+    assert!(matches!(create, AppError::Forbidden(_)), "{create:?}");
+    assert_eq!(given.stream(task).len(), 1);
+    assert_eq!(given.store.log().streams.len(), 1);
+}
+
+#[tokio::test]
+async fn a_snapshot_is_taken_when_the_interval_is_crossed_and_loading_folds_from_it() {
+    let given = given_snapshots_every(2);
+    let task = given.a_task("Draft").await;
+    assert!(given.store.log().snapshots.is_empty());
+
+    given.update(task, "Second", None).await.expect("updated");
+    given.update(task, "Third", None).await.expect("updated");
+
+    let snapshot = given.store.log().snapshots.values().next().cloned();
+    assert_eq!(snapshot.map(|s| s.last_sequence), Some(2));
+    let loaded = given
+        .tasks
+        .executor()
+        .load(&task.to_string())
+        .await
+        .expect("loaded");
+    assert_eq!(loaded.version, 3);
+    assert_eq!(loaded.aggregate.title, "Third");
+}

@@ -1,0 +1,156 @@
+//! [`MemoryViewStore`]: one read model's rows, shadow rows and recorded failures in memory.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::ports::store_error::StoreError;
+use crate::ports::view_store::ViewStore;
+use crate::projection::read_model::ReadModel;
+use crate::testing::projection_control::{ShadowTables, WriteGate};
+
+/// An event the projection could not apply, as `projection_failures` keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedFailure {
+    /// The projection's name.
+    pub projection: String,
+    /// The event.
+    pub event_id: Uuid,
+    /// Why it was not applied.
+    pub reason: String,
+}
+
+/// The rows of read model `M`.
+pub struct MemoryViewStore<M: ReadModel> {
+    rows: Mutex<HashMap<Uuid, M::View>>,
+    shadow: Mutex<Vec<M::View>>,
+    failures: Mutex<Vec<RecordedFailure>>,
+    paused: AtomicBool,
+    gate: Option<Arc<dyn WriteGate>>,
+}
+
+impl<M: ReadModel> Default for MemoryViewStore<M> {
+    fn default() -> Self {
+        Self {
+            rows: Mutex::new(HashMap::new()),
+            shadow: Mutex::new(Vec::new()),
+            failures: Mutex::new(Vec::new()),
+            paused: AtomicBool::new(false),
+            gate: None,
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl<M: ReadModel> MemoryViewStore<M> {
+    /// A store whose live writes `gate` allows or refuses, as the projection's status row
+    /// does in Postgres.
+    pub fn guarded_by(gate: Arc<dyn WriteGate>) -> Self {
+        Self {
+            gate: Some(gate),
+            ..Self::default()
+        }
+    }
+
+    /// One row.
+    pub fn row(&self, id: Uuid) -> Option<M::View> {
+        lock(&self.rows).get(&id).cloned()
+    }
+
+    /// How many rows there are.
+    pub fn len(&self) -> usize {
+        lock(&self.rows).len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The rows a rebuild wrote to the shadow table.
+    pub fn shadow_rows(&self) -> Vec<M::View> {
+        lock(&self.shadow).clone()
+    }
+
+    /// The failures recorded so far.
+    pub fn failures(&self) -> Vec<RecordedFailure> {
+        lock(&self.failures).clone()
+    }
+
+    /// Refuses live writes (as a claimed or paused projection does) until resumed.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl<M: ReadModel> ViewStore<M::View> for MemoryViewStore<M> {
+    async fn load_many(&self, ids: &[Uuid]) -> Result<Vec<M::View>, StoreError> {
+        let rows = lock(&self.rows);
+        Ok(ids.iter().filter_map(|id| rows.get(id).cloned()).collect())
+    }
+
+    async fn save_many(&self, views: &[M::View]) -> Result<(), StoreError> {
+        let refused = self.paused.load(Ordering::SeqCst)
+            || self
+                .gate
+                .as_ref()
+                .is_some_and(|gate| !gate.may_write(M::NAME));
+        if refused {
+            return Err(StoreError::Paused(M::NAME.to_owned()));
+        }
+        let mut rows = lock(&self.rows);
+        for view in views {
+            let newer = rows
+                .get(&M::id(view))
+                .is_none_or(|current| M::version(current) < M::version(view));
+            if newer {
+                rows.insert(M::id(view), view.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_shadow(&self, views: &[M::View]) -> Result<(), StoreError> {
+        lock(&self.shadow).extend_from_slice(views);
+        Ok(())
+    }
+
+    async fn record_failure(
+        &self,
+        projection: &str,
+        event_id: Uuid,
+        reason: &str,
+        _event: &Value,
+    ) -> Result<(), StoreError> {
+        lock(&self.failures).push(RecordedFailure {
+            projection: projection.to_owned(),
+            event_id,
+            reason: reason.to_owned(),
+        });
+        Ok(())
+    }
+}
+
+impl<M: ReadModel> ShadowTables for MemoryViewStore<M> {
+    fn clear_shadow(&self) {
+        lock(&self.shadow).clear();
+    }
+
+    fn swap_in_shadow(&self) {
+        let shadow = std::mem::take(&mut *lock(&self.shadow));
+        *lock(&self.rows) = shadow
+            .into_iter()
+            .map(|view| (M::id(&view), view))
+            .collect();
+    }
+}

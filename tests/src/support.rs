@@ -1,0 +1,27 @@
+//! What every harness of this crate shares: the secret test tokens are signed with, and
+//! polling until a condition holds.
+
+use std::time::Duration;
+
+use anyhow::bail;
+
+/// The JWT secret of test services.
+pub const TEST_SECRET: &str = "chronicle-test-secret-0123456789abcdef";
+
+/// Polls `check` every 100 ms until it returns `Some` or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("condition not met within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

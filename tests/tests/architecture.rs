@@ -1,0 +1,550 @@
+//! The shape ARCHITECTURE.md promises, checked on the sources: no module of any crate imports a
+//! module that imports it back, directly or through others ("Modules without circles" there).
+//!
+//! Cargo already forbids circles between crates; inside a crate nothing does, and a circle is
+//! how a boundary (the ports, say) quietly stops being one. The check reads each crate from its
+//! root file, follows `mod name;` declarations to the files, and draws an arrow from a file to
+//! every file whose module a path in it names (`use` trees, and `crate::`, `super::`, `self::`
+//! or child-module paths in code). Comments, strings and `#[cfg(test)]` items are not read:
+//! tests may reach anywhere.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Every crate root of the workspace (libraries and binaries).
+const CRATE_ROOTS: &[&str] = &[
+    "domain/src/lib.rs",
+    "application/src/lib.rs",
+    "infrastructure/src/lib.rs",
+    "api/src/lib.rs",
+    "api/src/main.rs",
+    "tests/src/lib.rs",
+    "tests/src/bin/bench/main.rs",
+];
+
+#[test]
+fn no_module_imports_a_module_that_imports_it_back() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate lives in the workspace")
+        .to_path_buf();
+    let mut report = String::new();
+    for root in CRATE_ROOTS {
+        let graph = ModuleGraph::read(&workspace, root);
+        assert!(
+            graph.modules.len() > 1 || root.ends_with("main.rs"),
+            "{root}: found no modules; the reader is broken"
+        );
+        for circle in graph.circles() {
+            report.push_str(&format!("circle in {root}:\n{circle}"));
+        }
+    }
+    assert!(
+        report.is_empty(),
+        "modules that import each other:\n{report}"
+    );
+}
+
+#[test]
+fn the_check_finds_a_circle_when_there_is_one() {
+    let graph = ModuleGraph::from_sources(&[
+        (vec![], "mod a; mod b; mod c;"),
+        (vec!["a"], "use crate::b::Thing; fn f() { super::c::g(); }"),
+        (vec!["b"], "use crate::{c::{self, Other as O}};"),
+        (
+            vec!["c"],
+            "// use crate::a::X;\nconst S: &str = \"crate::a::Y\";\nfn h() -> crate::a::Z { todo!() }",
+        ),
+    ]);
+    let circles = graph.circles();
+    assert_eq!(circles.len(), 1, "{circles:?}");
+    assert!(circles[0].contains("c -> a: Z"), "{}", circles[0]);
+    let commented_only = ModuleGraph::from_sources(&[
+        (vec![], "mod a; mod b;"),
+        (vec!["a"], "use crate::b::Thing;"),
+        (
+            vec!["b"],
+            "/* crate::a::X */ #[cfg(test)] mod tests { use crate::a::Y; }",
+        ),
+    ]);
+    assert!(commented_only.circles().is_empty());
+}
+
+/// One crate's modules and the arrows between their files.
+struct ModuleGraph {
+    /// Module path (`["outbox", "relay"]`) to the file that holds it.
+    modules: BTreeMap<Vec<String>, String>,
+    /// (from, to) module paths to the names the first takes from the second.
+    arrows: BTreeMap<(Vec<String>, Vec<String>), BTreeSet<String>>,
+}
+
+impl ModuleGraph {
+    /// Reads a crate from its root file, following `mod` declarations.
+    fn read(workspace: &Path, root: &str) -> Self {
+        let mut sources = Vec::new();
+        let mut pending = vec![(Vec::<String>::new(), workspace.join(root))];
+        while let Some((path, file)) = pending.pop() {
+            let text = std::fs::read_to_string(&file)
+                .unwrap_or_else(|error| panic!("reading {}: {error}", file.display()));
+            let tokens = tokenize(&strip(&text));
+            let children_dir = child_directory(&file, path.is_empty());
+            for child in declared_modules(&tokens) {
+                let flat = children_dir.join(format!("{child}.rs"));
+                let nested = children_dir.join(&child).join("mod.rs");
+                let found = if flat.exists() { flat } else { nested };
+                let mut child_path = path.clone();
+                child_path.push(child);
+                pending.push((child_path, found));
+            }
+            let shown = file
+                .strip_prefix(workspace)
+                .unwrap_or(&file)
+                .display()
+                .to_string();
+            sources.push((path, shown, text));
+        }
+        Self::build(sources)
+    }
+
+    /// A graph from in-memory sources (module path, text), for testing the reader.
+    #[cfg(test)]
+    fn from_sources(sources: &[(Vec<&str>, &str)]) -> Self {
+        Self::build(
+            sources
+                .iter()
+                .map(|(path, text)| {
+                    let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+                    let shown = path.join("::");
+                    (path, shown, text.to_string())
+                })
+                .collect(),
+        )
+    }
+
+    fn build(sources: Vec<(Vec<String>, String, String)>) -> Self {
+        let modules: BTreeMap<Vec<String>, String> = sources
+            .iter()
+            .map(|(path, shown, _)| (path.clone(), shown.clone()))
+            .collect();
+        let mut graph = Self {
+            modules,
+            arrows: BTreeMap::new(),
+        };
+        for (path, _, text) in &sources {
+            let tokens = tokenize(&strip(text));
+            for reference in references(&tokens) {
+                if let Some((target, name)) = graph.resolve(path, &reference) {
+                    if &target != path {
+                        graph
+                            .arrows
+                            .entry((path.clone(), target))
+                            .or_default()
+                            .insert(name);
+                    }
+                }
+            }
+        }
+        graph
+    }
+
+    /// The module a path names, and the name taken from it; `None` for other crates.
+    fn resolve(&self, current: &[String], path: &[String]) -> Option<(Vec<String>, String)> {
+        let (mut base, mut rest) = match path.first().map(String::as_str) {
+            Some("crate") => (Vec::new(), &path[1..]),
+            Some("self") => (current.to_vec(), &path[1..]),
+            Some("super") => {
+                let mut base = current.to_vec();
+                let mut rest = path;
+                while rest.first().map(String::as_str) == Some("super") {
+                    base.pop();
+                    rest = &rest[1..];
+                }
+                (base, rest)
+            }
+            Some(first) => {
+                let mut child = current.to_vec();
+                child.push(first.to_string());
+                if !self.modules.contains_key(&child) {
+                    return None;
+                }
+                (current.to_vec(), path)
+            }
+            None => return None,
+        };
+        while let Some(segment) = rest.first() {
+            let mut deeper = base.clone();
+            deeper.push(segment.clone());
+            if !self.modules.contains_key(&deeper) {
+                break;
+            }
+            base = deeper;
+            rest = &rest[1..];
+        }
+        let name = rest.first().cloned().unwrap_or_else(|| "*".to_string());
+        Some((base, name))
+    }
+
+    /// Every circle (a strongly connected set of more than one file), described arrow by arrow.
+    fn circles(&self) -> Vec<String> {
+        let nodes: Vec<&Vec<String>> = self.modules.keys().collect();
+        let index_of = |path: &Vec<String>| nodes.iter().position(|n| *n == path);
+        let mut next: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+        for (from, to) in self.arrows.keys() {
+            if let (Some(a), Some(b)) = (index_of(from), index_of(to)) {
+                next[a].push(b);
+            }
+        }
+        strongly_connected(&next)
+            .into_iter()
+            .filter(|component| component.len() > 1)
+            .map(|component| {
+                let members: BTreeSet<&Vec<String>> = component.iter().map(|&i| nodes[i]).collect();
+                let mut text = String::new();
+                for ((from, to), names) in &self.arrows {
+                    if members.contains(from) && members.contains(to) {
+                        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                        text.push_str(&format!(
+                            "  {} -> {}: {}\n",
+                            self.modules[from],
+                            self.modules[to],
+                            names.join(", ")
+                        ));
+                    }
+                }
+                text
+            })
+            .collect()
+    }
+}
+
+/// Where a file's child modules live: beside `lib.rs`, `main.rs` and `mod.rs`, else in a folder
+/// named after the file.
+fn child_directory(file: &Path, is_root: bool) -> PathBuf {
+    let dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
+    if is_root || file.file_name().is_some_and(|name| name == "mod.rs") {
+        dir
+    } else {
+        dir.join(file.file_stem().unwrap_or_default())
+    }
+}
+
+/// The text with comments, string and character literals and `#[cfg(test)]` items blanked.
+fn strip(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        if c == '/' && next == Some('/') {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+        } else if c == '/' && next == Some('*') {
+            let mut depth = 0;
+            while i < chars.len() {
+                if chars[i] == '/' && chars.get(i + 1) == Some(&'*') {
+                    depth += 1;
+                    i += 2;
+                } else if chars[i] == '*' && chars.get(i + 1) == Some(&'/') {
+                    depth -= 1;
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            out.push(' ');
+        } else if c == 'r' && (next == Some('"') || next == Some('#')) && !ident_before(&chars, i) {
+            let mut hashes = 0;
+            let mut j = i + 1;
+            while chars.get(j) == Some(&'#') {
+                hashes += 1;
+                j += 1;
+            }
+            if chars.get(j) != Some(&'"') {
+                out.push(c);
+                i += 1;
+                continue;
+            }
+            j += 1;
+            while j < chars.len() {
+                if chars[j] == '"' && (0..hashes).all(|k| chars.get(j + 1 + k) == Some(&'#')) {
+                    j += 1 + hashes;
+                    break;
+                }
+                j += 1;
+            }
+            out.push_str("\"\"");
+            i = j;
+        } else if c == '"' {
+            i += 1;
+            while i < chars.len() && chars[i] != '"' {
+                if chars[i] == '\\' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            i += 1;
+            out.push_str("\"\"");
+        } else if c == '\'' && is_char_literal(&chars, i) {
+            i += 1;
+            while i < chars.len() && chars[i] != '\'' {
+                if chars[i] == '\\' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            i += 1;
+            out.push_str("' '");
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    blank_test_items(&out)
+}
+
+fn ident_before(chars: &[char], i: usize) -> bool {
+    i > 0 && (chars[i - 1].is_alphanumeric() || chars[i - 1] == '_')
+}
+
+/// `'x'` or `'\n'`, not a lifetime (`'a`).
+fn is_char_literal(chars: &[char], i: usize) -> bool {
+    match chars.get(i + 1) {
+        Some('\\') => true,
+        Some(_) => chars.get(i + 2) == Some(&'\''),
+        None => false,
+    }
+}
+
+/// Blanks the item after every `#[cfg(test)]`: up to its `;`, or through its braces.
+fn blank_test_items(text: &str) -> String {
+    const MARK: &str = "#[cfg(test)]";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(MARK) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + MARK.len()..];
+        let end = match (after.find(';'), after.find('{')) {
+            (Some(semi), Some(brace)) if semi < brace => semi + 1,
+            (_, Some(brace)) => {
+                let mut depth = 0;
+                let mut end = after.len();
+                for (offset, c) in after[brace..].char_indices() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                end = brace + offset + 1;
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                end
+            }
+            (Some(semi), None) => semi + 1,
+            (None, None) => after.len(),
+        };
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    Ident(String),
+    PathSep,
+    Punct(char),
+}
+
+fn tokenize(text: &str) -> Vec<Token> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_alphabetic() || c == '_' {
+            let start = i;
+            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
+                i += 1;
+            }
+            tokens.push(Token::Ident(chars[start..i].iter().collect()));
+        } else if c == ':' && chars.get(i + 1) == Some(&':') {
+            tokens.push(Token::PathSep);
+            i += 2;
+        } else if c.is_whitespace() {
+            i += 1;
+        } else {
+            tokens.push(Token::Punct(c));
+            i += 1;
+        }
+    }
+    tokens
+}
+
+fn ident(token: Option<&Token>) -> Option<&str> {
+    match token {
+        Some(Token::Ident(name)) => Some(name),
+        _ => None,
+    }
+}
+
+/// The names of `mod name;` declarations (files of child modules).
+fn declared_modules(tokens: &[Token]) -> Vec<String> {
+    tokens
+        .windows(3)
+        .filter_map(|window| match window {
+            [Token::Ident(keyword), Token::Ident(name), Token::Punct(';')] if keyword == "mod" => {
+                Some(name.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every path a file names: each leaf of each `use` tree, and each path in code.
+fn references(tokens: &[Token]) -> Vec<Vec<String>> {
+    let mut paths = Vec::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        if ident(tokens.get(i)) == Some("use") {
+            let mut end = i + 1;
+            while end < tokens.len() && tokens[end] != Token::Punct(';') {
+                end += 1;
+            }
+            let mut position = i + 1;
+            use_tree(&tokens[..end], &mut position, Vec::new(), &mut paths);
+            i = end + 1;
+        } else if let Some(first) = ident(tokens.get(i)) {
+            let starts_path = i == 0 || tokens[i - 1] != Token::PathSep;
+            if starts_path && tokens.get(i + 1) == Some(&Token::PathSep) {
+                let mut path = vec![first.to_string()];
+                let mut j = i + 1;
+                while tokens.get(j) == Some(&Token::PathSep) {
+                    match ident(tokens.get(j + 1)) {
+                        Some(segment) => path.push(segment.to_string()),
+                        None => break,
+                    }
+                    j += 2;
+                }
+                paths.push(path);
+                i = j;
+            } else {
+                i += 1;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    paths
+}
+
+/// Expands one `use` tree (`a::{b, c::{self, D as E}}`) into its paths.
+fn use_tree(tokens: &[Token], i: &mut usize, prefix: Vec<String>, out: &mut Vec<Vec<String>>) {
+    let mut path = prefix;
+    loop {
+        match tokens.get(*i) {
+            Some(Token::Ident(name)) if name == "self" && !path.is_empty() => {
+                *i += 1;
+            }
+            Some(Token::Ident(name)) => {
+                path.push(name.clone());
+                *i += 1;
+                if ident(tokens.get(*i)) == Some("as") {
+                    *i += 2;
+                }
+            }
+            Some(Token::Punct('*')) => {
+                *i += 1;
+            }
+            Some(Token::Punct('{')) => {
+                *i += 1;
+                loop {
+                    match tokens.get(*i) {
+                        Some(Token::Punct('}')) => {
+                            *i += 1;
+                            return;
+                        }
+                        Some(Token::Punct(',')) => *i += 1,
+                        None => return,
+                        _ => use_tree(tokens, i, path.clone(), out),
+                    }
+                }
+            }
+            _ => {}
+        }
+        if tokens.get(*i) == Some(&Token::PathSep) {
+            *i += 1;
+            continue;
+        }
+        if !path.is_empty() {
+            out.push(path);
+        }
+        return;
+    }
+}
+
+/// Tarjan's strongly connected components over adjacency lists.
+fn strongly_connected(next: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    struct State<'a> {
+        next: &'a [Vec<usize>],
+        index: Vec<Option<usize>>,
+        low: Vec<usize>,
+        on_stack: Vec<bool>,
+        stack: Vec<usize>,
+        counter: usize,
+        components: Vec<Vec<usize>>,
+    }
+    fn visit(state: &mut State, node: usize) {
+        state.index[node] = Some(state.counter);
+        state.low[node] = state.counter;
+        state.counter += 1;
+        state.stack.push(node);
+        state.on_stack[node] = true;
+        for &other in &state.next[node] {
+            match state.index[other] {
+                None => {
+                    visit(state, other);
+                    state.low[node] = state.low[node].min(state.low[other]);
+                }
+                Some(index) if state.on_stack[other] => {
+                    state.low[node] = state.low[node].min(index);
+                }
+                Some(_) => {}
+            }
+        }
+        if Some(state.low[node]) == state.index[node] {
+            let mut component = Vec::new();
+            while let Some(member) = state.stack.pop() {
+                state.on_stack[member] = false;
+                component.push(member);
+                if member == node {
+                    break;
+                }
+            }
+            state.components.push(component);
+        }
+    }
+    let mut state = State {
+        next,
+        index: vec![None; next.len()],
+        low: vec![0; next.len()],
+        on_stack: vec![false; next.len()],
+        stack: Vec::new(),
+        counter: 0,
+        components: Vec::new(),
+    };
+    for node in 0..next.len() {
+        if state.index[node].is_none() {
+            visit(&mut state, node);
+        }
+    }
+    state.components
+}
