@@ -2,7 +2,8 @@
 //!
 //! It receives messages in batches (what is already buffered, up to a maximum), decodes the
 //! envelope, calls an [`EventHandler`], and then stores offsets, which are committed from the
-//! store. Handler answers decide what happens:
+//! store. Handler answers decide what happens (the rules live in
+//! [`chronicle_application::retry`], where they are tested without a broker):
 //! - `Ok`: done; messages it rejected are dead-lettered.
 //! - `Transient`: retried with exponential backoff and jitter; after the configured attempts
 //!   (when bounded) the batch is split and each message tried alone, then dead-lettered.
@@ -18,7 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chronicle_application::message::EventMessage;
-use chronicle_application::ports::{EventHandler, HandlerError};
+use chronicle_application::ports::event_handler::{EventHandler, HandlerError};
+use chronicle_application::retry::{NextStep, Retries, RetryPolicy};
 use chronicle_application::trace::TraceContext;
 use futures::FutureExt;
 use rand::Rng;
@@ -28,9 +30,6 @@ use super::lag::{LagReporter, STATISTICS_INTERVAL_MS};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
-
-/// How often a paused handler's batch is offered again (a rebuild's swap is noticed this fast).
-const PAUSED_POLL: Duration = Duration::from_millis(200);
 
 use super::dead_letter::DeadLetters;
 use crate::config::KafkaSettings;
@@ -88,6 +87,15 @@ impl ConsumerOptions {
 }
 
 impl ConsumerOptions {
+    /// The retry rules these options set.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.max_attempts,
+            base_backoff: self.base_backoff,
+            max_backoff: self.max_backoff,
+        }
+    }
+
     /// Defaults for a worker in `group`: small batches (each message is real work), bounded
     /// retries before the message is dead-lettered.
     pub fn worker(group: impl Into<String>, topics: Vec<String>) -> Self {
@@ -107,7 +115,8 @@ impl ConsumerOptions {
 
 /// A running consumer: one group, one handler.
 pub struct EventConsumer {
-    consumer: StreamConsumer<LagReporter>,
+    /// `None` once closed. Never dropped inline: see [`close_off_thread`].
+    consumer: Option<StreamConsumer<LagReporter>>,
     handler: Arc<dyn EventHandler>,
     dead_letters: DeadLetters,
     options: ConsumerOptions,
@@ -179,7 +188,7 @@ impl EventConsumer {
             .subscribe(&topics)
             .map_err(InfraError::kafka(format!("subscribe {}", options.group)))?;
         Ok(Self {
-            consumer,
+            consumer: Some(consumer),
             handler,
             dead_letters: DeadLetters::new(producer, options.group.clone()),
             options,
@@ -187,12 +196,32 @@ impl EventConsumer {
     }
 
     /// Consumes until `shutdown`, then commits what was stored.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
         tracing::info!(group = %self.options.group, topics = ?self.options.topics, "consumer started");
+        self.consume(&shutdown).await;
+        // Closing a consumer leaves its group, which waits for the broker; with the broker
+        // unreachable that wait has no end. Close off the async threads and bound the wait, so
+        // a shutdown during a broker outage still finishes.
+        let group = self.options.group.clone();
+        if let Some(closed) = self.consumer.take().and_then(close_off_thread) {
+            let waited =
+                tokio::task::spawn_blocking(move || closed.recv_timeout(CLOSE_TIMEOUT)).await;
+            if !matches!(waited, Ok(Ok(()))) {
+                tracing::warn!(%group, "consumer did not leave its group within 10 s (broker unreachable?)");
+            }
+        }
+        tracing::info!(%group, "consumer stopped");
+    }
+
+    /// The consume loop, until `shutdown`; then commits what was stored.
+    async fn consume(&self, shutdown: &CancellationToken) {
+        let Some(consumer) = &self.consumer else {
+            return;
+        };
         loop {
             let first = tokio::select! {
                 () = shutdown.cancelled() => break,
-                received = self.consumer.recv() => received,
+                received = consumer.recv() => received,
             };
             let first = match first {
                 Ok(message) => message.detach(),
@@ -207,9 +236,9 @@ impl EventConsumer {
             let mut batch = vec![first];
             let linger_until = tokio::time::Instant::now() + self.options.linger;
             while batch.len() < self.options.max_batch {
-                let next = match self.consumer.recv().now_or_never() {
+                let next = match consumer.recv().now_or_never() {
                     Some(next) => Some(next),
-                    None => tokio::time::timeout_at(linger_until, self.consumer.recv())
+                    None => tokio::time::timeout_at(linger_until, consumer.recv())
                         .await
                         .ok(),
                 };
@@ -218,37 +247,22 @@ impl EventConsumer {
                     _ => break,
                 }
             }
-            if !self.process(&batch, &shutdown).await {
+            if !self.process(&batch, shutdown).await {
                 break; // interrupted by shutdown: offsets stay unstored, the batch is redelivered
             }
             for message in &batch {
-                if let Err(error) = self.consumer.store_offset(
-                    message.topic(),
-                    message.partition(),
-                    message.offset(),
-                ) {
+                if let Err(error) =
+                    consumer.store_offset(message.topic(), message.partition(), message.offset())
+                {
                     // The partition was revoked meanwhile; its new owner re-reads the message
                     // and the handler's idempotence makes that harmless.
                     tracing::debug!(%error, "offset not stored");
                 }
             }
         }
-        if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+        if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
             tracing::debug!(group = %self.options.group, %error, "final commit skipped");
         }
-        // Closing a consumer leaves its group, which waits for the broker; with the broker
-        // unreachable that wait has no end. Close off the async threads and bound the wait, so
-        // a shutdown during a broker outage still finishes.
-        let group = self.options.group.clone();
-        let consumer = self.consumer;
-        let closing = tokio::task::spawn_blocking(move || drop(consumer));
-        if tokio::time::timeout(Duration::from_secs(10), closing)
-            .await
-            .is_err()
-        {
-            tracing::warn!(%group, "consumer did not leave its group within 10 s (broker unreachable?)");
-        }
-        tracing::info!(%group, "consumer stopped");
     }
 
     /// Handles a batch to the end (handled or dead-lettered); `false` when shutdown interrupted
@@ -313,76 +327,117 @@ impl EventConsumer {
         }
     }
 
-    /// Calls the handler with retries; dead-letters what it rejected.
+    /// Calls the handler with retries ([`Retries`] decides); dead-letters what it rejected.
     async fn attempt(
         &self,
         events: &[EventMessage],
         raws: &[&OwnedMessage],
         shutdown: &CancellationToken,
     ) -> Delivery {
-        let mut attempts = 0;
-        let mut outage_retries = 0;
+        let mut retries = Retries::new(self.options.retry_policy());
         loop {
-            attempts += 1;
-            match self.handler.handle(events).await {
+            retries.begin_attempt();
+            let error = match self.handler.handle(events).await {
                 Ok(outcome) => {
                     for (index, reason) in outcome.rejected {
                         if let Some(raw) = raws.get(index) {
-                            self.reject(raw, &reason, attempts).await;
+                            self.reject(raw, &reason, retries.attempts()).await;
                         }
                     }
                     return Delivery::Done;
                 }
-                Err(HandlerError::Permanent(reason)) => {
+                Err(error) => error,
+            };
+            let group = &self.options.group;
+            match &error {
+                HandlerError::Paused(projection) => {
+                    tracing::debug!(%group, %projection, "projection paused; waiting");
+                }
+                HandlerError::Unavailable(reason) => {
+                    tracing::warn!(%group, %reason, "database unavailable; retrying");
+                }
+                HandlerError::Transient(reason) => {
+                    tracing::warn!(%group, attempts = retries.attempts(), %reason, "handler failed; retrying");
+                }
+                HandlerError::Permanent(_) => {}
+            }
+            match retries.after(error) {
+                NextStep::GiveUp { reason, attempts } => {
                     return Delivery::GiveUp { reason, attempts }
                 }
-                Err(HandlerError::Paused(projection)) => {
-                    // Not a failure: a rebuild holds the projection. Poll briskly so the
-                    // projection resumes right after the swap, and count no attempt.
-                    attempts -= 1;
-                    tracing::debug!(group = %self.options.group, %projection, "projection paused; waiting");
+                NextStep::RetryAfter(pause) => {
                     tokio::select! {
                         () = shutdown.cancelled() => return Delivery::Interrupted,
-                        () = tokio::time::sleep(PAUSED_POLL) => {}
-                    }
-                }
-                Err(HandlerError::Unavailable(reason)) => {
-                    // The database is away: wait it out, however long, counting no attempt.
-                    attempts -= 1;
-                    outage_retries += 1;
-                    let pause = self.backoff(outage_retries);
-                    tracing::warn!(group = %self.options.group, ?pause, %reason, "database unavailable; retrying");
-                    tokio::select! {
-                        () = shutdown.cancelled() => return Delivery::Interrupted,
-                        () = tokio::time::sleep(pause) => {}
-                    }
-                }
-                Err(HandlerError::Transient(reason)) => {
-                    if self.options.max_attempts.is_some_and(|max| attempts >= max) {
-                        return Delivery::GiveUp { reason, attempts };
-                    }
-                    let pause = self.backoff(attempts);
-                    tracing::warn!(group = %self.options.group, attempts, ?pause, %reason, "handler failed; retrying");
-                    tokio::select! {
-                        () = shutdown.cancelled() => return Delivery::Interrupted,
-                        () = tokio::time::sleep(pause) => {}
+                        () = tokio::time::sleep(jittered(pause)) => {}
                     }
                 }
             }
         }
     }
+}
 
-    /// Exponential backoff with full jitter in the upper half, capped.
-    fn backoff(&self, attempts: u32) -> Duration {
-        let exponential = self
-            .options
-            .base_backoff
-            .saturating_mul(1u32 << attempts.saturating_sub(1).min(16))
-            .min(self.options.max_backoff);
-        let millis = exponential.as_millis() as u64;
-        let jittered = rand::thread_rng().gen_range(millis / 2..=millis.max(1));
-        Duration::from_millis(jittered)
+/// A pause drawn from the upper half of `pause`, so consumers that failed together do not
+/// retry together.
+fn jittered(pause: Duration) -> Duration {
+    let millis = pause.as_millis() as u64;
+    Duration::from_millis(rand::thread_rng().gen_range(millis / 2..=millis.max(1)))
+}
+
+impl Drop for EventConsumer {
+    /// A consumer task cancelled without its shutdown (a runtime shutting down, say a test's
+    /// at its end) still leaves its group properly, waiting at most [`CLOSE_TIMEOUT`].
+    fn drop(&mut self) {
+        if let Some(closed) = self.consumer.take().and_then(close_off_thread) {
+            let _ = closed.recv_timeout(CLOSE_TIMEOUT);
+        }
     }
+}
+
+/// The longest wait for a consumer to leave its group: with the broker unreachable the wait
+/// would have no end.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Closes `consumer` on a thread of its own; the receiver hears when it is closed. The thread
+/// first unsubscribes and serves the revocation until nothing is assigned, and only then
+/// closes: librdkafka's close answers a revocation that arrives during it with an unassign
+/// that waits, without a timeout, on the queue the closing thread itself serves (librdkafka
+/// issue 4884), which froze a test's runtime at its end. On its own thread, a close that still
+/// hangs (a broker that never answers) holds back nobody but the bounded wait.
+fn close_off_thread(
+    consumer: StreamConsumer<LagReporter>,
+) -> Option<std::sync::mpsc::Receiver<()>> {
+    let (closed, on_closed) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("kafka-consumer-close".to_owned())
+        .spawn(move || {
+            leave_assignment(&consumer);
+            drop(consumer);
+            let _ = closed.send(());
+        })
+        .ok()
+        .map(|_| on_closed)
+}
+
+/// Unsubscribes and polls (discarding messages, whose offsets were never stored) until the
+/// revocation has been served, for at most a few seconds.
+fn leave_assignment(consumer: &StreamConsumer<LagReporter>) {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    else {
+        return;
+    };
+    consumer.unsubscribe();
+    runtime.block_on(async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while consumer
+            .assignment()
+            .is_ok_and(|assigned| assigned.count() > 0)
+            && tokio::time::Instant::now() < deadline
+        {
+            let _ = tokio::time::timeout(Duration::from_millis(50), consumer.recv()).await;
+        }
+    });
 }
 
 /// The end of one delivery attempt.
