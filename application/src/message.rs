@@ -1,6 +1,6 @@
 //! The integration event: the JSON envelope and CloudEvents headers every Kafka consumer reads.
 //!
-//! This is a public contract (API.md): field names are camelCase, headers follow the
+//! This is a public contract (docs/api.md, "Kafka"): field names are camelCase, headers follow the
 //! CloudEvents Kafka binding in binary mode plus `traceparent`, `correlation_id` and
 //! `causation_id`.
 

@@ -5,7 +5,7 @@ use chronicle_application::AppError;
 
 use super::context::RequestContext;
 
-/// The public error codes (API.md).
+/// The public error codes (docs/api.md, "Errors").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     /// Bad input.

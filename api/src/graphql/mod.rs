@@ -1,11 +1,13 @@
 //! The GraphQL schema: queries, mutations and the types they return.
 
+mod arguments;
 mod audit;
 mod context;
 mod error;
 mod limits;
 mod mutation;
 mod observe;
+mod pagination;
 mod projection;
 mod query;
 mod report;
@@ -65,5 +67,38 @@ pub fn build_schema(services: Services, limits: &ApiLimits) -> ChronicleSchema {
         builder.finish()
     } else {
         builder.disable_introspection().finish()
+    }
+}
+
+/// The schema as the service serves it, in GraphQL SDL: what `docs/schema.graphql` holds.
+/// Printing needs no services and no limits, so none are given.
+pub fn sdl() -> String {
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .finish()
+    .sdl()
+}
+
+#[cfg(test)]
+mod tests {
+    /// The contract's copy of the schema, beside `docs/api.md`.
+    const SCHEMA_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/schema.graphql");
+
+    #[test]
+    fn schema_file_is_the_served_schema() {
+        let served = super::sdl();
+        if std::env::var_os("CHRONICLE_WRITE_SCHEMA").is_some() {
+            std::fs::write(SCHEMA_FILE, &served).expect("writing docs/schema.graphql");
+        }
+        let file = std::fs::read_to_string(SCHEMA_FILE).unwrap_or_default();
+        assert!(
+            file == served,
+            "docs/schema.graphql is not the schema the service serves; if the change is \
+             meant, regenerate it with `CHRONICLE_WRITE_SCHEMA=1 cargo test -p chronicle-api \
+             schema_file` and review the diff"
+        );
     }
 }

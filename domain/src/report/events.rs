@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::aggregate::ReportKind;
+use super::kind::ReportKind;
 use crate::ids::{TeamId, UserId};
 
 /// The schema version report events are written with today.
@@ -38,7 +38,7 @@ pub enum ReportEvent {
     },
     /// The report is ready.
     ReportCompleted {
-        /// The computed result (shape per kind, see API.md).
+        /// The computed result (shape per kind, see docs/api.md).
         result: Value,
     },
     /// The report could not be computed.
