@@ -17,7 +17,7 @@ struct Browser {
     http: reqwest::Client,
     session: String,
     base: String,
-    _driver: tokio::process::Child,
+    driver: tokio::process::Child,
 }
 
 impl Browser {
@@ -28,6 +28,9 @@ impl Browser {
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // Its own process group, which the browsers it starts join: dropping the Browser
+            // kills the group, so no Chromium outlives the test.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .with_context(|| {
@@ -67,7 +70,7 @@ impl Browser {
             http,
             session,
             base,
-            _driver: driver,
+            driver,
         })
     }
 
@@ -167,13 +170,17 @@ impl Browser {
 }
 
 impl Drop for Browser {
+    /// Kills chromedriver's process group: chromedriver and every Chromium process it started.
+    /// Asking chromedriver to end the session is not enough (it is asynchronous, and a test
+    /// that fails first never asks), and killing chromedriver alone leaves the browser running.
     fn drop(&mut self) {
-        // Best effort: chromedriver dies with the test (kill_on_drop) and takes Chromium along.
-        let url = format!("{}/session/{}", self.base, self.session);
-        let client = self.http.clone();
-        tokio::spawn(async move {
-            let _ = client.delete(url).send().await;
-        });
+        if let Some(group) = self.driver.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{group}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 
