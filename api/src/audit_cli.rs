@@ -4,8 +4,9 @@
 use std::time::Instant;
 
 use anyhow::Context as _;
+use chronicle_application::aggregates;
 use chronicle_application::audit::store_check::verify_store;
-use chronicle_application::audit::{AuditQueries, AGGREGATE_TYPES};
+use chronicle_application::audit::AuditQueries;
 use chronicle_application::ports::audit_log::AuditLog;
 use chronicle_infrastructure::audit_log::PgAuditLog;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -24,13 +25,14 @@ pub async fn verify(pool: PgPool, target: Option<(String, String)>) -> anyhow::R
 }
 
 async fn verify_one(log: Arc<PgAuditLog>, aggregate_type: &str, id: &str) -> anyhow::Result<bool> {
-    let aggregate_type = AGGREGATE_TYPES
+    let aggregate_type = aggregates::ALL
         .iter()
+        .map(|kind| kind.type_name)
         .find(|t| t.eq_ignore_ascii_case(aggregate_type))
         .with_context(|| {
             format!(
                 "--type {aggregate_type}: must be one of {}",
-                AGGREGATE_TYPES.join(", ")
+                aggregates::type_names().join(", ")
             )
         })?;
     let id: Uuid = id

@@ -58,7 +58,12 @@ pub fn serialize_event<E: Serialize>(event: &E) -> Result<Value, AppError> {
 /// Every aggregate's upcasters, built once.
 fn upcasters() -> &'static [Box<dyn EventUpcaster>] {
     static UPCASTERS: OnceLock<Vec<Box<dyn EventUpcaster>>> = OnceLock::new();
-    UPCASTERS.get_or_init(chronicle_domain::task::upcast::upcasters)
+    UPCASTERS.get_or_init(|| {
+        crate::aggregates::ALL
+            .iter()
+            .flat_map(|kind| (kind.upcasters)())
+            .collect()
+    })
 }
 
 /// Whether a payload of this type and schema version must be upcast before it is read.

@@ -5,6 +5,7 @@
 //! (Postgres, Kafka) live in `chronicle-infrastructure`; the GraphQL edge in `chronicle-api`.
 
 pub mod access;
+pub mod aggregates;
 pub mod audit;
 pub mod commands;
 pub mod error;

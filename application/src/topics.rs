@@ -1,5 +1,7 @@
 //! Kafka topic names, in one place so producers, consumers and topic creation agree.
 
+use crate::aggregates;
+
 /// Topic names under an optional prefix (one prefix per environment or test).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Topics {
@@ -25,17 +27,20 @@ impl Topics {
 
     /// Task events.
     pub fn task_events(&self) -> String {
-        self.events_of("Task")
+        self.events_of(aggregates::TASK.type_name)
     }
 
     /// Report events.
     pub fn report_events(&self) -> String {
-        self.events_of("Report")
+        self.events_of(aggregates::REPORT.type_name)
     }
 
-    /// Every event topic the service writes.
+    /// Every event topic the service writes: one per aggregate of the registry.
     pub fn event_topics(&self) -> Vec<String> {
-        vec![self.task_events(), self.report_events()]
+        aggregates::ALL
+            .iter()
+            .map(|kind| self.events_of(kind.type_name))
+            .collect()
     }
 
     /// A consumer group id under the same prefix, so environments (and tests) sharing a broker

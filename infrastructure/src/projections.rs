@@ -3,6 +3,7 @@
 //! tables and swap.
 
 use async_trait::async_trait;
+use chronicle_application::aggregates;
 use chronicle_application::ports::projection_control::ProjectionControl;
 use chronicle_application::ports::projection_control::{
     ProjectionState, ProjectionStatus, RebuildClaim, RebuildProgress, ReplayEvent, ReplaySnapshot,
@@ -30,16 +31,10 @@ const SNAPSHOT_BATCH: i64 = 5_000;
 /// rebuild then fails cleanly rather than queueing every reader behind it).
 const SWAP_LOCK_TIMEOUT: &str = "10s";
 
-/// Each projection this service has: (name, read-model table, aggregate type it reads).
-const PROJECTION_TABLES: [(&str, &str, &str); 2] =
-    [("tasks", "tasks", "Task"), ("reports", "reports", "Report")];
-
-/// The read-model table of a projection.
+/// The read-model table of a projection (from the registry of aggregates).
 fn projection_table(name: &str) -> Result<&'static str, StoreError> {
-    PROJECTION_TABLES
-        .iter()
-        .find(|(projection, _, _)| *projection == name)
-        .map(|(_, table, _)| *table)
+    aggregates::by_projection(name)
+        .map(|kind| kind.table)
         .ok_or_else(|| StoreError::Backend(format!("no table for projection {name}")))
 }
 
@@ -201,9 +196,9 @@ impl ProjectionControl for PgProjections {
     async fn statuses(&self) -> Result<Vec<ProjectionStatus>, StoreError> {
         // The head per aggregate type: a backward walk of the position index to the newest
         // event of that type.
-        let (names, types): (Vec<&str>, Vec<&str>) = PROJECTION_TABLES
+        let (names, types): (Vec<&str>, Vec<&str>) = aggregates::ALL
             .iter()
-            .map(|(name, _, aggregate_type)| (*name, *aggregate_type))
+            .map(|kind| (kind.projection, kind.type_name))
             .unzip();
         let rows = sqlx::query(
             "SELECT p.*, COALESCE((SELECT max(e.position) FROM events e

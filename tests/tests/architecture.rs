@@ -70,12 +70,53 @@ fn the_check_finds_a_circle_when_there_is_one() {
     assert!(commented_only.circles().is_empty());
 }
 
+/// Outside the registry (`application::aggregates`) and the domain, an aggregate's type name
+/// is never written out: a third aggregate must not have to be added in ten places, and one
+/// place forgotten would still compile.
+#[test]
+fn aggregate_type_names_are_written_only_in_the_registry_and_the_domain() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate lives in the workspace")
+        .to_path_buf();
+    let literals: Vec<String> = chronicle_application::aggregates::type_names()
+        .iter()
+        .map(|name| format!("\"{name}\""))
+        .collect();
+    let mut found = Vec::new();
+    for root in [
+        "application/src/lib.rs",
+        "infrastructure/src/lib.rs",
+        "api/src/lib.rs",
+        "api/src/main.rs",
+    ] {
+        for (file, text) in ModuleGraph::read(&workspace, root).texts {
+            if file.ends_with("application/src/aggregates.rs") {
+                continue;
+            }
+            let code = strip_keeping_strings(&text);
+            for literal in &literals {
+                if code.contains(literal.as_str()) {
+                    found.push(format!("{file}: {literal}"));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "aggregate type names written outside the registry; use application::aggregates:\n{}",
+        found.join("\n")
+    );
+}
+
 /// One crate's modules and the arrows between their files.
 struct ModuleGraph {
     /// Module path (`["outbox", "relay"]`) to the file that holds it.
     modules: BTreeMap<Vec<String>, String>,
     /// (from, to) module paths to the names the first takes from the second.
     arrows: BTreeMap<(Vec<String>, Vec<String>), BTreeSet<String>>,
+    /// Each file as shown in messages, with its text.
+    texts: Vec<(String, String)>,
 }
 
 impl ModuleGraph {
@@ -129,6 +170,10 @@ impl ModuleGraph {
         let mut graph = Self {
             modules,
             arrows: BTreeMap::new(),
+            texts: sources
+                .iter()
+                .map(|(_, shown, text)| (shown.clone(), text.clone()))
+                .collect(),
         };
         for (path, _, text) in &sources {
             let tokens = tokenize(&strip(text));
@@ -230,6 +275,16 @@ fn child_directory(file: &Path, is_root: bool) -> PathBuf {
 
 /// The text with comments, string and character literals and `#[cfg(test)]` items blanked.
 fn strip(text: &str) -> String {
+    blank_test_items(&blank(text, false))
+}
+
+/// The text with comments and `#[cfg(test)]` items blanked; strings stay.
+fn strip_keeping_strings(text: &str) -> String {
+    blank_test_items(&blank(text, true))
+}
+
+/// Blanks comments and, unless `keep_strings`, string and character literals.
+fn blank(text: &str, keep_strings: bool) -> String {
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
@@ -280,6 +335,7 @@ fn strip(text: &str) -> String {
             out.push_str("\"\"");
             i = j;
         } else if c == '"' {
+            let start = i;
             i += 1;
             while i < chars.len() && chars[i] != '"' {
                 if chars[i] == '\\' {
@@ -288,7 +344,11 @@ fn strip(text: &str) -> String {
                 i += 1;
             }
             i += 1;
-            out.push_str("\"\"");
+            if keep_strings {
+                out.extend(&chars[start..i.min(chars.len())]);
+            } else {
+                out.push_str("\"\"");
+            }
         } else if c == '\'' && is_char_literal(&chars, i) {
             i += 1;
             while i < chars.len() && chars[i] != '\'' {
@@ -304,7 +364,7 @@ fn strip(text: &str) -> String {
             i += 1;
         }
     }
-    blank_test_items(&out)
+    out
 }
 
 fn ident_before(chars: &[char], i: usize) -> bool {

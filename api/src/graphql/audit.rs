@@ -3,6 +3,7 @@
 use async_graphql::{Context, Enum, InputObject, Json, Object, SimpleObject, ID};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use chronicle_application::aggregates;
 use chronicle_application::audit::ChainCheck;
 use chronicle_application::event_log::inner_payload;
 use chronicle_application::ports::audit_log::{AuditFilter as AppAuditFilter, AuditRecord};
@@ -28,8 +29,8 @@ impl AggregateType {
     /// The name the store uses.
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Task => "Task",
-            Self::Report => "Report",
+            Self::Task => aggregates::TASK.type_name,
+            Self::Report => aggregates::REPORT.type_name,
         }
     }
 }
@@ -261,5 +262,26 @@ impl AuditQuery {
         run.await
             .map(AuditVerification::from)
             .map_err(|e| to_graphql(e, request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::resolver_utils::EnumType;
+    use chronicle_application::aggregates;
+
+    use super::AggregateType;
+
+    #[test]
+    fn every_aggregate_of_the_registry_is_a_value_of_the_graphql_enum() {
+        let items = AggregateType::items();
+        assert_eq!(items.len(), aggregates::ALL.len());
+        for kind in &aggregates::ALL {
+            let item = items
+                .iter()
+                .find(|item| item.name == kind.graphql_name)
+                .unwrap_or_else(|| panic!("AggregateType has no {}", kind.graphql_name));
+            assert_eq!(item.value.as_str(), kind.type_name);
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! GraphQL types of reports.
 
 use async_graphql::{ComplexObject, Context, Enum, InputObject, Json, Object, SimpleObject, ID};
+use chronicle_application::aggregates;
 use chronicle_application::projection::report::ReportView;
 use chronicle_application::AppError;
 use chronicle_domain::report;
@@ -145,7 +146,7 @@ impl Report {
         after: Option<String>,
     ) -> async_graphql::Result<super::audit::AuditEventConnection> {
         let filter = chronicle_application::ports::audit_log::AuditFilter {
-            aggregate_type: Some("Report".to_owned()),
+            aggregate_type: Some(aggregates::REPORT.type_name.to_owned()),
             aggregate_id: Some(self.0.id.to_string()),
             ..Default::default()
         };

@@ -1,6 +1,7 @@
 //! Subscriptions over graphql-transport-ws, fed from the live event feed.
 
 use async_graphql::{Context, Json, Object, Subscription, ID};
+use chronicle_application::aggregates;
 use chronicle_application::live::Watch;
 use chronicle_application::message::EventMessage;
 use chronicle_application::AppError;
@@ -121,7 +122,7 @@ impl SubscriptionRoot {
                 .map(|t| TeamId::parse("teamId", t).map(|t| vec![t.to_string()]))
                 .transpose()?;
             let watch = Watch {
-                aggregate_type: "Task",
+                aggregate_type: aggregates::TASK.type_name,
                 aggregate_id,
                 teams,
             };
@@ -147,7 +148,7 @@ impl SubscriptionRoot {
         // Subscribe before reading the current state so no change falls in between. Both are
         // scoped: another team's report is silent, as one that does not exist.
         let watch = Watch {
-            aggregate_type: "Report",
+            aggregate_type: aggregates::REPORT.type_name,
             aggregate_id: Some(report_id.to_string()),
             teams: None,
         };

@@ -3,6 +3,7 @@
 use async_graphql::{
     ComplexObject, Context, Enum, InputObject, MaybeUndefined, Object, SimpleObject, ID,
 };
+use chronicle_application::aggregates;
 use chronicle_application::projection::task::TaskView;
 use chronicle_application::AppError;
 use chronicle_domain::task;
@@ -152,7 +153,7 @@ impl Task {
         after: Option<String>,
     ) -> async_graphql::Result<super::audit::AuditEventConnection> {
         let filter = chronicle_application::ports::audit_log::AuditFilter {
-            aggregate_type: Some("Task".to_owned()),
+            aggregate_type: Some(aggregates::TASK.type_name.to_owned()),
             aggregate_id: Some(self.0.id.to_string()),
             ..Default::default()
         };

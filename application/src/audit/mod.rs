@@ -13,6 +13,7 @@ pub mod time_travel;
 use std::sync::Arc;
 
 use crate::access::{Action, Principal};
+use crate::aggregates;
 use crate::error::AppError;
 use crate::ports::audit_log::AuditLog;
 use crate::ports::audit_log::{AuditFilter, AuditRecord};
@@ -20,9 +21,6 @@ use crate::queries::page_size;
 
 pub use chain::{ChainCheck, ChainVerifier};
 pub use time_travel::{PointInTime, TimeTravel};
-
-/// The aggregate types of the store, as the trail names them.
-pub const AGGREGATE_TYPES: [&str; 2] = ["Task", "Report"];
 
 /// A page of the trail.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -122,10 +120,10 @@ impl AuditQueries {
 
 fn validate(filter: &AuditFilter) -> Result<(), AppError> {
     if let Some(kind) = &filter.aggregate_type {
-        if !AGGREGATE_TYPES.contains(&kind.as_str()) {
+        if aggregates::by_type(kind).is_none() {
             return Err(AppError::validation(
                 "filter.aggregateType",
-                format!("must be one of {}", AGGREGATE_TYPES.join(", ")),
+                format!("must be one of {}", aggregates::type_names().join(", ")),
             ));
         }
     }

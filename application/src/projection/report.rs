@@ -6,9 +6,10 @@ use cqrs_es::Aggregate;
 use uuid::Uuid;
 
 use super::read_model::{EventContext, ReadModel};
+use crate::aggregates;
 
 /// The projection's name.
-pub const REPORT_PROJECTION: &str = "reports";
+pub const REPORT_PROJECTION: &str = aggregates::REPORT.projection;
 
 /// A report as queries see it.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,7 +34,7 @@ pub struct ReportReadModel;
 impl ReadModel for ReportReadModel {
     type Event = ReportEvent;
     type View = ReportView;
-    const AGGREGATE_TYPE: &'static str = "Report";
+    const AGGREGATE_TYPE: &'static str = aggregates::REPORT.type_name;
     const NAME: &'static str = REPORT_PROJECTION;
     const VERSION: u32 = 1;
 

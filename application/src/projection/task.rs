@@ -6,9 +6,10 @@ use cqrs_es::Aggregate;
 use uuid::Uuid;
 
 use super::read_model::{EventContext, ReadModel};
+use crate::aggregates;
 
 /// The projection's name, as operators and `projections` see it.
-pub const TASK_PROJECTION: &str = "tasks";
+pub const TASK_PROJECTION: &str = aggregates::TASK.projection;
 
 /// A task as queries see it: the aggregate's state plus when things happened.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,7 +39,7 @@ pub struct TaskReadModel;
 impl ReadModel for TaskReadModel {
     type Event = TaskEvent;
     type View = TaskView;
-    const AGGREGATE_TYPE: &'static str = "Task";
+    const AGGREGATE_TYPE: &'static str = aggregates::TASK.type_name;
     const NAME: &'static str = TASK_PROJECTION;
     // 2: rows gained `watchers`.
     const VERSION: u32 = 2;

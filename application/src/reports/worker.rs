@@ -14,6 +14,7 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::compute::compute;
+use crate::aggregates;
 use crate::commands::ReportCommands;
 use crate::error::AppError;
 use crate::message::EventMessage;
@@ -117,7 +118,9 @@ impl EventHandler for ReportWorker {
     async fn handle(&self, batch: &[EventMessage]) -> Result<BatchOutcome, HandlerError> {
         let mut outcome = BatchOutcome::default();
         for (index, message) in batch.iter().enumerate() {
-            if message.aggregate_type != "Report" || message.event_type != "ReportRequested" {
+            if message.aggregate_type != aggregates::REPORT.type_name
+                || message.event_type != "ReportRequested"
+            {
                 outcome.skipped += 1;
                 continue;
             }

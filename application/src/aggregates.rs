@@ -1,0 +1,82 @@
+//! The registry of aggregates: everything Chronicle says about an aggregate type, written
+//! once. The store, the envelope, the topics, the projections, the audit trail and the GraphQL
+//! `AggregateType` enum all read it, so adding an aggregate means its domain module, its read
+//! model and one entry in [`ALL`]; `tests/architecture.rs` fails when a type name is written
+//! as a string anywhere else outside the domain, and the API's tests fail when the GraphQL
+//! enum misses an entry.
+
+use chronicle_domain::report::Report;
+use chronicle_domain::task::Task;
+use cqrs_es::persist::EventUpcaster;
+use cqrs_es::Aggregate;
+
+/// One aggregate type, as every part of Chronicle names it.
+#[derive(Debug, Clone, Copy)]
+pub struct AggregateKind {
+    /// The type name the store, the envelope and the audit trail use: cqrs-es's
+    /// `Aggregate::TYPE`. Its events go to `chronicle.{lowercase name}.events`.
+    pub type_name: &'static str,
+    /// Its value of the GraphQL enum `AggregateType`.
+    pub graphql_name: &'static str,
+    /// The projection that reads its events (`projections`, `chronicle replay NAME`).
+    pub projection: &'static str,
+    /// That projection's read-model table (its shadow during a rebuild is `{table}__rebuild`).
+    pub table: &'static str,
+    /// The upcasters that bring its events' older schemas to today's.
+    pub upcasters: fn() -> Vec<Box<dyn EventUpcaster>>,
+}
+
+/// Tasks.
+pub const TASK: AggregateKind = AggregateKind {
+    type_name: Task::TYPE,
+    graphql_name: "TASK",
+    projection: "tasks",
+    table: "tasks",
+    upcasters: chronicle_domain::task::upcast::upcasters,
+};
+
+/// Reports.
+pub const REPORT: AggregateKind = AggregateKind {
+    type_name: Report::TYPE,
+    graphql_name: "REPORT",
+    projection: "reports",
+    table: "reports",
+    upcasters: Vec::new,
+};
+
+/// Every aggregate type of the store.
+pub const ALL: [AggregateKind; 2] = [TASK, REPORT];
+
+/// The aggregate named `type_name` (`Task`).
+pub fn by_type(type_name: &str) -> Option<&'static AggregateKind> {
+    ALL.iter().find(|kind| kind.type_name == type_name)
+}
+
+/// The aggregate whose projection is `projection` (`tasks`).
+pub fn by_projection(projection: &str) -> Option<&'static AggregateKind> {
+    ALL.iter().find(|kind| kind.projection == projection)
+}
+
+/// Every type name, in registry order (for messages listing the valid ones).
+pub fn type_names() -> Vec<&'static str> {
+    ALL.iter().map(|kind| kind.type_name).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_lookups_find_each_entry() {
+        for kind in &ALL {
+            let found = by_type(kind.type_name).map(|k| k.projection);
+            assert_eq!(found, Some(kind.projection));
+            let found = by_projection(kind.projection).map(|k| k.type_name);
+            assert_eq!(found, Some(kind.type_name));
+        }
+        let mut names = type_names();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len());
+        assert!(by_type("Invoice").is_none());
+    }
+}
