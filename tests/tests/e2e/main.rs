@@ -1,0 +1,21 @@
+//! Chronicle's end-to-end tests, one module per area, in one test binary: every test runs the
+//! real service against the real Postgres and the real Kafka-protocol broker, isolated by
+//! database and topic prefix (`chronicle_tests::TestApp`). One binary links once, where a
+//! binary per file linked the service fourteen times.
+//!
+//! Run one area with `cargo nextest run -p chronicle-tests --test e2e faults::`.
+
+mod audit;
+mod consumer;
+mod faults;
+mod fuzz;
+mod graphiql;
+mod kafka_flow;
+mod limits;
+mod observability;
+mod replay;
+mod reports;
+mod security;
+mod subscriptions;
+mod task_api;
+mod tracing;
