@@ -13,6 +13,7 @@ mod graphiql;
 mod kafka_flow;
 mod limits;
 mod observability;
+mod postgres_es;
 mod replay;
 mod reports;
 mod security;
