@@ -32,7 +32,8 @@ use uuid::Uuid;
 
 use crate::auth::Authenticator;
 use crate::graphql::{
-    limit_error, with_error_codes, ChronicleSchema, ErrorCode, RequestContext, SubscriptionSlots,
+    error_body, limit_error, request_error, with_error_codes, ChronicleSchema, ErrorCode,
+    RequestContext, SubscriptionSlots,
 };
 use crate::rate_limit::RateLimiter;
 
@@ -118,7 +119,7 @@ fn correlation_id(headers: &HeaderMap) -> String {
 
 /// A response made of request-level errors (no operation ran), with `status`.
 fn error_response(status: StatusCode, code: ErrorCode, message: String) -> Response {
-    let body = json!({"errors": [{"message": message, "extensions": {"code": code.as_str()}}]});
+    let body = error_body(vec![request_error(code, message, &[])]);
     (status, Json(body)).into_response()
 }
 
@@ -166,7 +167,7 @@ async fn graphql(
             state.limits.max_batch
         );
         let error = limit_error(message);
-        return Json(async_graphql::Response::from_errors(vec![error])).into_response();
+        return Json(error_body(vec![error])).into_response();
     }
     // This request is a span of the caller's trace (or the first of a new one); the events it
     // stores name this span as their parent.
@@ -222,10 +223,11 @@ async fn graphql(
 /// 429 with `Retry-After` (whole seconds, at least 1) and a `RATE_LIMITED` error.
 fn rate_limited(wait: Duration) -> Response {
     let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
-    let body = json!({"errors": [{
-        "message": format!("too many requests; retry in {seconds} s"),
-        "extensions": {"code": ErrorCode::RateLimited.as_str(), "retryAfterSeconds": seconds},
-    }]});
+    let body = error_body(vec![request_error(
+        ErrorCode::RateLimited,
+        format!("too many requests; retry in {seconds} s"),
+        &[("retryAfterSeconds", seconds.into())],
+    )]);
     let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
     response
         .headers_mut()
@@ -274,7 +276,7 @@ pub async fn guarded(
         }
         Err(_) => {
             tracing::warn!(%request_id, ?timeout, "request stopped at its timeout");
-            async_graphql::Response::from_errors(vec![limit_error(format!(
+            error_body(vec![limit_error(format!(
                 "the request ran longer than {} ms and was stopped",
                 timeout.as_millis()
             ))])
@@ -325,20 +327,20 @@ fn nul_in_value(value: &async_graphql::Value, path: &mut String) -> bool {
 
 /// A request-level `VALIDATION_FAILED` naming `field`.
 fn validation_error(field: &str, message: &str) -> ServerError {
-    let mut error = ServerError::new(format!("{field}: {message}"), None);
-    let extensions = error.extensions.get_or_insert_with(Default::default);
-    extensions.set("code", ErrorCode::ValidationFailed.as_str());
-    extensions.set("field", field);
-    error
+    request_error(
+        ErrorCode::ValidationFailed,
+        format!("{field}: {message}"),
+        &[("field", field.into())],
+    )
 }
 
 /// The opaque answer to a failure that is the service's, not the client's.
 fn internal_response(request_id: &str) -> async_graphql::Response {
-    let mut error = ServerError::new(format!("internal error (request id {request_id})"), None);
-    let extensions = error.extensions.get_or_insert_with(Default::default);
-    extensions.set("code", ErrorCode::Internal.as_str());
-    extensions.set("requestId", request_id);
-    async_graphql::Response::from_errors(vec![error])
+    error_body(vec![request_error(
+        ErrorCode::Internal,
+        format!("internal error (request id {request_id})"),
+        &[("requestId", request_id.into())],
+    )])
 }
 
 /// graphql-transport-ws (and the legacy graphql-ws). Credentials come in the `connection_init`

@@ -1,6 +1,6 @@
 //! The one mapping from application errors to GraphQL errors with `extensions.code`.
 
-use async_graphql::{ErrorExtensions, Response, Value};
+use async_graphql::{ErrorExtensionValues, Response, ServerError, Value};
 use chronicle_application::AppError;
 
 use super::context::RequestContext;
@@ -51,6 +51,35 @@ impl ErrorCode {
     }
 }
 
+/// An error of the request as a whole, with its code and any further extension fields: the
+/// one constructor of the error bodies Chronicle writes itself, whether the GraphQL endpoint
+/// answers them (limits, bad input found before execution, a panic) or plain HTTP does (a body
+/// that is not GraphQL, a rate limit). Resolver errors get the same extensions through
+/// [`to_graphql`].
+pub fn request_error(
+    code: ErrorCode,
+    message: impl Into<String>,
+    extra: &[(&str, Value)],
+) -> ServerError {
+    let mut error = ServerError::new(message, None);
+    error.extensions = Some(extensions(code, extra));
+    error
+}
+
+/// `{"errors": [...]}` for errors of the request as a whole.
+pub fn error_body(errors: Vec<ServerError>) -> Response {
+    Response::from_errors(errors)
+}
+
+fn extensions(code: ErrorCode, extra: &[(&str, Value)]) -> ErrorExtensionValues {
+    let mut values = ErrorExtensionValues::default();
+    values.set("code", code.as_str());
+    for (name, value) in extra {
+        values.set(*name, value.clone());
+    }
+    values
+}
+
 /// Converts an application error for this request. Internal errors are logged with the request
 /// id and answered opaquely: no SQL, paths or driver messages reach the client.
 pub fn to_graphql(error: AppError, request: &RequestContext) -> async_graphql::Error {
@@ -69,25 +98,24 @@ pub fn to_graphql(error: AppError, request: &RequestContext) -> async_graphql::E
         },
         other => other.to_string(),
     };
-    let code = code_of(&error);
-    async_graphql::Error::new(message).extend_with(|_, ext| {
-        ext.set("code", code.as_str());
-        match &error {
-            AppError::Validation { field, .. } => ext.set("field", field.as_str()),
-            AppError::Conflict { expected, actual } => {
-                ext.set("expectedVersion", *expected);
-                ext.set("actualVersion", *actual);
-            }
-            AppError::StaleRead { wanted, current } => {
-                ext.set("minVersion", *wanted);
-                ext.set("currentVersion", *current);
-            }
-            AppError::Internal(_) | AppError::Unavailable(_) => {
-                ext.set("requestId", request.request_id.as_str())
-            }
-            _ => {}
+    let extra: Vec<(&str, Value)> = match &error {
+        AppError::Validation { field, .. } => vec![("field", Value::from(field.as_str()))],
+        AppError::Conflict { expected, actual } => vec![
+            ("expectedVersion", Value::from(*expected)),
+            ("actualVersion", Value::from(*actual)),
+        ],
+        AppError::StaleRead { wanted, current } => vec![
+            ("minVersion", Value::from(*wanted)),
+            ("currentVersion", Value::from(*current)),
+        ],
+        AppError::Internal(_) | AppError::Unavailable(_) => {
+            vec![("requestId", Value::from(request.request_id.as_str()))]
         }
-    })
+        _ => Vec::new(),
+    };
+    let mut graphql = async_graphql::Error::new(message);
+    graphql.extensions = Some(extensions(code_of(&error), &extra));
+    graphql
 }
 
 fn code_of(error: &AppError) -> ErrorCode {
@@ -129,7 +157,7 @@ pub fn with_error_codes(mut response: Response) -> Response {
         error
             .extensions
             .get_or_insert_with(Default::default)
-            .set("code", Value::from(code.as_str()));
+            .set("code", code.as_str());
     }
     response
 }

@@ -11,7 +11,7 @@ use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, N
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{ServerError, ServerResult, Variables};
 
-use super::error::ErrorCode;
+use super::error::{request_error, ErrorCode};
 
 /// Refuses documents with more than `max` aliased fields (`LIMIT_EXCEEDED`).
 pub struct AliasLimit {
@@ -52,12 +52,7 @@ impl Extension for AliasLimitExtension {
 
 /// A request-level error with `extensions.code = LIMIT_EXCEEDED`.
 pub fn limit_error(message: String) -> ServerError {
-    let mut error = ServerError::new(message, None);
-    error
-        .extensions
-        .get_or_insert_with(Default::default)
-        .set("code", ErrorCode::LimitExceeded.as_str());
-    error
+    request_error(ErrorCode::LimitExceeded, message, &[])
 }
 
 /// Aliased fields in every operation and fragment definition of `document`.

@@ -18,7 +18,7 @@ use async_graphql::{MergedObject, MergedSubscription, Schema};
 use chronicle_infrastructure::config::ApiLimits;
 
 pub use context::{RequestContext, Services, SubscriptionSlots};
-pub use error::{with_error_codes, ErrorCode};
+pub use error::{error_body, request_error, with_error_codes, ErrorCode};
 pub use limits::limit_error;
 pub use mutation::MutationRoot;
 pub use query::QueryRoot;
