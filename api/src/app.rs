@@ -171,7 +171,7 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningS
     // Keys are checked before anything starts: a bad key file stops the process at once.
     let authenticator = Authenticator::from_settings(&settings.auth)?;
     let pool = db::connect_with(
-        &settings.database_url,
+        settings.database_url.expose(),
         settings.database_max_connections,
         settings.database_acquire_timeout,
     )
@@ -222,7 +222,7 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningS
     let relay_status = if parts.relay {
         let relay = OutboxRelay::new(
             pool.clone(),
-            settings.database_url.clone(),
+            settings.database_url.expose(),
             settings.kafka.clone(),
             RelayOptions {
                 retention: settings.outbox_retention,

@@ -227,7 +227,10 @@ impl Verifier {
             }
         }
         Ok(Self {
-            hs256: settings.hs256_secret.as_deref().map(hs256_keys),
+            hs256: settings
+                .hs256_secret
+                .as_ref()
+                .map(|secret| hs256_keys(secret.expose())),
             rs256,
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
@@ -323,6 +326,7 @@ mod tests {
     use super::*;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
+    use chronicle_infrastructure::secret::Secret;
 
     const SECRET: &str = "a-secret-of-at-least-thirty-two-bytes!!";
 
@@ -385,7 +389,7 @@ mod tests {
     #[test]
     fn issuer_audience_and_not_before_are_checked() {
         let settings = JwtSettings {
-            hs256_secret: Some(SECRET.to_owned()),
+            hs256_secret: Some(Secret::new(SECRET)),
             rs256_public_keys: None,
             issuer: Some("https://idp.example".to_owned()),
             audience: Some("chronicle".to_owned()),
@@ -478,7 +482,7 @@ mod tests {
     fn rs256_tokens_verify_with_the_public_key_and_cannot_be_confused_with_hs256() {
         let settings = |secret: Option<&str>| {
             AuthSettings::Jwt(JwtSettings {
-                hs256_secret: secret.map(str::to_owned),
+                hs256_secret: secret.map(Secret::new),
                 rs256_public_keys: Some(format!("{TEST_PUBLIC_KEY}\n{TEST_PUBLIC_KEY}")),
                 issuer: None,
                 audience: None,

@@ -119,7 +119,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate => {
             telemetry::init(false);
             let url = Settings::database_url()?;
-            let pool = db::connect(&url, 2).await?;
+            let pool = db::connect(url.expose(), 2).await?;
             db::migrate(&pool).await.context("applying migrations")?;
             println!("migrations applied");
             Ok(ExitCode::SUCCESS)
@@ -127,7 +127,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay { projection } => {
             telemetry::init_for_command();
             let url = Settings::database_url()?;
-            let pool = db::connect(&url, 4).await?;
+            let pool = db::connect(url.expose(), 4).await?;
             db::migrate(&pool).await.context("applying migrations")?;
             let rebuilder = app::rebuilder(&pool);
             chronicle_api::replay_cli::replay(&rebuilder, &projection).await
@@ -148,7 +148,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: AuditCommand::Verify { aggregate_type, id },
         } => {
             let url = Settings::database_url()?;
-            let pool = db::connect(&url, 2).await?;
+            let pool = db::connect(url.expose(), 2).await?;
             let target = aggregate_type.zip(id);
             let intact = chronicle_api::audit_cli::verify(pool, target).await?;
             Ok(if intact {

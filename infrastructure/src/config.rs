@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::secret::{DatabaseUrl, Secret};
+
 /// A setting that is missing or malformed.
 #[derive(Debug, Error)]
 #[error("{variable}: {message}")]
@@ -19,7 +21,7 @@ pub struct ConfigError {
 }
 
 /// How the service reaches Kafka.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaSettings {
     /// Bootstrap servers, comma-separated.
     pub brokers: String,
@@ -36,7 +38,7 @@ pub struct KafkaSettings {
     /// SASL user.
     pub sasl_username: Option<String>,
     /// SASL password (never logged: see the `Debug` impl).
-    pub sasl_password: Option<String>,
+    pub sasl_password: Option<Secret>,
     /// CA bundle for SSL.
     pub ssl_ca_location: Option<String>,
     /// Longest a consumer's fetch waits at the broker for new records
@@ -47,31 +49,11 @@ pub struct KafkaSettings {
     pub fetch_wait_max_ms: u32,
 }
 
-impl std::fmt::Debug for KafkaSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaSettings")
-            .field("brokers", &self.brokers)
-            .field("topic_prefix", &self.topic_prefix)
-            .field("partitions", &self.partitions)
-            .field("replication_factor", &self.replication_factor)
-            .field("security_protocol", &self.security_protocol)
-            .field("sasl_mechanism", &self.sasl_mechanism)
-            .field("sasl_username", &self.sasl_username)
-            .field(
-                "sasl_password",
-                &self.sasl_password.as_ref().map(|_| "<redacted>"),
-            )
-            .field("ssl_ca_location", &self.ssl_ca_location)
-            .field("fetch_wait_max_ms", &self.fetch_wait_max_ms)
-            .finish()
-    }
-}
-
 /// Shortest accepted HS256 secret: RFC 7518 asks for a key at least as long as the hash.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
 /// How tokens are checked.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthSettings {
     /// Bearer JWTs.
     Jwt(JwtSettings),
@@ -80,10 +62,10 @@ pub enum AuthSettings {
 }
 
 /// Keys and claims of accepted JWTs.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwtSettings {
     /// HS256 secret (`CHRONICLE_JWT_SECRET`, at least [`MIN_JWT_SECRET_BYTES`]; never logged).
-    pub hs256_secret: Option<String>,
+    pub hs256_secret: Option<Secret>,
     /// RS256 public keys, PEM (the contents of `CHRONICLE_JWT_PUBLIC_KEY_FILE`).
     pub rs256_public_keys: Option<String>,
     /// Required `iss` (`CHRONICLE_JWT_ISSUER`).
@@ -96,7 +78,7 @@ impl AuthSettings {
     /// HS256 with `secret`, no issuer or audience (tests and local use).
     pub fn hs256(secret: impl Into<String>) -> Self {
         Self::Jwt(JwtSettings {
-            hs256_secret: Some(secret.into()),
+            hs256_secret: Some(Secret::new(secret)),
             rs256_public_keys: None,
             issuer: None,
             audience: None,
@@ -144,29 +126,11 @@ impl AuthSettings {
             });
         }
         Ok(Self::Jwt(JwtSettings {
-            hs256_secret,
+            hs256_secret: hs256_secret.map(Secret::new),
             rs256_public_keys,
             issuer: var("CHRONICLE_JWT_ISSUER"),
             audience: var("CHRONICLE_JWT_AUDIENCE"),
         }))
-    }
-}
-
-impl std::fmt::Debug for AuthSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Jwt(jwt) => f
-                .debug_struct("Jwt")
-                .field(
-                    "hs256_secret",
-                    &jwt.hs256_secret.as_ref().map(|_| "<redacted>"),
-                )
-                .field("rs256_public_keys", &jwt.rs256_public_keys.is_some())
-                .field("issuer", &jwt.issuer)
-                .field("audience", &jwt.audience)
-                .finish(),
-            Self::Disabled => f.write_str("Disabled"),
-        }
     }
 }
 
@@ -266,25 +230,11 @@ impl ApiLimits {
     }
 }
 
-/// A connection string with its password replaced, for logs and `Debug`.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((credentials, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match credentials.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}"),
-        None => url.to_owned(),
-    }
-}
-
 /// Every setting of the service.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// Postgres connection string.
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     /// Most Postgres connections this process opens.
     pub database_max_connections: u32,
     /// Kafka.
@@ -315,24 +265,6 @@ pub struct Settings {
     pub limits: ApiLimits,
 }
 
-impl std::fmt::Debug for Settings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings")
-            .field("database_url", &redact_url(&self.database_url))
-            .field("database_max_connections", &self.database_max_connections)
-            .field("kafka", &self.kafka)
-            .field("http_addr", &self.http_addr)
-            .field("auth", &self.auth)
-            .field("snapshot_every", &self.snapshot_every)
-            .field("log_json", &self.log_json)
-            .field("outbox_retention", &self.outbox_retention)
-            .field("read_your_writes_wait", &self.read_your_writes_wait)
-            .field("rebuild_outdated", &self.rebuild_outdated)
-            .field("limits", &self.limits)
-            .finish()
-    }
-}
-
 /// Reads one variable; empty counts as unset.
 fn var(name: &'static str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -353,11 +285,13 @@ where
 
 impl Settings {
     /// Reads settings for commands that need only the database (`migrate`, `replay`).
-    pub fn database_url() -> Result<String, ConfigError> {
-        var("DATABASE_URL").ok_or(ConfigError {
-            variable: "DATABASE_URL",
-            message: "is not set (./scripts/dev sets it for local use)".to_owned(),
-        })
+    pub fn database_url() -> Result<DatabaseUrl, ConfigError> {
+        var("DATABASE_URL")
+            .map(DatabaseUrl::new)
+            .ok_or(ConfigError {
+                variable: "DATABASE_URL",
+                message: "is not set (./scripts/dev sets it for local use)".to_owned(),
+            })
     }
 
     /// Reads and validates every setting.
@@ -425,7 +359,7 @@ impl Settings {
                 security_protocol,
                 sasl_mechanism,
                 sasl_username: var("KAFKA_SASL_USERNAME"),
-                sasl_password: var("KAFKA_SASL_PASSWORD"),
+                sasl_password: var("KAFKA_SASL_PASSWORD").map(Secret::new),
                 ssl_ca_location: var("KAFKA_SSL_CA_LOCATION"),
                 fetch_wait_max_ms: parsed("KAFKA_FETCH_WAIT_MAX_MS", 500)?,
             },
@@ -452,6 +386,7 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::redact_url;
 
     #[test]
     fn passwords_never_reach_debug_output() {
@@ -473,7 +408,7 @@ mod tests {
             security_protocol: "sasl_ssl".into(),
             sasl_mechanism: Some("SCRAM-SHA-512".into()),
             sasl_username: Some("svc".into()),
-            sasl_password: Some("kafka-pass-123".into()),
+            sasl_password: Some(Secret::new("kafka-pass-123")),
             ssl_ca_location: None,
             fetch_wait_max_ms: 500,
         };

@@ -11,6 +11,7 @@ pub mod kafka;
 pub mod outbox;
 pub mod projections;
 pub mod read_model;
+pub mod secret;
 
 /// The one error type of this layer: what went wrong talking to a backend, with context.
 #[derive(Debug, thiserror::Error)]

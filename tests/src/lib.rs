@@ -27,6 +27,7 @@ use anyhow::{bail, Context as _};
 use chronicle_api::app::{self, Parts, RunningService};
 use chronicle_api::auth::Authenticator;
 use chronicle_infrastructure::config::{ApiLimits, AuthSettings, KafkaSettings, Settings};
+use chronicle_infrastructure::secret::DatabaseUrl;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::ClientConfig;
@@ -72,7 +73,7 @@ pub async fn create_database() -> anyhow::Result<String> {
 /// Settings of a test service on `database_url`, with its own topic prefix.
 pub fn test_settings(database_url: &str, brokers: &str) -> Settings {
     Settings {
-        database_url: database_url.to_owned(),
+        database_url: DatabaseUrl::new(database_url),
         database_max_connections: 8,
         kafka: KafkaSettings {
             brokers: brokers.to_owned(),
@@ -145,7 +146,7 @@ impl TestApp {
         let parts = Parts { api: true, ..parts };
         let service = app::start(&settings, parts).await?;
         let addr = service.http_addr.context("the API did not start")?;
-        let db = PgPool::connect(&settings.database_url).await?;
+        let db = PgPool::connect(settings.database_url.expose()).await?;
         let mut app = Self {
             base_url: format!("http://{addr}"),
             db,

@@ -93,7 +93,7 @@ impl ChronicleProcess {
         }
         let child = command
             .args(args)
-            .env("DATABASE_URL", &settings.database_url)
+            .env("DATABASE_URL", settings.database_url.expose())
             .env(
                 "CHRONICLE_DB_MAX_CONNECTIONS",
                 settings.database_max_connections.to_string(),

@@ -19,7 +19,7 @@ pub fn base_config(settings: &KafkaSettings) -> ClientConfig {
         config.set("sasl.username", username);
     }
     if let Some(password) = &settings.sasl_password {
-        config.set("sasl.password", password);
+        config.set("sasl.password", password.expose());
     }
     if let Some(ca) = &settings.ssl_ca_location {
         config.set("ssl.ca.location", ca);
@@ -74,7 +74,7 @@ mod tests {
             security_protocol: "sasl_ssl".into(),
             sasl_mechanism: Some("SCRAM-SHA-512".into()),
             sasl_username: Some("chronicle".into()),
-            sasl_password: Some("pw".into()),
+            sasl_password: Some(crate::secret::Secret::new("pw")),
             ssl_ca_location: Some("/etc/ssl/kafka-ca.pem".into()),
             fetch_wait_max_ms: 10,
         };

@@ -444,7 +444,7 @@ async fn task_with_four_events(app: &TestApp, title: &str) -> String {
 async fn every_kind_of_tampering_is_detected_by_the_query_and_the_cli() {
     let app = TestApp::spawn().await.unwrap();
     let token = auditor(&app);
-    let url = app.settings.database_url.clone();
+    let url = app.settings.database_url.expose().to_owned();
     let intact = task_with_four_events(&app, "intact").await;
     let edited_payload = task_with_four_events(&app, "payload").await;
     let edited_metadata = task_with_four_events(&app, "metadata").await;

@@ -308,7 +308,7 @@ async fn sigkill_under_load_then_restart_loses_no_acknowledged_command_and_appli
     // What the live projection built through the crash equals a rebuild from the store: no
     // event was applied twice, none skipped.
     let live = task_rows(&db).await;
-    let (code, _) = run_chronicle(&settings.database_url, &["replay", "tasks"])
+    let (code, _) = run_chronicle(settings.database_url.expose(), &["replay", "tasks"])
         .await
         .unwrap();
     assert_eq!(code, 0);
@@ -604,7 +604,9 @@ async fn a_postgres_restart_fails_commands_fast_with_a_clear_code_and_the_servic
     );
     let id = recovered["createTask"]["id"].as_str().unwrap().to_owned();
 
-    let db = PgPool::connect(&settings.database_url).await.unwrap();
+    let db = PgPool::connect(settings.database_url.expose())
+        .await
+        .unwrap();
     wait_published_and_projected(&db).await;
     let stored = stored_task_events(&db).await;
     assert_eq!(stored.len(), 2, "before and after; nothing from the outage");

@@ -225,6 +225,7 @@ async fn readiness_reports_database_broker_and_relay_and_recovers_after_an_outag
     let name = app
         .settings
         .database_url
+        .expose()
         .rsplit('/')
         .next()
         .unwrap()

@@ -170,7 +170,7 @@ async fn replay_all_rebuilds_models_equal_to_the_live_ones_and_projection_resume
     let live_indexes = indexes(&app.db, "tasks").await;
     assert_eq!(live_tasks.len(), 12);
 
-    let output = run_chronicle_output(&app.settings.database_url, &["replay", "all"])
+    let output = run_chronicle_output(app.settings.database_url.expose(), &["replay", "all"])
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -338,7 +338,7 @@ async fn a_killed_rebuild_leaves_live_tables_intact_and_the_next_one_succeeds() 
     .await
     .expect("the rebuild never reached its swap");
     // Another rebuild is refused while this one runs.
-    let refused = run_chronicle_output(&app.settings.database_url, &["replay", "tasks"])
+    let refused = run_chronicle_output(app.settings.database_url.expose(), &["replay", "tasks"])
         .await
         .unwrap();
     assert_eq!(refused.status.code(), Some(1));
@@ -373,7 +373,7 @@ async fn a_killed_rebuild_leaves_live_tables_intact_and_the_next_one_succeeds() 
 
     // A new rebuild starts over (dropping the dead one's shadow) and matches the live rows.
     let live = rows(&app.db, "tasks").await;
-    let output = run_chronicle_output(&app.settings.database_url, &["replay", "tasks"])
+    let output = run_chronicle_output(app.settings.database_url.expose(), &["replay", "tasks"])
         .await
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{output:?}");
@@ -558,7 +558,7 @@ async fn a_store_holding_both_task_created_versions_loads_travels_and_replays() 
     assert_eq!(version, "2.0");
 
     // Replay reads both versions.
-    let output = run_chronicle_output(&app.settings.database_url, &["replay", "tasks"])
+    let output = run_chronicle_output(app.settings.database_url.expose(), &["replay", "tasks"])
         .await
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{output:?}");
@@ -615,7 +615,7 @@ async fn a_store_holding_both_task_created_versions_loads_travels_and_replays() 
 
     // The stored 1.0 events were never rewritten: their chains still verify.
     let (code, out) =
-        chronicle_tests::run_chronicle(&app.settings.database_url, &["audit", "verify"])
+        chronicle_tests::run_chronicle(app.settings.database_url.expose(), &["audit", "verify"])
             .await
             .unwrap();
     assert_eq!(code, 0, "{out}");

@@ -551,7 +551,7 @@ async fn moving_an_event_to_another_team_is_detected_as_tampering() {
         "{body}"
     );
     let (code, out) =
-        chronicle_tests::run_chronicle(&app.settings.database_url, &["audit", "verify"])
+        chronicle_tests::run_chronicle(app.settings.database_url.expose(), &["audit", "verify"])
             .await
             .unwrap();
     assert_eq!(code, 1, "{out}");

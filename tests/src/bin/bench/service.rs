@@ -82,7 +82,7 @@ impl BenchService {
         settings.snapshot_every = 100;
         let process = Self::spawn(&settings, ALL_PARTS).await?;
         let graphql_url = format!("{}/graphql", process.client("")?.base_url());
-        let db = PgPool::connect(&settings.database_url).await?;
+        let db = PgPool::connect(settings.database_url.expose()).await?;
         sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
             .execute(&db)
             .await?;
@@ -209,7 +209,7 @@ impl BenchService {
 
     /// The service's database URL (for pgbench).
     pub fn database_url(&self) -> &str {
-        &self.settings.database_url
+        self.settings.database_url.expose()
     }
 }
 
