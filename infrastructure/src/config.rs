@@ -42,7 +42,7 @@ pub struct KafkaSettings {
     /// CA bundle for SSL.
     pub ssl_ca_location: Option<String>,
     /// Longest a consumer's fetch waits at the broker for new records
-    /// (`KAFKA_FETCH_WAIT_MAX_MS`, librdkafka's 500). Apache Kafka answers a fetch as soon as a
+    /// (`KAFKA_FETCH_WAIT_MAX_MS`, librdkafka's default). Apache Kafka answers a fetch as soon as a
     /// record arrives, so there this only bounds idle polling; a broker that answers only when
     /// the wait ends (Tansu, which `./scripts/dev` starts) adds up to this much to the time a
     /// change takes to reach the read models, so `./scripts/dev` sets 10.
@@ -138,37 +138,39 @@ impl AuthSettings {
 /// (HTTP 413 for the body, `RATE_LIMITED` with HTTP 429 for the rate).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiLimits {
-    /// Deepest selection nesting (`CHRONICLE_GRAPHQL_MAX_DEPTH`, 15: GraphiQL's introspection
-    /// query nests deeper than 12; the deepest data query, tasks with their history, 7).
+    /// Deepest selection nesting (`CHRONICLE_GRAPHQL_MAX_DEPTH`).
     pub max_depth: usize,
     /// Most complexity points: one per field, a connection's fields counted once per item of
-    /// its page (`CHRONICLE_GRAPHQL_MAX_COMPLEXITY`, 5000: a full page of 100 tasks with every
-    /// field costs about 2,500; a page of tasks each with a page of history is refused).
+    /// its page (`CHRONICLE_GRAPHQL_MAX_COMPLEXITY`).
     pub max_complexity: usize,
-    /// Most aliased fields in one document (`CHRONICLE_GRAPHQL_MAX_ALIASES`, 30).
+    /// Most aliased fields in one document (`CHRONICLE_GRAPHQL_MAX_ALIASES`).
     pub max_aliases: usize,
-    /// Most operations in one batch (`CHRONICLE_GRAPHQL_MAX_BATCH`, 10).
+    /// Most operations in one batch (`CHRONICLE_GRAPHQL_MAX_BATCH`).
     pub max_batch: usize,
     /// Most subscriptions open at once on one WebSocket connection
-    /// (`CHRONICLE_GRAPHQL_MAX_SUBSCRIPTIONS`, 20).
+    /// (`CHRONICLE_GRAPHQL_MAX_SUBSCRIPTIONS`).
     pub max_subscriptions: usize,
-    /// Largest request body in bytes (`CHRONICLE_MAX_BODY_BYTES`, 1 MiB).
+    /// Largest request body in bytes (`CHRONICLE_MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
-    /// Longest a request may run (`CHRONICLE_REQUEST_TIMEOUT_MS`, 10 s).
+    /// Longest a request may run (`CHRONICLE_REQUEST_TIMEOUT_MS`).
     pub request_timeout: Duration,
-    /// Whether the schema can be introspected (`CHRONICLE_GRAPHQL_INTROSPECTION`, true).
+    /// Whether the schema can be introspected (`CHRONICLE_GRAPHQL_INTROSPECTION`).
     pub introspection: bool,
-    /// Sustained requests per second per subject (`CHRONICLE_RATE_LIMIT_PER_SECOND`, 50; 0 turns
-    /// rate limiting off).
+    /// Sustained requests per second per subject (`CHRONICLE_RATE_LIMIT_PER_SECOND`; 0
+    /// turns rate limiting off).
     pub rate_per_second: u32,
-    /// Requests a subject may send at once above the sustained rate (`CHRONICLE_RATE_LIMIT_BURST`, 100).
+    /// Requests a subject may send at once above the sustained rate (`CHRONICLE_RATE_LIMIT_BURST`).
     pub rate_burst: u32,
 }
 
 impl Default for ApiLimits {
     fn default() -> Self {
         Self {
+            // GraphiQL's introspection query nests deeper than 12; the deepest data query
+            // (tasks with their history) nests 7.
             max_depth: 15,
+            // A full page of 100 tasks with every field costs about 2,500; a page of tasks
+            // each with a page of history is refused.
             max_complexity: 5_000,
             max_aliases: 30,
             max_batch: 10,
@@ -254,12 +256,11 @@ pub struct Settings {
     /// Whether `serve` rebuilds, in the background, projections built by older projection code.
     pub rebuild_outdated: bool,
     /// How long a stopping `serve` waits for in-flight requests, the producer's flush and the
-    /// consumers' commits before it gives up and exits 1 (`CHRONICLE_SHUTDOWN_TIMEOUT_SECS`,
-    /// 30: below Kubernetes' default grace period, so the process ends its own way).
+    /// consumers' commits before it gives up and exits 1 (`CHRONICLE_SHUTDOWN_TIMEOUT_SECS`).
     pub shutdown_timeout: Duration,
     /// How long a request waits for a database connection before it answers `UNAVAILABLE`
-    /// (`CHRONICLE_DB_ACQUIRE_TIMEOUT_MS`, 2,000): how fast requests fail while the database is
-    /// away; with a healthy database a wait that long means the pool is far too small.
+    /// (`CHRONICLE_DB_ACQUIRE_TIMEOUT_MS`): how fast requests fail while the database is away;
+    /// with a healthy database a wait that long means the pool is far too small.
     pub database_acquire_timeout: Duration,
     /// Request limits of the GraphQL API.
     pub limits: ApiLimits,
@@ -373,6 +374,7 @@ impl Settings {
             outbox_retention: Duration::from_secs(parsed("CHRONICLE_OUTBOX_RETENTION_SECS", 3600)?),
             read_your_writes_wait: Duration::from_millis(parsed("CHRONICLE_READ_WAIT_MS", 2000)?),
             rebuild_outdated: parsed("CHRONICLE_REBUILD_OUTDATED", true)?,
+            // Below Kubernetes' default grace period, so the process ends its own way.
             shutdown_timeout: Duration::from_secs(parsed("CHRONICLE_SHUTDOWN_TIMEOUT_SECS", 30)?),
             database_acquire_timeout: Duration::from_millis(parsed(
                 "CHRONICLE_DB_ACQUIRE_TIMEOUT_MS",

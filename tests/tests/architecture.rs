@@ -109,6 +109,146 @@ fn aggregate_type_names_are_written_only_in_the_registry_and_the_domain() {
     );
 }
 
+/// The README's configuration table lists every environment variable the code reads, and
+/// where the code gives a literal default, the table gives the same one: the default is
+/// written in the code and the table is held to it.
+#[test]
+fn the_readme_lists_every_variable_the_code_reads_with_its_default() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate lives in the workspace")
+        .to_path_buf();
+    let readme = std::fs::read_to_string(workspace.join("README.md")).expect("README.md");
+    let documented = configuration_table(&readme);
+    assert!(documented.len() > 20, "the README's table was not found");
+    let mut problems = Vec::new();
+    for root in [
+        "application/src/lib.rs",
+        "infrastructure/src/lib.rs",
+        "api/src/lib.rs",
+        "api/src/main.rs",
+    ] {
+        for (file, text) in ModuleGraph::read(&workspace, root).texts {
+            let code = strip_keeping_strings(&text);
+            for (name, default) in variables_read(&code) {
+                match documented.iter().find(|(listed, _)| *listed == name) {
+                    None => problems.push(format!("{file}: reads {name}, missing from the table")),
+                    Some((_, listed)) => {
+                        if let (Some(code_default), Some(listed)) = (&default, listed) {
+                            if code_default != listed {
+                                problems.push(format!(
+                                    "{file}: {name} defaults to {code_default}, the table says {listed}"
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "README.md, Configuration:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// (variable, its default when the cell gives one in backticks) for every row of the
+/// README's configuration table; a row may list several variables with as many defaults.
+fn configuration_table(readme: &str) -> Vec<(String, Option<String>)> {
+    let section = readme
+        .split("\n## Configuration")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .unwrap_or_default();
+    let mut rows = Vec::new();
+    for line in section.lines().filter(|line| line.starts_with("| `")) {
+        let cells: Vec<&str> = line.split(" | ").collect();
+        let names = backticked(cells[0]);
+        let defaults = cells
+            .get(1)
+            .map(|cell| backticked(cell))
+            .unwrap_or_default();
+        for (index, name) in names.into_iter().enumerate() {
+            rows.push((name, defaults.get(index).cloned()));
+        }
+    }
+    rows
+}
+
+fn backticked(cell: &str) -> Vec<String> {
+    cell.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The variables `code` reads (`var("NAME")`, `parsed("NAME", default)` and the like: any
+/// string literal that names one), with the default when it is a literal number or boolean,
+/// given in the call or as `default.field` of a `Default` impl in the same file.
+fn variables_read(code: &str) -> Vec<(String, Option<String>)> {
+    variables_read_literally(code)
+        .into_iter()
+        .map(|(name, default, field)| {
+            let from_field = field.and_then(|field| {
+                let assignment = format!("{field}: ");
+                code.match_indices(&assignment)
+                    .find_map(|(at, _)| plain_literal(code[at + assignment.len()..].trim_start()))
+            });
+            (name, default.or(from_field))
+        })
+        .collect()
+}
+
+/// A number or boolean literal that ends its expression (`5_000,` or `true)`), underscores
+/// removed.
+fn plain_literal(text: &str) -> Option<String> {
+    let token_end = text
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(text.len());
+    let token: String = text[..token_end].chars().filter(|c| *c != '_').collect();
+    let ends = text[token_end..].trim_start().starts_with([',', ')']);
+    let plain = !token.is_empty()
+        && (token.chars().all(|c| c.is_ascii_digit()) || token == "true" || token == "false");
+    (ends && plain).then_some(token)
+}
+
+/// Like [`variables_read`], with the `default.field` a call names instead of resolving it.
+fn variables_read_literally(code: &str) -> Vec<(String, Option<String>, Option<String>)> {
+    let mut found = Vec::new();
+    for (index, _) in code.match_indices('"') {
+        let rest = &code[index + 1..];
+        let Some(end) = rest.find('"') else { continue };
+        let name = &rest[..end];
+        let is_variable = ["CHRONICLE_", "KAFKA_", "OTEL_", "DATABASE_URL"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+            && name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        if !is_variable
+            || found
+                .iter()
+                .any(|(known, _, _): &(String, _, _)| known == name)
+        {
+            continue;
+        }
+        let after = rest[end + 1..].trim_start();
+        let argument = after.strip_prefix(',').map(str::trim_start);
+        let default = argument.and_then(plain_literal);
+        let field = argument.and_then(|value| {
+            let value = value.strip_prefix("default.")?;
+            let field_end = value
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(value.len());
+            Some(value[..field_end].to_owned())
+        });
+        found.push((name.to_owned(), default, field));
+    }
+    found
+}
+
 /// One crate's modules and the arrows between their files.
 struct ModuleGraph {
     /// Module path (`["outbox", "relay"]`) to the file that holds it.
