@@ -37,6 +37,7 @@ use crate::auth::Authenticator;
 use crate::graphql::{build_schema, Services};
 use crate::http::{router, HttpState};
 use crate::rate_limit::RateLimiter;
+use chronicle_application::error_chain::Chain;
 use chronicle_application::observability::Gauges;
 use chronicle_infrastructure::kafka::probe::BrokerProbe;
 use chronicle_infrastructure::outbox::PgOutboxMonitor;
@@ -141,7 +142,7 @@ async fn rebuild_outdated(rebuilder: Arc<Rebuilder>) {
     let outdated = match rebuilder.outdated().await {
         Ok(outdated) => outdated,
         Err(error) => {
-            tracing::warn!(%error, "cannot read projection versions; no start-up rebuild");
+            tracing::warn!(error = %Chain(&error), "cannot read projection versions; no start-up rebuild");
             return;
         }
     };
@@ -160,7 +161,9 @@ async fn rebuild_outdated(rebuilder: Arc<Rebuilder>) {
             Err(AppError::InvalidTransition(reason)) => {
                 tracing::info!(%reason, "left to the other rebuild")
             }
-            Err(error) => tracing::warn!(projection = name, %error, "start-up rebuild failed"),
+            Err(error) => {
+                tracing::warn!(projection = name, error = %Chain(&error), "start-up rebuild failed")
+            }
         }
     }
 }
@@ -348,7 +351,7 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningS
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await;
             if let Err(error) = served {
-                tracing::error!(%error, "HTTP server failed");
+                tracing::error!(error = %Chain(&error), "HTTP server failed");
             }
         }));
         Some(addr)

@@ -3,6 +3,7 @@
 use chronicle_domain::DomainError;
 use thiserror::Error;
 
+use crate::error_chain::BoxError;
 use crate::ports::store_error::StoreError;
 
 /// Why a use case failed, in terms a client can act on.
@@ -47,13 +48,19 @@ pub enum AppError {
     /// A request asked for more than a limit allows.
     #[error("{0}")]
     LimitExceeded(String),
-    /// The database cannot be reached now; the detail is for the logs. The same request
+    /// The database cannot be reached now; the cause is for the logs. The same request
     /// succeeds once it is back, so clients retry, unlike [`AppError::Internal`].
     #[error("the database is unavailable; retry shortly")]
-    Unavailable(String),
-    /// Anything the caller cannot fix: reported with context in the logs, opaque to clients.
-    #[error("internal error: {0}")]
-    Internal(String),
+    Unavailable(#[source] BoxError),
+    /// Anything the caller cannot fix: logged with its cause chain, opaque to clients.
+    #[error("internal error: {context}")]
+    Internal {
+        /// What failed, in words.
+        context: String,
+        /// Why, when another error says so.
+        #[source]
+        source: Option<BoxError>,
+    },
 }
 
 impl AppError {
@@ -69,7 +76,23 @@ impl AppError {
             Self::StaleRead { .. } => "stale_read",
             Self::LimitExceeded(_) => "limit_exceeded",
             Self::Unavailable(_) => "unavailable",
-            Self::Internal(_) => "internal",
+            Self::Internal { .. } => "internal",
+        }
+    }
+
+    /// An internal error with no further cause.
+    pub fn internal(context: impl Into<String>) -> Self {
+        Self::Internal {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// An internal error caused by `source`.
+    pub fn internal_from(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::Internal {
+            context: context.into(),
+            source: Some(source.into()),
         }
     }
 
@@ -97,8 +120,32 @@ impl From<DomainError> for AppError {
 impl From<StoreError> for AppError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Unavailable(detail) => Self::Unavailable(detail),
-            other => Self::Internal(other.to_string()),
+            StoreError::Unavailable(_) => Self::Unavailable(Box::new(error)),
+            other => Self::internal_from("storage", other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error_chain::Chain;
+
+    #[test]
+    fn a_storage_failure_keeps_its_cause_and_the_chain_shows_every_link() {
+        let driver = std::io::Error::other("connection reset by peer");
+        let error = AppError::from(StoreError::backend("the statement failed", driver));
+
+        assert_eq!(error.to_string(), "internal error: storage");
+        assert_eq!(
+            Chain(&error).to_string(),
+            "internal error: storage: storage failure: the statement failed: connection reset by peer"
+        );
+        let unavailable = AppError::from(StoreError::unavailable(std::io::Error::other("refused")));
+        assert!(matches!(unavailable, AppError::Unavailable(_)));
+        assert_eq!(
+            Chain(&unavailable).to_string(),
+            "the database is unavailable; retry shortly: storage unavailable: refused"
+        );
     }
 }

@@ -52,7 +52,7 @@ pub fn store_now() -> DateTime<Utc> {
 
 /// Serializes a domain event the way cqrs-es does.
 pub fn serialize_event<E: Serialize>(event: &E) -> Result<Value, AppError> {
-    serde_json::to_value(event).map_err(|e| AppError::Internal(format!("serialize event: {e}")))
+    serde_json::to_value(event).map_err(|e| AppError::internal_from("serialize event", e))
 }
 
 /// Every aggregate's upcasters, built once.
@@ -106,10 +106,13 @@ pub fn deserialize_event<E: DeserializeOwned>(event: &StoredEvent) -> Result<E, 
         event.payload.clone(),
     );
     serde_json::from_value(payload).map_err(|e| {
-        AppError::Internal(format!(
-            "event {} ({} v{}) does not deserialize: {e}",
-            event.event_id, event.event_type, event.event_version
-        ))
+        AppError::internal_from(
+            format!(
+                "event {} ({} v{}) does not deserialize",
+                event.event_id, event.event_type, event.event_version
+            ),
+            e,
+        )
     })
 }
 

@@ -9,6 +9,7 @@ pub mod aggregates;
 pub mod audit;
 pub mod commands;
 pub mod error;
+pub mod error_chain;
 pub mod event_log;
 pub mod hash_chain;
 pub mod live;

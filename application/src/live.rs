@@ -12,6 +12,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::access::{Action, Principal, TeamScope};
 use crate::error::AppError;
+use crate::error_chain::Chain;
 use crate::message::EventMessage;
 use crate::ports::audit_log::AuditLog;
 use crate::ports::event_handler::BatchOutcome;
@@ -187,7 +188,7 @@ impl Filter {
         {
             Ok(team) => team,
             Err(error) => {
-                tracing::warn!(%error, "owner lookup failed; event withheld from subscriber");
+                tracing::warn!(error = %Chain(&error), "owner lookup failed; event withheld from subscriber");
                 return None;
             }
         };

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use crate::error_chain::Chain;
 use crate::ports::outbox_monitor::OutboxMonitor;
 use crate::replay::Rebuilder;
 
@@ -31,7 +32,9 @@ impl Gauges {
                 metrics::gauge!("chronicle_outbox_oldest_unpublished_seconds")
                     .set(backlog.oldest_seconds);
             }
-            Err(error) => tracing::warn!(%error, "outbox backlog unavailable for metrics"),
+            Err(error) => {
+                tracing::warn!(error = %Chain(&error), "outbox backlog unavailable for metrics")
+            }
         }
         match self.rebuilder.statuses().await {
             Ok(statuses) => {
@@ -44,7 +47,9 @@ impl Gauges {
                         .set(seconds);
                 }
             }
-            Err(error) => tracing::warn!(%error, "projection status unavailable for metrics"),
+            Err(error) => {
+                tracing::warn!(error = %Chain(&error), "projection status unavailable for metrics")
+            }
         }
     }
 }

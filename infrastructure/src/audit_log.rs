@@ -258,11 +258,8 @@ fn scan_in_position_order(pool: PgPool) -> BoxStream<'static, Result<AuditRecord
             })
             .buffered(2);
         while let Some(batch) = decoded.next().await {
-            let batch = batch.unwrap_or_else(|e| {
-                vec![Err(StoreError::Backend(format!(
-                    "decoding thread failed: {e}"
-                )))]
-            });
+            let batch = batch
+                .unwrap_or_else(|e| vec![Err(StoreError::backend("decoding thread failed", e))]);
             let failed = batch.iter().any(Result::is_err);
             if sender.send(batch).await.is_err() || failed {
                 return;

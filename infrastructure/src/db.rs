@@ -56,9 +56,9 @@ pub async fn migrate(pool: &PgPool) -> Result<(), InfraError> {
 /// answer "retry shortly" instead of an internal error; [`StoreError::Backend`] otherwise.
 pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
     if is_unreachable(&error) {
-        StoreError::Unavailable(error.to_string())
+        StoreError::unavailable(error)
     } else {
-        StoreError::Backend(error.to_string())
+        StoreError::backend("the statement failed", error)
     }
 }
 
@@ -93,7 +93,7 @@ mod tests {
         ));
         assert!(matches!(
             store_error(sqlx::Error::RowNotFound),
-            StoreError::Backend(_)
+            StoreError::Backend { .. }
         ));
     }
 }

@@ -17,7 +17,7 @@ pub mod secret;
 #[derive(Debug, thiserror::Error)]
 pub enum InfraError {
     /// A Postgres call failed.
-    #[error("database: {context}: {source}")]
+    #[error("database: {context}")]
     Database {
         /// What we were doing.
         context: String,
@@ -26,7 +26,7 @@ pub enum InfraError {
         source: sqlx::Error,
     },
     /// A Kafka call failed.
-    #[error("kafka: {context}: {source}")]
+    #[error("kafka: {context}")]
     Kafka {
         /// What we were doing.
         context: String,
@@ -35,7 +35,7 @@ pub enum InfraError {
         source: rdkafka::error::KafkaError,
     },
     /// Migrations could not be applied.
-    #[error("migrations: {0}")]
+    #[error("migrations could not be applied")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 

@@ -35,7 +35,7 @@ const SWAP_LOCK_TIMEOUT: &str = "10s";
 fn projection_table(name: &str) -> Result<&'static str, StoreError> {
     aggregates::by_projection(name)
         .map(|kind| kind.table)
-        .ok_or_else(|| StoreError::Backend(format!("no table for projection {name}")))
+        .ok_or_else(|| StoreError::corrupt(format!("no table for projection {name}")))
 }
 
 /// The projection lifecycle on a Postgres pool.
@@ -72,7 +72,7 @@ impl PgProjections {
             .await?
             .into_iter()
             .find(|s| s.name == name)
-            .ok_or_else(|| StoreError::Backend(format!("projection {name} has no status row")))
+            .ok_or_else(|| StoreError::corrupt(format!("projection {name} has no status row")))
     }
 }
 
@@ -80,7 +80,7 @@ fn status_from_row(row: &PgRow) -> Result<ProjectionStatus, StoreError> {
     let state: String = row.get("state");
     let rebuild_started: Option<chrono::DateTime<chrono::Utc>> = row.get("rebuild_started_at");
     let state = ProjectionState::parse(&state)
-        .ok_or_else(|| StoreError::Backend(format!("unknown projection state {state}")))?;
+        .ok_or_else(|| StoreError::corrupt(format!("unknown projection state {state}")))?;
     let last_at: Option<chrono::DateTime<chrono::Utc>> = row.get("last_rebuild_at");
     let last_events: Option<i64> = row.get("last_rebuild_events");
     let last_seconds: Option<f64> = row.get("last_rebuild_seconds");
@@ -390,7 +390,7 @@ impl ProjectionControl for PgProjections {
             for (index, definition, primary) in live_indexes(&self.pool, table).await? {
                 builds.push(
                     shadow_index_sql(&index, &definition, &shadow).ok_or_else(|| {
-                        StoreError::Backend(format!("cannot read index definition {definition}"))
+                        StoreError::corrupt(format!("cannot read index definition {definition}"))
                     })?,
                 );
                 if primary {
@@ -413,7 +413,7 @@ impl ProjectionControl for PgProjections {
             .collect()
             .await;
         for result in results {
-            result.map_err(|e| StoreError::Backend(format!("index build task failed: {e}")))??;
+            result.map_err(|e| StoreError::backend("index build task failed", e))??;
         }
         run_steps(self.pool.clone(), finishing).await
     }

@@ -1,6 +1,7 @@
 //! The one mapping from application errors to GraphQL errors with `extensions.code`.
 
 use async_graphql::{ErrorExtensionValues, Response, ServerError, Value};
+use chronicle_application::error_chain::Chain;
 use chronicle_application::AppError;
 
 use super::context::RequestContext;
@@ -84,12 +85,12 @@ fn extensions(code: ErrorCode, extra: &[(&str, Value)]) -> ErrorExtensionValues 
 /// id and answered opaquely: no SQL, paths or driver messages reach the client.
 pub fn to_graphql(error: AppError, request: &RequestContext) -> async_graphql::Error {
     let message = match &error {
-        AppError::Internal(detail) => {
-            tracing::error!(request_id = %request.request_id, error = %detail, "internal error");
+        AppError::Internal { .. } => {
+            tracing::error!(request_id = %request.request_id, error = %Chain(&error), "internal error");
             format!("internal error (request id {})", request.request_id)
         }
-        AppError::Unavailable(detail) => {
-            tracing::warn!(request_id = %request.request_id, error = %detail, "database unavailable");
+        AppError::Unavailable(_) => {
+            tracing::warn!(request_id = %request.request_id, error = %Chain(&error), "database unavailable");
             format!("{error} (request id {})", request.request_id)
         }
         AppError::Unauthenticated => match &request.auth_error {
@@ -108,7 +109,7 @@ pub fn to_graphql(error: AppError, request: &RequestContext) -> async_graphql::E
             ("minVersion", Value::from(*wanted)),
             ("currentVersion", Value::from(*current)),
         ],
-        AppError::Internal(_) | AppError::Unavailable(_) => {
+        AppError::Internal { .. } | AppError::Unavailable(_) => {
             vec![("requestId", Value::from(request.request_id.as_str()))]
         }
         _ => Vec::new(),
@@ -129,7 +130,7 @@ fn code_of(error: &AppError) -> ErrorCode {
         AppError::StaleRead { .. } => ErrorCode::StaleRead,
         AppError::LimitExceeded(_) => ErrorCode::LimitExceeded,
         AppError::Unavailable(_) => ErrorCode::Unavailable,
-        AppError::Internal(_) => ErrorCode::Internal,
+        AppError::Internal { .. } => ErrorCode::Internal,
     }
 }
 

@@ -20,7 +20,7 @@ fn payload(outcome: CommandOutcome) -> Result<TaskPayload, AppError> {
         id: outcome
             .aggregate_id
             .parse()
-            .map_err(|_| AppError::Internal("task id is not a UUID".to_owned()))?,
+            .map_err(|_| AppError::internal("task id is not a UUID"))?,
         version: outcome.version,
         replayed: outcome.replayed,
     })
@@ -291,7 +291,7 @@ impl MutationRoot {
                 id: outcome
                     .aggregate_id
                     .parse()
-                    .map_err(|_| AppError::Internal("report id is not a UUID".to_owned()))?,
+                    .map_err(|_| AppError::internal("report id is not a UUID"))?,
                 version: outcome.version,
                 replayed: outcome.replayed,
             })

@@ -16,6 +16,7 @@ use futures::stream::{self, Stream};
 
 use super::context::ContextExt;
 use super::error::to_graphql;
+use chronicle_application::error_chain::Chain;
 
 /// How often `projectionStatus` looks for a change.
 const STATUS_POLL: Duration = Duration::from_millis(250);
@@ -176,7 +177,7 @@ impl ProjectionMutation {
                         seconds = summary.seconds,
                         "rebuild finished"
                     ),
-                    Err(error) => tracing::warn!(%error, "rebuild failed"),
+                    Err(error) => tracing::warn!(error = %Chain(&error), "rebuild failed"),
                 }
             });
             let all = statuses(&rebuilder).await?;
@@ -267,7 +268,7 @@ impl ProjectionSubscription {
                 let current = match statuses(&rebuilder).await {
                     Ok(all) => all.into_iter().find(|s| s.name == name),
                     Err(error) => {
-                        tracing::warn!(%error, "projection status unavailable");
+                        tracing::warn!(error = %Chain(&error), "projection status unavailable");
                         None
                     }
                 };

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use chronicle_application::error_chain::Chain;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tracing::field::{Field, Visit};
@@ -184,7 +185,7 @@ async fn export(settings: OtlpSettings, mut receiver: mpsc::Receiver<FinishedSpa
     {
         Ok(client) => client,
         Err(error) => {
-            tracing::error!(%error, "cannot build the OTLP client; spans are not exported");
+            tracing::error!(error = %Chain(&error), "cannot build the OTLP client; spans are not exported");
             return;
         }
     };
@@ -216,7 +217,7 @@ async fn export(settings: OtlpSettings, mut receiver: mpsc::Receiver<FinishedSpa
                 tracing::warn!(status = %response.status(), url = %settings.traces_url, spans = batch.len(), "the OTLP collector refused spans");
             }
             Err(error) => {
-                tracing::warn!(%error, url = %settings.traces_url, spans = batch.len(), "cannot reach the OTLP collector; spans dropped");
+                tracing::warn!(error = %Chain(&error), url = %settings.traces_url, spans = batch.len(), "cannot reach the OTLP collector; spans dropped");
             }
         }
         batch.clear();

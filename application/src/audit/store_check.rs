@@ -87,7 +87,7 @@ async fn verify_chains(
     let mut aggregates = 0u64;
     while let Some(batch) = hashed.next().await {
         let (records, intact) =
-            batch.map_err(|e| AppError::Internal(format!("hashing thread failed: {e}")))??;
+            batch.map_err(|e| AppError::internal_from("hashing thread failed", e))??;
         for (record, content_intact) in records.iter().zip(intact) {
             let event = &record.event;
             let of_type = match chains.get_mut(&event.aggregate_type) {

@@ -147,9 +147,7 @@ where
                     return self
                         .previous_result(aggregate_id, options, metadata)
                         .await?
-                        .ok_or_else(|| {
-                            AppError::Internal("idempotency record vanished".to_owned())
-                        });
+                        .ok_or_else(|| AppError::internal("idempotency record vanished"));
                 }
                 Err(ExecuteError::Store(other)) => return Err(other.into()),
                 Err(ExecuteError::App(error)) => return Err(error),
@@ -201,7 +199,7 @@ where
         let (mut aggregate, mut version) = match &stream.snapshot {
             Some(snapshot) => (
                 serde_json::from_value::<A>(snapshot.payload.clone()).map_err(|e| {
-                    AppError::Internal(format!("snapshot of {aggregate_id} is unreadable: {e}"))
+                    AppError::internal_from(format!("snapshot of {aggregate_id} is unreadable"), e)
                 })?,
                 snapshot.last_sequence,
             ),
@@ -283,7 +281,7 @@ where
             .map(|event| {
                 EventMessage::from_stored(event, metadata)
                     .to_outbox(topic.clone(), metadata.traceparent.as_deref())
-                    .map_err(|e| AppError::Internal(format!("encode envelope: {e}")))
+                    .map_err(|e| AppError::internal_from("encode envelope", e))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let snapshot = self.snapshot_due(version, new_version).then(|| {
@@ -292,7 +290,7 @@ where
                     payload,
                     last_sequence: new_version,
                 })
-                .map_err(|e| AppError::Internal(format!("serialize snapshot: {e}")))
+                .map_err(|e| AppError::internal_from("serialize snapshot", e))
         });
         let idempotency = metadata
             .idempotency_key
@@ -370,7 +368,7 @@ where
         metadata: &CommandMetadata,
     ) -> Result<Vec<NewEvent>, AppError> {
         let metadata_json = serde_json::to_value(metadata)
-            .map_err(|e| AppError::Internal(format!("serialize metadata: {e}")))?;
+            .map_err(|e| AppError::internal_from("serialize metadata", e))?;
         let recorded_at = store_now();
         let mut previous = last_hash.to_owned();
         let mut events = Vec::with_capacity(decided.len());

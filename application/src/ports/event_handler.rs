@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use thiserror::Error;
 
+use crate::error_chain::Chain;
 use crate::message::EventMessage;
 use crate::ports::store_error::StoreError;
 
@@ -39,10 +40,10 @@ pub enum HandlerError {
 
 impl From<StoreError> for HandlerError {
     fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Paused(projection) => Self::Paused(projection),
-            StoreError::Unavailable(detail) => Self::Unavailable(detail),
-            other => Self::Transient(other.to_string()),
+        match &error {
+            StoreError::Paused(projection) => Self::Paused(projection.clone()),
+            StoreError::Unavailable(_) => Self::Unavailable(Chain(&error).to_string()),
+            _ => Self::Transient(Chain(&error).to_string()),
         }
     }
 }

@@ -2,6 +2,8 @@
 
 use thiserror::Error;
 
+use crate::error_chain::BoxError;
+
 /// Why a storage call failed.
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -11,15 +13,44 @@ pub enum StoreError {
     /// The idempotency key was recorded by a concurrent request first.
     #[error("the idempotency key was used concurrently")]
     IdempotencyKeyTaken,
-    /// The storage could not be reached or answered with an error.
-    #[error("storage failure: {0}")]
-    Backend(String),
+    /// The storage answered with an error, or holds something it cannot read.
+    #[error("storage failure: {context}")]
+    Backend {
+        /// What failed, in words.
+        context: String,
+        /// The driver's (or decoder's) error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// The storage cannot be reached now (down, restarting, out of connections); the same
     /// request succeeds once it is back.
-    #[error("storage unavailable: {0}")]
-    Unavailable(String),
+    #[error("storage unavailable")]
+    Unavailable(#[source] BoxError),
     /// The read model does not accept live writes right now (a rebuild or an operator paused
     /// it); nothing was written, and the same write succeeds once it is live again.
     #[error("projection {0} is paused")]
     Paused(String),
+}
+
+impl StoreError {
+    /// A failure of the storage, caused by `source`.
+    pub fn backend(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::Backend {
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// Stored data that cannot be read (a row with an unknown state, say).
+    pub fn corrupt(context: impl Into<String>) -> Self {
+        Self::Backend {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// The storage is out of reach, as `source` says.
+    pub fn unavailable(source: impl Into<BoxError>) -> Self {
+        Self::Unavailable(source.into())
+    }
 }

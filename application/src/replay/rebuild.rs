@@ -13,6 +13,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::error::AppError;
+use crate::error_chain::Chain;
 use crate::event_log::decode_payload;
 use crate::ports::projection_control::ProjectionControl;
 use crate::ports::projection_control::{
@@ -206,7 +207,7 @@ impl<M: ReadModel> RebuildTarget for ModelRebuild<M> {
     fn fold(&mut self, decoded: Decoded) -> Result<u64, AppError> {
         let events = decoded
             .downcast::<Vec<DecodedEvent<M::Event>>>()
-            .map_err(|_| AppError::Internal(format!("{}: batch of another model", M::NAME)))?;
+            .map_err(|_| AppError::internal(format!("{}: batch of another model", M::NAME)))?;
         let count = events.len() as u64;
         for item in *events {
             match item {
@@ -435,9 +436,13 @@ impl Rebuilder {
         match self.run(&claim, started, progress).await {
             Ok(summary) => Ok(summary),
             Err(error) => {
-                tracing::warn!(projections = ?claim.names, %error, "rebuild failed; live tables untouched");
-                if let Err(release) = self.control.abandon(&claim, &error.to_string()).await {
-                    tracing::warn!(%release, "could not release the rebuild's claim; it goes with the process's connection");
+                tracing::warn!(projections = ?claim.names, error = %Chain(&error), "rebuild failed; live tables untouched");
+                if let Err(release) = self
+                    .control
+                    .abandon(&claim, &Chain(&error).to_string())
+                    .await
+                {
+                    tracing::warn!(release = %Chain(&release), "could not release the rebuild's claim; it goes with the process's connection");
                 }
                 Err(error)
             }
@@ -486,7 +491,7 @@ impl Rebuilder {
                         (batch.len() as u64, per_model)
                     })
                     .await
-                    .map_err(|e| AppError::Internal(format!("decoding thread failed: {e}")))
+                    .map_err(|e| AppError::internal_from("decoding thread failed", e))
                 }
             })
             .buffered(2);
@@ -566,8 +571,8 @@ impl Rebuilder {
 }
 
 fn lost_claim() -> AppError {
-    AppError::Internal(
-        "the rebuild lost its claim (its lock connection dropped and the live consumer took the projection back); nothing was swapped".to_owned(),
+    AppError::internal(
+        "the rebuild lost its claim (its lock connection dropped and the live consumer took the projection back); nothing was swapped",
     )
 }
 
@@ -597,7 +602,9 @@ impl ProgressReporter {
                             lost.store(true, Ordering::Relaxed);
                             return;
                         }
-                        Err(error) => tracing::warn!(%error, "recording rebuild progress failed"),
+                        Err(error) => {
+                            tracing::warn!(error = %Chain(&error), "recording rebuild progress failed")
+                        }
                     }
                 }
             }

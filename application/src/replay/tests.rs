@@ -208,7 +208,7 @@ async fn a_rebuild_whose_holder_died_is_taken_back_by_the_live_writer_and_cannot
     let finished = given.rebuilder.finish(claimed, &|_| {}).await;
 
     assert!(
-        matches!(&finished, Err(AppError::Internal(reason)) if reason.contains("lost its claim")),
+        matches!(&finished, Err(AppError::Internal { context, .. }) if context.contains("lost its claim")),
         "{finished:?}"
     );
     assert_eq!(given.state(), ProjectionState::Live);

@@ -17,6 +17,7 @@ use super::compute::compute;
 use crate::aggregates;
 use crate::commands::ReportCommands;
 use crate::error::AppError;
+use crate::error_chain::Chain;
 use crate::message::EventMessage;
 use crate::metadata::CommandMetadata;
 use crate::ports::event_handler::BatchOutcome;
@@ -107,9 +108,10 @@ impl ReportWorker {
 
 /// A failed command of the worker: retried, and without limit while the database is away.
 fn transient(error: AppError) -> HandlerError {
+    let reason = Chain(&error).to_string();
     match error {
-        AppError::Unavailable(detail) => HandlerError::Unavailable(detail),
-        other => HandlerError::Transient(other.to_string()),
+        AppError::Unavailable(_) => HandlerError::Unavailable(reason),
+        _ => HandlerError::Transient(reason),
     }
 }
 

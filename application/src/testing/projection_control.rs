@@ -293,7 +293,7 @@ impl ProjectionControl for MemoryProjectionControl {
     ) -> Result<ReplaySnapshot, StoreError> {
         let mut state = lock(&self.state);
         if let Some(reason) = state.snapshot_failure.take() {
-            return Err(StoreError::Backend(reason));
+            return Err(StoreError::backend("the snapshot read failed", reason));
         }
         let events: Vec<ReplayEvent> = state
             .events

@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use super::dead_letter::DeadLetters;
 use crate::config::KafkaSettings;
 use crate::InfraError;
+use chronicle_application::error_chain::Chain;
 
 /// How a consumer behaves.
 #[derive(Debug, Clone)]
@@ -226,7 +227,7 @@ impl EventConsumer {
             let first = match first {
                 Ok(message) => message.detach(),
                 Err(error) => {
-                    tracing::warn!(group = %self.options.group, %error, "consumer error");
+                    tracing::warn!(group = %self.options.group, error = %Chain(&error), "consumer error");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     continue;
                 }
@@ -256,12 +257,12 @@ impl EventConsumer {
                 {
                     // The partition was revoked meanwhile; its new owner re-reads the message
                     // and the handler's idempotence makes that harmless.
-                    tracing::debug!(%error, "offset not stored");
+                    tracing::debug!(error = %Chain(&error), "offset not stored");
                 }
             }
         }
         if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
-            tracing::debug!(group = %self.options.group, %error, "final commit skipped");
+            tracing::debug!(group = %self.options.group, error = %Chain(&error), "final commit skipped");
         }
     }
 

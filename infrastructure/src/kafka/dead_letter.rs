@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use chronicle_application::error_chain::Chain;
 use chronicle_application::topics::Topics;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -82,7 +83,7 @@ impl DeadLetters {
                     return;
                 }
                 Err((error, _)) => {
-                    tracing::error!(%error, dlq_topic = %topic, "dead-letter produce failed; retrying");
+                    tracing::error!(error = %Chain(&error), dlq_topic = %topic, "dead-letter produce failed; retrying");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(10));
                 }

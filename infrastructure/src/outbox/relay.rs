@@ -26,6 +26,7 @@ use super::signal::{OutboxSignal, OUTBOX_CHANNEL};
 use super::status::RelayStatus;
 use crate::config::KafkaSettings;
 use crate::InfraError;
+use chronicle_application::error_chain::Chain;
 
 /// The advisory lock key of the relay ("chronicle" in ASCII, truncated to fit an i64).
 pub const RELAY_LOCK_KEY: i64 = 0x6368_726f_6e69_636c;
@@ -102,7 +103,7 @@ impl OutboxRelay {
                 Err(error) => {
                     self.status.set_leader(false);
                     self.status.set_error(Some(error.to_string()));
-                    tracing::warn!(%error, ?pause, "relay interrupted; retrying");
+                    tracing::warn!(error = %Chain(&error), ?pause, "relay interrupted; retrying");
                     tokio::select! {
                         () = shutdown.cancelled() => {}
                         () = tokio::time::sleep(pause) => {}
@@ -232,7 +233,7 @@ impl OutboxRelay {
             match purge_published(&self.pool, self.options.retention).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(rows = n, "purged published outbox rows"),
-                Err(error) => tracing::warn!(%error, "outbox retention failed"),
+                Err(error) => tracing::warn!(error = %Chain(&error), "outbox retention failed"),
             }
         }
         Ok(())

@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::status::RelayStatus;
+use chronicle_application::error_chain::Chain;
 
 /// The channel the relay listens on for appends made by other processes.
 pub const OUTBOX_CHANNEL: &str = "chronicle_outbox";
@@ -99,7 +100,7 @@ impl OutboxSignal {
                 .await
             {
                 // The relay's poll picks the rows up anyway.
-                tracing::debug!(%error, "could not notify the relay of other instances");
+                tracing::debug!(error = %Chain(&error), "could not notify the relay of other instances");
             }
         }
     }

@@ -38,7 +38,7 @@ const COLUMNS: &str = "id, version, kind, status, team_id, period_from, period_t
      attempts, result, error, requested_at, completed_at, updated_at";
 
 fn view_from_row(row: &PgRow) -> Result<ReportView, StoreError> {
-    let corrupt = |what: &str| StoreError::Backend(format!("reports row has an unknown {what}"));
+    let corrupt = |what: &str| StoreError::corrupt(format!("reports row has an unknown {what}"));
     let id: Uuid = row.get("id");
     let kind: String = row.get("kind");
     let status: String = row.get("status");
@@ -285,10 +285,10 @@ impl ReportDataSource for PgReportData {
                     id: row.get("id"),
                     title: row.get("title"),
                     status: TaskStatus::parse(&status)
-                        .ok_or_else(|| StoreError::Backend("unknown task status".to_owned()))?,
+                        .ok_or_else(|| StoreError::corrupt("unknown task status".to_owned()))?,
                     assignee_id: row.get("assignee_id"),
                     priority: Priority::parse(&priority)
-                        .ok_or_else(|| StoreError::Backend("unknown priority".to_owned()))?,
+                        .ok_or_else(|| StoreError::corrupt("unknown priority".to_owned()))?,
                     due_at: row.get("due_at"),
                     created_at: row.get("created_at"),
                     started_at: row.get("started_at"),

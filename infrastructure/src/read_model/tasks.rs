@@ -40,7 +40,7 @@ const COLUMNS: &str = "id, version, title, description, status, team_id, creator
 fn view_from_row(row: &PgRow) -> Result<TaskView, StoreError> {
     let status: String = row.get("status");
     let priority: String = row.get("priority");
-    let corrupt = |what: &str| StoreError::Backend(format!("tasks row has an unknown {what}"));
+    let corrupt = |what: &str| StoreError::corrupt(format!("tasks row has an unknown {what}"));
     let team_id: String = row.get("team_id");
     let creator_id: String = row.get("creator_id");
     let assignee_id: Option<String> = row.get("assignee_id");
