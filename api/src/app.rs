@@ -29,6 +29,7 @@ use chronicle_infrastructure::read_model::reports::{PgReportData, PgReportViews}
 use chronicle_infrastructure::read_model::tasks::PgTaskViews;
 use chronicle_infrastructure::{db, kafka};
 use rdkafka::producer::FutureProducer;
+use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -168,7 +169,8 @@ async fn rebuild_outdated(rebuilder: Arc<Rebuilder>) {
     }
 }
 
-/// Builds and starts the selected parts.
+/// Builds and starts the selected parts: connect and migrate, create the topics, build the
+/// adapters, then start each part this process runs.
 pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningService> {
     crate::metrics::handle();
     // Keys are checked before anything starts: a bad key file stops the process at once.
@@ -182,155 +184,232 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningS
     .context("connecting to Postgres")?;
     db::migrate(&pool).await.context("applying migrations")?;
     let topics = Topics::new(settings.kafka.topic_prefix.clone());
-    let projections_group = topics.group(PROJECTIONS_GROUP);
-    let worker_group = topics.group(REPORT_WORKER_GROUP);
-    let mut all_topics = topics.event_topics();
-    for topic in topics.event_topics() {
-        all_topics.push(Topics::dead_letter(&topic, &projections_group));
-    }
-    all_topics.push(Topics::dead_letter(&topics.report_events(), &worker_group));
-    ensure_topics(&settings.kafka, &all_topics)
+    ensure_topics(&settings.kafka, &service_topics(&topics))
         .await
         .context("creating Kafka topics")?;
-
-    let shutdown = CancellationToken::new();
-    let mut tasks = Vec::new();
-    let rebuilder = Arc::new(rebuilder(&pool));
-    rebuilder
-        .register()
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .context("registering projections")?;
+    let mut wiring = Wiring::new(settings, pool, topics).await?;
     if parts.projections && settings.rebuild_outdated {
-        // A shutdown abandons it: its claim goes with its connection, the live tables were
-        // never touched, and the next start rebuilds again.
-        let (rebuilder, shutdown) = (rebuilder.clone(), shutdown.clone());
-        tasks.push(tokio::spawn(async move {
+        wiring.start_outdated_rebuild();
+    }
+    let relay_status = parts.relay.then(|| wiring.start_relay());
+    if parts.api || parts.worker {
+        // This process appends: relays of other processes hear of it by NOTIFY.
+        wiring.start_announcer(relay_status.clone());
+    }
+    if parts.projections {
+        wiring.start_projections()?;
+    }
+    if parts.worker {
+        wiring.start_worker()?;
+    }
+    let http_addr = match parts.api {
+        true => Some(
+            wiring
+                .start_api(authenticator, relay_status.clone())
+                .await?,
+        ),
+        false => None,
+    };
+    Ok(RunningService {
+        http_addr,
+        relay_status,
+        shutdown: wiring.shutdown,
+        tasks: wiring.tasks,
+    })
+}
+
+/// Every topic the service writes or dead-letters to: the event topics, the projections'
+/// dead letters of each, and the worker's of the report topic.
+fn service_topics(topics: &Topics) -> Vec<String> {
+    let projections_group = topics.group(PROJECTIONS_GROUP);
+    let worker_group = topics.group(REPORT_WORKER_GROUP);
+    let mut all = topics.event_topics();
+    for topic in topics.event_topics() {
+        all.push(Topics::dead_letter(&topic, &projections_group));
+    }
+    all.push(Topics::dead_letter(&topics.report_events(), &worker_group));
+    all
+}
+
+/// The adapters every part is built from, and the tasks started so far.
+struct Wiring<'a> {
+    settings: &'a Settings,
+    pool: PgPool,
+    topics: Topics,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    /// Raised by the store after each append (wakes the relay).
+    appended: OutboxSignal,
+    store: Arc<PgEventStore>,
+    task_views: Arc<PgTaskViews>,
+    report_views: Arc<PgReportViews>,
+    report_commands: Arc<ReportCommands>,
+    rebuilder: Arc<Rebuilder>,
+    /// The dead-letter producer the projections and the worker share, once one is made.
+    dead_letters: Option<FutureProducer>,
+}
+
+impl<'a> Wiring<'a> {
+    /// The adapters on `pool`, with every projection registered.
+    async fn new(settings: &'a Settings, pool: PgPool, topics: Topics) -> anyhow::Result<Self> {
+        let rebuilder = Arc::new(rebuilder(&pool));
+        rebuilder
+            .register()
+            .await
+            .context("registering projections")?;
+        let appended = OutboxSignal::new();
+        let store = Arc::new(PgEventStore::new(pool.clone(), appended.clone()));
+        let report_commands = Arc::new(ReportCommands::new(
+            store.clone(),
+            topics.clone(),
+            settings.snapshot_every,
+        ));
+        Ok(Self {
+            settings,
+            task_views: Arc::new(PgTaskViews::new(pool.clone())),
+            report_views: Arc::new(PgReportViews::new(pool.clone())),
+            pool,
+            topics,
+            shutdown: CancellationToken::new(),
+            tasks: Vec::new(),
+            appended,
+            store,
+            report_commands,
+            rebuilder,
+            dead_letters: None,
+        })
+    }
+
+    /// Rebuilds outdated projections in the background. A shutdown abandons it: its claim goes
+    /// with its connection, the live tables were never touched, and the next start rebuilds
+    /// again.
+    fn start_outdated_rebuild(&mut self) {
+        let (rebuilder, shutdown) = (self.rebuilder.clone(), self.shutdown.clone());
+        self.tasks.push(tokio::spawn(async move {
             tokio::select! {
                 () = shutdown.cancelled() => {}
                 () = rebuild_outdated(rebuilder) => {}
             }
         }));
     }
-    let appended = OutboxSignal::new();
-    let store = Arc::new(PgEventStore::new(pool.clone(), appended.clone()));
-    let task_views = Arc::new(PgTaskViews::new(pool.clone()));
-    let report_views = Arc::new(PgReportViews::new(pool.clone()));
-    let report_commands = Arc::new(ReportCommands::new(
-        store.clone(),
-        topics.clone(),
-        settings.snapshot_every,
-    ));
 
-    let relay_status = if parts.relay {
+    /// The outbox relay (it leads or stands by); its status.
+    fn start_relay(&mut self) -> Arc<RelayStatus> {
         let relay = OutboxRelay::new(
-            pool.clone(),
-            settings.database_url.expose(),
-            settings.kafka.clone(),
+            self.pool.clone(),
+            self.settings.database_url.expose(),
+            self.settings.kafka.clone(),
             RelayOptions {
-                retention: settings.outbox_retention,
+                retention: self.settings.outbox_retention,
                 ..RelayOptions::default()
             },
-            appended.clone(),
+            self.appended.clone(),
         );
         let status = relay.status();
-        tasks.push(tokio::spawn(relay.run(shutdown.clone())));
-        Some(status)
-    } else {
-        None
-    };
-    if parts.api || parts.worker {
-        // This process appends: relays of other processes hear of it by NOTIFY.
-        tasks.push(tokio::spawn(appended.announce(
-            pool.clone(),
-            relay_status.clone(),
-            shutdown.clone(),
+        self.tasks
+            .push(tokio::spawn(relay.run(self.shutdown.clone())));
+        status
+    }
+
+    /// Tells relays of other processes about this process's appends.
+    fn start_announcer(&mut self, local_relay: Option<Arc<RelayStatus>>) {
+        self.tasks.push(tokio::spawn(self.appended.clone().announce(
+            self.pool.clone(),
+            local_relay,
+            self.shutdown.clone(),
         )));
     }
 
-    if parts.projections || parts.worker {
-        let producer: FutureProducer = kafka::client::producer_config(&settings.kafka)
+    fn dead_letter_producer(&mut self) -> anyhow::Result<FutureProducer> {
+        if let Some(producer) = &self.dead_letters {
+            return Ok(producer.clone());
+        }
+        let producer: FutureProducer = kafka::client::producer_config(&self.settings.kafka)
             .create()
             .context("creating the dead-letter producer")?;
-        if parts.projections {
-            let handlers = Handlers(vec![
-                Arc::new(TaskProjector::new(task_views.clone())),
-                Arc::new(ReportProjector::new(report_views.clone())),
-            ]);
-            let consumer = EventConsumer::new(
-                &settings.kafka,
-                ConsumerOptions::projection(projections_group, topics.event_topics()),
-                Arc::new(handlers),
-                producer.clone(),
-            )
-            .context("starting the projection consumer")?;
-            tasks.push(tokio::spawn(consumer.run(shutdown.clone())));
-        }
-        if parts.worker {
-            let worker = ReportWorker::new(
-                report_commands.clone(),
-                Arc::new(PgReportData::new(pool.clone())),
-                REPORT_MAX_ATTEMPTS,
-            );
-            let consumer = EventConsumer::new(
-                &settings.kafka,
-                ConsumerOptions::worker(worker_group, vec![topics.report_events()]),
-                Arc::new(worker),
-                producer,
-            )
-            .context("starting the report worker")?;
-            tasks.push(tokio::spawn(consumer.run(shutdown.clone())));
-        }
+        self.dead_letters = Some(producer.clone());
+        Ok(producer)
     }
 
-    let http_addr = if parts.api {
-        // Each API instance reads every event for its own subscribers: its own group, from
-        // the end of the topics.
-        let live_feed = LiveFeed::new();
-        let audit_log: Arc<dyn AuditLog> = Arc::new(PgAuditLog::new(pool.clone()));
-        let feed_group = topics.group(&format!("chronicle-api-{}", Uuid::now_v7().simple()));
-        let producer: FutureProducer = kafka::client::producer_config(&settings.kafka)
-            .create()
-            .context("creating the live feed's dead-letter producer")?;
-        let feed = EventConsumer::new(
-            &settings.kafka,
-            ConsumerOptions::live_feed(feed_group, topics.event_topics()),
-            Arc::new(live_feed.clone()),
-            producer,
-        )
-        .context("starting the live feed")?;
-        tasks.push(tokio::spawn(feed.run(shutdown.clone())));
+    /// The read models' consumer group.
+    fn start_projections(&mut self) -> anyhow::Result<()> {
+        let handlers = Handlers(vec![
+            Arc::new(TaskProjector::new(self.task_views.clone())),
+            Arc::new(ReportProjector::new(self.report_views.clone())),
+        ]);
+        let options = ConsumerOptions::projection(
+            self.topics.group(PROJECTIONS_GROUP),
+            self.topics.event_topics(),
+        );
+        let producer = self.dead_letter_producer()?;
+        let consumer =
+            EventConsumer::new(&self.settings.kafka, options, Arc::new(handlers), producer)
+                .context("starting the projection consumer")?;
+        self.tasks
+            .push(tokio::spawn(consumer.run(self.shutdown.clone())));
+        Ok(())
+    }
+
+    /// The report worker's consumer group.
+    fn start_worker(&mut self) -> anyhow::Result<()> {
+        let worker = ReportWorker::new(
+            self.report_commands.clone(),
+            Arc::new(PgReportData::new(self.pool.clone())),
+            REPORT_MAX_ATTEMPTS,
+        );
+        let options = ConsumerOptions::worker(
+            self.topics.group(REPORT_WORKER_GROUP),
+            vec![self.topics.report_events()],
+        );
+        let producer = self.dead_letter_producer()?;
+        let consumer =
+            EventConsumer::new(&self.settings.kafka, options, Arc::new(worker), producer)
+                .context("starting the report worker")?;
+        self.tasks
+            .push(tokio::spawn(consumer.run(self.shutdown.clone())));
+        Ok(())
+    }
+
+    /// The HTTP API with its live feed; the address it listens on.
+    async fn start_api(
+        &mut self,
+        authenticator: Authenticator,
+        relay: Option<Arc<RelayStatus>>,
+    ) -> anyhow::Result<SocketAddr> {
+        let live_feed = self.start_live_feed()?;
+        let settings = self.settings;
+        let audit_log: Arc<dyn AuditLog> = Arc::new(PgAuditLog::new(self.pool.clone()));
         let services = Services {
             live: LiveWatch::new(live_feed, audit_log.clone()),
             task_commands: Arc::new(TaskCommands::new(
-                store.clone(),
-                topics.clone(),
+                self.store.clone(),
+                self.topics.clone(),
                 settings.snapshot_every,
             )),
             task_queries: Arc::new(TaskQueries::new(
-                task_views.clone(),
+                self.task_views.clone(),
                 settings.read_your_writes_wait,
             )),
-            report_commands: report_commands.clone(),
+            report_commands: self.report_commands.clone(),
             report_queries: Arc::new(ReportQueries::new(
-                report_views.clone(),
+                self.report_views.clone(),
                 settings.read_your_writes_wait,
             )),
             audit: Arc::new(AuditQueries::new(audit_log.clone())),
             task_history: Arc::new(TimeTravel::new(audit_log.clone())),
             report_history: Arc::new(TimeTravel::new(audit_log)),
-            rebuilder: rebuilder.clone(),
+            rebuilder: self.rebuilder.clone(),
         };
         let app = router(HttpState {
             schema: build_schema(services, &settings.limits),
             authenticator,
-            pool: pool.clone(),
-            relay: relay_status.clone(),
+            pool: self.pool.clone(),
+            relay,
             limits: settings.limits.clone(),
             broker: BrokerProbe::new(&settings.kafka).context("creating the broker probe")?,
             gauges: Arc::new(Gauges::new(
-                Arc::new(PgOutboxMonitor::new(pool.clone())),
-                rebuilder.clone(),
+                Arc::new(PgOutboxMonitor::new(self.pool.clone())),
+                self.rebuilder.clone(),
             )),
             rate_limiter: RateLimiter::new(
                 settings.limits.rate_per_second,
@@ -342,11 +421,11 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningS
             .await
             .with_context(|| format!("binding {}", settings.http_addr))?;
         let addr = listener.local_addr()?;
-        let stop = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
+        let stop = self.shutdown.clone();
+        self.tasks.push(tokio::spawn(async move {
             let served = axum::serve(
                 listener,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                app.into_make_service_with_connect_info::<SocketAddr>(),
             )
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await;
@@ -354,15 +433,28 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningS
                 tracing::error!(error = %Chain(&error), "HTTP server failed");
             }
         }));
-        Some(addr)
-    } else {
-        None
-    };
+        Ok(addr)
+    }
 
-    Ok(RunningService {
-        http_addr,
-        relay_status,
-        shutdown,
-        tasks,
-    })
+    /// This instance's feed of every event, for its subscribers: a group of its own, from the
+    /// end of the topics.
+    fn start_live_feed(&mut self) -> anyhow::Result<LiveFeed> {
+        let live_feed = LiveFeed::new();
+        let group = self
+            .topics
+            .group(&format!("chronicle-api-{}", Uuid::now_v7().simple()));
+        let producer: FutureProducer = kafka::client::producer_config(&self.settings.kafka)
+            .create()
+            .context("creating the live feed's dead-letter producer")?;
+        let feed = EventConsumer::new(
+            &self.settings.kafka,
+            ConsumerOptions::live_feed(group, self.topics.event_topics()),
+            Arc::new(live_feed.clone()),
+            producer,
+        )
+        .context("starting the live feed")?;
+        self.tasks
+            .push(tokio::spawn(feed.run(self.shutdown.clone())));
+        Ok(live_feed)
+    }
 }

@@ -19,6 +19,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use chronicle_application::access::Principal;
 use chronicle_application::observability::Gauges;
 use chronicle_application::trace::TraceContext;
 use chronicle_infrastructure::config::ApiLimits;
@@ -123,56 +124,31 @@ fn error_response(status: StatusCode, code: ErrorCode, message: String) -> Respo
     (status, Json(body)).into_response()
 }
 
+/// `POST /graphql`: authenticate, read the body, apply the rate and batch limits, then run
+/// each operation in the request's span and answer with the correlation id.
 async fn graphql(
     State(state): State<HttpState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (credentials, auth_error) = match state
+    let (principal, auth_error) = match state
         .authenticator
         .authenticate(header(&headers, "authorization"))
     {
-        Ok(credentials) => (credentials, None),
+        Ok(credentials) => (credentials.map(|c| c.principal), None),
         Err(error) => (None, Some(error.to_string())),
     };
-    let principal = credentials.map(|c| c.principal);
-    let batch: BatchRequest = match serde_json::from_slice(&body) {
+    let batch = match read_batch(&body) {
         Ok(batch) => batch,
-        Err(error) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::ValidationFailed,
-                format!("the body is not a GraphQL request (JSON with a \"query\"): {error}"),
-            )
-        }
+        Err(refusal) => return refusal.into_response(),
     };
-    let operations = match &batch {
-        BatchRequest::Single(_) => 1,
-        BatchRequest::Batch(requests) => requests.len(),
-    };
-    if let Some(limiter) = &state.rate_limiter {
-        let key = match &principal {
-            Some(principal) => format!("sub:{}", principal.subject()),
-            None => format!("addr:{}", client.ip()),
-        };
-        let cost = u32::try_from(operations).unwrap_or(u32::MAX);
-        if let Err(wait) = limiter.acquire(&key, cost) {
-            return rate_limited(wait);
-        }
-    }
-    if operations > state.limits.max_batch {
-        let message = format!(
-            "the batch has {operations} operations; at most {} are allowed",
-            state.limits.max_batch
-        );
-        let error = limit_error(message);
-        return Json(error_body(vec![error])).into_response();
+    if let Err(refusal) = admit(&state, &batch, principal.as_ref(), client) {
+        return refusal.into_response();
     }
     // This request is a span of the caller's trace (or the first of a new one); the events it
     // stores name this span as their parent.
     let trace = TraceContext::continue_from(header(&headers, "traceparent"));
-    let started = std::time::Instant::now();
     let context = RequestContext {
         principal,
         expires_at: None,
@@ -183,7 +159,6 @@ async fn graphql(
         traceparent: Some(trace.header()),
     };
     let correlation = context.correlation_id.clone();
-    let request_id = context.request_id.clone();
     let span = tracing::info_span!(
         "graphql",
         otel.kind = "server",
@@ -193,31 +168,102 @@ async fn graphql(
         span_id = %trace.span_id(),
         parent_span_id = trace.parent_span_id(),
     );
-    let response = match batch {
-        BatchRequest::Single(request) => BatchResponse::Single(
-            execute_guarded(&state, request.data(context), &request_id)
-                .instrument(span.clone())
-                .await,
-        ),
-        BatchRequest::Batch(requests) => {
-            let mut responses = Vec::with_capacity(requests.len());
-            for request in requests {
-                let request = request.data(context.clone());
-                responses.push(
-                    execute_guarded(&state, request, &request_id)
-                        .instrument(span.clone())
-                        .await,
-                );
-            }
-            BatchResponse::Batch(responses)
-        }
-    };
+    let started = std::time::Instant::now();
+    let response = execute_batch(&state, batch, context)
+        .instrument(span.clone())
+        .await;
     tracing::debug!(parent: &span, elapsed = ?started.elapsed(), "graphql request served");
     let mut http = Json(response).into_response();
     if let Ok(value) = HeaderValue::from_str(&correlation) {
         http.headers_mut().insert("x-correlation-id", value);
     }
     http
+}
+
+/// Why a request is refused before any of its operations runs.
+enum Refusal {
+    /// The body is not a GraphQL request (400).
+    NotGraphql(serde_json::Error),
+    /// Over the subject's rate: retry after this long (429).
+    RateLimited(Duration),
+    /// More operations in the batch than allowed (`LIMIT_EXCEEDED`).
+    TooManyOperations { operations: usize, allowed: usize },
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Self::NotGraphql(error) => error_response(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::ValidationFailed,
+                format!("the body is not a GraphQL request (JSON with a \"query\"): {error}"),
+            ),
+            Self::RateLimited(wait) => rate_limited(wait),
+            Self::TooManyOperations {
+                operations,
+                allowed,
+            } => Json(error_body(vec![limit_error(format!(
+                "the batch has {operations} operations; at most {allowed} are allowed"
+            ))]))
+            .into_response(),
+        }
+    }
+}
+
+/// The body as a GraphQL request or batch.
+fn read_batch(body: &[u8]) -> Result<BatchRequest, Refusal> {
+    serde_json::from_slice(body).map_err(Refusal::NotGraphql)
+}
+
+/// Refuses a request over its subject's rate (429) or with too many operations in its batch
+/// (`LIMIT_EXCEEDED`); every operation of a batch counts against the rate.
+fn admit(
+    state: &HttpState,
+    batch: &BatchRequest,
+    principal: Option<&Principal>,
+    client: SocketAddr,
+) -> Result<(), Refusal> {
+    let operations = match batch {
+        BatchRequest::Single(_) => 1,
+        BatchRequest::Batch(requests) => requests.len(),
+    };
+    if let Some(limiter) = &state.rate_limiter {
+        let key = match principal {
+            Some(principal) => format!("sub:{}", principal.subject()),
+            None => format!("addr:{}", client.ip()),
+        };
+        let cost = u32::try_from(operations).unwrap_or(u32::MAX);
+        limiter.acquire(&key, cost).map_err(Refusal::RateLimited)?;
+    }
+    if operations > state.limits.max_batch {
+        return Err(Refusal::TooManyOperations {
+            operations,
+            allowed: state.limits.max_batch,
+        });
+    }
+    Ok(())
+}
+
+/// Runs a request's operations in turn, each guarded (timeout, panic), each with the context.
+async fn execute_batch(
+    state: &HttpState,
+    batch: BatchRequest,
+    context: RequestContext,
+) -> BatchResponse {
+    let request_id = context.request_id.clone();
+    match batch {
+        BatchRequest::Single(request) => {
+            BatchResponse::Single(execute_guarded(state, request.data(context), &request_id).await)
+        }
+        BatchRequest::Batch(requests) => {
+            let mut responses = Vec::with_capacity(requests.len());
+            for request in requests {
+                let request = request.data(context.clone());
+                responses.push(execute_guarded(state, request, &request_id).await);
+            }
+            BatchResponse::Batch(responses)
+        }
+    }
 }
 
 /// 429 with `Retry-After` (whole seconds, at least 1) and a `RATE_LIMITED` error.

@@ -221,6 +221,8 @@ where
         })
     }
 
+    /// One attempt: load, decide, append. A lost race comes back as
+    /// `ExecuteError::Store(Conflict)` for [`Self::execute_unmeasured`] to retry.
     async fn try_execute(
         &self,
         aggregate_id: &str,
@@ -228,13 +230,42 @@ where
         options: &ExecuteOptions,
         metadata: &CommandMetadata,
     ) -> Result<CommandOutcome, ExecuteError> {
-        // A create targets an id generated for this request: nothing to load. A collision would
-        // still be refused by the store's primary key.
-        let Loaded {
-            mut aggregate,
-            version,
-            last_hash,
-        } = if options.creates_aggregate {
+        let mut loaded = self.load_for_command(aggregate_id, options).await?;
+        let decided = Self::decide(&mut loaded.aggregate, command).await?;
+        if decided.is_empty() {
+            return Ok(CommandOutcome {
+                aggregate_id: aggregate_id.to_owned(),
+                version: loaded.version,
+                replayed: false,
+            });
+        }
+        let team_id = Self::owning_team(&loaded.aggregate, &decided);
+        if let Some(team) = &team_id {
+            if !options.scope.covers(team) {
+                return Err(
+                    AppError::Forbidden(format!("team {team:?} is not one of your teams")).into(),
+                );
+            }
+        }
+        let new_version = loaded.version + decided.len() as u64;
+        let batch = self.append_batch(aggregate_id, loaded, decided, team_id, options, metadata)?;
+        self.store.append(batch).await?;
+        Ok(CommandOutcome {
+            aggregate_id: aggregate_id.to_owned(),
+            version: new_version,
+            replayed: false,
+        })
+    }
+
+    /// The aggregate a command runs on, at the version the caller expects. A create targets an
+    /// id generated for this request: nothing to load (a collision would still be refused by
+    /// the store's primary key).
+    async fn load_for_command(
+        &self,
+        aggregate_id: &str,
+        options: &ExecuteOptions,
+    ) -> Result<Loaded<A>, AppError> {
+        let loaded = if options.creates_aggregate {
             Loaded {
                 aggregate: A::default(),
                 version: 0,
@@ -243,36 +274,43 @@ where
         } else {
             self.load_in_scope(aggregate_id, &options.scope).await?
         };
-        if let Some(expected) = options.expected_version {
-            if expected != version {
-                return Err(AppError::Conflict {
-                    expected,
-                    actual: version,
-                }
-                .into());
-            }
+        match options.expected_version {
+            Some(expected) if expected != loaded.version => Err(AppError::Conflict {
+                expected,
+                actual: loaded.version,
+            }),
+            _ => Ok(loaded),
         }
+    }
+
+    /// What the aggregate decides for `command` (nothing, when it is already done); cqrs-es's
+    /// sink applies each decided event to `aggregate` as it is written.
+    async fn decide(aggregate: &mut A, command: A::Command) -> Result<Vec<A::Event>, AppError> {
         let sink = EventSink::<A>::default();
         aggregate
             .handle(command, &(), &sink)
             .await
             .map_err(AppError::from)?;
-        let decided = sink.collect().await;
-        if decided.is_empty() {
-            return Ok(CommandOutcome {
-                aggregate_id: aggregate_id.to_owned(),
-                version,
-                replayed: false,
-            });
-        }
-        let team_id = Self::owning_team(&aggregate, &decided);
-        if let Some(team) = &team_id {
-            if !options.scope.covers(team) {
-                return Err(
-                    AppError::Forbidden(format!("team {team:?} is not one of your teams")).into(),
-                );
-            }
-        }
+        Ok(sink.collect().await)
+    }
+
+    /// Everything the decided events write in one transaction: the stamped events, one outbox
+    /// row each, a snapshot when the interval is crossed (of `loaded`, which already holds the
+    /// decided events), and the idempotency record.
+    fn append_batch(
+        &self,
+        aggregate_id: &str,
+        loaded: Loaded<A>,
+        decided: Vec<A::Event>,
+        team_id: Option<String>,
+        options: &ExecuteOptions,
+        metadata: &CommandMetadata,
+    ) -> Result<AppendBatch, AppError> {
+        let Loaded {
+            aggregate,
+            version,
+            last_hash,
+        } = loaded;
         let new_version = version + decided.len() as u64;
         let events = self.stamp(aggregate_id, version, &last_hash, &decided, metadata)?;
         let topic = self.topics.events_of(A::TYPE);
@@ -284,14 +322,16 @@ where
                     .map_err(|e| AppError::internal_from("encode envelope", e))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let snapshot = self.snapshot_due(version, new_version).then(|| {
-            serde_json::to_value(&aggregate)
-                .map(|payload| Snapshot {
-                    payload,
-                    last_sequence: new_version,
-                })
-                .map_err(|e| AppError::internal_from("serialize snapshot", e))
-        });
+        let snapshot = if self.snapshot_due(version, new_version) {
+            let payload = serde_json::to_value(&aggregate)
+                .map_err(|e| AppError::internal_from("serialize snapshot", e))?;
+            Some(Snapshot {
+                payload,
+                last_sequence: new_version,
+            })
+        } else {
+            None
+        };
         let idempotency = metadata
             .idempotency_key
             .as_ref()
@@ -302,21 +342,14 @@ where
                 aggregate_id: aggregate_id.to_owned(),
                 version: new_version,
             });
-        self.store
-            .append(AppendBatch {
-                aggregate_type: A::TYPE.to_owned(),
-                aggregate_id: aggregate_id.to_owned(),
-                team_id,
-                events,
-                outbox,
-                snapshot: snapshot.transpose()?,
-                idempotency,
-            })
-            .await?;
-        Ok(CommandOutcome {
+        Ok(AppendBatch {
+            aggregate_type: A::TYPE.to_owned(),
             aggregate_id: aggregate_id.to_owned(),
-            version: new_version,
-            replayed: false,
+            team_id,
+            events,
+            outbox,
+            snapshot,
+            idempotency,
         })
     }
 

@@ -17,7 +17,8 @@ use crate::error_chain::Chain;
 use crate::event_log::decode_payload;
 use crate::ports::projection_control::ProjectionControl;
 use crate::ports::projection_control::{
-    ProjectionStatus, RebuildClaim, RebuildProgress, Rebuilt, ReplayEvent, SwapOutcome,
+    ProjectionStatus, RebuildClaim, RebuildProgress, Rebuilt, ReplayEvent, ReplaySnapshot,
+    SwapOutcome,
 };
 use crate::ports::store_error::StoreError;
 use crate::ports::view_store::ViewStore;
@@ -449,6 +450,8 @@ impl Rebuilder {
         }
     }
 
+    /// The rebuild's steps after its claim: prepare the shadows and open the snapshot, fold it,
+    /// write and index the shadows, record what could not be applied, swap.
     async fn run(
         &self,
         claim: &RebuildClaim,
@@ -465,108 +468,148 @@ impl Rebuilder {
         let mut types: Vec<&'static str> = selected.iter().map(|p| p.aggregate_type).collect();
         types.dedup();
         let snapshot = self.control.snapshot(&types).await?;
-        let (total, heads) = (snapshot.total, snapshot.heads);
+        let total = snapshot.total;
         self.control.record_progress(claim, 0, total).await?;
         progress(RebuildProgress {
             done: 0,
             total,
             started_at,
         });
-        let progress_reporter = ProgressReporter::start(self.control.clone(), claim.clone(), total);
-
+        let reporter = ProgressReporter::start(self.control.clone(), claim.clone(), total);
         let mut targets: Vec<Box<dyn RebuildTarget>> =
             selected.iter().map(|p| (p.start)()).collect();
-        let decoders: Arc<Vec<DecodeFn>> = Arc::new(targets.iter().map(|t| t.decoder()).collect());
-        // Decoding (JSON parsing, most of the work) runs on worker threads, two batches at
-        // once; folding stays in position order here.
-        let mut decoded = snapshot
-            .events
-            .map(move |batch| {
-                let decoders = decoders.clone();
-                async move {
-                    let batch = batch?;
-                    tokio::task::spawn_blocking(move || {
-                        let per_model: Vec<Decoded> =
-                            decoders.iter().map(|decode| decode(&batch)).collect();
-                        (batch.len() as u64, per_model)
-                    })
-                    .await
-                    .map_err(|e| AppError::internal_from("decoding thread failed", e))
-                }
-            })
-            .buffered(2);
-        let mut done = 0;
-        let mut folded = vec![0u64; targets.len()];
-        let mut folding = Duration::ZERO;
-        while let Some(batch) = decoded.next().await {
-            let (count, per_model) = batch?;
-            let fold_started = Instant::now();
-            for ((target, events), folded) in targets.iter_mut().zip(per_model).zip(&mut folded) {
-                *folded += target.fold(events)?;
-            }
-            folding += fold_started.elapsed();
-            done += count;
-            progress_reporter.done.store(done, Ordering::Relaxed);
+
+        let heads = snapshot.heads.clone();
+        let folded = fold_snapshot(snapshot, &mut targets, &reporter, |done| {
             progress(RebuildProgress {
                 done,
                 total,
                 started_at,
-            });
-            progress_reporter.check()?;
-        }
+            })
+        })
+        .await?;
         let read_seconds = started.elapsed().as_secs_f64();
-
         let mut rows = 0;
         for target in &mut targets {
             rows += target.write().await?;
-            progress_reporter.check()?;
+            reporter.check()?;
         }
         let written = started.elapsed().as_secs_f64();
         self.control.index_shadows(claim).await?;
-        progress_reporter.check()?;
+        reporter.check()?;
         let indexed = started.elapsed().as_secs_f64();
         let mut failures = 0;
         for target in &mut targets {
             failures += target.record_failures().await?;
         }
 
-        let outcome = SwapOutcome {
-            projections: selected
-                .iter()
-                .zip(&folded)
-                .map(|(p, events)| Rebuilt {
-                    name: p.name,
-                    version: p.version,
-                    position: heads
-                        .iter()
-                        .find(|(kind, _)| kind == p.aggregate_type)
-                        .map_or(0, |(_, head)| *head),
-                    events: *events,
-                })
-                .collect(),
-            seconds: started.elapsed().as_secs_f64(),
-        };
-        drop(progress_reporter);
+        let outcome = swap_outcome(&selected, &folded.per_target, &heads, started);
+        drop(reporter);
         if !self.control.swap(claim, &outcome).await? {
             return Err(lost_claim());
         }
         let seconds = started.elapsed().as_secs_f64();
         let summary = RebuildSummary {
             projections: claim.names.clone(),
-            events: done,
+            events: folded.events,
             rows,
             failures,
             seconds,
             phases: RebuildPhases {
                 read_seconds,
-                fold_seconds: folding.as_secs_f64(),
+                fold_seconds: folded.folding.as_secs_f64(),
                 write_seconds: written - read_seconds,
                 index_seconds: indexed - written,
                 swap_seconds: seconds - outcome.seconds,
             },
         };
-        tracing::info!(projections = ?summary.projections, events = done, rows, seconds, "rebuild swapped in");
+        tracing::info!(projections = ?summary.projections, events = folded.events, rows, seconds, "rebuild swapped in");
         Ok(summary)
+    }
+}
+
+/// What folding a snapshot did.
+struct Folded {
+    /// Events read.
+    events: u64,
+    /// Events of each target's aggregate type, in target order.
+    per_target: Vec<u64>,
+    /// Time spent folding (decoding excluded).
+    folding: Duration,
+}
+
+/// Folds every event of `snapshot` into `targets`. Decoding (JSON parsing, most of the work)
+/// runs on worker threads, two batches at once; folding stays in position order here.
+/// `progress` hears the events done after each batch.
+async fn fold_snapshot(
+    snapshot: ReplaySnapshot,
+    targets: &mut [Box<dyn RebuildTarget>],
+    reporter: &ProgressReporter,
+    progress: impl Fn(u64),
+) -> Result<Folded, AppError> {
+    let decoders: Arc<Vec<DecodeFn>> = Arc::new(targets.iter().map(|t| t.decoder()).collect());
+    let mut decoded = snapshot
+        .events
+        .map(move |batch| {
+            let decoders = decoders.clone();
+            async move {
+                let batch = batch?;
+                tokio::task::spawn_blocking(move || {
+                    let per_model: Vec<Decoded> =
+                        decoders.iter().map(|decode| decode(&batch)).collect();
+                    (batch.len() as u64, per_model)
+                })
+                .await
+                .map_err(|e| AppError::internal_from("decoding thread failed", e))
+            }
+        })
+        .buffered(2);
+    let mut folded = Folded {
+        events: 0,
+        per_target: vec![0; targets.len()],
+        folding: Duration::ZERO,
+    };
+    while let Some(batch) = decoded.next().await {
+        let (count, per_model) = batch?;
+        let fold_started = Instant::now();
+        for ((target, events), done) in targets
+            .iter_mut()
+            .zip(per_model)
+            .zip(&mut folded.per_target)
+        {
+            *done += target.fold(events)?;
+        }
+        folded.folding += fold_started.elapsed();
+        folded.events += count;
+        reporter.done.store(folded.events, Ordering::Relaxed);
+        progress(folded.events);
+        reporter.check()?;
+    }
+    Ok(folded)
+}
+
+/// What the swap records: each projection at its code version and its type's snapshot head.
+fn swap_outcome(
+    selected: &[&Projection],
+    folded: &[u64],
+    heads: &[(String, i64)],
+    started: Instant,
+) -> SwapOutcome {
+    SwapOutcome {
+        projections: selected
+            .iter()
+            .zip(folded)
+            .map(|(p, events)| Rebuilt {
+                name: p.name,
+                version: p.version,
+                position: heads
+                    .iter()
+                    .find(|(kind, _)| kind == p.aggregate_type)
+                    .map_or(0, |(_, head)| *head),
+                events: *events,
+            })
+            .collect(),
+        seconds: started.elapsed().as_secs_f64(),
     }
 }
 
