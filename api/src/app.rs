@@ -14,7 +14,7 @@ use chronicle_application::projection::projector::TaskProjector;
 use chronicle_application::projection::report::ReportReadModel;
 use chronicle_application::projection::task::TaskReadModel;
 use chronicle_application::queries::{ReportQueries, TaskQueries};
-use chronicle_application::replay::{Projection, Rebuilder};
+use chronicle_application::rebuild::{Projection, Rebuilder};
 use chronicle_application::reports::ReportWorker;
 use chronicle_application::topics::Topics;
 use chronicle_application::AppError;

@@ -11,5 +11,5 @@ pub mod graphql;
 pub mod http;
 pub mod metrics;
 pub mod rate_limit;
-pub mod replay_cli;
+pub mod rebuild_cli;
 pub mod telemetry;

@@ -130,7 +130,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let pool = db::connect(url.expose(), 4).await?;
             db::migrate(&pool).await.context("applying migrations")?;
             let rebuilder = app::rebuilder(&pool);
-            chronicle_api::replay_cli::replay(&rebuilder, &projection).await
+            chronicle_api::rebuild_cli::replay(&rebuilder, &projection).await
         }
         Command::Token {
             sub,

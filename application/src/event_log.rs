@@ -41,10 +41,6 @@ pub struct StoredEvent {
     pub previous_hash: String,
 }
 
-/// An event about to be appended; everything is decided before the write so the transaction is
-/// a plain insert.
-pub type NewEvent = StoredEvent;
-
 /// The current time at the store's precision, so a hash computed now verifies after a reload.
 pub fn store_now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)

@@ -19,7 +19,7 @@ pub mod observability;
 pub mod ports;
 pub mod projection;
 pub mod queries;
-pub mod replay;
+pub mod rebuild;
 pub mod reports;
 pub mod retry;
 #[cfg(any(test, feature = "testing"))]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::error_chain::Chain;
 use crate::ports::outbox_monitor::OutboxMonitor;
-use crate::replay::Rebuilder;
+use crate::rebuild::Rebuilder;
 
 /// Reads and records the gauges.
 pub struct Gauges {

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use chronicle_application::aggregates;
 use chronicle_application::ports::projection_control::ProjectionControl;
 use chronicle_application::ports::projection_control::{
-    ProjectionState, ProjectionStatus, RebuildClaim, RebuildProgress, ReplayEvent, ReplaySnapshot,
-    SwapOutcome,
+    ProjectionState, ProjectionStatus, RebuildClaim, RebuildEvent, RebuildProgress,
+    RebuildSnapshot, SwapOutcome,
 };
 use chronicle_application::ports::store_error::StoreError;
 use std::collections::HashMap;
@@ -307,7 +307,7 @@ impl ProjectionControl for PgProjections {
     async fn snapshot(
         &self,
         aggregate_types: &[&'static str],
-    ) -> Result<ReplaySnapshot, StoreError> {
+    ) -> Result<RebuildSnapshot, StoreError> {
         let types: Vec<String> = aggregate_types.iter().map(|t| (*t).to_owned()).collect();
         // One REPEATABLE READ snapshot: positions are not commit order, so "every position
         // below N" is not "every event committed so far"; a snapshot is. Two connections read
@@ -374,7 +374,7 @@ impl ProjectionControl for PgProjections {
             },
         )
         .filter(|batch| std::future::ready(!matches!(batch, Ok(events) if events.is_empty())));
-        Ok(ReplaySnapshot {
+        Ok(RebuildSnapshot {
             total,
             heads,
             events: batches.boxed(),
@@ -514,7 +514,7 @@ async fn read_ranges(
     mut connection: PgConnection,
     ranges: SnapshotRanges,
     parity: i64,
-    sender: tokio::sync::mpsc::Sender<Result<Vec<ReplayEvent>, StoreError>>,
+    sender: tokio::sync::mpsc::Sender<Result<Vec<RebuildEvent>, StoreError>>,
 ) {
     let mut start = ranges.low + parity * SNAPSHOT_BATCH;
     while start <= ranges.high {
@@ -562,8 +562,8 @@ async fn run_steps(pool: PgPool, steps: Vec<String>) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn replay_event(row: &PgRow) -> ReplayEvent {
-    ReplayEvent {
+fn replay_event(row: &PgRow) -> RebuildEvent {
+    RebuildEvent {
         position: row.get("position"),
         event_id: row.get("event_id"),
         aggregate_type: row.get("aggregate_type"),

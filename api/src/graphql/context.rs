@@ -12,7 +12,7 @@ use chronicle_application::metadata::CommandMetadata;
 use chronicle_application::projection::report::ReportReadModel;
 use chronicle_application::projection::task::TaskReadModel;
 use chronicle_application::queries::{ReportQueries, TaskQueries};
-use chronicle_application::replay::Rebuilder;
+use chronicle_application::rebuild::Rebuilder;
 use chronicle_application::AppError;
 
 /// The use cases the schema serves.

@@ -9,7 +9,7 @@ use chronicle_application::access::Action;
 use chronicle_application::ports::projection_control::{
     ProjectionState as AppState, ProjectionStatus as AppStatus,
 };
-use chronicle_application::replay::Rebuilder;
+use chronicle_application::rebuild::Rebuilder;
 use chronicle_application::AppError;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, Stream};

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::access::TeamScope;
 use crate::error::AppError;
-use crate::event_log::{deserialize_event, serialize_event, store_now, NewEvent, StoredEvent};
+use crate::event_log::{deserialize_event, serialize_event, store_now, StoredEvent};
 use crate::hash_chain::{event_hash, GENESIS_HASH};
 use crate::message::EventMessage;
 use crate::metadata::CommandMetadata;
@@ -48,13 +48,6 @@ pub struct ExecuteOptions {
     /// aggregate of another team is treated as one that does not exist; creating one in another
     /// team is `FORBIDDEN`.
     pub scope: TeamScope,
-}
-
-/// An aggregate loaded from the store, with what the next append needs.
-struct Loaded<A> {
-    aggregate: A,
-    version: u64,
-    last_hash: String,
 }
 
 /// Runs commands against aggregates of type `A`.
@@ -157,12 +150,8 @@ where
     }
 
     /// Folds the aggregate from its snapshot and later events.
-    pub async fn load(&self, aggregate_id: &str) -> Result<LoadedState<A>, AppError> {
-        let loaded = self.load_internal(aggregate_id).await?;
-        Ok(LoadedState {
-            aggregate: loaded.aggregate,
-            version: loaded.version,
-        })
+    pub async fn load(&self, aggregate_id: &str) -> Result<LoadedAggregate<A>, AppError> {
+        self.load_internal(aggregate_id).await
     }
 
     async fn previous_result(
@@ -194,7 +183,7 @@ where
         }))
     }
 
-    async fn load_internal(&self, aggregate_id: &str) -> Result<Loaded<A>, AppError> {
+    async fn load_internal(&self, aggregate_id: &str) -> Result<LoadedAggregate<A>, AppError> {
         let stream = self.store.load(A::TYPE, aggregate_id).await?;
         let (mut aggregate, mut version) = match &stream.snapshot {
             Some(snapshot) => (
@@ -214,7 +203,7 @@ where
             aggregate.apply(deserialize_event::<A::Event>(event)?);
             version = event.sequence;
         }
-        Ok(Loaded {
+        Ok(LoadedAggregate {
             aggregate,
             version,
             last_hash,
@@ -264,9 +253,9 @@ where
         &self,
         aggregate_id: &str,
         options: &ExecuteOptions,
-    ) -> Result<Loaded<A>, AppError> {
+    ) -> Result<LoadedAggregate<A>, AppError> {
         let loaded = if options.creates_aggregate {
-            Loaded {
+            LoadedAggregate {
                 aggregate: A::default(),
                 version: 0,
                 last_hash: GENESIS_HASH.to_owned(),
@@ -300,13 +289,13 @@ where
     fn append_batch(
         &self,
         aggregate_id: &str,
-        loaded: Loaded<A>,
+        loaded: LoadedAggregate<A>,
         decided: Vec<A::Event>,
         team_id: Option<String>,
         options: &ExecuteOptions,
         metadata: &CommandMetadata,
     ) -> Result<AppendBatch, AppError> {
-        let Loaded {
+        let LoadedAggregate {
             aggregate,
             version,
             last_hash,
@@ -359,14 +348,14 @@ where
         &self,
         aggregate_id: &str,
         scope: &TeamScope,
-    ) -> Result<Loaded<A>, AppError> {
+    ) -> Result<LoadedAggregate<A>, AppError> {
         let loaded = self.load_internal(aggregate_id).await?;
         let hidden = loaded
             .aggregate
             .owning_team()
             .is_some_and(|team| !scope.covers(team.as_str()));
         if hidden {
-            return Ok(Loaded {
+            return Ok(LoadedAggregate {
                 aggregate: A::default(),
                 version: 0,
                 last_hash: GENESIS_HASH.to_owned(),
@@ -399,7 +388,7 @@ where
         last_hash: &str,
         decided: &[A::Event],
         metadata: &CommandMetadata,
-    ) -> Result<Vec<NewEvent>, AppError> {
+    ) -> Result<Vec<StoredEvent>, AppError> {
         let metadata_json = serde_json::to_value(metadata)
             .map_err(|e| AppError::internal_from("serialize metadata", e))?;
         let recorded_at = store_now();
@@ -427,13 +416,16 @@ where
     }
 }
 
-/// An aggregate's folded state and version, for callers that only read.
+/// An aggregate folded from its stream: its state and version, and (for the next append) the
+/// hash its next event chains to.
 #[derive(Debug)]
-pub struct LoadedState<A> {
+pub struct LoadedAggregate<A> {
     /// The state.
     pub aggregate: A,
     /// Its version (0 when it does not exist).
     pub version: u64,
+    /// The hash of its last event (the genesis hash when it has none).
+    last_hash: String,
 }
 
 /// Internal: keeps store conflicts distinguishable from application errors inside the retry loop.

@@ -4,7 +4,7 @@ mod executor;
 mod report;
 mod task;
 
-pub use executor::{AggregateExecutor, CommandOutcome, ExecuteOptions, LoadedState};
+pub use executor::{AggregateExecutor, CommandOutcome, ExecuteOptions, LoadedAggregate};
 pub use report::ReportCommands;
 pub use task::{NewTask, TaskCommands};
 

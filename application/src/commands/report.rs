@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::executor::{AggregateExecutor, CommandOutcome, ExecuteOptions, LoadedState};
+use super::executor::{AggregateExecutor, CommandOutcome, ExecuteOptions, LoadedAggregate};
 use crate::access::{Action, Principal, TeamScope};
 use crate::error::AppError;
 use crate::metadata::CommandMetadata;
@@ -59,7 +59,7 @@ impl ReportCommands {
     }
 
     /// The report as the event store has it (the worker decides from this, not the read model).
-    pub async fn load(&self, report_id: Uuid) -> Result<LoadedState<Report>, AppError> {
+    pub async fn load(&self, report_id: Uuid) -> Result<LoadedAggregate<Report>, AppError> {
         self.executor.load(&report_id.to_string()).await
     }
 

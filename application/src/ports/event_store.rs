@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::event_log::{NewEvent, StoredEvent};
+use crate::event_log::StoredEvent;
 use crate::message::OutboxMessage;
 use crate::ports::store_error::StoreError;
 
@@ -52,7 +52,7 @@ pub struct AppendBatch {
     /// The owning team, stored beside every event so the audit trail can be scoped by team.
     pub team_id: Option<String>,
     /// New events, sequences consecutive after the loaded version.
-    pub events: Vec<NewEvent>,
+    pub events: Vec<StoredEvent>,
     /// One outbox row per event.
     pub outbox: Vec<OutboxMessage>,
     /// A snapshot to store, when the snapshot interval was crossed.

@@ -91,7 +91,7 @@ pub struct RebuildClaim {
 /// One stored event as replay reads it: the payload stays text until a decoder, on a worker
 /// thread, turns it straight into the domain event.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ReplayEvent {
+pub struct RebuildEvent {
     /// Global position.
     pub position: i64,
     /// Globally unique id (recorded with a failure).
@@ -113,14 +113,14 @@ pub struct ReplayEvent {
 }
 
 /// A consistent view of the store for one rebuild.
-pub struct ReplaySnapshot {
+pub struct RebuildSnapshot {
     /// Events the stream will yield (the progress bar's total).
     pub total: u64,
     /// The highest position of each aggregate type in the snapshot: a rebuilt projection
     /// reflects everything of its type up to it.
     pub heads: Vec<(String, i64)>,
     /// The events, in position order, in batches.
-    pub events: BoxStream<'static, Result<Vec<ReplayEvent>, StoreError>>,
+    pub events: BoxStream<'static, Result<Vec<RebuildEvent>, StoreError>>,
 }
 
 /// What a successful rebuild records when it swaps its shadows in.
@@ -158,7 +158,7 @@ pub struct RebuildProgress {
 
 /// The lifecycle of read models: their status, and the steps of a rebuild that need the
 /// database (claiming, the consistent read, shadow tables, the swap). The rebuild's logic —
-/// decoding and folding — is [`crate::replay::Rebuilder`]'s.
+/// decoding and folding — is [`crate::rebuild::Rebuilder`]'s.
 #[async_trait]
 pub trait ProjectionControl: Send + Sync {
     /// Makes sure every projection has a status row; one seen for the first time starts at
@@ -206,7 +206,7 @@ pub trait ProjectionControl: Send + Sync {
     async fn snapshot(
         &self,
         aggregate_types: &[&'static str],
-    ) -> Result<ReplaySnapshot, StoreError>;
+    ) -> Result<RebuildSnapshot, StoreError>;
 
     /// Builds the shadow tables' indexes (after the load: much faster than maintaining them).
     async fn index_shadows(&self, claim: &RebuildClaim) -> Result<(), StoreError>;

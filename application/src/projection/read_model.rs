@@ -1,7 +1,7 @@
 //! What a read model is: a pure fold of one aggregate type's events into one row per
 //! aggregate, and the sequence rules every projection shares (skip redeliveries, report gaps).
 //! The live [`Projector`](crate::projection::projector::Projector) and replay's
-//! [`Rebuilder`](crate::replay::Rebuilder) both fold through [`fold`].
+//! [`Rebuilder`](crate::rebuild::Rebuilder) both fold through [`fold`].
 
 use std::collections::HashMap;
 

@@ -15,8 +15,8 @@ use futures::stream::{self, StreamExt};
 use uuid::Uuid;
 
 use crate::ports::projection_control::{
-    ProjectionControl, ProjectionState, ProjectionStatus, RebuildClaim, RebuildProgress,
-    ReplayEvent, ReplaySnapshot, SwapOutcome,
+    ProjectionControl, ProjectionState, ProjectionStatus, RebuildClaim, RebuildEvent,
+    RebuildProgress, RebuildSnapshot, SwapOutcome,
 };
 use crate::ports::store_error::StoreError;
 
@@ -70,7 +70,7 @@ struct State {
     /// Claims whose holder is alive (in Postgres: whose advisory lock is held).
     held: Vec<Uuid>,
     /// The store's events in position order, as a snapshot reads them.
-    events: Vec<ReplayEvent>,
+    events: Vec<RebuildEvent>,
     /// Why the next snapshot fails, if it should.
     snapshot_failure: Option<String>,
 }
@@ -95,7 +95,7 @@ impl MemoryProjectionControl {
     }
 
     /// Events the store holds from now on (appended after earlier ones, positions as given).
-    pub fn store_events(&self, events: impl IntoIterator<Item = ReplayEvent>) {
+    pub fn store_events(&self, events: impl IntoIterator<Item = RebuildEvent>) {
         lock(&self.state).events.extend(events);
     }
 
@@ -290,12 +290,12 @@ impl ProjectionControl for MemoryProjectionControl {
     async fn snapshot(
         &self,
         aggregate_types: &[&'static str],
-    ) -> Result<ReplaySnapshot, StoreError> {
+    ) -> Result<RebuildSnapshot, StoreError> {
         let mut state = lock(&self.state);
         if let Some(reason) = state.snapshot_failure.take() {
             return Err(StoreError::backend("the snapshot read failed", reason));
         }
-        let events: Vec<ReplayEvent> = state
+        let events: Vec<RebuildEvent> = state
             .events
             .iter()
             .filter(|event| aggregate_types.contains(&event.aggregate_type.as_str()))
@@ -313,11 +313,11 @@ impl ProjectionControl for MemoryProjectionControl {
                 ((*kind).to_owned(), head)
             })
             .collect();
-        let batches: Vec<Result<Vec<ReplayEvent>, StoreError>> = events
+        let batches: Vec<Result<Vec<RebuildEvent>, StoreError>> = events
             .chunks(SNAPSHOT_BATCH)
             .map(|batch| Ok(batch.to_vec()))
             .collect();
-        Ok(ReplaySnapshot {
+        Ok(RebuildSnapshot {
             total: events.len() as u64,
             heads,
             events: stream::iter(batches).boxed(),

@@ -1,4 +1,5 @@
-//! Replay: rebuilding read models from the event store, the source of truth.
+//! Rebuilds: building read models again from the event store, the source of truth (the CLI
+//! calls it `chronicle replay`).
 //!
 //! A rebuild claims its projections (their live consumer pauses: its writes are refused while
 //! the claim holds), reads one consistent snapshot of the store in position order, folds it in
@@ -9,9 +10,9 @@
 //! fails or dies never touched the live tables: its claim is released (when the process died,
 //! with its database connection) and the live consumer carries on.
 
-mod rebuild;
+mod rebuilder;
 
-pub use rebuild::{ClaimedRebuild, Projection, RebuildPhases, RebuildSummary, Rebuilder};
+pub use rebuilder::{ClaimedRebuild, Projection, RebuildPhases, RebuildSummary, Rebuilder};
 
 #[cfg(test)]
 mod tests;

@@ -14,7 +14,7 @@ use crate::error::AppError;
 use crate::message::EventMessage;
 use crate::metadata::CommandMetadata;
 use crate::ports::event_handler::{EventHandler, HandlerError};
-use crate::ports::projection_control::{ProjectionState, ReplayEvent};
+use crate::ports::projection_control::{ProjectionState, RebuildEvent};
 use crate::projection::projector::Projector;
 use crate::projection::read_model::ReadModel;
 use crate::projection::task::TaskReadModel;
@@ -89,13 +89,13 @@ impl Given {
     fn the_store_is_snapshotted(&self) {
         let log = self.store.log();
         let mut position = 0;
-        let events: Vec<ReplayEvent> = log
+        let events: Vec<RebuildEvent> = log
             .streams
             .values()
             .flatten()
             .map(|event| {
                 position += 1;
-                ReplayEvent {
+                RebuildEvent {
                     position,
                     event_id: event.event_id,
                     aggregate_type: event.aggregate_type.clone(),

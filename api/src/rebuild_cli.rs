@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use chronicle_application::replay::Rebuilder;
+use chronicle_application::rebuild::Rebuilder;
 use chronicle_application::AppError;
 use indicatif::{ProgressBar, ProgressStyle};
 

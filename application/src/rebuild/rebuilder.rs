@@ -17,7 +17,7 @@ use crate::error_chain::Chain;
 use crate::event_log::decode_payload;
 use crate::ports::projection_control::ProjectionControl;
 use crate::ports::projection_control::{
-    ProjectionStatus, RebuildClaim, RebuildProgress, Rebuilt, ReplayEvent, ReplaySnapshot,
+    ProjectionStatus, RebuildClaim, RebuildEvent, RebuildProgress, RebuildSnapshot, Rebuilt,
     SwapOutcome,
 };
 use crate::ports::store_error::StoreError;
@@ -80,7 +80,7 @@ impl RebuildSummary {
 type Decoded = Box<dyn Any + Send>;
 
 /// Decodes the events of one read model's aggregate type in a batch; runs on worker threads.
-type DecodeFn = fn(&[ReplayEvent]) -> Decoded;
+type DecodeFn = fn(&[RebuildEvent]) -> Decoded;
 
 /// One read model's rebuild in progress: its rows, folded in memory.
 #[async_trait]
@@ -124,7 +124,7 @@ impl Projection {
     }
 }
 
-/// An event replay decoded for model `M`, or why it could not be.
+/// An event a rebuild decoded for model `M`, or why it could not be.
 enum DecodedEvent<E> {
     Ready {
         id: Uuid,
@@ -143,7 +143,7 @@ struct Failure {
 }
 
 impl Failure {
-    fn new(event: &ReplayEvent, reason: String) -> Self {
+    fn new(event: &RebuildEvent, reason: String) -> Self {
         Self {
             event_id: event.event_id,
             reason,
@@ -161,7 +161,7 @@ impl Failure {
     }
 }
 
-fn decode_batch<M: ReadModel>(batch: &[ReplayEvent]) -> Decoded {
+fn decode_batch<M: ReadModel>(batch: &[RebuildEvent]) -> Decoded {
     let decoded: Vec<DecodedEvent<M::Event>> = batch
         .iter()
         .filter(|event| event.aggregate_type == M::AGGREGATE_TYPE)
@@ -261,7 +261,7 @@ impl<M: ReadModel> RebuildTarget for ModelRebuild<M> {
     async fn record_failures(&mut self) -> Result<u64, StoreError> {
         let count = self.failures.len() as u64;
         for failure in self.failures.drain(..) {
-            tracing::warn!(projection = M::NAME, reason = %failure.reason, "replay could not apply an event");
+            tracing::warn!(projection = M::NAME, reason = %failure.reason, "a rebuild could not apply an event");
             self.store
                 .record_failure(M::NAME, failure.event_id, &failure.reason, &failure.event)
                 .await?;
@@ -542,7 +542,7 @@ struct Folded {
 /// runs on worker threads, two batches at once; folding stays in position order here.
 /// `progress` hears the events done after each batch.
 async fn fold_snapshot(
-    snapshot: ReplaySnapshot,
+    snapshot: RebuildSnapshot,
     targets: &mut [Box<dyn RebuildTarget>],
     reporter: &ProgressReporter,
     progress: impl Fn(u64),
