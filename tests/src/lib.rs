@@ -8,15 +8,14 @@
 //! the local server) and `KAFKA_BROKERS` (default `127.0.0.1:9092`), both set by
 //! `./scripts/test`.
 
+pub mod client;
 pub mod process;
 pub mod seed;
 pub mod support;
 pub mod ws;
 
-pub use process::{
-    chronicle_binary, free_port, Answer, ChronicleProcess, GraphqlClient, PrivateBroker,
-    PrivatePostgres,
-};
+pub use client::{new_task, Answer, GraphqlClient, CREATE_TASK};
+pub use process::{chronicle_binary, free_port, ChronicleProcess, PrivateBroker, PrivatePostgres};
 pub use support::{eventually, TEST_SECRET};
 
 use std::collections::HashMap;
@@ -118,7 +117,6 @@ pub struct TestApp {
     pub db: PgPool,
     /// An admin token (subject `u-admin`).
     pub admin_token: String,
-    http: reqwest::Client,
     service: Option<RunningService>,
 }
 
@@ -151,7 +149,6 @@ impl TestApp {
             base_url: format!("http://{addr}"),
             db,
             admin_token: String::new(),
-            http: reqwest::Client::new(),
             service: Some(service),
             settings,
         };
@@ -171,6 +168,11 @@ impl TestApp {
             .expect("sign test token")
     }
 
+    /// A client of this service sending `token` (none: an anonymous caller).
+    pub fn client(&self, token: Option<&str>) -> GraphqlClient {
+        GraphqlClient::with_token(&self.base_url, token.map(str::to_owned))
+    }
+
     /// Posts a GraphQL request with an optional bearer token; returns the whole response body.
     pub async fn graphql_as(
         &self,
@@ -178,20 +180,12 @@ impl TestApp {
         query: &str,
         variables: Value,
     ) -> anyhow::Result<Value> {
-        let mut request = self
-            .http
-            .post(format!("{}/graphql", self.base_url))
-            .json(&json!({"query": query, "variables": variables}));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await?;
-        Ok(response.json().await?)
+        self.client(token).body(query, variables).await
     }
 
     /// Posts a GraphQL request as the admin.
     pub async fn graphql(&self, query: &str, variables: Value) -> anyhow::Result<Value> {
-        self.graphql_as(Some(&self.admin_token.clone()), query, variables)
+        self.graphql_as(Some(&self.admin_token), query, variables)
             .await
     }
 
@@ -204,18 +198,21 @@ impl TestApp {
         Ok(body["data"].clone())
     }
 
-    /// Creates a task and returns its id.
+    /// Creates a task as the admin; its id.
     pub async fn create_task(&self, title: &str, team: &str) -> anyhow::Result<String> {
-        let data = self
-            .data(
-                "mutation($input: CreateTaskInput!) { createTask(input: $input) { id version } }",
-                json!({"input": {"title": title, "teamId": team}}),
-            )
-            .await?;
-        Ok(data["createTask"]["id"]
-            .as_str()
-            .context("createTask returned no id")?
-            .to_owned())
+        self.client(Some(&self.admin_token))
+            .create_task(title, team)
+            .await
+    }
+
+    /// Events committed and not yet published (the outbox's backlog).
+    pub async fn unpublished(&self) -> anyhow::Result<i64> {
+        unpublished(&self.db).await
+    }
+
+    /// Waits until the relay has published everything committed so far.
+    pub async fn outbox_drained(&self, timeout: Duration) -> anyhow::Result<()> {
+        outbox_drained(&self.db, timeout).await
     }
 
     /// Number of rows in the events table.
@@ -387,4 +384,21 @@ pub async fn read_topic_to_end(
 /// The `extensions.code` of the first error of a response.
 pub fn error_code(body: &Value) -> Option<&str> {
     body["errors"][0]["extensions"]["code"].as_str()
+}
+
+/// Events committed to the store on `db` and not yet published.
+pub async fn unpublished(db: &PgPool) -> anyhow::Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(db)
+            .await?,
+    )
+}
+
+/// Waits until the outbox of the store on `db` is empty of unpublished rows.
+pub async fn outbox_drained(db: &PgPool, timeout: Duration) -> anyhow::Result<()> {
+    eventually(timeout, || async {
+        Ok((unpublished(db).await? == 0).then_some(()))
+    })
+    .await
 }

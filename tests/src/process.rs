@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use chronicle_infrastructure::config::Settings;
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
+use crate::client::GraphqlClient;
 use crate::support::{eventually, TEST_SECRET};
 
 /// A TCP port nobody listened on a moment ago (the OS's choice for port 0).
@@ -213,108 +214,6 @@ pub fn chronicle_binary() -> anyhow::Result<PathBuf> {
         );
     }
     Ok(binary)
-}
-
-/// A GraphQL client of one service address, as an application would hold it.
-#[derive(Clone)]
-pub struct GraphqlClient {
-    http: reqwest::Client,
-    base_url: String,
-    token: String,
-}
-
-/// What one GraphQL request came to.
-#[derive(Debug, Clone)]
-pub enum Answer {
-    /// The service answered with data and no error.
-    Data(Value),
-    /// The service answered with an error; its `extensions.code` and message.
-    Error {
-        /// `extensions.code`.
-        code: String,
-        /// The message.
-        message: String,
-    },
-    /// No answer: the connection was refused or broke.
-    Unreachable(String),
-}
-
-impl GraphqlClient {
-    /// A client of `base_url` (`http://host:port`) sending `token` as bearer.
-    pub fn new(base_url: impl Into<String>, token: impl Into<String>) -> Self {
-        Self {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("a reqwest client"),
-            base_url: base_url.into(),
-            token: token.into(),
-        }
-    }
-
-    /// The service's address (`http://host:port`).
-    pub fn base_url(&self) -> &str {
-        &self.base_url
-    }
-
-    /// Sends one operation and says what came of it.
-    pub async fn send(&self, query: &str, variables: Value) -> Answer {
-        let response = self
-            .http
-            .post(format!("{}/graphql", self.base_url))
-            .bearer_auth(&self.token)
-            .json(&json!({"query": query, "variables": variables}))
-            .send()
-            .await;
-        let body: Value = match response {
-            Ok(response) => match response.json().await {
-                Ok(body) => body,
-                Err(error) => return Answer::Unreachable(error.to_string()),
-            },
-            Err(error) => return Answer::Unreachable(error.to_string()),
-        };
-        match body["errors"].get(0) {
-            Some(error) => Answer::Error {
-                code: error["extensions"]["code"]
-                    .as_str()
-                    .unwrap_or("NONE")
-                    .to_owned(),
-                message: error["message"].as_str().unwrap_or_default().to_owned(),
-            },
-            None => Answer::Data(body["data"].clone()),
-        }
-    }
-
-    /// Sends an operation that must succeed; returns its data.
-    pub async fn data(&self, query: &str, variables: Value) -> anyhow::Result<Value> {
-        match self.send(query, variables).await {
-            Answer::Data(data) => Ok(data),
-            other => bail!("unexpected answer: {other:?}"),
-        }
-    }
-
-    /// `/metrics` as text.
-    pub async fn metrics(&self) -> anyhow::Result<String> {
-        Ok(self
-            .http
-            .get(format!("{}/metrics", self.base_url))
-            .send()
-            .await?
-            .text()
-            .await?)
-    }
-
-    /// `/health/ready`: status code and body.
-    pub async fn ready(&self) -> anyhow::Result<(u16, Value)> {
-        let response = self
-            .http
-            .get(format!("{}/health/ready", self.base_url))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await?;
-        let status = response.status().as_u16();
-        Ok((status, response.json().await?))
-    }
 }
 
 /// A private Tansu broker (`TANSU_BIN`, else `tansu` on the path) on a port of its own, for

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use chronicle_tests::CREATE_TASK;
 use chronicle_tests::{error_code, eventually, run_chronicle, TestApp};
 use serde_json::{json, Value};
 
@@ -85,8 +86,6 @@ async fn post_with_correlation(
     body["data"].clone()
 }
 
-const CREATE: &str = "mutation($i: CreateTaskInput!) { createTask(input: $i) { id version } }";
-
 #[tokio::test]
 async fn every_filter_alone_and_combined_and_a_correlation_is_followed_through_the_worker() {
     let app = TestApp::spawn().await.unwrap();
@@ -97,7 +96,7 @@ async fn every_filter_alone_and_combined_and_a_correlation_is_followed_through_t
         &app,
         &admin,
         "corr-a",
-        CREATE,
+        CREATE_TASK,
         json!({"i": {"title": "A", "teamId": "team-a"}}),
     )
     .await;
@@ -122,7 +121,7 @@ async fn every_filter_alone_and_combined_and_a_correlation_is_followed_through_t
         &app,
         &member,
         "corr-b",
-        CREATE,
+        CREATE_TASK,
         json!({"i": {"title": "B", "teamId": "team-a"}}),
     )
     .await;

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use chronicle_api::app::PROJECTIONS_GROUP;
 use chronicle_application::topics::Topics;
 use chronicle_infrastructure::config::Settings;
+use chronicle_tests::outbox_drained;
+use chronicle_tests::CREATE_TASK;
 use chronicle_tests::{
     brokers, create_database, eventually, read_topic_to_end, run_chronicle, test_settings, Answer,
     ChronicleProcess, GraphqlClient, PrivatePostgres, TestApp,
@@ -91,8 +93,8 @@ async fn write_until_stopped(
         let create = send_counted(
             &client,
             &mut tally,
-            "mutation($input: CreateTaskInput!) { createTask(input: $input) { id version } }",
-            json!({"input": {"title": format!("Load {worker}-{n}"), "teamId": "team-a"}}),
+            CREATE_TASK,
+            json!({"i": {"title": format!("Load {worker}-{n}"), "teamId": "team-a"}}),
         )
         .await;
         let Some(data) = create else { continue };
@@ -447,15 +449,9 @@ async fn a_standby_relay_takes_over_within_seconds_when_the_leader_is_killed() {
             .await
             .unwrap();
     }
-    eventually(Duration::from_secs(30), || async {
-        let unpublished: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-                .fetch_one(&db)
-                .await?;
-        Ok((unpublished == 0).then_some(()))
-    })
-    .await
-    .expect("the new leader published everything");
+    outbox_drained(&db, Duration::from_secs(30))
+        .await
+        .expect("the new leader published everything");
     let stored = stored_task_events(&db).await;
     assert_eq!(stored.len(), 6);
     assert_published_once_per_event(&settings, &stored).await;

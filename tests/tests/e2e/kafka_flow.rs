@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chronicle_tests::{brokers, eventually, read_topic, read_topic_to_end, PrivateBroker, TestApp};
+use chronicle_tests::{brokers, read_topic, read_topic_to_end, PrivateBroker, TestApp};
 use serde_json::json;
 
 #[tokio::test]
@@ -104,15 +104,7 @@ async fn a_relay_that_dies_between_produce_and_mark_republishes_under_the_same_i
     .await
     .unwrap();
     app.wait_for_version(&id, 2).await.unwrap();
-    eventually(Duration::from_secs(15), || async {
-        let unpublished: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-                .fetch_one(&app.db)
-                .await?;
-        Ok((unpublished == 0).then_some(()))
-    })
-    .await
-    .unwrap();
+    app.outbox_drained(Duration::from_secs(15)).await.unwrap();
 
     // The state a crash after produce and before the mark leaves behind: delivered to Kafka,
     // still unpublished in the outbox. The relay must publish those rows again.
@@ -168,15 +160,7 @@ async fn a_stopped_broker_loses_nothing_commands_succeed_and_the_outbox_drains_a
     app.wait_for_version(&first, 1).await.unwrap();
     // The consumer may see the event before the relay has its acknowledgement and marks it:
     // freeze only once the relay is idle, so the outbox then holds exactly the outage's events.
-    eventually(Duration::from_secs(30), || async {
-        let unpublished: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-                .fetch_one(&app.db)
-                .await?;
-        Ok((unpublished == 0).then_some(()))
-    })
-    .await
-    .unwrap();
+    app.outbox_drained(Duration::from_secs(30)).await.unwrap();
 
     // Frozen for longer than the producer's delivery timeout (30 s): deliveries in flight
     // fail, the relay keeps their rows and retries; commands go on succeeding meanwhile.
@@ -191,11 +175,7 @@ async fn a_stopped_broker_loses_nothing_commands_succeed_and_the_outbox_drains_a
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let unpublished: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
+    let unpublished = app.unpublished().await.unwrap();
     assert_eq!(
         unpublished as usize,
         during.len(),
@@ -203,15 +183,7 @@ async fn a_stopped_broker_loses_nothing_commands_succeed_and_the_outbox_drains_a
     );
     broker.signal("-CONT").unwrap();
 
-    eventually(Duration::from_secs(90), || async {
-        let unpublished: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-                .fetch_one(&app.db)
-                .await?;
-        Ok((unpublished == 0).then_some(()))
-    })
-    .await
-    .unwrap();
+    app.outbox_drained(Duration::from_secs(90)).await.unwrap();
     for id in &during {
         app.wait_for_version(id, 1).await.unwrap();
     }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use chronicle_tests::CREATE_TASK;
 use chronicle_tests::{error_code, run_chronicle_output, ws, TestApp, TEST_SECRET};
 use serde_json::{json, Value};
 
@@ -282,7 +283,7 @@ async fn inputs_are_validated_at_the_edge_naming_the_field() {
         body["errors"][0]["extensions"]["field"], "filter.text",
         "{body}"
     );
-    let mutation = "mutation($i: CreateTaskInput!) { createTask(input: $i) { id } }";
+    let mutation = CREATE_TASK;
     let inputs = [
         (json!({"title": "", "teamId": "team-a"}), "title"),
         (
@@ -306,7 +307,7 @@ async fn inputs_are_validated_at_the_edge_naming_the_field() {
     }
     let body = app
         .graphql(
-            "mutation($i: CreateTaskInput!) { createTask(input: $i) { id } }",
+            CREATE_TASK,
             json!({"i": {"title": "t", "teamId": "team-a", "priority": "EXTREME"}}),
         )
         .await

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chronicle_api::app;
+use chronicle_tests::CREATE_TASK;
 use chronicle_tests::{eventually, run_chronicle_output, seed, ChronicleProcess, TestApp};
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -45,7 +46,7 @@ const PRIORITIES: [&str; 4] = ["LOW", "NORMAL", "HIGH", "URGENT"];
 
 /// A workload touching every event type, with text that COPY must escape.
 async fn mixed_workload(app: &TestApp) -> Vec<(String, i64)> {
-    let create = "mutation($i: CreateTaskInput!) { createTask(input: $i) { id version } }";
+    let create = CREATE_TASK;
     let mut tasks = Vec::new();
     for n in 0..12 {
         let data = run(
@@ -543,7 +544,7 @@ async fn a_store_holding_both_task_created_versions_loads_travels_and_replays() 
     // ... and one as today's release writes it (2.0).
     let data = run(
         &app,
-        "mutation($i: CreateTaskInput!) { createTask(input: $i) { id } }",
+        CREATE_TASK,
         json!({"i": {"title": "current", "teamId": "team-a", "watchers": ["u-5", "u-2", "u-5"]}}),
     )
     .await;

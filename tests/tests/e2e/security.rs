@@ -7,6 +7,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chronicle_tests::ws::{connect, next_json, next_json_within, open, subscribe};
+use chronicle_tests::CREATE_TASK;
 use chronicle_tests::{error_code, TestApp, TEST_SECRET};
 use serde_json::{json, Value};
 
@@ -442,11 +443,7 @@ async fn the_actor_is_always_the_token_subject() {
         json!({"title": "t", "teamId": "team-a", "actorId": "u-fake"}),
     ] {
         let body = app
-            .graphql_as(
-                Some(&member),
-                "mutation($i: CreateTaskInput!) { createTask(input: $i) { id } }",
-                json!({"i": input}),
-            )
+            .graphql_as(Some(&member), CREATE_TASK, json!({"i": input}))
             .await
             .unwrap();
         assert_eq!(error_code(&body), Some("VALIDATION_FAILED"), "{body}");

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use chronicle_tests::CREATE_TASK;
 use chronicle_tests::{error_code, eventually, TestApp};
 use serde_json::{json, Value};
 
@@ -135,7 +136,7 @@ async fn bad_input_answers_with_its_code_and_writes_nothing() {
     let id = app.create_task("Existing", "team-a").await.unwrap();
     app.wait_for_version(&id, 1).await.unwrap();
     let events_before = app.event_count().await.unwrap();
-    let create = "mutation($i: CreateTaskInput!) { createTask(input: $i) { id } }";
+    let create = CREATE_TASK;
     let cases: Vec<(&str, Value, &str)> = vec![
         (
             create,
@@ -438,7 +439,7 @@ async fn keyset_pages_stay_correct_while_tasks_are_added_and_filters_combine() {
         };
         let data = app
             .data(
-                "mutation($i: CreateTaskInput!) { createTask(input: $i) { id } }",
+                CREATE_TASK,
                 json!({"i": {"title": format!("Task {i} alpha"), "teamId": if i < 5 { "team-a" } else { "team-b" },
                              "labels": labels, "priority": if i == 3 { "URGENT" } else { "NORMAL" },
                              "assigneeId": if i == 1 { Some("u-9") } else { None }}}),
