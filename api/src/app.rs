@@ -38,6 +38,7 @@ use crate::auth::Authenticator;
 use crate::graphql::{build_schema, Services};
 use crate::http::{router, HttpState};
 use crate::rate_limit::RateLimiter;
+use crate::settings::ApiSettings;
 use chronicle_application::error_chain::Chain;
 use chronicle_application::observability::Gauges;
 use chronicle_infrastructure::kafka::probe::BrokerProbe;
@@ -171,10 +172,14 @@ async fn rebuild_outdated(rebuilder: Arc<Rebuilder>) {
 
 /// Builds and starts the selected parts: connect and migrate, create the topics, build the
 /// adapters, then start each part this process runs.
-pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningService> {
+pub async fn start(
+    settings: &Settings,
+    api: &ApiSettings,
+    parts: Parts,
+) -> anyhow::Result<RunningService> {
     crate::metrics::handle();
     // Keys are checked before anything starts: a bad key file stops the process at once.
-    let authenticator = Authenticator::from_settings(&settings.auth)?;
+    let authenticator = Authenticator::from_settings(&api.auth)?;
     let pool = db::connect_with(
         settings.database_url.expose(),
         settings.database_max_connections,
@@ -205,7 +210,7 @@ pub async fn start(settings: &Settings, parts: Parts) -> anyhow::Result<RunningS
     let http_addr = match parts.api {
         true => Some(
             wiring
-                .start_api(authenticator, relay_status.clone())
+                .start_api(api, authenticator, relay_status.clone())
                 .await?,
         ),
         false => None,
@@ -373,6 +378,7 @@ impl<'a> Wiring<'a> {
     /// The HTTP API with its live feed; the address it listens on.
     async fn start_api(
         &mut self,
+        api: &ApiSettings,
         authenticator: Authenticator,
         relay: Option<Arc<RelayStatus>>,
     ) -> anyhow::Result<SocketAddr> {
@@ -401,25 +407,22 @@ impl<'a> Wiring<'a> {
             rebuilder: self.rebuilder.clone(),
         };
         let app = router(HttpState {
-            schema: build_schema(services, &settings.limits),
+            schema: build_schema(services, &api.limits),
             authenticator,
             pool: self.pool.clone(),
             relay,
-            limits: settings.limits.clone(),
+            limits: api.limits.clone(),
             broker: BrokerProbe::new(&settings.kafka).context("creating the broker probe")?,
             gauges: Arc::new(Gauges::new(
                 Arc::new(PgOutboxMonitor::new(self.pool.clone())),
                 self.rebuilder.clone(),
             )),
-            rate_limiter: RateLimiter::new(
-                settings.limits.rate_per_second,
-                settings.limits.rate_burst,
-            )
-            .map(Arc::new),
+            rate_limiter: RateLimiter::new(api.limits.rate_per_second, api.limits.rate_burst)
+                .map(Arc::new),
         });
-        let listener = tokio::net::TcpListener::bind(settings.http_addr)
+        let listener = tokio::net::TcpListener::bind(api.http_addr)
             .await
-            .with_context(|| format!("binding {}", settings.http_addr))?;
+            .with_context(|| format!("binding {}", api.http_addr))?;
         let addr = listener.local_addr()?;
         let stop = self.shutdown.clone();
         self.tasks.push(tokio::spawn(async move {

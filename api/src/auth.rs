@@ -6,9 +6,9 @@
 //! `alg: none` or any other algorithm is refused before any claim is read. `exp` is required,
 //! `nbf` checked, `iss` and `aud` checked when configured; 30 s of clock skew are tolerated.
 
+use crate::settings::{AuthSettings, JwtSettings};
 use chronicle_application::access::{Principal, ALL_TEAMS};
 use chronicle_domain::ids::{TeamId, UserId};
-use chronicle_infrastructure::config::{AuthSettings, JwtSettings};
 use chrono::Utc;
 use jsonwebtoken::{
     decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,

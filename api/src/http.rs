@@ -10,6 +10,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::settings::ApiLimits;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::{BatchRequest, BatchResponse, ServerError};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
@@ -22,7 +23,6 @@ use axum::{Json, Router};
 use chronicle_application::access::Principal;
 use chronicle_application::observability::Gauges;
 use chronicle_application::trace::TraceContext;
-use chronicle_infrastructure::config::ApiLimits;
 use chronicle_infrastructure::kafka::probe::{BrokerHealth, BrokerProbe};
 use chronicle_infrastructure::outbox::RelayStatus;
 use futures::FutureExt;

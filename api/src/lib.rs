@@ -12,4 +12,5 @@ pub mod http;
 pub mod metrics;
 pub mod rate_limit;
 pub mod rebuild_cli;
+pub mod settings;
 pub mod telemetry;

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use chronicle_api::app::{self, Parts};
 use chronicle_api::auth::{parse_ttl, Authenticator};
+use chronicle_api::settings::{ApiSettings, AuthSettings};
 use chronicle_api::telemetry;
-use chronicle_infrastructure::config::{AuthSettings, Settings};
+use chronicle_infrastructure::config::Settings;
 use chronicle_infrastructure::db;
 use clap::{Parser, Subcommand};
 
@@ -94,8 +95,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { only } => {
             let settings = Settings::from_env()?;
+            let api = ApiSettings::from_env()?;
             telemetry::init(settings.log_json);
-            let service = app::start(&settings, only.unwrap_or(Parts::ALL)).await?;
+            let service = app::start(&settings, &api, only.unwrap_or(Parts::ALL)).await?;
             if let Some(addr) = service.http_addr {
                 tracing::info!("GraphiQL at http://{addr}/graphql");
             }

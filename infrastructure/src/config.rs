@@ -3,7 +3,6 @@
 //! A missing or malformed setting stops the process with one line naming the variable, so a
 //! misconfigured deployment fails at start instead of at the first request.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -49,189 +48,6 @@ pub struct KafkaSettings {
     pub fetch_wait_max_ms: u32,
 }
 
-/// Shortest accepted HS256 secret: RFC 7518 asks for a key at least as long as the hash.
-pub const MIN_JWT_SECRET_BYTES: usize = 32;
-
-/// How tokens are checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthSettings {
-    /// Bearer JWTs.
-    Jwt(JwtSettings),
-    /// No authentication: every request acts as a dev admin. Only when set explicitly.
-    Disabled,
-}
-
-/// Keys and claims of accepted JWTs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JwtSettings {
-    /// HS256 secret (`CHRONICLE_JWT_SECRET`, at least [`MIN_JWT_SECRET_BYTES`]; never logged).
-    pub hs256_secret: Option<Secret>,
-    /// RS256 public keys, PEM (the contents of `CHRONICLE_JWT_PUBLIC_KEY_FILE`).
-    pub rs256_public_keys: Option<String>,
-    /// Required `iss` (`CHRONICLE_JWT_ISSUER`).
-    pub issuer: Option<String>,
-    /// Required `aud` (`CHRONICLE_JWT_AUDIENCE`).
-    pub audience: Option<String>,
-}
-
-impl AuthSettings {
-    /// HS256 with `secret`, no issuer or audience (tests and local use).
-    pub fn hs256(secret: impl Into<String>) -> Self {
-        Self::Jwt(JwtSettings {
-            hs256_secret: Some(Secret::new(secret)),
-            rs256_public_keys: None,
-            issuer: None,
-            audience: None,
-        })
-    }
-
-    /// Reads the auth variables alone (the `token` command needs nothing else).
-    pub fn from_env() -> Result<Self, ConfigError> {
-        match var("CHRONICLE_AUTH").as_deref() {
-            Some("disabled") => return Ok(Self::Disabled),
-            None | Some("jwt") => {}
-            Some(other) => {
-                return Err(ConfigError {
-                    variable: "CHRONICLE_AUTH",
-                    message: format!("must be 'jwt' or 'disabled', not {other:?}"),
-                })
-            }
-        }
-        let hs256_secret = var("CHRONICLE_JWT_SECRET");
-        if let Some(secret) = &hs256_secret {
-            if secret.len() < MIN_JWT_SECRET_BYTES {
-                return Err(ConfigError {
-                    variable: "CHRONICLE_JWT_SECRET",
-                    message: format!(
-                        "must be at least {MIN_JWT_SECRET_BYTES} bytes (it is {}); generate one with `openssl rand -hex 32`",
-                        secret.len()
-                    ),
-                });
-            }
-        }
-        let rs256_public_keys = match var("CHRONICLE_JWT_PUBLIC_KEY_FILE") {
-            None => None,
-            Some(path) => Some(
-                std::fs::read_to_string(path.trim()).map_err(|e| ConfigError {
-                    variable: "CHRONICLE_JWT_PUBLIC_KEY_FILE",
-                    message: format!("cannot read {path:?}: {e}"),
-                })?,
-            ),
-        };
-        if hs256_secret.is_none() && rs256_public_keys.is_none() {
-            return Err(ConfigError {
-                variable: "CHRONICLE_JWT_SECRET",
-                message: "is not set; set it (or CHRONICLE_JWT_PUBLIC_KEY_FILE), or CHRONICLE_AUTH=disabled for local experiments"
-                    .to_owned(),
-            });
-        }
-        Ok(Self::Jwt(JwtSettings {
-            hs256_secret: hs256_secret.map(Secret::new),
-            rs256_public_keys,
-            issuer: var("CHRONICLE_JWT_ISSUER"),
-            audience: var("CHRONICLE_JWT_AUDIENCE"),
-        }))
-    }
-}
-
-/// What one GraphQL request may ask for; beyond any of these the answer is `LIMIT_EXCEEDED`
-/// (HTTP 413 for the body, `RATE_LIMITED` with HTTP 429 for the rate).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiLimits {
-    /// Deepest selection nesting (`CHRONICLE_GRAPHQL_MAX_DEPTH`).
-    pub max_depth: usize,
-    /// Most complexity points: one per field, a connection's fields counted once per item of
-    /// its page (`CHRONICLE_GRAPHQL_MAX_COMPLEXITY`).
-    pub max_complexity: usize,
-    /// Most aliased fields in one document (`CHRONICLE_GRAPHQL_MAX_ALIASES`).
-    pub max_aliases: usize,
-    /// Most operations in one batch (`CHRONICLE_GRAPHQL_MAX_BATCH`).
-    pub max_batch: usize,
-    /// Most subscriptions open at once on one WebSocket connection
-    /// (`CHRONICLE_GRAPHQL_MAX_SUBSCRIPTIONS`).
-    pub max_subscriptions: usize,
-    /// Largest request body in bytes (`CHRONICLE_MAX_BODY_BYTES`).
-    pub max_body_bytes: usize,
-    /// Longest a request may run (`CHRONICLE_REQUEST_TIMEOUT_MS`).
-    pub request_timeout: Duration,
-    /// Whether the schema can be introspected (`CHRONICLE_GRAPHQL_INTROSPECTION`).
-    pub introspection: bool,
-    /// Sustained requests per second per subject (`CHRONICLE_RATE_LIMIT_PER_SECOND`; 0
-    /// turns rate limiting off).
-    pub rate_per_second: u32,
-    /// Requests a subject may send at once above the sustained rate (`CHRONICLE_RATE_LIMIT_BURST`).
-    pub rate_burst: u32,
-}
-
-impl Default for ApiLimits {
-    fn default() -> Self {
-        Self {
-            // GraphiQL's introspection query nests deeper than 12; the deepest data query
-            // (tasks with their history) nests 7.
-            max_depth: 15,
-            // A full page of 100 tasks with every field costs about 2,500; a page of tasks
-            // each with a page of history is refused.
-            max_complexity: 5_000,
-            max_aliases: 30,
-            max_batch: 10,
-            max_subscriptions: 20,
-            max_body_bytes: 1024 * 1024,
-            request_timeout: Duration::from_secs(10),
-            introspection: true,
-            rate_per_second: 50,
-            rate_burst: 100,
-        }
-    }
-}
-
-impl ApiLimits {
-    fn from_env() -> Result<Self, ConfigError> {
-        let default = Self::default();
-        let limits = Self {
-            max_depth: parsed("CHRONICLE_GRAPHQL_MAX_DEPTH", default.max_depth)?,
-            max_complexity: parsed("CHRONICLE_GRAPHQL_MAX_COMPLEXITY", default.max_complexity)?,
-            max_aliases: parsed("CHRONICLE_GRAPHQL_MAX_ALIASES", default.max_aliases)?,
-            max_batch: parsed("CHRONICLE_GRAPHQL_MAX_BATCH", default.max_batch)?,
-            max_subscriptions: parsed(
-                "CHRONICLE_GRAPHQL_MAX_SUBSCRIPTIONS",
-                default.max_subscriptions,
-            )?,
-            max_body_bytes: parsed("CHRONICLE_MAX_BODY_BYTES", default.max_body_bytes)?,
-            request_timeout: Duration::from_millis(parsed(
-                "CHRONICLE_REQUEST_TIMEOUT_MS",
-                default.request_timeout.as_millis() as u64,
-            )?),
-            introspection: parsed("CHRONICLE_GRAPHQL_INTROSPECTION", default.introspection)?,
-            rate_per_second: parsed("CHRONICLE_RATE_LIMIT_PER_SECOND", default.rate_per_second)?,
-            rate_burst: parsed("CHRONICLE_RATE_LIMIT_BURST", default.rate_burst)?,
-        };
-        for (variable, value) in [
-            ("CHRONICLE_GRAPHQL_MAX_DEPTH", limits.max_depth),
-            ("CHRONICLE_GRAPHQL_MAX_COMPLEXITY", limits.max_complexity),
-            ("CHRONICLE_GRAPHQL_MAX_BATCH", limits.max_batch),
-            (
-                "CHRONICLE_GRAPHQL_MAX_SUBSCRIPTIONS",
-                limits.max_subscriptions,
-            ),
-            ("CHRONICLE_MAX_BODY_BYTES", limits.max_body_bytes),
-        ] {
-            if value == 0 {
-                return Err(ConfigError {
-                    variable,
-                    message: "must be at least 1".to_owned(),
-                });
-            }
-        }
-        if limits.request_timeout.is_zero() {
-            return Err(ConfigError {
-                variable: "CHRONICLE_REQUEST_TIMEOUT_MS",
-                message: "must be at least 1".to_owned(),
-            });
-        }
-        Ok(limits)
-    }
-}
-
 /// Every setting of the service.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -241,10 +57,6 @@ pub struct Settings {
     pub database_max_connections: u32,
     /// Kafka.
     pub kafka: KafkaSettings,
-    /// HTTP listen address.
-    pub http_addr: SocketAddr,
-    /// Token checking.
-    pub auth: AuthSettings,
     /// Events between snapshots (0: never).
     pub snapshot_every: u64,
     /// `pretty` or `json`.
@@ -262,16 +74,15 @@ pub struct Settings {
     /// (`CHRONICLE_DB_ACQUIRE_TIMEOUT_MS`): how fast requests fail while the database is away;
     /// with a healthy database a wait that long means the pool is far too small.
     pub database_acquire_timeout: Duration,
-    /// Request limits of the GraphQL API.
-    pub limits: ApiLimits,
 }
 
-/// Reads one variable; empty counts as unset.
-fn var(name: &'static str) -> Option<String> {
+/// Reads one variable; empty counts as unset. Every setting is read through it or
+/// [`parsed`], here and in the API's settings.
+pub fn var(name: &'static str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-fn parsed<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
+pub fn parsed<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
 where
     T::Err: std::fmt::Display,
 {
@@ -297,7 +108,6 @@ impl Settings {
 
     /// Reads and validates every setting.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let auth = AuthSettings::from_env()?;
         let log_json = match var("CHRONICLE_LOG_FORMAT").as_deref() {
             None | Some("pretty") => false,
             Some("json") => true,
@@ -364,11 +174,6 @@ impl Settings {
                 ssl_ca_location: var("KAFKA_SSL_CA_LOCATION"),
                 fetch_wait_max_ms: parsed("KAFKA_FETCH_WAIT_MAX_MS", 500)?,
             },
-            http_addr: parsed(
-                "CHRONICLE_HTTP_ADDR",
-                SocketAddr::from(([127, 0, 0, 1], 8080)),
-            )?,
-            auth,
             snapshot_every: parsed("CHRONICLE_SNAPSHOT_EVERY", 100)?,
             log_json,
             outbox_retention: Duration::from_secs(parsed("CHRONICLE_OUTBOX_RETENTION_SECS", 3600)?),
@@ -380,7 +185,6 @@ impl Settings {
                 "CHRONICLE_DB_ACQUIRE_TIMEOUT_MS",
                 2000,
             )?),
-            limits: ApiLimits::from_env()?,
         })
     }
 }
@@ -400,8 +204,6 @@ mod tests {
             redact_url("postgres://db/chronicle"),
             "postgres://db/chronicle"
         );
-        let auth = AuthSettings::hs256("x".repeat(40));
-        assert!(!format!("{auth:?}").contains("xxxx"));
         let kafka = KafkaSettings {
             brokers: "b:9092".into(),
             topic_prefix: String::new(),

@@ -25,7 +25,8 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use chronicle_api::app::{self, Parts, RunningService};
 use chronicle_api::auth::Authenticator;
-use chronicle_infrastructure::config::{ApiLimits, AuthSettings, KafkaSettings, Settings};
+use chronicle_api::settings::{ApiLimits, ApiSettings, AuthSettings};
+use chronicle_infrastructure::config::{KafkaSettings, Settings};
 use chronicle_infrastructure::secret::DatabaseUrl;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
@@ -90,8 +91,6 @@ pub fn test_settings(database_url: &str, brokers: &str) -> Settings {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(10),
         },
-        http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        auth: AuthSettings::hs256(TEST_SECRET),
         snapshot_every: 5,
         log_json: false,
         outbox_retention: Duration::from_secs(3600),
@@ -99,7 +98,15 @@ pub fn test_settings(database_url: &str, brokers: &str) -> Settings {
         rebuild_outdated: true,
         shutdown_timeout: Duration::from_secs(30),
         database_acquire_timeout: Duration::from_secs(5),
-        // Tests drive many requests from one subject; the rate limit has its own tests.
+    }
+}
+
+/// The API's settings of a test service: any free port, tokens signed with [`TEST_SECRET`],
+/// and no rate limit (tests drive many requests from one subject; the limit has its own tests).
+pub fn test_api_settings() -> ApiSettings {
+    ApiSettings {
+        http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        auth: AuthSettings::hs256(TEST_SECRET),
         limits: ApiLimits {
             rate_per_second: 0,
             ..ApiLimits::default()
@@ -131,18 +138,33 @@ impl TestApp {
         Self::spawn_parts(Parts::ALL, adjust).await
     }
 
+    /// Like [`TestApp::spawn`], after `adjust` changed the API's settings (its limits, say).
+    pub async fn spawn_with_api(adjust: impl FnOnce(&mut ApiSettings)) -> anyhow::Result<Self> {
+        let mut api = test_api_settings();
+        adjust(&mut api);
+        Self::start(Parts::ALL, |_| {}, api).await
+    }
+
     /// Starts only `parts` (the API always: tests talk to it), after `adjust` changed the
     /// settings; other parts can run in separate processes ([`ChronicleProcess`]).
     pub async fn spawn_parts(
         parts: Parts,
         adjust: impl FnOnce(&mut Settings),
     ) -> anyhow::Result<Self> {
+        Self::start(parts, adjust, test_api_settings()).await
+    }
+
+    async fn start(
+        parts: Parts,
+        adjust: impl FnOnce(&mut Settings),
+        api: ApiSettings,
+    ) -> anyhow::Result<Self> {
         chronicle_api::telemetry::init(false);
         let database_url = create_database().await?;
         let mut settings = test_settings(&database_url, &brokers());
         adjust(&mut settings);
         let parts = Parts { api: true, ..parts };
-        let service = app::start(&settings, parts).await?;
+        let service = app::start(&settings, &api, parts).await?;
         let addr = service.http_addr.context("the API did not start")?;
         let db = PgPool::connect(settings.database_url.expose()).await?;
         let mut app = Self {

@@ -14,8 +14,8 @@ mod report;
 mod subscription;
 mod task;
 
+use crate::settings::ApiLimits;
 use async_graphql::{MergedObject, MergedSubscription, Schema};
-use chronicle_infrastructure::config::ApiLimits;
 
 pub use context::{RequestContext, Services, SubscriptionSlots};
 pub use error::{error_body, request_error, with_error_codes, ErrorCode};

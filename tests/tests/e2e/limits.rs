@@ -125,9 +125,9 @@ async fn bodies_and_batches_are_bounded() {
 
 #[tokio::test]
 async fn requests_are_rate_limited_per_subject_with_retry_after() {
-    let app = TestApp::spawn_with(|settings| {
-        settings.limits.rate_per_second = 1;
-        settings.limits.rate_burst = 3;
+    let app = TestApp::spawn_with_api(|api| {
+        api.limits.rate_per_second = 1;
+        api.limits.rate_burst = 3;
     })
     .await
     .unwrap();
@@ -159,9 +159,9 @@ async fn requests_are_rate_limited_per_subject_with_retry_after() {
 
 #[tokio::test]
 async fn slow_requests_stop_at_the_timeout_and_introspection_can_be_turned_off() {
-    let app = TestApp::spawn_with(|settings| {
-        settings.limits.request_timeout = Duration::from_millis(300);
-        settings.limits.introspection = false;
+    let app = TestApp::spawn_with_api(|api| {
+        api.limits.request_timeout = Duration::from_millis(300);
+        api.limits.introspection = false;
     })
     .await
     .unwrap();
@@ -373,7 +373,7 @@ async fn secrets_stay_out_of_logs_help_and_errors() {
 
 #[tokio::test]
 async fn a_connection_holds_a_bounded_number_of_subscriptions() {
-    let app = TestApp::spawn_with(|settings| settings.limits.max_subscriptions = 2)
+    let app = TestApp::spawn_with_api(|api| api.limits.max_subscriptions = 2)
         .await
         .unwrap();
     let status = "subscription { projectionStatus(name: \"tasks\") { state } }";

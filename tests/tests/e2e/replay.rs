@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use chronicle_api::app;
 use chronicle_tests::CREATE_TASK;
-use chronicle_tests::{eventually, run_chronicle_output, seed, ChronicleProcess, TestApp};
+use chronicle_tests::{
+    eventually, run_chronicle_output, seed, test_api_settings, ChronicleProcess, TestApp,
+};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -501,7 +503,9 @@ async fn serve_rebuilds_a_projection_built_by_older_code_unless_told_not_to() {
 
     let mut settings = app.settings.clone();
     settings.rebuild_outdated = false;
-    let service = app::start(&settings, projections_only).await.unwrap();
+    let service = app::start(&settings, &test_api_settings(), projections_only)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     service.stop().await;
     let (_, version, _, _) = projection_row(&app.db, "tasks").await;
@@ -510,7 +514,9 @@ async fn serve_rebuilds_a_projection_built_by_older_code_unless_told_not_to() {
         "rebuilt although CHRONICLE_REBUILD_OUTDATED=false"
     );
 
-    let service = app::start(&app.settings, projections_only).await.unwrap();
+    let service = app::start(&app.settings, &test_api_settings(), projections_only)
+        .await
+        .unwrap();
     eventually(Duration::from_secs(60), || async {
         Ok((projection_row(&app.db, "tasks").await.1 == 2).then_some(()))
     })
