@@ -134,9 +134,10 @@ fn code_of(error: &AppError) -> ErrorCode {
     }
 }
 
-/// Gives every error of a response a code. Errors raised by resolvers carry theirs; the rest come
-/// from async-graphql rejecting the request (syntax, unknown fields, bad enum values, depth or
-/// complexity limits) and are the client's to fix.
+/// Gives every error of a response a code. Errors raised by resolvers and by the document limits
+/// carry theirs; the rest come from async-graphql rejecting the document (syntax, unknown
+/// fields, bad enum values) and are the client's to fix: `VALIDATION_FAILED`, decided by where
+/// the error came from, never by its text.
 pub fn with_error_codes(mut response: Response) -> Response {
     for error in &mut response.errors {
         let has_code = error
@@ -146,19 +147,10 @@ pub fn with_error_codes(mut response: Response) -> Response {
         if has_code {
             continue;
         }
-        let limit = error.message.contains("too deep")
-            || error.message.contains("too complex")
-            || error.message.contains("cannot be greater than")
-            || error.message.contains("limit");
-        let code = if limit {
-            ErrorCode::LimitExceeded
-        } else {
-            ErrorCode::ValidationFailed
-        };
         error
             .extensions
             .get_or_insert_with(Default::default)
-            .set("code", code.as_str());
+            .set("code", ErrorCode::ValidationFailed.as_str());
     }
     response
 }

@@ -48,7 +48,7 @@ pub type ChronicleSchema = Schema<Query, Mutation, Subscription>;
 const MAX_DIRECTIVES_PER_FIELD: usize = 4;
 
 /// Builds the schema over `services`, refusing documents beyond `limits` before any resolver
-/// runs.
+/// runs ([`limits::DocumentLimits`]).
 pub fn build_schema(services: Services, limits: &ApiLimits) -> ChronicleSchema {
     let builder = Schema::build(
         Query::default(),
@@ -56,11 +56,11 @@ pub fn build_schema(services: Services, limits: &ApiLimits) -> ChronicleSchema {
         Subscription::default(),
     )
     .data(services)
-    .limit_depth(limits.max_depth)
-    .limit_complexity(limits.max_complexity)
-    .limit_directives(MAX_DIRECTIVES_PER_FIELD)
-    .extension(limits::AliasLimit {
-        max: limits.max_aliases,
+    .extension(limits::DocumentLimits {
+        max_aliases: limits.max_aliases,
+        max_directives: MAX_DIRECTIVES_PER_FIELD,
+        max_depth: limits.max_depth,
+        max_complexity: limits.max_complexity,
     })
     .extension(observe::OperationMetrics);
     if limits.introspection {
