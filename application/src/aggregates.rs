@@ -1,7 +1,7 @@
 //! The registry of aggregates: everything Chronicle says about an aggregate type, written
 //! once. The store, the envelope, the topics, the projections, the audit trail and the GraphQL
 //! `AggregateType` enum all read it, so adding an aggregate means its domain module, its read
-//! model and one entry in [`ALL`]; `tests/architecture.rs` fails when a type name is written
+//! model and one entry in [`ALL`]; `tests/tests/architecture.rs` fails when a type name is written
 //! as a string anywhere else outside the domain, and the API's tests fail when the GraphQL
 //! enum misses an entry.
 
