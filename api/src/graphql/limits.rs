@@ -29,6 +29,9 @@ pub struct DocumentLimits {
     pub max_depth: usize,
     /// Complexity points (one per field, a connection's counted once per item of its page).
     pub max_complexity: usize,
+    /// Selection nesting async-graphql accepts while parsing, before validation computes the
+    /// depth: the schema is built with this as its recursion limit.
+    pub max_recursion: usize,
 }
 
 impl ExtensionFactory for DocumentLimits {
@@ -46,7 +49,18 @@ impl Extension for DocumentLimits {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
+        let document = match next.run(ctx, query, variables).await {
+            Ok(document) => document,
+            // The one check async-graphql makes while parsing is its recursion limit: a
+            // document that parses, yet was refused there, nests beyond it.
+            Err(_) if async_graphql::parser::parse_query(query).is_ok() => {
+                return Err(limit_error(format!(
+                    "the document nests more than {} selection levels",
+                    self.max_recursion
+                )));
+            }
+            Err(error) => return Err(error),
+        };
         let aliases = count_aliases(&document);
         if aliases > self.max_aliases {
             return Err(limit_error(format!(

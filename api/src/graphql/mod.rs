@@ -47,6 +47,10 @@ pub type ChronicleSchema = Schema<Query, Mutation, Subscription>;
 /// is noise meant to slow validation down.
 const MAX_DIRECTIVES_PER_FIELD: usize = 4;
 
+/// Selection nesting the parser accepts (async-graphql's default); the depth limit proper is
+/// `CHRONICLE_GRAPHQL_MAX_DEPTH`, checked after validation.
+const MAX_RECURSION: usize = 32;
+
 /// Builds the schema over `services`, refusing documents beyond `limits` before any resolver
 /// runs ([`limits::DocumentLimits`]).
 pub fn build_schema(services: Services, limits: &ApiLimits) -> ChronicleSchema {
@@ -56,11 +60,13 @@ pub fn build_schema(services: Services, limits: &ApiLimits) -> ChronicleSchema {
         Subscription::default(),
     )
     .data(services)
+    .limit_recursive_depth(MAX_RECURSION)
     .extension(limits::DocumentLimits {
         max_aliases: limits.max_aliases,
         max_directives: MAX_DIRECTIVES_PER_FIELD,
         max_depth: limits.max_depth,
         max_complexity: limits.max_complexity,
+        max_recursion: MAX_RECURSION,
     })
     .extension(observe::OperationMetrics);
     if limits.introspection {

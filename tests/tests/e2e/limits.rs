@@ -68,6 +68,17 @@ async fn depth_complexity_aliases_and_page_size_are_limited() {
         .unwrap();
     assert_eq!(error_code(&body), Some("LIMIT_EXCEEDED"), "{body}");
 
+    // Nesting beyond what the parser accepts is a limit too, not a malformed document.
+    let deep = format!("{{ {}x{} }}", "a { ".repeat(40), " }".repeat(40));
+    let body = app.graphql(&deep, json!({})).await.unwrap();
+    assert_eq!(error_code(&body), Some("LIMIT_EXCEEDED"), "{body}");
+    let malformed = app.graphql("{ tasks { ", json!({})).await.unwrap();
+    assert_eq!(
+        error_code(&malformed),
+        Some("VALIDATION_FAILED"),
+        "{malformed}"
+    );
+
     // Page size.
     let body = app
         .graphql("{ tasks(first: 101) { totalCount } }", json!({}))
