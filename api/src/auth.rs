@@ -41,9 +41,20 @@ pub struct Claims {
     /// Issuer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
-    /// Audience.
+    /// Audience: one, or several (RFC 7519 allows both, and Keycloak, Auth0 and Entra ID
+    /// often send an array).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
+    pub aud: Option<Audience>,
+}
+
+/// A token's `aud`: a single string or an array of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    /// `"aud": "chronicle"`.
+    One(String),
+    /// `"aud": ["chronicle", "account"]`.
+    Many(Vec<String>),
 }
 
 /// Why a token was refused, or the authenticator could not be built. The message is safe to
@@ -174,7 +185,7 @@ impl Authenticator {
             iat: now,
             nbf: None,
             iss: verifier.issuer.clone(),
-            aud: verifier.audience.clone(),
+            aud: verifier.audience.clone().map(Audience::One),
         };
         encode(&Header::new(Algorithm::HS256), &claims, encoding)
             .map_err(|e| AuthError::Signing(e.to_string()))
@@ -420,6 +431,40 @@ mod tests {
         .unwrap();
         let auth = Authenticator::hs256(SECRET);
         assert!(auth.authenticate(Some(&bearer(&early))).is_err());
+    }
+
+    #[test]
+    fn an_audience_may_be_an_array_and_must_then_contain_ours() {
+        let settings = JwtSettings {
+            hs256_secret: Some(Secret::new(SECRET)),
+            rs256_public_keys: None,
+            issuer: None,
+            audience: Some("chronicle".to_owned()),
+        };
+        let auth = Authenticator::from_settings(&AuthSettings::Jwt(settings)).unwrap();
+        let token_for = |aud: Audience| {
+            let now = Utc::now().timestamp();
+            let claims = Claims {
+                sub: "u-1".into(),
+                roles: vec!["member".into()],
+                teams: vec!["team-a".into()],
+                exp: now + 3600,
+                iat: now,
+                nbf: None,
+                iss: None,
+                aud: Some(aud),
+            };
+            let key = EncodingKey::from_secret(SECRET.as_bytes());
+            encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap()
+        };
+
+        let listed = token_for(Audience::Many(vec!["account".into(), "chronicle".into()]));
+        let elsewhere = token_for(Audience::Many(vec!["account".into()]));
+        let single = token_for(Audience::One("chronicle".into()));
+
+        assert!(auth.authenticate(Some(&bearer(&listed))).is_ok());
+        assert!(auth.authenticate(Some(&bearer(&elsewhere))).is_err());
+        assert!(auth.authenticate(Some(&bearer(&single))).is_ok());
     }
 
     #[test]
