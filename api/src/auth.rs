@@ -6,7 +6,7 @@
 //! `alg: none` or any other algorithm is refused before any claim is read. `exp` is required,
 //! `nbf` checked, `iss` and `aud` checked when configured; 30 s of clock skew are tolerated.
 
-use crate::settings::{AuthSettings, JwtSettings};
+use crate::settings::{AuthSettings, JwtSettings, DEFAULT_ROLES_CLAIM, DEFAULT_TEAMS_CLAIM};
 use chronicle_application::access::{Principal, ALL_TEAMS};
 use chronicle_domain::ids::{TeamId, UserId};
 use chrono::Utc;
@@ -87,6 +87,9 @@ struct Verifier {
     rs256: Vec<DecodingKey>,
     issuer: Option<String>,
     audience: Option<String>,
+    /// Dotted paths of the roles and teams claims.
+    roles_claim: String,
+    teams_claim: String,
 }
 
 /// A verified caller and when its token stops being valid (subscriptions end then).
@@ -119,6 +122,8 @@ impl Authenticator {
             rs256: Vec::new(),
             issuer: None,
             audience: None,
+            roles_claim: DEFAULT_ROLES_CLAIM.to_owned(),
+            teams_claim: DEFAULT_TEAMS_CLAIM.to_owned(),
         })))
     }
 
@@ -245,6 +250,8 @@ impl Verifier {
             rs256,
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
+            roles_claim: settings.roles_claim.clone(),
+            teams_claim: settings.teams_claim.clone(),
         })
     }
 
@@ -289,12 +296,53 @@ impl Verifier {
         let validation = self.validation(header.alg);
         let mut last_error = None;
         for key in keys {
-            match decode::<Claims>(token, key, &validation) {
-                Ok(data) => return principal_of(data.claims),
+            match decode::<serde_json::Value>(token, key, &validation) {
+                Ok(data) => return principal_of(self.claims_of(data.claims)?),
                 Err(error) => last_error = Some(error.to_string()),
             }
         }
         Err(invalid(last_error.unwrap_or_default()))
+    }
+}
+
+impl Verifier {
+    /// The claims Chronicle reads, with roles and teams taken from their configured paths
+    /// (a claim that is absent means none).
+    fn claims_of(&self, mut raw: serde_json::Value) -> Result<Claims, AuthError> {
+        let roles = strings_at(&raw, &self.roles_claim)?;
+        let teams = strings_at(&raw, &self.teams_claim)?;
+        if let Some(object) = raw.as_object_mut() {
+            object.remove("roles");
+            object.remove("teams");
+        }
+        let mut claims: Claims = serde_json::from_value(raw)
+            .map_err(|e| AuthError::InvalidToken(format!("unreadable claims: {e}")))?;
+        claims.roles = roles;
+        claims.teams = teams;
+        Ok(claims)
+    }
+}
+
+/// The strings at a dotted `path` of `claims` (`realm_access.roles`): an array of strings or a
+/// single string; nothing when the path is absent.
+fn strings_at(claims: &serde_json::Value, path: &str) -> Result<Vec<String>, AuthError> {
+    let value = path
+        .split('.')
+        .try_fold(claims, |value, segment| value.get(segment));
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+        Some(serde_json::Value::String(one)) => Ok(vec![one.clone()]),
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| AuthError::InvalidToken(format!("{path} must hold strings")))
+            })
+            .collect(),
+        Some(_) => Err(AuthError::InvalidToken(format!(
+            "{path} must be a string or an array of strings"
+        ))),
     }
 }
 
@@ -337,6 +385,7 @@ mod tests {
     use super::*;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
+    use chronicle_application::access::Action;
     use chronicle_infrastructure::secret::Secret;
 
     const SECRET: &str = "a-secret-of-at-least-thirty-two-bytes!!";
@@ -404,6 +453,8 @@ mod tests {
             rs256_public_keys: None,
             issuer: Some("https://idp.example".to_owned()),
             audience: Some("chronicle".to_owned()),
+            roles_claim: DEFAULT_ROLES_CLAIM.to_owned(),
+            teams_claim: DEFAULT_TEAMS_CLAIM.to_owned(),
         };
         let strict = Authenticator::from_settings(&AuthSettings::Jwt(settings)).unwrap();
         let good = member_token(&strict);
@@ -440,6 +491,8 @@ mod tests {
             rs256_public_keys: None,
             issuer: None,
             audience: Some("chronicle".to_owned()),
+            roles_claim: DEFAULT_ROLES_CLAIM.to_owned(),
+            teams_claim: DEFAULT_TEAMS_CLAIM.to_owned(),
         };
         let auth = Authenticator::from_settings(&AuthSettings::Jwt(settings)).unwrap();
         let token_for = |aud: Audience| {
@@ -465,6 +518,48 @@ mod tests {
         assert!(auth.authenticate(Some(&bearer(&listed))).is_ok());
         assert!(auth.authenticate(Some(&bearer(&elsewhere))).is_err());
         assert!(auth.authenticate(Some(&bearer(&single))).is_ok());
+    }
+
+    #[test]
+    fn roles_and_teams_are_read_where_the_identity_provider_puts_them() {
+        let keycloak = JwtSettings {
+            hs256_secret: Some(Secret::new(SECRET)),
+            rs256_public_keys: None,
+            issuer: None,
+            audience: None,
+            roles_claim: "realm_access.roles".to_owned(),
+            teams_claim: "groups".to_owned(),
+        };
+        let auth = Authenticator::from_settings(&AuthSettings::Jwt(keycloak)).unwrap();
+        let now = Utc::now().timestamp();
+        let sign = |claims: serde_json::Value| {
+            let key = EncodingKey::from_secret(SECRET.as_bytes());
+            encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap()
+        };
+        let token = sign(serde_json::json!({
+            "sub": "u-1", "exp": now + 3600,
+            "realm_access": {"roles": ["member", "offline_access"]},
+            "groups": ["team-a"],
+            "roles": ["admin"],
+        }));
+
+        let credentials = auth.authenticate(Some(&bearer(&token))).unwrap().unwrap();
+
+        let principal = credentials.principal;
+        assert!(
+            principal.scope(Action::ChangeWork).is_ok(),
+            "member from realm_access"
+        );
+        assert!(
+            principal.scope(Action::Operate).is_err(),
+            "top-level roles are not read"
+        );
+        assert!(principal.scope(Action::ReadWork).unwrap().covers("team-a"));
+        assert!(!principal.scope(Action::ReadWork).unwrap().covers("team-b"));
+        let malformed = sign(serde_json::json!({
+            "sub": "u-1", "exp": now + 3600, "realm_access": {"roles": [1, 2]},
+        }));
+        assert!(auth.authenticate(Some(&bearer(&malformed))).is_err());
     }
 
     #[test]
@@ -497,6 +592,8 @@ mod tests {
             rs256_public_keys: Some("not a key".to_owned()),
             issuer: None,
             audience: None,
+            roles_claim: DEFAULT_ROLES_CLAIM.to_owned(),
+            teams_claim: DEFAULT_TEAMS_CLAIM.to_owned(),
         };
         assert!(Authenticator::from_settings(&AuthSettings::Jwt(bad)).is_err());
     }
@@ -531,6 +628,8 @@ mod tests {
                 rs256_public_keys: Some(format!("{TEST_PUBLIC_KEY}\n{TEST_PUBLIC_KEY}")),
                 issuer: None,
                 audience: None,
+                roles_claim: DEFAULT_ROLES_CLAIM.to_owned(),
+                teams_claim: DEFAULT_TEAMS_CLAIM.to_owned(),
             })
         };
         let auth = Authenticator::from_settings(&settings(None)).unwrap();

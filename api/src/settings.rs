@@ -57,7 +57,18 @@ pub struct JwtSettings {
     pub issuer: Option<String>,
     /// Required `aud` (`CHRONICLE_JWT_AUDIENCE`).
     pub audience: Option<String>,
+    /// Where a token carries the caller's roles: a dotted path into its claims
+    /// (`CHRONICLE_JWT_ROLES_CLAIM`; Keycloak puts them at `realm_access.roles`).
+    pub roles_claim: String,
+    /// Where it carries the caller's teams (`CHRONICLE_JWT_TEAMS_CLAIM`; `groups` with some
+    /// identity providers).
+    pub teams_claim: String,
 }
+
+/// The claim roles are read from unless `CHRONICLE_JWT_ROLES_CLAIM` says otherwise.
+pub const DEFAULT_ROLES_CLAIM: &str = "roles";
+/// The claim teams are read from unless `CHRONICLE_JWT_TEAMS_CLAIM` says otherwise.
+pub const DEFAULT_TEAMS_CLAIM: &str = "teams";
 
 impl AuthSettings {
     /// HS256 with `secret`, no issuer or audience (tests and local use).
@@ -67,6 +78,8 @@ impl AuthSettings {
             rs256_public_keys: None,
             issuer: None,
             audience: None,
+            roles_claim: DEFAULT_ROLES_CLAIM.to_owned(),
+            teams_claim: DEFAULT_TEAMS_CLAIM.to_owned(),
         })
     }
 
@@ -115,6 +128,10 @@ impl AuthSettings {
             rs256_public_keys,
             issuer: var("CHRONICLE_JWT_ISSUER"),
             audience: var("CHRONICLE_JWT_AUDIENCE"),
+            roles_claim: var("CHRONICLE_JWT_ROLES_CLAIM")
+                .unwrap_or_else(|| DEFAULT_ROLES_CLAIM.to_owned()),
+            teams_claim: var("CHRONICLE_JWT_TEAMS_CLAIM")
+                .unwrap_or_else(|| DEFAULT_TEAMS_CLAIM.to_owned()),
         }))
     }
 }
