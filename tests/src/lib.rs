@@ -167,6 +167,9 @@ impl TestApp {
         let service = app::start(&settings, &api, parts).await?;
         let addr = service.http_addr.context("the API did not start")?;
         let db = PgPool::connect(settings.database_url.expose()).await?;
+        if parts.projections && settings.rebuild_outdated {
+            projections_current(&db).await?;
+        }
         let mut app = Self {
             base_url: format!("http://{addr}"),
             db,
@@ -423,4 +426,31 @@ pub async fn outbox_drained(db: &PgPool, timeout: Duration) -> anyhow::Result<()
         Ok((unpublished(db).await? == 0).then_some(()))
     })
     .await
+}
+
+/// Waits for the service's start-up check of outdated projections to be done: on an empty
+/// store it marks every projection current at once, but it runs in the background, and a test
+/// that writes events before it ran would see a rebuild start under its feet.
+async fn projections_current(db: &PgPool) -> anyhow::Result<()> {
+    use chronicle_application::projection::read_model::ReadModel;
+    use chronicle_application::projection::report::ReportReadModel;
+    use chronicle_application::projection::task::TaskReadModel;
+    let current = [
+        (TaskReadModel::NAME, TaskReadModel::VERSION),
+        (ReportReadModel::NAME, ReportReadModel::VERSION),
+    ];
+    eventually(Duration::from_secs(20), || async {
+        let mut all = true;
+        for (name, version) in current {
+            let stored: Option<i32> =
+                sqlx::query_scalar("SELECT version FROM projections WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(db)
+                    .await?;
+            all &= stored.is_some_and(|stored| stored as u32 >= version);
+        }
+        Ok(all.then_some(()))
+    })
+    .await
+    .context("the start-up check of outdated projections did not finish")
 }
