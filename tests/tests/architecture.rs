@@ -22,12 +22,25 @@ const CRATE_ROOTS: &[&str] = &[
     "tests/src/bin/bench/main.rs",
 ];
 
-#[test]
-fn no_module_imports_a_module_that_imports_it_back() {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+/// The roots of the service's own code (what ships), without the domain and the tests.
+const SERVICE_ROOTS: &[&str] = &[
+    "application/src/lib.rs",
+    "infrastructure/src/lib.rs",
+    "api/src/lib.rs",
+    "api/src/main.rs",
+];
+
+/// The workspace's root directory.
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("the tests crate lives in the workspace")
-        .to_path_buf();
+        .to_path_buf()
+}
+
+#[test]
+fn no_module_imports_a_module_that_imports_it_back() {
+    let workspace = workspace();
     let mut report = String::new();
     for root in CRATE_ROOTS {
         let graph = ModuleGraph::read(&workspace, root);
@@ -75,21 +88,13 @@ fn the_check_finds_a_circle_when_there_is_one() {
 /// place forgotten would still compile.
 #[test]
 fn aggregate_type_names_are_written_only_in_the_registry_and_the_domain() {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate lives in the workspace")
-        .to_path_buf();
+    let workspace = workspace();
     let literals: Vec<String> = chronicle_application::aggregates::type_names()
         .iter()
         .map(|name| format!("\"{name}\""))
         .collect();
     let mut found = Vec::new();
-    for root in [
-        "application/src/lib.rs",
-        "infrastructure/src/lib.rs",
-        "api/src/lib.rs",
-        "api/src/main.rs",
-    ] {
+    for root in SERVICE_ROOTS {
         for (file, text) in ModuleGraph::read(&workspace, root).texts {
             if file.ends_with("application/src/aggregates.rs") {
                 continue;
@@ -114,20 +119,12 @@ fn aggregate_type_names_are_written_only_in_the_registry_and_the_domain() {
 /// written in the code and the table is held to it.
 #[test]
 fn the_readme_lists_every_variable_the_code_reads_with_its_default() {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate lives in the workspace")
-        .to_path_buf();
+    let workspace = workspace();
     let readme = std::fs::read_to_string(workspace.join("README.md")).expect("README.md");
     let documented = configuration_table(&readme);
     assert!(documented.len() > 20, "the README's table was not found");
     let mut problems = Vec::new();
-    for root in [
-        "application/src/lib.rs",
-        "infrastructure/src/lib.rs",
-        "api/src/lib.rs",
-        "api/src/main.rs",
-    ] {
+    for root in SERVICE_ROOTS {
         for (file, text) in ModuleGraph::read(&workspace, root).texts {
             let code = strip_keeping_strings(&text);
             for (name, default) in variables_read(&code) {
@@ -476,28 +473,14 @@ fn blank(text: &str, keep_strings: bool) -> String {
             i = j;
         } else if c == '"' {
             let start = i;
-            i += 1;
-            while i < chars.len() && chars[i] != '"' {
-                if chars[i] == '\\' {
-                    i += 1;
-                }
-                i += 1;
-            }
-            i += 1;
+            i = after_quoted(&chars, i);
             if keep_strings {
                 out.extend(&chars[start..i.min(chars.len())]);
             } else {
                 out.push_str("\"\"");
             }
         } else if c == '\'' && is_char_literal(&chars, i) {
-            i += 1;
-            while i < chars.len() && chars[i] != '\'' {
-                if chars[i] == '\\' {
-                    i += 1;
-                }
-                i += 1;
-            }
-            i += 1;
+            i = after_quoted(&chars, i);
             out.push_str("' '");
         } else {
             out.push(c);
@@ -505,6 +488,19 @@ fn blank(text: &str, keep_strings: bool) -> String {
         }
     }
     out
+}
+
+/// The index after the literal opening at `chars[start]` (a `"` or `'`), escapes skipped.
+fn after_quoted(chars: &[char], start: usize) -> usize {
+    let quote = chars[start];
+    let mut i = start + 1;
+    while i < chars.len() && chars[i] != quote {
+        if chars[i] == '\\' {
+            i += 1;
+        }
+        i += 1;
+    }
+    i + 1
 }
 
 fn ident_before(chars: &[char], i: usize) -> bool {
