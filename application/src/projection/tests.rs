@@ -4,17 +4,15 @@
 
 use std::sync::Arc;
 
-use chronicle_domain::task::UpdateTaskDetails;
 use uuid::Uuid;
 
 use super::projector::Projector;
 use super::task::TaskReadModel;
-use crate::access::Principal;
-use crate::commands::{NewTask, TaskCommands};
+use crate::commands::TaskCommands;
 use crate::message::EventMessage;
-use crate::metadata::CommandMetadata;
 use crate::ports::event_handler::{EventHandler, HandlerError};
 use crate::testing::event_store::MemoryEventStore;
+use crate::testing::fixtures::{a_task_retitled, published_task};
 use crate::testing::view_store::MemoryViewStore;
 use crate::topics::Topics;
 
@@ -23,38 +21,8 @@ use crate::topics::Topics;
 async fn a_task_with_updates(updates: usize) -> (Uuid, Vec<EventMessage>) {
     let store = Arc::new(MemoryEventStore::default());
     let tasks = TaskCommands::new(store.clone(), Topics::new(""), 0);
-    let member = Principal::new("alice", &["member".to_owned()], &["team-a".to_owned()]);
-    let metadata = CommandMetadata::for_actor("alice");
-    let input = NewTask {
-        title: "Draft".to_owned(),
-        team_id: "team-a".to_owned(),
-        ..NewTask::default()
-    };
-    let created = tasks
-        .create(&member, input, &metadata)
-        .await
-        .expect("created");
-    let id: Uuid = created.aggregate_id.parse().expect("a UUID");
-    for n in 0..updates {
-        let update = UpdateTaskDetails {
-            title: Some(format!("Title {n}")),
-            ..UpdateTaskDetails::default()
-        };
-        tasks
-            .update(&member, id, update, None, &metadata)
-            .await
-            .expect("updated");
-    }
-    let messages = store
-        .log()
-        .stream("Task", &id.to_string())
-        .iter()
-        .map(|event| {
-            let metadata = serde_json::from_value(event.metadata.clone()).expect("metadata");
-            EventMessage::from_stored(event, &metadata)
-        })
-        .collect();
-    (id, messages)
+    let id = a_task_retitled(&tasks, updates).await;
+    (id, published_task(&store, id))
 }
 
 fn a_projector() -> (

@@ -4,21 +4,19 @@
 
 use std::sync::{Arc, Mutex};
 
-use chronicle_domain::task::UpdateTaskDetails;
 use uuid::Uuid;
 
 use super::{Projection, Rebuilder};
-use crate::access::Principal;
-use crate::commands::{NewTask, TaskCommands};
+use crate::commands::TaskCommands;
 use crate::error::AppError;
 use crate::message::EventMessage;
-use crate::metadata::CommandMetadata;
 use crate::ports::event_handler::{EventHandler, HandlerError};
 use crate::ports::projection_control::{ProjectionState, RebuildEvent};
 use crate::projection::projector::Projector;
 use crate::projection::read_model::ReadModel;
 use crate::projection::task::TaskReadModel;
 use crate::testing::event_store::MemoryEventStore;
+use crate::testing::fixtures::{a_task_retitled, published_task};
 use crate::testing::projection_control::MemoryProjectionControl;
 use crate::testing::view_store::MemoryViewStore;
 use crate::topics::Topics;
@@ -59,30 +57,7 @@ async fn given() -> Given {
 impl Given {
     /// A task created and retitled `updates` times; its id.
     async fn a_task(&self, updates: usize) -> Uuid {
-        let member = Principal::new("alice", &["member".to_owned()], &["team-a".to_owned()]);
-        let metadata = CommandMetadata::for_actor("alice");
-        let input = NewTask {
-            title: "Draft".to_owned(),
-            team_id: "team-a".to_owned(),
-            ..NewTask::default()
-        };
-        let created = self
-            .tasks
-            .create(&member, input, &metadata)
-            .await
-            .expect("created");
-        let id: Uuid = created.aggregate_id.parse().expect("a UUID");
-        for n in 0..updates {
-            let update = UpdateTaskDetails {
-                title: Some(format!("Title {n}")),
-                ..UpdateTaskDetails::default()
-            };
-            self.tasks
-                .update(&member, id, update, None, &metadata)
-                .await
-                .expect("updated");
-        }
-        id
+        a_task_retitled(&self.tasks, updates).await
     }
 
     /// Hands everything the store holds to the rebuilder's snapshot, in position order.
@@ -113,15 +88,7 @@ impl Given {
 
     /// The live messages of one task, as the relay publishes them.
     fn messages_of(&self, id: Uuid) -> Vec<EventMessage> {
-        self.store
-            .log()
-            .stream("Task", &id.to_string())
-            .iter()
-            .map(|event| {
-                let metadata = serde_json::from_value(event.metadata.clone()).expect("metadata");
-                EventMessage::from_stored(event, &metadata)
-            })
-            .collect()
+        published_task(&self.store, id)
     }
 
     fn state(&self) -> ProjectionState {

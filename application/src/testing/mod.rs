@@ -8,5 +8,6 @@
 //! Compiled for this crate's tests and, with the `testing` feature, for other crates' tests.
 
 pub mod event_store;
+pub mod fixtures;
 pub mod projection_control;
 pub mod view_store;

@@ -1,0 +1,53 @@
+//! Events made by the real command loop, for tests of what consumes them: a task created and
+//! retitled, and its stream as the relay publishes it.
+
+use chronicle_domain::task::UpdateTaskDetails;
+use uuid::Uuid;
+
+use crate::access::Principal;
+use crate::aggregates;
+use crate::commands::{NewTask, TaskCommands};
+use crate::message::EventMessage;
+use crate::metadata::CommandMetadata;
+use crate::testing::event_store::MemoryEventStore;
+
+/// Creates a task ("Draft") in `team-a` as a member, then retitles it `updates` times
+/// ("Title 0", "Title 1", …); its id. The task is at version `updates + 1`.
+pub async fn a_task_retitled(tasks: &TaskCommands, updates: usize) -> Uuid {
+    let member = Principal::new("alice", &["member".to_owned()], &["team-a".to_owned()]);
+    let metadata = CommandMetadata::for_actor("alice");
+    let input = NewTask {
+        title: "Draft".to_owned(),
+        team_id: "team-a".to_owned(),
+        ..NewTask::default()
+    };
+    let created = tasks
+        .create(&member, input, &metadata)
+        .await
+        .expect("created");
+    let id: Uuid = created.aggregate_id.parse().expect("a UUID");
+    for n in 0..updates {
+        let update = UpdateTaskDetails {
+            title: Some(format!("Title {n}")),
+            ..UpdateTaskDetails::default()
+        };
+        tasks
+            .update(&member, id, update, None, &metadata)
+            .await
+            .expect("updated");
+    }
+    id
+}
+
+/// The messages of one task's stream in `store`, as the relay publishes them.
+pub fn published_task(store: &MemoryEventStore, id: Uuid) -> Vec<EventMessage> {
+    store
+        .log()
+        .stream(aggregates::TASK.type_name, &id.to_string())
+        .iter()
+        .map(|event| {
+            let metadata = serde_json::from_value(event.metadata.clone()).expect("metadata");
+            EventMessage::from_stored(event, &metadata)
+        })
+        .collect()
+}
