@@ -250,7 +250,7 @@ struct Wiring<'a> {
     report_views: Arc<PgReportViews>,
     report_commands: Arc<ReportCommands>,
     rebuilder: Arc<Rebuilder>,
-    /// The dead-letter producer the projections and the worker share, once one is made.
+    /// The dead-letter producer every consumer of this process shares, once one is made.
     dead_letters: Option<FutureProducer>,
 }
 
@@ -446,9 +446,9 @@ impl<'a> Wiring<'a> {
         let group = self
             .topics
             .group(&format!("chronicle-api-{}", Uuid::now_v7().simple()));
-        let producer: FutureProducer = kafka::client::producer_config(&self.settings.kafka)
-            .create()
-            .context("creating the live feed's dead-letter producer")?;
+        // The feed dead-letters nothing (it only watches), but the framework takes a producer:
+        // the process's one, not a client of its own.
+        let producer = self.dead_letter_producer()?;
         let feed = EventConsumer::new(
             &self.settings.kafka,
             ConsumerOptions::live_feed(group, self.topics.event_topics()),
