@@ -57,6 +57,15 @@ impl GraphqlClient {
         }
     }
 
+    /// A client of the same service sending `token` instead, sharing this one's connections.
+    pub fn as_caller(&self, token: Option<&str>) -> Self {
+        Self {
+            http: self.http.clone(),
+            base_url: self.base_url.clone(),
+            token: token.map(str::to_owned),
+        }
+    }
+
     /// The service's address (`http://host:port`).
     pub fn base_url(&self) -> &str {
         &self.base_url

@@ -124,6 +124,8 @@ pub struct TestApp {
     pub db: PgPool,
     /// An admin token (subject `u-admin`).
     pub admin_token: String,
+    /// An anonymous client of the service, whose connections every caller's client shares.
+    client: GraphqlClient,
     service: Option<RunningService>,
 }
 
@@ -172,6 +174,7 @@ impl TestApp {
         }
         let mut app = Self {
             base_url: format!("http://{addr}"),
+            client: GraphqlClient::with_token(format!("http://{addr}"), None),
             db,
             admin_token: String::new(),
             service: Some(service),
@@ -195,7 +198,7 @@ impl TestApp {
 
     /// A client of this service sending `token` (none: an anonymous caller).
     pub fn client(&self, token: Option<&str>) -> GraphqlClient {
-        GraphqlClient::with_token(&self.base_url, token.map(str::to_owned))
+        self.client.as_caller(token)
     }
 
     /// Posts a GraphQL request with an optional bearer token; returns the whole response body.
