@@ -1,7 +1,8 @@
 //! Identifiers that come from outside the service (teams and users).
 //!
 //! Task and report ids are UUIDs the service generates; team and user ids are opaque strings
-//! issued by the identity provider. They are validated once, at construction, so the rest of the
+//! issued by the identity provider (Auth0 writes `auth0|5f7c...`, others an e-mail address or a
+//! URN, hence `|`, `@` and `:`). They are validated once, at construction, so the rest of the
 //! code can trust them.
 
 use serde::{Deserialize, Serialize};
@@ -21,11 +22,11 @@ fn validate_external_id(field: &str, value: &str) -> Result<(), DomainError> {
     }
     if !value
         .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '@' | '|'))
     {
         return Err(DomainError::validation(
             field,
-            "may contain only letters, digits, '.', '_' and '-'",
+            "may contain only letters, digits, '.', '_', '-', ':', '@' and '|'",
         ));
     }
     Ok(())
@@ -78,6 +79,18 @@ mod tests {
             TeamId::parse("teamId", "team-a.b_c").unwrap().as_str(),
             "team-a.b_c"
         );
+    }
+
+    #[test]
+    fn accepts_the_subjects_identity_providers_issue() {
+        for subject in [
+            "auth0|5f7c8ec7c33c6c004bbafe82",
+            "google-oauth2|1234",
+            "ann@example.com",
+            "urn:user:7",
+        ] {
+            assert_eq!(UserId::parse("sub", subject).unwrap().as_str(), subject);
+        }
     }
 
     #[test]

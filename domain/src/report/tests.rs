@@ -84,7 +84,7 @@ fn a_malformed_team_is_refused() {
         })
         .then_expect_error(DomainError::validation(
             "teamId",
-            "may contain only letters, digits, '.', '_' and '-'",
+            "may contain only letters, digits, '.', '_', '-', ':', '@' and '|'",
         ));
 }
 

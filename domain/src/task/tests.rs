@@ -117,7 +117,7 @@ fn create_rejects_malformed_team_and_assignee_ids() {
         }))
         .then_expect_error(DomainError::validation(
             "teamId",
-            "may contain only letters, digits, '.', '_' and '-'",
+            "may contain only letters, digits, '.', '_', '-', ':', '@' and '|'",
         ));
     TaskTest::with(())
         .given_no_previous_events()
