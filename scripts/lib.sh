@@ -32,10 +32,11 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
-# Build needs of the bundled librdkafka (make, a C/C++ compiler) and of its TLS/zlib support.
+# Build needs of the bundled librdkafka (make, a C/C++ compiler) and of its TLS/zlib support;
+# the openssl command makes the certificates of the TLS tests.
 ensure_build_deps() {
   local missing=()
-  for pkg in build-essential pkg-config libssl-dev zlib1g-dev; do
+  for pkg in build-essential pkg-config libssl-dev zlib1g-dev openssl; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
   done
   [ "${#missing[@]}" = 0 ] || apt_install "${missing[@]}"

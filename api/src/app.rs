@@ -1,5 +1,6 @@
 //! Process wiring: builds every service from settings and runs the selected parts.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -37,6 +38,7 @@ use uuid::Uuid;
 use crate::auth::Authenticator;
 use crate::graphql::{build_schema, Services};
 use crate::http::{router, HttpState};
+use crate::ops::{OpsState, PartsHealth};
 use crate::rate_limit::RateLimiter;
 use crate::settings::ApiSettings;
 use chronicle_application::error_chain::Chain;
@@ -100,8 +102,10 @@ impl Parts {
 
 /// A started service. Dropping it does not stop it: call [`RunningService::stop`].
 pub struct RunningService {
-    /// Where the API listens, when it runs.
-    pub http_addr: Option<SocketAddr>,
+    /// Where the process serves health and metrics, and GraphQL when the API runs.
+    pub http_addr: SocketAddr,
+    /// Whether GraphQL is served at `http_addr` (the `api` part runs).
+    pub serves_api: bool,
     /// The relay's state, when it runs.
     pub relay_status: Option<Arc<RelayStatus>>,
     shutdown: CancellationToken,
@@ -179,7 +183,10 @@ pub async fn start(
 ) -> anyhow::Result<RunningService> {
     crate::metrics::handle();
     // Keys are checked before anything starts: a bad key file stops the process at once.
-    let authenticator = Authenticator::from_settings(&api.auth)?;
+    let authenticator = match parts.api {
+        true => Some(Authenticator::from_settings(&api.auth)?),
+        false => None,
+    };
     let pool = db::connect_with(
         settings.database_url.expose(),
         settings.database_max_connections,
@@ -207,16 +214,14 @@ pub async fn start(
     if parts.worker {
         wiring.start_worker()?;
     }
-    let http_addr = match parts.api {
-        true => Some(
-            wiring
-                .start_api(api, authenticator, relay_status.clone())
-                .await?,
-        ),
-        false => None,
-    };
+    let mut routes = crate::ops::router(wiring.ops_state(relay_status.clone())?);
+    if let Some(authenticator) = authenticator {
+        routes = routes.merge(wiring.start_api(api, authenticator)?);
+    }
+    let http_addr = wiring.serve_http(api.http_addr, routes).await?;
     Ok(RunningService {
         http_addr,
+        serves_api: parts.api,
         relay_status,
         shutdown: wiring.shutdown,
         tasks: wiring.tasks,
@@ -252,6 +257,8 @@ struct Wiring<'a> {
     rebuilder: Arc<Rebuilder>,
     /// The dead-letter producer every consumer of this process shares, once one is made.
     dead_letters: Option<FutureProducer>,
+    /// The parts started so far, for readiness.
+    parts: PartsHealth,
 }
 
 impl<'a> Wiring<'a> {
@@ -282,7 +289,13 @@ impl<'a> Wiring<'a> {
             report_commands,
             rebuilder,
             dead_letters: None,
+            parts: PartsHealth::default(),
         })
+    }
+
+    /// Starts `part` as a task that readiness reports by `name`.
+    fn spawn_part(&mut self, name: &'static str, part: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.push(tokio::spawn(self.parts.watch(name, part)));
     }
 
     /// Rebuilds outdated projections in the background. A shutdown abandons it: its claim goes
@@ -311,8 +324,8 @@ impl<'a> Wiring<'a> {
             self.appended.clone(),
         );
         let status = relay.status();
-        self.tasks
-            .push(tokio::spawn(relay.run(self.shutdown.clone())));
+        let shutdown = self.shutdown.clone();
+        self.spawn_part("relay", relay.run(shutdown));
         status
     }
 
@@ -350,8 +363,8 @@ impl<'a> Wiring<'a> {
         let consumer =
             EventConsumer::new(&self.settings.kafka, options, Arc::new(handlers), producer)
                 .context("starting the projection consumer")?;
-        self.tasks
-            .push(tokio::spawn(consumer.run(self.shutdown.clone())));
+        let shutdown = self.shutdown.clone();
+        self.spawn_part("projections", consumer.run(shutdown));
         Ok(())
     }
 
@@ -370,18 +383,31 @@ impl<'a> Wiring<'a> {
         let consumer =
             EventConsumer::new(&self.settings.kafka, options, Arc::new(worker), producer)
                 .context("starting the report worker")?;
-        self.tasks
-            .push(tokio::spawn(consumer.run(self.shutdown.clone())));
+        let shutdown = self.shutdown.clone();
+        self.spawn_part("worker", consumer.run(shutdown));
         Ok(())
     }
 
-    /// The HTTP API with its live feed; the address it listens on.
-    async fn start_api(
+    /// What health and metrics read: the database, the broker, the relay, the parts.
+    fn ops_state(&self, relay: Option<Arc<RelayStatus>>) -> anyhow::Result<OpsState> {
+        Ok(OpsState {
+            pool: self.pool.clone(),
+            relay,
+            gauges: Arc::new(Gauges::new(
+                Arc::new(PgOutboxMonitor::new(self.pool.clone())),
+                self.rebuilder.clone(),
+            )),
+            broker: BrokerProbe::new(&self.settings.kafka).context("creating the broker probe")?,
+            parts: self.parts.clone(),
+        })
+    }
+
+    /// The GraphQL API's routes, with its live feed started.
+    fn start_api(
         &mut self,
         api: &ApiSettings,
         authenticator: Authenticator,
-        relay: Option<Arc<RelayStatus>>,
-    ) -> anyhow::Result<SocketAddr> {
+    ) -> anyhow::Result<axum::Router> {
         let live_feed = self.start_live_feed()?;
         let settings = self.settings;
         let audit_log: Arc<dyn AuditLog> = Arc::new(PgAuditLog::new(self.pool.clone()));
@@ -406,29 +432,30 @@ impl<'a> Wiring<'a> {
             report_history: Arc::new(TimeTravel::new(audit_log)),
             rebuilder: self.rebuilder.clone(),
         };
-        let app = router(HttpState {
+        Ok(router(HttpState {
             schema: build_schema(services, &api.limits),
             authenticator,
-            pool: self.pool.clone(),
-            relay,
             limits: api.limits.clone(),
-            broker: BrokerProbe::new(&settings.kafka).context("creating the broker probe")?,
-            gauges: Arc::new(Gauges::new(
-                Arc::new(PgOutboxMonitor::new(self.pool.clone())),
-                self.rebuilder.clone(),
-            )),
             rate_limiter: RateLimiter::new(api.limits.rate_per_second, api.limits.rate_burst)
                 .map(Arc::new),
-        });
-        let listener = tokio::net::TcpListener::bind(api.http_addr)
+        }))
+    }
+
+    /// Serves `routes` on `addr` until shutdown; the address it listens on.
+    async fn serve_http(
+        &mut self,
+        addr: SocketAddr,
+        routes: axum::Router,
+    ) -> anyhow::Result<SocketAddr> {
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .with_context(|| format!("binding {}", api.http_addr))?;
+            .with_context(|| format!("binding {addr} (CHRONICLE_HTTP_ADDR)"))?;
         let addr = listener.local_addr()?;
         let stop = self.shutdown.clone();
         self.tasks.push(tokio::spawn(async move {
             let served = axum::serve(
                 listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
+                routes.into_make_service_with_connect_info::<SocketAddr>(),
             )
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await;
@@ -456,8 +483,8 @@ impl<'a> Wiring<'a> {
             producer,
         )
         .context("starting the live feed")?;
-        self.tasks
-            .push(tokio::spawn(feed.run(self.shutdown.clone())));
+        let shutdown = self.shutdown.clone();
+        self.spawn_part("api", feed.run(shutdown));
         Ok(live_feed)
     }
 }

@@ -1,10 +1,16 @@
 //! Bearer-token authentication: JWTs whose subject is the actor of every event.
 //!
-//! Accepted: HS256 with the configured secret, and RS256 with any of the configured public
-//! keys. The key is chosen by the token's `alg` and each key verifies only its own algorithm,
+//! Accepted: HS256 with the configured secret, RS256 with any of the configured public keys,
+//! and RS256 or ES256 with the key an identity provider publishes under the token's `kid`
+//! ([`jwks`]). The key is chosen by the token's `alg` (and `kid`) and each key verifies only
+//! its own algorithm,
 //! so an RS256 public key can never be used as an HS256 secret (algorithm confusion), and
 //! `alg: none` or any other algorithm is refused before any claim is read. `exp` is required,
 //! `nbf` checked, `iss` and `aud` checked when configured; 30 s of clock skew are tolerated.
+
+pub mod jwks;
+
+use std::sync::Arc;
 
 use crate::settings::{AuthSettings, JwtSettings, DEFAULT_ROLES_CLAIM, DEFAULT_TEAMS_CLAIM};
 use chronicle_application::access::{Principal, ALL_TEAMS};
@@ -85,6 +91,8 @@ pub enum AuthError {
 struct Verifier {
     hs256: Option<(EncodingKey, DecodingKey)>,
     rs256: Vec<DecodingKey>,
+    /// The identity provider's keys, by `kid`.
+    jwks: Option<Arc<jwks::JwksKeys>>,
     issuer: Option<String>,
     audience: Option<String>,
     /// Dotted paths of the roles and teams claims.
@@ -120,6 +128,7 @@ impl Authenticator {
         Self::Jwt(Box::new(JwtAuthenticator(Verifier {
             hs256: Some(hs256_keys(secret)),
             rs256: Vec::new(),
+            jwks: None,
             issuer: None,
             audience: None,
             roles_claim: DEFAULT_ROLES_CLAIM.to_owned(),
@@ -139,7 +148,10 @@ impl Authenticator {
 
     /// The caller of a request given its `Authorization` header (if any).
     /// `Ok(None)` means "no credentials": the resolver decides whether that is allowed.
-    pub fn authenticate(&self, header: Option<&str>) -> Result<Option<Credentials>, AuthError> {
+    pub async fn authenticate(
+        &self,
+        header: Option<&str>,
+    ) -> Result<Option<Credentials>, AuthError> {
         let Self::Jwt(jwt) = self else {
             return Ok(Some(Credentials {
                 principal: Principal::new(
@@ -158,7 +170,7 @@ impl Authenticator {
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or(AuthError::MalformedHeader)?
             .trim();
-        jwt.0.verify(token).map(Some)
+        jwt.0.verify(token).await.map(Some)
     }
 
     /// Signs an HS256 token for `sub` valid for `ttl`, with the configured issuer and audience.
@@ -242,12 +254,22 @@ impl Verifier {
                 return Err(key_error("holds no PEM block".to_owned()));
             }
         }
+        let jwks = match &settings.jwks {
+            None => None,
+            Some(jwks) => Some(Arc::new(jwks::JwksKeys::new(jwks.clone()).map_err(
+                |e| AuthError::Key {
+                    variable: "CHRONICLE_JWT_JWKS_URL",
+                    message: format!("no HTTP client for it: {e}"),
+                },
+            )?)),
+        };
         Ok(Self {
             hs256: settings
                 .hs256_secret
                 .as_ref()
                 .map(|secret| hs256_keys(secret.expose())),
             rs256,
+            jwks,
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
             roles_claim: settings.roles_claim.clone(),
@@ -279,13 +301,57 @@ impl Verifier {
         validation
     }
 
-    fn verify(&self, token: &str) -> Result<Credentials, AuthError> {
+    async fn verify(&self, token: &str) -> Result<Credentials, AuthError> {
         let invalid = |reason: String| AuthError::InvalidToken(reason);
         let header = decode_header(token).map_err(|e| invalid(e.to_string()))?;
-        let keys: Vec<&DecodingKey> = match header.alg {
-            Algorithm::HS256 => self.hs256.iter().map(|(_, decoding)| decoding).collect(),
-            Algorithm::RS256 => self.rs256.iter().collect(),
-            other => return Err(invalid(format!("algorithm {other:?} is not accepted"))),
+        let keys = self.keys_for(&header).await?;
+        let validation = self.validation(header.alg);
+        let mut last_error = None;
+        for key in &keys {
+            match decode::<serde_json::Value>(token, key, &validation) {
+                Ok(data) => return principal_of(self.claims_of(data.claims)?),
+                Err(error) => last_error = Some(error.to_string()),
+            }
+        }
+        Err(invalid(last_error.unwrap_or_default()))
+    }
+
+    /// The keys that may have signed a token with this header: the identity provider's key
+    /// named by `kid` (which must be of the token's algorithm), else the configured keys of
+    /// the token's algorithm.
+    async fn keys_for(&self, header: &Header) -> Result<Vec<DecodingKey>, AuthError> {
+        let invalid = |reason: String| AuthError::InvalidToken(reason);
+        if !matches!(
+            header.alg,
+            Algorithm::HS256 | Algorithm::RS256 | Algorithm::ES256
+        ) {
+            return Err(invalid(format!(
+                "algorithm {:?} is not accepted",
+                header.alg
+            )));
+        }
+        if let (Some(jwks), Some(kid), false) =
+            (&self.jwks, &header.kid, header.alg == Algorithm::HS256)
+        {
+            let local = header.alg == Algorithm::RS256 && !self.rs256.is_empty();
+            match jwks.key(kid).await {
+                Some(key) if key.algorithm == header.alg => return Ok(vec![key.key]),
+                Some(key) => {
+                    return Err(invalid(format!(
+                        "key {kid:?} is for {:?}, not {:?}",
+                        key.algorithm, header.alg
+                    )))
+                }
+                None if !local => {
+                    return Err(invalid(format!("no key {kid:?} at the identity provider")))
+                }
+                None => {}
+            }
+        }
+        let keys: Vec<DecodingKey> = match header.alg {
+            Algorithm::HS256 => self.hs256.iter().map(|(_, d)| d.clone()).collect(),
+            Algorithm::RS256 => self.rs256.clone(),
+            _ => Vec::new(),
         };
         if keys.is_empty() {
             return Err(invalid(format!(
@@ -293,15 +359,7 @@ impl Verifier {
                 header.alg
             )));
         }
-        let validation = self.validation(header.alg);
-        let mut last_error = None;
-        for key in keys {
-            match decode::<serde_json::Value>(token, key, &validation) {
-                Ok(data) => return principal_of(self.claims_of(data.claims)?),
-                Err(error) => last_error = Some(error.to_string()),
-            }
-        }
-        Err(invalid(last_error.unwrap_or_default()))
+        Ok(keys)
     }
 }
 
@@ -404,28 +462,32 @@ mod tests {
         .unwrap()
     }
 
-    #[test]
-    fn issued_tokens_verify_and_forged_ones_do_not() {
+    #[tokio::test]
+    async fn issued_tokens_verify_and_forged_ones_do_not() {
         let auth = Authenticator::hs256(SECRET);
         let token = member_token(&auth);
-        let credentials = auth.authenticate(Some(&bearer(&token))).unwrap().unwrap();
+        let credentials = auth
+            .authenticate(Some(&bearer(&token)))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(credentials.principal.subject(), "u-1");
         let lifetime = credentials.expires_at - Utc::now();
         assert!(lifetime > chrono::Duration::minutes(59) && lifetime <= chrono::Duration::hours(1));
 
         let other = Authenticator::hs256("another-secret-of-thirty-two-bytes!!!!");
-        assert!(other.authenticate(Some(&bearer(&token))).is_err());
-        assert!(auth.authenticate(Some("Basic abc")).is_err());
-        assert_eq!(auth.authenticate(None).unwrap(), None);
+        assert!(other.authenticate(Some(&bearer(&token))).await.is_err());
+        assert!(auth.authenticate(Some("Basic abc")).await.is_err());
+        assert_eq!(auth.authenticate(None).await.unwrap(), None);
 
         let expired = auth
             .issue("u-1", vec![], vec![], chrono::Duration::hours(-2))
             .unwrap();
-        assert!(auth.authenticate(Some(&bearer(&expired))).is_err());
+        assert!(auth.authenticate(Some(&bearer(&expired))).await.is_err());
     }
 
-    #[test]
-    fn altered_claims_and_alg_none_are_refused() {
+    #[tokio::test]
+    async fn altered_claims_and_alg_none_are_refused() {
         let auth = Authenticator::hs256(SECRET);
         let token = member_token(&auth);
         let parts: Vec<&str> = token.split('.').collect();
@@ -434,23 +496,27 @@ mod tests {
         claims["roles"] = serde_json::json!(["admin"]);
         let forged_claims = URL_SAFE_NO_PAD.encode(claims.to_string());
         let altered = format!("{}.{}.{}", parts[0], forged_claims, parts[2]);
-        assert!(auth.authenticate(Some(&bearer(&altered))).is_err());
+        assert!(auth.authenticate(Some(&bearer(&altered))).await.is_err());
 
         let none_header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
         for unsigned in [
             format!("{none_header}.{forged_claims}."),
             format!("{none_header}.{forged_claims}.{}", parts[2]),
         ] {
-            let error = auth.authenticate(Some(&bearer(&unsigned))).unwrap_err();
+            let error = auth
+                .authenticate(Some(&bearer(&unsigned)))
+                .await
+                .unwrap_err();
             assert!(matches!(error, AuthError::InvalidToken(_)), "{error}");
         }
     }
 
-    #[test]
-    fn issuer_audience_and_not_before_are_checked() {
+    #[tokio::test]
+    async fn issuer_audience_and_not_before_are_checked() {
         let settings = JwtSettings {
             hs256_secret: Some(Secret::new(SECRET)),
             rs256_public_keys: None,
+            jwks: None,
             issuer: Some("https://idp.example".to_owned()),
             audience: Some("chronicle".to_owned()),
             roles_claim: DEFAULT_ROLES_CLAIM.to_owned(),
@@ -458,10 +524,10 @@ mod tests {
         };
         let strict = Authenticator::from_settings(&AuthSettings::Jwt(settings)).unwrap();
         let good = member_token(&strict);
-        assert!(strict.authenticate(Some(&bearer(&good))).is_ok());
+        assert!(strict.authenticate(Some(&bearer(&good))).await.is_ok());
         // Same secret, no issuer or audience: refused where they are required.
         let loose = member_token(&Authenticator::hs256(SECRET));
-        assert!(strict.authenticate(Some(&bearer(&loose))).is_err());
+        assert!(strict.authenticate(Some(&bearer(&loose))).await.is_err());
 
         let now = Utc::now().timestamp();
         let future = Claims {
@@ -481,14 +547,15 @@ mod tests {
         )
         .unwrap();
         let auth = Authenticator::hs256(SECRET);
-        assert!(auth.authenticate(Some(&bearer(&early))).is_err());
+        assert!(auth.authenticate(Some(&bearer(&early))).await.is_err());
     }
 
-    #[test]
-    fn an_audience_may_be_an_array_and_must_then_contain_ours() {
+    #[tokio::test]
+    async fn an_audience_may_be_an_array_and_must_then_contain_ours() {
         let settings = JwtSettings {
             hs256_secret: Some(Secret::new(SECRET)),
             rs256_public_keys: None,
+            jwks: None,
             issuer: None,
             audience: Some("chronicle".to_owned()),
             roles_claim: DEFAULT_ROLES_CLAIM.to_owned(),
@@ -515,16 +582,17 @@ mod tests {
         let elsewhere = token_for(Audience::Many(vec!["account".into()]));
         let single = token_for(Audience::One("chronicle".into()));
 
-        assert!(auth.authenticate(Some(&bearer(&listed))).is_ok());
-        assert!(auth.authenticate(Some(&bearer(&elsewhere))).is_err());
-        assert!(auth.authenticate(Some(&bearer(&single))).is_ok());
+        assert!(auth.authenticate(Some(&bearer(&listed))).await.is_ok());
+        assert!(auth.authenticate(Some(&bearer(&elsewhere))).await.is_err());
+        assert!(auth.authenticate(Some(&bearer(&single))).await.is_ok());
     }
 
-    #[test]
-    fn roles_and_teams_are_read_where_the_identity_provider_puts_them() {
+    #[tokio::test]
+    async fn roles_and_teams_are_read_where_the_identity_provider_puts_them() {
         let keycloak = JwtSettings {
             hs256_secret: Some(Secret::new(SECRET)),
             rs256_public_keys: None,
+            jwks: None,
             issuer: None,
             audience: None,
             roles_claim: "realm_access.roles".to_owned(),
@@ -543,7 +611,11 @@ mod tests {
             "roles": ["admin"],
         }));
 
-        let credentials = auth.authenticate(Some(&bearer(&token))).unwrap().unwrap();
+        let credentials = auth
+            .authenticate(Some(&bearer(&token)))
+            .await
+            .unwrap()
+            .unwrap();
 
         let principal = credentials.principal;
         assert!(
@@ -559,16 +631,16 @@ mod tests {
         let malformed = sign(serde_json::json!({
             "sub": "u-1", "exp": now + 3600, "realm_access": {"roles": [1, 2]},
         }));
-        assert!(auth.authenticate(Some(&bearer(&malformed))).is_err());
+        assert!(auth.authenticate(Some(&bearer(&malformed))).await.is_err());
     }
 
-    #[test]
-    fn subjects_and_teams_must_be_ids() {
+    #[tokio::test]
+    async fn subjects_and_teams_must_be_ids() {
         let auth = Authenticator::hs256(SECRET);
         let token = auth
             .issue("u 1; drop", vec![], vec![], chrono::Duration::hours(1))
             .unwrap();
-        assert!(auth.authenticate(Some(&bearer(&token))).is_err());
+        assert!(auth.authenticate(Some(&bearer(&token))).await.is_err());
         let token = auth
             .issue(
                 "u-1",
@@ -577,7 +649,7 @@ mod tests {
                 chrono::Duration::hours(1),
             )
             .unwrap();
-        assert!(auth.authenticate(Some(&bearer(&token))).is_err());
+        assert!(auth.authenticate(Some(&bearer(&token))).await.is_err());
     }
 
     #[test]
@@ -590,6 +662,7 @@ mod tests {
         let bad = JwtSettings {
             hs256_secret: None,
             rs256_public_keys: Some("not a key".to_owned()),
+            jwks: None,
             issuer: None,
             audience: None,
             roles_claim: DEFAULT_ROLES_CLAIM.to_owned(),
@@ -620,12 +693,13 @@ mod tests {
         }
     }
 
-    #[test]
-    fn rs256_tokens_verify_with_the_public_key_and_cannot_be_confused_with_hs256() {
+    #[tokio::test]
+    async fn rs256_tokens_verify_with_the_public_key_and_cannot_be_confused_with_hs256() {
         let settings = |secret: Option<&str>| {
             AuthSettings::Jwt(JwtSettings {
                 hs256_secret: secret.map(Secret::new),
                 rs256_public_keys: Some(format!("{TEST_PUBLIC_KEY}\n{TEST_PUBLIC_KEY}")),
+                jwks: None,
                 issuer: None,
                 audience: None,
                 roles_claim: DEFAULT_ROLES_CLAIM.to_owned(),
@@ -634,7 +708,11 @@ mod tests {
         };
         let auth = Authenticator::from_settings(&settings(None)).unwrap();
         let token = rs256_token(&claims_for("u-rsa"));
-        let credentials = auth.authenticate(Some(&bearer(&token))).unwrap().unwrap();
+        let credentials = auth
+            .authenticate(Some(&bearer(&token)))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(credentials.principal.subject(), "u-rsa");
 
         // The public key is public: a token "signed" HS256 with it as the secret is forged.
@@ -644,13 +722,14 @@ mod tests {
             &EncodingKey::from_secret(TEST_PUBLIC_KEY.as_bytes()),
         )
         .unwrap();
-        assert!(auth.authenticate(Some(&bearer(&confused))).is_err());
+        assert!(auth.authenticate(Some(&bearer(&confused))).await.is_err());
         let both = Authenticator::from_settings(&settings(Some(SECRET))).unwrap();
-        assert!(both.authenticate(Some(&bearer(&confused))).is_err());
-        assert!(both.authenticate(Some(&bearer(&token))).is_ok());
+        assert!(both.authenticate(Some(&bearer(&confused))).await.is_err());
+        assert!(both.authenticate(Some(&bearer(&token))).await.is_ok());
         // An HS256-only service refuses RS256 tokens.
         assert!(Authenticator::hs256(SECRET)
             .authenticate(Some(&bearer(&token)))
+            .await
             .is_err());
     }
 

@@ -1,4 +1,5 @@
-//! HTTP routes: GraphQL, GraphiQL, health and metrics.
+//! The API's HTTP routes: GraphQL, its WebSocket and GraphiQL. Health and metrics, which every
+//! process serves, are [`crate::ops`].
 //!
 //! Every GraphQL request passes, in order: the body limit (HTTP 413), authentication, the
 //! per-subject rate limit (HTTP 429, `RATE_LIMITED`, `Retry-After`), the batch limit, then each
@@ -21,13 +22,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chronicle_application::access::Principal;
-use chronicle_application::observability::Gauges;
 use chronicle_application::trace::TraceContext;
-use chronicle_infrastructure::kafka::probe::{BrokerHealth, BrokerProbe};
-use chronicle_infrastructure::outbox::RelayStatus;
 use futures::FutureExt;
-use serde_json::json;
-use sqlx::PgPool;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -45,22 +41,11 @@ pub struct HttpState {
     pub schema: ChronicleSchema,
     /// Token checking.
     pub authenticator: Authenticator,
-    /// For readiness checks.
-    pub pool: PgPool,
-    /// The relay's state, when this process runs one.
-    pub relay: Option<Arc<RelayStatus>>,
     /// Request limits.
     pub limits: ApiLimits,
     /// Per-subject rate limit (`None`: off).
     pub rate_limiter: Option<Arc<RateLimiter>>,
-    /// Gauges read from the database at each scrape.
-    pub gauges: Arc<Gauges>,
-    /// Asks the brokers for metadata, for readiness.
-    pub broker: BrokerProbe,
 }
-
-/// How long readiness waits for the database's answer.
-const READY_DATABASE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The router. Serve it with `into_make_service_with_connect_info::<SocketAddr>()`: requests
 /// without credentials are rate limited by client address.
@@ -73,31 +58,8 @@ pub fn router(state: HttpState) -> Router {
             get(crate::graphiql::asset),
         )
         .route("/graphql/ws", get(graphql_ws))
-        .route("/health/live", get(|| async { "ok" }))
-        .route("/health/ready", get(ready))
-        .route("/metrics", get(prometheus))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
-}
-
-/// How long a scrape waits for the database gauges before answering with the last values.
-const GAUGE_REFRESH_LIMIT: Duration = Duration::from_secs(2);
-
-/// The Prometheus text exposition, database gauges refreshed first.
-async fn prometheus(State(state): State<HttpState>) -> impl IntoResponse {
-    if tokio::time::timeout(GAUGE_REFRESH_LIMIT, state.gauges.refresh())
-        .await
-        .is_err()
-    {
-        tracing::warn!("metrics gauges not refreshed in time; serving the last values");
-    }
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        crate::metrics::handle().render(),
-    )
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -135,6 +97,7 @@ async fn graphql(
     let (principal, auth_error) = match state
         .authenticator
         .authenticate(header(&headers, "authorization"))
+        .await
     {
         Ok(credentials) => (credentials.map(|c| c.principal), None),
         Err(error) => (None, Some(error.to_string())),
@@ -167,17 +130,48 @@ async fn graphql(
         trace_id = %trace.trace_id(),
         span_id = %trace.span_id(),
         parent_span_id = trace.parent_span_id(),
+        sampled = trace.sampled(),
+        tracestate = tracestate(&headers),
+        otel.status_code = tracing::field::Empty,
     );
     let started = std::time::Instant::now();
     let response = execute_batch(&state, batch, context)
         .instrument(span.clone())
         .await;
+    if failed_on_our_side(&response) {
+        span.record("otel.status_code", "ERROR");
+    }
     tracing::debug!(parent: &span, elapsed = ?started.elapsed(), "graphql request served");
     let mut http = Json(response).into_response();
     if let Ok(value) = HeaderValue::from_str(&correlation) {
         http.headers_mut().insert("x-correlation-id", value);
     }
     http
+}
+
+/// The caller's `tracestate`, kept with its `traceparent` (vendors' data, W3C: at most 512
+/// characters are worth keeping).
+fn tracestate(headers: &HeaderMap) -> Option<&str> {
+    header(headers, "traceparent").and_then(TraceContext::parse)?;
+    header(headers, "tracestate").filter(|state| !state.is_empty() && state.len() <= 512)
+}
+
+/// Whether an operation failed for a reason of the service's (`INTERNAL`, `UNAVAILABLE`): the
+/// span's status is then an error. A client's mistake (`VALIDATION_FAILED`, `NOT_FOUND`...)
+/// is a successful answer from the service's point of view, as OpenTelemetry's HTTP
+/// conventions treat 4xx on a server span.
+fn failed_on_our_side(response: &BatchResponse) -> bool {
+    let responses: Vec<&async_graphql::Response> = match response {
+        BatchResponse::Single(one) => vec![one],
+        BatchResponse::Batch(many) => many.iter().collect(),
+    };
+    responses.iter().flat_map(|r| &r.errors).any(|error| {
+        let code = error
+            .extensions
+            .as_ref()
+            .and_then(|extensions| extensions.get("code"));
+        matches!(code, Some(async_graphql::Value::String(code)) if code == "INTERNAL" || code == "UNAVAILABLE")
+    })
 }
 
 /// Why a request is refused before any of its operations runs.
@@ -414,6 +408,7 @@ async fn graphql_ws(
                         .map(str::to_owned);
                     let credentials = authenticator
                         .authenticate(header.as_deref())
+                        .await
                         .map_err(|e| async_graphql::Error::new(e.to_string()))?
                         .ok_or_else(|| async_graphql::Error::new("authentication required"))?;
                     // Opening a connection counts as a request of its subject.
@@ -442,46 +437,10 @@ async fn graphql_ws(
         })
 }
 
-/// Readiness: 503 when the database does not answer (nothing can be served without it). The
-/// broker's state is reported but does not fail readiness: commands still commit to the outbox
-/// while Kafka is away, and the relay drains it when Kafka returns.
-async fn ready(State(state): State<HttpState>) -> Response {
-    let (database, broker) = tokio::join!(
-        tokio::time::timeout(
-            READY_DATABASE_TIMEOUT,
-            sqlx::query("SELECT 1").execute(&state.pool)
-        ),
-        state.broker.check()
-    );
-    let database = matches!(database, Ok(Ok(_)));
-    let broker = match broker {
-        BrokerHealth::Reachable { brokers } => json!({"reachable": true, "brokers": brokers}),
-        BrokerHealth::Unreachable(reason) => json!({"reachable": false, "error": reason}),
-    };
-    let relay = state.relay.as_ref().map(|status| {
-        json!({
-            "leader": status.is_leader(),
-            "published": status.published(),
-            "lastError": status.last_error(),
-        })
-    });
-    let body = json!({
-        "status": if database { "ready" } else { "unavailable" },
-        "database": database,
-        "broker": broker,
-        "relay": relay,
-    });
-    let code = if database {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, Json(body)).into_response()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[tokio::test]
     async fn a_panicking_operation_answers_internal_with_the_request_id_only() {

@@ -1,7 +1,8 @@
 //! Chronicle's edge: HTTP, GraphQL, authentication and process wiring.
 //!
 //! The `chronicle` binary (`main.rs`) parses the command line; [`app`] builds the services from
-//! settings and starts the background loops; [`http`] serves them.
+//! settings and starts the background loops; [`http`] serves the API and [`ops`] the health
+//! and metrics every process answers.
 
 pub mod app;
 pub mod audit_cli;
@@ -10,6 +11,7 @@ pub mod graphiql;
 pub mod graphql;
 pub mod http;
 pub mod metrics;
+pub mod ops;
 pub mod rate_limit;
 pub mod rebuild_cli;
 pub mod settings;

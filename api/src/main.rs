@@ -94,17 +94,25 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { only } => {
+            let parts = only.unwrap_or(Parts::ALL);
             let settings = Settings::from_env()?;
-            let api = ApiSettings::from_env()?;
-            telemetry::init(settings.log_json);
-            let service = app::start(&settings, &api, only.unwrap_or(Parts::ALL)).await?;
-            if let Some(addr) = service.http_addr {
-                tracing::info!("GraphiQL at http://{addr}/graphql");
+            let api = ApiSettings::from_env_for(parts.api)?;
+            telemetry::init(settings.log_json)?;
+            let service = app::start(&settings, &api, parts).await?;
+            let addr = service.http_addr;
+            match service.serves_api {
+                true => tracing::info!("GraphiQL at http://{addr}/graphql"),
+                false => {
+                    tracing::info!("health and metrics at http://{addr}/health/ready, /metrics")
+                }
             }
             shutdown_signal().await;
             tracing::info!("shutting down: no new requests; finishing in-flight work");
             let started = std::time::Instant::now();
-            match tokio::time::timeout(settings.shutdown_timeout, service.stop()).await {
+            let stopped = tokio::time::timeout(settings.shutdown_timeout, service.stop()).await;
+            // The spans of the last requests and messages leave before the process does.
+            telemetry::otlp::flush(std::time::Duration::from_secs(5)).await;
+            match stopped {
                 Ok(()) => {
                     tracing::info!(elapsed = ?started.elapsed(), "stopped cleanly");
                     Ok(ExitCode::SUCCESS)
@@ -119,7 +127,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Migrate => {
-            telemetry::init(false);
+            telemetry::init(false)?;
             let url = Settings::database_url()?;
             let pool = db::connect(url.expose(), 2).await?;
             db::migrate(&pool).await.context("applying migrations")?;

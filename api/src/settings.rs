@@ -23,8 +23,18 @@ pub struct ApiSettings {
 impl ApiSettings {
     /// Reads and validates the API's settings.
     pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_env_for(true)
+    }
+
+    /// Reads the settings of a process that serves GraphQL (`serves_api`) or only health and
+    /// metrics: the latter needs no token settings, so none are asked for and GraphQL is
+    /// never routed to them.
+    pub fn from_env_for(serves_api: bool) -> Result<Self, ConfigError> {
         Ok(Self {
-            auth: AuthSettings::from_env()?,
+            auth: match serves_api {
+                true => AuthSettings::from_env()?,
+                false => AuthSettings::Disabled,
+            },
             http_addr: parsed(
                 "CHRONICLE_HTTP_ADDR",
                 SocketAddr::from(([127, 0, 0, 1], 8080)),
@@ -53,6 +63,9 @@ pub struct JwtSettings {
     pub hs256_secret: Option<Secret>,
     /// RS256 public keys, PEM (the contents of `CHRONICLE_JWT_PUBLIC_KEY_FILE`).
     pub rs256_public_keys: Option<String>,
+    /// An identity provider's key set (`CHRONICLE_JWT_JWKS_URL`), for RS256 and ES256 tokens
+    /// that name their key by `kid`.
+    pub jwks: Option<JwksSettings>,
     /// Required `iss` (`CHRONICLE_JWT_ISSUER`).
     pub issuer: Option<String>,
     /// Required `aud` (`CHRONICLE_JWT_AUDIENCE`).
@@ -63,6 +76,51 @@ pub struct JwtSettings {
     /// Where it carries the caller's teams (`CHRONICLE_JWT_TEAMS_CLAIM`; `groups` with some
     /// identity providers).
     pub teams_claim: String,
+}
+
+/// Where an identity provider publishes its keys, and how often they are fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksSettings {
+    /// The JWKS document's URL (`CHRONICLE_JWT_JWKS_URL`; Keycloak:
+    /// `https://HOST/realms/REALM/protocol/openid-connect/certs`, Auth0:
+    /// `https://TENANT.auth0.com/.well-known/jwks.json`).
+    pub url: String,
+    /// How often the set is fetched again (`CHRONICLE_JWT_JWKS_REFRESH_SECS`).
+    pub refresh: Duration,
+    /// The shortest time between two fetches, whatever tokens arrive
+    /// (`CHRONICLE_JWT_JWKS_MIN_INTERVAL_SECS`).
+    pub min_interval: Duration,
+}
+
+impl JwksSettings {
+    /// The set at `url`, refreshed every five minutes (providers announce a new key well
+    /// before signing with it) and fetched at most every ten seconds (an unknown `kid` from a
+    /// newly rotated key waits at most that long).
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            refresh: Duration::from_secs(300),
+            min_interval: Duration::from_secs(10),
+        }
+    }
+
+    fn from_env() -> Result<Option<Self>, ConfigError> {
+        let Some(url) = var("CHRONICLE_JWT_JWKS_URL") else {
+            return Ok(None);
+        };
+        let default = Self::new(url.trim());
+        Ok(Some(Self {
+            refresh: Duration::from_secs(parsed(
+                "CHRONICLE_JWT_JWKS_REFRESH_SECS",
+                default.refresh.as_secs(),
+            )?),
+            min_interval: Duration::from_secs(parsed(
+                "CHRONICLE_JWT_JWKS_MIN_INTERVAL_SECS",
+                default.min_interval.as_secs(),
+            )?),
+            ..default
+        }))
+    }
 }
 
 /// The claim roles are read from unless `CHRONICLE_JWT_ROLES_CLAIM` says otherwise.
@@ -76,6 +134,7 @@ impl AuthSettings {
         Self::Jwt(JwtSettings {
             hs256_secret: Some(Secret::new(secret)),
             rs256_public_keys: None,
+            jwks: None,
             issuer: None,
             audience: None,
             roles_claim: DEFAULT_ROLES_CLAIM.to_owned(),
@@ -116,16 +175,18 @@ impl AuthSettings {
                 })?,
             ),
         };
-        if hs256_secret.is_none() && rs256_public_keys.is_none() {
+        let jwks = JwksSettings::from_env()?;
+        if hs256_secret.is_none() && rs256_public_keys.is_none() && jwks.is_none() {
             return Err(ConfigError {
                 variable: "CHRONICLE_JWT_SECRET",
-                message: "is not set; set it (or CHRONICLE_JWT_PUBLIC_KEY_FILE), or CHRONICLE_AUTH=disabled for local experiments"
+                message: "is not set; set it (or CHRONICLE_JWT_PUBLIC_KEY_FILE or CHRONICLE_JWT_JWKS_URL), or CHRONICLE_AUTH=disabled for local experiments"
                     .to_owned(),
             });
         }
         Ok(Self::Jwt(JwtSettings {
             hs256_secret: hs256_secret.map(Secret::new),
             rs256_public_keys,
+            jwks,
             issuer: var("CHRONICLE_JWT_ISSUER"),
             audience: var("CHRONICLE_JWT_AUDIENCE"),
             roles_claim: var("CHRONICLE_JWT_ROLES_CLAIM")

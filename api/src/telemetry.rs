@@ -2,28 +2,47 @@
 //! its span's `request_id`, `correlation_id` and `trace_id`), level from `RUST_LOG`; spans
 //! exported over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set ([`otlp`]).
 
+mod filter;
 pub mod otlp;
 
+use chronicle_infrastructure::config::ConfigError;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{fmt, EnvFilter};
 
-use self::otlp::{OtlpLayer, OtlpSettings};
+use self::filter::LogsAndTraces;
+
+use self::otlp::settings::OtelEnv;
+use self::otlp::OtlpLayer;
 
 /// Installs the global subscriber once; later calls are ignored (tests start many services).
 /// Must run inside the Tokio runtime when span export is configured (it starts a task).
-pub fn init(json: bool) {
-    let filter = EnvFilter::try_from_default_env()
+/// Fails on a malformed `OTEL_*` variable, naming it.
+///
+/// `RUST_LOG` filters the logs only: spans are exported at `info` and above whatever the log
+/// level, so quieting the logs never silences the traces.
+pub fn init(json: bool) -> Result<(), ConfigError> {
+    let env = OtelEnv::process();
+    chronicle_application::trace::set_sampler(env.sampler()?);
+    let exporting = env.exporter()?;
+    let logs = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,rdkafka=warn"));
-    let otlp = OtlpSettings::from_env().map(|settings| {
-        let layer = OtlpLayer::start(settings.clone());
-        (layer, settings)
-    });
-    let (layer, exporting) = match otlp {
-        Some((layer, settings)) => (Some(layer), Some(settings.traces_url)),
+    let (layer, url) = match exporting {
+        Some(settings) => {
+            let url = settings.traces_url.clone();
+            let layer = OtlpLayer::start(settings).map_err(|error| ConfigError {
+                variable: "OTEL_EXPORTER_OTLP_ENDPOINT",
+                message: chronicle_application::error_chain::Chain(&error).to_string(),
+            })?;
+            (Some(layer), Some(url))
+        }
         None => (None, None),
     };
-    let registry = tracing_subscriber::registry().with(filter).with(layer);
+    let registry = tracing_subscriber::registry()
+        .with(LogsAndTraces::new(logs, layer.is_some()))
+        .with(layer);
+    // The fmt layer writes events only, so the spans let through for export add context to
+    // log lines but no lines of their own.
     let installed = if json {
         registry
             .with(fmt::layer().json().with_current_span(true))
@@ -31,9 +50,10 @@ pub fn init(json: bool) {
     } else {
         registry.with(fmt::layer()).try_init()
     };
-    if let (Ok(()), Some(url)) = (installed, exporting) {
-        tracing::info!(%url, "exporting spans over OTLP/HTTP (JSON)");
+    if let (Ok(()), Some(url)) = (installed, url) {
+        tracing::info!(%url, "exporting spans over OTLP/HTTP");
     }
+    Ok(())
 }
 
 /// Logging for one-shot commands (`chronicle replay`): warnings only unless `RUST_LOG` says

@@ -5,7 +5,60 @@
 //! child of the client's `traceparent`, and the traceparent stored with the events (and sent as
 //! a Kafka header) names that request span, so consumers' spans become its children.
 
+use std::sync::OnceLock;
+
 use uuid::Uuid;
+
+/// Which new traces are recorded: OpenTelemetry's samplers (`OTEL_TRACES_SAMPLER`), decided
+/// where a trace enters Chronicle and carried onward in the traceparent's `sampled` flag, so
+/// every hop of one trace agrees.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampler {
+    /// Follow the caller's `sampled` flag when there is a caller (`parentbased_*`).
+    pub parent_based: bool,
+    /// Share of traces recorded where the decision is Chronicle's: 1 (`always_on`), 0
+    /// (`always_off`), or a ratio (`traceidratio`), by trace id so every service that uses the
+    /// same ratio decides alike.
+    pub ratio: f64,
+}
+
+impl Sampler {
+    /// OpenTelemetry's default: `parentbased_always_on`.
+    pub const DEFAULT: Self = Self {
+        parent_based: true,
+        ratio: 1.0,
+    };
+
+    /// Whether a trace with `trace_id` is recorded, given its caller's flag if any.
+    pub fn sampled(&self, trace_id: &str, parent: Option<bool>) -> bool {
+        match parent {
+            Some(flag) if self.parent_based => flag,
+            _ if self.ratio >= 1.0 => true,
+            _ if self.ratio <= 0.0 => false,
+            _ => {
+                // The trace id's last 16 hex digits, as a fraction of 2^64: random in every
+                // trace id W3C allows, so the share recorded is `ratio`.
+                let low = trace_id
+                    .get(16..32)
+                    .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+                    .unwrap_or(0);
+                (low as f64) < self.ratio * (u64::MAX as f64)
+            }
+        }
+    }
+}
+
+static SAMPLER: OnceLock<Sampler> = OnceLock::new();
+
+/// Sets the process's sampler once, at start (later calls are ignored; tests start many
+/// services in one process).
+pub fn set_sampler(sampler: Sampler) {
+    let _ = SAMPLER.set(sampler);
+}
+
+fn sampler() -> Sampler {
+    SAMPLER.get().copied().unwrap_or(Sampler::DEFAULT)
+}
 
 /// One span's place in a trace, as the `traceparent` header carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,13 +100,15 @@ impl TraceContext {
         })
     }
 
-    /// A span in a new trace (nobody upstream sent one).
+    /// A span in a new trace (nobody upstream sent one), sampled as the process's sampler
+    /// decides.
     pub fn root() -> Self {
+        let trace_id = random_hex(32);
         Self {
-            trace_id: random_hex(32),
+            sampled: sampler().sampled(&trace_id, None),
+            trace_id,
             span_id: random_hex(16),
             parent_span_id: None,
-            sampled: true,
         }
     }
 
@@ -70,9 +125,14 @@ impl TraceContext {
     /// The span of work that continues `header` when it is a valid traceparent, or starts a
     /// new trace otherwise.
     pub fn continue_from(header: Option<&str>) -> Self {
-        header
-            .and_then(Self::parse)
-            .map_or_else(Self::root, |parent| parent.child())
+        match header.and_then(Self::parse) {
+            None => Self::root(),
+            Some(parent) => {
+                let mut child = parent.child();
+                child.sampled = sampler().sampled(&child.trace_id, Some(parent.sampled));
+                child
+            }
+        }
     }
 
     /// The trace id: 32 lowercase hex digits.
@@ -106,8 +166,19 @@ impl TraceContext {
     }
 }
 
+/// `len` random lowercase hex digits. A v4 UUID's bytes 6 and 8 carry its version and variant,
+/// so only its other 14 bytes are taken: every digit is random, as W3C wants of trace ids
+/// (ratio sampling reads the last 16 digits).
 fn random_hex(len: usize) -> String {
-    let mut hex = Uuid::new_v4().simple().to_string();
+    let mut hex = String::with_capacity(len + 28);
+    while hex.len() < len {
+        let bytes = *Uuid::new_v4().as_bytes();
+        for (i, byte) in bytes.iter().enumerate() {
+            if i != 6 && i != 8 {
+                hex.push_str(&format!("{byte:02x}"));
+            }
+        }
+    }
     hex.truncate(len);
     hex
 }
@@ -150,5 +221,30 @@ mod tests {
         let future = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-more";
         let parsed = TraceContext::parse(future).unwrap();
         assert!(!parsed.sampled());
+    }
+
+    #[test]
+    fn parent_based_sampling_follows_the_caller_and_decides_roots_by_ratio() {
+        let sampler = Sampler {
+            parent_based: true,
+            ratio: 0.5,
+        };
+        let low = "4bf92f3577b34da60000000000000001";
+        let high = "4bf92f3577b34da6ffffffffffffff00";
+        assert!(sampler.sampled(high, Some(true)), "the caller's yes");
+        assert!(!sampler.sampled(low, Some(false)), "the caller's no");
+        assert!(sampler.sampled(low, None));
+        assert!(!sampler.sampled(high, None));
+        let always_off = Sampler {
+            parent_based: false,
+            ratio: 0.0,
+        };
+        assert!(!always_off.sampled(low, Some(true)), "not parent based");
+        assert!(Sampler::DEFAULT.sampled(high, None));
+        // About half of random trace ids at 0.5.
+        let recorded = (0..2000)
+            .filter(|_| sampler.sampled(&random_hex(32), None))
+            .count();
+        assert!((800..1200).contains(&recorded), "{recorded}");
     }
 }

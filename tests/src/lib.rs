@@ -15,7 +15,9 @@ pub mod support;
 pub mod ws;
 
 pub use client::{new_task, Answer, GraphqlClient, CREATE_TASK};
-pub use process::{chronicle_binary, free_port, ChronicleProcess, PrivateBroker, PrivatePostgres};
+pub use process::{
+    chronicle_binary, free_port, ChronicleProcess, PrivateBroker, PrivatePostgres, TlsFiles,
+};
 pub use support::{eventually, TEST_SECRET};
 
 use std::collections::HashMap;
@@ -161,13 +163,13 @@ impl TestApp {
         adjust: impl FnOnce(&mut Settings),
         api: ApiSettings,
     ) -> anyhow::Result<Self> {
-        chronicle_api::telemetry::init(false);
+        chronicle_api::telemetry::init(false)?;
         let database_url = create_database().await?;
         let mut settings = test_settings(&database_url, &brokers());
         adjust(&mut settings);
         let parts = Parts { api: true, ..parts };
         let service = app::start(&settings, &api, parts).await?;
-        let addr = service.http_addr.context("the API did not start")?;
+        let addr = service.http_addr;
         let db = PgPool::connect(settings.database_url.expose()).await?;
         if parts.projections && settings.rebuild_outdated {
             projections_current(&db).await?;

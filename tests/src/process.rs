@@ -37,6 +37,8 @@ pub fn send_signal(pid: u32, signal: &str) -> anyhow::Result<()> {
 /// (`./scripts/test` builds it before the tests). Dropping the handle kills the process.
 pub struct ChronicleProcess {
     child: tokio::process::Child,
+    /// Where it serves health and metrics (every `serve` does), and GraphQL when it runs the API.
+    http_url: Option<String>,
     base_url: Option<String>,
     log: Option<PathBuf>,
 }
@@ -68,6 +70,7 @@ impl ChronicleProcess {
             log.as_deref(),
         )?;
         process.log = log;
+        process.http_url = Some(format!("http://127.0.0.1:{port}"));
         if only.split(',').any(|part| part.trim() == "api") {
             process.base_url = Some(format!("http://127.0.0.1:{port}"));
         }
@@ -123,6 +126,7 @@ impl ChronicleProcess {
             .with_context(|| format!("spawning {}", binary.display()))?;
         Ok(Self {
             child,
+            http_url: None,
             base_url: None,
             log: None,
         })
@@ -153,9 +157,21 @@ impl ChronicleProcess {
         Ok(GraphqlClient::new(base_url, token))
     }
 
+    /// Where this process serves `/health/*` and `/metrics` (every `serve` does).
+    pub fn http_url(&self) -> anyhow::Result<&str> {
+        self.http_url
+            .as_deref()
+            .context("this process is not a `serve`")
+    }
+
+    /// An anonymous client of this process's HTTP listener (health and metrics).
+    fn ops_client(&self) -> anyhow::Result<GraphqlClient> {
+        Ok(GraphqlClient::new(self.http_url()?.to_owned(), ""))
+    }
+
     /// `/health/ready`'s body once it answers 200 (within `timeout`).
     pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<Value> {
-        let client = self.client("")?;
+        let client = self.ops_client()?;
         eventually(timeout, || async {
             Ok(match client.ready().await {
                 Ok((200, body)) => Some(body),
@@ -168,7 +184,7 @@ impl ChronicleProcess {
 
     /// Whether this process's relay holds the relay lock now (`None` when it does not answer).
     pub async fn relay_leader(&self) -> Option<bool> {
-        let client = self.client("").ok()?;
+        let client = self.ops_client().ok()?;
         let (_, body) = client.ready().await.ok()?;
         body["relay"]["leader"].as_bool()
     }
@@ -285,7 +301,48 @@ impl PrivatePostgres {
         Self::start_with(options).await
     }
 
+    /// Initialises and starts a cluster that speaks only TLS over TCP, as a managed Postgres
+    /// does: `ssl=on` with a server certificate for `127.0.0.1` signed by a CA made here, and a
+    /// `pg_hba.conf` that rejects every connection without TLS and asks every TLS connection
+    /// for a client certificate of that CA (`cert` authentication: its CN is the user).
+    pub async fn start_tls() -> anyhow::Result<(Self, TlsFiles)> {
+        let mut cluster = Self::initialise("-c fsync=off -c max_connections=100")?;
+        let dir = cluster.data.join("tls");
+        std::fs::create_dir_all(&dir)?;
+        let files = TlsFiles::generate(&dir)?;
+        let server_files = ["server.crt", "server.key", "ca.crt"];
+        if running_as_root() {
+            for file in server_files {
+                run(std::process::Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(dir.join(file)))?;
+            }
+        }
+        std::fs::write(
+            cluster.data.join("pg_hba.conf"),
+            "local all all trust\n\
+             hostssl all all 127.0.0.1/32 cert\n\
+             hostnossl all all 0.0.0.0/0 reject\n",
+        )?;
+        cluster.options = format!(
+            "{} -c ssl=on -c ssl_cert_file={} -c ssl_key_file={} -c ssl_ca_file={}",
+            cluster.options,
+            dir.join("server.crt").display(),
+            dir.join("server.key").display(),
+            dir.join("ca.crt").display(),
+        );
+        cluster.start_server()?;
+        Ok((cluster, files))
+    }
+
     async fn start_with(options: &str) -> anyhow::Result<Self> {
+        let cluster = Self::initialise(options)?;
+        cluster.start_server()?;
+        Ok(cluster)
+    }
+
+    /// A new cluster's files, not started yet.
+    fn initialise(options: &str) -> anyhow::Result<Self> {
         let bindir = postgres_bindir()?;
         let data = std::env::temp_dir().join(format!("chronicle-pg-{}", Uuid::now_v7().simple()));
         std::fs::create_dir_all(&data)?;
@@ -311,7 +368,6 @@ impl PrivatePostgres {
             "trust",
             "--no-sync",
         ]))?;
-        cluster.start_server()?;
         Ok(cluster)
     }
 
@@ -369,6 +425,94 @@ impl PrivatePostgres {
         } else {
             std::process::Command::new(program)
         }
+    }
+}
+
+/// Certificates for a TLS-only [`PrivatePostgres`], made with the `openssl` command: a CA, the
+/// server's certificate (for `IP:127.0.0.1`), a client certificate for the user `postgres`, and
+/// another CA that signed none of them.
+pub struct TlsFiles {
+    /// The CA that signed the server's and the client's certificates.
+    pub ca_cert: PathBuf,
+    /// The client's certificate (CN `postgres`).
+    pub client_cert: PathBuf,
+    /// The client's key (PKCS#8 PEM).
+    pub client_key: PathBuf,
+    /// A CA that signed nothing here: verifying the server against it must fail.
+    pub other_ca_cert: PathBuf,
+}
+
+impl TlsFiles {
+    fn generate(dir: &std::path::Path) -> anyhow::Result<Self> {
+        let openssl = |args: &[&str]| {
+            run(std::process::Command::new("openssl")
+                .current_dir(dir)
+                .args(args))
+        };
+        let new_key = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        for (name, subject) in [
+            ("ca", "/CN=chronicle test CA"),
+            ("other-ca", "/CN=another CA"),
+        ] {
+            let (key, cert) = (format!("{name}.key"), format!("{name}.crt"));
+            let mut args = vec!["req", "-x509", "-days", "2", "-subj", subject];
+            args.extend(new_key);
+            args.extend(["-keyout", &key, "-out", &cert]);
+            openssl(&args)?;
+        }
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )?;
+        for (name, subject, extensions) in [
+            ("server", "/CN=127.0.0.1", Some("server.ext")),
+            ("client", "/CN=postgres", None),
+        ] {
+            let (key, csr, cert) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.crt"),
+            );
+            let mut args = vec!["req", "-subj", subject];
+            args.extend(new_key);
+            args.extend(["-keyout", &key, "-out", &csr]);
+            openssl(&args)?;
+            let mut args = vec![
+                "x509",
+                "-req",
+                "-days",
+                "2",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &cert,
+            ];
+            if let Some(extensions) = extensions {
+                args.extend(["-extfile", extensions]);
+            }
+            openssl(&args)?;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        for key in ["server.key", "client.key"] {
+            std::fs::set_permissions(dir.join(key), std::fs::Permissions::from_mode(0o600))?;
+        }
+        Ok(Self {
+            ca_cert: dir.join("ca.crt"),
+            client_cert: dir.join("client.crt"),
+            client_key: dir.join("client.key"),
+            other_ca_cert: dir.join("other-ca.crt"),
+        })
     }
 }
 

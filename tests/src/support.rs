@@ -8,6 +8,19 @@ use anyhow::bail;
 /// The JWT secret of test services.
 pub const TEST_SECRET: &str = "chronicle-test-secret-0123456789abcdef";
 
+/// A token of the test secret for the admin `u-admin` of `team-a`, for services started as
+/// processes (a [`crate::TestApp`] has its own).
+pub fn admin_token() -> String {
+    chronicle_api::auth::Authenticator::hs256(TEST_SECRET)
+        .issue(
+            "u-admin",
+            vec!["admin".into()],
+            vec!["team-a".into()],
+            chrono::Duration::hours(1),
+        )
+        .expect("sign a token")
+}
+
 /// Polls `check` every 100 ms until it returns `Some` or `timeout` passes.
 pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> anyhow::Result<T>
 where

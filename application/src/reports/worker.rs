@@ -155,6 +155,7 @@ impl EventHandler for ReportWorker {
                 trace_id = trace.trace_id(),
                 span_id = trace.span_id(),
                 parent_span_id = trace.parent_span_id(),
+                sampled = trace.sampled(),
             );
             self.generate(report_id, message, &trace)
                 .instrument(span)

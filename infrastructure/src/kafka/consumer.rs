@@ -162,6 +162,7 @@ fn consume_span(group: &str, message: &OwnedMessage, trace: &TraceContext) -> tr
         trace_id = trace.trace_id(),
         span_id = trace.span_id(),
         parent_span_id = trace.parent_span_id(),
+        sampled = trace.sampled(),
     )
 }
 

@@ -25,23 +25,71 @@ impl LagReporter {
     }
 }
 
+/// librdkafka's fetch state of a partition this consumer owns and fetches.
+const FETCH_ACTIVE: &str = "active";
+
+/// A partition this consumer owns, with its lag when known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedPartition {
+    /// Its topic.
+    pub topic: String,
+    /// Its number.
+    pub partition: i32,
+    /// Messages behind the high watermark; `None` until librdkafka knows.
+    pub lag: Option<i64>,
+}
+
+/// The partitions this consumer fetches, from librdkafka's per-partition statistics
+/// `(topic, partition, fetch state, consumer lag)`. librdkafka keeps statistics of partitions
+/// it no longer owns (revoked in a rebalance: fetch state `none` or `stopped`), and `-1` is its
+/// internal unassigned partition; neither is this consumer's to report.
+pub fn owned_partitions<'a>(
+    partitions: impl IntoIterator<Item = (&'a str, i32, &'a str, i64)>,
+) -> Vec<OwnedPartition> {
+    partitions
+        .into_iter()
+        .filter(|(_, partition, fetch_state, _)| *partition >= 0 && *fetch_state == FETCH_ACTIVE)
+        .map(|(topic, partition, _, lag)| OwnedPartition {
+            topic: topic.to_owned(),
+            partition,
+            // A negative lag means "not known yet" (no committed offset or watermark).
+            lag: (lag >= 0).then_some(lag),
+        })
+        .collect()
+}
+
 impl ClientContext for LagReporter {
+    /// Sets the lag of each partition this consumer owns. A revoked partition is not set any
+    /// more, so its series leaves `/metrics` once the recorder's idle timeout for gauges runs
+    /// out, instead of showing its last lag forever.
     fn stats(&self, statistics: Statistics) {
-        for (topic, details) in statistics.topics {
-            for (partition, state) in details.partitions {
-                // -1 is librdkafka's internal UA partition; a negative lag means "unknown yet".
-                if partition < 0 || state.consumer_lag < 0 {
-                    continue;
-                }
+        let owned = owned_partitions(statistics.topics.iter().flat_map(|(topic, details)| {
+            details.partitions.iter().map(move |(partition, state)| {
+                (
+                    topic.as_str(),
+                    *partition,
+                    state.fetch_state.as_str(),
+                    state.consumer_lag,
+                )
+            })
+        }));
+        for owned in &owned {
+            if let Some(lag) = owned.lag {
                 metrics::gauge!(
                     "chronicle_consumer_lag_messages",
                     "group" => self.group.clone(),
-                    "topic" => topic.clone(),
-                    "partition" => partition.to_string(),
+                    "topic" => owned.topic.clone(),
+                    "partition" => owned.partition.to_string(),
                 )
-                .set(state.consumer_lag as f64);
+                .set(lag as f64);
             }
         }
+        // Set again at every statistics round, not only at rebalances: an idle gauge is dropped.
+        metrics::gauge!(
+            "chronicle_consumer_assigned_partitions",
+            "group" => self.group.clone(),
+        )
+        .set(owned.len() as f64);
     }
 }
 
@@ -56,5 +104,36 @@ impl ConsumerContext for LagReporter {
             "group" => self.group.clone(),
         )
         .set(assigned as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_partitions_being_fetched_are_reported() {
+        let owned = owned_partitions([
+            ("tasks", 0, "active", 4),
+            ("tasks", 1, "none", 9),      // revoked in a rebalance
+            ("tasks", 2, "stopped", 9),   // being revoked
+            ("tasks", -1, "active", 0),   // librdkafka's unassigned partition
+            ("reports", 0, "active", -1), // owned, lag not known yet
+        ]);
+        assert_eq!(
+            owned,
+            vec![
+                OwnedPartition {
+                    topic: "tasks".into(),
+                    partition: 0,
+                    lag: Some(4)
+                },
+                OwnedPartition {
+                    topic: "reports".into(),
+                    partition: 0,
+                    lag: None
+                },
+            ]
+        );
     }
 }

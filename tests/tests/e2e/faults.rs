@@ -11,6 +11,7 @@ use chronicle_api::app::PROJECTIONS_GROUP;
 use chronicle_application::topics::Topics;
 use chronicle_infrastructure::config::Settings;
 use chronicle_tests::outbox_drained;
+use chronicle_tests::support::admin_token;
 use chronicle_tests::CREATE_TASK;
 use chronicle_tests::{
     brokers, create_database, eventually, read_topic_to_end, run_chronicle, test_settings, Answer,
@@ -141,17 +142,6 @@ async fn send_counted(
             None
         }
     }
-}
-
-fn admin_token() -> String {
-    chronicle_api::auth::Authenticator::hs256(chronicle_tests::TEST_SECRET)
-        .issue(
-            "u-admin",
-            vec!["admin".into()],
-            vec!["team-a".into()],
-            chrono::Duration::hours(1),
-        )
-        .expect("sign a token")
 }
 
 /// A database and topic prefix of its own, with no service running yet.

@@ -257,3 +257,86 @@ async fn readiness_reports_database_broker_and_relay_and_recovers_after_an_outag
     let id = app.create_task("after the outage", "team-a").await.unwrap();
     app.wait_for_version(&id, 1).await.unwrap();
 }
+
+/// A process started without the API (`--only relay,projections,worker`, as a deployment that
+/// scales the API apart would run it) still answers health and metrics on its listener:
+/// readiness names the parts it runs, and `/metrics` shows its relay's and consumers' work.
+#[tokio::test]
+async fn a_process_without_the_api_answers_health_and_metrics_of_its_parts() {
+    let app = TestApp::spawn_parts(
+        Parts {
+            api: true,
+            relay: false,
+            projections: false,
+            worker: false,
+        },
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let background =
+        chronicle_tests::ChronicleProcess::serve(&app.settings, "relay,projections,worker")
+            .unwrap();
+    let ready = background
+        .wait_ready(std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        ready["parts"],
+        json!({"relay": "running", "projections": "running", "worker": "running"}),
+        "{ready}"
+    );
+    assert_eq!(ready["database"], true, "{ready}");
+    let base = background.http_url().unwrap().to_owned();
+    let live = reqwest::get(format!("{base}/health/live")).await.unwrap();
+    assert_eq!(live.status().as_u16(), 200);
+    let graphql = reqwest::Client::new()
+        .post(format!("{base}/graphql"))
+        .json(&json!({"query": "{ __typename }"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        graphql.status().as_u16(),
+        404,
+        "GraphQL only where the API runs"
+    );
+
+    // The API process commits; the background process publishes and projects it.
+    let id = app
+        .create_task("published elsewhere", "team-a")
+        .await
+        .unwrap();
+    app.wait_for_version(&id, 1).await.unwrap();
+    let group = chronicle_application::topics::Topics::new(app.settings.kafka.topic_prefix.clone())
+        .group(chronicle_api::app::PROJECTIONS_GROUP);
+    let metrics_url = format!("{base}/metrics");
+    let exposition = chronicle_tests::eventually(std::time::Duration::from_secs(20), || {
+        let (url, group) = (metrics_url.clone(), group.clone());
+        async move {
+            let text = reqwest::get(&url).await?.text().await?;
+            let lag = sample(
+                &text,
+                "chronicle_consumer_lag_messages",
+                &[("group", &group)],
+            );
+            Ok(lag.is_some().then_some(text))
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        sample(&exposition, "chronicle_relay_published_total", &[]).unwrap_or(0.0) >= 1.0,
+        "{exposition}"
+    );
+    assert!(
+        sample(
+            &exposition,
+            "chronicle_consumer_assigned_partitions",
+            &[("group", &group)]
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "{exposition}"
+    );
+}

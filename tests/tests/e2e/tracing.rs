@@ -93,6 +93,9 @@ async fn a_client_trace_follows_the_change_into_events_kafka_consumers_logs_and_
         "api,relay,projections,worker",
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.url),
+            // This stand-in reads JSON; the protobuf default has its own test below.
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
             ("OTEL_SERVICE_NAME", "chronicle-test"),
             ("CHRONICLE_LOG_FORMAT", "json"),
             ("RUST_LOG", "info,chronicle_api=debug"),
@@ -227,4 +230,237 @@ async fn a_client_trace_follows_the_change_into_events_kafka_consumers_logs_and_
     assert_eq!(logs["span"]["span_id"], request_span_id.as_str());
     assert!(logs["span"]["request_id"].is_string());
     assert!(logs["span"]["correlation_id"].is_string());
+}
+
+/// One field of a protobuf message, as the wire has it.
+#[derive(Debug, Clone)]
+enum Wire {
+    /// A varint, fixed64 or fixed32.
+    Number(u64),
+    Bytes(Vec<u8>),
+}
+
+/// A protobuf message's fields in order: enough of a decoder to read what the exporter sent
+/// without trusting its own encoder.
+fn decode(mut bytes: &[u8]) -> Vec<(u64, Wire)> {
+    fn varint(bytes: &mut &[u8]) -> u64 {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = bytes[0];
+            *bytes = &bytes[1..];
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                break;
+            }
+        }
+        value
+    }
+    let mut fields = Vec::new();
+    while !bytes.is_empty() {
+        let key = varint(&mut bytes);
+        let value = match key & 7 {
+            0 => Wire::Number(varint(&mut bytes)),
+            1 => {
+                let (value, rest) = bytes.split_at(8);
+                bytes = rest;
+                Wire::Number(u64::from_le_bytes(value.try_into().unwrap()))
+            }
+            2 => {
+                let len = varint(&mut bytes) as usize;
+                let (value, rest) = bytes.split_at(len);
+                bytes = rest;
+                Wire::Bytes(value.to_vec())
+            }
+            5 => {
+                let (value, rest) = bytes.split_at(4);
+                bytes = rest;
+                Wire::Number(u32::from_le_bytes(value.try_into().unwrap()).into())
+            }
+            other => panic!("wire type {other}"),
+        };
+        fields.push((key >> 3, value));
+    }
+    fields
+}
+
+/// The embedded messages (or strings) of field `number`.
+fn all(fields: &[(u64, Wire)], number: u64) -> Vec<Vec<u8>> {
+    fields
+        .iter()
+        .filter(|(n, _)| *n == number)
+        .filter_map(|(_, value)| match value {
+            Wire::Bytes(bytes) => Some(bytes.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn text(fields: &[(u64, Wire)], number: u64) -> String {
+    all(fields, number)
+        .first()
+        .map(|bytes| String::from_utf8(bytes.clone()).unwrap())
+        .unwrap_or_default()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `KeyValue`s with string values, as pairs.
+fn attributes(fields: &[(u64, Wire)], number: u64) -> Vec<(String, String)> {
+    all(fields, number)
+        .iter()
+        .map(|kv| {
+            let kv = decode(kv);
+            let value = decode(&all(&kv, 2)[0]);
+            (text(&kv, 1), text(&value, 1))
+        })
+        .collect()
+}
+
+/// What a protobuf stand-in collector received: per request its headers, the resource's
+/// attributes, and each span's (trace id, parent span id, name, kind).
+#[derive(Debug, Clone)]
+struct ProtoRequest {
+    content_type: String,
+    content_encoding: String,
+    resource: Vec<(String, String)>,
+    spans: Vec<(String, String, String, u64)>,
+}
+
+#[tokio::test]
+async fn spans_wait_for_their_batch_leave_gzipped_as_protobuf_at_sigterm_and_unsampled_stay() {
+    use std::io::Read as _;
+    let received: Arc<Mutex<Vec<ProtoRequest>>> = Arc::default();
+    let store = received.clone();
+    let app = Router::new().route(
+        "/v1/traces",
+        post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let store = store.clone();
+                async move {
+                    let header = |name: &str| {
+                        headers
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned()
+                    };
+                    let mut raw = Vec::new();
+                    flate2::read::GzDecoder::new(&body[..])
+                        .read_to_end(&mut raw)
+                        .unwrap();
+                    let request = decode(&raw);
+                    let resource_spans = decode(&all(&request, 1)[0]);
+                    let resource = attributes(&decode(&all(&resource_spans, 1)[0]), 1);
+                    let scope_spans = decode(&all(&resource_spans, 2)[0]);
+                    let spans = all(&scope_spans, 2)
+                        .iter()
+                        .map(|span| {
+                            let span = decode(span);
+                            let parent = all(&span, 4).first().map(|p| hex(p)).unwrap_or_default();
+                            let kind = span
+                                .iter()
+                                .find_map(|(n, v)| match (n, v) {
+                                    (6, Wire::Number(kind)) => Some(*kind),
+                                    _ => None,
+                                })
+                                .unwrap_or(0);
+                            (hex(&all(&span, 1)[0]), parent, text(&span, 5), kind)
+                        })
+                        .collect();
+                    store.lock().unwrap().push(ProtoRequest {
+                        content_type: header("content-type"),
+                        content_encoding: header("content-encoding"),
+                        resource,
+                        spans,
+                    });
+                    ""
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let database_url = create_database().await.unwrap();
+    let settings = test_settings(&database_url, &brokers());
+    let mut service = ChronicleProcess::serve_logged(
+        &settings,
+        "api",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+            ("OTEL_SERVICE_NAME", "chronicle-proto"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment=test,team=a%2Cb",
+            ),
+            // Nothing leaves on the schedule: only the shutdown's flush sends the batch.
+            ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
+            // Quiet logs must not silence the traces.
+            ("RUST_LOG", "warn"),
+        ],
+        false,
+    )
+    .unwrap();
+    service.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let base = service.client("").unwrap().base_url().to_owned();
+    let unsampled_trace = "5bf92f3577b34da6a3ce929d0e0e4737";
+    for (trace, flags) in [(CLIENT_TRACE, "01"), (unsampled_trace, "00")] {
+        let answer: Value = reqwest::Client::new()
+            .post(format!("{base}/graphql"))
+            .header("traceparent", format!("00-{trace}-{CLIENT_SPAN}-{flags}"))
+            .json(&json!({"query": "{ __typename }"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["data"]["__typename"], "Query", "{answer}");
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        received.lock().unwrap().is_empty(),
+        "spans wait for their batch"
+    );
+
+    service.signal("-TERM").unwrap();
+    let status = service.wait_exit(Duration::from_secs(30)).await.unwrap();
+    assert!(status.success(), "{status}");
+    let requests = received.lock().unwrap().clone();
+    assert!(
+        !requests.is_empty(),
+        "the shutdown flushed the queued spans"
+    );
+    for request in &requests {
+        assert_eq!(request.content_type, "application/x-protobuf");
+        assert_eq!(request.content_encoding, "gzip");
+        assert_eq!(
+            request.resource,
+            vec![
+                ("service.name".to_owned(), "chronicle-proto".to_owned()),
+                ("deployment.environment".to_owned(), "test".to_owned()),
+                ("team".to_owned(), "a,b".to_owned()),
+            ]
+        );
+    }
+    let spans: Vec<_> = requests.iter().flat_map(|r| r.spans.clone()).collect();
+    assert!(
+        spans.contains(&(
+            CLIENT_TRACE.to_owned(),
+            CLIENT_SPAN.to_owned(),
+            "graphql".to_owned(),
+            2 // SERVER
+        )),
+        "{spans:?}"
+    );
+    assert!(
+        spans
+            .iter()
+            .all(|(trace, _, _, _)| trace != unsampled_trace),
+        "the caller's unsampled trace was exported: {spans:?}"
+    );
 }

@@ -1,0 +1,187 @@
+//! What every process serves, whatever parts it runs: `/health/live`, `/health/ready` and
+//! `/metrics`.
+//!
+//! A process started with `--only relay,projections,worker` has no GraphQL API, yet an
+//! orchestrator still needs to know whether it is alive and ready, and an operator still needs
+//! its relay's and consumers' metrics; so these routes are served on `CHRONICLE_HTTP_ADDR` by
+//! every process, and GraphQL is added only where the API runs.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chronicle_application::observability::Gauges;
+use chronicle_infrastructure::kafka::probe::{BrokerHealth, BrokerProbe};
+use chronicle_infrastructure::outbox::RelayStatus;
+use serde_json::json;
+use sqlx::PgPool;
+
+/// Shared state of the health and metrics routes.
+#[derive(Clone)]
+pub struct OpsState {
+    /// For readiness checks.
+    pub pool: PgPool,
+    /// The relay's state, when this process runs one.
+    pub relay: Option<Arc<RelayStatus>>,
+    /// Gauges read from the database at each scrape.
+    pub gauges: Arc<Gauges>,
+    /// Asks the brokers for metadata, for readiness.
+    pub broker: BrokerProbe,
+    /// The parts this process runs.
+    pub parts: PartsHealth,
+}
+
+/// The parts a process runs (relay, projections, worker, api) and whether each still runs.
+/// A part whose task ended (a consumer that gave up, say) makes the process unready, so an
+/// orchestrator restarts it instead of leaving it half-working.
+#[derive(Clone, Default)]
+pub struct PartsHealth {
+    parts: Arc<Mutex<Vec<Part>>>,
+}
+
+/// A part's name, and whether its task still runs.
+type Part = (&'static str, Arc<AtomicBool>);
+
+impl PartsHealth {
+    /// Registers the part `name` as running, and answers `part` wrapped so that its end marks
+    /// it stopped.
+    pub fn watch(
+        &self,
+        name: &'static str,
+        part: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let running = Arc::new(AtomicBool::new(true));
+        self.lock().push((name, running.clone()));
+        async move {
+            part.await;
+            running.store(false, Ordering::Release);
+        }
+    }
+
+    /// Each registered part and whether it runs.
+    pub fn report(&self) -> BTreeMap<&'static str, bool> {
+        self.lock()
+            .iter()
+            .map(|(name, running)| (*name, running.load(Ordering::Acquire)))
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Part>> {
+        // A panic elsewhere while holding the lock cannot leave the list half-written (one
+        // push), so a poisoned lock is still a good list.
+        self.parts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// How long readiness waits for the database's answer.
+const READY_DATABASE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a scrape waits for the database gauges before answering with the last values.
+const GAUGE_REFRESH_LIMIT: Duration = Duration::from_secs(2);
+
+/// The health and metrics routes.
+pub fn router(state: OpsState) -> Router {
+    Router::new()
+        .route("/health/live", get(|| async { "ok" }))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(prometheus))
+        .with_state(state)
+}
+
+/// The Prometheus text exposition, database gauges refreshed first.
+async fn prometheus(State(state): State<OpsState>) -> impl IntoResponse {
+    if tokio::time::timeout(GAUGE_REFRESH_LIMIT, state.gauges.refresh())
+        .await
+        .is_err()
+    {
+        tracing::warn!("metrics gauges not refreshed in time; serving the last values");
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        crate::metrics::handle().render(),
+    )
+}
+
+/// Readiness: 503 when the database does not answer (nothing can be served without it) or a
+/// part of this process stopped. The broker's state is reported but does not fail readiness:
+/// commands still commit to the outbox while Kafka is away, and the relay drains it when Kafka
+/// returns.
+async fn ready(State(state): State<OpsState>) -> Response {
+    let (database, broker) = tokio::join!(
+        tokio::time::timeout(
+            READY_DATABASE_TIMEOUT,
+            sqlx::query("SELECT 1").execute(&state.pool)
+        ),
+        state.broker.check()
+    );
+    let database = matches!(database, Ok(Ok(_)));
+    let broker = match broker {
+        BrokerHealth::Reachable { brokers } => json!({"reachable": true, "brokers": brokers}),
+        BrokerHealth::Unreachable(reason) => json!({"reachable": false, "error": reason}),
+    };
+    let relay = state.relay.as_ref().map(|status| {
+        json!({
+            "leader": status.is_leader(),
+            "published": status.published(),
+            "lastError": status.last_error(),
+        })
+    });
+    let parts = state.parts.report();
+    let all_running = parts.values().all(|running| *running);
+    let parts: BTreeMap<_, _> = parts
+        .into_iter()
+        .map(|(name, running)| (name, if running { "running" } else { "stopped" }))
+        .collect();
+    let is_ready = database && all_running;
+    let body = json!({
+        "status": if is_ready { "ready" } else { "unavailable" },
+        "database": database,
+        "broker": broker,
+        "relay": relay,
+        "parts": parts,
+    });
+    let code = if is_ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_part_whose_task_ended_is_reported_stopped() {
+        let health = PartsHealth::default();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let relay = tokio::spawn(health.watch("relay", async {
+            let _ = stopped.await;
+        }));
+        let _worker = tokio::spawn(health.watch("worker", std::future::pending()));
+        tokio::task::yield_now().await;
+        assert_eq!(
+            health.report(),
+            BTreeMap::from([("relay", true), ("worker", true)])
+        );
+        stop.send(()).unwrap();
+        relay.await.unwrap();
+        assert_eq!(
+            health.report(),
+            BTreeMap::from([("relay", false), ("worker", true)])
+        );
+    }
+}
