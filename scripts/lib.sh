@@ -65,6 +65,21 @@ ensure_tansu() {
   export TANSU_BIN
 }
 
+# The checkers of the deployment files, since no Docker engine may run where the tests do:
+# check-jsonschema (the Compose Specification's schema is built in) in a virtualenv of its own,
+# and promtool (Debian's prometheus package; its daemon is not started).
+CHECK_JSONSCHEMA_VERSION="0.39.0"
+ensure_deploy_checkers() {
+  local venv="$CHRONICLE_STATE/venv"
+  if ! "$venv/bin/check-jsonschema" --version 2>/dev/null | grep -q "$CHECK_JSONSCHEMA_VERSION"; then
+    log "installing check-jsonschema $CHECK_JSONSCHEMA_VERSION"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q "check-jsonschema==$CHECK_JSONSCHEMA_VERSION"
+  fi
+  export CHECK_JSONSCHEMA="$venv/bin/check-jsonschema"
+  command -v promtool >/dev/null || apt_install --no-install-recommends prometheus
+}
+
 # Headless Chromium and chromedriver for the GraphiQL browser test (Debian's packages).
 ensure_browser() {
   if ! command -v chromedriver >/dev/null || ! [ -x "${CHROMIUM_BIN:-/usr/bin/chromium}" ]; then

@@ -37,6 +37,9 @@ enum Command {
         /// The projection to rebuild, or `all`.
         projection: String,
     },
+    /// Ask the local `serve` whether it is ready (`/health/ready` on CHRONICLE_HTTP_ADDR), for
+    /// container health checks: exits 0 when ready, 1 otherwise, printing the answer.
+    Health,
     /// Inspect the audit trail.
     Audit {
         #[command(subcommand)]
@@ -125,6 +128,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+        Command::Health => {
+            let api = ApiSettings::from_env_for(false)?;
+            Ok(match chronicle_api::ops::probe_ready(api.http_addr).await {
+                Ok(body) => {
+                    println!("{body}");
+                    ExitCode::SUCCESS
+                }
+                Err(reason) => {
+                    eprintln!("chronicle: not ready: {reason}");
+                    ExitCode::FAILURE
+                }
+            })
         }
         Command::Migrate => {
             telemetry::init(false)?;

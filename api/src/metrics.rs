@@ -99,6 +99,10 @@ fn describe() {
         "Time from an event's commit to Kafka's acknowledgement of it"
     );
     metrics::describe_gauge!(
+        "chronicle_relay_leader",
+        "1 on the instance whose relay holds the relay lock and publishes, 0 on standbys"
+    );
+    metrics::describe_gauge!(
         "chronicle_outbox_backlog_events",
         "Events committed to the store and not yet published to Kafka"
     );

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -82,6 +83,36 @@ impl PartsHealth {
     }
 }
 
+/// Asks the process listening on `addr` (an unspecified address means this host) whether it
+/// is ready: its `/health/ready` body when it answers 200, else why not. `chronicle health`
+/// runs it, so a container's health check needs no curl in the image.
+pub async fn probe_ready(addr: SocketAddr) -> Result<String, String> {
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        ip if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let url = format!("http://{}/health/ready", SocketAddr::new(host, addr.port()));
+    let client = reqwest::Client::builder()
+        .timeout(PROBE_TIMEOUT)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let response = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {}", chronicle_application::error_chain::Chain(&e)))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    match status.is_success() {
+        true => Ok(body),
+        false => Err(format!("{url} answered {status}: {body}")),
+    }
+}
+
+/// How long `chronicle health` waits for the answer (readiness itself waits 2 s per check).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long readiness waits for the database's answer.
 const READY_DATABASE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -99,6 +130,10 @@ pub fn router(state: OpsState) -> Router {
 
 /// The Prometheus text exposition, database gauges refreshed first.
 async fn prometheus(State(state): State<OpsState>) -> impl IntoResponse {
+    if let Some(relay) = &state.relay {
+        // 1 on the instance whose relay publishes; the sum over instances should be 1.
+        metrics::gauge!("chronicle_relay_leader").set(f64::from(u8::from(relay.is_leader())));
+    }
     if tokio::time::timeout(GAUGE_REFRESH_LIMIT, state.gauges.refresh())
         .await
         .is_err()

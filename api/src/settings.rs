@@ -154,7 +154,24 @@ impl AuthSettings {
                 })
             }
         }
-        let hs256_secret = var("CHRONICLE_JWT_SECRET");
+        let hs256_secret = match (
+            var("CHRONICLE_JWT_SECRET"),
+            var("CHRONICLE_JWT_SECRET_FILE"),
+        ) {
+            (Some(secret), _) => Some(secret),
+            // A file (a container secret) keeps the secret out of the environment, which
+            // `docker inspect` and /proc show to anyone allowed to look.
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(path.trim())
+                    .map_err(|e| ConfigError {
+                        variable: "CHRONICLE_JWT_SECRET_FILE",
+                        message: format!("cannot read {path:?}: {e}"),
+                    })?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
         if let Some(secret) = &hs256_secret {
             if secret.len() < MIN_JWT_SECRET_BYTES {
                 return Err(ConfigError {

@@ -82,6 +82,15 @@ impl ChronicleProcess {
         Self::spawn(settings, args, "127.0.0.1:0", &[], None)
     }
 
+    /// Like [`ChronicleProcess::run`] with extra environment variables (they win).
+    pub fn run_with(
+        settings: &Settings,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        Self::spawn(settings, args, "127.0.0.1:0", env, None)
+    }
+
     fn spawn(
         settings: &Settings,
         args: &[&str],

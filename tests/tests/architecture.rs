@@ -181,6 +181,64 @@ fn backticked(cell: &str) -> Vec<String> {
         .collect()
 }
 
+/// The alerts and the dashboard of `deploy/` name only metrics the service records: a metric
+/// renamed in the code would otherwise leave an alert that can never fire and a panel that
+/// stays empty, with nothing to say so.
+#[test]
+fn alerts_and_dashboard_name_only_metrics_the_code_records() {
+    let workspace = workspace();
+    let mut recorded = BTreeSet::new();
+    for root in SERVICE_ROOTS {
+        for (_, text) in ModuleGraph::read(&workspace, root).texts {
+            recorded.extend(metric_names(&strip_keeping_strings(&text)));
+        }
+    }
+    assert!(
+        recorded.contains("chronicle_command_duration_seconds"),
+        "the metric reader is broken: {recorded:?}"
+    );
+    let mut problems = Vec::new();
+    for file in [
+        "deploy/prometheus/alerts.yml",
+        "deploy/grafana/dashboards/chronicle.json",
+    ] {
+        let text = std::fs::read_to_string(workspace.join(file)).expect(file);
+        let named = metric_names(&text);
+        assert!(!named.is_empty(), "{file} names no metric");
+        for name in named {
+            let base = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(&name);
+            if !recorded.contains(base) && !recorded.contains(&name) {
+                problems.push(format!("{file}: {name} is not recorded by the service"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Every `chronicle_...` metric name in `text`.
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for (at, _) in text.match_indices("chronicle_") {
+        let before = text[..at].chars().next_back();
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        let name: String = text[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        // Crate paths (`chronicle_api::...`) and the like are not metric names.
+        if text[at + name.len()..].starts_with("::") || name.ends_with('_') {
+            continue;
+        }
+        names.insert(name);
+    }
+    names
+}
+
 /// The variables `code` reads (`var("NAME")`, `parsed("NAME", default)` and the like: any
 /// string literal that names one), with the default when it is a literal number or boolean,
 /// given in the call or as `default.field` of a `Default` impl in the same file.

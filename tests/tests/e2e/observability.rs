@@ -329,6 +329,11 @@ async fn a_process_without_the_api_answers_health_and_metrics_of_its_parts() {
         sample(&exposition, "chronicle_relay_published_total", &[]).unwrap_or(0.0) >= 1.0,
         "{exposition}"
     );
+    assert_eq!(
+        sample(&exposition, "chronicle_relay_leader", &[]),
+        Some(1.0),
+        "{exposition}"
+    );
     assert!(
         sample(
             &exposition,
