@@ -43,8 +43,9 @@ use crate::rate_limit::RateLimiter;
 use crate::settings::ApiSettings;
 use chronicle_application::error_chain::Chain;
 use chronicle_application::observability::Gauges;
+use chronicle_application::outbox_admin::ParkedOutbox;
 use chronicle_infrastructure::kafka::probe::BrokerProbe;
-use chronicle_infrastructure::outbox::PgOutboxMonitor;
+use chronicle_infrastructure::outbox::{PgOutboxMonitor, PgParkedEvents};
 
 /// The consumer group of the read-model projections (under `KAFKA_TOPIC_PREFIX`).
 pub const PROJECTIONS_GROUP: &str = "chronicle-projections";
@@ -259,6 +260,8 @@ struct Wiring<'a> {
     dead_letters: Option<FutureProducer>,
     /// The parts started so far, for readiness.
     parts: PartsHealth,
+    /// The outbox's parked records.
+    parked: Arc<PgParkedEvents>,
 }
 
 impl<'a> Wiring<'a> {
@@ -270,6 +273,7 @@ impl<'a> Wiring<'a> {
             .await
             .context("registering projections")?;
         let appended = OutboxSignal::new();
+        let parked = Arc::new(PgParkedEvents::new(pool.clone()));
         let store = Arc::new(PgEventStore::new(pool.clone(), appended.clone()));
         let report_commands = Arc::new(ReportCommands::new(
             store.clone(),
@@ -290,6 +294,7 @@ impl<'a> Wiring<'a> {
             rebuilder,
             dead_letters: None,
             parts: PartsHealth::default(),
+            parked,
         })
     }
 
@@ -395,8 +400,10 @@ impl<'a> Wiring<'a> {
             relay,
             gauges: Arc::new(Gauges::new(
                 Arc::new(PgOutboxMonitor::new(self.pool.clone())),
+                self.parked.clone(),
                 self.rebuilder.clone(),
             )),
+            parked: self.parked.clone(),
             broker: BrokerProbe::new(&self.settings.kafka).context("creating the broker probe")?,
             parts: self.parts.clone(),
         })
@@ -431,6 +438,7 @@ impl<'a> Wiring<'a> {
             task_history: Arc::new(TimeTravel::new(audit_log.clone())),
             report_history: Arc::new(TimeTravel::new(audit_log)),
             rebuilder: self.rebuilder.clone(),
+            parked: Arc::new(ParkedOutbox::new(self.parked.clone())),
         };
         Ok(router(HttpState {
             schema: build_schema(services, &api.limits),

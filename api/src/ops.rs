@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chronicle_application::observability::Gauges;
+use chronicle_application::ports::parked_events::ParkedEvents;
 use chronicle_infrastructure::kafka::probe::{BrokerHealth, BrokerProbe};
 use chronicle_infrastructure::outbox::RelayStatus;
 use serde_json::json;
@@ -37,6 +38,8 @@ pub struct OpsState {
     pub broker: BrokerProbe,
     /// The parts this process runs.
     pub parts: PartsHealth,
+    /// The outbox's parked records, counted for readiness.
+    pub parked: Arc<dyn ParkedEvents>,
 }
 
 /// The parts a process runs (relay, projections, worker, api) and whether each still runs.
@@ -154,13 +157,19 @@ async fn prometheus(State(state): State<OpsState>) -> impl IntoResponse {
 /// commands still commit to the outbox while Kafka is away, and the relay drains it when Kafka
 /// returns.
 async fn ready(State(state): State<OpsState>) -> Response {
-    let (database, broker) = tokio::join!(
+    let (database, broker, parked) = tokio::join!(
         tokio::time::timeout(
             READY_DATABASE_TIMEOUT,
             sqlx::query("SELECT 1").execute(&state.pool)
         ),
-        state.broker.check()
+        state.broker.check(),
+        tokio::time::timeout(READY_DATABASE_TIMEOUT, state.parked.count()),
     );
+    // Parked records are reported, not failed on: the process works, an operator is needed.
+    let parked = match parked {
+        Ok(Ok(count)) => json!(count),
+        _ => json!(null),
+    };
     let database = matches!(database, Ok(Ok(_)));
     let broker = match broker {
         BrokerHealth::Reachable { brokers } => json!({"reachable": true, "brokers": brokers}),
@@ -185,6 +194,7 @@ async fn ready(State(state): State<OpsState>) -> Response {
         "database": database,
         "broker": broker,
         "relay": relay,
+        "outbox": {"parked": parked},
         "parts": parts,
     });
     let code = if is_ready {

@@ -55,7 +55,8 @@ pub enum Action {
     ChangeWork,
     /// Read the audit trail, verify chains, travel in time (`auditor`).
     ReadAudit,
-    /// Operate projections: status, rebuild, pause (`admin` only).
+    /// Operate the service: projections (status, rebuild, pause), parked outbox records
+    /// (`admin` only).
     Operate,
 }
 
@@ -75,7 +76,7 @@ impl Action {
             Self::ReadWork => "reading tasks and reports needs the member, auditor or admin role",
             Self::ChangeWork => "changing tasks and reports needs the member or admin role",
             Self::ReadAudit => "the audit trail and past states need the auditor or admin role",
-            Self::Operate => "projections are operated by the admin role",
+            Self::Operate => "projections and the outbox are operated by the admin role",
         }
     }
 }

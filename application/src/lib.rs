@@ -16,6 +16,7 @@ pub mod live;
 pub mod message;
 pub mod metadata;
 pub mod observability;
+pub mod outbox_admin;
 pub mod ports;
 pub mod projection;
 pub mod queries;

@@ -8,21 +8,32 @@ use std::sync::Arc;
 
 use crate::error_chain::Chain;
 use crate::ports::outbox_monitor::OutboxMonitor;
+use crate::ports::parked_events::ParkedEvents;
 use crate::rebuild::Rebuilder;
 
 /// Reads and records the gauges.
 pub struct Gauges {
     outbox: Arc<dyn OutboxMonitor>,
+    parked: Arc<dyn ParkedEvents>,
     rebuilder: Arc<Rebuilder>,
 }
 
 impl Gauges {
-    /// Gauges over the outbox and the projections.
-    pub fn new(outbox: Arc<dyn OutboxMonitor>, rebuilder: Arc<Rebuilder>) -> Self {
-        Self { outbox, rebuilder }
+    /// Gauges over the outbox, its parked records and the projections.
+    pub fn new(
+        outbox: Arc<dyn OutboxMonitor>,
+        parked: Arc<dyn ParkedEvents>,
+        rebuilder: Arc<Rebuilder>,
+    ) -> Self {
+        Self {
+            outbox,
+            parked,
+            rebuilder,
+        }
     }
 
     /// Sets `chronicle_outbox_backlog_events`, `chronicle_outbox_oldest_unpublished_seconds`,
+    /// `chronicle_outbox_parked_events`,
     /// `chronicle_projection_lag_events{projection}` and `chronicle_projection_lag_seconds{projection}`
     /// to their current values; a failed read leaves the previous value and is logged.
     pub async fn refresh(&self) {
@@ -34,6 +45,12 @@ impl Gauges {
             }
             Err(error) => {
                 tracing::warn!(error = %Chain(&error), "outbox backlog unavailable for metrics")
+            }
+        }
+        match self.parked.count().await {
+            Ok(parked) => metrics::gauge!("chronicle_outbox_parked_events").set(parked as f64),
+            Err(error) => {
+                tracing::warn!(error = %Chain(&error), "parked outbox records unavailable for metrics")
             }
         }
         match self.rebuilder.statuses().await {

@@ -46,6 +46,10 @@ pub struct KafkaSettings {
     /// the wait ends (Tansu, which `./scripts/dev` starts) adds up to this much to the time a
     /// change takes to reach the read models, so `./scripts/dev` sets 10.
     pub fetch_wait_max_ms: u32,
+    /// Largest record the producer sends (`KAFKA_MESSAGE_MAX_BYTES`, librdkafka's
+    /// `message.max.bytes`): set it to the brokers' own limit, so an oversized event is refused
+    /// here, before anything behind it is sent, and parked.
+    pub message_max_bytes: u32,
 }
 
 /// Every setting of the service.
@@ -173,6 +177,7 @@ impl Settings {
                 sasl_password: var("KAFKA_SASL_PASSWORD").map(Secret::new),
                 ssl_ca_location: var("KAFKA_SSL_CA_LOCATION"),
                 fetch_wait_max_ms: parsed("KAFKA_FETCH_WAIT_MAX_MS", 500)?,
+                message_max_bytes: parsed("KAFKA_MESSAGE_MAX_BYTES", 1_000_000)?,
             },
             snapshot_every: parsed("CHRONICLE_SNAPSHOT_EVERY", 100)?,
             log_json,
@@ -215,6 +220,7 @@ mod tests {
             sasl_password: Some(Secret::new("kafka-pass-123")),
             ssl_ca_location: None,
             fetch_wait_max_ms: 500,
+            message_max_bytes: 1_000_000,
         };
         assert!(!format!("{kafka:?}").contains("kafka-pass-123"));
     }

@@ -92,6 +92,7 @@ pub fn test_settings(database_url: &str, brokers: &str) -> Settings {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(10),
+            message_max_bytes: 1_000_000,
         },
         snapshot_every: 5,
         log_json: false,

@@ -118,6 +118,10 @@ impl ChronicleProcess {
                 "KAFKA_FETCH_WAIT_MAX_MS",
                 settings.kafka.fetch_wait_max_ms.to_string(),
             )
+            .env(
+                "KAFKA_MESSAGE_MAX_BYTES",
+                settings.kafka.message_max_bytes.to_string(),
+            )
             .env("CHRONICLE_JWT_SECRET", TEST_SECRET)
             .env("CHRONICLE_HTTP_ADDR", http_addr)
             .env("CHRONICLE_RATE_LIMIT_PER_SECOND", "0")

@@ -9,6 +9,7 @@ use chronicle_application::audit::{AuditQueries, TimeTravel};
 use chronicle_application::commands::{ReportCommands, TaskCommands};
 use chronicle_application::live::LiveWatch;
 use chronicle_application::metadata::CommandMetadata;
+use chronicle_application::outbox_admin::ParkedOutbox;
 use chronicle_application::projection::report::ReportReadModel;
 use chronicle_application::projection::task::TaskReadModel;
 use chronicle_application::queries::{ReportQueries, TaskQueries};
@@ -36,6 +37,8 @@ pub struct Services {
     pub report_history: Arc<TimeTravel<ReportReadModel>>,
     /// Projection status and rebuilds.
     pub rebuilder: Arc<Rebuilder>,
+    /// The outbox's parked records.
+    pub parked: Arc<ParkedOutbox>,
 }
 
 /// One HTTP request's context, built by the HTTP handler before the schema runs.

@@ -7,6 +7,7 @@ mod error;
 mod limits;
 mod mutation;
 mod observe;
+mod outbox;
 mod pagination;
 mod projection;
 mod query;
@@ -24,16 +25,22 @@ pub use mutation::MutationRoot;
 pub use query::QueryRoot;
 pub use subscription::SubscriptionRoot;
 
-/// Every query: tasks and reports, the audit trail, projections.
+/// Every query: tasks and reports, the audit trail, projections, parked outbox records.
 #[derive(MergedObject, Default)]
-pub struct Query(QueryRoot, audit::AuditQuery, projection::ProjectionQuery);
+pub struct Query(
+    QueryRoot,
+    audit::AuditQuery,
+    projection::ProjectionQuery,
+    outbox::OutboxQuery,
+);
 
-/// Every mutation: task and report commands, projection rebuilds.
+/// Every mutation: task and report commands, projection rebuilds, parked outbox records.
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     MutationRoot,
     projection::ProjectionMutation,
     projection::ProjectionPauseMutation,
+    outbox::OutboxMutation,
 );
 
 /// Every subscription: task events, report status, projection status.

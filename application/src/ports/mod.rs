@@ -11,6 +11,7 @@ pub mod event_handler;
 pub mod event_store;
 pub mod outbox_monitor;
 pub mod page;
+pub mod parked_events;
 pub mod projection_control;
 pub mod report_data;
 pub mod report_queries;

@@ -40,7 +40,8 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
         .set("compression.type", "lz4")
         // Bounded: a delivery that cannot finish in this time is reported failed and the relay
         // keeps the row for a later attempt instead of waiting forever.
-        .set("message.timeout.ms", "30000");
+        .set("message.timeout.ms", "30000")
+        .set("message.max.bytes", settings.message_max_bytes.to_string());
     config
 }
 
@@ -77,6 +78,7 @@ mod tests {
             sasl_password: Some(crate::secret::Secret::new("pw")),
             ssl_ca_location: Some("/etc/ssl/kafka-ca.pem".into()),
             fetch_wait_max_ms: 10,
+            message_max_bytes: 1_000_000,
         };
         for config in [
             base_config(&settings),

@@ -8,7 +8,8 @@ use sqlx::PgPool;
 use crate::db::store_error;
 
 /// Reads the backlog with the relay's own partial index (`outbox_unpublished_idx`), so the cost
-/// follows the backlog, not the table.
+/// follows the backlog, not the table. Parked records are not backlog: they wait for an
+/// operator, not for the relay, and have a gauge of their own.
 #[derive(Clone)]
 pub struct PgOutboxMonitor {
     pool: PgPool,
@@ -27,7 +28,7 @@ impl OutboxMonitor for PgOutboxMonitor {
         let (events, oldest_seconds): (i64, f64) = sqlx::query_as(
             "SELECT count(*),
                     coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8
-             FROM outbox WHERE published_at IS NULL",
+             FROM outbox WHERE published_at IS NULL AND parked_at IS NULL",
         )
         .fetch_one(&self.pool)
         .await

@@ -18,6 +18,11 @@
 //! the idempotent producer). On a failed delivery nothing more is enqueued until everything in
 //! flight has settled; then the failures are recorded and the relay backs off and starts over
 //! from the oldest unpublished row.
+//!
+//! A row refused for good (too large for the broker, an invalid record, a topic the
+//! producer may not write) would fail the same way forever. After [`PARK_AFTER`] refusals it
+//! is parked: it and the later rows of its aggregate (same topic and key) are left out of the
+//! reads until an operator retries them, so only that aggregate waits, never the relay.
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -33,13 +38,36 @@ use sqlx::{PgPool, Row};
 
 use crate::InfraError;
 
+/// Refusals for good a row may get before it is parked.
+pub const PARK_AFTER: i32 = 3;
+
+/// Why a delivery failed.
+#[derive(Debug, Clone)]
+struct Failure {
+    message: String,
+    /// The producer's idempotence state is gone: only a new producer can publish again.
+    producer_unusable: bool,
+    /// The record itself is refused, and would be again (see [`refused_for_good`]).
+    permanent: bool,
+}
+
+impl Failure {
+    fn of(error: &KafkaError) -> Self {
+        Self {
+            message: error.to_string(),
+            producer_unusable: loses_producer_state(error),
+            permanent: refused_for_good(error),
+        }
+    }
+}
+
 /// The outcome of one row's delivery.
 struct Settled {
     id: i64,
     /// Seconds from the commit to the acknowledgement (or failure).
     lag_seconds: f64,
-    /// The broker's refusal, if any, and whether it means the producer's identity is gone.
-    failure: Option<(String, bool)>,
+    /// The broker's or the producer's refusal, if any.
+    failure: Option<Failure>,
 }
 
 /// Rows enqueued on the producer and not yet settled.
@@ -98,7 +126,12 @@ pub(super) async fn step(
 ) -> Result<Progress, PipelineError> {
     let mut progress = Progress::default();
     let failure = harvest(pool, in_flight, &mut progress).await?;
-    if let Some((message, producer_unusable)) = failure {
+    if let Some(Failure {
+        message,
+        producer_unusable,
+        ..
+    }) = failure
+    {
         // Let everything in flight settle, mark what got through, then report.
         while in_flight.next_settled().await.is_some() {}
         let _ = harvest(pool, in_flight, &mut progress).await?;
@@ -114,13 +147,13 @@ pub(super) async fn step(
     Ok(progress)
 }
 
-/// Marks every settled acknowledgement published and records refusals; answers the first
-/// refusal.
+/// Marks every settled acknowledgement published and records refusals (parking the rows
+/// refused for good [`PARK_AFTER`] times); answers the first refusal.
 async fn harvest(
     pool: &PgPool,
     in_flight: &mut InFlight,
     progress: &mut Progress,
-) -> Result<Option<(String, bool)>, PipelineError> {
+) -> Result<Option<Failure>, PipelineError> {
     while let Some(Some(settled)) = in_flight.deliveries.next().now_or_never() {
         in_flight.parked.push(settled);
     }
@@ -130,7 +163,7 @@ async fn harvest(
     let settled = std::mem::take(&mut in_flight.parked);
     let mut published = Vec::with_capacity(settled.len());
     let mut failed = Vec::new();
-    let mut first_failure: Option<(String, bool)> = None;
+    let mut first_failure: Option<Failure> = None;
     let lag = metrics::histogram!("chronicle_relay_publish_lag_seconds");
     for row in &settled {
         in_flight.ids.remove(&row.id);
@@ -139,11 +172,11 @@ async fn harvest(
                 published.push(row.id);
                 lag.record(row.lag_seconds);
             }
-            Some((message, unusable)) => {
-                failed.push(row.id);
+            Some(failure) => {
+                failed.push((row.id, failure.permanent));
                 match &mut first_failure {
-                    None => first_failure = Some((message.clone(), *unusable)),
-                    Some((_, any_unusable)) => *any_unusable |= *unusable,
+                    None => first_failure = Some(failure.clone()),
+                    Some(first) => first.producer_unusable |= failure.producer_unusable,
                 }
             }
         }
@@ -159,18 +192,45 @@ async fn harvest(
         progress.published += published.len();
         metrics::counter!("chronicle_relay_published_total").increment(published.len() as u64);
     }
-    if let Some((message, _)) = &first_failure {
+    if let Some(first) = &first_failure {
         metrics::counter!("chronicle_relay_publish_failures_total").increment(failed.len() as u64);
-        sqlx::query(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1)",
-        )
-        .bind(&failed)
-        .bind(message)
-        .execute(pool)
-        .await
-        .map_err(|e| PipelineError::Database(InfraError::db("record outbox failure")(e)))?;
+        record_failures(pool, &failed, &first.message).await?;
     }
     Ok(first_failure)
+}
+
+/// Counts an attempt on each failed row with the error; a row refused for good for the
+/// [`PARK_AFTER`]th time is parked.
+async fn record_failures(
+    pool: &PgPool,
+    failed: &[(i64, bool)],
+    message: &str,
+) -> Result<(), PipelineError> {
+    let (ids, permanent): (Vec<i64>, Vec<bool>) = failed.iter().copied().unzip();
+    let recorded: Vec<(i64, String, String, bool)> = sqlx::query_as(
+        "UPDATE outbox o SET attempts = o.attempts + 1, last_error = $3,
+                parked_at = CASE WHEN f.permanent AND o.attempts + 1 >= $4 THEN now() END
+         FROM unnest($1::bigint[], $2::bool[]) AS f(id, permanent)
+         WHERE o.id = f.id
+         RETURNING o.id, o.topic, o.key, o.parked_at IS NOT NULL",
+    )
+    .bind(&ids)
+    .bind(&permanent)
+    .bind(message)
+    .bind(PARK_AFTER)
+    .fetch_all(pool)
+    .await
+    .map_err(|e| PipelineError::Database(InfraError::db("record outbox failure")(e)))?;
+    let mut parked = 0u64;
+    for (id, topic, key, _) in recorded.iter().filter(|(.., now_parked)| *now_parked) {
+        parked += 1;
+        tracing::error!(outbox_id = id, %topic, %key, error = %message,
+            "outbox row parked after {PARK_AFTER} refusals; its aggregate's later events wait for retryParkedEvents");
+    }
+    if parked > 0 {
+        metrics::counter!("chronicle_relay_parked_total").increment(parked);
+    }
+    Ok(())
 }
 
 /// Reads up to `room` unpublished rows not in flight, in id order, and enqueues them in that
@@ -188,7 +248,12 @@ async fn read_and_enqueue(
         "SELECT id, topic, key, headers, payload::text AS payload,
                 extract(epoch FROM clock_timestamp() - created_at)::float8 AS waited
          FROM outbox
-         WHERE published_at IS NULL AND id <> ALL($2)
+         WHERE published_at IS NULL AND parked_at IS NULL AND id <> ALL($2)
+           AND NOT EXISTS (
+               SELECT 1 FROM outbox parked
+               WHERE parked.parked_at IS NOT NULL AND parked.published_at IS NULL
+                 AND parked.topic = outbox.topic AND parked.key = outbox.key
+                 AND parked.id < outbox.id)
          ORDER BY id LIMIT $1",
     )
     .bind(room as i64)
@@ -223,7 +288,10 @@ async fn read_and_enqueue(
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => break,
             Err((error, _)) => {
                 // Refused before it was queued: it settles as failed, like a refused delivery.
-                let failure = Some((format!("enqueue outbox row {id}: {error}"), false));
+                let failure = Some(Failure {
+                    message: format!("enqueue outbox row {id}: {error}"),
+                    ..Failure::of(&error)
+                });
                 in_flight.ids.insert(id);
                 in_flight.deliveries.push(
                     async move {
@@ -243,8 +311,12 @@ async fn read_and_enqueue(
             async move {
                 let failure = match delivery.await {
                     Ok(Ok(_)) => None,
-                    Ok(Err((error, _))) => Some((error.to_string(), loses_producer_state(&error))),
-                    Err(_) => Some(("producer dropped a delivery".to_owned(), false)),
+                    Ok(Err((error, _))) => Some(Failure::of(&error)),
+                    Err(_) => Some(Failure {
+                        message: "producer dropped a delivery".to_owned(),
+                        producer_unusable: false,
+                        permanent: false,
+                    }),
                 };
                 Settled {
                     id,
@@ -277,6 +349,24 @@ fn loses_producer_state(error: &KafkaError) -> bool {
     )
 }
 
+/// Whether the broker or the producer refuses the record itself, so that sending it again
+/// can only fail again: too large, malformed, or for a topic this producer may not write.
+/// Outages, timeouts and leadership changes are not among them: those rows are retried as
+/// long as it takes.
+fn refused_for_good(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::MessageBatchTooLarge
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+        )
+    )
+}
+
 /// Reads `[[name, value], ...]` back into header pairs.
 fn headers_from_json(value: &Value) -> Vec<(String, String)> {
     value
@@ -292,4 +382,31 @@ fn headers_from_json(value: &Value) -> Vec<(String, String)> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_refusals_of_the_record_itself_park_it() {
+        let refused = |code| KafkaError::MessageProduction(code);
+        for code in [
+            RDKafkaErrorCode::MessageSizeTooLarge,
+            RDKafkaErrorCode::InvalidRecord,
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+        ] {
+            assert!(refused_for_good(&refused(code)), "{code:?}");
+        }
+        // Outages, timeouts and leadership changes pass: those rows are retried forever.
+        for code in [
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::QueueFull,
+            RDKafkaErrorCode::NotLeaderForPartition,
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::AllBrokersDown,
+        ] {
+            assert!(!refused_for_good(&refused(code)), "{code:?}");
+        }
+    }
 }

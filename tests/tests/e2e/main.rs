@@ -14,6 +14,7 @@ mod identity;
 mod kafka_flow;
 mod limits;
 mod observability;
+mod outbox;
 mod postgres_es;
 mod replay;
 mod reports;

@@ -1,0 +1,164 @@
+//! Records the broker refuses for good are parked: only their aggregate waits, every other
+//! aggregate keeps flowing, and an operator sends them again once the cause is fixed.
+
+use std::time::Duration;
+
+use chronicle_application::topics::Topics;
+use chronicle_tests::support::admin_token;
+use chronicle_tests::{
+    brokers, create_database, eventually, read_topic, test_settings, Answer, ChronicleProcess,
+    GraphqlClient,
+};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+const ALL: &str = "api,relay,projections,worker";
+const START: Duration = Duration::from_secs(60);
+
+async fn create_task(client: &GraphqlClient, title: &str, description: &str) -> String {
+    let data = client
+        .data(
+            "mutation($i: CreateTaskInput!) { createTask(input: $i) { id } }",
+            json!({"i": {"title": title, "teamId": "team-a", "description": description}}),
+        )
+        .await
+        .unwrap();
+    data["createTask"]["id"].as_str().unwrap().to_owned()
+}
+
+/// `(sequence, published, parked)` of each outbox row of `aggregate`, in id order.
+async fn outbox_rows(db: &PgPool, aggregate: &str) -> Vec<(i64, bool, bool)> {
+    sqlx::query_as(
+        "SELECT (payload->>'sequence')::bigint, published_at IS NOT NULL, parked_at IS NOT NULL
+         FROM outbox WHERE key = $1 ORDER BY id",
+    )
+    .bind(aggregate)
+    .fetch_all(db)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_oversized_event_is_parked_alone_and_published_in_order_after_a_retry() {
+    let database_url = create_database().await.unwrap();
+    let mut settings = test_settings(&database_url, &brokers());
+    settings.kafka.message_max_bytes = 4_000;
+    let service = ChronicleProcess::serve(&settings, ALL).unwrap();
+    service.wait_ready(START).await.unwrap();
+    let client = service.client(&admin_token()).unwrap();
+    let db = PgPool::connect(&database_url).await.unwrap();
+
+    // A task whose creation is larger than the producer may send; its next event queues
+    // behind it. Another task's events flow meanwhile.
+    let large = create_task(&client, "Large", &"x".repeat(9_000)).await;
+    client
+        .data(
+            "mutation($id: ID!) { startTask(id: $id) { version } }",
+            json!({"id": large}),
+        )
+        .await
+        .unwrap();
+    let small = create_task(&client, "Small", "fits").await;
+    let parked = eventually(Duration::from_secs(30), || async {
+        let page = client
+            .data(
+                "{ parkedEvents(first: 10) { edges { node { aggregateType aggregateId eventId sequence error parkedAt } } } }",
+                json!({}),
+            )
+            .await?;
+        let edges = page["parkedEvents"]["edges"].as_array().cloned().unwrap_or_default();
+        Ok((!edges.is_empty()).then_some(edges))
+    })
+    .await
+    .expect("the oversized event was parked");
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    let node = &parked[0]["node"];
+    assert_eq!(node["aggregateId"], large.as_str());
+    assert_eq!(node["aggregateType"], "Task");
+    assert_eq!(node["sequence"], 1);
+    let error = node["error"].as_str().unwrap().to_lowercase();
+    assert!(error.contains("too large"), "{error}");
+
+    // The other aggregate was published; the parked one's later event waits unparked.
+    eventually(Duration::from_secs(30), || async {
+        Ok((outbox_rows(&db, &small).await == vec![(1, true, false)]).then_some(()))
+    })
+    .await
+    .expect("the other aggregate kept flowing");
+    assert_eq!(
+        outbox_rows(&db, &large).await,
+        vec![(1, false, true), (2, false, false)]
+    );
+    let (_, ready) = client.ready().await.unwrap();
+    assert_eq!(ready["outbox"]["parked"], 1, "{ready}");
+    assert_eq!(
+        ready["status"], "ready",
+        "parked records do not fail readiness"
+    );
+    let metrics = client.metrics().await.unwrap();
+    assert!(
+        metrics.contains("chronicle_outbox_parked_events 1"),
+        "{metrics}"
+    );
+
+    // A member may not see or retry them.
+    let member = GraphqlClient::new(
+        client.base_url().to_owned(),
+        chronicle_api::auth::Authenticator::hs256(chronicle_tests::TEST_SECRET)
+            .issue(
+                "u-m",
+                vec!["member".into()],
+                vec!["team-a".into()],
+                chrono::Duration::hours(1),
+            )
+            .unwrap(),
+    );
+    let Answer::Error { code, .. } = member
+        .send("mutation { retryParkedEvents }", json!({}))
+        .await
+    else {
+        panic!("a member retried parked events");
+    };
+    assert_eq!(code, "FORBIDDEN");
+
+    // The operator raises the limit, restarts, and retries that aggregate.
+    service.signal("-TERM").unwrap();
+    let mut service = service;
+    service.wait_exit(Duration::from_secs(30)).await.unwrap();
+    settings.kafka.message_max_bytes = 1_000_000;
+    let service = ChronicleProcess::serve(&settings, ALL).unwrap();
+    service.wait_ready(START).await.unwrap();
+    let client = service.client(&admin_token()).unwrap();
+    let retried = client
+        .data(
+            "mutation($id: ID!) { retryParkedEvents(aggregateId: $id) }",
+            json!({"id": large}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(retried["retryParkedEvents"], 1);
+    eventually(Duration::from_secs(30), || async {
+        let rows = outbox_rows(&db, &large).await;
+        Ok((rows == vec![(1, true, false), (2, true, false)]).then_some(()))
+    })
+    .await
+    .expect("the parked event and the one behind it were published");
+
+    // On the topic, in sequence order.
+    let topic = Topics::new(settings.kafka.topic_prefix.clone()).events_of("Task");
+    let records = read_topic(&brokers(), &topic, 3, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let sequences: Vec<i64> = records
+        .iter()
+        .filter(|r| r.key == large)
+        .map(|r| r.value["sequence"].as_i64().unwrap())
+        .collect();
+    assert_eq!(sequences, vec![1, 2]);
+    let description = records
+        .iter()
+        .find(|r| r.key == large && r.value["sequence"] == 1)
+        .map(|r| r.value["payload"]["description"].clone())
+        .unwrap_or(Value::Null);
+    assert_eq!(description.as_str().map(str::len), Some(9_000));
+}
