@@ -41,11 +41,16 @@ use crate::http::{router, HttpState};
 use crate::ops::{OpsState, PartsHealth};
 use crate::rate_limit::RateLimiter;
 use crate::settings::ApiSettings;
+use chronicle_application::dead_letter_admin::DeadLetterAdmin;
 use chronicle_application::error_chain::Chain;
 use chronicle_application::observability::Gauges;
 use chronicle_application::outbox_admin::ParkedOutbox;
+use chronicle_application::projection::failures::ProjectionFailures;
+use chronicle_infrastructure::dead_letters::PgDeadLetters;
+use chronicle_infrastructure::kafka::dead_letter::KafkaRedrive;
 use chronicle_infrastructure::kafka::probe::BrokerProbe;
 use chronicle_infrastructure::outbox::{PgOutboxMonitor, PgParkedEvents};
+use chronicle_infrastructure::read_model::failures::PgProjectionFailures;
 
 /// The consumer group of the read-model projections (under `KAFKA_TOPIC_PREFIX`).
 pub const PROJECTIONS_GROUP: &str = "chronicle-projections";
@@ -232,14 +237,64 @@ pub async fn start(
 /// Every topic the service writes or dead-letters to: the event topics, the projections'
 /// dead letters of each, and the worker's of the report topic.
 fn service_topics(topics: &Topics) -> Vec<String> {
-    let projections_group = topics.group(PROJECTIONS_GROUP);
-    let worker_group = topics.group(REPORT_WORKER_GROUP);
     let mut all = topics.event_topics();
-    for topic in topics.event_topics() {
-        all.push(Topics::dead_letter(&topic, &projections_group));
+    for (group, consumed) in consumed_topics(topics) {
+        for topic in consumed {
+            all.push(Topics::dead_letter(&topic, &group));
+            all.push(Topics::redrive(&topic, &group));
+        }
     }
-    all.push(Topics::dead_letter(&topics.report_events(), &worker_group));
     all
+}
+
+/// Each durable consumer group (under the prefix) and the event topics it consumes.
+fn consumed_topics(topics: &Topics) -> [(String, Vec<String>); 2] {
+    [
+        (topics.group(PROJECTIONS_GROUP), topics.event_topics()),
+        (
+            topics.group(REPORT_WORKER_GROUP),
+            vec![topics.report_events()],
+        ),
+    ]
+}
+
+/// What `group` subscribes to: its event topics, and beside each the topic its dead letters
+/// are sent back on (only this group reads it).
+fn subscription(group: &str, topics: Vec<String>) -> Vec<String> {
+    let redrives: Vec<String> = topics.iter().map(|t| Topics::redrive(t, group)).collect();
+    topics.into_iter().chain(redrives).collect()
+}
+
+/// The events each projection could not apply, retried through the projection's own fold.
+pub fn projection_failures(
+    pool: &PgPool,
+    task_views: Arc<PgTaskViews>,
+    report_views: Arc<PgReportViews>,
+) -> ProjectionFailures {
+    ProjectionFailures::new(
+        Arc::new(PgProjectionFailures::new(pool.clone())),
+        vec![
+            Arc::new(TaskProjector::new(task_views)),
+            Arc::new(ReportProjector::new(report_views)),
+        ],
+    )
+}
+
+/// The consumer groups whose dead letters operators see, as they name them.
+pub const DEAD_LETTER_GROUPS: [&str; 2] = [PROJECTIONS_GROUP, REPORT_WORKER_GROUP];
+
+/// The dead letters of the service's groups, sent back through `producer`.
+pub fn dead_letter_admin(
+    pool: &PgPool,
+    topics: &Topics,
+    producer: FutureProducer,
+) -> DeadLetterAdmin {
+    DeadLetterAdmin::new(
+        Arc::new(PgDeadLetters::new(pool.clone())),
+        Arc::new(KafkaRedrive::new(producer)),
+        topics,
+        &DEAD_LETTER_GROUPS,
+    )
 }
 
 /// The adapters every part is built from, and the tasks started so far.
@@ -262,6 +317,8 @@ struct Wiring<'a> {
     parts: PartsHealth,
     /// The outbox's parked records.
     parked: Arc<PgParkedEvents>,
+    /// Where consumers record what they set aside.
+    dead_letter_store: Arc<PgDeadLetters>,
 }
 
 impl<'a> Wiring<'a> {
@@ -274,6 +331,7 @@ impl<'a> Wiring<'a> {
             .context("registering projections")?;
         let appended = OutboxSignal::new();
         let parked = Arc::new(PgParkedEvents::new(pool.clone()));
+        let dead_letter_store = Arc::new(PgDeadLetters::new(pool.clone()));
         let store = Arc::new(PgEventStore::new(pool.clone(), appended.clone()));
         let report_commands = Arc::new(ReportCommands::new(
             store.clone(),
@@ -295,6 +353,7 @@ impl<'a> Wiring<'a> {
             dead_letters: None,
             parts: PartsHealth::default(),
             parked,
+            dead_letter_store,
         })
     }
 
@@ -360,14 +419,18 @@ impl<'a> Wiring<'a> {
             Arc::new(TaskProjector::new(self.task_views.clone())),
             Arc::new(ReportProjector::new(self.report_views.clone())),
         ]);
-        let options = ConsumerOptions::projection(
-            self.topics.group(PROJECTIONS_GROUP),
-            self.topics.event_topics(),
-        );
+        let group = self.topics.group(PROJECTIONS_GROUP);
+        let topics = subscription(&group, self.topics.event_topics());
+        let options = ConsumerOptions::projection(group, topics);
         let producer = self.dead_letter_producer()?;
-        let consumer =
-            EventConsumer::new(&self.settings.kafka, options, Arc::new(handlers), producer)
-                .context("starting the projection consumer")?;
+        let consumer = EventConsumer::new(
+            &self.settings.kafka,
+            options,
+            Arc::new(handlers),
+            producer,
+            self.dead_letter_store.clone(),
+        )
+        .context("starting the projection consumer")?;
         let shutdown = self.shutdown.clone();
         self.spawn_part("projections", consumer.run(shutdown));
         Ok(())
@@ -380,14 +443,21 @@ impl<'a> Wiring<'a> {
             Arc::new(PgReportData::new(self.pool.clone())),
             REPORT_MAX_ATTEMPTS,
         );
-        let options = ConsumerOptions::worker(
-            self.topics.group(REPORT_WORKER_GROUP),
-            vec![self.topics.report_events()],
-        );
+        let group = self.topics.group(REPORT_WORKER_GROUP);
+        let topics = subscription(&group, vec![self.topics.report_events()]);
+        let options = ConsumerOptions {
+            max_attempts: Some(self.settings.worker_max_attempts),
+            ..ConsumerOptions::worker(group, topics)
+        };
         let producer = self.dead_letter_producer()?;
-        let consumer =
-            EventConsumer::new(&self.settings.kafka, options, Arc::new(worker), producer)
-                .context("starting the report worker")?;
+        let consumer = EventConsumer::new(
+            &self.settings.kafka,
+            options,
+            Arc::new(worker),
+            producer,
+            self.dead_letter_store.clone(),
+        )
+        .context("starting the report worker")?;
         let shutdown = self.shutdown.clone();
         self.spawn_part("worker", consumer.run(shutdown));
         Ok(())
@@ -416,6 +486,7 @@ impl<'a> Wiring<'a> {
         authenticator: Authenticator,
     ) -> anyhow::Result<axum::Router> {
         let live_feed = self.start_live_feed()?;
+        let dead_letter_producer = self.dead_letter_producer()?;
         let settings = self.settings;
         let audit_log: Arc<dyn AuditLog> = Arc::new(PgAuditLog::new(self.pool.clone()));
         let services = Services {
@@ -439,6 +510,16 @@ impl<'a> Wiring<'a> {
             report_history: Arc::new(TimeTravel::new(audit_log)),
             rebuilder: self.rebuilder.clone(),
             parked: Arc::new(ParkedOutbox::new(self.parked.clone())),
+            dead_letters: Arc::new(dead_letter_admin(
+                &self.pool,
+                &self.topics,
+                dead_letter_producer,
+            )),
+            projection_failures: Arc::new(projection_failures(
+                &self.pool,
+                self.task_views.clone(),
+                self.report_views.clone(),
+            )),
         };
         Ok(router(HttpState {
             schema: build_schema(services, &api.limits),
@@ -489,6 +570,7 @@ impl<'a> Wiring<'a> {
             ConsumerOptions::live_feed(group, self.topics.event_topics()),
             Arc::new(live_feed.clone()),
             producer,
+            self.dead_letter_store.clone(),
         )
         .context("starting the live feed")?;
         let shutdown = self.shutdown.clone();

@@ -7,11 +7,13 @@
 pub mod app;
 pub mod audit_cli;
 pub mod auth;
+pub mod dead_letters_cli;
 pub mod graphiql;
 pub mod graphql;
 pub mod http;
 pub mod metrics;
 pub mod ops;
+pub mod projection_failures_cli;
 pub mod rate_limit;
 pub mod rebuild_cli;
 pub mod settings;

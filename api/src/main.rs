@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use chronicle_api::app::{self, Parts};
 use chronicle_api::auth::{parse_ttl, Authenticator};
 use chronicle_api::settings::{ApiSettings, AuthSettings};
-use chronicle_api::telemetry;
+use chronicle_api::{dead_letters_cli, projection_failures_cli, telemetry};
 use chronicle_infrastructure::config::Settings;
 use chronicle_infrastructure::db;
 use clap::{Parser, Subcommand};
@@ -40,6 +40,29 @@ enum Command {
     /// Ask the local `serve` whether it is ready (`/health/ready` on CHRONICLE_HTTP_ADDR), for
     /// container health checks: exits 0 when ready, 1 otherwise, printing the answer.
     Health,
+    /// The dead letters of a consumer group: list, show, redrive (send back to the group),
+    /// discard. Exits 2 for an unknown group, 1 when a dead letter is missing or the broker
+    /// refused a redrive.
+    DeadLetters {
+        /// list, show, redrive or discard.
+        #[arg(value_enum)]
+        action: DeadLetterAction,
+        /// The consumer group: chronicle-projections or chronicle-report-worker.
+        #[arg(long)]
+        group: String,
+        /// Dead letters to show, redrive or discard (redrive without one: every one waiting).
+        #[arg(long = "id", value_name = "ID")]
+        ids: Vec<i64>,
+    },
+    /// The events a projection could not apply: list them, or retry them once their cause is
+    /// gone. Exits 2 for an unknown projection, 1 when a retry leaves failures.
+    ProjectionFailures {
+        /// list or retry.
+        #[arg(value_enum)]
+        action: ProjectionFailureAction,
+        /// The projection: tasks or reports.
+        name: String,
+    },
     /// Inspect the audit trail.
     Audit {
         #[command(subcommand)]
@@ -60,6 +83,20 @@ enum Command {
         #[arg(long, default_value = "8h", value_parser = parse_ttl)]
         ttl: chrono::Duration,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DeadLetterAction {
+    List,
+    Show,
+    Redrive,
+    Discard,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ProjectionFailureAction {
+    List,
+    Retry,
 }
 
 #[derive(Subcommand)]
@@ -141,6 +178,46 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ExitCode::FAILURE
                 }
             })
+        }
+        Command::DeadLetters { action, group, ids } => {
+            telemetry::init_for_command();
+            let settings = Settings::from_env()?;
+            let pool = db::connect(settings.database_url.expose(), 2).await?;
+            db::migrate(&pool).await.context("applying migrations")?;
+            let producer =
+                chronicle_infrastructure::kafka::client::producer_config(&settings.kafka)
+                    .create()
+                    .context("creating the Kafka producer")?;
+            let topics =
+                chronicle_application::topics::Topics::new(settings.kafka.topic_prefix.clone());
+            let admin = app::dead_letter_admin(&pool, &topics, producer);
+            let action = match action {
+                DeadLetterAction::List => dead_letters_cli::Action::List,
+                DeadLetterAction::Show => dead_letters_cli::Action::Show,
+                DeadLetterAction::Redrive => dead_letters_cli::Action::Redrive,
+                DeadLetterAction::Discard => dead_letters_cli::Action::Discard,
+            };
+            dead_letters_cli::run(&admin, action, &group, &ids).await
+        }
+        Command::ProjectionFailures { action, name } => {
+            telemetry::init_for_command();
+            let url = Settings::database_url()?;
+            let pool = db::connect(url.expose(), 2).await?;
+            db::migrate(&pool).await.context("applying migrations")?;
+            let failures = app::projection_failures(
+                &pool,
+                std::sync::Arc::new(
+                    chronicle_infrastructure::read_model::tasks::PgTaskViews::new(pool.clone()),
+                ),
+                std::sync::Arc::new(
+                    chronicle_infrastructure::read_model::reports::PgReportViews::new(pool.clone()),
+                ),
+            );
+            let action = match action {
+                ProjectionFailureAction::List => projection_failures_cli::Action::List,
+                ProjectionFailureAction::Retry => projection_failures_cli::Action::Retry,
+            };
+            projection_failures_cli::run(&failures, action, &name).await
         }
         Command::Migrate => {
             telemetry::init(false)?;

@@ -53,4 +53,10 @@ impl Topics {
     pub fn dead_letter(topic: &str, group: &str) -> String {
         format!("{topic}.{group}.dlq")
     }
+
+    /// Where a consumer group's dead letters of a topic are sent back to it, and only to it:
+    /// `{topic}.{group}.redrive`, which that group alone subscribes to beside `topic`.
+    pub fn redrive(topic: &str, group: &str) -> String {
+        format!("{topic}.{group}.redrive")
+    }
 }

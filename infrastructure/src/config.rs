@@ -78,6 +78,9 @@ pub struct Settings {
     /// (`CHRONICLE_DB_ACQUIRE_TIMEOUT_MS`): how fast requests fail while the database is away;
     /// with a healthy database a wait that long means the pool is far too small.
     pub database_acquire_timeout: Duration,
+    /// Attempts the report worker makes at a request that keeps failing before it sets it
+    /// aside as a dead letter (`CHRONICLE_WORKER_MAX_ATTEMPTS`).
+    pub worker_max_attempts: u32,
 }
 
 /// Reads one variable; empty counts as unset. Every setting is read through it or
@@ -190,6 +193,8 @@ impl Settings {
                 "CHRONICLE_DB_ACQUIRE_TIMEOUT_MS",
                 2000,
             )?),
+            // With the worker's backoff (0.2 s doubling, at most 30 s), about a minute of trying.
+            worker_max_attempts: parsed("CHRONICLE_WORKER_MAX_ATTEMPTS", 8)?.max(1),
         })
     }
 }

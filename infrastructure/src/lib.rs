@@ -6,6 +6,7 @@
 pub mod audit_log;
 pub mod config;
 pub mod db;
+pub mod dead_letters;
 pub mod event_store;
 pub mod kafka;
 pub mod outbox;

@@ -101,6 +101,7 @@ pub fn test_settings(database_url: &str, brokers: &str) -> Settings {
         rebuild_outdated: true,
         shutdown_timeout: Duration::from_secs(30),
         database_acquire_timeout: Duration::from_secs(5),
+        worker_max_attempts: 8,
     }
 }
 

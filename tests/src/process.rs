@@ -119,6 +119,10 @@ impl ChronicleProcess {
                 settings.kafka.fetch_wait_max_ms.to_string(),
             )
             .env(
+                "CHRONICLE_WORKER_MAX_ATTEMPTS",
+                settings.worker_max_attempts.to_string(),
+            )
+            .env(
                 "KAFKA_MESSAGE_MAX_BYTES",
                 settings.kafka.message_max_bytes.to_string(),
             )

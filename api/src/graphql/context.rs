@@ -7,9 +7,11 @@ use async_graphql::Context;
 use chronicle_application::access::{Action, Principal, TeamScope};
 use chronicle_application::audit::{AuditQueries, TimeTravel};
 use chronicle_application::commands::{ReportCommands, TaskCommands};
+use chronicle_application::dead_letter_admin::DeadLetterAdmin;
 use chronicle_application::live::LiveWatch;
 use chronicle_application::metadata::CommandMetadata;
 use chronicle_application::outbox_admin::ParkedOutbox;
+use chronicle_application::projection::failures::ProjectionFailures;
 use chronicle_application::projection::report::ReportReadModel;
 use chronicle_application::projection::task::TaskReadModel;
 use chronicle_application::queries::{ReportQueries, TaskQueries};
@@ -39,6 +41,10 @@ pub struct Services {
     pub rebuilder: Arc<Rebuilder>,
     /// The outbox's parked records.
     pub parked: Arc<ParkedOutbox>,
+    /// The consumer groups' dead letters.
+    pub dead_letters: Arc<DeadLetterAdmin>,
+    /// Events projections could not apply.
+    pub projection_failures: Arc<ProjectionFailures>,
 }
 
 /// One HTTP request's context, built by the HTTP handler before the schema runs.

@@ -3,6 +3,7 @@
 mod arguments;
 mod audit;
 mod context;
+mod dead_letters;
 mod error;
 mod limits;
 mod mutation;
@@ -10,6 +11,7 @@ mod observe;
 mod outbox;
 mod pagination;
 mod projection;
+mod projection_failures;
 mod query;
 mod report;
 mod subscription;
@@ -25,22 +27,28 @@ pub use mutation::MutationRoot;
 pub use query::QueryRoot;
 pub use subscription::SubscriptionRoot;
 
-/// Every query: tasks and reports, the audit trail, projections, parked outbox records.
+/// Every query: tasks and reports, the audit trail, projections, parked outbox records, dead
+/// letters.
 #[derive(MergedObject, Default)]
 pub struct Query(
     QueryRoot,
     audit::AuditQuery,
     projection::ProjectionQuery,
+    projection_failures::ProjectionFailureQuery,
     outbox::OutboxQuery,
+    dead_letters::DeadLetterQuery,
 );
 
-/// Every mutation: task and report commands, projection rebuilds, parked outbox records.
+/// Every mutation: task and report commands, projection rebuilds, parked outbox records, dead
+/// letters.
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     MutationRoot,
     projection::ProjectionMutation,
     projection::ProjectionPauseMutation,
+    projection_failures::ProjectionFailureMutation,
     outbox::OutboxMutation,
+    dead_letters::DeadLetterMutation,
 );
 
 /// Every subscription: task events, report status, projection status.

@@ -37,6 +37,23 @@ pub fn decode_cursor(kind: &str, cursor: &str) -> Result<Uuid, AppError> {
         .ok_or_else(invalid)
 }
 
+/// Encodes a keyset cursor for a row of `kind` numbered `id` (dead letters, whose ids are
+/// sequence numbers).
+pub fn encode_number_cursor(kind: &str, id: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{kind}:{id}"))
+}
+
+/// Decodes a cursor of `kind` from [`encode_number_cursor`].
+pub fn decode_number_cursor(kind: &str, cursor: &str) -> Result<i64, AppError> {
+    let invalid = || AppError::validation("after", "is not a cursor returned by this API");
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    text.strip_prefix(kind)
+        .and_then(|rest| rest.strip_prefix(':'))
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(invalid)
+}
+
 /// Turns a page of rows into Relay parts: (cursor, node) pairs and page info.
 pub fn connection<V, N>(
     page: Page<V>,

@@ -9,6 +9,7 @@ use chronicle_application::access::Action;
 use chronicle_application::ports::projection_control::{
     ProjectionState as AppState, ProjectionStatus as AppStatus,
 };
+use chronicle_application::projection::failures::ProjectionFailures;
 use chronicle_application::rebuild::Rebuilder;
 use chronicle_application::AppError;
 use chrono::{DateTime, Utc};
@@ -86,6 +87,8 @@ pub struct ProjectionStatus {
     pub last_rebuild: Option<LastRebuild>,
     /// Why the last rebuild failed or was abandoned.
     pub last_error: Option<String>,
+    /// Events it could not apply, waiting in `projectionFailures`.
+    pub failures: i64,
 }
 
 impl From<AppStatus> for ProjectionStatus {
@@ -115,16 +118,28 @@ impl From<AppStatus> for ProjectionStatus {
                     finished_at,
                 }),
             last_error: status.last_error,
+            failures: 0,
         }
     }
 }
 
-async fn statuses(rebuilder: &Rebuilder) -> Result<Vec<ProjectionStatus>, AppError> {
+async fn statuses(
+    rebuilder: &Rebuilder,
+    failures: &ProjectionFailures,
+) -> Result<Vec<ProjectionStatus>, AppError> {
+    let counts = failures.counts().await?;
     Ok(rebuilder
         .statuses()
         .await?
         .into_iter()
-        .map(ProjectionStatus::from)
+        .map(|status| {
+            let mut status = ProjectionStatus::from(status);
+            status.failures = counts
+                .iter()
+                .find(|(name, _)| *name == status.name)
+                .map_or(0, |(_, n)| *n as i64);
+            status
+        })
         .collect())
 }
 
@@ -139,7 +154,11 @@ impl ProjectionQuery {
         let request = ctx.request();
         let run = async {
             request.may(Action::Operate)?;
-            statuses(&ctx.services().rebuilder).await
+            statuses(
+                &ctx.services().rebuilder,
+                &ctx.services().projection_failures,
+            )
+            .await
         };
         run.await.map_err(|e| to_graphql(e, request))
     }
@@ -180,7 +199,7 @@ impl ProjectionMutation {
                     Err(error) => tracing::warn!(error = %Chain(&error), "rebuild failed"),
                 }
             });
-            let all = statuses(&rebuilder).await?;
+            let all = statuses(&rebuilder, &ctx.services().projection_failures).await?;
             Ok(all
                 .into_iter()
                 .filter(|s| names.contains(&s.name.as_str()))
@@ -227,7 +246,7 @@ async fn set_paused(
     let run = async {
         request.may(Action::Operate)?;
         rebuilder.set_paused(name, paused).await?;
-        statuses(rebuilder)
+        statuses(rebuilder, &ctx.services().projection_failures)
             .await?
             .into_iter()
             .find(|s| s.name == name)
@@ -251,6 +270,7 @@ impl ProjectionSubscription {
     ) -> async_graphql::Result<impl Stream<Item = ProjectionStatus>> {
         let request = ctx.request();
         let rebuilder = ctx.services().rebuilder.clone();
+        let failures = ctx.services().projection_failures.clone();
         (|| {
             request.may(Action::Operate)?;
             match rebuilder.select(&name)?.as_slice() {
@@ -259,13 +279,13 @@ impl ProjectionSubscription {
             }
         })()
         .map_err(|e| to_graphql(e, request))?;
-        let state = (rebuilder, name, None::<ProjectionStatus>);
-        let statuses = stream::unfold(state, |(rebuilder, name, last)| async move {
+        let state = (rebuilder, failures, name, None::<ProjectionStatus>);
+        let statuses = stream::unfold(state, |(rebuilder, failures, name, last)| async move {
             loop {
                 if last.is_some() {
                     tokio::time::sleep(STATUS_POLL).await;
                 }
-                let current = match statuses(&rebuilder).await {
+                let current = match statuses(&rebuilder, &failures).await {
                     Ok(all) => all.into_iter().find(|s| s.name == name),
                     Err(error) => {
                         tracing::warn!(error = %Chain(&error), "projection status unavailable");
@@ -274,7 +294,7 @@ impl ProjectionSubscription {
                 };
                 match current {
                     Some(status) if last.as_ref() != Some(&status) => {
-                        return Some((status.clone(), (rebuilder, name, Some(status))));
+                        return Some((status.clone(), (rebuilder, failures, name, Some(status))));
                     }
                     _ if last.is_none() => {
                         tokio::time::sleep(STATUS_POLL).await;

@@ -7,12 +7,14 @@
 //! circle. There are no re-exports here: each type has one path.
 
 pub mod audit_log;
+pub mod dead_letters;
 pub mod event_handler;
 pub mod event_store;
 pub mod outbox_monitor;
 pub mod page;
 pub mod parked_events;
 pub mod projection_control;
+pub mod projection_failures;
 pub mod report_data;
 pub mod report_queries;
 pub mod store_error;

@@ -106,6 +106,28 @@ impl<M: ReadModel> EventHandler for Projector<M> {
     }
 }
 
+/// A projector as the retry of its failures sees it (`retryProjectionFailures`): it applies
+/// stored events again, through the same fold and store as live events.
+#[async_trait]
+pub trait Reapply: Send + Sync {
+    /// The projection's name (`tasks`, `reports`).
+    fn name(&self) -> &'static str;
+
+    /// Applies `events` (in store order); a gap that is still there is recorded again.
+    async fn reapply(&self, events: &[EventMessage]) -> Result<BatchOutcome, StoreError>;
+}
+
+#[async_trait]
+impl<M: ReadModel> Reapply for Projector<M> {
+    fn name(&self) -> &'static str {
+        M::NAME
+    }
+
+    async fn reapply(&self, events: &[EventMessage]) -> Result<BatchOutcome, StoreError> {
+        self.apply(events).await
+    }
+}
+
 /// Several handlers behind one consumer: each sees the whole batch (and ignores what is not
 /// its aggregate type); rejections are merged so the consumer dead-letters each message once.
 pub struct Handlers(pub Vec<Arc<dyn EventHandler>>);

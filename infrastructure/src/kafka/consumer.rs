@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chronicle_application::message::EventMessage;
+use chronicle_application::ports::dead_letters::DeadLetterStore;
 use chronicle_application::ports::event_handler::{EventHandler, HandlerError};
 use chronicle_application::retry::{NextStep, Retries, RetryPolicy};
 use chronicle_application::trace::TraceContext;
@@ -167,12 +168,14 @@ fn consume_span(group: &str, message: &OwnedMessage, trace: &TraceContext) -> tr
 }
 
 impl EventConsumer {
-    /// Subscribes a consumer of `options.group` to `options.topics`.
+    /// Subscribes a consumer of `options.group` to `options.topics`; what it rejects is
+    /// recorded in `dead_letters` and sent to its dead-letter topics through `producer`.
     pub fn new(
         settings: &KafkaSettings,
         options: ConsumerOptions,
         handler: Arc<dyn EventHandler>,
         producer: FutureProducer,
+        dead_letters: Arc<dyn DeadLetterStore>,
     ) -> Result<Self, InfraError> {
         let mut config = super::client::consumer_config(settings, &options.group);
         if options.from_latest {
@@ -192,7 +195,7 @@ impl EventConsumer {
         Ok(Self {
             consumer: Some(consumer),
             handler,
-            dead_letters: DeadLetters::new(producer, options.group.clone()),
+            dead_letters: DeadLetters::new(producer, options.group.clone(), dead_letters),
             options,
         })
     }

@@ -28,32 +28,38 @@ impl LagReporter {
 /// librdkafka's fetch state of a partition this consumer owns and fetches.
 const FETCH_ACTIVE: &str = "active";
 
-/// A partition this consumer owns, with its lag when known.
+/// librdkafka's fetch states of a partition this consumer does not own (any more).
+const FETCH_NOT_OWNED: [&str; 3] = ["none", "stopping", "stopped"];
+
+/// A partition this consumer owns, with its lag when it fetches it and the lag is known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnedPartition {
     /// Its topic.
     pub topic: String,
     /// Its number.
     pub partition: i32,
-    /// Messages behind the high watermark; `None` until librdkafka knows.
+    /// Messages behind the high watermark; `None` until librdkafka fetches and knows.
     pub lag: Option<i64>,
 }
 
-/// The partitions this consumer fetches, from librdkafka's per-partition statistics
+/// The partitions this consumer owns, from librdkafka's per-partition statistics
 /// `(topic, partition, fetch state, consumer lag)`. librdkafka keeps statistics of partitions
-/// it no longer owns (revoked in a rebalance: fetch state `none` or `stopped`), and `-1` is its
-/// internal unassigned partition; neither is this consumer's to report.
+/// it no longer owns (revoked in a rebalance: fetch state `none`, `stopping` or `stopped`),
+/// and `-1` is its internal unassigned partition; neither is this consumer's to report. Lag
+/// counts only once the partition is fetched (`active`): before, it is a stale figure.
 pub fn owned_partitions<'a>(
     partitions: impl IntoIterator<Item = (&'a str, i32, &'a str, i64)>,
 ) -> Vec<OwnedPartition> {
     partitions
         .into_iter()
-        .filter(|(_, partition, fetch_state, _)| *partition >= 0 && *fetch_state == FETCH_ACTIVE)
-        .map(|(topic, partition, _, lag)| OwnedPartition {
+        .filter(|(_, partition, fetch_state, _)| {
+            *partition >= 0 && !FETCH_NOT_OWNED.contains(fetch_state)
+        })
+        .map(|(topic, partition, fetch_state, lag)| OwnedPartition {
             topic: topic.to_owned(),
             partition,
             // A negative lag means "not known yet" (no committed offset or watermark).
-            lag: (lag >= 0).then_some(lag),
+            lag: (fetch_state == FETCH_ACTIVE && lag >= 0).then_some(lag),
         })
         .collect()
 }
@@ -112,7 +118,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_partitions_being_fetched_are_reported() {
+    fn only_owned_partitions_are_reported_and_lag_only_once_fetched() {
         let owned = owned_partitions([
             ("tasks", 0, "active", 4),
             ("tasks", 1, "none", 9),      // revoked in a rebalance

@@ -1,6 +1,7 @@
 //! Read-model tables in Postgres.
 
 mod copy;
+pub mod failures;
 pub mod reports;
 pub mod tasks;
 
@@ -80,7 +81,7 @@ pub(crate) async fn record_failure(
         "INSERT INTO projection_failures (projection, event_id, reason, event)
          VALUES ($1, $2, $3, $4)
          ON CONFLICT (projection, event_id) DO UPDATE SET reason = EXCLUDED.reason,
-            failed_at = now()",
+            failed_at = clock_timestamp(), attempts = projection_failures.attempts + 1",
     )
     .bind(projection)
     .bind(event_id)

@@ -10,6 +10,7 @@ use chronicle_application::ports::event_handler::BatchOutcome;
 use chronicle_application::ports::event_handler::{EventHandler, HandlerError};
 use chronicle_application::topics::Topics;
 use chronicle_infrastructure::config::KafkaSettings;
+use chronicle_infrastructure::dead_letters::PgDeadLetters;
 use chronicle_infrastructure::kafka::admin::ensure_topics;
 use chronicle_infrastructure::kafka::client::producer_config;
 use chronicle_infrastructure::kafka::consumer::{ConsumerOptions, EventConsumer};
@@ -66,11 +67,17 @@ struct Fixture {
     topic: String,
     group: String,
     producer: FutureProducer,
+    dead_letters: Arc<PgDeadLetters>,
 }
 
 impl Fixture {
     async fn new() -> Self {
-        let kafka = test_settings("postgres://unused", &brokers()).kafka;
+        let database_url = chronicle_tests::create_database().await.unwrap();
+        let pool = chronicle_infrastructure::db::connect(&database_url, 2)
+            .await
+            .unwrap();
+        chronicle_infrastructure::db::migrate(&pool).await.unwrap();
+        let kafka = test_settings(&database_url, &brokers()).kafka;
         let topics = Topics::new(kafka.topic_prefix.clone());
         let topic = topics.task_events();
         let group = topics.group("framework-test");
@@ -86,6 +93,7 @@ impl Fixture {
             topic,
             group,
             producer,
+            dead_letters: Arc::new(PgDeadLetters::new(pool)),
         }
     }
 
@@ -143,8 +151,14 @@ impl Fixture {
         options: ConsumerOptions,
         handler: Arc<Flaky>,
     ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
-        let consumer =
-            EventConsumer::new(&self.kafka, options, handler, self.producer.clone()).unwrap();
+        let consumer = EventConsumer::new(
+            &self.kafka,
+            options,
+            handler,
+            self.producer.clone(),
+            self.dead_letters.clone(),
+        )
+        .unwrap();
         let stop = CancellationToken::new();
         let task = tokio::spawn(consumer.run(stop.clone()));
         (stop, task)

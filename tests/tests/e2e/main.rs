@@ -7,6 +7,7 @@
 
 mod audit;
 mod consumer;
+mod dead_letters;
 mod faults;
 mod fuzz;
 mod graphiql;
@@ -16,6 +17,7 @@ mod limits;
 mod observability;
 mod outbox;
 mod postgres_es;
+mod projection_failures;
 mod replay;
 mod reports;
 mod security;
