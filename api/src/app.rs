@@ -41,11 +41,14 @@ use crate::http::{router, HttpState};
 use crate::ops::{OpsState, PartsHealth};
 use crate::rate_limit::RateLimiter;
 use crate::settings::ApiSettings;
+use chronicle_application::audit::checkpoints::{AuditProofs, Checkpointer};
+use chronicle_application::audit::signing::CheckpointSigner;
 use chronicle_application::dead_letter_admin::DeadLetterAdmin;
 use chronicle_application::error_chain::Chain;
 use chronicle_application::observability::Gauges;
 use chronicle_application::outbox_admin::ParkedOutbox;
 use chronicle_application::projection::failures::ProjectionFailures;
+use chronicle_infrastructure::audit_tree::{lead_checkpoints, KafkaCheckpointLog, PgAuditTree};
 use chronicle_infrastructure::dead_letters::PgDeadLetters;
 use chronicle_infrastructure::kafka::dead_letter::KafkaRedrive;
 use chronicle_infrastructure::kafka::probe::BrokerProbe;
@@ -210,6 +213,11 @@ pub async fn start(
         wiring.start_outdated_rebuild();
     }
     let relay_status = parts.relay.then(|| wiring.start_relay());
+    let signer = checkpoint_signer(settings)?;
+    let checkpoints_on = signer.is_some();
+    if let (true, Some(signer)) = (parts.relay, signer) {
+        wiring.start_checkpointer(signer)?;
+    }
     if parts.api || parts.worker {
         // This process appends: relays of other processes hear of it by NOTIFY.
         wiring.start_announcer(relay_status.clone());
@@ -220,7 +228,7 @@ pub async fn start(
     if parts.worker {
         wiring.start_worker()?;
     }
-    let mut routes = crate::ops::router(wiring.ops_state(relay_status.clone())?);
+    let mut routes = crate::ops::router(wiring.ops_state(relay_status.clone(), checkpoints_on)?);
     if let Some(authenticator) = authenticator {
         routes = routes.merge(wiring.start_api(api, authenticator)?);
     }
@@ -234,10 +242,24 @@ pub async fn start(
     })
 }
 
+/// The checkpoint signer of `CHRONICLE_AUDIT_SIGNING_KEY_FILE`, read at start so a bad key stops
+/// the process at once; `None` without one (checkpoints off).
+pub fn checkpoint_signer(settings: &Settings) -> anyhow::Result<Option<CheckpointSigner>> {
+    let Some(path) = &settings.audit_signing_key_file else {
+        return Ok(None);
+    };
+    let pem = std::fs::read_to_string(path)
+        .with_context(|| format!("CHRONICLE_AUDIT_SIGNING_KEY_FILE: cannot read {path:?}"))?;
+    let signer = CheckpointSigner::from_pem(&pem)
+        .with_context(|| format!("CHRONICLE_AUDIT_SIGNING_KEY_FILE: {path:?}"))?;
+    Ok(Some(signer))
+}
+
 /// Every topic the service writes or dead-letters to: the event topics, the projections'
 /// dead letters of each, and the worker's of the report topic.
 fn service_topics(topics: &Topics) -> Vec<String> {
     let mut all = topics.event_topics();
+    all.push(topics.audit_checkpoints());
     for (group, consumed) in consumed_topics(topics) {
         for topic in consumed {
             all.push(Topics::dead_letter(&topic, &group));
@@ -463,9 +485,50 @@ impl<'a> Wiring<'a> {
         Ok(())
     }
 
+    /// Grows the audit tree and signs checkpoints while this instance holds the checkpoint
+    /// lock (one instance at a time; the others stand by).
+    fn start_checkpointer(&mut self, signer: CheckpointSigner) -> anyhow::Result<()> {
+        let producer = self.dead_letter_producer()?;
+        let log = KafkaCheckpointLog::new(producer, self.topics.audit_checkpoints());
+        let checkpointer = Arc::new(Checkpointer::new(
+            Arc::new(PgAuditTree::new(self.pool.clone())),
+            Arc::new(log),
+            signer,
+        ));
+        let (url, interval, shutdown) = (
+            self.settings.database_url.expose().to_owned(),
+            self.settings.audit_checkpoint_interval,
+            self.shutdown.clone(),
+        );
+        self.spawn_part(
+            "checkpoints",
+            lead_checkpoints(url, interval, shutdown, move || {
+                let checkpointer = checkpointer.clone();
+                async move {
+                    match checkpointer.round().await {
+                        Ok(Some(checkpoint)) => tracing::debug!(
+                            tree_size = checkpoint.tree_size,
+                            "audit checkpoint signed"
+                        ),
+                        Ok(None) => {}
+                        Err(error) => {
+                            tracing::warn!(error = %Chain(&error), "audit checkpoint round failed")
+                        }
+                    }
+                }
+            }),
+        );
+        Ok(())
+    }
+
     /// What health and metrics read: the database, the broker, the relay, the parts.
-    fn ops_state(&self, relay: Option<Arc<RelayStatus>>) -> anyhow::Result<OpsState> {
+    fn ops_state(
+        &self,
+        relay: Option<Arc<RelayStatus>>,
+        checkpoints: bool,
+    ) -> anyhow::Result<OpsState> {
         Ok(OpsState {
+            checkpoints,
             pool: self.pool.clone(),
             relay,
             gauges: Arc::new(Gauges::new(
@@ -515,6 +578,9 @@ impl<'a> Wiring<'a> {
                 &self.topics,
                 dead_letter_producer,
             )),
+            audit_proofs: Arc::new(AuditProofs::new(Arc::new(PgAuditTree::new(
+                self.pool.clone(),
+            )))),
             projection_failures: Arc::new(projection_failures(
                 &self.pool,
                 self.task_views.clone(),

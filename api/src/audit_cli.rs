@@ -97,3 +97,37 @@ async fn verify_all(log: &PgAuditLog) -> anyhow::Result<bool> {
 fn operator() -> chronicle_application::access::Principal {
     chronicle_application::access::Principal::system("chronicle-cli")
 }
+
+/// `chronicle audit keygen --out PATH`: a new checkpoint signing key at PATH (mode 0600) and
+/// its public key at PATH.pub. Exit 1 when either file exists: a key is never overwritten.
+pub fn keygen(out: &std::path::Path) -> anyhow::Result<std::process::ExitCode> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let public_path = std::path::PathBuf::from(format!("{}.pub", out.display()));
+    for path in [out, public_path.as_path()] {
+        if path.exists() {
+            eprintln!(
+                "chronicle audit keygen: {} exists; not overwritten",
+                path.display()
+            );
+            return Ok(std::process::ExitCode::FAILURE);
+        }
+    }
+    let signer = chronicle_application::audit::signing::CheckpointSigner::generate();
+    let mut private = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .with_context(|| format!("creating {}", out.display()))?;
+    private.write_all(signer.to_pem()?.as_bytes())?;
+    std::fs::write(&public_path, signer.public_key().to_pem()?)
+        .with_context(|| format!("writing {}", public_path.display()))?;
+    println!(
+        "key {} written to {} (public key: {})",
+        signer.public_key().id(),
+        out.display(),
+        public_path.display()
+    );
+    Ok(std::process::ExitCode::SUCCESS)
+}

@@ -101,6 +101,15 @@ enum ProjectionFailureAction {
 
 #[derive(Subcommand)]
 enum AuditCommand {
+    /// Write a new Ed25519 signing key for audit checkpoints to PATH (PKCS#8 PEM, mode 0600)
+    /// and its public key to PATH.pub; an existing file is never overwritten.
+    Keygen {
+        /// Where to write the private key.
+        #[arg(long, value_name = "PATH")]
+        out: std::path::PathBuf,
+    },
+    /// Print the public key of CHRONICLE_AUDIT_SIGNING_KEY_FILE (SPKI PEM), for auditors.
+    PublicKey,
     /// Check the hash chain of one aggregate (--type and --id) or of every aggregate. Exits 0
     /// when intact, 1 with the first broken event printed.
     Verify {
@@ -245,6 +254,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let authenticator = Authenticator::from_settings(&AuthSettings::from_env()?)?;
             let token = authenticator.issue(&sub, roles, teams, ttl)?;
             println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            command: AuditCommand::Keygen { out },
+        } => chronicle_api::audit_cli::keygen(&out),
+        Command::Audit {
+            command: AuditCommand::PublicKey,
+        } => {
+            let settings = Settings::from_env()?;
+            let signer = app::checkpoint_signer(&settings)?
+                .context("CHRONICLE_AUDIT_SIGNING_KEY_FILE is not set")?;
+            print!("{}", signer.public_key().to_pem()?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit {

@@ -40,6 +40,8 @@ pub struct OpsState {
     pub parts: PartsHealth,
     /// The outbox's parked records, counted for readiness.
     pub parked: Arc<dyn ParkedEvents>,
+    /// Whether audit checkpoints are signed (a key is configured).
+    pub checkpoints: bool,
 }
 
 /// The parts a process runs (relay, projections, worker, api) and whether each still runs.
@@ -195,6 +197,7 @@ async fn ready(State(state): State<OpsState>) -> Response {
         "broker": broker,
         "relay": relay,
         "outbox": {"parked": parked},
+        "audit": {"checkpoints": if state.checkpoints { "on" } else { "off" }},
         "parts": parts,
     });
     let code = if is_ready {

@@ -43,6 +43,11 @@ impl Topics {
             .collect()
     }
 
+    /// Where signed audit checkpoints are published: `{prefix}chronicle.audit.checkpoints`.
+    pub fn audit_checkpoints(&self) -> String {
+        format!("{}chronicle.audit.checkpoints", self.prefix)
+    }
+
     /// A consumer group id under the same prefix, so environments (and tests) sharing a broker
     /// never join each other's groups.
     pub fn group(&self, name: &str) -> String {

@@ -81,6 +81,12 @@ pub struct Settings {
     /// Attempts the report worker makes at a request that keeps failing before it sets it
     /// aside as a dead letter (`CHRONICLE_WORKER_MAX_ATTEMPTS`).
     pub worker_max_attempts: u32,
+    /// The Ed25519 key (PKCS#8 PEM) audit checkpoints are signed with
+    /// (`CHRONICLE_AUDIT_SIGNING_KEY_FILE`); none: no tree, no checkpoints.
+    pub audit_signing_key_file: Option<String>,
+    /// How often a checkpoint is signed when events were added
+    /// (`CHRONICLE_AUDIT_CHECKPOINT_SECS`).
+    pub audit_checkpoint_interval: Duration,
 }
 
 /// Reads one variable; empty counts as unset. Every setting is read through it or
@@ -195,6 +201,10 @@ impl Settings {
             )?),
             // With the worker's backoff (0.2 s doubling, at most 30 s), about a minute of trying.
             worker_max_attempts: parsed("CHRONICLE_WORKER_MAX_ATTEMPTS", 8)?.max(1),
+            audit_signing_key_file: var("CHRONICLE_AUDIT_SIGNING_KEY_FILE"),
+            audit_checkpoint_interval: Duration::from_secs(
+                parsed("CHRONICLE_AUDIT_CHECKPOINT_SECS", 10)?.max(1),
+            ),
         })
     }
 }

@@ -4,6 +4,7 @@
 //! (the outbox relay, the Kafka consumers). Nothing here decides business rules.
 
 pub mod audit_log;
+pub mod audit_tree;
 pub mod config;
 pub mod db;
 pub mod dead_letters;

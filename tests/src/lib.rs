@@ -102,6 +102,8 @@ pub fn test_settings(database_url: &str, brokers: &str) -> Settings {
         shutdown_timeout: Duration::from_secs(30),
         database_acquire_timeout: Duration::from_secs(5),
         worker_max_attempts: 8,
+        audit_signing_key_file: None,
+        audit_checkpoint_interval: Duration::from_secs(10),
     }
 }
 

@@ -119,6 +119,16 @@ impl ChronicleProcess {
                 settings.kafka.fetch_wait_max_ms.to_string(),
             )
             .env(
+                "CHRONICLE_AUDIT_CHECKPOINT_SECS",
+                settings.audit_checkpoint_interval.as_secs().to_string(),
+            )
+            .envs(
+                settings
+                    .audit_signing_key_file
+                    .iter()
+                    .map(|path| ("CHRONICLE_AUDIT_SIGNING_KEY_FILE", path.as_str())),
+            )
+            .env(
                 "CHRONICLE_WORKER_MAX_ATTEMPTS",
                 settings.worker_max_attempts.to_string(),
             )

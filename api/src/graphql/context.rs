@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_graphql::Context;
 use chronicle_application::access::{Action, Principal, TeamScope};
+use chronicle_application::audit::checkpoints::AuditProofs;
 use chronicle_application::audit::{AuditQueries, TimeTravel};
 use chronicle_application::commands::{ReportCommands, TaskCommands};
 use chronicle_application::dead_letter_admin::DeadLetterAdmin;
@@ -45,6 +46,8 @@ pub struct Services {
     pub dead_letters: Arc<DeadLetterAdmin>,
     /// Events projections could not apply.
     pub projection_failures: Arc<ProjectionFailures>,
+    /// Signed checkpoints and proofs of the audit trail.
+    pub audit_proofs: Arc<AuditProofs>,
 }
 
 /// One HTTP request's context, built by the HTTP handler before the schema runs.

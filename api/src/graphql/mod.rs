@@ -2,6 +2,7 @@
 
 mod arguments;
 mod audit;
+mod audit_proofs;
 mod context;
 mod dead_letters;
 mod error;
@@ -33,6 +34,7 @@ pub use subscription::SubscriptionRoot;
 pub struct Query(
     QueryRoot,
     audit::AuditQuery,
+    audit_proofs::AuditProofQuery,
     projection::ProjectionQuery,
     projection_failures::ProjectionFailureQuery,
     outbox::OutboxQuery,

@@ -7,6 +7,9 @@
 //! Only auditors and admins may call these, on their teams' aggregates ([`crate::access`]).
 
 pub mod chain;
+pub mod checkpoints;
+pub mod merkle;
+pub mod signing;
 pub mod store_check;
 pub mod time_travel;
 

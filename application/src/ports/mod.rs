@@ -7,6 +7,7 @@
 //! circle. There are no re-exports here: each type has one path.
 
 pub mod audit_log;
+pub mod audit_tree;
 pub mod dead_letters;
 pub mod event_handler;
 pub mod event_store;

@@ -6,6 +6,7 @@
 //! Run one area with `cargo nextest run -p chronicle-tests --test e2e faults::`.
 
 mod audit;
+mod audit_checkpoints;
 mod consumer;
 mod dead_letters;
 mod faults;

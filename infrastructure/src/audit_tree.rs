@@ -1,0 +1,338 @@
+//! The Merkle tree over `events` and its checkpoints, in Postgres (`audit_leaves`,
+//! `audit_nodes`, `audit_checkpoints`), and the Kafka copy of the checkpoints.
+//!
+//! Events join the tree in position order, but positions are taken at insert and transactions
+//! commit in any order: an event is appended only once its transaction is older than the
+//! oldest one still running (`xid < pg_snapshot_xmin(pg_current_snapshot())`), so no event
+//! with a lower position can still appear. A long transaction anywhere in the cluster holds
+//! the tree back for as long as it runs (the checkpoint lag shows it), never out of order.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chronicle_application::audit::merkle::{self, Hash};
+use chronicle_application::audit::signing::Checkpoint;
+use chronicle_application::ports::audit_tree::{AuditTree, CheckpointLog, LeafPlace};
+use chronicle_application::ports::store_error::StoreError;
+use chrono::{DateTime, Utc};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use crate::db::store_error;
+
+/// The tree on `pool`.
+#[derive(Clone)]
+pub struct PgAuditTree {
+    pool: PgPool,
+}
+
+impl PgAuditTree {
+    /// Over `pool`.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+fn hash_of(bytes: Vec<u8>) -> Result<Hash, StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::corrupt("an audit tree hash is not 32 bytes"))
+}
+
+type CheckpointRow = (i64, Vec<u8>, DateTime<Utc>, String, Vec<u8>);
+
+fn checkpoint(
+    (size, root, issued_at, key_id, signature): CheckpointRow,
+) -> Result<Checkpoint, StoreError> {
+    Ok(Checkpoint {
+        tree_size: size.max(0) as u64,
+        root: hash_of(root)?,
+        issued_at,
+        key_id,
+        signature,
+    })
+}
+
+#[async_trait]
+impl AuditTree for PgAuditTree {
+    async fn size(&self) -> Result<u64, StoreError> {
+        let size: Option<i64> = sqlx::query_scalar("SELECT max(index) + 1 FROM audit_leaves")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(size.unwrap_or(0).max(0) as u64)
+    }
+
+    async fn append_settled(&self, limit: usize) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let last: Option<(i64, i64)> =
+            sqlx::query_as("SELECT index, position FROM audit_leaves ORDER BY index DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(store_error)?;
+        let (size, after) = last.map_or((0u64, 0i64), |(index, position)| {
+            (index as u64 + 1, position)
+        });
+        let rows = sqlx::query(
+            "SELECT position, event_id::text AS event_id, aggregate_type, aggregate_id, sequence,
+                    hash, xid < pg_snapshot_xmin(pg_current_snapshot()) AS settled
+             FROM events WHERE position > $1 ORDER BY position LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let settled: Vec<_> = rows
+            .iter()
+            .take_while(|row| row.get::<bool, _>("settled"))
+            .collect();
+        if settled.is_empty() {
+            return Ok(size);
+        }
+        // The right edge of the tree: at each level whose bit of `size` is set, the complete
+        // subtree waiting for its right sibling.
+        let wanted: Vec<(u32, u64)> = (0..64)
+            .filter(|level| size >> level & 1 == 1)
+            .map(|level| (level, (size >> level) - 1))
+            .collect();
+        let mut pending: HashMap<u32, Hash> = self
+            .nodes(&wanted)
+            .await?
+            .into_iter()
+            .map(|((level, _), hash)| (level, hash))
+            .collect();
+        let (mut leaf_index, mut leaf_position, mut leaf_hash) =
+            (Vec::new(), Vec::new(), Vec::new());
+        let (mut node_level, mut node_index, mut node_hash) = (Vec::new(), Vec::new(), Vec::new());
+        for (offset, row) in settled.iter().enumerate() {
+            let index = size + offset as u64;
+            let position: i64 = row.get("position");
+            let data = merkle::leaf_data(
+                position,
+                row.get("event_id"),
+                row.get("aggregate_type"),
+                row.get("aggregate_id"),
+                row.get("sequence"),
+                row.get("hash"),
+            );
+            let leaf = merkle::leaf_hash(&data);
+            leaf_index.push(index as i64);
+            leaf_position.push(position);
+            leaf_hash.push(leaf.to_vec());
+            let (mut hash, mut level, mut at) = (leaf, 0u32, index);
+            while at & 1 == 1 {
+                let left = pending.remove(&level).ok_or_else(|| {
+                    StoreError::corrupt(format!(
+                        "the audit tree lacks its right edge at level {level}"
+                    ))
+                })?;
+                hash = merkle::node_hash(&left, &hash);
+                level += 1;
+                at >>= 1;
+                node_level.push(level as i16);
+                node_index.push(at as i64);
+                node_hash.push(hash.to_vec());
+            }
+            pending.insert(level, hash);
+        }
+        sqlx::query(
+            "INSERT INTO audit_leaves (index, position, hash)
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])",
+        )
+        .bind(&leaf_index)
+        .bind(&leaf_position)
+        .bind(&leaf_hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        sqlx::query(
+            "INSERT INTO audit_nodes (level, index, hash)
+             SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])",
+        )
+        .bind(&node_level)
+        .bind(&node_index)
+        .bind(&node_hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(size + settled.len() as u64)
+    }
+
+    async fn nodes(&self, wanted: &[(u32, u64)]) -> Result<HashMap<(u32, u64), Hash>, StoreError> {
+        let (levels, indexes): (Vec<i16>, Vec<i64>) = wanted
+            .iter()
+            .map(|(level, index)| (*level as i16, *index as i64))
+            .unzip();
+        let rows: Vec<(i16, i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT w.level, w.index, coalesce(l.hash, n.hash)
+             FROM unnest($1::smallint[], $2::bigint[]) AS w(level, index)
+             LEFT JOIN audit_leaves l ON w.level = 0 AND l.index = w.index
+             LEFT JOIN audit_nodes n ON w.level > 0 AND n.level = w.level AND n.index = w.index
+             WHERE coalesce(l.hash, n.hash) IS NOT NULL",
+        )
+        .bind(&levels)
+        .bind(&indexes)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.into_iter()
+            .map(|(level, index, hash)| Ok(((level as u32, index as u64), hash_of(hash)?)))
+            .collect()
+    }
+
+    async fn leaf_of(&self, event_id: Uuid) -> Result<Option<LeafPlace>, StoreError> {
+        let row: Option<(i64, Vec<u8>, String, Option<String>)> = sqlx::query_as(
+            "SELECT l.index, l.hash, e.aggregate_type, e.team_id
+             FROM events e JOIN audit_leaves l ON l.position = e.position
+             WHERE e.event_id = $1",
+        )
+        .bind(event_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        row.map(|(index, hash, aggregate_type, team_id)| {
+            Ok(LeafPlace {
+                index: index as u64,
+                hash: hash_of(hash)?,
+                aggregate_type,
+                team_id,
+            })
+        })
+        .transpose()
+    }
+
+    async fn checkpoint(&self, tree_size: Option<u64>) -> Result<Option<Checkpoint>, StoreError> {
+        let row: Option<CheckpointRow> = sqlx::query_as(
+            "SELECT tree_size, root_hash, issued_at, key_id, signature FROM audit_checkpoints
+             WHERE $1::bigint IS NULL OR tree_size = $1
+             ORDER BY tree_size DESC LIMIT 1",
+        )
+        .bind(tree_size.map(|size| size as i64))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        row.map(checkpoint).transpose()
+    }
+
+    async fn store_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (tree_size, root_hash, issued_at, key_id, signature)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tree_size) DO NOTHING",
+        )
+        .bind(checkpoint.tree_size as i64)
+        .bind(checkpoint.root.to_vec())
+        .bind(checkpoint.issued_at)
+        .bind(&checkpoint.key_id)
+        .bind(&checkpoint.signature)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn unpublished(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        let rows: Vec<CheckpointRow> = sqlx::query_as(
+            "SELECT tree_size, root_hash, issued_at, key_id, signature FROM audit_checkpoints
+             WHERE published_at IS NULL ORDER BY tree_size",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.into_iter().map(checkpoint).collect()
+    }
+
+    async fn mark_published(&self, tree_size: u64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE audit_checkpoints SET published_at = now() WHERE tree_size = $1")
+            .bind(tree_size as i64)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+}
+
+/// The Kafka copy of the checkpoints: `{prefix}chronicle.audit.checkpoints`, keyed by tree
+/// size, each value [`Checkpoint::to_json`].
+pub struct KafkaCheckpointLog {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl KafkaCheckpointLog {
+    /// Publishing to `topic` through `producer`.
+    pub fn new(producer: FutureProducer, topic: impl Into<String>) -> Self {
+        Self {
+            producer,
+            topic: topic.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl CheckpointLog for KafkaCheckpointLog {
+    async fn publish(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        let key = checkpoint.tree_size.to_string();
+        let value = checkpoint.to_json().to_string();
+        self.producer
+            .send(
+                FutureRecord::to(&self.topic).key(&key).payload(&value),
+                Timeout::After(Duration::from_secs(30)),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|(error, _)| StoreError::unavailable(error))
+    }
+}
+
+/// The advisory lock of the checkpointer ("chronaudt" in ASCII, truncated to an i64): one
+/// instance grows the tree and signs at a time; the others stand by.
+pub const CHECKPOINT_LOCK_KEY: i64 = 0x6368_726f_6e61_7564;
+
+/// Runs `round` every `interval` while this instance holds the checkpoint lock (on a
+/// connection of its own, so the lock goes with the process), until `shutdown`.
+pub async fn lead_checkpoints<F, Fut>(
+    database_url: String,
+    interval: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+    round: F,
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    use sqlx::Connection as _;
+    while !shutdown.is_cancelled() {
+        let connection = sqlx::PgConnection::connect(&database_url).await;
+        let mut held = false;
+        if let Ok(mut connection) = connection {
+            let locked: Result<bool, _> = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(CHECKPOINT_LOCK_KEY)
+                .fetch_one(&mut connection)
+                .await;
+            held = matches!(locked, Ok(true));
+            while held && !shutdown.is_cancelled() {
+                round().await;
+                tokio::select! {
+                    () = shutdown.cancelled() => {}
+                    () = tokio::time::sleep(interval) => {}
+                }
+                // Still ours? A lost connection means another instance may lead now.
+                held = sqlx::query("SELECT 1")
+                    .execute(&mut connection)
+                    .await
+                    .is_ok();
+            }
+            let _ = connection.close().await;
+        }
+        if !held {
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+}
