@@ -1,10 +1,9 @@
 -- The Merkle tree over every event in store order, and its signed checkpoints
 -- (application::audit::merkle, docs/audit.md).
 
--- The transaction that stored each event: the tree takes an event only once every
--- transaction older than the oldest one still running has ended, so no event with a lower
--- position can still appear behind it (positions are taken at insert, not at commit).
-ALTER TABLE events ADD COLUMN IF NOT EXISTS xid xid8 NOT NULL DEFAULT pg_current_xact_id();
+-- The tree takes an event only once its transaction (`events.transaction_id`) is older than
+-- the oldest one still running, so no event with a lower position can still appear behind it
+-- (positions are taken at insert, not at commit).
 
 -- Leaves in tree order: leaf `index` is the event at `position`.
 CREATE TABLE IF NOT EXISTS audit_leaves

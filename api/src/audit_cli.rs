@@ -5,10 +5,18 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use chronicle_application::aggregates;
+use chronicle_application::audit::checkpoints::AuditProofs;
+use chronicle_application::audit::export::{event_line, header_line, verify_export};
+use chronicle_application::audit::signing::{Checkpoint, PublicKey};
 use chronicle_application::audit::store_check::verify_store;
+use chronicle_application::audit::tree_check::verify_tree;
 use chronicle_application::audit::AuditQueries;
 use chronicle_application::ports::audit_log::AuditLog;
+use chronicle_application::ports::audit_tree::AuditTree;
+use chronicle_application::topics::Topics;
 use chronicle_infrastructure::audit_log::PgAuditLog;
+use chronicle_infrastructure::audit_tree::{read_published_checkpoints, PgAuditTree};
+use futures::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -93,6 +101,72 @@ async fn verify_all(log: &PgAuditLog) -> anyhow::Result<bool> {
     }
 }
 
+/// `chronicle audit verify --checkpoints kafka|FILE`: every chain, then the whole store
+/// against the signed checkpoints (application::audit::tree_check); prints every finding.
+pub async fn verify_checkpoints(
+    pool: PgPool,
+    settings: &chronicle_infrastructure::config::Settings,
+    source: &str,
+    key: &PublicKey,
+) -> anyhow::Result<bool> {
+    let published = match source {
+        "kafka" => {
+            let topic = Topics::new(settings.kafka.topic_prefix.clone()).audit_checkpoints();
+            let kafka = settings.kafka.clone();
+            let reading = topic.clone();
+            let (checkpoints, unreadable) =
+                tokio::task::spawn_blocking(move || read_published_checkpoints(&kafka, &reading))
+                    .await
+                    .context("the checkpoint reader stopped")?
+                    .with_context(|| format!("reading {topic}"))?;
+            if unreadable > 0 {
+                println!("{unreadable} records of {topic} are not checkpoints (ignored)");
+            }
+            checkpoints
+        }
+        path => read_checkpoint_file(path)?,
+    };
+    let log = PgAuditLog::new(pool.clone());
+    let chains = verify_all(&log).await?;
+    let tree = PgAuditTree::new(pool);
+    let stored = tree
+        .checkpoints()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let leaves = tree.leaves().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let started = Instant::now();
+    let check = verify_tree(&log, &published, &stored, &leaves, key)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for finding in &check.findings {
+        println!("DIVERGED {finding}");
+    }
+    println!(
+        "{} events against {} published checkpoints ({} verified) under key {}, {:.2} s",
+        check.events,
+        published.len(),
+        check.checkpoints_verified,
+        key.id(),
+        started.elapsed().as_secs_f64()
+    );
+    if published.is_empty() {
+        println!("DIVERGED no signed checkpoint to verify against");
+        return Ok(false);
+    }
+    Ok(chains && check.findings.is_empty())
+}
+
+/// Checkpoints from a file: one JSON object a line, as Kafka holds them (other lines, such as
+/// an export's events, are skipped).
+fn read_checkpoint_file(path: &str) -> anyhow::Result<Vec<Checkpoint>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("--checkpoints {path}"))?;
+    Ok(text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|value| Checkpoint::from_json(value.get("checkpoint").unwrap_or(&value)))
+        .collect())
+}
+
 /// The command line's caller: whoever can reach the database already reads every stream.
 fn operator() -> chronicle_application::access::Principal {
     chronicle_application::access::Principal::system("chronicle-cli")
@@ -130,4 +204,93 @@ pub fn keygen(out: &std::path::Path) -> anyhow::Result<std::process::ExitCode> {
         public_path.display()
     );
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `chronicle audit export --from-position N --to-position M`: the events of that range in
+/// the latest checkpoint, each with its inclusion proof, after the checkpoint (JSON Lines, on
+/// stdout), for `chronicle audit verify-export` on an auditor's machine.
+pub async fn export(pool: PgPool, from: i64, to: i64) -> anyhow::Result<std::process::ExitCode> {
+    use std::io::Write as _;
+    let tree = Arc::new(PgAuditTree::new(pool.clone()));
+    let proofs = AuditProofs::new(tree.clone());
+    let operator = operator();
+    let checkpoint = proofs
+        .checkpoint(&operator, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let log = PgAuditLog::new(pool);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    writeln!(out, "{}", header_line(&checkpoint))?;
+    let (mut exported, mut outside) = (0u64, 0u64);
+    let mut events = log.scan();
+    while let Some(record) = events.next().await {
+        let record = record.map_err(|e| anyhow::anyhow!("{e}"))?;
+        if record.position < from {
+            continue;
+        }
+        if record.position > to {
+            break;
+        }
+        let proof = match proofs
+            .inclusion(&operator, record.event.event_id, Some(checkpoint.tree_size))
+            .await
+        {
+            Ok(proof) => proof,
+            // Not in the checkpoint yet (newer than it): left out, and said so below.
+            Err(chronicle_application::AppError::NotFound(_)) => {
+                outside += 1;
+                continue;
+            }
+            Err(error) => return Err(anyhow::anyhow!("{error}")),
+        };
+        let line = event_line(
+            record.position,
+            &record.event,
+            proof.leaf_index,
+            &proof.leaf_hash,
+            &proof.path,
+        );
+        writeln!(out, "{line}")?;
+        exported += 1;
+    }
+    out.flush()?;
+    eprintln!(
+        "exported {exported} events against the checkpoint at tree size {}{}",
+        checkpoint.tree_size,
+        if outside > 0 {
+            format!("; {outside} newer events are not in it yet and were left out")
+        } else {
+            String::new()
+        }
+    );
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `chronicle audit verify-export FILE --public-key KEY`: checks an export with no database
+/// and no broker; exit 0 when intact, 1 with a `DIVERGED` line per finding.
+pub fn verify_export_file(
+    file: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<std::process::ExitCode> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let pem =
+        std::fs::read_to_string(key).with_context(|| format!("--public-key {}", key.display()))?;
+    let key =
+        PublicKey::from_pem(&pem).with_context(|| format!("--public-key {}", key.display()))?;
+    let check = verify_export(&text, &key);
+    for finding in &check.findings {
+        println!("DIVERGED {finding}");
+    }
+    println!(
+        "{} events checked against the checkpoint at tree size {} under key {}",
+        check.events,
+        check.tree_size,
+        key.id()
+    );
+    Ok(if check.findings.is_empty() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
 }

@@ -110,8 +110,28 @@ enum AuditCommand {
     },
     /// Print the public key of CHRONICLE_AUDIT_SIGNING_KEY_FILE (SPKI PEM), for auditors.
     PublicKey,
-    /// Check the hash chain of one aggregate (--type and --id) or of every aggregate. Exits 0
-    /// when intact, 1 with the first broken event printed.
+    /// Write the events of a position range, each with its inclusion proof, after the latest
+    /// signed checkpoint, as JSON Lines on stdout (docs/audit.md).
+    Export {
+        /// The first position exported.
+        #[arg(long, value_name = "N")]
+        from_position: i64,
+        /// The last position exported.
+        #[arg(long, value_name = "M")]
+        to_position: i64,
+    },
+    /// Check an export with no database and no broker. Exits 0 when intact, 1 with what
+    /// diverged printed.
+    VerifyExport {
+        /// The export (JSON Lines).
+        file: std::path::PathBuf,
+        /// The public key (SPKI PEM) its checkpoint must verify under.
+        #[arg(long, value_name = "PATH")]
+        public_key: std::path::PathBuf,
+    },
+    /// Check the hash chain of one aggregate (--type and --id) or of every aggregate; with
+    /// --checkpoints, also the whole store against the signed checkpoints. Exits 0 when intact,
+    /// 1 with what diverged printed.
     Verify {
         /// Aggregate type: Task or Report.
         #[arg(long = "type", value_name = "TYPE", requires = "id")]
@@ -119,6 +139,14 @@ enum AuditCommand {
         /// Aggregate id (a UUID).
         #[arg(long, value_name = "ID", requires = "aggregate_type")]
         id: Option<String>,
+        /// Where the signed checkpoints come from: `kafka` (the topic
+        /// {prefix}chronicle.audit.checkpoints) or a file of them, one JSON object a line.
+        #[arg(long, value_name = "kafka|FILE", conflicts_with = "id")]
+        checkpoints: Option<String>,
+        /// The public key (SPKI PEM) the checkpoints must verify under; default: that of
+        /// CHRONICLE_AUDIT_SIGNING_KEY_FILE.
+        #[arg(long, value_name = "PATH", requires = "checkpoints")]
+        public_key: Option<std::path::PathBuf>,
     },
 }
 
@@ -260,6 +288,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: AuditCommand::Keygen { out },
         } => chronicle_api::audit_cli::keygen(&out),
         Command::Audit {
+            command:
+                AuditCommand::Export {
+                    from_position,
+                    to_position,
+                },
+        } => {
+            telemetry::init_for_command();
+            let url = Settings::database_url()?;
+            let pool = db::connect(url.expose(), 2).await?;
+            chronicle_api::audit_cli::export(pool, from_position, to_position).await
+        }
+        Command::Audit {
+            command: AuditCommand::VerifyExport { file, public_key },
+        } => chronicle_api::audit_cli::verify_export_file(&file, &public_key),
+        Command::Audit {
             command: AuditCommand::PublicKey,
         } => {
             let settings = Settings::from_env()?;
@@ -269,7 +312,39 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit {
-            command: AuditCommand::Verify { aggregate_type, id },
+            command:
+                AuditCommand::Verify {
+                    checkpoints: Some(source),
+                    public_key,
+                    ..
+                },
+        } => {
+            let settings = Settings::from_env()?;
+            let key = match public_key {
+                Some(path) => {
+                    let pem = std::fs::read_to_string(&path)
+                        .with_context(|| format!("--public-key: cannot read {}", path.display()))?;
+                    chronicle_application::audit::signing::PublicKey::from_pem(&pem)
+                        .with_context(|| format!("--public-key {}", path.display()))?
+                }
+                None => app::checkpoint_signer(&settings)?
+                    .context("name the public key with --public-key (or set CHRONICLE_AUDIT_SIGNING_KEY_FILE)")?
+                    .public_key(),
+            };
+            let pool = db::connect(settings.database_url.expose(), 2).await?;
+            let intact =
+                chronicle_api::audit_cli::verify_checkpoints(pool, &settings, &source, &key)
+                    .await?;
+            Ok(if intact {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Audit {
+            command: AuditCommand::Verify {
+                aggregate_type, id, ..
+            },
         } => {
             let url = Settings::database_url()?;
             let pool = db::connect(url.expose(), 2).await?;

@@ -3,7 +3,7 @@
 //!
 //! Events join the tree in position order, but positions are taken at insert and transactions
 //! commit in any order: an event is appended only once its transaction is older than the
-//! oldest one still running (`xid < pg_snapshot_xmin(pg_current_snapshot())`), so no event
+//! oldest one still running (`transaction_id < pg_snapshot_xmin(pg_current_snapshot())`), so no event
 //! with a lower position can still appear. A long transaction anywhere in the cluster holds
 //! the tree back for as long as it runs (the checkpoint lag shows it), never out of order.
 
@@ -78,7 +78,7 @@ impl AuditTree for PgAuditTree {
         });
         let rows = sqlx::query(
             "SELECT position, event_id::text AS event_id, aggregate_type, aggregate_id, sequence,
-                    hash, xid < pg_snapshot_xmin(pg_current_snapshot()) AS settled
+                    hash, transaction_id < pg_snapshot_xmin(pg_current_snapshot()) AS settled
              FROM events WHERE position > $1 ORDER BY position LIMIT $2",
         )
         .bind(after)
@@ -219,6 +219,28 @@ impl AuditTree for PgAuditTree {
         row.map(checkpoint).transpose()
     }
 
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        let rows: Vec<CheckpointRow> = sqlx::query_as(
+            "SELECT tree_size, root_hash, issued_at, key_id, signature FROM audit_checkpoints
+             ORDER BY tree_size",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.into_iter().map(checkpoint).collect()
+    }
+
+    async fn leaves(&self) -> Result<std::collections::BTreeMap<u64, Hash>, StoreError> {
+        let rows: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT index, hash FROM audit_leaves ORDER BY index")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(store_error)?;
+        rows.into_iter()
+            .map(|(index, hash)| Ok((index as u64, hash_of(hash)?)))
+            .collect()
+    }
+
     async fn store_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO audit_checkpoints (tree_size, root_hash, issued_at, key_id, signature)
@@ -335,4 +357,70 @@ pub async fn lead_checkpoints<F, Fut>(
             }
         }
     }
+}
+
+/// Every checkpoint published on `topic`, read from the beginning to the end as it is now (no
+/// consumer group: nothing is committed); and how many records were not checkpoints.
+pub fn read_published_checkpoints(
+    settings: &crate::config::KafkaSettings,
+    topic: &str,
+) -> Result<(Vec<Checkpoint>, usize), crate::InfraError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use rdkafka::{Offset, TopicPartitionList};
+    let timeout = Duration::from_secs(10);
+    let consumer: BaseConsumer = crate::kafka::client::base_config(settings)
+        .set("group.id", "chronicle-audit-verify")
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(crate::InfraError::kafka("create the checkpoint reader"))?;
+    let metadata =
+        consumer
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(crate::InfraError::kafka(
+                "read the checkpoint topic's metadata",
+            ))?;
+    let mut assignment = TopicPartitionList::new();
+    let mut ends = HashMap::new();
+    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition.id(), timeout)
+            .map_err(crate::InfraError::kafka(
+                "read the checkpoint topic's offsets",
+            ))?;
+        if high > low {
+            assignment
+                .add_partition_offset(topic, partition.id(), Offset::Beginning)
+                .map_err(crate::InfraError::kafka("assign the checkpoint topic"))?;
+            ends.insert(partition.id(), high);
+        }
+    }
+    let (mut checkpoints, mut unreadable) = (Vec::new(), 0);
+    if ends.is_empty() {
+        return Ok((checkpoints, unreadable));
+    }
+    consumer
+        .assign(&assignment)
+        .map_err(crate::InfraError::kafka("assign the checkpoint topic"))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !ends.is_empty() && std::time::Instant::now() < deadline {
+        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let message = message.map_err(crate::InfraError::kafka("read the checkpoint topic"))?;
+        let value = message
+            .payload()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(bytes).ok());
+        match value.as_ref().and_then(Checkpoint::from_json) {
+            Some(checkpoint) => checkpoints.push(checkpoint),
+            None => unreadable += 1,
+        }
+        if ends
+            .get(&message.partition())
+            .is_some_and(|end| message.offset() + 1 >= *end)
+        {
+            ends.remove(&message.partition());
+        }
+    }
+    Ok((checkpoints, unreadable))
 }

@@ -8,10 +8,12 @@
 
 pub mod chain;
 pub mod checkpoints;
+pub mod export;
 pub mod merkle;
 pub mod signing;
 pub mod store_check;
 pub mod time_travel;
+pub mod tree_check;
 
 use std::sync::Arc;
 

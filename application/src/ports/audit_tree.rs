@@ -40,6 +40,12 @@ pub trait AuditTree: Send + Sync {
     /// The latest checkpoint, or the one at `tree_size`.
     async fn checkpoint(&self, tree_size: Option<u64>) -> Result<Option<Checkpoint>, StoreError>;
 
+    /// Every stored checkpoint, by tree size.
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError>;
+
+    /// Every stored leaf hash, by leaf index.
+    async fn leaves(&self) -> Result<std::collections::BTreeMap<u64, Hash>, StoreError>;
+
     /// Stores a signed checkpoint.
     async fn store_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
 

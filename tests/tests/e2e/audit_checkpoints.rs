@@ -247,3 +247,224 @@ fn keygen_writes_a_key_pair_that_public_key_reads_back_and_never_overwrites() {
     let (code, out) = run(binary, &["audit", "keygen", "--out", key.to_str().unwrap()]);
     assert_eq!(code, 1, "an existing key is never overwritten: {out}");
 }
+
+/// `chronicle audit verify --checkpoints <source> --public-key <key>` against `app`.
+fn verify(app: &TestApp, source: &str, key: &std::path::Path) -> (i32, String) {
+    let output = std::process::Command::new(chronicle_binary().unwrap())
+        .args(["audit", "verify", "--checkpoints", source, "--public-key"])
+        .arg(key)
+        .env("DATABASE_URL", app.settings.database_url.expose())
+        .env("KAFKA_BROKERS", &app.settings.kafka.brokers)
+        .env("KAFKA_TOPIC_PREFIX", &app.settings.kafka.topic_prefix)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.code().unwrap_or(-1), text)
+}
+
+async fn execute(app: &TestApp, sql: &str) {
+    sqlx::raw_sql(sql).execute(&app.db).await.unwrap();
+}
+
+/// Replaces stream `id`'s last event's payload with `payload` and recomputes its chain hash,
+/// as someone with write access to the database and the chain's recipe would.
+async fn edit_last_event(app: &TestApp, id: &str, payload: Value) -> (Value, String) {
+    use chronicle_application::ports::audit_log::AuditLog;
+    let log = chronicle_infrastructure::audit_log::PgAuditLog::new(app.db.clone());
+    let stream = log.stream("Task", id).await.unwrap();
+    let mut last = stream.last().unwrap().event.clone();
+    let original = (last.payload.clone(), last.hash.clone());
+    last.payload = payload;
+    last.hash = chronicle_application::hash_chain::event_hash(&last);
+    sqlx::query(
+        "UPDATE events SET payload = $3, hash = $4 WHERE aggregate_id = $1 AND sequence = $2",
+    )
+    .bind(id)
+    .bind(last.sequence as i64)
+    .bind(&last.payload)
+    .bind(&last.hash)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    original
+}
+
+#[tokio::test]
+async fn verify_finds_what_a_database_administrator_changed_under_signed_checkpoints() {
+    let dir = temp_dir();
+    let key = dir.join("audit.pem");
+    let (code, out) = run(
+        "openssl",
+        &[
+            "genpkey",
+            "-algorithm",
+            "ed25519",
+            "-out",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let public_key = dir.join("audit.pub");
+    let (_, public_pem) = run(
+        "openssl",
+        &["pkey", "-in", key.to_str().unwrap(), "-pubout"],
+    );
+    std::fs::write(&public_key, &public_pem).unwrap();
+    let app = TestApp::spawn_with(|settings| {
+        settings.audit_signing_key_file = Some(key.display().to_string());
+        settings.audit_checkpoint_interval = Duration::from_secs(1);
+    })
+    .await
+    .unwrap();
+    let edited = app.create_task("Edited", "team-a").await.unwrap();
+    app.data(
+        "mutation($id: ID!) { startTask(id: $id) { version } }",
+        json!({"id": edited}),
+    )
+    .await
+    .unwrap();
+    let removed = app.create_task("Removed", "team-a").await.unwrap();
+    app.create_task("Kept", "team-a").await.unwrap();
+    let checkpoint = checkpoint_covering(&app, 4).await;
+    // Wait for it on Kafka too.
+    let topic = Topics::new(app.settings.kafka.topic_prefix.clone()).audit_checkpoints();
+    read_topic(&brokers(), &topic, 1, Duration::from_secs(30))
+        .await
+        .unwrap();
+
+    let (code, out) = verify(&app, "kafka", &public_key);
+    assert_eq!(code, 0, "an untouched store verifies: {out}");
+
+    // An export of the range checks out on a machine with neither database nor broker; an
+    // event edited in the file does not.
+    let export = std::process::Command::new(chronicle_binary().unwrap())
+        .args([
+            "audit",
+            "export",
+            "--from-position",
+            "1",
+            "--to-position",
+            "1000",
+        ])
+        .env("DATABASE_URL", app.settings.database_url.expose())
+        .output()
+        .unwrap();
+    assert!(export.status.success(), "{export:?}");
+    let exported = String::from_utf8(export.stdout).unwrap();
+    assert_eq!(
+        exported.lines().count(),
+        5,
+        "a checkpoint and four events: {exported}"
+    );
+    let file = dir.join("export.jsonl");
+    std::fs::write(&file, &exported).unwrap();
+    let binary = chronicle_binary().unwrap();
+    let verify_export = |file: &std::path::Path| {
+        run(
+            binary.to_str().unwrap(),
+            &[
+                "audit",
+                "verify-export",
+                file.to_str().unwrap(),
+                "--public-key",
+                public_key.to_str().unwrap(),
+            ],
+        )
+    };
+    let (code, out) = verify_export(&file);
+    assert_eq!(code, 0, "{out}");
+    std::fs::write(&file, exported.replacen("Kept", "Kept!", 1)).unwrap();
+    let (code, out) = verify_export(&file);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("DIVERGED") && out.contains("chain hash"),
+        "{out}"
+    );
+
+    // 1. An event edited, its chain recomputed: every chain still checks out, the tree does not.
+    let original = edit_last_event(
+        &app,
+        &edited,
+        json!({"TaskStarted": {"by": "someone else"}}),
+    )
+    .await;
+    let (code, out) = verify(&app, "kafka", &public_key);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("intact:"),
+        "the chains alone see nothing: {out}"
+    );
+    assert!(
+        out.contains("DIVERGED the first") && out.contains(&format!("Task {edited} sequence 2")),
+        "{out}"
+    );
+    edit_last_event(&app, &edited, original.0).await;
+    let (code, out) = verify(&app, "kafka", &public_key);
+    assert_eq!(code, 0, "restored: {out}");
+
+    // 2. A whole stream removed, with its row and snapshot: nothing of it is left to check,
+    //    except what the checkpoints signed.
+    execute(
+        &app,
+        &format!(
+            "CREATE TABLE kept_events AS SELECT * FROM events WHERE aggregate_id = '{removed}';
+         CREATE TABLE kept_tasks AS SELECT * FROM tasks WHERE id = '{removed}';
+         DELETE FROM events WHERE aggregate_id = '{removed}';
+         DELETE FROM tasks WHERE id = '{removed}';
+         DELETE FROM snapshots WHERE aggregate_id = '{removed}';"
+        ),
+    )
+    .await;
+    let (code, out) = verify(&app, "kafka", &public_key);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("DIVERGED"), "{out}");
+    execute(
+        &app,
+        "INSERT INTO events SELECT * FROM kept_events; INSERT INTO tasks SELECT * FROM kept_tasks;",
+    )
+    .await;
+    assert_eq!(verify(&app, "kafka", &public_key).0, 0);
+
+    // 3. An event inserted before the latest checkpoint (a valid chain of its own).
+    execute(&app, &format!(
+        "INSERT INTO events SELECT aggregate_type, '{}', sequence, event_type, event_version,
+                payload, metadata, 0, gen_random_uuid(), recorded_at, hash, previous_hash, transaction_id, team_id
+         FROM events WHERE aggregate_id = '{removed}' AND sequence = 1",
+        uuid::Uuid::now_v7()
+    )).await;
+    let (code, out) = verify(&app, "kafka", &public_key);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("DIVERGED"), "{out}");
+    execute(&app, "DELETE FROM events WHERE position = 0").await;
+    assert_eq!(verify(&app, "kafka", &public_key).0, 0);
+
+    // 4. The checkpoint table rewritten: the Kafka copy disagrees.
+    let size = checkpoint["treeSize"].as_u64().unwrap();
+    execute(
+        &app,
+        &format!(
+            "CREATE TABLE kept_checkpoints AS SELECT * FROM audit_checkpoints;
+         UPDATE audit_checkpoints SET root_hash = sha256('forged') WHERE tree_size = {size}"
+        ),
+    )
+    .await;
+    let (code, out) = verify(&app, "kafka", &public_key);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("checkpoint table was rewritten"), "{out}");
+    execute(&app, "DELETE FROM audit_checkpoints; INSERT INTO audit_checkpoints SELECT * FROM kept_checkpoints;").await;
+
+    // A file of checkpoints exported earlier serves as well as Kafka.
+    let file = dir.join("checkpoints.jsonl");
+    std::fs::write(&file, format!("{}\n", checkpoint_of(&checkpoint).to_json())).unwrap();
+    let (code, out) = verify(&app, file.to_str().unwrap(), &public_key);
+    assert_eq!(code, 0, "{out}");
+
+    // 5. The signing key swapped: checkpoints signed with another key fail under the auditor's.
+    let impostor = chronicle_application::audit::signing::CheckpointSigner::generate();
+    let forged = impostor.sign(size, checkpoint_of(&checkpoint).root, chrono::Utc::now());
+    std::fs::write(&file, format!("{}\n", forged.to_json())).unwrap();
+    let (code, out) = verify(&app, file.to_str().unwrap(), &public_key);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("does not verify under key"), "{out}");
+}
