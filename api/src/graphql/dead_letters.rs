@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::context::ContextExt;
 use super::error::to_graphql;
-use super::pagination::{decode_number_cursor, encode_number_cursor, PageInfo};
+use super::pagination::{connection, decode_cursor, PageInfo};
 
 /// The most of a dead letter's payload shown: the stored message is kept whole (a redrive
 /// sends it all), a page of them should not weigh megabytes.
@@ -126,7 +126,7 @@ impl DeadLetterQuery {
             let principal = request.principal()?;
             let after = after
                 .as_deref()
-                .map(|c| decode_number_cursor("deadletter", c))
+                .map(|c| decode_cursor("deadletter", c))
                 .transpose()?;
             let page = ctx
                 .services()
@@ -136,20 +136,11 @@ impl DeadLetterQuery {
             Ok::<_, AppError>((page, after.is_some()))
         };
         let (page, paged) = run.await.map_err(|e| to_graphql(e, request))?;
-        let edges: Vec<DeadLetterEdge> = page
-            .items
+        let (edges, page_info) = connection(page, "deadletter", paged, |l| l.id, DeadLetter::from);
+        let edges = edges
             .into_iter()
-            .map(|letter| DeadLetterEdge {
-                cursor: encode_number_cursor("deadletter", letter.id),
-                node: letter.into(),
-            })
+            .map(|(cursor, node)| DeadLetterEdge { cursor, node })
             .collect();
-        let page_info = PageInfo {
-            has_next_page: page.has_next_page,
-            has_previous_page: paged,
-            start_cursor: edges.first().map(|e| e.cursor.clone()),
-            end_cursor: edges.last().map(|e| e.cursor.clone()),
-        };
         Ok(DeadLetterConnection { edges, page_info })
     }
 }

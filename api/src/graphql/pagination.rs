@@ -5,7 +5,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chronicle_application::ports::page::Page;
 use chronicle_application::AppError;
-use uuid::Uuid;
 
 /// Relay page information.
 #[derive(SimpleObject)]
@@ -20,52 +19,36 @@ pub struct PageInfo {
     pub end_cursor: Option<String>,
 }
 
-/// Encodes a keyset cursor for a row of `kind` (`task`, `report`). Cursors name a row id, so
-/// they stay valid while rows are added.
-pub fn encode_cursor(kind: &str, id: Uuid) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{kind}:{id}"))
+/// Encodes a keyset cursor for a row of `kind` (`task`, `report`, `deadletter`) whose key is
+/// `key` (a row id, or a sequence number). Cursors name a row, so they stay valid while rows
+/// are added.
+pub fn encode_cursor(kind: &str, key: impl std::fmt::Display) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{kind}:{key}"))
 }
 
 /// Decodes a cursor of `kind` from [`encode_cursor`].
-pub fn decode_cursor(kind: &str, cursor: &str) -> Result<Uuid, AppError> {
+pub fn decode_cursor<K: std::str::FromStr>(kind: &str, cursor: &str) -> Result<K, AppError> {
     let invalid = || AppError::validation("after", "is not a cursor returned by this API");
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
     text.strip_prefix(kind)
         .and_then(|rest| rest.strip_prefix(':'))
-        .and_then(|id| id.parse().ok())
-        .ok_or_else(invalid)
-}
-
-/// Encodes a keyset cursor for a row of `kind` numbered `id` (dead letters, whose ids are
-/// sequence numbers).
-pub fn encode_number_cursor(kind: &str, id: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{kind}:{id}"))
-}
-
-/// Decodes a cursor of `kind` from [`encode_number_cursor`].
-pub fn decode_number_cursor(kind: &str, cursor: &str) -> Result<i64, AppError> {
-    let invalid = || AppError::validation("after", "is not a cursor returned by this API");
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    text.strip_prefix(kind)
-        .and_then(|rest| rest.strip_prefix(':'))
-        .and_then(|id| id.parse().ok())
+        .and_then(|key| key.parse().ok())
         .ok_or_else(invalid)
 }
 
 /// Turns a page of rows into Relay parts: (cursor, node) pairs and page info.
-pub fn connection<V, N>(
+pub fn connection<V, N, K: std::fmt::Display>(
     page: Page<V>,
     kind: &str,
     has_previous_page: bool,
-    id_of: fn(&V) -> Uuid,
+    key_of: fn(&V) -> K,
     node: fn(V) -> N,
 ) -> (Vec<(String, N)>, PageInfo) {
     let edges: Vec<(String, N)> = page
         .items
         .into_iter()
-        .map(|view| (encode_cursor(kind, id_of(&view)), node(view)))
+        .map(|view| (encode_cursor(kind, key_of(&view)), node(view)))
         .collect();
     let page_info = PageInfo {
         has_next_page: page.has_next_page,
@@ -79,18 +62,23 @@ pub fn connection<V, N>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uuid::Uuid;
 
     #[test]
     fn cursors_round_trip_and_garbage_is_a_validation_error() {
         let id = Uuid::now_v7();
         assert_eq!(
-            decode_cursor("task", &encode_cursor("task", id)).unwrap(),
+            decode_cursor::<Uuid>("task", &encode_cursor("task", id)).unwrap(),
             id
         );
+        assert_eq!(
+            decode_cursor::<i64>("deadletter", &encode_cursor("deadletter", 42)).unwrap(),
+            42
+        );
         assert!(matches!(
-            decode_cursor("task", "not-a-cursor"),
+            decode_cursor::<Uuid>("task", "not-a-cursor"),
             Err(AppError::Validation { .. })
         ));
-        assert!(decode_cursor("report", &encode_cursor("task", id)).is_err());
+        assert!(decode_cursor::<Uuid>("report", &encode_cursor("task", id)).is_err());
     }
 }

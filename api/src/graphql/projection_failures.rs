@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::context::ContextExt;
 use super::error::to_graphql;
-use super::pagination::{decode_number_cursor, encode_number_cursor, PageInfo};
+use super::pagination::{connection, decode_cursor, PageInfo};
 
 /// An event a projection could not apply.
 #[derive(SimpleObject)]
@@ -97,7 +97,7 @@ impl ProjectionFailureQuery {
             let principal = request.principal()?;
             let after = after
                 .as_deref()
-                .map(|c| decode_number_cursor("failure", c))
+                .map(|c| decode_cursor("failure", c))
                 .transpose()?;
             let page = ctx
                 .services()
@@ -107,20 +107,12 @@ impl ProjectionFailureQuery {
             Ok::<_, AppError>((page, after.is_some()))
         };
         let (page, paged) = run.await.map_err(|e| to_graphql(e, request))?;
-        let edges: Vec<ProjectionFailureEdge> = page
-            .items
+        let (edges, page_info) =
+            connection(page, "failure", paged, |f| f.id, ProjectionFailure::from);
+        let edges = edges
             .into_iter()
-            .map(|failure| ProjectionFailureEdge {
-                cursor: encode_number_cursor("failure", failure.id),
-                node: failure.into(),
-            })
+            .map(|(cursor, node)| ProjectionFailureEdge { cursor, node })
             .collect();
-        let page_info = PageInfo {
-            has_next_page: page.has_next_page,
-            has_previous_page: paged,
-            start_cursor: edges.first().map(|e| e.cursor.clone()),
-            end_cursor: edges.last().map(|e| e.cursor.clone()),
-        };
         Ok(ProjectionFailureConnection { edges, page_info })
     }
 }

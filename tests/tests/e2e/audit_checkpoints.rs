@@ -29,6 +29,29 @@ fn run(program: &str, args: &[&str]) -> (i32, String) {
     (output.status.code().unwrap_or(-1), text)
 }
 
+/// A key made as an operator makes one, `openssl genpkey -algorithm ed25519`, in `dir`: the
+/// private key's path and the public key (SPKI PEM).
+fn openssl_key(dir: &std::path::Path) -> (std::path::PathBuf, String) {
+    let key = dir.join("audit.pem");
+    let (code, out) = run(
+        "openssl",
+        &[
+            "genpkey",
+            "-algorithm",
+            "ed25519",
+            "-out",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let (code, public) = run(
+        "openssl",
+        &["pkey", "-in", key.to_str().unwrap(), "-pubout"],
+    );
+    assert_eq!(code, 0, "{public}");
+    (key, public)
+}
+
 fn hash(hex: &Value) -> Hash {
     hex::decode(hex.as_str().unwrap())
         .unwrap()
@@ -55,22 +78,7 @@ async fn checkpoint_covering(app: &TestApp, size: u64) -> Value {
 async fn checkpoints_are_signed_published_and_prove_inclusion_and_consistency() {
     // A key as an operator makes one with openssl.
     let dir = temp_dir();
-    let key = dir.join("audit.pem");
-    let (code, out) = run(
-        "openssl",
-        &[
-            "genpkey",
-            "-algorithm",
-            "ed25519",
-            "-out",
-            key.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(code, 0, "{out}");
-    let (_, public_pem) = run(
-        "openssl",
-        &["pkey", "-in", key.to_str().unwrap(), "-pubout"],
-    );
+    let (key, public_pem) = openssl_key(&dir);
     let public = PublicKey::from_pem(&public_pem).unwrap();
     let app = TestApp::spawn_with(|settings| {
         settings.audit_signing_key_file = Some(key.display().to_string());
@@ -293,23 +301,8 @@ async fn edit_last_event(app: &TestApp, id: &str, payload: Value) -> (Value, Str
 #[tokio::test]
 async fn verify_finds_what_a_database_administrator_changed_under_signed_checkpoints() {
     let dir = temp_dir();
-    let key = dir.join("audit.pem");
-    let (code, out) = run(
-        "openssl",
-        &[
-            "genpkey",
-            "-algorithm",
-            "ed25519",
-            "-out",
-            key.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(code, 0, "{out}");
+    let (key, public_pem) = openssl_key(&dir);
     let public_key = dir.join("audit.pub");
-    let (_, public_pem) = run(
-        "openssl",
-        &["pkey", "-in", key.to_str().unwrap(), "-pubout"],
-    );
     std::fs::write(&public_key, &public_pem).unwrap();
     let app = TestApp::spawn_with(|settings| {
         settings.audit_signing_key_file = Some(key.display().to_string());

@@ -146,7 +146,9 @@ pub async fn audit_phase() -> anyhow::Result<Value> {
         "seeded store is broken: {check:?}"
     );
     let verify_rate = check.events_checked as f64 / verifying.elapsed().as_secs_f64();
+    let tree = tree_figures(&app, events as u64, copy_rate).await?;
     Ok(json!({
+        "merkle_tree": tree,
         "events": events,
         "seed_seconds": seed_seconds,
         "audit_trail_by_aggregate": by_aggregate,
@@ -158,5 +160,90 @@ pub async fn audit_phase() -> anyhow::Result<Value> {
         "postgres_copy_events_per_second": copy_rate,
         "audit_verify_events_per_second": verify_rate,
         "audit_verify_vs_copy": verify_rate / copy_rate,
+    }))
+}
+
+/// The Merkle tree over the seeded store: how fast it is grown from the events, how fast the
+/// whole store is verified against a signed checkpoint (next to `COPY`, the raw read rate),
+/// and proof sizes and latencies at that size.
+async fn tree_figures(app: &TestApp, events: u64, copy_rate: f64) -> anyhow::Result<Value> {
+    use chronicle_application::audit::checkpoints::{root_at, AuditProofs};
+    use chronicle_application::audit::signing::CheckpointSigner;
+    use chronicle_application::ports::audit_tree::AuditTree;
+    use chronicle_infrastructure::audit_tree::PgAuditTree;
+    let tree = std::sync::Arc::new(PgAuditTree::new(app.db.clone()));
+    let growing = Instant::now();
+    let mut size = 0;
+    while size < events {
+        size = tree
+            .append_settled(5_000)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let append_rate = size as f64 / growing.elapsed().as_secs_f64();
+    let signer = CheckpointSigner::generate();
+    let root = root_at(tree.as_ref(), size)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let checkpoint = signer.sign(size, root, chrono::Utc::now());
+    tree.store_checkpoint(&checkpoint)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let log = chronicle_infrastructure::audit_log::PgAuditLog::new(app.db.clone());
+    let leaves = tree.leaves().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let verifying = Instant::now();
+    let check = chronicle_application::audit::tree_check::verify_tree(
+        &log,
+        std::slice::from_ref(&checkpoint),
+        std::slice::from_ref(&checkpoint),
+        &leaves,
+        &signer.public_key(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    anyhow::ensure!(check.findings.is_empty(), "seeded tree diverged: {check:?}");
+    let verify_rate = check.events as f64 / verifying.elapsed().as_secs_f64();
+    let proofs = AuditProofs::new(tree.clone());
+    let auditor = chronicle_application::access::Principal::system("bench");
+    let ids: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT event_id FROM events ORDER BY random() LIMIT 200")
+            .fetch_all(&app.db)
+            .await?;
+    let (mut millis, mut lengths) = (Vec::new(), Vec::new());
+    for id in ids {
+        let started = Instant::now();
+        let proof = proofs
+            .inclusion(&auditor, id, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        millis.push(started.elapsed().as_secs_f64() * 1000.0);
+        lengths.push(proof.path.len() as f64);
+    }
+    let started = Instant::now();
+    let half = signer.sign(
+        size / 2,
+        root_at(tree.as_ref(), size / 2)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        chrono::Utc::now(),
+    );
+    tree.store_checkpoint(&half)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let consistency = proofs
+        .consistency(&auditor, size / 2, size)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let consistency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    Ok(json!({
+        "leaves": size,
+        "append_events_per_second": append_rate,
+        "verify_against_checkpoint_events_per_second": verify_rate,
+        "verify_against_checkpoint_vs_copy": verify_rate / copy_rate,
+        "inclusion_proof_ms": summary(millis),
+        "inclusion_proof_hashes_min": lengths.iter().copied().fold(f64::INFINITY, f64::min),
+        "inclusion_proof_hashes_max": lengths.iter().copied().fold(0.0, f64::max),
+        "consistency_proof_hashes": consistency.path.len(),
+        "consistency_proof_ms_with_signing_half": consistency_ms,
     }))
 }
