@@ -396,6 +396,38 @@ async fn verify_finds_what_a_database_administrator_changed_under_signed_checkpo
     let (code, out) = verify(&app, "kafka", &public_key);
     assert_eq!(code, 0, "restored: {out}");
 
+    // 1b. An event removed, and what witnessed it (the read-model row's version, snapshots)
+    //     rewound, so the remaining chain is whole and ends where the rows say it does.
+    execute(
+        &app,
+        &format!(
+            "CREATE TABLE kept_event AS SELECT * FROM events WHERE aggregate_id = '{edited}' AND sequence = 2;
+             CREATE TABLE kept_row AS SELECT * FROM tasks WHERE id = '{edited}';
+             CREATE TABLE kept_snapshots AS SELECT * FROM snapshots WHERE aggregate_id = '{edited}';
+             DELETE FROM events WHERE aggregate_id = '{edited}' AND sequence = 2;
+             UPDATE tasks SET version = 1 WHERE id = '{edited}';
+             DELETE FROM snapshots WHERE aggregate_id = '{edited}';"
+        ),
+    )
+    .await;
+    let (code, out) = verify(&app, "kafka", &public_key);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("intact:"),
+        "the chains alone see nothing: {out}"
+    );
+    assert!(out.contains("DIVERGED"), "{out}");
+    execute(
+        &app,
+        &format!(
+            "INSERT INTO events SELECT * FROM kept_event;
+             DELETE FROM tasks WHERE id = '{edited}'; INSERT INTO tasks SELECT * FROM kept_row;
+             INSERT INTO snapshots SELECT * FROM kept_snapshots;"
+        ),
+    )
+    .await;
+    assert_eq!(verify(&app, "kafka", &public_key).0, 0);
+
     // 2. A whole stream removed, with its row and snapshot: nothing of it is left to check,
     //    except what the checkpoints signed.
     execute(
