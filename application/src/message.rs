@@ -84,6 +84,13 @@ impl EventMessage {
         }
     }
 
+    /// The envelope of a stored event under the metadata stored with it (what the relay
+    /// published for it); `None` when that metadata is not readable.
+    pub fn of_stored(event: &StoredEvent) -> Option<Self> {
+        let metadata: CommandMetadata = serde_json::from_value(event.metadata.clone()).ok()?;
+        Some(Self::from_stored(event, &metadata))
+    }
+
     /// CloudEvents binary-mode headers plus tracing and correlation headers.
     pub fn headers(&self, traceparent: Option<&str>) -> Vec<(String, String)> {
         let mut headers = vec![

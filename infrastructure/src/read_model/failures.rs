@@ -1,4 +1,8 @@
 //! Projection failures in Postgres (`projection_failures`), in the store's order for a retry.
+//!
+//! A failure's event is read from `events`, the truth, not from the failure's own `event`
+//! column: the live projector and a rebuild record different shapes there (a rebuild keeps
+//! only what it had decoded), and a retry must apply the event exactly as stored.
 
 use async_trait::async_trait;
 use chronicle_application::message::EventMessage;
@@ -12,6 +16,7 @@ use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 use crate::db::store_error;
+use crate::event_store::stored_event;
 
 /// The projection failures on `pool`.
 #[derive(Clone)]
@@ -26,11 +31,23 @@ impl PgProjectionFailures {
     }
 }
 
-const COLUMNS: &str = "f.id, f.event, f.reason, f.attempts, f.first_failed_at, f.failed_at";
+/// A failure and its event's row (whose own columns keep their names).
+const COLUMNS: &str = "f.id, f.reason, f.attempts, f.first_failed_at, f.failed_at, e.event_id,
+    e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_version, e.payload,
+    e.metadata, e.recorded_at, e.hash, e.previous_hash";
+
+/// Failures joined to their events. An event no longer in the store (only tampering removes
+/// one; `audit verify` reports it) has nothing to retry and is not listed.
+const FROM: &str = "projection_failures f JOIN events e ON e.event_id = f.event_id";
 
 fn failure(row: &PgRow) -> Result<ProjectionFailure, StoreError> {
-    let event: EventMessage = serde_json::from_value(row.get("event"))
-        .map_err(|e| StoreError::corrupt(format!("a stored projection failure's event: {e}")))?;
+    let stored = stored_event(row);
+    let event = EventMessage::of_stored(&stored).ok_or_else(|| {
+        StoreError::corrupt(format!(
+            "event {}'s metadata is not readable",
+            stored.event_id
+        ))
+    })?;
     Ok(ProjectionFailure {
         id: row.get("id"),
         event,
@@ -45,7 +62,8 @@ fn failure(row: &PgRow) -> Result<ProjectionFailure, StoreError> {
 impl ProjectionFailureStore for PgProjectionFailures {
     async fn counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT projection, count(*) FROM projection_failures GROUP BY projection",
+            "SELECT f.projection, count(*) FROM projection_failures f
+             JOIN events e ON e.event_id = f.event_id GROUP BY f.projection",
         )
         .fetch_all(&self.pool)
         .await
@@ -63,7 +81,7 @@ impl ProjectionFailureStore for PgProjectionFailures {
         limit: usize,
     ) -> Result<Page<ProjectionFailure>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM projection_failures f
+            "SELECT {COLUMNS} FROM {FROM}
              WHERE f.projection = $1 AND f.id > $2 ORDER BY f.id LIMIT $3"
         ))
         .bind(projection)
@@ -84,12 +102,9 @@ impl ProjectionFailureStore for PgProjectionFailures {
     }
 
     async fn all(&self, projection: &str) -> Result<Vec<ProjectionFailure>, StoreError> {
-        // Store order: the events' positions (an event no longer in the store, last).
+        // Store order: the events' positions.
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM projection_failures f
-             LEFT JOIN events e ON e.event_id = f.event_id
-             WHERE f.projection = $1
-             ORDER BY e.position NULLS LAST, f.id"
+            "SELECT {COLUMNS} FROM {FROM} WHERE f.projection = $1 ORDER BY e.position"
         ))
         .bind(projection)
         .fetch_all(&self.pool)

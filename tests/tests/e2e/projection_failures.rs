@@ -139,4 +139,40 @@ async fn a_projection_gap_is_listed_and_applied_by_a_retry_once_the_missing_even
     let (code, out) = cli(&["list", "nope"]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("tasks") && out.contains("reports"), "{out}");
+
+    // A rebuild records what it cannot apply with less of the event than the live consumer
+    // does; the list and the retry read the event from the store either way.
+    let gapped = app
+        .create_task("Gapped in the store", "team-a")
+        .await
+        .unwrap();
+    app.data(
+        "mutation($id: ID!) { startTask(id: $id) { version } }",
+        json!({"id": gapped}),
+    )
+    .await
+    .unwrap();
+    app.wait_for_version(&gapped, 2).await.unwrap();
+    sqlx::query("DELETE FROM events WHERE aggregate_id = $1 AND sequence = 1")
+        .bind(&gapped)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    app.data(
+        "mutation { rebuildProjection(name: \"tasks\") { state } }",
+        json!({}),
+    )
+    .await
+    .unwrap();
+    let listed = eventually(Duration::from_secs(30), || async {
+        let listed = failures(&app).await;
+        Ok(listed
+            .into_iter()
+            .find(|f| f["aggregateId"] == gapped.as_str()))
+    })
+    .await
+    .expect("the rebuild's gap is listed");
+    assert_eq!(listed["sequence"], 2);
+    assert_eq!(listed["eventType"], "TaskStarted");
+    assert_eq!(retry(&app).await, (0, 1), "still a gap: it stays");
 }
