@@ -4,13 +4,12 @@
 
 use std::process::ExitCode;
 
-use chronicle_application::access::{Principal, ALL_TEAMS};
+use chronicle_application::access::Principal;
 use chronicle_application::dead_letter_admin::DeadLetterAdmin;
 use chronicle_application::ports::dead_letters::DeadLetter;
 use chronicle_application::AppError;
 
-/// Exit status for a usage error (an unknown group), like clap's own.
-const USAGE: u8 = 2;
+use crate::cli::{exit_status, operator, USAGE};
 
 /// What to do with the group's dead letters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,16 +22,6 @@ pub enum Action {
     Redrive,
     /// Discard those of `--id`.
     Discard,
-}
-
-/// The operator at this shell, as an admin.
-fn operator() -> Principal {
-    let user = std::env::var("USER").unwrap_or_else(|_| "operator".to_owned());
-    Principal::new(
-        format!("cli:{user}"),
-        &["admin".to_owned()],
-        &[ALL_TEAMS.to_owned()],
-    )
 }
 
 /// Runs `action` on `group`'s dead letters; exit 0 when done, 2 for an unknown group or a
@@ -63,21 +52,7 @@ pub async fn run(
             true
         }),
     };
-    match outcome {
-        Ok(true) => Ok(ExitCode::SUCCESS),
-        Ok(false) => Ok(ExitCode::FAILURE),
-        Err(AppError::Validation { message, .. }) => {
-            eprintln!("chronicle dead-letters: {message}");
-            Ok(ExitCode::from(USAGE))
-        }
-        Err(error) => {
-            eprintln!(
-                "chronicle dead-letters: {}",
-                chronicle_application::error_chain::Chain(&error)
-            );
-            Ok(ExitCode::FAILURE)
-        }
-    }
+    Ok(exit_status("dead-letters", outcome))
 }
 
 async fn list(

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod audit_cli;
 pub mod auth;
+pub mod cli;
 pub mod dead_letters_cli;
 pub mod graphiql;
 pub mod graphql;

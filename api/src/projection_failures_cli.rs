@@ -3,12 +3,11 @@
 
 use std::process::ExitCode;
 
-use chronicle_application::access::{Principal, ALL_TEAMS};
+use chronicle_application::access::Principal;
 use chronicle_application::projection::failures::ProjectionFailures;
 use chronicle_application::AppError;
 
-/// Exit status for a usage error (an unknown projection), like clap's own.
-const USAGE: u8 = 2;
+use crate::cli::{exit_status, operator};
 
 /// What to do with a projection's failures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,12 +25,7 @@ pub async fn run(
     action: Action,
     name: &str,
 ) -> anyhow::Result<ExitCode> {
-    let user = std::env::var("USER").unwrap_or_else(|_| "operator".to_owned());
-    let principal = Principal::new(
-        format!("cli:{user}"),
-        &["admin".to_owned()],
-        &[ALL_TEAMS.to_owned()],
-    );
+    let principal = operator();
     let outcome = match action {
         Action::List => list(failures, &principal, name).await,
         Action::Retry => failures.retry(&principal, name).await.map(|outcome| {
@@ -42,21 +36,7 @@ pub async fn run(
             outcome.remaining == 0
         }),
     };
-    match outcome {
-        Ok(true) => Ok(ExitCode::SUCCESS),
-        Ok(false) => Ok(ExitCode::FAILURE),
-        Err(AppError::Validation { message, .. }) => {
-            eprintln!("chronicle projection-failures: {message}");
-            Ok(ExitCode::from(USAGE))
-        }
-        Err(error) => {
-            eprintln!(
-                "chronicle projection-failures: {}",
-                chronicle_application::error_chain::Chain(&error)
-            );
-            Ok(ExitCode::FAILURE)
-        }
-    }
+    Ok(exit_status("projection-failures", outcome))
 }
 
 async fn list(

@@ -8,8 +8,7 @@ use chronicle_application::rebuild::Rebuilder;
 use chronicle_application::AppError;
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// Exit status for an unknown projection name (a usage error, like clap's own).
-const USAGE: u8 = 2;
+use crate::cli::USAGE;
 
 /// Rebuilds `name` and prints what it did; exit 0 when swapped in, 2 for an unknown name, 1
 /// when refused (another rebuild runs) or failed (the live tables are untouched then).
