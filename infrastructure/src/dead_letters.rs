@@ -114,11 +114,10 @@ impl DeadLetterStore for PgDeadLetters {
         .fetch_all(&self.pool)
         .await
         .map_err(store_error)?;
-        let has_next_page = rows.len() > limit;
-        Ok(Page {
-            items: rows.iter().take(limit).map(dead_letter).collect(),
-            has_next_page,
-        })
+        Ok(Page::of_one_extra(
+            rows.iter().map(dead_letter).collect(),
+            limit,
+        ))
     }
 
     async fn pending(

@@ -10,3 +10,16 @@ pub struct Page<T> {
     /// Whether more match after the last item.
     pub has_next_page: bool,
 }
+
+impl<T> Page<T> {
+    /// The page of a query that asked for `limit + 1` rows: the extra row only says that more
+    /// follow, and is dropped.
+    pub fn of_one_extra(mut rows: Vec<T>, limit: usize) -> Self {
+        let has_next_page = rows.len() > limit;
+        rows.truncate(limit);
+        Self {
+            items: rows,
+            has_next_page,
+        }
+    }
+}

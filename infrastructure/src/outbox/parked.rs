@@ -58,10 +58,8 @@ impl ParkedEvents for PgParkedEvents {
         .fetch_all(&self.pool)
         .await
         .map_err(store_error)?;
-        let has_next_page = rows.len() > limit;
-        let items = rows
+        let parked = rows
             .into_iter()
-            .take(limit)
             .map(
                 |(aggregate_type, aggregate_id, event_id, sequence, error, parked_at)| {
                     ParkedEvent {
@@ -75,10 +73,7 @@ impl ParkedEvents for PgParkedEvents {
                 },
             )
             .collect();
-        Ok(Page {
-            items,
-            has_next_page,
-        })
+        Ok(Page::of_one_extra(parked, limit))
     }
 
     async fn retry(&self, aggregate_id: Option<Uuid>) -> Result<u64, StoreError> {

@@ -90,15 +90,8 @@ impl ProjectionFailureStore for PgProjectionFailures {
         .fetch_all(&self.pool)
         .await
         .map_err(store_error)?;
-        let has_next_page = rows.len() > limit;
-        Ok(Page {
-            items: rows
-                .iter()
-                .take(limit)
-                .map(failure)
-                .collect::<Result<_, _>>()?,
-            has_next_page,
-        })
+        let failures = rows.iter().map(failure).collect::<Result<_, _>>()?;
+        Ok(Page::of_one_extra(failures, limit))
     }
 
     async fn all(&self, projection: &str) -> Result<Vec<ProjectionFailure>, StoreError> {

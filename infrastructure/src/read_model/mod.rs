@@ -112,16 +112,12 @@ pub(crate) async fn keyset_page<V>(
     }
     page.push(" ORDER BY id LIMIT ").push_bind(first as i64 + 1);
     let rows = page.build().fetch_all(pool).await.map_err(backend)?;
-    let has_next_page = rows.len() > first;
-    let items = rows
+    let views = rows
         .iter()
-        .take(first)
+        .take(first + 1)
         .map(view_from_row)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Page {
-        items,
-        has_next_page,
-    })
+    Ok(Page::of_one_extra(views, first))
 }
 
 /// Restricts a filter to `teams`. One team is an equality, so the planner walks the
