@@ -28,6 +28,19 @@ pub enum AppError {
         /// The version found.
         actual: u64,
     },
+    /// An idempotency key was reused for a request other than the one first made with it
+    /// (another command, target, arguments or expected version). Nothing was written: answering
+    /// the first result would hide the client's mistake.
+    #[error(
+        "idempotencyKey was already used for a different request ({command} on {aggregate_id}); \
+         retry exactly that request, or use a new key"
+    )]
+    IdempotencyKeyReused {
+        /// The first request's command (`createTask`).
+        command: String,
+        /// The aggregate the first request touched.
+        aggregate_id: String,
+    },
     /// The command is not allowed in the aggregate's current state.
     #[error("{0}")]
     InvalidTransition(String),
@@ -70,6 +83,7 @@ impl AppError {
             Self::Validation { .. } => "validation_failed",
             Self::NotFound(_) => "not_found",
             Self::Conflict { .. } => "concurrency_conflict",
+            Self::IdempotencyKeyReused { .. } => "idempotency_key_reused",
             Self::InvalidTransition(_) => "invalid_transition",
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden(_) => "forbidden",

@@ -72,8 +72,9 @@ WITH new_events AS (
       AND last_sequence < $15
     RETURNING 1
 ), new_key AS (
-    INSERT INTO idempotency_keys (actor_id, key, command, aggregate_id, version)
-    SELECT $18, $19, $20, $2, $21 WHERE $19::text IS NOT NULL
+    INSERT INTO idempotency_keys (actor_id, key, command, aggregate_id, version,
+                                  request_fingerprint)
+    SELECT $18, $19, $20, $2, $21, $23 WHERE $19::text IS NOT NULL
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM new_events) AS events,
@@ -198,6 +199,7 @@ impl EventStore for PgEventStore {
             .bind(idempotency.map(|i| i.command.clone()))
             .bind(idempotency.map(|i| i.version as i64))
             .bind(&batch.team_id)
+            .bind(idempotency.and_then(|i| i.request_fingerprint.clone()))
             .execute(&self.pool)
             .await
             .map_err(store_error)?;
@@ -211,7 +213,7 @@ impl EventStore for PgEventStore {
         key: &str,
     ) -> Result<Option<IdempotencyRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT command, aggregate_id, version FROM idempotency_keys
+            "SELECT command, aggregate_id, version, request_fingerprint FROM idempotency_keys
              WHERE actor_id = $1 AND key = $2",
         )
         .bind(actor_id)
@@ -225,6 +227,7 @@ impl EventStore for PgEventStore {
             command: row.get("command"),
             aggregate_id: row.get("aggregate_id"),
             version: row.get::<i64, _>("version") as u64,
+            request_fingerprint: row.get("request_fingerprint"),
         }))
     }
 }

@@ -17,6 +17,8 @@ pub enum ErrorCode {
     ConcurrencyConflict,
     /// Not allowed in the current state.
     InvalidTransition,
+    /// An idempotency key reused for a different request.
+    IdempotencyKeyReused,
     /// No valid credentials.
     Unauthenticated,
     /// Not allowed for this caller.
@@ -41,6 +43,7 @@ impl ErrorCode {
             Self::NotFound => "NOT_FOUND",
             Self::ConcurrencyConflict => "CONCURRENCY_CONFLICT",
             Self::InvalidTransition => "INVALID_TRANSITION",
+            Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::Unauthenticated => "UNAUTHENTICATED",
             Self::Forbidden => "FORBIDDEN",
             Self::StaleRead => "STALE_READ",
@@ -109,6 +112,13 @@ pub fn to_graphql(error: AppError, request: &RequestContext) -> async_graphql::E
             ("minVersion", Value::from(*wanted)),
             ("currentVersion", Value::from(*current)),
         ],
+        AppError::IdempotencyKeyReused {
+            command,
+            aggregate_id,
+        } => vec![
+            ("firstCommand", Value::from(command.as_str())),
+            ("firstAggregateId", Value::from(aggregate_id.as_str())),
+        ],
         AppError::Internal { .. } | AppError::Unavailable(_) => {
             vec![("requestId", Value::from(request.request_id.as_str()))]
         }
@@ -125,6 +135,7 @@ fn code_of(error: &AppError) -> ErrorCode {
         AppError::NotFound(_) => ErrorCode::NotFound,
         AppError::Conflict { .. } => ErrorCode::ConcurrencyConflict,
         AppError::InvalidTransition(_) => ErrorCode::InvalidTransition,
+        AppError::IdempotencyKeyReused { .. } => ErrorCode::IdempotencyKeyReused,
         AppError::Unauthenticated => ErrorCode::Unauthenticated,
         AppError::Forbidden(_) => ErrorCode::Forbidden,
         AppError::StaleRead { .. } => ErrorCode::StaleRead,

@@ -8,6 +8,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use uuid::Uuid;
 
+use super::fingerprint::request_fingerprint;
 use crate::access::TeamScope;
 use crate::error::AppError;
 use crate::event_log::{deserialize_event, serialize_event, store_now, StoredEvent};
@@ -61,7 +62,7 @@ pub struct AggregateExecutor<A> {
 impl<A> AggregateExecutor<A>
 where
     A: Aggregate<Services = ()> + TeamOwned,
-    A::Command: Clone,
+    A::Command: Clone + serde::Serialize,
     AppError: From<A::Error>,
 {
     /// An executor writing through `store`, publishing to `topics`, snapshotting every
@@ -110,8 +111,19 @@ where
         options: &ExecuteOptions,
         metadata: &CommandMetadata,
     ) -> Result<CommandOutcome, AppError> {
+        let fingerprint = match metadata.idempotency_key {
+            Some(_) => Some(request_fingerprint(
+                options.command_name,
+                aggregate_id,
+                options.creates_aggregate,
+                options.expected_version,
+                &command,
+            )?),
+            None => None,
+        };
+        let fingerprint = fingerprint.as_deref();
         if let Some(previous) = self
-            .previous_result(aggregate_id, options, metadata)
+            .previous_result(aggregate_id, options, metadata, fingerprint)
             .await?
         {
             return Ok(previous);
@@ -120,7 +132,13 @@ where
         loop {
             attempt += 1;
             match self
-                .try_execute(aggregate_id, command.clone(), options, metadata)
+                .try_execute(
+                    aggregate_id,
+                    command.clone(),
+                    options,
+                    metadata,
+                    fingerprint,
+                )
                 .await
             {
                 Err(ExecuteError::Store(StoreError::Conflict))
@@ -138,7 +156,7 @@ where
                 }
                 Err(ExecuteError::Store(StoreError::IdempotencyKeyTaken)) => {
                     return self
-                        .previous_result(aggregate_id, options, metadata)
+                        .previous_result(aggregate_id, options, metadata, fingerprint)
                         .await?
                         .ok_or_else(|| AppError::internal("idempotency record vanished"));
                 }
@@ -154,11 +172,14 @@ where
         self.load_internal(aggregate_id).await
     }
 
+    /// The stored first result of this request, when its idempotency key was used before; a
+    /// key first used for a different request is refused.
     async fn previous_result(
         &self,
         aggregate_id: &str,
         options: &ExecuteOptions,
         metadata: &CommandMetadata,
+        fingerprint: Option<&str>,
     ) -> Result<Option<CommandOutcome>, AppError> {
         let Some(key) = &metadata.idempotency_key else {
             return Ok(None);
@@ -167,14 +188,16 @@ where
             return Ok(None);
         };
         let same_target = options.creates_aggregate || record.aggregate_id == aggregate_id;
-        if record.command != options.command_name || !same_target {
-            return Err(AppError::validation(
-                "idempotencyKey",
-                format!(
-                    "already used for {} on {}; use a new key for a different command",
-                    record.command, record.aggregate_id
-                ),
-            ));
+        let same_arguments = match (&record.request_fingerprint, fingerprint) {
+            (Some(first), Some(this)) => first == this,
+            // Recorded before fingerprints were: the command and target are all there is.
+            _ => true,
+        };
+        if record.command != options.command_name || !same_target || !same_arguments {
+            return Err(AppError::IdempotencyKeyReused {
+                command: record.command,
+                aggregate_id: record.aggregate_id,
+            });
         }
         Ok(Some(CommandOutcome {
             aggregate_id: record.aggregate_id,
@@ -218,6 +241,7 @@ where
         command: A::Command,
         options: &ExecuteOptions,
         metadata: &CommandMetadata,
+        fingerprint: Option<&str>,
     ) -> Result<CommandOutcome, ExecuteError> {
         let mut loaded = self.load_for_command(aggregate_id, options).await?;
         let decided = Self::decide(&mut loaded.aggregate, command).await?;
@@ -237,7 +261,25 @@ where
             }
         }
         let new_version = loaded.version + decided.len() as u64;
-        let batch = self.append_batch(aggregate_id, loaded, decided, team_id, options, metadata)?;
+        let idempotency = metadata
+            .idempotency_key
+            .as_ref()
+            .map(|key| IdempotencyRecord {
+                actor_id: metadata.actor_id.clone(),
+                key: key.clone(),
+                command: options.command_name.to_owned(),
+                aggregate_id: aggregate_id.to_owned(),
+                version: new_version,
+                request_fingerprint: fingerprint.map(str::to_owned),
+            });
+        let batch = self.append_batch(
+            aggregate_id,
+            loaded,
+            decided,
+            team_id,
+            idempotency,
+            metadata,
+        )?;
         self.store.append(batch).await?;
         Ok(CommandOutcome {
             aggregate_id: aggregate_id.to_owned(),
@@ -292,7 +334,7 @@ where
         loaded: LoadedAggregate<A>,
         decided: Vec<A::Event>,
         team_id: Option<String>,
-        options: &ExecuteOptions,
+        idempotency: Option<IdempotencyRecord>,
         metadata: &CommandMetadata,
     ) -> Result<AppendBatch, AppError> {
         let LoadedAggregate {
@@ -321,16 +363,6 @@ where
         } else {
             None
         };
-        let idempotency = metadata
-            .idempotency_key
-            .as_ref()
-            .map(|key| IdempotencyRecord {
-                actor_id: metadata.actor_id.clone(),
-                key: key.clone(),
-                command: options.command_name.to_owned(),
-                aggregate_id: aggregate_id.to_owned(),
-                version: new_version,
-            });
         Ok(AppendBatch {
             aggregate_type: A::TYPE.to_owned(),
             aggregate_id: aggregate_id.to_owned(),

@@ -1,6 +1,7 @@
 //! Command handling: load an aggregate, let it decide, append what it decided.
 
 mod executor;
+mod fingerprint;
 mod report;
 mod task;
 

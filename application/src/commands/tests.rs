@@ -247,10 +247,76 @@ async fn an_idempotency_key_reused_for_another_command_is_refused() {
         .unwrap_err();
 
     assert!(
-        matches!(&error, AppError::Validation { field, .. } if field == "idempotencyKey"),
+        matches!(&error, AppError::IdempotencyKeyReused { command, aggregate_id }
+            if command == "createTask" && *aggregate_id == task.to_string()),
         "{error:?}"
     );
     assert_eq!(given.stream(task).len(), 1);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_reused_with_other_arguments_is_refused_and_writes_nothing() {
+    let given = given();
+    let first = given
+        .tasks
+        .create(&given.member, new_task("first"), &with_key("k-1"))
+        .await
+        .expect("created");
+
+    let error = given
+        .tasks
+        .create(&given.member, new_task("DIFFERENT"), &with_key("k-1"))
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(&error, AppError::IdempotencyKeyReused { command, aggregate_id }
+            if command == "createTask" && *aggregate_id == first.aggregate_id),
+        "{error:?}"
+    );
+    assert_eq!(given.store.log().streams.len(), 1, "no second task");
+    let retried = given
+        .tasks
+        .create(&given.member, new_task("first"), &with_key("k-1"))
+        .await
+        .expect("an exact retry still answers");
+    assert!(retried.replayed);
+    assert_eq!(retried.aggregate_id, first.aggregate_id);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_reused_with_another_expected_version_is_refused() {
+    let given = given();
+    let task = given.a_task("Draft").await;
+    given
+        .tasks
+        .update(
+            &given.member,
+            task,
+            retitle("Second"),
+            Some(1),
+            &with_key("k-3"),
+        )
+        .await
+        .expect("updated");
+
+    let error = given
+        .tasks
+        .update(
+            &given.member,
+            task,
+            retitle("Second"),
+            Some(2),
+            &with_key("k-3"),
+        )
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(error, AppError::IdempotencyKeyReused { .. }),
+        "{error:?}"
+    );
+    assert_eq!(given.stream(task).len(), 2);
 }
 
 #[tokio::test]
@@ -263,6 +329,8 @@ async fn a_key_recorded_by_a_concurrent_request_first_answers_that_requests_resu
         command: "updateTask".to_owned(),
         aggregate_id: task.to_string(),
         version: 2,
+        // As recorded before fingerprints were: the command and target decide.
+        request_fingerprint: None,
     };
     given.store.before_next_append(move |log, _| {
         log.idempotency
@@ -281,6 +349,40 @@ async fn a_key_recorded_by_a_concurrent_request_first_answers_that_requests_resu
         given.stream(task).len(),
         1,
         "the losing request appended nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_key_a_concurrent_different_request_recorded_first_refuses_this_one() {
+    let given = given();
+    let task = given.a_task("Draft").await;
+    let winner = IdempotencyRecord {
+        actor_id: "alice".to_owned(),
+        key: "k-4".to_owned(),
+        command: "updateTask".to_owned(),
+        aggregate_id: task.to_string(),
+        version: 2,
+        request_fingerprint: Some("the fingerprint of another title".to_owned()),
+    };
+    given.store.before_next_append(move |log, _| {
+        log.idempotency
+            .insert(("alice".to_owned(), "k-4".to_owned()), winner);
+    });
+
+    let error = given
+        .tasks
+        .update(&given.member, task, retitle("Mine"), None, &with_key("k-4"))
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(error, AppError::IdempotencyKeyReused { .. }),
+        "{error:?}"
+    );
+    assert_eq!(
+        given.stream(task).len(),
+        1,
+        "the refused request appended nothing"
     );
 }
 

@@ -40,6 +40,10 @@ pub struct IdempotencyRecord {
     pub aggregate_id: String,
     /// The version the command produced.
     pub version: u64,
+    /// The first request's fingerprint (`commands::fingerprint`), so a retry that differs is
+    /// refused; `None` for keys recorded before fingerprints were, which any retry of the same
+    /// command and target matches.
+    pub request_fingerprint: Option<String>,
 }
 
 /// Everything one command writes, in one transaction.

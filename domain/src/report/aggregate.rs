@@ -63,8 +63,9 @@ impl ReportStatus {
     }
 }
 
-/// Commands on a report.
-#[derive(Debug, Clone, PartialEq)]
+/// Commands on a report. `Serialize` lets the application fingerprint a request, to tell an
+/// idempotent retry from a different request under the same key.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum ReportCommand {
     /// Ask for a report.
     Request {

@@ -1,12 +1,13 @@
 //! What a caller may ask of a task. Commands carry raw input; the aggregate validates it.
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use uuid::Uuid;
 
 use super::status::Priority;
 
 /// Everything needed to create a task.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CreateTask {
     /// The id the service generated for it.
     pub task_id: Uuid,
@@ -31,7 +32,7 @@ pub struct CreateTask {
 }
 
 /// A partial update: `None` leaves a field as it is.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct UpdateTaskDetails {
     /// New title.
     pub title: Option<String>,
@@ -45,8 +46,9 @@ pub struct UpdateTaskDetails {
     pub labels: Option<Vec<String>>,
 }
 
-/// Every command the Task aggregate handles.
-#[derive(Debug, Clone, PartialEq)]
+/// Every command the Task aggregate handles. `Serialize` lets the application fingerprint a
+/// request, to tell an idempotent retry from a different request under the same key.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum TaskCommand {
     /// Create a new task.
     Create(CreateTask),

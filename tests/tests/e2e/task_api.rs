@@ -324,7 +324,30 @@ async fn a_retried_mutation_with_the_same_idempotency_key_answers_the_first_resu
         )
         .await
         .unwrap();
-    assert_eq!(error_code(&body), Some("VALIDATION_FAILED"), "{body}");
+    assert_eq!(error_code(&body), Some("IDEMPOTENCY_KEY_REUSED"), "{body}");
+    assert_eq!(app.event_count().await.unwrap(), 2);
+
+    // The same key for the same command with other arguments is refused too, naming the
+    // first request, and writes nothing.
+    let other = json!({"i": {"title": "DIFFERENT", "teamId": "team-a", "idempotencyKey": "k-1"}});
+    let body = app.graphql(create, other).await.unwrap();
+    assert_eq!(error_code(&body), Some("IDEMPOTENCY_KEY_REUSED"), "{body}");
+    let extensions = &body["errors"][0]["extensions"];
+    assert_eq!(extensions["firstCommand"], "createTask", "{body}");
+    assert_eq!(
+        extensions["firstAggregateId"], first["createTask"]["id"],
+        "{body}"
+    );
+    assert_eq!(app.event_count().await.unwrap(), 2);
+    let other_assignee = app
+        .graphql(assign, json!({"id": id, "to": "u-2"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(&other_assignee),
+        Some("IDEMPOTENCY_KEY_REUSED"),
+        "{other_assignee}"
+    );
     assert_eq!(app.event_count().await.unwrap(), 2);
 }
 
