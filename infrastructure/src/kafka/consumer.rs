@@ -192,10 +192,14 @@ impl EventConsumer {
         consumer
             .subscribe(&topics)
             .map_err(InfraError::kafka(format!("subscribe {}", options.group)))?;
+        let dead_letters = DeadLetters::new(producer, options.group.clone(), dead_letters);
+        if options.dead_letter {
+            dead_letters.count_from_zero(&options.topics);
+        }
         Ok(Self {
             consumer: Some(consumer),
             handler,
-            dead_letters: DeadLetters::new(producer, options.group.clone(), dead_letters),
+            dead_letters,
             options,
         })
     }

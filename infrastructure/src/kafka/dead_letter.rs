@@ -61,6 +61,24 @@ impl DeadLetters {
         }
     }
 
+    /// Exports `chronicle_dead_letters_total` at 0 for each topic of `subscribed` the group
+    /// consumes events from (its redrive topics count under the event topic), so the first
+    /// dead letter after a start is an increase that alerts see, not a new series.
+    pub fn count_from_zero(&self, subscribed: &[String]) {
+        let redrives: Vec<String> = subscribed
+            .iter()
+            .map(|topic| Topics::redrive(topic, &self.group))
+            .collect();
+        for topic in subscribed.iter().filter(|t| !redrives.contains(t)) {
+            metrics::counter!(
+                "chronicle_dead_letters_total",
+                "group" => self.group.clone(),
+                "topic" => topic.clone()
+            )
+            .increment(0);
+        }
+    }
+
     /// What `message` was, as the store keeps it: a redriven message is recorded as the event
     /// it carries, under the entry it came from.
     fn rejected(&self, message: &OwnedMessage, reason: &str, attempts: u32) -> RejectedMessage {

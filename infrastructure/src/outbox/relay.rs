@@ -96,6 +96,10 @@ impl OutboxRelay {
     /// Runs until `shutdown`: stands by, leads when it gets the lock, and releases the lock
     /// (by closing its connection) on the way out.
     pub async fn run(self, shutdown: CancellationToken) {
+        // Exported at 0 from the start, so the first failure after a start is an increase
+        // that alerts see, not a new series.
+        metrics::counter!("chronicle_relay_published_total").increment(0);
+        metrics::counter!("chronicle_relay_publish_failures_total").increment(0);
         let mut pause = Duration::from_millis(200);
         while !shutdown.is_cancelled() {
             match self.lead_if_possible(&shutdown).await {

@@ -195,6 +195,59 @@ async fn metrics_show_what_the_relay_published_and_how_late() {
     assert_eq!(lag, 0.0);
 }
 
+/// Alerts take `increase()` of the failure counters, which sees nothing in a series that
+/// starts with its first failure: every counter of a known label set is exported at 0 from
+/// the start, before anything failed.
+#[tokio::test]
+async fn failure_counters_are_exported_at_zero_before_the_first_failure() {
+    let app = TestApp::spawn().await.unwrap();
+    let topics =
+        chronicle_application::topics::Topics::new(app.settings.kafka.topic_prefix.clone());
+    let url = format!("{}/metrics", app.base_url);
+    let exposition = chronicle_tests::eventually(std::time::Duration::from_secs(10), || {
+        let url = url.clone();
+        async move {
+            let text = reqwest::get(&url).await?.text().await?;
+            Ok(sample(&text, "chronicle_relay_publish_failures_total", &[]).map(|_| text))
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        sample(&exposition, "chronicle_relay_publish_failures_total", &[]),
+        Some(0.0),
+        "{exposition}"
+    );
+    assert_eq!(
+        sample(&exposition, "chronicle_relay_published_total", &[]),
+        Some(0.0),
+        "{exposition}"
+    );
+    for (group, topic) in [
+        (chronicle_api::app::PROJECTIONS_GROUP, topics.task_events()),
+        (
+            chronicle_api::app::PROJECTIONS_GROUP,
+            topics.report_events(),
+        ),
+        (
+            chronicle_api::app::REPORT_WORKER_GROUP,
+            topics.report_events(),
+        ),
+    ] {
+        let group = topics.group(group);
+        let labels = [("group", group.as_str()), ("topic", topic.as_str())];
+        assert_eq!(
+            sample(&exposition, "chronicle_dead_letters_total", &labels),
+            Some(0.0),
+            "{group} on {topic}: {exposition}"
+        );
+    }
+    assert!(
+        !exposition.contains(".redrive\""),
+        "redrive topics count under their event topic: {exposition}"
+    );
+}
+
 async fn admin_execute(sql: &str) {
     use sqlx::Connection;
     let mut admin = sqlx::PgConnection::connect(&chronicle_tests::admin_url())
