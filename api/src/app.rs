@@ -41,7 +41,7 @@ use crate::http::{router, HttpState};
 use crate::ops::{OpsState, PartsHealth};
 use crate::rate_limit::RateLimiter;
 use crate::settings::ApiSettings;
-use chronicle_application::audit::checkpoints::{AuditProofs, Checkpointer};
+use chronicle_application::audit::checkpoints::{AuditProofs, Checkpointer, Signing};
 use chronicle_application::audit::signing::CheckpointSigner;
 use chronicle_application::dead_letter_admin::DeadLetterAdmin;
 use chronicle_application::error_chain::Chain;
@@ -578,9 +578,13 @@ impl<'a> Wiring<'a> {
                 &self.topics,
                 dead_letter_producer,
             )),
-            audit_proofs: Arc::new(AuditProofs::new(Arc::new(PgAuditTree::new(
-                self.pool.clone(),
-            )))),
+            audit_proofs: Arc::new(AuditProofs::new(
+                Arc::new(PgAuditTree::new(self.pool.clone())),
+                match self.settings.audit_signing_key_file {
+                    Some(_) => Signing::On,
+                    None => Signing::Off,
+                },
+            )),
             projection_failures: Arc::new(projection_failures(
                 &self.pool,
                 self.task_views.clone(),

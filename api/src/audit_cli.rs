@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use chronicle_application::aggregates;
-use chronicle_application::audit::checkpoints::AuditProofs;
+use chronicle_application::audit::checkpoints::{AuditProofs, Signing};
 use chronicle_application::audit::export::{event_line, header_line, verify_export};
 use chronicle_application::audit::signing::{Checkpoint, PublicKey};
 use chronicle_application::audit::store_check::verify_store;
@@ -206,21 +206,24 @@ pub fn keygen(out: &std::path::Path) -> anyhow::Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-/// `chronicle audit export --from-position N --to-position M`: the events of that range in
-/// the latest checkpoint, each with its inclusion proof, after the checkpoint (JSON Lines, on
-/// stdout), for `chronicle audit verify-export` on an auditor's machine.
+/// `chronicle audit export --from-position N --to-position M`: a header with the latest
+/// checkpoint, the range's leaves and the leaves just outside it, then each event of the range
+/// with its inclusion proof (JSON Lines, on stdout), for `chronicle audit verify-export` on an
+/// auditor's machine. Events newer than the checkpoint are left out, and said so.
 pub async fn export(pool: PgPool, from: i64, to: i64) -> anyhow::Result<std::process::ExitCode> {
     use std::io::Write as _;
     let tree = Arc::new(PgAuditTree::new(pool.clone()));
-    let proofs = AuditProofs::new(tree.clone());
+    // The export needs a signed checkpoint whoever signs them: "none yet" is the honest answer.
+    let proofs = AuditProofs::new(tree.clone(), Signing::On);
     let operator = operator();
-    let checkpoint = proofs
-        .checkpoint(&operator, None)
+    let header = proofs
+        .export_header(&operator, from, to)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (size, range) = (header.checkpoint.tree_size, header.range);
     let log = PgAuditLog::new(pool);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    writeln!(out, "{}", header_line(&checkpoint))?;
+    writeln!(out, "{}", header_line(&header))?;
     let (mut exported, mut outside) = (0u64, 0u64);
     let mut events = log.scan();
     while let Some(record) = events.next().await {
@@ -232,7 +235,7 @@ pub async fn export(pool: PgPool, from: i64, to: i64) -> anyhow::Result<std::pro
             break;
         }
         let proof = match proofs
-            .inclusion(&operator, record.event.event_id, Some(checkpoint.tree_size))
+            .inclusion(&operator, record.event.event_id, Some(size))
             .await
         {
             Ok(proof) => proof,
@@ -255,8 +258,9 @@ pub async fn export(pool: PgPool, from: i64, to: i64) -> anyhow::Result<std::pro
     }
     out.flush()?;
     eprintln!(
-        "exported {exported} events against the checkpoint at tree size {}{}",
-        checkpoint.tree_size,
+        "exported {exported} events (leaves {}..{}) against the checkpoint at tree size {size}{}",
+        range.first_leaf_index,
+        range.first_leaf_index + range.count,
         if outside > 0 {
             format!("; {outside} newer events are not in it yet and were left out")
         } else {
@@ -282,12 +286,27 @@ pub fn verify_export_file(
     for finding in &check.findings {
         println!("DIVERGED {finding}");
     }
-    println!(
+    let checked = format!(
         "{} events checked against the checkpoint at tree size {} under key {}",
         check.events,
         check.tree_size,
         key.id()
     );
+    match (&check.range, check.findings.is_empty()) {
+        (Some(range), true) => println!(
+            "complete: positions {}..{}{} (leaves {}..{}), {checked}",
+            range.from_position,
+            range.to_position,
+            if check.to_checkpoint_end {
+                ", to the checkpoint's end"
+            } else {
+                ""
+            },
+            range.first_leaf_index,
+            range.first_leaf_index + range.count,
+        ),
+        _ => println!("{checked}"),
+    }
     Ok(if check.findings.is_empty() {
         std::process::ExitCode::SUCCESS
     } else {

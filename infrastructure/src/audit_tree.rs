@@ -13,7 +13,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chronicle_application::audit::merkle::{self, Hash};
 use chronicle_application::audit::signing::Checkpoint;
-use chronicle_application::ports::audit_tree::{AuditTree, CheckpointLog, LeafPlace};
+use chronicle_application::ports::audit_tree::{
+    AuditTree, CheckpointLog, LeafEvent, LeafPlace, LeafSpan,
+};
 use chronicle_application::ports::store_error::StoreError;
 use chrono::{DateTime, Utc};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -206,6 +208,56 @@ impl AuditTree for PgAuditTree {
         .transpose()
     }
 
+    async fn leaf_span(
+        &self,
+        from_position: i64,
+        to_position: i64,
+        tree_size: u64,
+    ) -> Result<LeafSpan, StoreError> {
+        let size = tree_size.min(i64::MAX as u64) as i64;
+        let (first, count): (Option<i64>, i64) = sqlx::query_as(
+            "SELECT (SELECT min(index) FROM audit_leaves WHERE position >= $1 AND index < $3),
+                    (SELECT count(*) FROM audit_leaves
+                     WHERE position BETWEEN $1 AND $2 AND index < $3)",
+        )
+        .bind(from_position)
+        .bind(to_position)
+        .bind(size)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(LeafSpan {
+            first_index: first.unwrap_or(size).max(0) as u64,
+            count: count.max(0) as u64,
+        })
+    }
+
+    async fn leaf_event(&self, index: u64) -> Result<Option<LeafEvent>, StoreError> {
+        let row: Option<(i64, i64, String, String, String, i64, String)> = sqlx::query_as(
+            "SELECT l.index, l.position, e.event_id::text, e.aggregate_type, e.aggregate_id,
+                    e.sequence, e.hash
+             FROM audit_leaves l JOIN events e ON e.position = l.position
+             WHERE l.index = $1",
+        )
+        .bind(index.min(i64::MAX as u64) as i64)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(row.map(
+            |(index, position, event_id, aggregate_type, aggregate_id, sequence, chain_hash)| {
+                LeafEvent {
+                    index: index.max(0) as u64,
+                    position,
+                    event_id,
+                    aggregate_type,
+                    aggregate_id,
+                    sequence,
+                    chain_hash,
+                }
+            },
+        ))
+    }
+
     async fn checkpoint(&self, tree_size: Option<u64>) -> Result<Option<Checkpoint>, StoreError> {
         let row: Option<CheckpointRow> = sqlx::query_as(
             "SELECT tree_size, root_hash, issued_at, key_id, signature FROM audit_checkpoints
@@ -217,6 +269,24 @@ impl AuditTree for PgAuditTree {
         .await
         .map_err(store_error)?;
         row.map(checkpoint).transpose()
+    }
+
+    async fn checkpoints_before(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Checkpoint>, StoreError> {
+        let rows: Vec<CheckpointRow> = sqlx::query_as(
+            "SELECT tree_size, root_hash, issued_at, key_id, signature FROM audit_checkpoints
+             WHERE $1::bigint IS NULL OR tree_size < $1
+             ORDER BY tree_size DESC LIMIT $2",
+        )
+        .bind(before.map(|size| size.min(i64::MAX as u64) as i64))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.into_iter().map(checkpoint).collect()
     }
 
     async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {

@@ -1,5 +1,5 @@
 //! Signed checkpoints and proofs in GraphQL (auditors and admins): `auditCheckpoint`,
-//! `auditProof` and `auditConsistencyProof`. Hashes and signatures are lowercase hex; how a
+//! `auditCheckpoints`, `auditProof` and `auditConsistencyProof`. Hashes and signatures are lowercase hex; how a
 //! client checks them is docs/audit.md.
 
 use async_graphql::{Context, Object, SimpleObject, ID};
@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::context::ContextExt;
 use super::error::to_graphql;
+use super::pagination::{connection, decode_cursor, PageInfo};
 
 /// A signed statement: the first `treeSize` events of the store have this root.
 #[derive(SimpleObject)]
@@ -66,16 +67,42 @@ pub struct AuditInclusionProof {
     pub checkpoint: AuditCheckpoint,
 }
 
-/// The proof that a later checkpoint extends an earlier one.
+/// The proof that a signed checkpoint extends the log's first `fromSize` events.
 #[derive(SimpleObject)]
 pub struct AuditConsistencyProof {
-    /// The earlier checkpoint.
-    pub from: AuditCheckpoint,
-    /// The later checkpoint.
+    /// The earlier tree's size.
+    pub from_size: i64,
+    /// The earlier tree's Merkle root, hex: compare it with the root you kept.
+    pub from_root_hash: String,
+    /// The checkpoint at `fromSize`, when one was signed (null otherwise: the proof alone
+    /// binds `fromRootHash` to the signed `to`).
+    pub from: Option<AuditCheckpoint>,
+    /// The later, signed checkpoint.
     pub to: AuditCheckpoint,
     /// RFC 9162's consistency proof, hex.
     pub path: Vec<String>,
 }
+
+/// An edge of the checkpoint list.
+#[derive(SimpleObject)]
+pub struct AuditCheckpointEdge {
+    /// Opaque cursor: pass it as `after` to continue after this checkpoint.
+    pub cursor: String,
+    /// The checkpoint.
+    pub node: AuditCheckpoint,
+}
+
+/// A page of signed checkpoints, newest first.
+#[derive(SimpleObject)]
+pub struct AuditCheckpointConnection {
+    /// The checkpoints with their cursors.
+    pub edges: Vec<AuditCheckpointEdge>,
+    /// Paging state.
+    pub page_info: PageInfo,
+}
+
+/// Cursors of the checkpoint list name a tree size.
+const CHECKPOINT_CURSOR: &str = "checkpoint";
 
 /// Checkpoint and proof queries.
 #[derive(Default)]
@@ -101,6 +128,43 @@ impl AuditProofQuery {
         run.await
             .map(AuditCheckpoint::from)
             .map_err(|e| to_graphql(e, request))
+    }
+
+    /// Signed checkpoints, newest first, paged by cursor (`first` at most 100): the sizes a
+    /// consistency proof can end at (auditor or admin).
+    async fn audit_checkpoints(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<AuditCheckpointConnection> {
+        let request = ctx.request();
+        let run = async {
+            let principal = request.principal()?;
+            let after = after
+                .as_deref()
+                .map(|c| decode_cursor::<u64>(CHECKPOINT_CURSOR, c))
+                .transpose()?;
+            let page = ctx
+                .services()
+                .audit_proofs
+                .checkpoints(principal, first.map(i64::from), after)
+                .await?;
+            Ok::<_, AppError>((page, after.is_some()))
+        };
+        let (page, paged) = run.await.map_err(|e| to_graphql(e, request))?;
+        let (edges, page_info) = connection(
+            page,
+            CHECKPOINT_CURSOR,
+            paged,
+            |c| c.tree_size,
+            AuditCheckpoint::from,
+        );
+        let edges = edges
+            .into_iter()
+            .map(|(cursor, node)| AuditCheckpointEdge { cursor, node })
+            .collect();
+        Ok(AuditCheckpointConnection { edges, page_info })
     }
 
     /// The inclusion proof of one event against the latest checkpoint, or the one at
@@ -135,8 +199,9 @@ impl AuditProofQuery {
         run.await.map_err(|e| to_graphql(e, request))
     }
 
-    /// The consistency proof between the checkpoints at `fromSize` and `toSize` (auditor or
-    /// admin): the later log extends the earlier one, nothing in it was rewritten.
+    /// The consistency proof from the log's first `fromSize` events (any size from 1, signed
+    /// or not) to the checkpoint at `toSize`, which must be signed (auditor or admin): the
+    /// later log extends the earlier one, nothing in it was rewritten.
     async fn audit_consistency_proof(
         &self,
         ctx: &Context<'_>,
@@ -154,7 +219,9 @@ impl AuditProofQuery {
                 .consistency(principal, from, to)
                 .await?;
             Ok(AuditConsistencyProof {
-                from: proof.from.into(),
+                from_size: proof.from.tree_size as i64,
+                from_root_hash: hex::encode(proof.from.root),
+                from: proof.from.checkpoint.map(AuditCheckpoint::from),
                 to: proof.to.into(),
                 path: hexes(&proof.path),
             })

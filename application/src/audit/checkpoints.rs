@@ -13,10 +13,13 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use crate::access::{Action, Principal};
+use crate::audit::export::{Boundary, ExportHeader, ExportRange};
 use crate::audit::merkle::{self, Hash, ProofError, Subtrees};
 use crate::audit::signing::{Checkpoint, CheckpointSigner};
 use crate::error::AppError;
 use crate::ports::audit_tree::{AuditTree, CheckpointLog};
+use crate::ports::page::Page;
+use crate::queries::page_size;
 
 /// Events appended to the tree per store round trip.
 const APPEND_BATCH: usize = 5_000;
@@ -84,26 +87,63 @@ pub struct InclusionProof {
     pub checkpoint: Checkpoint,
 }
 
-/// A consistency proof between two checkpoints.
+/// The first `tree_size` events of the log as a tree: its root, and the checkpoint that signed
+/// that size, if one did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeHead {
+    /// Events in the tree.
+    pub tree_size: u64,
+    /// Its Merkle root.
+    pub root: Hash,
+    /// The checkpoint at exactly this size, when one was signed.
+    pub checkpoint: Option<Checkpoint>,
+}
+
+/// A consistency proof from any earlier size to a signed checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsistencyProof {
-    /// The earlier checkpoint.
-    pub from: Checkpoint,
-    /// The later one.
+    /// The earlier tree: a client that kept its root (from an earlier proof, an export, or a
+    /// checkpoint) checks that the signed log extends it.
+    pub from: TreeHead,
+    /// The later, signed checkpoint.
     pub to: Checkpoint,
     /// RFC 9162's PROOF(from, to).
     pub path: Vec<Hash>,
 }
 
+/// Whether this deployment signs checkpoints: with no key, "no checkpoint" is not a wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signing {
+    /// `CHRONICLE_AUDIT_SIGNING_KEY_FILE` is set: checkpoints come every interval.
+    On,
+    /// No key on this instance: none are signed here.
+    Off,
+}
+
 /// Checkpoints and proofs, for auditors and admins.
 pub struct AuditProofs {
     tree: Arc<dyn AuditTree>,
+    signing: Signing,
 }
 
 impl AuditProofs {
-    /// Over `tree`.
-    pub fn new(tree: Arc<dyn AuditTree>) -> Self {
-        Self { tree }
+    /// Over `tree`, on an instance that signs checkpoints or not.
+    pub fn new(tree: Arc<dyn AuditTree>, signing: Signing) -> Self {
+        Self { tree, signing }
+    }
+
+    /// Signed checkpoints, newest first, those below tree size `before` when given: a page of
+    /// at most `first` (20 when absent, at most 100).
+    pub async fn checkpoints(
+        &self,
+        principal: &Principal,
+        first: Option<i64>,
+        before: Option<u64>,
+    ) -> Result<Page<Checkpoint>, AppError> {
+        principal.scope(Action::ReadAudit)?;
+        let limit = page_size(first)?;
+        let rows = self.tree.checkpoints_before(before, limit + 1).await?;
+        Ok(Page::of_one_extra(rows, limit))
     }
 
     /// The latest checkpoint, or the one at `tree_size`.
@@ -118,9 +158,12 @@ impl AuditProofs {
 
     async fn signed(&self, tree_size: Option<u64>) -> Result<Checkpoint, AppError> {
         self.tree.checkpoint(tree_size).await?.ok_or_else(|| {
-            AppError::NotFound(match tree_size {
-                Some(size) => format!("checkpoint at tree size {size}"),
-                None => "checkpoint (none signed yet)".to_owned(),
+            AppError::NotFound(match (tree_size, self.signing) {
+                (Some(size), _) => format!("checkpoint at tree size {size}"),
+                (None, Signing::On) => "checkpoint (none signed yet)".to_owned(),
+                (None, Signing::Off) => "checkpoint (checkpoints are off: \
+                     CHRONICLE_AUDIT_SIGNING_KEY_FILE is not set on this instance)"
+                    .to_owned(),
             })
         })
     }
@@ -162,7 +205,69 @@ impl AuditProofs {
         })
     }
 
-    /// The proof that the checkpoint at `to` extends the one at `from`.
+    /// What an export of the events at positions `from..=to` states before its events: the
+    /// latest checkpoint, the range's leaves, and the leaves just outside it with their
+    /// proofs. The boundary leaves name events of any team, so only a caller who sees every
+    /// team (the command line, an unrestricted auditor) may export.
+    pub async fn export_header(
+        &self,
+        principal: &Principal,
+        from: i64,
+        to: i64,
+    ) -> Result<ExportHeader, AppError> {
+        let scope = principal.scope(Action::ReadAudit)?;
+        if scope.restriction().is_some() {
+            return Err(AppError::Forbidden(
+                "an export spans every team: it needs access to all of them".to_owned(),
+            ));
+        }
+        if from > to {
+            return Err(AppError::validation(
+                "fromPosition",
+                "must not exceed toPosition",
+            ));
+        }
+        let checkpoint = self.signed(None).await?;
+        let size = checkpoint.tree_size;
+        let span = self.tree.leaf_span(from, to, size).await?;
+        let after_index = span.first_index + span.count;
+        let before = match span.first_index {
+            0 => None,
+            first => Some(self.boundary(first - 1, size).await?),
+        };
+        let after = if after_index < size {
+            Some(self.boundary(after_index, size).await?)
+        } else {
+            None
+        };
+        Ok(ExportHeader {
+            checkpoint,
+            range: ExportRange {
+                from_position: from,
+                to_position: to,
+                first_leaf_index: span.first_index,
+                count: span.count,
+            },
+            before,
+            after,
+        })
+    }
+
+    /// Leaf `index` of the first `size`, with the fields it commits to and its proof.
+    async fn boundary(&self, index: u64, size: u64) -> Result<Boundary, AppError> {
+        let leaf = self.tree.leaf_event(index).await?.ok_or_else(|| {
+            AppError::internal(format!("the stored audit tree has no leaf {index}"))
+        })?;
+        let proof = prefetched(self.tree.as_ref(), |tree| {
+            merkle::inclusion_proof(&tree, index, size)
+        })
+        .await?;
+        Ok(Boundary { leaf, proof })
+    }
+
+    /// The proof that the checkpoint at `to` extends the log's first `from` events, whether
+    /// or not a checkpoint signed that size (its root then comes from the stored tree, and
+    /// the proof is what binds it to the signed one).
     pub async fn consistency(
         &self,
         principal: &Principal,
@@ -170,15 +275,31 @@ impl AuditProofs {
         to: u64,
     ) -> Result<ConsistencyProof, AppError> {
         principal.scope(Action::ReadAudit)?;
+        if from == 0 {
+            return Err(AppError::validation("fromSize", "must be at least 1"));
+        }
         if from > to {
             return Err(AppError::validation("fromSize", "must not exceed toSize"));
         }
-        let (from, to) = (self.signed(Some(from)).await?, self.signed(Some(to)).await?);
+        let to = self.signed(Some(to)).await?;
+        let checkpoint = self.tree.checkpoint(Some(from)).await?;
+        let root = match &checkpoint {
+            Some(signed) => signed.root,
+            None => root_at(self.tree.as_ref(), from).await?,
+        };
         let path = prefetched(self.tree.as_ref(), |tree| {
-            merkle::consistency_proof(&tree, from.tree_size, to.tree_size)
+            merkle::consistency_proof(&tree, from, to.tree_size)
         })
         .await?;
-        Ok(ConsistencyProof { from, to, path })
+        Ok(ConsistencyProof {
+            from: TreeHead {
+                tree_size: from,
+                root,
+                checkpoint,
+            },
+            to,
+            path,
+        })
     }
 }
 

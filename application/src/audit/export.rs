@@ -1,16 +1,24 @@
 //! An audit export an auditor checks on their own machine, with no database and no broker:
-//! JSON Lines, first the signed checkpoint, then each event as the trail shows it with its
-//! leaf index, leaf hash and inclusion proof against that checkpoint.
+//! JSON Lines, first a header with the signed checkpoint and the range the export covers,
+//! then each event as the trail shows it with its leaf index, leaf hash and inclusion proof
+//! against that checkpoint.
 //!
 //! ```text
-//! {"format": "chronicle-audit-export-v1", "checkpoint": {treeSize, rootHash, issuedAt, keyId, signature}}
+//! {"format": "chronicle-audit-export-v2", "checkpoint": {treeSize, rootHash, issuedAt, keyId, signature},
+//!  "range": {fromPosition, toPosition, firstLeafIndex, count},
+//!  "before": {leafIndex, position, eventId, aggregateType, aggregateId, sequence, hash, proof} | null,
+//!  "after": (the same) | null}
 //! {"event": {position, eventId, aggregateType, aggregateId, sequence, eventType, eventVersion,
 //!            payload, metadata, recordedAt, hash, previousHash}, "leafIndex", "leafHash", "proof": [hex...]}
 //! ```
 //!
-//! [`verify_export`] checks, for each event: its content against its chain hash, the leaf it
-//! makes against the leaf hash, the proof against the signed root, and the chain links between
-//! consecutive events of a stream in the file; and the checkpoint's signature.
+//! Proving each event is not enough: a file with an event removed would still prove every
+//! line it kept. Leaves are in position order, so the events of a position range are the
+//! consecutive leaves `firstLeafIndex..firstLeafIndex + count`, and the leaves just outside
+//! them (`before`, `after`, each proved against the checkpoint) show positions outside the
+//! range. [`verify_export`] checks that every leaf of the range is there exactly once and in
+//! order, each stream's sequences are contiguous and chain-linked within it, and each event's
+//! content, leaf and proof; and the checkpoint's signature.
 
 use std::collections::HashMap;
 
@@ -21,13 +29,123 @@ use super::merkle::{self, Hash};
 use super::signing::{Checkpoint, PublicKey};
 use crate::event_log::StoredEvent;
 use crate::hash_chain::event_hash;
+use crate::ports::audit_tree::LeafEvent;
 
 /// Names the export's format on its first line.
-pub const EXPORT_FORMAT: &str = "chronicle-audit-export-v1";
+pub const EXPORT_FORMAT: &str = "chronicle-audit-export-v2";
+
+/// The first format, which stated no range: its completeness cannot be proved.
+const EXPORT_FORMAT_V1: &str = "chronicle-audit-export-v1";
+
+/// The positions an export covers and the leaves they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportRange {
+    /// The first store position asked for.
+    pub from_position: i64,
+    /// The last store position asked for.
+    pub to_position: i64,
+    /// The first leaf of the range (the checkpoint's size when the range holds none).
+    pub first_leaf_index: u64,
+    /// Leaves in the range, as many as the export's event lines.
+    pub count: u64,
+}
+
+/// A leaf just outside the range, with the fields it commits to and its inclusion proof.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Boundary {
+    /// The leaf and its event's fields.
+    pub leaf: LeafEvent,
+    /// Its inclusion proof against the export's checkpoint.
+    pub proof: Vec<Hash>,
+}
+
+/// Everything an export states before its events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportHeader {
+    /// The checkpoint every proof is against.
+    pub checkpoint: Checkpoint,
+    /// The range.
+    pub range: ExportRange,
+    /// The leaf before the range (none when the range starts at leaf 0).
+    pub before: Option<Boundary>,
+    /// The leaf after the range (none when the range reaches the checkpoint's end).
+    pub after: Option<Boundary>,
+}
+
+fn leaf_of(leaf: &LeafEvent) -> Hash {
+    merkle::leaf_hash(&merkle::leaf_data(
+        leaf.position,
+        &leaf.event_id,
+        &leaf.aggregate_type,
+        &leaf.aggregate_id,
+        leaf.sequence,
+        &leaf.chain_hash,
+    ))
+}
+
+fn boundary_json(boundary: &Boundary) -> Value {
+    let leaf = &boundary.leaf;
+    json!({
+        "leafIndex": leaf.index,
+        "position": leaf.position,
+        "eventId": leaf.event_id,
+        "aggregateType": leaf.aggregate_type,
+        "aggregateId": leaf.aggregate_id,
+        "sequence": leaf.sequence,
+        "hash": leaf.chain_hash,
+        "proof": boundary.proof.iter().map(hex::encode).collect::<Vec<_>>(),
+    })
+}
+
+fn boundary_of(value: &Value) -> Option<Boundary> {
+    Some(Boundary {
+        leaf: LeafEvent {
+            index: value["leafIndex"].as_u64()?,
+            position: value["position"].as_i64()?,
+            event_id: value["eventId"].as_str()?.to_owned(),
+            aggregate_type: value["aggregateType"].as_str()?.to_owned(),
+            aggregate_id: value["aggregateId"].as_str()?.to_owned(),
+            sequence: value["sequence"].as_i64()?,
+            chain_hash: value["hash"].as_str()?.to_owned(),
+        },
+        proof: hashes(&value["proof"])?,
+    })
+}
 
 /// The export's first line.
-pub fn header_line(checkpoint: &Checkpoint) -> Value {
-    json!({"format": EXPORT_FORMAT, "checkpoint": checkpoint.to_json()})
+pub fn header_line(header: &ExportHeader) -> Value {
+    let range = &header.range;
+    json!({
+        "format": EXPORT_FORMAT,
+        "checkpoint": header.checkpoint.to_json(),
+        "range": {
+            "fromPosition": range.from_position,
+            "toPosition": range.to_position,
+            "firstLeafIndex": range.first_leaf_index,
+            "count": range.count,
+        },
+        "before": header.before.as_ref().map(boundary_json),
+        "after": header.after.as_ref().map(boundary_json),
+    })
+}
+
+fn header_of(value: &Value) -> Option<ExportHeader> {
+    let range = &value["range"];
+    let boundary = |field: &str| match &value[field] {
+        Value::Null => Some(None),
+        other => boundary_of(other).map(Some),
+    };
+    Some(ExportHeader {
+        checkpoint: Checkpoint::from_json(&value["checkpoint"])?,
+        range: ExportRange {
+            from_position: range["fromPosition"].as_i64()?,
+            to_position: range["toPosition"].as_i64()?,
+            first_leaf_index: range["firstLeafIndex"].as_u64()?,
+            count: range["count"].as_u64()?,
+        },
+        before: boundary("before")?,
+        after: boundary("after")?,
+    })
 }
 
 /// One event's line.
@@ -62,11 +180,15 @@ pub fn event_line(
 /// What checking an export found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExportCheck {
-    /// Events checked.
+    /// Event lines checked.
     pub events: u64,
     /// The checkpoint's tree size.
     pub tree_size: u64,
-    /// Every problem, in words; empty when the export is intact.
+    /// The range the export states (none when its header is unreadable or of v1).
+    pub range: Option<ExportRange>,
+    /// Whether the range reaches the checkpoint's end (no leaf after it yet).
+    pub to_checkpoint_end: bool,
+    /// Every problem, in words; empty when the export is intact and complete.
     pub findings: Vec<String>,
 }
 
@@ -99,26 +221,57 @@ fn hashes(value: &Value) -> Option<Vec<Hash>> {
         .collect()
 }
 
+/// One event line, parsed.
+struct EventLine {
+    position: i64,
+    event: StoredEvent,
+    leaf_index: u64,
+    leaf_hash: Hash,
+    proof: Vec<Hash>,
+}
+
+fn event_line_of(line: &str) -> Option<EventLine> {
+    let value: Value = serde_json::from_str(line).ok()?;
+    let (position, event) = stored_event(&value["event"])?;
+    Some(EventLine {
+        position,
+        event,
+        leaf_index: value["leafIndex"].as_u64()?,
+        leaf_hash: hex::decode(value["leafHash"].as_str()?)
+            .ok()?
+            .try_into()
+            .ok()?,
+        proof: hashes(&value["proof"])?,
+    })
+}
+
 /// Checks an export (its whole text) under `key`.
 pub fn verify_export(text: &str, key: &PublicKey) -> ExportCheck {
     let mut check = ExportCheck::default();
     let mut lines = text.lines().filter(|line| !line.trim().is_empty());
-    let header = lines
+    let header_value = lines
         .next()
         .and_then(|line| serde_json::from_str::<Value>(line).ok());
-    let checkpoint = match header.as_ref() {
-        Some(header) if header["format"] == EXPORT_FORMAT => {
-            Checkpoint::from_json(&header["checkpoint"])
+    let header = match header_value.as_ref() {
+        Some(value) if value["format"] == EXPORT_FORMAT => header_of(value),
+        Some(value) if value["format"] == EXPORT_FORMAT_V1 => {
+            check.findings.push(format!(
+                "the export is {EXPORT_FORMAT_V1}, which states no range: events left out of it \
+                 cannot be found; export it again with this version"
+            ));
+            return check;
         }
         _ => None,
     };
-    let Some(checkpoint) = checkpoint else {
+    let Some(header) = header else {
         check.findings.push(format!(
-            "the first line is not a {EXPORT_FORMAT} header with a checkpoint"
+            "the first line is not a {EXPORT_FORMAT} header with a checkpoint and a range"
         ));
         return check;
     };
+    let checkpoint = &header.checkpoint;
     check.tree_size = checkpoint.tree_size;
+    check.range = Some(header.range);
     if !checkpoint.verify(key) {
         check.findings.push(format!(
             "the checkpoint at tree size {} does not verify under key {}",
@@ -126,77 +279,217 @@ pub fn verify_export(text: &str, key: &PublicKey) -> ExportCheck {
             key.id()
         ));
     }
-    // The last event seen of each stream: (sequence, hash).
-    let mut streams: HashMap<(String, String), (u64, String)> = HashMap::new();
+    check_boundaries(&header, &mut check);
+    let mut events = EventChecks::new(&header);
     for (number, line) in lines.enumerate() {
         let line_number = number + 2;
-        let value: Option<Value> = serde_json::from_str(line).ok();
-        let parsed = value.as_ref().and_then(|value| {
-            let (position, event) = stored_event(&value["event"])?;
-            let leaf_hash: Hash = hex::decode(value["leafHash"].as_str()?)
-                .ok()?
-                .try_into()
-                .ok()?;
-            Some((
-                position,
-                event,
-                value["leafIndex"].as_u64()?,
-                leaf_hash,
-                hashes(&value["proof"])?,
-            ))
-        });
-        let Some((position, event, leaf_index, leaf_hash, proof)) = parsed else {
-            check
+        match event_line_of(line) {
+            Some(parsed) => {
+                check.events += 1;
+                events.check(line_number, &parsed, &mut check.findings);
+            }
+            None => check
                 .findings
-                .push(format!("line {line_number} is not an exported event"));
-            continue;
+                .push(format!("line {line_number} is not an exported event")),
+        }
+    }
+    events.finish(check.events, &mut check.findings);
+    check
+}
+
+/// The leaves around the range prove that no event of the range lies outside it.
+fn check_boundaries(header: &ExportHeader, check: &mut ExportCheck) {
+    let (range, size) = (&header.range, header.checkpoint.tree_size);
+    let end = range.first_leaf_index.saturating_add(range.count);
+    if range.from_position > range.to_position || end > size {
+        check.findings.push(format!(
+            "the range (positions {}..{}, leaves {}..{}) is not within the checkpoint at tree size {size}",
+            range.from_position, range.to_position, range.first_leaf_index, end
+        ));
+        return;
+    }
+    let mut boundary =
+        |which: &str, wanted: Option<u64>, given: &Option<Boundary>| match (wanted, given) {
+            (None, None) => {}
+            (None, Some(_)) => check
+                .findings
+                .push(format!("the {which} leaf is given where the tree has none")),
+            (Some(index), None) => check.findings.push(format!(
+                "the {which} leaf ({index}) is missing: the range's edge is not proved"
+            )),
+            (Some(index), Some(given)) => {
+                let leaf = &given.leaf;
+                let outside = match which {
+                    "before" => leaf.position < range.from_position,
+                    _ => leaf.position > range.to_position,
+                };
+                if leaf.index != index {
+                    check.findings.push(format!(
+                        "the {which} leaf is leaf {}, not leaf {index}",
+                        leaf.index
+                    ));
+                } else if !outside {
+                    check.findings.push(format!(
+                        "the {which} leaf {index} is at position {}, inside the range: the \
+                         range leaves an event out",
+                        leaf.position
+                    ));
+                } else if !merkle::verify_inclusion(
+                    &leaf_of(leaf),
+                    index,
+                    size,
+                    &given.proof,
+                    &header.checkpoint.root,
+                ) {
+                    check.findings.push(format!(
+                        "the {which} leaf {index} is not in the log the checkpoint signed"
+                    ));
+                }
+            }
         };
-        check.events += 1;
+    boundary(
+        "before",
+        range.first_leaf_index.checked_sub(1),
+        &header.before,
+    );
+    boundary("after", (end < size).then_some(end), &header.after);
+    check.to_checkpoint_end = end == size;
+}
+
+/// The checks that run across event lines: leaf order, positions, stream continuity.
+struct EventChecks<'h> {
+    header: &'h ExportHeader,
+    /// The leaf index the next line must have.
+    next_leaf: u64,
+    last_position: Option<i64>,
+    /// The last event seen of each stream: (sequence, hash).
+    streams: HashMap<(String, String), (u64, String)>,
+}
+
+impl<'h> EventChecks<'h> {
+    fn new(header: &'h ExportHeader) -> Self {
+        Self {
+            header,
+            next_leaf: header.range.first_leaf_index,
+            last_position: None,
+            streams: HashMap::new(),
+        }
+    }
+
+    fn end(&self) -> u64 {
+        self.header.range.first_leaf_index + self.header.range.count
+    }
+
+    fn check(&mut self, line_number: usize, line: &EventLine, findings: &mut Vec<String>) {
+        let event = &line.event;
         let name = format!(
             "{} {} sequence {} (line {line_number})",
             event.aggregate_type, event.aggregate_id, event.sequence
         );
-        if event_hash(&event) != event.hash {
-            check
-                .findings
-                .push(format!("{name}: its content does not match its chain hash"));
+        self.check_place(&name, line, findings);
+        if event_hash(event) != event.hash {
+            findings.push(format!("{name}: its content does not match its chain hash"));
         }
         let stream = (event.aggregate_type.clone(), event.aggregate_id.clone());
-        if let Some((sequence, hash)) = streams.get(&stream) {
-            if event.sequence == sequence + 1 && event.previous_hash != *hash {
-                check.findings.push(format!(
+        if let Some((sequence, hash)) = self.streams.get(&stream) {
+            if event.sequence != sequence + 1 {
+                findings.push(format!(
+                    "{name}: follows sequence {sequence} of its stream: the stream is not \
+                     contiguous within the range"
+                ));
+            } else if event.previous_hash != *hash {
+                findings.push(format!(
                     "{name}: does not link to the previous event of its stream"
                 ));
             }
         }
-        streams.insert(stream, (event.sequence, event.hash.clone()));
+        self.streams
+            .insert(stream, (event.sequence, event.hash.clone()));
         let leaf = merkle::leaf_hash(&merkle::leaf_data(
-            position,
+            line.position,
             &event.event_id.to_string(),
             &event.aggregate_type,
             &event.aggregate_id,
             event.sequence as i64,
             &event.hash,
         ));
-        if leaf != leaf_hash {
-            check.findings.push(format!(
+        let checkpoint = &self.header.checkpoint;
+        if leaf != line.leaf_hash {
+            findings.push(format!(
                 "{name}: its leaf hash is not the one its fields make"
             ));
-        }
-        if !merkle::verify_inclusion(
+        } else if !merkle::verify_inclusion(
             &leaf,
-            leaf_index,
+            line.leaf_index,
             checkpoint.tree_size,
-            &proof,
+            &line.proof,
             &checkpoint.root,
         ) {
-            check.findings.push(format!(
+            findings.push(format!(
                 "{name}: not in the log the checkpoint at tree size {} signed",
                 checkpoint.tree_size
             ));
         }
     }
-    check
+
+    /// Each line must be the next leaf of the range, at a later position within it.
+    fn check_place(&mut self, name: &str, line: &EventLine, findings: &mut Vec<String>) {
+        let range = &self.header.range;
+        if line.leaf_index == self.next_leaf && line.leaf_index < self.end() {
+            self.next_leaf += 1;
+        } else if line.leaf_index > self.next_leaf && line.leaf_index < self.end() {
+            findings.push(format!(
+                "{name}: is leaf {}, so leaves {}..{} of the range are missing before it",
+                line.leaf_index, self.next_leaf, line.leaf_index
+            ));
+            self.next_leaf = line.leaf_index + 1;
+        } else if line.leaf_index < self.next_leaf && line.leaf_index >= range.first_leaf_index {
+            findings.push(format!(
+                "{name}: leaf {} comes again or out of order (expected leaf {})",
+                line.leaf_index, self.next_leaf
+            ));
+        } else {
+            findings.push(format!(
+                "{name}: leaf {} is outside the range's leaves {}..{}",
+                line.leaf_index,
+                range.first_leaf_index,
+                self.end()
+            ));
+        }
+        if line.position < range.from_position || line.position > range.to_position {
+            findings.push(format!(
+                "{name}: position {} is outside the range {}..{}",
+                line.position, range.from_position, range.to_position
+            ));
+        }
+        if self.last_position.is_some_and(|last| line.position <= last) {
+            findings.push(format!(
+                "{name}: position {} does not follow position {}",
+                line.position,
+                self.last_position.unwrap_or_default()
+            ));
+        }
+        self.last_position = Some(line.position);
+    }
+
+    /// Leaves of the range after the last line are missing too.
+    fn finish(&self, lines: u64, findings: &mut Vec<String>) {
+        if lines != self.header.range.count {
+            findings.push(format!(
+                "the range holds {} events; the file has {lines} event lines",
+                self.header.range.count
+            ));
+        }
+        if self.next_leaf < self.end() {
+            findings.push(format!(
+                "leaves {}..{} of the range are missing: the file ends after {} of its {} events",
+                self.next_leaf,
+                self.end(),
+                self.next_leaf - self.header.range.first_leaf_index,
+                self.header.range.count
+            ));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -206,88 +499,250 @@ mod tests {
     use crate::audit::signing::CheckpointSigner;
     use crate::hash_chain::GENESIS_HASH;
 
-    fn event(sequence: u64, previous_hash: &str) -> StoredEvent {
-        let mut event = StoredEvent {
-            event_id: uuid::Uuid::now_v7(),
-            aggregate_type: "Task".into(),
-            aggregate_id: "a1".into(),
-            sequence,
-            event_type: "TaskCreated".into(),
-            event_version: "2.0".into(),
-            payload: json!({"TaskCreated": {"title": format!("t{sequence}")}}),
-            metadata: json!({"actor_id": "u-1"}),
-            recorded_at: crate::event_log::store_now(),
-            hash: String::new(),
-            previous_hash: previous_hash.to_owned(),
-        };
-        event.hash = event_hash(&event);
-        event
+    /// A log of `n` events over three streams, at positions with gaps (as a sequence leaves
+    /// them after rolled-back appends), its tree, and a checkpoint over all of it.
+    struct Log {
+        events: Vec<(i64, StoredEvent)>,
+        tree: MemoryTree,
+        signer: CheckpointSigner,
+        checkpoint: Checkpoint,
     }
 
-    /// An export of three events of one stream, signed by a new key.
-    fn export() -> (String, PublicKey) {
-        let first = event(1, GENESIS_HASH);
-        let second = event(2, &first.hash);
-        let third = event(3, &second.hash);
-        let events = [first, second, third];
+    fn log(n: usize) -> Log {
+        let mut last: HashMap<String, (u64, String)> = HashMap::new();
+        let mut events = Vec::new();
         let mut tree = MemoryTree::default();
-        let leaves: Vec<Hash> = events
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                merkle::leaf_hash(&merkle::leaf_data(
-                    i as i64 + 1,
-                    &e.event_id.to_string(),
-                    &e.aggregate_type,
-                    &e.aggregate_id,
-                    e.sequence as i64,
-                    &e.hash,
-                ))
-            })
-            .collect();
-        for leaf in &leaves {
-            tree.push(*leaf);
+        for i in 0..n {
+            let stream = format!("a{}", i % 3);
+            let (sequence, previous) = last
+                .get(&stream)
+                .map_or((1, GENESIS_HASH.to_owned()), |(s, h)| (s + 1, h.clone()));
+            let mut event = StoredEvent {
+                event_id: uuid::Uuid::now_v7(),
+                aggregate_type: "Task".into(),
+                aggregate_id: stream.clone(),
+                sequence,
+                event_type: "TaskCreated".into(),
+                event_version: "2.0".into(),
+                payload: json!({"TaskCreated": {"title": format!("t{i}")}}),
+                metadata: json!({"actor_id": "u-1"}),
+                recorded_at: crate::event_log::store_now(),
+                hash: String::new(),
+                previous_hash: previous,
+            };
+            event.hash = event_hash(&event);
+            last.insert(stream, (sequence, event.hash.clone()));
+            let position = 3 * i as i64 + 1;
+            tree.push(leaf_of(&leaf_event(i as u64, position, &event)));
+            events.push((position, event));
         }
         let signer = CheckpointSigner::generate();
-        let checkpoint = signer.sign(3, merkle::root(&tree, 3).unwrap(), Utc::now());
-        let mut lines = vec![header_line(&checkpoint).to_string()];
-        for (i, e) in events.iter().enumerate() {
-            let proof = merkle::inclusion_proof(&tree, i as u64, 3).unwrap();
-            lines.push(event_line(i as i64 + 1, e, i as u64, &leaves[i], &proof).to_string());
+        let checkpoint = signer.sign(n as u64, merkle::root(&tree, n as u64).unwrap(), Utc::now());
+        Log {
+            events,
+            tree,
+            signer,
+            checkpoint,
         }
-        (lines.join("\n"), signer.public_key())
     }
 
-    #[test]
-    fn an_intact_export_verifies_with_no_database() {
-        let (text, key) = export();
-        let check = verify_export(&text, &key);
-        assert_eq!(check.findings, Vec::<String>::new());
-        assert_eq!((check.events, check.tree_size), (3, 3));
+    fn leaf_event(index: u64, position: i64, event: &StoredEvent) -> LeafEvent {
+        LeafEvent {
+            index,
+            position,
+            event_id: event.event_id.to_string(),
+            aggregate_type: event.aggregate_type.clone(),
+            aggregate_id: event.aggregate_id.clone(),
+            sequence: event.sequence as i64,
+            chain_hash: event.hash.clone(),
+        }
     }
 
-    #[test]
-    fn edits_to_the_file_and_another_key_are_found() {
-        let (text, key) = export();
-        let edited = text.replacen("\"t2\"", "\"t2!\"", 1);
-        let check = verify_export(&edited, &key);
+    impl Log {
+        fn boundary(&self, index: u64) -> Boundary {
+            let (position, event) = &self.events[index as usize];
+            Boundary {
+                leaf: leaf_event(index, *position, event),
+                proof: merkle::inclusion_proof(&self.tree, index, self.checkpoint.tree_size)
+                    .unwrap(),
+            }
+        }
+
+        /// The export of positions `from..=to`, as `chronicle audit export` writes it: one
+        /// string per line.
+        fn export(&self, from: i64, to: i64) -> Vec<String> {
+            let size = self.checkpoint.tree_size;
+            let inside: Vec<u64> = (0..size)
+                .filter(|&i| (from..=to).contains(&self.events[i as usize].0))
+                .collect();
+            let first = inside.first().copied().unwrap_or_else(|| {
+                (0..size)
+                    .find(|&i| self.events[i as usize].0 >= from)
+                    .unwrap_or(size)
+            });
+            let end = first + inside.len() as u64;
+            let header = ExportHeader {
+                checkpoint: self.checkpoint.clone(),
+                range: ExportRange {
+                    from_position: from,
+                    to_position: to,
+                    first_leaf_index: first,
+                    count: inside.len() as u64,
+                },
+                before: first.checked_sub(1).map(|i| self.boundary(i)),
+                after: (end < size).then(|| self.boundary(end)),
+            };
+            let mut lines = vec![header_line(&header).to_string()];
+            for i in inside {
+                let (position, event) = &self.events[i as usize];
+                let leaf = leaf_of(&leaf_event(i, *position, event));
+                let proof = merkle::inclusion_proof(&self.tree, i, size).unwrap();
+                lines.push(event_line(*position, event, i, &leaf, &proof).to_string());
+            }
+            lines
+        }
+
+        fn verify(&self, lines: &[String]) -> ExportCheck {
+            verify_export(&lines.join("\n"), &self.signer.public_key())
+        }
+    }
+
+    fn assert_found(check: &ExportCheck, words: &str) {
         assert!(
-            check
-                .findings
-                .iter()
-                .any(|f| f.contains("sequence 2") && f.contains("chain hash")),
-            "{:?}",
+            check.findings.iter().any(|f| f.contains(words)),
+            "no finding with {words:?} in {:?}",
             check.findings
         );
-        let other = CheckpointSigner::generate().public_key();
-        let check = verify_export(&text, &other);
-        assert!(check.findings.iter().any(|f| f.contains("does not verify")));
-        let dropped: Vec<&str> = text.lines().filter(|l| !l.contains("\"t2\"")).collect();
-        let check = verify_export(&dropped.join("\n"), &key);
-        assert!(
-            check.findings.is_empty(),
-            "a range may leave events out; each is still proved"
+    }
+
+    #[test]
+    fn an_intact_export_verifies_with_no_database_and_states_its_range() {
+        let log = log(12);
+        // Positions 1, 4, 7, ...: 10..=25 holds the leaves 3..=8.
+        let check = log.verify(&log.export(10, 25));
+        assert_eq!(check.findings, Vec::<String>::new());
+        assert_eq!((check.events, check.tree_size), (6, 12));
+        let range = check.range.unwrap();
+        assert_eq!((range.first_leaf_index, range.count), (3, 6));
+        assert!(!check.to_checkpoint_end);
+        let whole = log.verify(&log.export(1, 1_000));
+        assert_eq!(whole.findings, Vec::<String>::new());
+        assert_eq!(whole.events, 12);
+        assert!(whole.to_checkpoint_end);
+    }
+
+    #[test]
+    fn a_removed_line_anywhere_in_the_range_is_found() {
+        let log = log(12);
+        let lines = log.export(10, 25);
+        for removed in 1..lines.len() {
+            let mut edited = lines.clone();
+            edited.remove(removed);
+            let check = log.verify(&edited);
+            assert_found(&check, "missing");
+            assert_found(&check, "the range holds 6 events; the file has 5");
+        }
+    }
+
+    #[test]
+    fn a_reordered_or_duplicated_line_is_found() {
+        let log = log(12);
+        let lines = log.export(10, 25);
+        let mut swapped = lines.clone();
+        swapped.swap(2, 3);
+        let check = log.verify(&swapped);
+        assert_found(&check, "out of order");
+        assert_found(&check, "does not follow position");
+
+        let mut duplicated = lines.clone();
+        duplicated.insert(3, lines[3].clone());
+        let check = log.verify(&duplicated);
+        assert_found(&check, "comes again");
+        assert_found(&check, "the file has 7 event lines");
+    }
+
+    #[test]
+    fn a_range_that_claims_fewer_leaves_than_its_positions_hold_is_found() {
+        let log = log(12);
+        let mut lines = log.export(10, 25);
+        // Drop the last event and shrink the stated count: the leaf after the range is
+        // then the dropped event, inside the stated positions.
+        lines.pop();
+        let mut header: Value = serde_json::from_str(&lines[0]).unwrap();
+        header["range"]["count"] = json!(5);
+        header["after"] = boundary_json(&log.boundary(8));
+        lines[0] = header.to_string();
+        let check = log.verify(&lines);
+        assert_found(&check, "inside the range");
+        // Or keep the old `after` leaf: it is not the leaf after the stated range.
+        header["after"] = boundary_json(&log.boundary(9));
+        lines[0] = header.to_string();
+        assert_found(&log.verify(&lines), "not leaf 8");
+        // Or drop the boundary: the range's edge is then unproved.
+        header["after"] = Value::Null;
+        lines[0] = header.to_string();
+        assert_found(
+            &log.verify(&lines),
+            "missing: the range's edge is not proved",
         );
-        assert_eq!(check.events, 2);
+    }
+
+    #[test]
+    fn an_empty_range_is_proved_empty_by_its_neighbours() {
+        let log = log(12);
+        // Positions 1, 4, 7, 10: nothing at 5..=6.
+        let lines = log.export(5, 6);
+        assert_eq!(lines.len(), 1);
+        let check = log.verify(&lines);
+        assert_eq!(check.findings, Vec::<String>::new());
+        assert_eq!(
+            check.range.map(|r| (r.first_leaf_index, r.count)),
+            Some((2, 0))
+        );
+    }
+
+    #[test]
+    fn a_gap_in_a_stream_is_found_even_when_its_leaves_are_all_there() {
+        // The leaves are the signer's word; the streams are the chain's. Take an export whose
+        // stream skips a sequence: re-sign a tree without one event.
+        let full = log(9);
+        let (mut events, mut tree) = (Vec::new(), MemoryTree::default());
+        for (index, (position, event)) in full.events.iter().enumerate() {
+            if index == 4 {
+                continue; // a1's second event
+            }
+            tree.push(leaf_of(&leaf_event(events.len() as u64, *position, event)));
+            events.push((*position, event.clone()));
+        }
+        let size = events.len() as u64;
+        let checkpoint = full
+            .signer
+            .sign(size, merkle::root(&tree, size).unwrap(), Utc::now());
+        let gapped = Log {
+            events,
+            tree,
+            signer: full.signer,
+            checkpoint,
+        };
+        let check = gapped.verify(&gapped.export(1, 1_000));
+        assert_found(&check, "not contiguous");
+    }
+
+    #[test]
+    fn edits_another_key_and_a_v1_export_are_found() {
+        let log = log(6);
+        let lines = log.export(1, 100);
+        let edited: Vec<String> = lines
+            .iter()
+            .map(|l| l.replacen("\"t2\"", "\"t2!\"", 1))
+            .collect();
+        assert_found(&log.verify(&edited), "chain hash");
+        let other = CheckpointSigner::generate().public_key();
+        let check = verify_export(&lines.join("\n"), &other);
+        assert_found(&check, "does not verify");
+        let mut v1 = lines.clone();
+        v1[0] =
+            json!({"format": EXPORT_FORMAT_V1, "checkpoint": log.checkpoint.to_json()}).to_string();
+        assert_found(&log.verify(&v1), "states no range");
     }
 }

@@ -228,6 +228,162 @@ async fn checkpoints_are_signed_published_and_prove_inclusion_and_consistency() 
     );
 }
 
+/// The root of the log's first `size` events, computed from the stored events as a client
+/// with read access would (leaf data in position order).
+async fn root_of_first(app: &TestApp, size: u64) -> Hash {
+    let rows: Vec<(i64, uuid::Uuid, String, String, i64, String)> = sqlx::query_as(
+        "SELECT position, event_id, aggregate_type, aggregate_id, sequence, hash FROM events
+         ORDER BY position LIMIT $1",
+    )
+    .bind(size as i64)
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    let mut tree = merkle::MemoryTree::default();
+    for (position, event_id, aggregate_type, aggregate_id, sequence, chain_hash) in rows {
+        tree.push(merkle::leaf_hash(&merkle::leaf_data(
+            position,
+            &event_id.to_string(),
+            &aggregate_type,
+            &aggregate_id,
+            sequence,
+            &chain_hash,
+        )));
+    }
+    merkle::root(&tree, size).unwrap()
+}
+
+const CHECKPOINTS: &str = "query($first: Int, $after: String) { auditCheckpoints(first: $first, after: $after) { edges { cursor node { treeSize rootHash keyId signature } } pageInfo { hasNextPage endCursor } } }";
+
+#[tokio::test]
+async fn checkpoints_are_listed_newest_first_and_a_consistency_proof_starts_at_any_size() {
+    let dir = temp_dir();
+    let (key, public_pem) = openssl_key(&dir);
+    let public = PublicKey::from_pem(&public_pem).unwrap();
+    let app = TestApp::spawn_with(|settings| {
+        settings.audit_signing_key_file = Some(key.display().to_string());
+        settings.audit_checkpoint_interval = Duration::from_secs(1);
+    })
+    .await
+    .unwrap();
+    for round in 0..3 {
+        for n in 0..3 {
+            app.create_task(&format!("Round {round} task {n}"), "team-a")
+                .await
+                .unwrap();
+        }
+        checkpoint_covering(&app, 3 * (round + 1)).await;
+    }
+    let signed: Vec<i64> =
+        sqlx::query_scalar("SELECT tree_size FROM audit_checkpoints ORDER BY tree_size DESC")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert!(signed.len() >= 3, "{signed:?}");
+
+    // One page at a time, newest first, each a checkpoint the key signed.
+    let (mut listed, mut after) = (Vec::new(), Value::Null);
+    loop {
+        let body = app
+            .graphql(CHECKPOINTS, json!({"first": 2, "after": after}))
+            .await
+            .unwrap();
+        let page = &body["data"]["auditCheckpoints"];
+        let edges = page["edges"].as_array().unwrap_or_else(|| panic!("{body}"));
+        for edge in edges {
+            let node = &edge["node"];
+            let checkpoint = checkpoint_of(
+                &app.graphql(CHECKPOINT, json!({"s": node["treeSize"]}))
+                    .await
+                    .unwrap()["data"]["auditCheckpoint"],
+            );
+            assert!(checkpoint.verify(&public));
+            assert_eq!(
+                node["signature"].as_str().unwrap(),
+                hex::encode(&checkpoint.signature)
+            );
+            listed.push(node["treeSize"].as_i64().unwrap());
+        }
+        if page["pageInfo"]["hasNextPage"] != true {
+            break;
+        }
+        after = page["pageInfo"]["endCursor"].clone();
+    }
+    assert_eq!(listed, signed, "every checkpoint once, newest first");
+
+    // From a size no checkpoint signed, up to the latest signed one: the old root comes from
+    // the stored tree, and the proof binds it to the signed root.
+    let latest = checkpoint_of(&checkpoint_covering(&app, 9).await);
+    let unsigned = (1..latest.tree_size as i64)
+        .find(|size| !signed.contains(size))
+        .expect("a size no checkpoint signed") as u64;
+    let body = app
+        .graphql(
+            "query($f: Int!, $t: Int!) { auditConsistencyProof(fromSize: $f, toSize: $t) { fromSize fromRootHash from { treeSize } path to { treeSize rootHash } } }",
+            json!({"f": unsigned, "t": latest.tree_size}),
+        )
+        .await
+        .unwrap();
+    let proof = &body["data"]["auditConsistencyProof"];
+    assert_eq!(proof["from"], Value::Null, "{body}");
+    assert_eq!(proof["fromSize"], unsigned, "{body}");
+    let kept_root = root_of_first(&app, unsigned).await;
+    assert_eq!(hash(&proof["fromRootHash"]), kept_root, "{body}");
+    let path: Vec<Hash> = proof["path"].as_array().unwrap().iter().map(hash).collect();
+    assert!(merkle::verify_consistency(
+        unsigned,
+        latest.tree_size,
+        &kept_root,
+        &latest.root,
+        &path
+    ));
+    assert!(!merkle::verify_consistency(
+        unsigned,
+        latest.tree_size,
+        &[7; 32],
+        &latest.root,
+        &path
+    ));
+
+    // The end must be signed, and a proof needs at least one event at its start.
+    for (from, to, code) in [
+        (0, latest.tree_size, "VALIDATION_FAILED"),
+        (1, latest.tree_size + 1, "NOT_FOUND"),
+    ] {
+        let body = app
+            .graphql(
+                "query($f: Int!, $t: Int!) { auditConsistencyProof(fromSize: $f, toSize: $t) { path } }",
+                json!({"f": from, "t": to}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(body["errors"][0]["extensions"]["code"], code, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn without_a_signing_key_checkpoints_are_said_to_be_off() {
+    let app = TestApp::spawn().await.unwrap();
+    app.create_task("Unsigned", "team-a").await.unwrap();
+    let body = app.graphql(CHECKPOINT, json!({})).await.unwrap();
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "NOT_FOUND",
+        "{body}"
+    );
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("checkpoints are off")
+            && message.contains("CHRONICLE_AUDIT_SIGNING_KEY_FILE"),
+        "{message}"
+    );
+    let body = app.graphql(CHECKPOINTS, json!({})).await.unwrap();
+    assert_eq!(
+        body["data"]["auditCheckpoints"]["edges"],
+        json!([]),
+        "{body}"
+    );
+}
+
 #[test]
 fn keygen_writes_a_key_pair_that_public_key_reads_back_and_never_overwrites() {
     let dir = temp_dir();
@@ -367,6 +523,55 @@ async fn verify_finds_what_a_database_administrator_changed_under_signed_checkpo
     };
     let (code, out) = verify_export(&file);
     assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("complete: positions 1..1000, to the checkpoint's end (leaves 0..4)"),
+        "{out}"
+    );
+    // A line removed, repeated or moved: the leaves of the stated range are no longer all
+    // there once, in order.
+    let lines: Vec<&str> = exported.lines().collect();
+    let mut one_removed = lines.clone();
+    one_removed.remove(3);
+    let mut one_repeated = lines.clone();
+    one_repeated.insert(3, lines[3]);
+    let mut one_moved = lines.clone();
+    one_moved.swap(2, 3);
+    for (what, edited) in [
+        ("removed", one_removed),
+        ("repeated", one_repeated),
+        ("moved", one_moved),
+    ] {
+        std::fs::write(&file, edited.join("\n")).unwrap();
+        let (code, out) = verify_export(&file);
+        assert_eq!(code, 1, "a line {what}: {out}");
+        assert!(
+            out.contains("DIVERGED") && !out.contains("complete:"),
+            "{out}"
+        );
+    }
+    // A part of the log: the events just outside it prove that nothing inside was left out.
+    let (first_position, last_position): (i64, i64) =
+        sqlx::query_as("SELECT min(position), max(position) FROM events")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    let (from, to) = (first_position + 1, last_position - 1);
+    let part = std::process::Command::new(chronicle_binary().unwrap())
+        .args(["audit", "export", "--from-position"])
+        .arg(from.to_string())
+        .arg("--to-position")
+        .arg(to.to_string())
+        .env("DATABASE_URL", app.settings.database_url.expose())
+        .output()
+        .unwrap();
+    assert!(part.status.success(), "{part:?}");
+    std::fs::write(&file, &part.stdout).unwrap();
+    let (code, out) = verify_export(&file);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("complete: positions {from}..{to} (leaves 1..3)")),
+        "{out}"
+    );
     std::fs::write(&file, exported.replacen("Kept", "Kept!", 1)).unwrap();
     let (code, out) = verify_export(&file);
     assert_eq!(code, 1, "{out}");

@@ -167,7 +167,7 @@ pub async fn audit_phase() -> anyhow::Result<Value> {
 /// whole store is verified against a signed checkpoint (next to `COPY`, the raw read rate),
 /// and proof sizes and latencies at that size.
 async fn tree_figures(app: &TestApp, events: u64, copy_rate: f64) -> anyhow::Result<Value> {
-    use chronicle_application::audit::checkpoints::{root_at, AuditProofs};
+    use chronicle_application::audit::checkpoints::{root_at, AuditProofs, Signing};
     use chronicle_application::audit::signing::CheckpointSigner;
     use chronicle_application::ports::audit_tree::AuditTree;
     use chronicle_infrastructure::audit_tree::PgAuditTree;
@@ -203,7 +203,7 @@ async fn tree_figures(app: &TestApp, events: u64, copy_rate: f64) -> anyhow::Res
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     anyhow::ensure!(check.findings.is_empty(), "seeded tree diverged: {check:?}");
     let verify_rate = check.events as f64 / verifying.elapsed().as_secs_f64();
-    let proofs = AuditProofs::new(tree.clone());
+    let proofs = AuditProofs::new(tree.clone(), Signing::On);
     let auditor = chronicle_application::access::Principal::system("bench");
     let ids: Vec<uuid::Uuid> =
         sqlx::query_scalar("SELECT event_id FROM events ORDER BY random() LIMIT 200")
