@@ -13,7 +13,7 @@ pub mod jwks;
 use std::sync::Arc;
 
 use crate::settings::{AuthSettings, JwtSettings, DEFAULT_ROLES_CLAIM, DEFAULT_TEAMS_CLAIM};
-use chronicle_application::access::{Principal, ALL_TEAMS};
+use chronicle_application::access::{Principal, Role, ALL_TEAMS};
 use chronicle_domain::ids::{TeamId, UserId};
 use chrono::Utc;
 use jsonwebtoken::{
@@ -76,6 +76,9 @@ pub enum AuthError {
     /// The token could not be signed.
     #[error("cannot sign token: {0}")]
     Signing(String),
+    /// A token asked for with a subject, team or role the API would refuse.
+    #[error("refused: {0}")]
+    Refused(String),
     /// A configured key is unusable.
     #[error("{variable}: {message}")]
     Key {
@@ -193,6 +196,18 @@ impl Authenticator {
         let Some((encoding, _)) = &verifier.hs256 else {
             return Err(unsigned());
         };
+        // A token the API would refuse, or whose roles it would ignore, is no use to anyone:
+        // refuse it here, where the mistake is made.
+        let refused = |e: chronicle_domain::DomainError| AuthError::Refused(e.to_string());
+        UserId::parse("sub", sub).map_err(refused)?;
+        for team in teams.iter().filter(|team| *team != ALL_TEAMS) {
+            TeamId::parse("teams", team).map_err(refused)?;
+        }
+        if let Some(unknown) = roles.iter().find(|role| Role::parse(role).is_none()) {
+            return Err(AuthError::Refused(format!(
+                "roles: {unknown:?} is not a role; use admin, auditor or member"
+            )));
+        }
         let now = Utc::now().timestamp();
         let claims = Claims {
             sub: sub.to_owned(),
@@ -634,22 +649,39 @@ mod tests {
         assert!(auth.authenticate(Some(&bearer(&malformed))).await.is_err());
     }
 
+    #[test]
+    fn tokens_the_api_would_refuse_are_not_issued() {
+        let auth = Authenticator::hs256("test-secret-of-sufficient-length-0123");
+        let ttl = chrono::Duration::hours(1);
+        let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for (sub, roles, teams) in [
+            ("bad sub!", strings(&["member"]), strings(&["team-a"])),
+            ("alice", strings(&["wizard"]), strings(&["team-a"])),
+            ("alice", strings(&["member"]), strings(&["team a"])),
+        ] {
+            let refused = auth.issue(sub, roles, teams, ttl).unwrap_err();
+            assert!(matches!(refused, AuthError::Refused(_)), "{refused:?}");
+        }
+        let issued = auth.issue("auth0|alice", strings(&["auditor"]), strings(&["*"]), ttl);
+        assert!(issued.is_ok(), "{issued:?}");
+    }
+
     #[tokio::test]
     async fn subjects_and_teams_must_be_ids() {
+        // Signed with the right key by someone other than `issue`, which refuses them.
         let auth = Authenticator::hs256(SECRET);
-        let token = auth
-            .issue("u 1; drop", vec![], vec![], chrono::Duration::hours(1))
-            .unwrap();
+        let key = EncodingKey::from_secret(SECRET.as_bytes());
+        let hs256 = |claims: &Claims| encode(&Header::new(Algorithm::HS256), claims, &key).unwrap();
+        let token = hs256(&claims_for("u 1; drop"));
         assert!(auth.authenticate(Some(&bearer(&token))).await.is_err());
-        let token = auth
-            .issue(
-                "u-1",
-                vec![],
-                vec!["*".into(), "team/x".into()],
-                chrono::Duration::hours(1),
-            )
-            .unwrap();
-        assert!(auth.authenticate(Some(&bearer(&token))).await.is_err());
+        let mut claims = claims_for("u-1");
+        claims.teams = vec!["*".into(), "team/x".into()];
+        assert!(auth
+            .authenticate(Some(&bearer(&hs256(&claims))))
+            .await
+            .is_err());
+        let good = hs256(&claims_for("u-1"));
+        assert!(auth.authenticate(Some(&bearer(&good))).await.is_ok());
     }
 
     #[test]

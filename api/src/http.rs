@@ -16,6 +16,7 @@ use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::{BatchRequest, BatchResponse, ServerError};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -86,14 +87,31 @@ fn error_response(status: StatusCode, code: ErrorCode, message: String) -> Respo
     (status, Json(body)).into_response()
 }
 
+/// A body the server would not read, as a GraphQL error like every other: over the size
+/// limit is `LIMIT_EXCEEDED` (HTTP 413), anything else the client's to fix.
+fn unreadable_body(rejection: &BytesRejection, limit: usize) -> Response {
+    match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::LimitExceeded,
+            format!("the request body is over the limit of {limit} bytes"),
+        ),
+        status => error_response(status, ErrorCode::ValidationFailed, rejection.body_text()),
+    }
+}
+
 /// `POST /graphql`: authenticate, read the body, apply the rate and batch limits, then run
 /// each operation in the request's span and answer with the correlation id.
 async fn graphql(
     State(state): State<HttpState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return unreadable_body(&rejection, state.limits.max_body_bytes),
+    };
     let (principal, auth_error) = match state
         .authenticator
         .authenticate(header(&headers, "authorization"))

@@ -280,9 +280,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             // Only the auth settings matter here: no database or broker is needed to sign.
             let authenticator = Authenticator::from_settings(&AuthSettings::from_env()?)?;
-            let token = authenticator.issue(&sub, roles, teams, ttl)?;
-            println!("{token}");
-            Ok(ExitCode::SUCCESS)
+            match authenticator.issue(&sub, roles, teams, ttl) {
+                Ok(token) => {
+                    println!("{token}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                // Bad arguments, as clap reports its own: exit status 2.
+                Err(refused @ chronicle_api::auth::AuthError::Refused(_)) => {
+                    eprintln!("chronicle token: {refused}");
+                    Ok(ExitCode::from(2))
+                }
+                Err(other) => Err(other.into()),
+            }
         }
         Command::Audit {
             command: AuditCommand::Keygen { out },

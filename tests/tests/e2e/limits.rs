@@ -109,8 +109,9 @@ async fn bodies_and_batches_are_bounded() {
     let token = app.admin_token.clone();
     let huge =
         json!({"query": format!("{{ tasks {{ totalCount }} }} # {}", "x".repeat(1_100_000))});
-    let (status, _, _) = post_raw(&app, Some(&token), huge.to_string()).await;
+    let (status, body, _) = post_raw(&app, Some(&token), huge.to_string()).await;
     assert_eq!(status, 413);
+    assert_eq!(error_code(&body), Some("LIMIT_EXCEEDED"), "{body}");
 
     let one = json!({"query": "{ tasks { totalCount } }"});
     let (status, body, _) = post_raw(&app, Some(&token), json!([one, one]).to_string()).await;
