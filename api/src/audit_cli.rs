@@ -293,18 +293,25 @@ pub fn verify_export_file(
         key.id()
     );
     match (&check.range, check.findings.is_empty()) {
-        (Some(range), true) => println!(
-            "complete: positions {}..{}{} (leaves {}..{}), {checked}",
-            range.from_position,
-            range.to_position,
-            if check.to_checkpoint_end {
+        (Some(range), true) => {
+            let leaves = match range.count {
+                0 => "no events".to_owned(),
+                count => format!(
+                    "leaves {}..{}",
+                    range.first_leaf_index,
+                    range.first_leaf_index + count - 1
+                ),
+            };
+            let end = if check.to_checkpoint_end {
                 ", to the checkpoint's end"
             } else {
                 ""
-            },
-            range.first_leaf_index,
-            range.first_leaf_index + range.count,
-        ),
+            };
+            println!(
+                "complete: positions {}..{}, {leaves}{end}, {checked}",
+                range.from_position, range.to_position
+            );
+        }
         _ => println!("{checked}"),
     }
     Ok(if check.findings.is_empty() {
