@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 
 /// Chronicle: event-sourced tasks and reports over GraphQL, Postgres and Kafka.
 ///
-/// Settings come from the environment (and a `.env` file when present); see README.md.
+/// Settings come from the environment (and a `.env` file when present); see docs/operations.md, "Configuration".
 #[derive(Parser)]
 #[command(name = "chronicle", version, about)]
 struct Cli {

@@ -1,7 +1,7 @@
 //! The API's own settings: where it listens, how tokens are checked, and the limits of one
 //! request. They live here because nothing below the API reads them; the adapters' settings are
 //! `chronicle_infrastructure::config::Settings`. Both read the environment the same way, and
-//! the README's table lists every variable of both.
+//! the configuration table in docs/operations.md lists every variable of both.
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -114,15 +114,19 @@ fn aggregate_type_names_are_written_only_in_the_registry_and_the_domain() {
     );
 }
 
-/// The README's configuration table lists every environment variable the code reads, and
+/// The configuration table (docs/operations.md) lists every environment variable the code reads, and
 /// where the code gives a literal default, the table gives the same one: the default is
 /// written in the code and the table is held to it.
 #[test]
-fn the_readme_lists_every_variable_the_code_reads_with_its_default() {
+fn the_operations_guide_lists_every_variable_the_code_reads_with_its_default() {
     let workspace = workspace();
-    let readme = std::fs::read_to_string(workspace.join("README.md")).expect("README.md");
-    let documented = configuration_table(&readme);
-    assert!(documented.len() > 20, "the README's table was not found");
+    let guide =
+        std::fs::read_to_string(workspace.join("docs/operations.md")).expect("docs/operations.md");
+    let documented = configuration_table(&guide);
+    assert!(
+        documented.len() > 20,
+        "docs/operations.md's configuration table was not found"
+    );
     let mut problems = Vec::new();
     for root in SERVICE_ROOTS {
         for (file, text) in ModuleGraph::read(&workspace, root).texts {
@@ -145,15 +149,15 @@ fn the_readme_lists_every_variable_the_code_reads_with_its_default() {
     }
     assert!(
         problems.is_empty(),
-        "README.md, Configuration:\n{}",
+        "docs/operations.md, Configuration:\n{}",
         problems.join("\n")
     );
 }
 
 /// (variable, its default when the cell gives one in backticks) for every row of the
-/// README's configuration table; a row may list several variables with as many defaults.
-fn configuration_table(readme: &str) -> Vec<(String, Option<String>)> {
-    let section = readme
+/// configuration table; a row may list several variables with as many defaults.
+fn configuration_table(guide: &str) -> Vec<(String, Option<String>)> {
+    let section = guide
         .split("\n## Configuration")
         .nth(1)
         .and_then(|rest| rest.split("\n## ").next())

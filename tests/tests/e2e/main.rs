@@ -9,6 +9,7 @@ mod audit;
 mod audit_checkpoints;
 mod consumer;
 mod dead_letters;
+mod docs_examples;
 mod faults;
 mod fuzz;
 mod graphiql;
