@@ -8,7 +8,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use uuid::Uuid;
 
-use super::fingerprint::request_fingerprint;
+use super::fingerprint::{self, request_fingerprint};
 use crate::access::TeamScope;
 use crate::error::AppError;
 use crate::event_log::{deserialize_event, serialize_event, store_now, StoredEvent};
@@ -144,6 +144,14 @@ where
                 Err(ExecuteError::Store(StoreError::Conflict))
                     if options.expected_version.is_none() && attempt < CONFLICT_RETRIES =>
                 {
+                    // The winner may have been this request under the same key (a client's
+                    // retry racing its original): then its result is the answer.
+                    if let Some(previous) = self
+                        .previous_result(aggregate_id, options, metadata, fingerprint)
+                        .await?
+                    {
+                        return Ok(previous);
+                    }
                     tracing::debug!(aggregate_id, attempt, "lost a race, deciding again");
                     // A short random pause de-synchronises the racers so one wins each round.
                     let jitter = Uuid::new_v4().as_u128() % (500 * attempt.min(10) as u128);
@@ -189,7 +197,7 @@ where
         };
         let same_target = options.creates_aggregate || record.aggregate_id == aggregate_id;
         let same_arguments = match (&record.request_fingerprint, fingerprint) {
-            (Some(first), Some(this)) => first == this,
+            (Some(first), Some(this)) => !fingerprint::differs(first, this),
             // Recorded before fingerprints were: the command and target are all there is.
             _ => true,
         };

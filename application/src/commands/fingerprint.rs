@@ -15,7 +15,20 @@ use sha2::{Digest, Sha256};
 
 use crate::error::AppError;
 
-/// The request `command` is, as the fingerprint stored with its idempotency key (hex).
+/// Which way of fingerprinting a stored fingerprint was made with: one made another way (a
+/// later release hashing a changed command shape) cannot be compared, and is treated like a
+/// key recorded before fingerprints were.
+const VERSION: &str = "v1:";
+
+/// Whether two stored fingerprints say "another request": only when both were made the same
+/// way and differ.
+pub(crate) fn differs(first: &str, this: &str) -> bool {
+    let version = |f: &str| f.split_once(':').map(|(v, _)| v.to_owned());
+    version(first) == version(this) && first != this
+}
+
+/// The request `command` is, as the fingerprint stored with its idempotency key
+/// (`v1:` and hex).
 pub(crate) fn request_fingerprint<C: Serialize>(
     command_name: &str,
     aggregate_id: &str,
@@ -38,7 +51,8 @@ pub(crate) fn request_fingerprint<C: Serialize>(
         "expectedVersion": expected_version,
         "arguments": arguments,
     });
-    Ok(hex::encode(Sha256::digest(request.to_string().as_bytes())))
+    let digest = Sha256::digest(request.to_string().as_bytes());
+    Ok(format!("{VERSION}{}", hex::encode(digest)))
 }
 
 /// Replaces every occurrence of the generated id with a placeholder.
@@ -72,6 +86,32 @@ mod tests {
     #[test]
     fn a_retried_creation_under_a_new_generated_id_is_the_same_request() {
         assert_eq!(create("id-1", "first"), create("id-2", "first"));
+    }
+
+    #[test]
+    fn clearing_a_deadline_is_another_request_than_leaving_it() {
+        use chronicle_domain::task::{TaskCommand, UpdateTaskDetails};
+        let update = |due_at| {
+            let command = TaskCommand::UpdateDetails(UpdateTaskDetails {
+                title: Some("X".to_owned()),
+                due_at,
+                ..UpdateTaskDetails::default()
+            });
+            request_fingerprint("updateTask", "t-1", false, None, &command).unwrap()
+        };
+        assert_ne!(update(None), update(Some(None)));
+        assert_eq!(update(None), update(None));
+    }
+
+    #[test]
+    fn fingerprints_of_another_version_are_not_compared() {
+        let this = create("id-1", "first");
+        assert!(differs(&create("id-1", "other"), &this));
+        assert!(!differs(&this, &this));
+        assert!(
+            !differs("v0:abc", &this),
+            "made another way: not comparable"
+        );
     }
 
     #[test]

@@ -40,7 +40,9 @@ pub struct UpdateTaskDetails {
     pub description: Option<String>,
     /// New priority.
     pub priority: Option<Priority>,
-    /// `Some(None)` clears the deadline.
+    /// `Some(None)` clears the deadline. Left out when `None`, so the serialized command tells
+    /// "clear it" (`null`) from "leave it" (absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub due_at: Option<Option<DateTime<Utc>>>,
     /// New labels (replace the old set).
     pub labels: Option<Vec<String>>,
