@@ -6,7 +6,9 @@ use std::time::Instant;
 use anyhow::Context as _;
 use chronicle_application::aggregates;
 use chronicle_application::audit::checkpoints::{AuditProofs, Signing};
-use chronicle_application::audit::export::{event_line, header_line, verify_export};
+use chronicle_application::audit::export::{
+    check_expected, event_line, header_line, verify_export, Expected,
+};
 use chronicle_application::audit::signing::{Checkpoint, PublicKey};
 use chronicle_application::audit::store_check::verify_store;
 use chronicle_application::audit::tree_check::verify_tree;
@@ -16,6 +18,7 @@ use chronicle_application::ports::audit_tree::AuditTree;
 use chronicle_application::topics::Topics;
 use chronicle_infrastructure::audit_log::PgAuditLog;
 use chronicle_infrastructure::audit_tree::{read_published_checkpoints, PgAuditTree};
+use chrono::SecondsFormat;
 use futures::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use sqlx::PgPool;
@@ -257,10 +260,19 @@ pub async fn export(pool: PgPool, from: i64, to: i64) -> anyhow::Result<std::pro
         exported += 1;
     }
     out.flush()?;
+    if exported != range.count {
+        // The store does not hold what its tree says: the file would not verify.
+        eprintln!(
+            "chronicle audit export: the range's {} leaves do not match the {exported} events \
+             the store holds there; run `chronicle audit verify --checkpoints`",
+            range.count
+        );
+        return Ok(std::process::ExitCode::FAILURE);
+    }
     eprintln!(
         "exported {exported} events (leaves {}..{}) against the checkpoint at tree size {size}{}",
         range.first_leaf_index,
-        range.first_leaf_index + range.count,
+        (range.first_leaf_index + range.count).saturating_sub(1),
         if outside > 0 {
             format!("; {outside} newer events are not in it yet and were left out")
         } else {
@@ -275,6 +287,7 @@ pub async fn export(pool: PgPool, from: i64, to: i64) -> anyhow::Result<std::pro
 pub fn verify_export_file(
     file: &std::path::Path,
     key: &std::path::Path,
+    expected: &Expected,
 ) -> anyhow::Result<std::process::ExitCode> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
@@ -282,14 +295,22 @@ pub fn verify_export_file(
         std::fs::read_to_string(key).with_context(|| format!("--public-key {}", key.display()))?;
     let key =
         PublicKey::from_pem(&pem).with_context(|| format!("--public-key {}", key.display()))?;
-    let check = verify_export(&text, &key);
+    let mut check = verify_export(&text, &key);
+    check_expected(&mut check, expected);
     for finding in &check.findings {
         println!("DIVERGED {finding}");
     }
     let checked = format!(
-        "{} events checked against the checkpoint at tree size {} under key {}",
+        "{} events checked against the checkpoint at tree size {}{} under key {}",
         check.events,
         check.tree_size,
+        check
+            .issued_at
+            .map(|at| format!(
+                " (signed {})",
+                at.to_rfc3339_opts(SecondsFormat::Secs, true)
+            ))
+            .unwrap_or_default(),
         key.id()
     );
     match (&check.range, check.findings.is_empty()) {
@@ -302,10 +323,13 @@ pub fn verify_export_file(
                     range.first_leaf_index + count - 1
                 ),
             };
-            let end = if check.to_checkpoint_end {
-                ", to the checkpoint's end"
-            } else {
-                ""
+            // Events of the range newer than the checkpoint are not in it: say how far it goes.
+            let end = match (check.to_checkpoint_end, check.last_position) {
+                (true, Some(last)) => {
+                    format!(", to the checkpoint's end (its last event is at position {last})")
+                }
+                (true, None) => ", to the checkpoint's end".to_owned(),
+                (false, _) => String::new(),
             };
             println!(
                 "complete: positions {}..{}, {leaves}{end}, {checked}",

@@ -7,6 +7,7 @@ use chronicle_api::app::{self, Parts};
 use chronicle_api::auth::{parse_ttl, Authenticator};
 use chronicle_api::settings::{ApiSettings, AuthSettings};
 use chronicle_api::{dead_letters_cli, projection_failures_cli, telemetry};
+use chronicle_application::audit::export::Expected;
 use chronicle_infrastructure::config::Settings;
 use chronicle_infrastructure::db;
 use clap::{Parser, Subcommand};
@@ -128,6 +129,16 @@ enum AuditCommand {
         /// The public key (SPKI PEM) its checkpoint must verify under.
         #[arg(long, value_name = "PATH")]
         public_key: std::path::PathBuf,
+        /// The first position you asked for: an export stating another range diverges.
+        #[arg(long, value_name = "N")]
+        from_position: Option<i64>,
+        /// The last position you asked for.
+        #[arg(long, value_name = "M")]
+        to_position: Option<i64>,
+        /// The least tree size the checkpoint must cover (a file re-proved against an older
+        /// checkpoint diverges).
+        #[arg(long, value_name = "SIZE")]
+        min_tree_size: Option<u64>,
     },
     /// Check the hash chain of one aggregate (--type and --id) or of every aggregate; with
     /// --checkpoints, also the whole store against the signed checkpoints. Exits 0 when intact,
@@ -309,8 +320,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             chronicle_api::audit_cli::export(pool, from_position, to_position).await
         }
         Command::Audit {
-            command: AuditCommand::VerifyExport { file, public_key },
-        } => chronicle_api::audit_cli::verify_export_file(&file, &public_key),
+            command:
+                AuditCommand::VerifyExport {
+                    file,
+                    public_key,
+                    from_position,
+                    to_position,
+                    min_tree_size,
+                },
+        } => chronicle_api::audit_cli::verify_export_file(
+            &file,
+            &public_key,
+            &Expected {
+                from_position,
+                to_position,
+                min_tree_size,
+            },
+        ),
         Command::Audit {
             command: AuditCommand::PublicKey,
         } => {

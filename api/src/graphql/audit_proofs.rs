@@ -132,6 +132,7 @@ impl AuditProofQuery {
 
     /// Signed checkpoints, newest first, paged by cursor (`first` at most 100): the sizes a
     /// consistency proof can end at (auditor or admin).
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity")]
     async fn audit_checkpoints(
         &self,
         ctx: &Context<'_>,

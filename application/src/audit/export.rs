@@ -44,7 +44,8 @@ pub struct ExportRange {
     pub from_position: i64,
     /// The last store position asked for.
     pub to_position: i64,
-    /// The first leaf of the range (the checkpoint's size when the range holds none).
+    /// The first leaf of the range: the first at or after `from_position` (the checkpoint's
+    /// size when there is none).
     pub first_leaf_index: u64,
     /// Leaves in the range, as many as the export's event lines.
     pub count: u64,
@@ -188,6 +189,11 @@ pub struct ExportCheck {
     pub range: Option<ExportRange>,
     /// Whether the range reaches the checkpoint's end (no leaf after it yet).
     pub to_checkpoint_end: bool,
+    /// When the checkpoint was signed: a file re-proved against an older checkpoint shows it.
+    pub issued_at: Option<DateTime<Utc>>,
+    /// The position of the last event line: where a range that reaches the checkpoint's end
+    /// is proved up to.
+    pub last_position: Option<i64>,
     /// Every problem, in words; empty when the export is intact and complete.
     pub findings: Vec<String>,
 }
@@ -272,6 +278,7 @@ pub fn verify_export(text: &str, key: &PublicKey) -> ExportCheck {
     let checkpoint = &header.checkpoint;
     check.tree_size = checkpoint.tree_size;
     check.range = Some(header.range);
+    check.issued_at = Some(checkpoint.issued_at);
     if !checkpoint.verify(key) {
         check.findings.push(format!(
             "the checkpoint at tree size {} does not verify under key {}",
@@ -294,7 +301,44 @@ pub fn verify_export(text: &str, key: &PublicKey) -> ExportCheck {
         }
     }
     events.finish(check.events, &mut check.findings);
+    check.last_position = events.last_position;
     check
+}
+
+/// What the auditor asked for: the header is not signed, so an export narrowed to a smaller
+/// range, or re-proved against an older checkpoint, is complete for what it states. Stating
+/// what was asked turns such a file into a finding.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expected {
+    /// The range must start here.
+    pub from_position: Option<i64>,
+    /// The range must end here.
+    pub to_position: Option<i64>,
+    /// The checkpoint must cover at least this many events.
+    pub min_tree_size: Option<u64>,
+}
+
+/// Adds a finding for each way `check` differs from what was `expected`.
+pub fn check_expected(check: &mut ExportCheck, expected: &Expected) {
+    let Some(range) = check.range else {
+        return;
+    };
+    let mut differs = |what: &str, asked: Option<i64>, stated: i64| {
+        if asked.is_some_and(|asked| asked != stated) {
+            check.findings.push(format!(
+                "the export states {what} {stated}, not the {} asked for",
+                asked.unwrap_or_default()
+            ));
+        }
+    };
+    differs("fromPosition", expected.from_position, range.from_position);
+    differs("toPosition", expected.to_position, range.to_position);
+    if let Some(min) = expected.min_tree_size.filter(|min| check.tree_size < *min) {
+        check.findings.push(format!(
+            "the checkpoint covers {} events, fewer than the {min} asked for: an older one",
+            check.tree_size
+        ));
+    }
 }
 
 /// The leaves around the range prove that no event of the range lies outside it.
@@ -377,7 +421,11 @@ impl<'h> EventChecks<'h> {
     }
 
     fn end(&self) -> u64 {
-        self.header.range.first_leaf_index + self.header.range.count
+        // Both come from the unsigned header: an absurd one must not overflow.
+        self.header
+            .range
+            .first_leaf_index
+            .saturating_add(self.header.range.count)
     }
 
     fn check(&mut self, line_number: usize, line: &EventLine, findings: &mut Vec<String>) {
@@ -440,7 +488,9 @@ impl<'h> EventChecks<'h> {
         } else if line.leaf_index > self.next_leaf && line.leaf_index < self.end() {
             findings.push(format!(
                 "{name}: is leaf {}, so leaves {}..{} of the range are missing before it",
-                line.leaf_index, self.next_leaf, line.leaf_index
+                line.leaf_index,
+                self.next_leaf,
+                line.leaf_index - 1
             ));
             self.next_leaf = line.leaf_index + 1;
         } else if line.leaf_index < self.next_leaf && line.leaf_index >= range.first_leaf_index {
@@ -484,7 +534,7 @@ impl<'h> EventChecks<'h> {
             findings.push(format!(
                 "leaves {}..{} of the range are missing: the file ends after {} of its {} events",
                 self.next_leaf,
-                self.end(),
+                self.end() - 1,
                 self.next_leaf - self.header.range.first_leaf_index,
                 self.header.range.count
             ));
@@ -685,6 +735,31 @@ mod tests {
             &log.verify(&lines),
             "missing: the range's edge is not proved",
         );
+    }
+
+    #[test]
+    fn a_narrowed_range_or_an_older_checkpoint_differs_from_what_was_asked() {
+        let log = log(12);
+        // A range that is complete for what it states, but smaller than asked.
+        let mut check = log.verify(&log.export(10, 22));
+        assert_eq!(check.findings, Vec::<String>::new());
+        let asked = Expected {
+            from_position: Some(10),
+            to_position: Some(25),
+            min_tree_size: Some(13),
+        };
+        check_expected(&mut check, &asked);
+        assert_found(&check, "toPosition 22, not the 25 asked for");
+        assert_found(&check, "fewer than the 13 asked for");
+        let mut check = log.verify(&log.export(10, 25));
+        check_expected(
+            &mut check,
+            &Expected {
+                min_tree_size: Some(12),
+                ..asked
+            },
+        );
+        assert_eq!(check.findings, Vec::<String>::new());
     }
 
     #[test]
