@@ -162,7 +162,16 @@ mod tests {
             grown < 4 << 20,
             "grew {grown} bytes for 2,000,000 samples without a scrape"
         );
-        let text = recorder.handle().render();
+        // The upkeep thread may be folding a batch while we render: a sample in flight shows
+        // up at the next render. Lost is what never shows up.
+        let mut text = String::new();
+        for _ in 0..200 {
+            text = recorder.handle().render();
+            if text.contains("chronicle_test_seconds_count 2000000") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert!(
             text.contains("chronicle_test_seconds_count 2000000"),
             "a sample went missing:\n{text}"
