@@ -4,8 +4,8 @@
 # After `chronicle_setup`, these are exported:
 #   CHRONICLE_ADMIN_URL  a Postgres URL with the right to create databases
 #   KAFKA_BROKERS        bootstrap servers of a Kafka-protocol broker
-#   TANSU_BIN            a Tansu binary (tests start private brokers with it)
-# and ./scripts/test also installs Chromium and chromedriver (CHROMIUM_BIN) for the browser test.
+# and ./scripts/test also calls `ensure_tansu` (TANSU_BIN: a Tansu binary; its tests start private
+# brokers with it) and installs Chromium and chromedriver (CHROMIUM_BIN) for the browser test.
 
 set -euo pipefail
 
@@ -50,7 +50,9 @@ ensure_nextest() {
   fi
 }
 
-# Tansu: a Kafka-protocol broker built from crates.io; cached in cargo's bin directory.
+# Tansu: a Kafka-protocol broker built from crates.io; cached in cargo's bin directory. Building
+# it takes about 10 minutes, so only its users call this: ./scripts/test (private brokers), and
+# ensure_kafka when it has to start the shared broker.
 ensure_tansu() {
   local cargo_bin="${CARGO_HOME:-$HOME/.cargo}/bin"
   if [ -x "$cargo_bin/tansu" ]; then
@@ -73,7 +75,13 @@ ensure_deploy_checkers() {
   local venv="$CHRONICLE_STATE/venv"
   if ! "$venv/bin/check-jsonschema" --version 2>/dev/null | grep -q "$CHECK_JSONSCHEMA_VERSION"; then
     log "installing check-jsonschema $CHECK_JSONSCHEMA_VERSION"
-    python3 -m venv "$venv"
+    # Debian and Ubuntu leave ensurepip out of python3 (`python3 -m venv` then fails with
+    # "ensurepip is not available") until python3-venv, which pulls the python3.X-venv of the
+    # installed python3, is installed. It also pulls python3 itself where that is missing.
+    python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
+    # --clear: start from an empty venv, so that what a failed earlier attempt left there (say,
+    # a venv without pip, or one of a python3 since removed) does not break this one.
+    python3 -m venv --clear "$venv"
     "$venv/bin/pip" install -q "check-jsonschema==$CHECK_JSONSCHEMA_VERSION"
   fi
   export CHECK_JSONSCHEMA="$venv/bin/check-jsonschema"
@@ -146,7 +154,8 @@ start_private_postgres() {
   wait_for_port 127.0.0.1 "$PRIVATE_PG_PORT" "Postgres"
 }
 
-# The broker: KAFKA_BROKERS if set; else whatever answers on 127.0.0.1:9092; else Tansu.
+# The broker: KAFKA_BROKERS if set; else whatever answers on 127.0.0.1:9092; else Tansu, installed
+# only here, where it is started (a given or answering broker needs no 10-minute build).
 ensure_kafka() {
   if [ -n "${KAFKA_BROKERS:-}" ]; then
     export KAFKA_BROKERS
@@ -154,6 +163,7 @@ ensure_kafka() {
   fi
   KAFKA_BROKERS="127.0.0.1:9092"
   if ! port_open 127.0.0.1 9092; then
+    ensure_tansu
     log "starting Tansu on 127.0.0.1:9092 (log: $CHRONICLE_STATE/tansu.log)"
     nohup "$TANSU_BIN" broker \
       --listener-url tcp://127.0.0.1:9092 \
@@ -168,6 +178,8 @@ ensure_kafka() {
 ensure_database() {
   local name="$1"
   local exists
+  # The URL is rewritten with python3, which a minimal image may lack.
+  command -v python3 >/dev/null || apt_install python3
   exists="$(psql "$CHRONICLE_ADMIN_URL" -qAtc "SELECT 1 FROM pg_database WHERE datname = '$name'")"
   [ "$exists" = 1 ] || psql "$CHRONICLE_ADMIN_URL" -qc "CREATE DATABASE \"$name\"" >/dev/null
   # Replace the database part of the admin URL (keeps user, host, port and parameters).
@@ -181,7 +193,6 @@ PY
 
 chronicle_setup() {
   ensure_build_deps
-  ensure_tansu
   ensure_postgres
   ensure_kafka
   # Tansu answers a consumer's fetch only when fetch.wait.max.ms has passed, not when a record
