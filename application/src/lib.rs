@@ -19,6 +19,7 @@ pub mod metadata;
 pub mod observability;
 pub mod outbox_admin;
 pub mod ports;
+pub mod privacy;
 pub mod projection;
 pub mod queries;
 pub mod rebuild;

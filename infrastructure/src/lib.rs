@@ -14,6 +14,7 @@ pub mod outbox;
 pub mod projections;
 pub mod read_model;
 pub mod secret;
+pub mod subject_keys;
 
 /// The one error type of this layer: what went wrong talking to a backend, with context.
 #[derive(Debug, thiserror::Error)]

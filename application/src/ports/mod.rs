@@ -3,8 +3,8 @@
 //! (Postgres, Kafka) and in [`crate::testing`] (memory); nothing here knows about SQL or Kafka.
 //!
 //! Invariant: a port module imports only data modules (`event_log`, `message`, the read-model
-//! views) and other ports, never a use case, so every use case can import any port without a
-//! circle. There are no re-exports here: each type has one path.
+//! views, `privacy::data_key`) and other ports, never a use case, so every use case can import
+//! any port without a circle. There are no re-exports here: each type has one path.
 
 pub mod audit_log;
 pub mod audit_tree;
@@ -19,5 +19,6 @@ pub mod projection_failures;
 pub mod report_data;
 pub mod report_queries;
 pub mod store_error;
+pub mod subject_keys;
 pub mod task_queries;
 pub mod view_store;

@@ -10,4 +10,5 @@
 pub mod event_store;
 pub mod fixtures;
 pub mod projection_control;
+pub mod subject_keys;
 pub mod view_store;

@@ -19,6 +19,7 @@ mod limits;
 mod observability;
 mod outbox;
 mod postgres_es;
+mod privacy;
 mod projection_failures;
 mod replay;
 mod reports;

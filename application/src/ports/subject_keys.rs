@@ -1,0 +1,35 @@
+//! The keys personal data is sealed under, one per data subject: destroying a subject's key is
+//! what erases their data (docs/privacy.md). Postgres keeps them today; a KMS (Vault transit,
+//! a cloud KMS) can later, behind the same port.
+
+use async_trait::async_trait;
+
+use crate::ports::store_error::StoreError;
+use crate::privacy::data_key::DataKey;
+
+/// A data subject's key and the pseudonym sealed values name it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectKey {
+    /// The subject: a user id.
+    pub subject_id: String,
+    /// What sealed values name instead of the subject's id.
+    pub pseudonym: String,
+    /// The key.
+    pub key: DataKey,
+}
+
+/// The keys of the data subjects.
+#[async_trait]
+pub trait SubjectKeys: Send + Sync {
+    /// The key of `subject_id`, made on first use; callers racing on a first use all get the
+    /// one that was kept.
+    async fn key_for(&self, subject_id: &str) -> Result<SubjectKey, StoreError>;
+
+    /// The key a sealed value names by `pseudonym`; `None` once it was destroyed (or never
+    /// existed).
+    async fn key_of_pseudonym(&self, pseudonym: &str) -> Result<Option<DataKey>, StoreError>;
+
+    /// Destroys the key of `subject_id` for good, answering the pseudonym it had (`None` when
+    /// there was no key). A later [`Self::key_for`] makes a new key under a new pseudonym.
+    async fn destroy(&self, subject_id: &str) -> Result<Option<String>, StoreError>;
+}
