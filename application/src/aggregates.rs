@@ -5,6 +5,7 @@
 //! as a string anywhere else outside the domain, and the API's tests fail when the GraphQL
 //! enum misses an entry.
 
+use chronicle_domain::personal::PersonalField;
 use chronicle_domain::report::Report;
 use chronicle_domain::task::Task;
 use cqrs_es::persist::EventUpcaster;
@@ -24,6 +25,9 @@ pub struct AggregateKind {
     pub table: &'static str,
     /// The upcasters that bring its events' older schemas to today's.
     pub upcasters: fn() -> Vec<Box<dyn EventUpcaster>>,
+    /// The fields of its events that are personal data (docs/privacy.md): what erasure seals
+    /// and forgets.
+    pub personal_fields: &'static [PersonalField],
 }
 
 /// Tasks.
@@ -33,6 +37,7 @@ pub const TASK: AggregateKind = AggregateKind {
     projection: "tasks",
     table: "tasks",
     upcasters: chronicle_domain::task::upcast::upcasters,
+    personal_fields: chronicle_domain::task::personal::PERSONAL_FIELDS,
 };
 
 /// Reports.
@@ -42,6 +47,7 @@ pub const REPORT: AggregateKind = AggregateKind {
     projection: "reports",
     table: "reports",
     upcasters: Vec::new,
+    personal_fields: chronicle_domain::report::personal::PERSONAL_FIELDS,
 };
 
 /// Every aggregate type of the store.

@@ -8,6 +8,7 @@
 pub mod error;
 pub mod ids;
 pub mod ownership;
+pub mod personal;
 pub mod report;
 pub mod task;
 pub mod validation;

@@ -806,3 +806,56 @@ fn strongly_connected(next: &[Vec<usize>]) -> Vec<Vec<usize>> {
     }
     state.components
 }
+
+/// docs/privacy.md's table of personal fields is the domain's registry, row for row: what the
+/// docs promise is forgotten is what erasure will forget.
+#[test]
+fn the_privacy_guide_lists_exactly_the_personal_fields_the_domain_registers() {
+    use chronicle_domain::personal::{METADATA, METADATA_FIELDS};
+    let guide =
+        std::fs::read_to_string(workspace().join("docs/privacy.md")).expect("docs/privacy.md");
+    let section = guide
+        .split("\n## What is personal data")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .unwrap_or_default();
+    let ticked = |cell: &str| -> Vec<String> {
+        cell.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut documented = BTreeSet::new();
+    for row in section
+        .lines()
+        .filter(|line| line.starts_with("| "))
+        .skip(2)
+    {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let events = if cells[1].contains("metadata") {
+            vec![METADATA.to_owned()]
+        } else {
+            ticked(cells[1])
+        };
+        for event in events {
+            for field in ticked(cells[2]) {
+                documented.insert((event.clone(), field));
+            }
+        }
+    }
+    let registered: BTreeSet<(String, String)> = chronicle_application::aggregates::ALL
+        .iter()
+        .flat_map(|kind| kind.personal_fields.iter())
+        .chain(METADATA_FIELDS)
+        .map(|field| (field.event_type.to_owned(), field.field.to_owned()))
+        .collect();
+    assert!(
+        documented.len() > 10,
+        "docs/privacy.md's table was not found"
+    );
+    assert_eq!(
+        documented, registered,
+        "docs/privacy.md, \"What is personal data\", and the domain's personal fields differ"
+    );
+}

@@ -12,6 +12,7 @@
 mod aggregate;
 mod events;
 mod kind;
+pub mod personal;
 
 pub use aggregate::{Report, ReportCommand, ReportStatus};
 pub use events::{ReportEvent, REPORT_EVENT_VERSION};

@@ -12,6 +12,7 @@
 mod aggregate;
 mod commands;
 mod events;
+pub mod personal;
 mod status;
 pub mod upcast;
 
