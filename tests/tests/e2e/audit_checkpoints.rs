@@ -74,18 +74,22 @@ async fn checkpoint_covering(app: &TestApp, size: u64) -> Value {
     .expect("a checkpoint covering the events")
 }
 
-#[tokio::test]
-async fn checkpoints_are_signed_published_and_prove_inclusion_and_consistency() {
-    // A key as an operator makes one with openssl.
-    let dir = temp_dir();
-    let (key, public_pem) = openssl_key(&dir);
-    let public = PublicKey::from_pem(&public_pem).unwrap();
+/// A service signing a checkpoint every second with a key made as an operator makes one
+/// (openssl), and that key's public half.
+async fn signing_app() -> (TestApp, PublicKey) {
+    let (key, public_pem) = openssl_key(&temp_dir());
     let app = TestApp::spawn_with(|settings| {
         settings.audit_signing_key_file = Some(key.display().to_string());
         settings.audit_checkpoint_interval = Duration::from_secs(1);
     })
     .await
     .unwrap();
+    (app, PublicKey::from_pem(&public_pem).unwrap())
+}
+
+#[tokio::test]
+async fn checkpoints_are_signed_published_and_prove_inclusion_and_consistency() {
+    let (app, public) = signing_app().await;
     let (_, ready) = app.client(None).ready().await.unwrap();
     assert_eq!(ready["audit"]["checkpoints"], "on", "{ready}");
 
@@ -257,15 +261,7 @@ const CHECKPOINTS: &str = "query($first: Int, $after: String) { auditCheckpoints
 
 #[tokio::test]
 async fn checkpoints_are_listed_newest_first_and_a_consistency_proof_starts_at_any_size() {
-    let dir = temp_dir();
-    let (key, public_pem) = openssl_key(&dir);
-    let public = PublicKey::from_pem(&public_pem).unwrap();
-    let app = TestApp::spawn_with(|settings| {
-        settings.audit_signing_key_file = Some(key.display().to_string());
-        settings.audit_checkpoint_interval = Duration::from_secs(1);
-    })
-    .await
-    .unwrap();
+    let (app, public) = signing_app().await;
     for round in 0..3 {
         for n in 0..3 {
             app.create_task(&format!("Round {round} task {n}"), "team-a")
