@@ -29,8 +29,19 @@ fn validate_external_id(field: &str, value: &str) -> Result<(), DomainError> {
             "may contain only letters, digits, '.', '_', '-', ':', '@' and '|'",
         ));
     }
+    if let Some(prefix) = RESERVED_PREFIXES.iter().find(|p| value.starts_with(**p)) {
+        return Err(DomainError::validation(
+            field,
+            format!("may not start with {prefix:?}: it marks a stored reference to a person"),
+        ));
+    }
     Ok(())
 }
+
+/// Prefixes of what personal data is stored as (`subject:<pseudonym>` for an id,
+/// `pd1:<pseudonym>:...` for sealed text, `erased:<pseudonym>` once forgotten): no id may start
+/// with one, so none can pass for another person's reference.
+pub const RESERVED_PREFIXES: &[&str] = &["subject:", "pd1:", "erased:"];
 
 macro_rules! external_id {
     ($(#[$doc:meta])* $name:ident) => {
@@ -72,6 +83,14 @@ external_id!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_may_not_pass_for_a_stored_reference_to_a_person() {
+        for reserved in ["subject:3f9a", "pd1:3f9a:abc", "erased:3f9a"] {
+            assert!(UserId::parse("sub", reserved).is_err(), "{reserved}");
+        }
+        assert!(UserId::parse("sub", "urn:subject:7").is_ok());
+    }
 
     #[test]
     fn accepts_ids_of_the_documented_alphabet() {

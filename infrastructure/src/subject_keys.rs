@@ -71,14 +71,21 @@ impl SubjectKeys for PgSubjectKeys {
         ))
     }
 
-    async fn key_of_pseudonym(&self, pseudonym: &str) -> Result<Option<DataKey>, StoreError> {
-        let row: Option<(Vec<u8>,)> =
-            sqlx::query_as("SELECT data_key FROM subject_keys WHERE pseudonym = $1")
+    async fn by_pseudonym(&self, pseudonym: &str) -> Result<Option<SubjectKey>, StoreError> {
+        let row: Option<(String, Vec<u8>)> =
+            sqlx::query_as("SELECT subject_id, data_key FROM subject_keys WHERE pseudonym = $1")
                 .bind(pseudonym)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(store_error)?;
-        row.map(|(bytes,)| data_key(&bytes)).transpose()
+        row.map(|(subject_id, bytes)| {
+            Ok(SubjectKey {
+                subject_id,
+                pseudonym: pseudonym.to_owned(),
+                key: data_key(&bytes)?,
+            })
+        })
+        .transpose()
     }
 
     async fn destroy(&self, subject_id: &str) -> Result<Option<String>, StoreError> {

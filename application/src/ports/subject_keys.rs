@@ -25,9 +25,9 @@ pub trait SubjectKeys: Send + Sync {
     /// one that was kept.
     async fn key_for(&self, subject_id: &str) -> Result<SubjectKey, StoreError>;
 
-    /// The key a sealed value names by `pseudonym`; `None` once it was destroyed (or never
-    /// existed).
-    async fn key_of_pseudonym(&self, pseudonym: &str) -> Result<Option<DataKey>, StoreError>;
+    /// The subject and key a sealed value or a reference names by `pseudonym`; `None` once the
+    /// key was destroyed (or never existed).
+    async fn by_pseudonym(&self, pseudonym: &str) -> Result<Option<SubjectKey>, StoreError>;
 
     /// Destroys the key of `subject_id` for good, answering the pseudonym it had (`None` when
     /// there was no key). A later [`Self::key_for`] makes a new key under a new pseudonym.

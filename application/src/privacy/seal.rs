@@ -22,6 +22,21 @@ use super::data_key::DataKey;
 /// What every sealed value starts with (the format's version).
 pub const SEALED_PREFIX: &str = "pd1:";
 
+/// What a user id is stored as: a reference to its subject, the same in every event, so a
+/// filter by person still finds their events; it resolves to the id only while the subject's
+/// key exists.
+pub const REFERENCE_PREFIX: &str = "subject:";
+
+/// The reference a user id is stored as.
+pub fn reference(pseudonym: &str) -> String {
+    format!("{REFERENCE_PREFIX}{pseudonym}")
+}
+
+/// The pseudonym a stored value names, sealed text or a reference; `None` for plain text.
+pub fn named_pseudonym(value: &str) -> Option<&str> {
+    pseudonym_of(value).or_else(|| value.strip_prefix(REFERENCE_PREFIX))
+}
+
 /// Bytes of an XChaCha20 nonce.
 const NONCE_BYTES: usize = 24;
 

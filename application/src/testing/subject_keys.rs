@@ -48,12 +48,12 @@ impl SubjectKeys for MemorySubjectKeys {
             .clone())
     }
 
-    async fn key_of_pseudonym(&self, pseudonym: &str) -> Result<Option<DataKey>, StoreError> {
+    async fn by_pseudonym(&self, pseudonym: &str) -> Result<Option<SubjectKey>, StoreError> {
         Ok(self
             .keys()
             .values()
             .find(|key| key.pseudonym == pseudonym)
-            .map(|key| key.key.clone()))
+            .cloned())
     }
 
     async fn destroy(&self, subject_id: &str) -> Result<Option<String>, StoreError> {
@@ -81,9 +81,10 @@ mod tests {
         );
         let sealed = seal(&maria.key, &maria.pseudonym, "Maria Keller", "title");
 
-        let found = keys.key_of_pseudonym(&maria.pseudonym).await.unwrap();
+        let found = keys.by_pseudonym(&maria.pseudonym).await.unwrap().unwrap();
+        assert_eq!(found.subject_id, "u-7");
         assert_eq!(
-            open(&found.unwrap(), &sealed, "title").as_deref(),
+            open(&found.key, &sealed, "title").as_deref(),
             Ok("Maria Keller")
         );
 
@@ -91,7 +92,7 @@ mod tests {
             keys.destroy("u-7").await.unwrap(),
             Some(maria.pseudonym.clone())
         );
-        assert_eq!(keys.key_of_pseudonym(&maria.pseudonym).await.unwrap(), None);
+        assert_eq!(keys.by_pseudonym(&maria.pseudonym).await.unwrap(), None);
         assert_eq!(
             keys.destroy("u-7").await.unwrap(),
             None,

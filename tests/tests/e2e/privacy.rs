@@ -32,9 +32,10 @@ async fn a_subject_has_one_key_and_a_destroyed_key_leaves_nothing_to_open_with()
 
     let place = "event 1 /TaskCreated/title";
     let sealed = seal(&maria.key, &maria.pseudonym, "Call Maria Keller", place);
-    let found = keys.key_of_pseudonym(&maria.pseudonym).await.unwrap();
+    let found = keys.by_pseudonym(&maria.pseudonym).await.unwrap().unwrap();
+    assert_eq!(found.subject_id, "u-7");
     assert_eq!(
-        open(&found.unwrap(), &sealed, place).as_deref(),
+        open(&found.key, &sealed, place).as_deref(),
         Ok("Call Maria Keller")
     );
 
@@ -42,7 +43,7 @@ async fn a_subject_has_one_key_and_a_destroyed_key_leaves_nothing_to_open_with()
         keys.destroy("u-7").await.unwrap(),
         Some(maria.pseudonym.clone())
     );
-    assert_eq!(keys.key_of_pseudonym(&maria.pseudonym).await.unwrap(), None);
+    assert_eq!(keys.by_pseudonym(&maria.pseudonym).await.unwrap(), None);
     let (rows, key_bytes): (i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM subject_keys WHERE subject_id = 'u-7'),
                 (SELECT count(*) FROM subject_keys WHERE data_key = $1)",
@@ -54,11 +55,8 @@ async fn a_subject_has_one_key_and_a_destroyed_key_leaves_nothing_to_open_with()
     assert_eq!((rows, key_bytes), (0, 0), "nothing of the key is left");
     assert_eq!(keys.destroy("u-7").await.unwrap(), None);
     assert_eq!(
-        keys.key_of_pseudonym(&other.pseudonym)
-            .await
-            .unwrap()
-            .as_ref(),
-        Some(&other.key),
+        keys.by_pseudonym(&other.pseudonym).await.unwrap(),
+        Some(other.clone()),
         "another subject's key is untouched"
     );
 
