@@ -32,9 +32,19 @@ pub fn reference(pseudonym: &str) -> String {
     format!("{REFERENCE_PREFIX}{pseudonym}")
 }
 
-/// The pseudonym a stored value names, sealed text or a reference; `None` for plain text.
-pub fn named_pseudonym(value: &str) -> Option<&str> {
-    pseudonym_of(value).or_else(|| value.strip_prefix(REFERENCE_PREFIX))
+/// The pseudonym a reference names; `None` for anything else.
+pub fn referenced_pseudonym(value: &str) -> Option<&str> {
+    value
+        .strip_prefix(REFERENCE_PREFIX)
+        .filter(|pseudonym| is_pseudonym(pseudonym))
+}
+
+/// Whether `text` has a pseudonym's form: 32 lowercase hex digits.
+pub fn is_pseudonym(text: &str) -> bool {
+    text.len() == 32
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Bytes of an XChaCha20 nonce.
@@ -154,10 +164,11 @@ mod tests {
             a, b,
             "a random nonce each time: equal values do not show as equal"
         );
-        let mut altered = a.into_bytes();
-        let last = altered.len() - 1;
-        altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
-        let altered = String::from_utf8(altered).unwrap();
+        // One bit of the ciphertext flipped (after the nonce), the framing left valid.
+        let (prefix, encoded) = a.rsplit_once(':').unwrap();
+        let mut bytes = URL_SAFE_NO_PAD.decode(encoded).unwrap();
+        bytes[NONCE_BYTES] ^= 1;
+        let altered = format!("{prefix}:{}", URL_SAFE_NO_PAD.encode(bytes));
         assert_eq!(open(&key, &altered, PLACE), Err(SealError::DoesNotOpen));
     }
 
