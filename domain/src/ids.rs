@@ -29,13 +29,18 @@ fn validate_external_id(field: &str, value: &str) -> Result<(), DomainError> {
             "may contain only letters, digits, '.', '_', '-', ':', '@' and '|'",
         ));
     }
-    if let Some(prefix) = RESERVED_PREFIXES.iter().find(|p| value.starts_with(**p)) {
-        return Err(DomainError::validation(
+    Ok(())
+}
+
+/// A user id may not look like what personal data is stored as.
+fn refuse_reserved(field: &str, value: &str) -> Result<(), DomainError> {
+    match RESERVED_PREFIXES.iter().find(|p| value.starts_with(**p)) {
+        Some(prefix) => Err(DomainError::validation(
             field,
             format!("may not start with {prefix:?}: it marks a stored reference to a person"),
-        ));
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Prefixes of what personal data is stored as (`subject:<pseudonym>` for an id,
@@ -44,7 +49,7 @@ fn validate_external_id(field: &str, value: &str) -> Result<(), DomainError> {
 pub const RESERVED_PREFIXES: &[&str] = &["subject:", "pd1:", "erased:"];
 
 macro_rules! external_id {
-    ($(#[$doc:meta])* $name:ident) => {
+    ($(#[$doc:meta])* $name:ident, reserved: $reserved:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
@@ -54,6 +59,9 @@ macro_rules! external_id {
             /// Validates `value` as an id; `field` names the input for the error message.
             pub fn parse(field: &str, value: &str) -> Result<Self, DomainError> {
                 validate_external_id(field, value)?;
+                if $reserved {
+                    refuse_reserved(field, value)?;
+                }
                 Ok(Self(value.to_owned()))
             }
 
@@ -72,12 +80,15 @@ macro_rules! external_id {
 }
 
 external_id!(
-    /// A team, as the identity provider names it (`team-a`).
-    TeamId
+    /// A team, as the identity provider names it (`team-a`). Not a person: no reserved
+    /// prefixes.
+    TeamId,
+    reserved: false
 );
 external_id!(
     /// A user, as the identity provider names it (`u-7`); also the actor of every event.
-    UserId
+    UserId,
+    reserved: true
 );
 
 #[cfg(test)]
@@ -90,6 +101,10 @@ mod tests {
             assert!(UserId::parse("sub", reserved).is_err(), "{reserved}");
         }
         assert!(UserId::parse("sub", "urn:subject:7").is_ok());
+        assert!(
+            TeamId::parse("team", "subject:7").is_ok(),
+            "a team is not a person"
+        );
     }
 
     #[test]

@@ -7,8 +7,9 @@ use async_trait::async_trait;
 use crate::ports::store_error::StoreError;
 use crate::privacy::data_key::DataKey;
 
-/// A data subject's key and the pseudonym sealed values name it by.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A data subject's key and the pseudonym sealed values name it by. `Debug` shows the
+/// pseudonym only: the subject's id is personal data, and the key a secret.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SubjectKey {
     /// The subject: a user id.
     pub subject_id: String,
@@ -16,6 +17,14 @@ pub struct SubjectKey {
     pub pseudonym: String,
     /// The key.
     pub key: DataKey,
+}
+
+impl std::fmt::Debug for SubjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubjectKey")
+            .field("pseudonym", &self.pseudonym)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The keys of the data subjects.

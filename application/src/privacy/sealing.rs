@@ -8,9 +8,13 @@
 //! or field does not open. Destroying one person's key forgets their ids and their words, and
 //! nothing of anyone else.
 //!
-//! Opening answers the value, or, once its key was destroyed, the stable marker
-//! `erased:<pseudonym>`: the same for every value of that person, so an auditor still sees that
-//! one unknown person did X and Y. A value stored before sealing is answered as it is.
+//! A sealed event says so in its metadata (`"sealed": "pd1"`, covered by its hash), and only
+//! such an event is opened: what a value looks like never decides, so a title typed as
+//! `subject:...` in an event stored before sealing reads as it was typed. In a sealed event
+//! every personal value must have its sealed form; anything else is reported as an integrity
+//! error, never shown. Opening answers the values, or, once a key was destroyed, the marker
+//! `erased:<pseudonym>` in the value's place, and, out of band, which values were erased (a
+//! user can type a marker as text; [`Opening::erased`] cannot be typed).
 //!
 //! The hash chain and the Merkle tree are computed over the sealed event, so destroying a key
 //! changes no stored byte and no hash: every proof stays valid.
@@ -21,10 +25,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use chronicle_domain::ids::RESERVED_PREFIXES;
 use chronicle_domain::personal::{Personal, PersonalField, METADATA_FIELDS};
 use serde_json::Value;
 
-use super::seal::{named_pseudonym, open, pseudonym_of, reference, seal, SealError};
+use super::seal::{is_pseudonym, open, pseudonym_of, reference, referenced_pseudonym, seal};
 use crate::aggregates;
 use crate::error::AppError;
 use crate::event_log::StoredEvent;
@@ -34,16 +39,28 @@ use crate::reports::worker::WORKER_ACTOR;
 /// What stands in for a value whose key was destroyed.
 pub const ERASED_PREFIX: &str = "erased:";
 
+/// The metadata field that marks a sealed event, and its value (the format).
+pub const SEALED_FLAG: (&str, &str) = ("sealed", "pd1");
+
 /// Actors that are the service itself, not people: their ids and text are not personal data.
 pub const SERVICE_ACTORS: &[&str] = &[WORKER_ACTOR];
 
+/// A value whose subject's key was destroyed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErasedValue {
+    /// Where it is: `payload/TaskCreated/title`, `metadata/actor_id`.
+    pub field: String,
+    /// The pseudonym of the person it belonged to.
+    pub pseudonym: String,
+}
+
 /// What opening an event found.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Opening {
     /// Values opened or resolved.
     pub opened: usize,
-    /// Values whose key was destroyed, answered as `erased:<pseudonym>`.
-    pub erased: usize,
+    /// Values whose key was destroyed, each answered as `erased:<pseudonym>`.
+    pub erased: Vec<ErasedValue>,
 }
 
 /// Seals and opens events' personal fields with the subjects' keys.
@@ -58,14 +75,18 @@ struct Slot {
 }
 
 impl Slot {
-    /// The value's place, which its seal binds.
-    fn place(&self, event: &StoredEvent) -> String {
+    fn name(&self) -> String {
         let part = if self.in_metadata {
             "metadata"
         } else {
             "payload"
         };
-        format!("{} {part}{}", event.event_id, self.pointer)
+        format!("{part}{}", self.pointer)
+    }
+
+    /// The value's place, which its seal binds.
+    fn place(&self, event: &StoredEvent) -> String {
+        format!("{} {}", event.event_id, self.name())
     }
 
     fn get<'e>(&self, event: &'e StoredEvent) -> Option<&'e str> {
@@ -92,11 +113,20 @@ impl Slot {
     }
 }
 
+/// An event whose shape the registry does not expect: sealing it could leave data in clear,
+/// opening it could show the wrong value.
+fn unexpected(event: &StoredEvent, what: impl std::fmt::Display) -> AppError {
+    AppError::internal(format!(
+        "event {} ({} {}): {what}",
+        event.event_id, event.aggregate_type, event.event_type
+    ))
+}
+
 /// The personal values of `event` and how each relates to its subject, list items one by one.
-fn slots(event: &StoredEvent) -> Vec<(Slot, Personal)> {
+fn slots(event: &StoredEvent) -> Result<Vec<(Slot, Personal)>, AppError> {
     let registered = aggregates::by_type(&event.aggregate_type)
-        .map(|kind| kind.personal_fields)
-        .unwrap_or_default()
+        .ok_or_else(|| unexpected(event, "an aggregate type the registry does not know"))?
+        .personal_fields
         .iter()
         .filter(|field| field.event_type == event.event_type)
         .map(|field| {
@@ -115,9 +145,13 @@ fn slots(event: &StoredEvent) -> Vec<(Slot, Personal)> {
             in_metadata,
             pointer,
         };
-        match slot.document(event).pointer(&slot.pointer) {
-            Some(Value::Array(items)) if field.kind == Personal::Subjects => {
-                for index in 0..items.len() {
+        match (field.kind, slot.document(event).pointer(&slot.pointer)) {
+            (_, None | Some(Value::Null)) | (Personal::Derived, _) => {}
+            (Personal::Subjects, Some(Value::Array(items))) => {
+                for (index, item) in items.iter().enumerate() {
+                    if !item.is_string() {
+                        return Err(unexpected(event, format!("{} holds a non-id", slot.name())));
+                    }
                     let pointer = format!("{}/{index}", slot.pointer);
                     slots.push((
                         Slot {
@@ -128,15 +162,26 @@ fn slots(event: &StoredEvent) -> Vec<(Slot, Personal)> {
                     ));
                 }
             }
-            Some(Value::String(_)) => slots.push((slot, field.kind)),
-            _ => {}
+            (Personal::Subject | Personal::Authored, Some(Value::String(_))) => {
+                slots.push((slot, field.kind));
+            }
+            (_, Some(_)) => {
+                return Err(unexpected(
+                    event,
+                    format!("{} is not of the shape its kind has", slot.name()),
+                ))
+            }
         }
     }
-    slots
+    Ok(slots)
 }
 
-fn is_person(actor: &str) -> bool {
-    !SERVICE_ACTORS.contains(&actor)
+fn is_service(actor: &str) -> bool {
+    SERVICE_ACTORS.contains(&actor)
+}
+
+fn is_sealed(event: &StoredEvent) -> bool {
+    event.metadata[SEALED_FLAG.0] == SEALED_FLAG.1
 }
 
 impl EventSealer {
@@ -145,59 +190,95 @@ impl EventSealer {
         Self { keys }
     }
 
-    /// Seals every personal value of `event` in place (before its hash is computed).
+    /// Seals every personal value of `event` in place (before its hash is computed) and marks
+    /// it sealed. An event of an unknown shape, or sealed already, is refused rather than
+    /// stored with anything in clear.
     pub async fn seal(&self, event: &mut StoredEvent) -> Result<(), AppError> {
+        if is_sealed(event) {
+            return Err(unexpected(event, "sealed twice"));
+        }
         let actor = event.metadata["actor_id"]
             .as_str()
-            .filter(|actor| is_person(actor))
-            .map(str::to_owned);
+            .ok_or_else(|| unexpected(event, "no actor"))?
+            .to_owned();
         let mut keys: HashMap<String, SubjectKey> = HashMap::new();
-        for (slot, kind) in slots(event) {
+        for (slot, kind) in slots(event)? {
             let Some(value) = slot.get(event).map(str::to_owned) else {
                 continue;
             };
             let stored = match kind {
-                Personal::Subject | Personal::Subjects if is_person(&value) => {
+                Personal::Subject if is_service(&value) => continue,
+                Personal::Subject => {
+                    if RESERVED_PREFIXES.iter().any(|p| value.starts_with(p)) {
+                        return Err(unexpected(
+                            event,
+                            format!("{} holds a stored form, not an id", slot.name()),
+                        ));
+                    }
                     reference(&self.key(&mut keys, &value).await?.pseudonym)
                 }
-                Personal::Authored => match &actor {
-                    Some(actor) => {
-                        let author = self.key(&mut keys, actor).await?;
-                        seal(&author.key, &author.pseudonym, &value, &slot.place(event))
-                    }
-                    None => continue, // the service's own words
-                },
-                _ => continue,
+                Personal::Authored if is_service(&actor) => continue, // the service's words
+                Personal::Authored => {
+                    let author = self.key(&mut keys, &actor).await?;
+                    seal(&author.key, &author.pseudonym, &value, &slot.place(event))
+                }
+                Personal::Subjects | Personal::Derived => continue,
             };
             slot.set(event, stored);
+        }
+        if let Some(metadata) = event.metadata.as_object_mut() {
+            metadata.insert(SEALED_FLAG.0.to_owned(), Value::from(SEALED_FLAG.1));
         }
         Ok(())
     }
 
-    /// Opens every personal value of `event` in place: the value, or `erased:<pseudonym>` when
-    /// its key was destroyed.
+    /// Opens every personal value of a sealed `event` in place: the value, or
+    /// `erased:<pseudonym>` when its key was destroyed (and listed in [`Opening::erased`]). An
+    /// event stored before sealing is left exactly as it is.
     pub async fn open(&self, event: &mut StoredEvent) -> Result<Opening, AppError> {
-        let mut found: HashMap<String, Option<SubjectKey>> = HashMap::new();
         let mut opening = Opening::default();
-        for (slot, _) in slots(event) {
+        if !is_sealed(event) {
+            return Ok(opening);
+        }
+        let by_service = event.metadata["actor_id"].as_str().is_some_and(is_service);
+        let mut found: HashMap<String, Option<SubjectKey>> = HashMap::new();
+        for (slot, kind) in slots(event)? {
             let Some(stored) = slot.get(event).map(str::to_owned) else {
                 continue;
             };
-            let Some(pseudonym) = named_pseudonym(&stored).map(str::to_owned) else {
-                continue; // stored before sealing: as it is
-            };
+            let pseudonym = match kind {
+                Personal::Subject if is_service(&stored) => continue,
+                Personal::Subject => referenced_pseudonym(&stored),
+                Personal::Authored if by_service => continue,
+                Personal::Authored => pseudonym_of(&stored).filter(|p| is_pseudonym(p)),
+                Personal::Subjects | Personal::Derived => continue,
+            }
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                unexpected(
+                    event,
+                    format!("{} is in clear in a sealed event", slot.name()),
+                )
+            })?;
             if !found.contains_key(&pseudonym) {
                 let subject = self.keys.by_pseudonym(&pseudonym).await?;
                 found.insert(pseudonym.clone(), subject);
             }
-            let value = match found.get(&pseudonym).and_then(Option::as_ref) {
-                Some(subject) if pseudonym_of(&stored).is_some() => {
-                    open(&subject.key, &stored, &slot.place(event))
-                        .map_err(|error| unopenable(event, error))?
+            let value = match (found.get(&pseudonym).and_then(Option::as_ref), kind) {
+                (Some(subject), Personal::Authored) => {
+                    open(&subject.key, &stored, &slot.place(event)).map_err(|_| {
+                        unexpected(
+                            event,
+                            format!("{} does not open: altered or moved", slot.name()),
+                        )
+                    })?
                 }
-                Some(subject) => subject.subject_id.clone(),
-                None => {
-                    opening.erased += 1;
+                (Some(subject), _) => subject.subject_id.clone(),
+                (None, _) => {
+                    opening.erased.push(ErasedValue {
+                        field: slot.name(),
+                        pseudonym: pseudonym.clone(),
+                    });
                     slot.set(event, format!("{ERASED_PREFIX}{pseudonym}"));
                     continue;
                 }
@@ -221,18 +302,6 @@ impl EventSealer {
         keys.insert(subject_id.to_owned(), made.clone());
         Ok(made)
     }
-}
-
-/// A sealed value that its own key does not open was altered or moved: tampering, which the
-/// audit trail's verification reports; reading it is an internal error, never a wrong value.
-fn unopenable(event: &StoredEvent, error: SealError) -> AppError {
-    AppError::internal_from(
-        format!(
-            "a sealed value of event {} does not open: altered or moved",
-            event.event_id
-        ),
-        error,
-    )
 }
 
 #[cfg(test)]
@@ -313,14 +382,13 @@ mod tests {
         let mut read = stored.clone();
         let opening = sealer.open(&mut read).await.unwrap();
         assert_eq!(read.payload, original.payload);
-        assert_eq!(read.metadata, original.metadata);
+        assert_eq!(read.metadata["actor_id"], original.metadata["actor_id"]);
         assert_eq!(
-            opening,
-            Opening {
-                opened: 7,
-                erased: 0
-            }
+            read.metadata["sealed"], "pd1",
+            "the event says it is sealed"
         );
+        assert_eq!(opening.opened, 7);
+        assert!(opening.erased.is_empty());
     }
 
     #[tokio::test]
@@ -346,13 +414,20 @@ mod tests {
         assert_eq!(created["watchers"], json!([marker, "u-bob"]));
         assert_eq!(created["assigneeId"], "u-bob", "Bob's key is untouched");
         assert_eq!(read.metadata["actor_id"], marker.as_str());
+        assert_eq!(opening.opened, 2);
+        let erased: Vec<&str> = opening.erased.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
-            opening,
-            Opening {
-                opened: 2,
-                erased: 5
-            }
+            erased,
+            [
+                "payload/TaskCreated/creatorId",
+                "payload/TaskCreated/watchers/0",
+                "payload/TaskCreated/title",
+                "payload/TaskCreated/description",
+                "metadata/actor_id"
+            ],
+            "told apart from text that merely looks like a marker"
         );
+        assert!(opening.erased.iter().all(|e| e.pseudonym == pseudonym));
     }
 
     #[tokio::test]
@@ -366,14 +441,60 @@ mod tests {
         );
         let untouched = by_worker.clone();
         sealer.seal(&mut by_worker).await.unwrap();
-        assert_eq!(by_worker, untouched, "the service is not a person");
+        assert_eq!(
+            by_worker.payload, untouched.payload,
+            "the service is not a person"
+        );
+        assert_eq!(by_worker.metadata["actor_id"], WORKER_ACTOR);
         assert!(keys.is_empty());
+        let mut read = by_worker.clone();
+        sealer.open(&mut read).await.unwrap();
+        assert_eq!(read, by_worker);
 
+        // Stored before sealing: read exactly as stored, whatever the text looks like.
         let mut legacy = created_by_maria();
+        legacy.payload["TaskCreated"]["title"] = json!("subject: budget review");
+        legacy.payload["TaskCreated"]["description"] =
+            json!("erased:0123456789abcdef0123456789abcdef");
         let plain = legacy.clone();
         let opening = sealer.open(&mut legacy).await.unwrap();
         assert_eq!(legacy, plain);
         assert_eq!(opening, Opening::default());
+    }
+
+    #[tokio::test]
+    async fn what_would_leave_data_in_clear_or_show_a_wrong_value_is_refused() {
+        let sealer = EventSealer::new(Arc::new(MemorySubjectKeys::default()));
+        let mut sealed = created_by_maria();
+        sealer.seal(&mut sealed).await.unwrap();
+        let mut twice = sealed.clone();
+        assert!(sealer.seal(&mut twice).await.is_err(), "sealed twice");
+
+        let mut in_clear = sealed.clone();
+        in_clear.payload["TaskCreated"]["title"] = json!("typed in clear");
+        assert!(
+            sealer.open(&mut in_clear).await.is_err(),
+            "clear text in a sealed event"
+        );
+        let mut plain_id = sealed.clone();
+        plain_id.payload["TaskCreated"]["assigneeId"] = json!("u-bob");
+        assert!(sealer.open(&mut plain_id).await.is_err(), "an id in clear");
+
+        let mut unknown = created_by_maria();
+        unknown.aggregate_type = "Invoice".to_owned();
+        assert!(
+            sealer.seal(&mut unknown).await.is_err(),
+            "an unknown aggregate type"
+        );
+        let mut odd_shape = created_by_maria();
+        odd_shape.payload["TaskCreated"]["watchers"] = json!([7]);
+        assert!(
+            sealer.seal(&mut odd_shape).await.is_err(),
+            "a list of non-ids"
+        );
+        let mut no_actor = created_by_maria();
+        no_actor.metadata = json!({});
+        assert!(sealer.seal(&mut no_actor).await.is_err(), "no actor");
     }
 
     #[tokio::test]

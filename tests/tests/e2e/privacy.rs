@@ -52,7 +52,7 @@ async fn a_subject_has_one_key_and_a_destroyed_key_leaves_nothing_to_open_with()
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!((rows, key_bytes), (0, 0), "nothing of the key is left");
+    assert_eq!((rows, key_bytes), (0, 0), "no visible row holds the key");
     assert_eq!(keys.destroy("u-7").await.unwrap(), None);
     assert_eq!(
         keys.by_pseudonym(&other.pseudonym).await.unwrap(),
