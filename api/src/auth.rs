@@ -658,6 +658,11 @@ mod tests {
             ("bad sub!", strings(&["member"]), strings(&["team-a"])),
             ("alice", strings(&["wizard"]), strings(&["team-a"])),
             ("alice", strings(&["member"]), strings(&["team a"])),
+            (
+                "chronicle-report-worker",
+                strings(&["member"]),
+                strings(&["team-a"]),
+            ),
         ] {
             let refused = auth.issue(sub, roles, teams, ttl).unwrap_err();
             assert!(matches!(refused, AuthError::Refused(_)), "{refused:?}");

@@ -32,8 +32,14 @@ fn validate_external_id(field: &str, value: &str) -> Result<(), DomainError> {
     Ok(())
 }
 
-/// A user id may not look like what personal data is stored as.
+/// A user id may not look like what personal data is stored as, nor be the service's own.
 fn refuse_reserved(field: &str, value: &str) -> Result<(), DomainError> {
+    if SERVICE_IDS.contains(&value) {
+        return Err(DomainError::validation(
+            field,
+            format!("{value:?} is the service's own id, not a user's"),
+        ));
+    }
     match RESERVED_PREFIXES.iter().find(|p| value.starts_with(**p)) {
         Some(prefix) => Err(DomainError::validation(
             field,
@@ -42,6 +48,13 @@ fn refuse_reserved(field: &str, value: &str) -> Result<(), DomainError> {
         None => Ok(()),
     }
 }
+
+/// The report worker's id: the actor of the events it causes.
+pub const REPORT_WORKER: &str = "chronicle-report-worker";
+
+/// Ids the service acts under. No user may have one: a token naming one would pass for the
+/// service in the audit trail, and its data would be treated as the service's, not a person's.
+pub const SERVICE_IDS: &[&str] = &[REPORT_WORKER];
 
 /// Prefixes of what personal data is stored as (`subject:<pseudonym>` for an id,
 /// `pd1:<pseudonym>:...` for sealed text, `erased:<pseudonym>` once forgotten): no id may start

@@ -34,7 +34,6 @@ use crate::aggregates;
 use crate::error::AppError;
 use crate::event_log::StoredEvent;
 use crate::ports::subject_keys::{SubjectKey, SubjectKeys};
-use crate::reports::worker::WORKER_ACTOR;
 
 /// What stands in for a value whose key was destroyed.
 pub const ERASED_PREFIX: &str = "erased:";
@@ -43,7 +42,8 @@ pub const ERASED_PREFIX: &str = "erased:";
 pub const SEALED_FLAG: (&str, &str) = ("sealed", "pd1");
 
 /// Actors that are the service itself, not people: their ids and text are not personal data.
-pub const SERVICE_ACTORS: &[&str] = &[WORKER_ACTOR];
+/// No user may have one of these ids (`UserId::parse` refuses them).
+pub const SERVICE_ACTORS: &[&str] = chronicle_domain::ids::SERVICE_IDS;
 
 /// A value whose subject's key was destroyed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -310,6 +310,7 @@ mod tests {
 
     use super::*;
     use crate::hash_chain::{event_hash, GENESIS_HASH};
+    use crate::reports::worker::WORKER_ACTOR;
     use crate::testing::subject_keys::MemorySubjectKeys;
 
     fn event(event_type: &str, actor: &str, payload: Value) -> StoredEvent {
