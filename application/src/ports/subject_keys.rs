@@ -34,6 +34,10 @@ pub trait SubjectKeys: Send + Sync {
     /// one that was kept.
     async fn key_for(&self, subject_id: &str) -> Result<SubjectKey, StoreError>;
 
+    /// The key of `subject_id` if one exists, without making one: a lookup by person (a
+    /// filter) must not give keys to ids that were only searched for, nor to erased people.
+    async fn find(&self, subject_id: &str) -> Result<Option<SubjectKey>, StoreError>;
+
     /// The subject and key a sealed value or a reference names by `pseudonym`; `None` once the
     /// key was destroyed (or never existed).
     async fn by_pseudonym(&self, pseudonym: &str) -> Result<Option<SubjectKey>, StoreError>;

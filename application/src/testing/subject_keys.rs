@@ -48,6 +48,10 @@ impl SubjectKeys for MemorySubjectKeys {
             .clone())
     }
 
+    async fn find(&self, subject_id: &str) -> Result<Option<SubjectKey>, StoreError> {
+        Ok(self.keys().get(subject_id).cloned())
+    }
+
     async fn by_pseudonym(&self, pseudonym: &str) -> Result<Option<SubjectKey>, StoreError> {
         Ok(self
             .keys()
@@ -97,6 +101,11 @@ mod tests {
             keys.destroy("u-7").await.unwrap(),
             None,
             "nothing left to destroy"
+        );
+        assert_eq!(
+            keys.find("u-7").await.unwrap(),
+            None,
+            "a search makes no key"
         );
         let again = keys.key_for("u-7").await.unwrap();
         assert_ne!(

@@ -55,6 +55,12 @@ async fn a_subject_has_one_key_and_a_destroyed_key_leaves_nothing_to_open_with()
     assert_eq!((rows, key_bytes), (0, 0), "no visible row holds the key");
     assert_eq!(keys.destroy("u-7").await.unwrap(), None);
     assert_eq!(
+        keys.find("u-7").await.unwrap(),
+        None,
+        "a search makes no key"
+    );
+    assert_eq!(keys.find("u-8").await.unwrap(), Some(other.clone()));
+    assert_eq!(
         keys.by_pseudonym(&other.pseudonym).await.unwrap(),
         Some(other.clone()),
         "another subject's key is untouched"
