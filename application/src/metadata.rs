@@ -35,3 +35,32 @@ impl CommandMetadata {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chronicle_domain::personal::{METADATA, METADATA_FIELDS, METADATA_NOT_PERSONAL};
+
+    use super::*;
+
+    /// Every field of the metadata stored with each event is judged personal or not (the
+    /// domain's registry, docs/privacy.md), so a field added here must be judged too.
+    #[test]
+    fn every_metadata_field_is_judged_personal_or_not() {
+        let metadata = CommandMetadata {
+            traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+            idempotency_key: Some("k-1".into()),
+            ..CommandMetadata::for_actor("u-7")
+        };
+        let value = serde_json::to_value(&metadata).unwrap();
+        for field in value.as_object().unwrap().keys() {
+            let judged = METADATA_FIELDS.iter().any(|p| p.field == field)
+                || METADATA_NOT_PERSONAL
+                    .iter()
+                    .any(|n| n.event_type == METADATA && n.field == field);
+            assert!(
+                judged,
+                "metadata.{field} is neither personal nor judged not personal"
+            );
+        }
+    }
+}

@@ -50,6 +50,20 @@ pub const METADATA_FIELDS: &[PersonalField] = &[PersonalField {
     kind: Personal::Subject,
 }];
 
+/// The metadata's other fields, and why they name nobody. Clients choose some of them (the
+/// correlation id, the idempotency key): the API documents them as opaque ids, never data.
+pub const METADATA_NOT_PERSONAL: &[NotPersonal] = &[
+    not_personal(
+        METADATA,
+        "correlation_id",
+        "an opaque id of one user action",
+    ),
+    not_personal(METADATA, "causation_id", "a request or event id"),
+    not_personal(METADATA, "traceparent", "W3C trace context: ids and flags"),
+    not_personal(METADATA, "idempotency_key", "an opaque key of one request"),
+    not_personal(METADATA, "sealed", "the format of the event's seals"),
+];
+
 /// Shorthand for the tables.
 pub(crate) const fn personal(
     event_type: &'static str,
