@@ -56,10 +56,22 @@ pub const REPORT_WORKER: &str = "chronicle-report-worker";
 /// service in the audit trail, and its data would be treated as the service's, not a person's.
 pub const SERVICE_IDS: &[&str] = &[REPORT_WORKER];
 
+/// What a user id is stored as: a reference to its subject, the same in every event, so a
+/// filter by person still finds their events; it resolves to the id only while the subject's
+/// key exists.
+pub const REFERENCE_PREFIX: &str = "subject:";
+
+/// What every sealed text starts with (the seal's format and version).
+pub const SEALED_PREFIX: &str = "pd1:";
+
+/// What stands in for a personal value whose subject's key was destroyed.
+pub const ERASED_PREFIX: &str = "erased:";
+
 /// Prefixes of what personal data is stored as (`subject:<pseudonym>` for an id,
 /// `pd1:<pseudonym>:...` for sealed text, `erased:<pseudonym>` once forgotten): no id may start
-/// with one, so none can pass for another person's reference.
-pub const RESERVED_PREFIXES: &[&str] = &["subject:", "pd1:", "erased:"];
+/// with one, so none can pass for another person's reference. Defined here, where ids are
+/// validated; the sealing reads the same constants.
+pub const RESERVED_PREFIXES: &[&str] = &[REFERENCE_PREFIX, SEALED_PREFIX, ERASED_PREFIX];
 
 macro_rules! external_id {
     ($(#[$doc:meta])* $name:ident, reserved: $reserved:expr) => {

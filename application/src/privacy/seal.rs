@@ -17,15 +17,9 @@ use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use thiserror::Error;
 
+use chronicle_domain::ids::{REFERENCE_PREFIX, SEALED_PREFIX};
+
 use super::data_key::DataKey;
-
-/// What every sealed value starts with (the format's version).
-pub const SEALED_PREFIX: &str = "pd1:";
-
-/// What a user id is stored as: a reference to its subject, the same in every event, so a
-/// filter by person still finds their events; it resolves to the id only while the subject's
-/// key exists.
-pub const REFERENCE_PREFIX: &str = "subject:";
 
 /// The reference a user id is stored as.
 pub fn reference(pseudonym: &str) -> String {

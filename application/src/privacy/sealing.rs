@@ -25,7 +25,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chronicle_domain::ids::RESERVED_PREFIXES;
+use chronicle_domain::ids::{ERASED_PREFIX, RESERVED_PREFIXES};
 use chronicle_domain::personal::{Personal, PersonalField, METADATA_FIELDS};
 use serde_json::Value;
 
@@ -34,9 +34,6 @@ use crate::aggregates;
 use crate::error::AppError;
 use crate::event_log::StoredEvent;
 use crate::ports::subject_keys::{SubjectKey, SubjectKeys};
-
-/// What stands in for a value whose key was destroyed.
-pub const ERASED_PREFIX: &str = "erased:";
 
 /// The metadata field that marks a sealed event, and its value (the format).
 pub const SEALED_FLAG: (&str, &str) = ("sealed", "pd1");
