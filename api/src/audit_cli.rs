@@ -324,7 +324,7 @@ pub fn verify_export_file(
                 ),
             };
             // Events of the range newer than the checkpoint are not in it: say how far it goes.
-            let end = match (check.to_checkpoint_end, check.last_position) {
+            let end = match (check.reaches_checkpoint_end(), check.last_position) {
                 (true, Some(last)) => {
                     format!(", to the checkpoint's end (its last event is at position {last})")
                 }

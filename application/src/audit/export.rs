@@ -187,8 +187,6 @@ pub struct ExportCheck {
     pub tree_size: u64,
     /// The range the export states (none when its header is unreadable or of v1).
     pub range: Option<ExportRange>,
-    /// Whether the range reaches the checkpoint's end (no leaf after it yet).
-    pub to_checkpoint_end: bool,
     /// When the checkpoint was signed: a file re-proved against an older checkpoint shows it.
     pub issued_at: Option<DateTime<Utc>>,
     /// The position of the last event line: where a range that reaches the checkpoint's end
@@ -305,6 +303,15 @@ pub fn verify_export(text: &str, key: &PublicKey) -> ExportCheck {
     check
 }
 
+impl ExportCheck {
+    /// Whether the range reaches the checkpoint's end (no leaf after it yet).
+    pub fn reaches_checkpoint_end(&self) -> bool {
+        self.range.is_some_and(|range| {
+            range.first_leaf_index.saturating_add(range.count) == self.tree_size
+        })
+    }
+}
+
 /// What the auditor asked for: the header is not signed, so an export narrowed to a smaller
 /// range, or re-proved against an older checkpoint, is complete for what it states. Stating
 /// what was asked turns such a file into a finding.
@@ -397,7 +404,6 @@ fn check_boundaries(header: &ExportHeader, check: &mut ExportCheck) {
         &header.before,
     );
     boundary("after", (end < size).then_some(end), &header.after);
-    check.to_checkpoint_end = end == size;
 }
 
 /// The checks that run across event lines: leaf order, positions, stream continuity.
@@ -674,11 +680,11 @@ mod tests {
         assert_eq!((check.events, check.tree_size), (6, 12));
         let range = check.range.unwrap();
         assert_eq!((range.first_leaf_index, range.count), (3, 6));
-        assert!(!check.to_checkpoint_end);
+        assert!(!check.reaches_checkpoint_end());
         let whole = log.verify(&log.export(1, 1_000));
         assert_eq!(whole.findings, Vec::<String>::new());
         assert_eq!(whole.events, 12);
-        assert!(whole.to_checkpoint_end);
+        assert!(whole.reaches_checkpoint_end());
     }
 
     #[test]
