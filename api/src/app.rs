@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use chronicle_application::audit::{AuditQueries, TimeTravel};
@@ -47,13 +48,17 @@ use chronicle_application::dead_letter_admin::DeadLetterAdmin;
 use chronicle_application::error_chain::Chain;
 use chronicle_application::observability::Gauges;
 use chronicle_application::outbox_admin::ParkedOutbox;
+use chronicle_application::privacy::cache::CachedSubjectKeys;
+use chronicle_application::privacy::personal_data::{PersonalData, Sealing};
 use chronicle_application::projection::failures::ProjectionFailures;
 use chronicle_infrastructure::audit_tree::{lead_checkpoints, KafkaCheckpointLog, PgAuditTree};
+use chronicle_infrastructure::config::DEFAULT_PRIVACY_KEY_CACHE_SECS;
 use chronicle_infrastructure::dead_letters::PgDeadLetters;
 use chronicle_infrastructure::kafka::dead_letter::KafkaRedrive;
 use chronicle_infrastructure::kafka::probe::BrokerProbe;
 use chronicle_infrastructure::outbox::{PgOutboxMonitor, PgParkedEvents};
 use chronicle_infrastructure::read_model::failures::PgProjectionFailures;
+use chronicle_infrastructure::subject_keys::PgSubjectKeys;
 
 /// The consumer group of the read-model projections (under `KAFKA_TOPIC_PREFIX`).
 pub const PROJECTIONS_GROUP: &str = "chronicle-projections";
@@ -139,13 +144,32 @@ impl RunningService {
 
 /// The rebuilder of every read model this service has (`chronicle replay`, `rebuildProjection`,
 /// the start-up rebuild of outdated projections).
-pub fn rebuilder(pool: &sqlx::PgPool) -> Rebuilder {
+pub fn rebuilder(pool: &sqlx::PgPool, personal: Arc<PersonalData>) -> Rebuilder {
     Rebuilder::new(
         Arc::new(PgProjections::new(pool.clone())),
         vec![
             Projection::of::<TaskReadModel>(Arc::new(PgTaskViews::new(pool.clone()))),
             Projection::of::<ReportReadModel>(Arc::new(PgReportViews::new(pool.clone()))),
         ],
+        personal,
+    )
+}
+
+/// The subjects' keys on `pool`, kept in memory for `cache`, sealing new events or not.
+pub fn personal_data(pool: &PgPool, sealing: Sealing, cache: Duration) -> Arc<PersonalData> {
+    let keys = Arc::new(PgSubjectKeys::new(pool.clone()));
+    Arc::new(PersonalData::new(
+        Arc::new(CachedSubjectKeys::new(keys, cache)),
+        sealing,
+    ))
+}
+
+/// [`personal_data`] for commands that only read events (`chronicle replay`, `audit verify`).
+pub fn personal_data_for_reading(pool: &PgPool) -> Arc<PersonalData> {
+    personal_data(
+        pool,
+        Sealing::Off,
+        Duration::from_secs(DEFAULT_PRIVACY_KEY_CACHE_SECS),
     )
 }
 
@@ -292,6 +316,7 @@ pub fn projection_failures(
     pool: &PgPool,
     task_views: Arc<PgTaskViews>,
     report_views: Arc<PgReportViews>,
+    personal: Arc<PersonalData>,
 ) -> ProjectionFailures {
     ProjectionFailures::new(
         Arc::new(PgProjectionFailures::new(pool.clone())),
@@ -299,6 +324,7 @@ pub fn projection_failures(
             Arc::new(TaskProjector::new(task_views)),
             Arc::new(ReportProjector::new(report_views)),
         ],
+        personal,
     )
 }
 
@@ -341,12 +367,19 @@ struct Wiring<'a> {
     parked: Arc<PgParkedEvents>,
     /// Where consumers record what they set aside.
     dead_letter_store: Arc<PgDeadLetters>,
+    /// Seals and opens personal values with the subjects' keys (one key cache per process).
+    personal: Arc<PersonalData>,
 }
 
 impl<'a> Wiring<'a> {
     /// The adapters on `pool`, with every projection registered.
     async fn new(settings: &'a Settings, pool: PgPool, topics: Topics) -> anyhow::Result<Self> {
-        let rebuilder = Arc::new(rebuilder(&pool));
+        let sealing = match settings.seal_personal_data {
+            true => Sealing::On,
+            false => Sealing::Off,
+        };
+        let personal = personal_data(&pool, sealing, settings.privacy_key_cache);
+        let rebuilder = Arc::new(rebuilder(&pool, personal.clone()));
         rebuilder
             .register()
             .await
@@ -359,6 +392,7 @@ impl<'a> Wiring<'a> {
             store.clone(),
             topics.clone(),
             settings.snapshot_every,
+            personal.clone(),
         ));
         Ok(Self {
             settings,
@@ -376,6 +410,7 @@ impl<'a> Wiring<'a> {
             parts: PartsHealth::default(),
             parked,
             dead_letter_store,
+            personal,
         })
     }
 
@@ -558,6 +593,7 @@ impl<'a> Wiring<'a> {
                 self.store.clone(),
                 self.topics.clone(),
                 settings.snapshot_every,
+                self.personal.clone(),
             )),
             task_queries: Arc::new(TaskQueries::new(
                 self.task_views.clone(),
@@ -568,9 +604,9 @@ impl<'a> Wiring<'a> {
                 self.report_views.clone(),
                 settings.read_your_writes_wait,
             )),
-            audit: Arc::new(AuditQueries::new(audit_log.clone())),
-            task_history: Arc::new(TimeTravel::new(audit_log.clone())),
-            report_history: Arc::new(TimeTravel::new(audit_log)),
+            audit: Arc::new(AuditQueries::new(audit_log.clone(), self.personal.clone())),
+            task_history: Arc::new(TimeTravel::new(audit_log.clone(), self.personal.clone())),
+            report_history: Arc::new(TimeTravel::new(audit_log, self.personal.clone())),
             rebuilder: self.rebuilder.clone(),
             parked: Arc::new(ParkedOutbox::new(self.parked.clone())),
             dead_letters: Arc::new(dead_letter_admin(
@@ -589,6 +625,7 @@ impl<'a> Wiring<'a> {
                 &self.pool,
                 self.task_views.clone(),
                 self.report_views.clone(),
+                self.personal.clone(),
             )),
         };
         Ok(router(HttpState {

@@ -28,14 +28,17 @@ use uuid::Uuid;
 /// Verifies one aggregate (`target` = type and id) or every chain; prints the verdict and
 /// returns whether everything is intact.
 pub async fn verify(pool: PgPool, target: Option<(String, String)>) -> anyhow::Result<bool> {
+    let personal = crate::app::personal_data_for_reading(&pool);
     let log = Arc::new(PgAuditLog::new(pool));
     match target {
-        Some((aggregate_type, id)) => verify_one(log, &aggregate_type, &id).await,
+        Some((aggregate_type, id)) => {
+            verify_one(AuditQueries::new(log, personal), &aggregate_type, &id).await
+        }
         None => verify_all(log.as_ref()).await,
     }
 }
 
-async fn verify_one(log: Arc<PgAuditLog>, aggregate_type: &str, id: &str) -> anyhow::Result<bool> {
+async fn verify_one(audit: AuditQueries, aggregate_type: &str, id: &str) -> anyhow::Result<bool> {
     let aggregate_type = aggregates::ALL
         .iter()
         .map(|kind| kind.type_name)
@@ -49,7 +52,7 @@ async fn verify_one(log: Arc<PgAuditLog>, aggregate_type: &str, id: &str) -> any
     let id: Uuid = id
         .parse()
         .with_context(|| format!("--id {id}: must be a UUID"))?;
-    let check = AuditQueries::new(log)
+    let check = audit
         .verify(&operator(), aggregate_type, &id.to_string())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -260,6 +260,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 std::sync::Arc::new(
                     chronicle_infrastructure::read_model::reports::PgReportViews::new(pool.clone()),
                 ),
+                app::personal_data_for_reading(&pool),
             );
             let action = match action {
                 ProjectionFailureAction::List => projection_failures_cli::Action::List,
@@ -280,7 +281,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let url = Settings::database_url()?;
             let pool = db::connect(url.expose(), 4).await?;
             db::migrate(&pool).await.context("applying migrations")?;
-            let rebuilder = app::rebuilder(&pool);
+            let rebuilder = app::rebuilder(&pool, app::personal_data_for_reading(&pool));
             chronicle_api::rebuild_cli::replay(&rebuilder, &projection).await
         }
         Command::Token {

@@ -55,10 +55,19 @@ impl AuditLog for PgAuditLog {
         if let Some(id) = &filter.aggregate_id {
             query.push(" AND aggregate_id = ").push_bind(id);
         }
-        if let Some(actor) = &filter.actor_id {
-            query
-                .push(" AND metadata ->> 'actor_id' = ")
-                .push_bind(actor);
+        match (&filter.actor_forms, &filter.actor_id) {
+            (Some(forms), _) => {
+                query
+                    .push(" AND metadata ->> 'actor_id' = ANY(")
+                    .push_bind(forms.clone())
+                    .push(")");
+            }
+            (None, Some(actor)) => {
+                query
+                    .push(" AND metadata ->> 'actor_id' = ")
+                    .push_bind(actor);
+            }
+            (None, None) => {}
         }
         if let Some(correlation) = &filter.correlation_id {
             query

@@ -87,7 +87,17 @@ pub struct Settings {
     /// How often a checkpoint is signed when events were added
     /// (`CHRONICLE_AUDIT_CHECKPOINT_SECS`).
     pub audit_checkpoint_interval: Duration,
+    /// Whether new events are stored with their personal values sealed under their subjects'
+    /// keys, so a person can be erased (`CHRONICLE_SEAL_PERSONAL_DATA`).
+    pub seal_personal_data: bool,
+    /// How long this process keeps a subject's key in memory (`CHRONICLE_PRIVACY_KEY_CACHE_SECS`):
+    /// the longest another process may still open an erased person's values.
+    pub privacy_key_cache: Duration,
 }
+
+/// The default of `CHRONICLE_PRIVACY_KEY_CACHE_SECS`, also what commands that read no other
+/// setting (`chronicle replay`) use.
+pub const DEFAULT_PRIVACY_KEY_CACHE_SECS: u64 = 60;
 
 /// Reads one variable; empty counts as unset. Every setting is read through it or
 /// [`parsed`], here and in the API's settings.
@@ -205,6 +215,11 @@ impl Settings {
             audit_checkpoint_interval: Duration::from_secs(
                 parsed("CHRONICLE_AUDIT_CHECKPOINT_SECS", 10)?.max(1),
             ),
+            seal_personal_data: parsed("CHRONICLE_SEAL_PERSONAL_DATA", true)?,
+            privacy_key_cache: Duration::from_secs(parsed(
+                "CHRONICLE_PRIVACY_KEY_CACHE_SECS",
+                DEFAULT_PRIVACY_KEY_CACHE_SECS,
+            )?),
         })
     }
 }

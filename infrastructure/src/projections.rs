@@ -520,7 +520,8 @@ async fn read_ranges(
     while start <= ranges.high {
         let batch = sqlx::query(
             "SELECT position, event_id, aggregate_type, aggregate_id, sequence,
-                    event_type, event_version, payload::text AS payload, recorded_at
+                    event_type, event_version, payload::text AS payload, recorded_at,
+                    metadata ->> 'sealed' AS sealed, metadata ->> 'actor_id' AS actor_id
              FROM events
              WHERE aggregate_type = ANY($1) AND position >= $2 AND position < $3
              ORDER BY position",
@@ -573,6 +574,8 @@ fn replay_event(row: &PgRow) -> RebuildEvent {
         event_version: row.get("event_version"),
         payload: row.get("payload"),
         recorded_at: row.get("recorded_at"),
+        sealed: row.get("sealed"),
+        actor_id: row.get("actor_id"),
     }
 }
 

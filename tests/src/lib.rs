@@ -104,6 +104,8 @@ pub fn test_settings(database_url: &str, brokers: &str) -> Settings {
         worker_max_attempts: 8,
         audit_signing_key_file: None,
         audit_checkpoint_interval: Duration::from_secs(10),
+        seal_personal_data: true,
+        privacy_key_cache: Duration::from_secs(60),
     }
 }
 
@@ -188,6 +190,18 @@ impl TestApp {
         };
         app.admin_token = app.token("u-admin", &["admin"], &["team-a", "team-b"]);
         Ok(app)
+    }
+
+    /// How the store writes `user_id` where it names a person (an actor, an assignee):
+    /// `subject:<pseudonym>`, a reference to the person's key.
+    pub async fn stored_as(&self, user_id: &str) -> String {
+        use chronicle_application::ports::subject_keys::SubjectKeys as _;
+        let key = chronicle_infrastructure::subject_keys::PgSubjectKeys::new(self.db.clone())
+            .find(user_id)
+            .await
+            .expect("key store readable")
+            .unwrap_or_else(|| panic!("{user_id} has no key: nothing of theirs was stored"));
+        chronicle_application::privacy::seal::reference(&key.pseudonym)
     }
 
     /// A token for `sub` with roles and teams.

@@ -4,9 +4,10 @@ use async_graphql::{Context, Enum, InputObject, Json, Object, SimpleObject, ID};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chronicle_application::aggregates;
+use chronicle_application::audit::AuditEntry;
 use chronicle_application::audit::ChainCheck;
 use chronicle_application::event_log::inner_payload;
-use chronicle_application::ports::audit_log::{AuditFilter as AppAuditFilter, AuditRecord};
+use chronicle_application::ports::audit_log::AuditFilter as AppAuditFilter;
 use chronicle_application::AppError;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -69,12 +70,13 @@ impl AuditFilter {
             from: self.from,
             to: self.to,
             teams: None,
+            actor_forms: None,
         })
     }
 }
 
 /// One event of the trail: what changed, who did it, when, why, and its place in the chain.
-pub struct AuditEvent(pub AuditRecord);
+pub struct AuditEvent(pub AuditEntry);
 
 #[Object]
 impl AuditEvent {
@@ -110,7 +112,8 @@ impl AuditEvent {
     async fn occurred_at(&self) -> DateTime<Utc> {
         self.0.event.recorded_at
     }
-    /// Who caused it: the token subject of the request, or the worker.
+    /// Who caused it: the token subject of the request, or the worker; `erased:<pseudonym>`
+    /// once that person was erased (the same for every event of theirs).
     async fn actor_id(&self) -> Option<&str> {
         self.0.metadata("actor_id")
     }
@@ -122,17 +125,32 @@ impl AuditEvent {
     async fn causation_id(&self) -> Option<&str> {
         self.0.metadata("causation_id")
     }
-    /// The event's data.
+    /// The event's data, with personal values opened; an erased person's values answer
+    /// `erased:<pseudonym>`.
     async fn payload(&self) -> Json<Value> {
         Json(inner_payload(&self.0.event.payload))
     }
-    /// SHA-256 over the event's content and `previousHash`.
+    /// The fields whose values were erased (`payload/TaskCreated/title`,
+    /// `metadata/actor_id`): a value typed to look like a marker is not listed.
+    async fn erased_fields(&self) -> Vec<&str> {
+        self.0.erased.iter().map(|e| e.field.as_str()).collect()
+    }
+    /// The payload as stored, personal values sealed (`subject:<pseudonym>`, `pd1:...`): with
+    /// `storedMetadata`, what `hash` covers (docs/audit.md says how to recompute it).
+    async fn stored_payload(&self) -> Json<Value> {
+        Json(self.0.stored.payload.clone())
+    }
+    /// The metadata as stored.
+    async fn stored_metadata(&self) -> Json<Value> {
+        Json(self.0.stored.metadata.clone())
+    }
+    /// SHA-256 over the event's stored content and `previousHash`.
     async fn hash(&self) -> &str {
-        &self.0.event.hash
+        &self.0.stored.hash
     }
     /// The hash of the aggregate's previous event (empty for the first).
     async fn previous_hash(&self) -> &str {
-        &self.0.event.previous_hash
+        &self.0.stored.previous_hash
     }
 }
 

@@ -20,18 +20,44 @@ use std::sync::Arc;
 use crate::access::{Action, Principal};
 use crate::aggregates;
 use crate::error::AppError;
+use crate::event_log::StoredEvent;
 use crate::ports::audit_log::AuditLog;
 use crate::ports::audit_log::{AuditFilter, AuditRecord};
+use crate::privacy::personal_data::PersonalData;
+use crate::privacy::seal::reference;
+use crate::privacy::sealing::ErasedValue;
 use crate::queries::page_size;
+use chronicle_domain::ids::ERASED_PREFIX;
 
 pub use chain::{ChainCheck, ChainVerifier};
 pub use time_travel::{PointInTime, TimeTravel};
+
+/// One event of the trail as an auditor reads it: opened, with what it is as stored beside.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    /// Global position in the store.
+    pub position: i64,
+    /// The event with its personal values opened, or `erased:<pseudonym>` where they were
+    /// erased.
+    pub event: StoredEvent,
+    /// The event as stored: what its hash covers, and what a client recomputes it from.
+    pub stored: StoredEvent,
+    /// The values that were erased.
+    pub erased: Vec<ErasedValue>,
+}
+
+impl AuditEntry {
+    /// An opened metadata field (`actor_id`, `correlation_id`, `causation_id`).
+    pub fn metadata(&self, field: &str) -> Option<&str> {
+        self.event.metadata.get(field).and_then(|v| v.as_str())
+    }
+}
 
 /// A page of the trail.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AuditPage {
     /// Events in position order.
-    pub items: Vec<AuditRecord>,
+    pub items: Vec<AuditEntry>,
     /// Whether more events match after the last one.
     pub has_next_page: bool,
 }
@@ -39,12 +65,13 @@ pub struct AuditPage {
 /// The trail's use cases.
 pub struct AuditQueries {
     log: Arc<dyn AuditLog>,
+    personal: Arc<PersonalData>,
 }
 
 impl AuditQueries {
-    /// Queries over `log`.
-    pub fn new(log: Arc<dyn AuditLog>) -> Self {
-        Self { log }
+    /// Queries over `log`, opening personal values with `personal`.
+    pub fn new(log: Arc<dyn AuditLog>, personal: Arc<PersonalData>) -> Self {
+        Self { log, personal }
     }
 
     /// A page of matching events after position `after`, in position order.
@@ -63,16 +90,44 @@ impl AuditQueries {
         let scope = principal.scope(Action::ReadAudit)?;
         validate(filter)?;
         let limit = page_size(first)?;
+        let actor_forms = match &filter.actor_id {
+            Some(actor) => Some(self.actor_forms(actor).await?),
+            None => None,
+        };
         let filter = AuditFilter {
             teams: scope.restriction().map(<[String]>::to_vec),
+            actor_forms,
             ..filter.clone()
         };
-        let mut items = self.log.trail(&filter, after, limit + 1).await?;
-        let has_next_page = items.len() > limit;
-        items.truncate(limit);
+        let mut records = self.log.trail(&filter, after, limit + 1).await?;
+        let has_next_page = records.len() > limit;
+        records.truncate(limit);
+        let mut items = Vec::with_capacity(records.len());
+        for record in records {
+            items.push(self.open(record).await?);
+        }
         Ok(AuditPage {
             items,
             has_next_page,
+        })
+    }
+
+    /// The stored forms of an actor a client filters by: a user id in clear and as a
+    /// reference to its key; an erased person's marker as the reference it replaced.
+    async fn actor_forms(&self, actor: &str) -> Result<Vec<String>, AppError> {
+        match actor.strip_prefix(ERASED_PREFIX) {
+            Some(pseudonym) => Ok(vec![reference(pseudonym)]),
+            None => self.personal.stored_forms(actor).await,
+        }
+    }
+
+    async fn open(&self, record: AuditRecord) -> Result<AuditEntry, AppError> {
+        let (event, opening) = self.personal.opened(&record.event).await?;
+        Ok(AuditEntry {
+            position: record.position,
+            event,
+            stored: record.event,
+            erased: opening.erased,
         })
     }
 

@@ -14,6 +14,7 @@ use crate::access::{Action, Principal};
 use crate::error::AppError;
 use crate::event_log::{deserialize_event, StoredEvent};
 use crate::ports::audit_log::AuditLog;
+use crate::privacy::personal_data::PersonalData;
 use crate::projection::read_model::{EventContext, ReadModel};
 
 /// The point of an aggregate's life to show.
@@ -28,14 +29,17 @@ pub enum PointInTime {
 /// Past states of one read model's aggregates.
 pub struct TimeTravel<M: ReadModel> {
     log: Arc<dyn AuditLog>,
+    personal: Arc<PersonalData>,
     model: PhantomData<fn() -> M>,
 }
 
 impl<M: ReadModel> TimeTravel<M> {
-    /// Time travel over `log`.
-    pub fn new(log: Arc<dyn AuditLog>) -> Self {
+    /// Time travel over `log`, opening personal values with `personal` (a past state of an
+    /// erased person's work shows markers, as the present does).
+    pub fn new(log: Arc<dyn AuditLog>, personal: Arc<PersonalData>) -> Self {
         Self {
             log,
+            personal,
             model: PhantomData,
         }
     }
@@ -53,7 +57,10 @@ impl<M: ReadModel> TimeTravel<M> {
         if point == PointInTime::Version(0) {
             return Err(AppError::validation("atVersion", "must be at least 1"));
         }
-        let events = self.log.stream(M::AGGREGATE_TYPE, &id.to_string()).await?;
+        let mut events = self.log.stream(M::AGGREGATE_TYPE, &id.to_string()).await?;
+        for record in &mut events {
+            self.personal.open(&mut record.event).await?;
+        }
         // The owner is read from the creation event itself (hash-chained), before anything
         // about the stream (its length, its past) can reach the caller.
         if let Some(first) = events.first() {

@@ -17,6 +17,7 @@ use crate::message::EventMessage;
 use crate::metadata::CommandMetadata;
 use crate::ports::event_store::{AppendBatch, EventStore, IdempotencyRecord, Snapshot};
 use crate::ports::store_error::StoreError;
+use crate::privacy::personal_data::PersonalData;
 use crate::topics::Topics;
 
 /// How many times a command without `expectedVersion` is re-decided after losing a race.
@@ -56,6 +57,7 @@ pub struct AggregateExecutor<A> {
     store: Arc<dyn EventStore>,
     topics: Topics,
     snapshot_every: u64,
+    personal: Arc<PersonalData>,
     _aggregate: PhantomData<fn() -> A>,
 }
 
@@ -66,12 +68,19 @@ where
     AppError: From<A::Error>,
 {
     /// An executor writing through `store`, publishing to `topics`, snapshotting every
-    /// `snapshot_every` events (0 disables snapshots).
-    pub fn new(store: Arc<dyn EventStore>, topics: Topics, snapshot_every: u64) -> Self {
+    /// `snapshot_every` events (0 disables snapshots), sealing and opening personal values
+    /// with `personal`.
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        topics: Topics,
+        snapshot_every: u64,
+        personal: Arc<PersonalData>,
+    ) -> Self {
         Self {
             store,
             topics,
             snapshot_every,
+            personal,
             _aggregate: PhantomData,
         }
     }
@@ -226,12 +235,14 @@ where
             None => (A::default(), 0),
         };
         let mut last_hash = GENESIS_HASH.to_owned();
-        for event in &stream.events {
+        for event in stream.events {
             last_hash.clone_from(&event.hash);
             if event.sequence <= version {
                 continue; // the snapshot already holds it; read only for its hash
             }
-            aggregate.apply(deserialize_event::<A::Event>(event)?);
+            let mut event = event;
+            self.personal.open(&mut event).await?;
+            aggregate.apply(deserialize_event::<A::Event>(&event)?);
             version = event.sequence;
         }
         Ok(LoadedAggregate {
@@ -280,14 +291,16 @@ where
                 version: new_version,
                 request_fingerprint: fingerprint.map(str::to_owned),
             });
-        let batch = self.append_batch(
-            aggregate_id,
-            loaded,
-            decided,
-            team_id,
-            idempotency,
-            metadata,
-        )?;
+        let batch = self
+            .append_batch(
+                aggregate_id,
+                loaded,
+                decided,
+                team_id,
+                idempotency,
+                metadata,
+            )
+            .await?;
         self.store.append(batch).await?;
         Ok(CommandOutcome {
             aggregate_id: aggregate_id.to_owned(),
@@ -336,7 +349,11 @@ where
     /// Everything the decided events write in one transaction: the stamped events, one outbox
     /// row each, a snapshot when the interval is crossed (of `loaded`, which already holds the
     /// decided events), and the idempotency record.
-    fn append_batch(
+    ///
+    /// The outbox's envelopes are built from the events in clear, before their personal values
+    /// are sealed: consumers read titles and ids, not ciphertext (docs/privacy.md says what that
+    /// means for Kafka's retention).
+    async fn append_batch(
         &self,
         aggregate_id: &str,
         loaded: LoadedAggregate<A>,
@@ -351,7 +368,7 @@ where
             last_hash,
         } = loaded;
         let new_version = version + decided.len() as u64;
-        let events = self.stamp(aggregate_id, version, &last_hash, &decided, metadata)?;
+        let mut events = self.stamp(aggregate_id, version, &decided, metadata)?;
         let topic = self.topics.events_of(A::TYPE);
         let outbox = events
             .iter()
@@ -361,6 +378,7 @@ where
                     .map_err(|e| AppError::internal_from("encode envelope", e))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        self.seal_and_chain(&mut events, &last_hash).await?;
         let snapshot = if self.snapshot_due(version, new_version) {
             let payload = serde_json::to_value(&aggregate)
                 .map_err(|e| AppError::internal_from("serialize snapshot", e))?;
@@ -420,22 +438,21 @@ where
             && new_version / self.snapshot_every > old_version / self.snapshot_every
     }
 
-    /// Gives decided events their ids, sequences, time and hash-chain links.
+    /// Gives decided events their ids, sequences and time; [`Self::seal_and_chain`] then
+    /// gives them their stored form and hash-chain links.
     fn stamp(
         &self,
         aggregate_id: &str,
         version: u64,
-        last_hash: &str,
         decided: &[A::Event],
         metadata: &CommandMetadata,
     ) -> Result<Vec<StoredEvent>, AppError> {
         let metadata_json = serde_json::to_value(metadata)
             .map_err(|e| AppError::internal_from("serialize metadata", e))?;
         let recorded_at = store_now();
-        let mut previous = last_hash.to_owned();
         let mut events = Vec::with_capacity(decided.len());
         for (offset, event) in decided.iter().enumerate() {
-            let mut stored = StoredEvent {
+            events.push(StoredEvent {
                 event_id: Uuid::now_v7(),
                 aggregate_type: A::TYPE.to_owned(),
                 aggregate_id: aggregate_id.to_owned(),
@@ -446,13 +463,27 @@ where
                 metadata: metadata_json.clone(),
                 recorded_at,
                 hash: String::new(),
-                previous_hash: previous.clone(),
-            };
-            stored.hash = event_hash(&stored);
-            previous.clone_from(&stored.hash);
-            events.push(stored);
+                previous_hash: String::new(),
+            });
         }
         Ok(events)
+    }
+
+    /// Seals each event's personal values, then links it to the chain: the hash covers the
+    /// stored (sealed) form, so destroying a key later changes no hash.
+    async fn seal_and_chain(
+        &self,
+        events: &mut [StoredEvent],
+        last_hash: &str,
+    ) -> Result<(), AppError> {
+        let mut previous = last_hash.to_owned();
+        for event in events {
+            self.personal.seal_new(event).await?;
+            event.previous_hash = previous;
+            event.hash = event_hash(event);
+            previous = event.hash.clone();
+        }
+        Ok(())
     }
 }
 

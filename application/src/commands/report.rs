@@ -12,6 +12,7 @@ use crate::access::{Action, Principal, TeamScope};
 use crate::error::AppError;
 use crate::metadata::CommandMetadata;
 use crate::ports::event_store::EventStore;
+use crate::privacy::personal_data::PersonalData;
 use crate::topics::Topics;
 
 /// Handles report commands.
@@ -21,9 +22,14 @@ pub struct ReportCommands {
 
 impl ReportCommands {
     /// Report commands over `store`.
-    pub fn new(store: Arc<dyn EventStore>, topics: Topics, snapshot_every: u64) -> Self {
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        topics: Topics,
+        snapshot_every: u64,
+        personal: Arc<PersonalData>,
+    ) -> Self {
         Self {
-            executor: AggregateExecutor::new(store, topics, snapshot_every),
+            executor: AggregateExecutor::new(store, topics, snapshot_every, personal),
         }
     }
 

@@ -10,6 +10,7 @@ use crate::access::{Action, Principal};
 use crate::error::AppError;
 use crate::metadata::CommandMetadata;
 use crate::ports::event_store::EventStore;
+use crate::privacy::personal_data::PersonalData;
 use crate::topics::Topics;
 
 /// Handles task commands for a [`Principal`], on its teams only. The actor always comes from
@@ -20,9 +21,14 @@ pub struct TaskCommands {
 
 impl TaskCommands {
     /// Task commands over `store`.
-    pub fn new(store: Arc<dyn EventStore>, topics: Topics, snapshot_every: u64) -> Self {
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        topics: Topics,
+        snapshot_every: u64,
+        personal: Arc<PersonalData>,
+    ) -> Self {
         Self {
-            executor: AggregateExecutor::new(store, topics, snapshot_every),
+            executor: AggregateExecutor::new(store, topics, snapshot_every, personal),
         }
     }
 

@@ -13,7 +13,9 @@ use crate::event_log::StoredEvent;
 use crate::hash_chain::{event_hash, GENESIS_HASH};
 use crate::metadata::CommandMetadata;
 use crate::ports::event_store::IdempotencyRecord;
+use crate::privacy::personal_data::PersonalData;
 use crate::testing::event_store::MemoryEventStore;
+use crate::testing::fixtures::sealed_personal_data;
 use crate::topics::Topics;
 
 const TEAM: &str = "team-a";
@@ -22,6 +24,7 @@ const TEAM: &str = "team-a";
 struct Given {
     store: Arc<MemoryEventStore>,
     tasks: TaskCommands,
+    personal: Arc<PersonalData>,
     member: Principal,
 }
 
@@ -31,9 +34,16 @@ fn given() -> Given {
 
 fn given_snapshots_every(snapshot_every: u64) -> Given {
     let store = Arc::new(MemoryEventStore::default());
+    let personal = sealed_personal_data();
     Given {
-        tasks: TaskCommands::new(store.clone(), Topics::new("test."), snapshot_every),
+        tasks: TaskCommands::new(
+            store.clone(),
+            Topics::new("test."),
+            snapshot_every,
+            personal.clone(),
+        ),
         store,
+        personal,
         member: member_of(TEAM),
     }
 }
@@ -100,14 +110,27 @@ impl Given {
         self.store.log().stream("Task", &task.to_string()).to_vec()
     }
 
+    /// The stream with its personal values opened, as readers see it.
+    async fn opened_stream(&self, task: Uuid) -> Vec<StoredEvent> {
+        let mut stream = self.stream(task);
+        for event in &mut stream {
+            self.personal.open(event).await.expect("opens");
+        }
+        stream
+    }
+
     /// Lets a rival writer append its own retitling of `task` between the next command's load
-    /// and its append, so that command loses the race.
+    /// and its append, so that command loses the race. The rival stores in clear (an instance
+    /// with sealing off, or from before it): the loser reads both kinds.
     fn a_rival_wins_the_next_race(&self, rival_title: &'static str) {
         self.store.before_next_append(move |log, batch| {
             let mut rival = batch.clone();
             for event in &mut rival.events {
                 event.event_id = Uuid::now_v7();
                 event.payload["TaskDetailsUpdated"]["title"] = rival_title.into();
+                event.metadata = serde_json::json!({
+                    "actor_id": "rival", "correlation_id": "c-rival", "causation_id": "r-rival"
+                });
                 event.hash = event_hash(event);
             }
             rival.idempotency = None;
@@ -167,7 +190,7 @@ async fn a_command_that_loses_a_race_is_decided_again_on_the_newer_state() {
     let outcome = given.update(task, "Mine", None).await.expect("retried");
 
     assert_eq!(outcome.version, 3);
-    let stream = given.stream(task);
+    let stream = given.opened_stream(task).await;
     let titles: Vec<&str> = stream[1..]
         .iter()
         .map(|event| {
@@ -439,4 +462,85 @@ async fn a_snapshot_is_taken_when_the_interval_is_crossed_and_loading_folds_from
         .expect("loaded");
     assert_eq!(loaded.version, 3);
     assert_eq!(loaded.aggregate.title, "Third");
+}
+
+#[tokio::test]
+async fn personal_values_are_stored_sealed_and_read_back_in_clear() {
+    let given = given();
+    let input = NewTask {
+        description: Some("about her contract".to_owned()),
+        assignee_id: Some("u-assignee-9".to_owned()),
+        watchers: Some(vec!["u-watcher-4".to_owned()]),
+        ..new_task("Call Maria Keller")
+    };
+    let created = given
+        .tasks
+        .create(&given.member, input, &CommandMetadata::for_actor("alice"))
+        .await
+        .expect("created");
+    let task: Uuid = created.aggregate_id.parse().expect("a UUID");
+    given
+        .update(task, "Call Maria again", None)
+        .await
+        .expect("loads its sealed past");
+
+    let stored = given.stream(task);
+    let as_stored: String = stored
+        .iter()
+        .map(|event| format!("{} {}", event.payload, event.metadata))
+        .collect();
+    for planted in ["Maria", "contract", "alice", "u-assignee-9", "u-watcher-4"] {
+        assert!(!as_stored.contains(planted), "{planted} is stored in clear");
+    }
+    for event in &stored {
+        assert_eq!(
+            event.hash,
+            event_hash(event),
+            "the hash covers the stored form"
+        );
+    }
+    assert_eq!(stored[1].previous_hash, stored[0].hash);
+
+    let opened = given.opened_stream(task).await;
+    let created = &opened[0].payload["TaskCreated"];
+    assert_eq!(created["title"], "Call Maria Keller");
+    assert_eq!(created["assigneeId"], "u-assignee-9");
+    assert_eq!(
+        opened[1].payload["TaskDetailsUpdated"]["title"],
+        "Call Maria again"
+    );
+    assert_eq!(opened[1].metadata["actor_id"], "alice");
+
+    let envelope = &given.store.log().outbox[0].payload;
+    assert_eq!(
+        envelope["payload"]["title"], "Call Maria Keller",
+        "consumers read the envelope in clear"
+    );
+}
+
+#[tokio::test]
+async fn a_destroyed_key_erases_its_values_everywhere_and_changes_no_hash() {
+    let given = given();
+    let task = given.a_task("Call Maria Keller").await;
+    let hashes: Vec<String> = given.stream(task).iter().map(|e| e.hash.clone()).collect();
+
+    let pseudonym = given
+        .personal
+        .keys()
+        .destroy("alice")
+        .await
+        .expect("destroyed")
+        .expect("alice had a key");
+
+    let opened = given.opened_stream(task).await;
+    let marker = format!("erased:{pseudonym}");
+    assert_eq!(opened[0].payload["TaskCreated"]["title"], marker.as_str());
+    assert_eq!(
+        opened[0].payload["TaskCreated"]["creatorId"],
+        marker.as_str()
+    );
+    assert_eq!(opened[0].metadata["actor_id"], marker.as_str());
+    let after: Vec<String> = given.stream(task).iter().map(|e| e.hash.clone()).collect();
+    assert_eq!(after, hashes);
+    assert!(given.stream(task).iter().all(|e| e.hash == event_hash(e)));
 }

@@ -14,8 +14,15 @@ pub struct AuditFilter {
     pub aggregate_type: Option<String>,
     /// One aggregate's id.
     pub aggregate_id: Option<String>,
-    /// The token subject that caused the events.
+    /// The token subject that caused the events, as the client gave it (a user id, or the
+    /// `erased:<pseudonym>` marker of someone erased).
     pub actor_id: Option<String>,
+    /// The forms `actor_id` is stored under (in clear, and as a reference to its subject's
+    /// key); set by [`AuditQueries::trail`], never by a client. When set, an event matches
+    /// if its actor is any of them.
+    ///
+    /// [`AuditQueries::trail`]: crate::audit::AuditQueries::trail
+    pub actor_forms: Option<Vec<String>>,
     /// Every event of one user action, including reactions to it.
     pub correlation_id: Option<String>,
     /// One event type (`TaskAssigned`).

@@ -110,6 +110,11 @@ pub struct RebuildEvent {
     pub payload: String,
     /// When the store accepted it.
     pub recorded_at: DateTime<Utc>,
+    /// The metadata's `sealed` flag (`pd1`): whether the payload's personal values are sealed
+    /// and must be opened before decoding.
+    pub sealed: Option<String>,
+    /// The metadata's `actor_id`, as stored: opening needs to know whether the service wrote it.
+    pub actor_id: Option<String>,
 }
 
 /// A consistent view of the store for one rebuild.

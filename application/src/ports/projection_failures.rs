@@ -5,17 +5,20 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::event_log::StoredEvent;
 use crate::message::EventMessage;
 use crate::ports::page::Page;
 use crate::ports::store_error::StoreError;
 
-/// One event a projection could not apply.
+/// One event a projection could not apply: its event as stored (`E` = [`StoredEvent`], what
+/// the store answers), or opened and as it was consumed (an [`EventMessage`], what the use
+/// case answers once personal values are opened).
 #[derive(Debug, Clone, PartialEq)]
-pub struct ProjectionFailure {
+pub struct ProjectionFailure<E = EventMessage> {
     /// Its id (per store), the list's cursor.
     pub id: i64,
-    /// The event as it was consumed.
-    pub event: EventMessage,
+    /// The event.
+    pub event: E,
     /// Why it was not applied (the last time).
     pub reason: String,
     /// Times it failed.
@@ -38,10 +41,13 @@ pub trait ProjectionFailureStore: Send + Sync {
         projection: &str,
         after: Option<i64>,
         limit: usize,
-    ) -> Result<Page<ProjectionFailure>, StoreError>;
+    ) -> Result<Page<ProjectionFailure<StoredEvent>>, StoreError>;
 
     /// Every failure of `projection`, in store order (the events' positions).
-    async fn all(&self, projection: &str) -> Result<Vec<ProjectionFailure>, StoreError>;
+    async fn all(
+        &self,
+        projection: &str,
+    ) -> Result<Vec<ProjectionFailure<StoredEvent>>, StoreError>;
 
     /// Removes the failures of `projection` named by `(event id, attempts)` whose attempts
     /// are still those (they did not fail again meanwhile); answers how many were removed.

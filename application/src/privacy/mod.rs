@@ -5,12 +5,14 @@
 //! stored, the sealed text, so destroying the subject's key (the [`SubjectKeys`] port) makes
 //! the value unreadable without changing a stored byte: every hash and every proof stays valid.
 //!
-//! This module is the core of that design (docs/design/erasure.md): keys, sealing a value
-//! ([`seal`]) and an event's personal fields ([`sealing`]). Wiring them into the store's write
-//! and read paths, and the erasure itself, build on it.
+//! This module is that design (docs/design/erasure.md): keys ([`data_key`], kept in memory a
+//! while by [`cache`]), sealing a value ([`seal`]) and an event's personal fields
+//! ([`sealing`]), and the one door the write and read paths use ([`personal_data`]).
 //!
 //! [`SubjectKeys`]: crate::ports::subject_keys::SubjectKeys
 
+pub mod cache;
 pub mod data_key;
+pub mod personal_data;
 pub mod seal;
 pub mod sealing;

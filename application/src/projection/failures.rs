@@ -6,8 +6,11 @@ use std::sync::Arc;
 
 use crate::access::{Action, Principal};
 use crate::error::AppError;
+use crate::event_log::StoredEvent;
+use crate::message::EventMessage;
 use crate::ports::page::Page;
 use crate::ports::projection_failures::{ProjectionFailure, ProjectionFailureStore};
+use crate::privacy::personal_data::PersonalData;
 use crate::projection::projector::Reapply;
 use crate::queries::page_size;
 
@@ -24,12 +27,44 @@ pub struct RetryOutcome {
 pub struct ProjectionFailures {
     store: Arc<dyn ProjectionFailureStore>,
     projectors: Vec<Arc<dyn Reapply>>,
+    personal: Arc<PersonalData>,
 }
 
 impl ProjectionFailures {
-    /// Over `store`, retrying through `projectors` (one per projection).
-    pub fn new(store: Arc<dyn ProjectionFailureStore>, projectors: Vec<Arc<dyn Reapply>>) -> Self {
-        Self { store, projectors }
+    /// Over `store`, retrying through `projectors` (one per projection), opening the failed
+    /// events' personal values with `personal`.
+    pub fn new(
+        store: Arc<dyn ProjectionFailureStore>,
+        projectors: Vec<Arc<dyn Reapply>>,
+        personal: Arc<PersonalData>,
+    ) -> Self {
+        Self {
+            store,
+            projectors,
+            personal,
+        }
+    }
+
+    /// A failure with its event opened, as the projection consumed it.
+    async fn opened(
+        &self,
+        failure: ProjectionFailure<StoredEvent>,
+    ) -> Result<ProjectionFailure, AppError> {
+        let (event, _) = self.personal.opened(&failure.event).await?;
+        let event = EventMessage::of_stored(&event).ok_or_else(|| {
+            AppError::internal(format!(
+                "event {}'s metadata is not readable",
+                event.event_id
+            ))
+        })?;
+        Ok(ProjectionFailure {
+            id: failure.id,
+            event,
+            reason: failure.reason,
+            attempts: failure.attempts,
+            first_failed_at: failure.first_failed_at,
+            last_failed_at: failure.last_failed_at,
+        })
     }
 
     fn projector(&self, name: &str) -> Result<&Arc<dyn Reapply>, AppError> {
@@ -71,7 +106,15 @@ impl ProjectionFailures {
     ) -> Result<Page<ProjectionFailure>, AppError> {
         principal.scope(Action::Operate)?;
         self.projector(name)?;
-        Ok(self.store.list(name, after, page_size(first)?).await?)
+        let page = self.store.list(name, after, page_size(first)?).await?;
+        let mut items = Vec::with_capacity(page.items.len());
+        for failure in page.items {
+            items.push(self.opened(failure).await?);
+        }
+        Ok(Page {
+            items,
+            has_next_page: page.has_next_page,
+        })
     }
 
     /// Applies `name`'s failures again, in store order, through the projection's own fold;
@@ -80,7 +123,10 @@ impl ProjectionFailures {
     pub async fn retry(&self, principal: &Principal, name: &str) -> Result<RetryOutcome, AppError> {
         principal.scope(Action::Operate)?;
         let projector = self.projector(name)?;
-        let failures = self.store.all(name).await?;
+        let mut failures = Vec::new();
+        for failure in self.store.all(name).await? {
+            failures.push(self.opened(failure).await?);
+        }
         if failures.is_empty() {
             return Ok(RetryOutcome {
                 resolved: 0,

@@ -12,7 +12,7 @@ use crate::commands::TaskCommands;
 use crate::message::EventMessage;
 use crate::ports::event_handler::{EventHandler, HandlerError};
 use crate::testing::event_store::MemoryEventStore;
-use crate::testing::fixtures::{a_task_retitled, published_task};
+use crate::testing::fixtures::{a_task_retitled, published_task, sealed_personal_data};
 use crate::testing::view_store::MemoryViewStore;
 use crate::topics::Topics;
 
@@ -20,7 +20,7 @@ use crate::topics::Topics;
 /// publishes them.
 async fn a_task_with_updates(updates: usize) -> (Uuid, Vec<EventMessage>) {
     let store = Arc::new(MemoryEventStore::default());
-    let tasks = TaskCommands::new(store.clone(), Topics::new(""), 0);
+    let tasks = TaskCommands::new(store.clone(), Topics::new(""), 0, sealed_personal_data());
     let id = a_task_retitled(&tasks, updates).await;
     (id, published_task(&store, id))
 }

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::error::AppError;
 use crate::error_chain::Chain;
-use crate::event_log::decode_payload;
+use crate::event_log::{decode_payload, StoredEvent};
 use crate::ports::projection_control::ProjectionControl;
 use crate::ports::projection_control::{
     ProjectionStatus, RebuildClaim, RebuildEvent, RebuildProgress, RebuildSnapshot, Rebuilt,
@@ -22,6 +22,7 @@ use crate::ports::projection_control::{
 };
 use crate::ports::store_error::StoreError;
 use crate::ports::view_store::ViewStore;
+use crate::privacy::personal_data::PersonalData;
 use crate::projection::read_model::{fold, EventContext, Fold, ReadModel};
 
 /// How often a running rebuild records its progress (and checks it still holds its claim).
@@ -288,14 +289,21 @@ impl ClaimedRebuild {
 pub struct Rebuilder {
     control: Arc<dyn ProjectionControl>,
     projections: Vec<Projection>,
+    personal: Arc<PersonalData>,
 }
 
 impl Rebuilder {
-    /// A rebuilder for `projections`, through `control`.
-    pub fn new(control: Arc<dyn ProjectionControl>, projections: Vec<Projection>) -> Self {
+    /// A rebuilder for `projections`, through `control`, opening sealed events with
+    /// `personal` (so a rebuild after an erasure yields markers, never the erased values).
+    pub fn new(
+        control: Arc<dyn ProjectionControl>,
+        projections: Vec<Projection>,
+        personal: Arc<PersonalData>,
+    ) -> Self {
         Self {
             control,
             projections,
+            personal,
         }
     }
 
@@ -480,7 +488,8 @@ impl Rebuilder {
             selected.iter().map(|p| (p.start)()).collect();
 
         let heads = snapshot.heads.clone();
-        let folded = fold_snapshot(snapshot, &mut targets, &reporter, |done| {
+        let personal = self.personal.clone();
+        let folded = fold_snapshot(snapshot, personal, &mut targets, &reporter, |done| {
             progress(RebuildProgress {
                 done,
                 total,
@@ -543,6 +552,7 @@ struct Folded {
 /// `progress` hears the events done after each batch.
 async fn fold_snapshot(
     snapshot: RebuildSnapshot,
+    personal: Arc<PersonalData>,
     targets: &mut [Box<dyn RebuildTarget>],
     reporter: &ProgressReporter,
     progress: impl Fn(u64),
@@ -552,8 +562,10 @@ async fn fold_snapshot(
         .events
         .map(move |batch| {
             let decoders = decoders.clone();
+            let personal = personal.clone();
             async move {
-                let batch = batch?;
+                let mut batch = batch?;
+                open_batch(&personal, &mut batch).await?;
                 tokio::task::spawn_blocking(move || {
                     let per_model: Vec<Decoded> =
                         decoders.iter().map(|decode| decode(&batch)).collect();
@@ -586,6 +598,32 @@ async fn fold_snapshot(
         reporter.check()?;
     }
     Ok(folded)
+}
+
+/// Opens the sealed events of a batch in place (events stored in clear are left untouched
+/// and cost nothing). Key lookups are in memory after a subject's first.
+async fn open_batch(personal: &PersonalData, batch: &mut [RebuildEvent]) -> Result<(), AppError> {
+    for event in batch.iter_mut().filter(|event| event.sealed.is_some()) {
+        let payload = serde_json::from_str(&event.payload).map_err(|e| {
+            AppError::internal_from(format!("event {} has no JSON payload", event.event_id), e)
+        })?;
+        let mut stored = StoredEvent {
+            event_id: event.event_id,
+            aggregate_type: event.aggregate_type.clone(),
+            aggregate_id: event.aggregate_id.clone(),
+            sequence: event.sequence,
+            event_type: event.event_type.clone(),
+            event_version: event.event_version.clone(),
+            payload,
+            metadata: json!({"actor_id": event.actor_id, "sealed": event.sealed}),
+            recorded_at: event.recorded_at,
+            hash: String::new(),
+            previous_hash: String::new(),
+        };
+        personal.open(&mut stored).await?;
+        event.payload = stored.payload.to_string();
+    }
+    Ok(())
 }
 
 /// What the swap records: each projection at its code version and its type's snapshot head.

@@ -16,7 +16,7 @@ use crate::projection::projector::Projector;
 use crate::projection::read_model::ReadModel;
 use crate::projection::task::TaskReadModel;
 use crate::testing::event_store::MemoryEventStore;
-use crate::testing::fixtures::{a_task_retitled, published_task};
+use crate::testing::fixtures::{a_task_retitled, published_task, sealed_personal_data};
 use crate::testing::projection_control::MemoryProjectionControl;
 use crate::testing::view_store::MemoryViewStore;
 use crate::topics::Topics;
@@ -39,13 +39,15 @@ async fn given() -> Given {
         control.clone(),
     ));
     control.add_tables(TaskReadModel::NAME, views.clone());
+    let personal = sealed_personal_data();
     let rebuilder = Rebuilder::new(
         control.clone(),
         vec![Projection::of::<TaskReadModel>(views.clone())],
+        personal.clone(),
     );
     rebuilder.register().await.expect("registered");
     Given {
-        tasks: TaskCommands::new(store.clone(), Topics::new(""), 0),
+        tasks: TaskCommands::new(store.clone(), Topics::new(""), 0, personal),
         projector: Projector::new(views.clone()),
         store,
         control,
@@ -80,6 +82,8 @@ impl Given {
                     event_version: event.event_version.clone(),
                     payload: event.payload.to_string(),
                     recorded_at: event.recorded_at,
+                    sealed: event.metadata["sealed"].as_str().map(str::to_owned),
+                    actor_id: event.metadata["actor_id"].as_str().map(str::to_owned),
                 }
             })
             .collect();

@@ -1,6 +1,8 @@
 //! Events made by the real command loop, for tests of what consumes them: a task created and
 //! retitled, and its stream as the relay publishes it.
 
+use std::sync::Arc;
+
 use chronicle_domain::task::UpdateTaskDetails;
 use uuid::Uuid;
 
@@ -9,7 +11,9 @@ use crate::aggregates;
 use crate::commands::{NewTask, TaskCommands};
 use crate::message::EventMessage;
 use crate::metadata::CommandMetadata;
+use crate::privacy::personal_data::{PersonalData, Sealing};
 use crate::testing::event_store::MemoryEventStore;
+use crate::testing::subject_keys::MemorySubjectKeys;
 
 /// Creates a task ("Draft") in `team-a` as a member, then retitles it `updates` times
 /// ("Title 0", "Title 1", …); its id. The task is at version `updates + 1`.
@@ -39,15 +43,27 @@ pub async fn a_task_retitled(tasks: &TaskCommands, updates: usize) -> Uuid {
     id
 }
 
-/// The messages of one task's stream in `store`, as the relay publishes them.
+/// The messages of one task's stream in `store`, as the relay publishes them: the outbox's
+/// envelopes (in clear; the stored events are sealed).
 pub fn published_task(store: &MemoryEventStore, id: Uuid) -> Vec<EventMessage> {
-    store
-        .log()
-        .stream(aggregates::TASK.type_name, &id.to_string())
+    let id = id.to_string();
+    let log = store.log();
+    let mut messages: Vec<EventMessage> = log
+        .outbox
         .iter()
-        .map(|event| {
-            let metadata = serde_json::from_value(event.metadata.clone()).expect("metadata");
-            EventMessage::from_stored(event, &metadata)
+        .map(|row| serde_json::from_value::<EventMessage>(row.payload.clone()).expect("envelope"))
+        .filter(|message| {
+            message.aggregate_type == aggregates::TASK.type_name && message.aggregate_id == id
         })
-        .collect()
+        .collect();
+    messages.sort_by_key(|message| message.sequence);
+    messages
+}
+
+/// Personal data sealed under keys kept in memory, as the service seals it.
+pub fn sealed_personal_data() -> Arc<PersonalData> {
+    Arc::new(PersonalData::new(
+        Arc::new(MemorySubjectKeys::default()),
+        Sealing::On,
+    ))
 }

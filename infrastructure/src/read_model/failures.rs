@@ -5,7 +5,7 @@
 //! only what it had decoded), and a retry must apply the event exactly as stored.
 
 use async_trait::async_trait;
-use chronicle_application::message::EventMessage;
+use chronicle_application::event_log::StoredEvent;
 use chronicle_application::ports::page::Page;
 use chronicle_application::ports::projection_failures::{
     ProjectionFailure, ProjectionFailureStore,
@@ -40,17 +40,10 @@ const COLUMNS: &str = "f.id, f.reason, f.attempts, f.first_failed_at, f.failed_a
 /// one; `audit verify` reports it) has nothing to retry and is not listed.
 const FROM: &str = "projection_failures f JOIN events e ON e.event_id = f.event_id";
 
-fn failure(row: &PgRow) -> Result<ProjectionFailure, StoreError> {
-    let stored = stored_event(row);
-    let event = EventMessage::of_stored(&stored).ok_or_else(|| {
-        StoreError::corrupt(format!(
-            "event {}'s metadata is not readable",
-            stored.event_id
-        ))
-    })?;
+fn failure(row: &PgRow) -> Result<ProjectionFailure<StoredEvent>, StoreError> {
     Ok(ProjectionFailure {
         id: row.get("id"),
-        event,
+        event: stored_event(row),
         reason: row.get("reason"),
         attempts: row.get::<i32, _>("attempts").max(0) as u32,
         first_failed_at: row.get("first_failed_at"),
@@ -79,7 +72,7 @@ impl ProjectionFailureStore for PgProjectionFailures {
         projection: &str,
         after: Option<i64>,
         limit: usize,
-    ) -> Result<Page<ProjectionFailure>, StoreError> {
+    ) -> Result<Page<ProjectionFailure<StoredEvent>>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM {FROM}
              WHERE f.projection = $1 AND f.id > $2 ORDER BY f.id LIMIT $3"
@@ -94,7 +87,10 @@ impl ProjectionFailureStore for PgProjectionFailures {
         Ok(Page::of_one_extra(failures, limit))
     }
 
-    async fn all(&self, projection: &str) -> Result<Vec<ProjectionFailure>, StoreError> {
+    async fn all(
+        &self,
+        projection: &str,
+    ) -> Result<Vec<ProjectionFailure<StoredEvent>>, StoreError> {
         // Store order: the events' positions.
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM {FROM} WHERE f.projection = $1 ORDER BY e.position"

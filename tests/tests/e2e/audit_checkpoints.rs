@@ -591,7 +591,9 @@ async fn verify_finds_what_a_database_administrator_changed_under_signed_checkpo
         )),
         "{out}"
     );
-    std::fs::write(&file, exported.replacen("Kept", "Kept!", 1)).unwrap();
+    // The export holds events as stored (titles sealed): edit a value in clear, the team.
+    assert!(!exported.contains("Kept"), "titles are exported sealed");
+    std::fs::write(&file, exported.replacen("\"team-a\"", "\"team-z\"", 1)).unwrap();
     let (code, out) = verify_export(&file);
     assert_eq!(code, 1, "{out}");
     assert!(

@@ -74,3 +74,118 @@ async fn a_subject_has_one_key_and_a_destroyed_key_leaves_nothing_to_open_with()
         Err(SealError::DoesNotOpen)
     );
 }
+
+/// What an auditor reads of one task's first event, and the chain's verdict.
+async fn audited_creation(app: &chronicle_tests::TestApp, id: &str) -> serde_json::Value {
+    app.data(
+        "query($id: ID!) {
+           auditTrail(filter: {aggregateId: $id}) {
+             edges { node { actorId payload erasedFields storedPayload hash } } }
+           verifyAuditTrail(aggregateType: TASK, aggregateId: $id) { valid eventsChecked }
+           task(id: $id, atVersion: 1) { title description assigneeId creatorId } }",
+        serde_json::json!({"id": id}),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_service_stores_personal_values_sealed_and_a_destroyed_key_reads_as_erased() {
+    // No key cache, so a key destroyed behind the service's back is gone for it at once.
+    let app = chronicle_tests::TestApp::spawn_with(|s| {
+        s.privacy_key_cache = std::time::Duration::ZERO;
+    })
+    .await
+    .unwrap();
+    let maria = app.token("u-maria-57", &["member"], &["team-a"]);
+    let created = app
+        .graphql_as(
+            Some(&maria),
+            "mutation { createTask(input: {title: \"Call Maria Keller\", teamId: \"team-a\",
+               description: \"about her contract 4711\", assigneeId: \"u-assignee-58\"}) { id } }",
+            serde_json::json!({}),
+        )
+        .await
+        .unwrap();
+    let id = created["data"]["createTask"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let stored: String =
+        sqlx::query_scalar("SELECT string_agg(payload::text || metadata::text, ' ') FROM events")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    for planted in ["Maria", "4711", "u-maria-57", "u-assignee-58"] {
+        assert!(
+            !stored.contains(planted),
+            "{planted} stored in clear: {stored}"
+        );
+    }
+
+    let before = audited_creation(&app, &id).await;
+    let node = &before["auditTrail"]["edges"][0]["node"];
+    assert_eq!(node["actorId"], "u-maria-57", "{before}");
+    assert_eq!(node["payload"]["title"], "Call Maria Keller");
+    assert_eq!(node["erasedFields"], serde_json::json!([]));
+    assert!(node["storedPayload"]["TaskCreated"]["title"]
+        .as_str()
+        .unwrap()
+        .starts_with("pd1:"));
+    assert_eq!(before["task"]["description"], "about her contract 4711");
+    assert_eq!(before["verifyAuditTrail"]["valid"], true);
+    let by_actor = app
+        .data(
+            "{ auditTrail(filter: {actorId: \"u-maria-57\"}) { edges { node { aggregateId } } } }",
+            serde_json::json!({}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        by_actor["auditTrail"]["edges"][0]["node"]["aggregateId"],
+        id.as_str()
+    );
+
+    // Destroying Maria's key: the values she wrote and her id are gone; the assignee's id and
+    // every hash stay.
+    let pseudonym = PgSubjectKeys::new(app.db.clone())
+        .destroy("u-maria-57")
+        .await
+        .unwrap()
+        .unwrap();
+    let after = audited_creation(&app, &id).await;
+    let marker = format!("erased:{pseudonym}");
+    let node = &after["auditTrail"]["edges"][0]["node"];
+    assert_eq!(node["actorId"], marker.as_str(), "{after}");
+    assert_eq!(node["payload"]["title"], marker.as_str());
+    assert_eq!(node["payload"]["assigneeId"], "u-assignee-58");
+    assert_eq!(
+        node["hash"],
+        before["auditTrail"]["edges"][0]["node"]["hash"]
+    );
+    let erased: Vec<&str> = node["erasedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f.as_str())
+        .collect();
+    assert!(erased.contains(&"metadata/actor_id"), "{erased:?}");
+    assert_eq!(
+        after["task"]["title"],
+        marker.as_str(),
+        "time travel: {after}"
+    );
+    assert_eq!(after["verifyAuditTrail"]["valid"], true, "{after}");
+    let by_marker = app
+        .data(
+            "query($a: String!) { auditTrail(filter: {actorId: $a}) { edges { node { aggregateId } } } }",
+            serde_json::json!({"a": marker}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        by_marker["auditTrail"]["edges"][0]["node"]["aggregateId"],
+        id.as_str()
+    );
+}

@@ -278,7 +278,7 @@ async fn readers_are_served_during_a_rebuild_and_writes_made_meanwhile_appear_af
         }
     });
 
-    let rebuilder = app::rebuilder(&app.db);
+    let rebuilder = app::rebuilder(&app.db, app::personal_data_for_reading(&app.db));
     let rebuild = tokio::spawn(async move { rebuilder.rebuild("tasks", &|_| {}).await });
     // Written while the projection is paused: they reach the table only after the swap.
     eventually(Duration::from_secs(30), || async {

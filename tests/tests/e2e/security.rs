@@ -466,7 +466,7 @@ async fn the_actor_is_always_the_token_subject() {
             .fetch_all(&app.db)
             .await
             .unwrap();
-    assert_eq!(actors, vec!["u-real".to_owned()]);
+    assert_eq!(actors, vec![app.stored_as("u-real").await]);
     let creator: String = sqlx::query_scalar(
         "SELECT payload -> 'TaskCreated' ->> 'creatorId' FROM events WHERE aggregate_id = $1",
     )
@@ -474,7 +474,7 @@ async fn the_actor_is_always_the_token_subject() {
     .fetch_one(&app.db)
     .await
     .unwrap();
-    assert_eq!(creator, "u-real");
+    assert_eq!(creator, app.stored_as("u-real").await);
 }
 
 #[tokio::test]

@@ -267,7 +267,7 @@ async fn the_actor_and_correlation_id_are_recorded_with_every_event() {
         .fetch_one(&app.db)
         .await
         .unwrap();
-    assert_eq!(metadata["actor_id"], "u-42");
+    assert_eq!(metadata["actor_id"], app.stored_as("u-42").await.as_str());
     assert_eq!(metadata["correlation_id"], "corr-123");
     // The events continue the caller's trace; their parent is the request's own span.
     let traceparent = metadata["traceparent"].as_str().unwrap();
