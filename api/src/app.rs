@@ -49,11 +49,14 @@ use chronicle_application::error_chain::Chain;
 use chronicle_application::observability::Gauges;
 use chronicle_application::outbox_admin::ParkedOutbox;
 use chronicle_application::privacy::cache::CachedSubjectKeys;
+use chronicle_application::privacy::erase::Eraser;
 use chronicle_application::privacy::personal_data::{PersonalData, Sealing};
 use chronicle_application::projection::failures::ProjectionFailures;
+use chronicle_application::projection::refold::Refolder;
 use chronicle_infrastructure::audit_tree::{lead_checkpoints, KafkaCheckpointLog, PgAuditTree};
 use chronicle_infrastructure::config::DEFAULT_PRIVACY_KEY_CACHE_SECS;
 use chronicle_infrastructure::dead_letters::PgDeadLetters;
+use chronicle_infrastructure::erasures::PgErasures;
 use chronicle_infrastructure::kafka::dead_letter::KafkaRedrive;
 use chronicle_infrastructure::kafka::probe::BrokerProbe;
 use chronicle_infrastructure::outbox::{PgOutboxMonitor, PgParkedEvents};
@@ -152,6 +155,29 @@ pub fn rebuilder(pool: &sqlx::PgPool, personal: Arc<PersonalData>) -> Rebuilder 
             Projection::of::<ReportReadModel>(Arc::new(PgReportViews::new(pool.clone()))),
         ],
         personal,
+    )
+}
+
+/// Erasing data subjects on `pool` (`eraseDataSubject`, `chronicle erase`): keys destroyed
+/// through `personal`, every read model folded again.
+pub fn eraser(pool: &PgPool, personal: Arc<PersonalData>) -> Eraser {
+    let log: Arc<dyn AuditLog> = Arc::new(PgAuditLog::new(pool.clone()));
+    Eraser::new(
+        personal.clone(),
+        Arc::new(PgErasures::new(pool.clone())),
+        log.clone(),
+        vec![
+            Arc::new(Refolder::<TaskReadModel>::new(
+                log.clone(),
+                personal.clone(),
+                Arc::new(PgTaskViews::new(pool.clone())),
+            )),
+            Arc::new(Refolder::<ReportReadModel>::new(
+                log,
+                personal,
+                Arc::new(PgReportViews::new(pool.clone())),
+            )),
+        ],
     )
 }
 
@@ -614,6 +640,7 @@ impl<'a> Wiring<'a> {
                 &self.topics,
                 dead_letter_producer,
             )),
+            eraser: Arc::new(eraser(&self.pool, self.personal.clone())),
             audit_proofs: Arc::new(AuditProofs::new(
                 Arc::new(PgAuditTree::new(self.pool.clone())),
                 match self.settings.audit_signing_key_file {

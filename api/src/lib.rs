@@ -9,6 +9,7 @@ pub mod audit_cli;
 pub mod auth;
 pub mod cli;
 pub mod dead_letters_cli;
+pub mod erase_cli;
 pub mod graphiql;
 pub mod graphql;
 pub mod http;

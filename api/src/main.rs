@@ -64,6 +64,17 @@ enum Command {
         /// The projection: tasks or reports.
         name: String,
     },
+    /// Erase a person's personal data (docs/privacy.md): their key is destroyed, so their
+    /// values read `erased:<pseudonym>` everywhere, and the read models are rewritten. Prints
+    /// the answer as JSON; exits 0 when erased (now or before), 1 when the id is unknown.
+    Erase {
+        /// The person: a user id, as tokens name it.
+        #[arg(long)]
+        subject: String,
+        /// Why (cite a ticket, not the person); recorded with the erasure.
+        #[arg(long)]
+        reason: String,
+    },
     /// Inspect the audit trail.
     Audit {
         #[command(subcommand)]
@@ -246,6 +257,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 DeadLetterAction::Discard => dead_letters_cli::Action::Discard,
             };
             dead_letters_cli::run(&admin, action, &group, &ids).await
+        }
+        Command::Erase { subject, reason } => {
+            telemetry::init_for_command();
+            let url = Settings::database_url()?;
+            let pool = db::connect(url.expose(), 2).await?;
+            db::migrate(&pool).await.context("applying migrations")?;
+            let eraser = app::eraser(&pool, app::personal_data_for_reading(&pool));
+            Ok(chronicle_api::erase_cli::run(&eraser, &subject, &reason).await)
         }
         Command::ProjectionFailures { action, name } => {
             telemetry::init_for_command();

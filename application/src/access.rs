@@ -32,6 +32,8 @@ pub enum Role {
     Auditor,
     /// Everything, including operations.
     Admin,
+    /// Erases people's personal data on request (a privacy officer); reads no work.
+    Privacy,
 }
 
 impl Role {
@@ -41,6 +43,7 @@ impl Role {
             "member" => Some(Self::Member),
             "auditor" => Some(Self::Auditor),
             "admin" => Some(Self::Admin),
+            "privacy" => Some(Self::Privacy),
             _ => None,
         }
     }
@@ -58,6 +61,8 @@ pub enum Action {
     /// Operate the service: projections (status, rebuild, pause), parked outbox records
     /// (`admin` only).
     Operate,
+    /// Erase a data subject's personal data (`privacy`).
+    ErasePersonalData,
 }
 
 impl Action {
@@ -68,6 +73,7 @@ impl Action {
                 | (Self::ReadWork, Role::Member | Role::Auditor)
                 | (Self::ChangeWork, Role::Member)
                 | (Self::ReadAudit, Role::Auditor)
+                | (Self::ErasePersonalData, Role::Privacy)
         )
     }
 
@@ -77,6 +83,7 @@ impl Action {
             Self::ChangeWork => "changing tasks and reports needs the member or admin role",
             Self::ReadAudit => "the audit trail and past states need the auditor or admin role",
             Self::Operate => "projections and the outbox are operated by the admin role",
+            Self::ErasePersonalData => "erasing personal data needs the privacy or admin role",
         }
     }
 }
@@ -244,5 +251,23 @@ mod tests {
         ));
         assert_eq!(scope.narrow(None).unwrap(), Some(vec!["team-a".to_owned()]));
         assert_eq!(TeamScope::All.narrow(None).unwrap(), None);
+    }
+
+    #[test]
+    fn only_privacy_officers_and_admins_erase_and_officers_read_no_work() {
+        let officer = principal(&["privacy"], &[]);
+        assert!(officer.scope(Action::ErasePersonalData).is_ok());
+        assert!(principal(&["admin"], &[])
+            .scope(Action::ErasePersonalData)
+            .is_ok());
+        for role in ["member", "auditor"] {
+            assert!(matches!(
+                principal(&[role], &["team-a"]).scope(Action::ErasePersonalData),
+                Err(AppError::Forbidden(_))
+            ));
+        }
+        for action in [Action::ReadWork, Action::ReadAudit, Action::ChangeWork] {
+            assert!(officer.scope(action).is_err(), "{action:?}");
+        }
     }
 }

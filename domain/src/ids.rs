@@ -90,6 +90,15 @@ macro_rules! external_id {
                 Ok(Self(value.to_owned()))
             }
 
+            /// An id read back from Chronicle's own storage (a read-model row): it was checked
+            /// when it was first accepted, and may since have become an erased person's marker
+            /// (`erased:<pseudonym>`), which [`Self::parse`] refuses from clients. Still not
+            /// empty and not over-long, so a corrupt row is caught.
+            pub fn read_back(field: &str, value: &str) -> Result<Self, DomainError> {
+                validate_external_id(field, value)?;
+                Ok(Self(value.to_owned()))
+            }
+
             /// The id as the identity provider wrote it.
             pub fn as_str(&self) -> &str {
                 &self.0
@@ -126,6 +135,10 @@ mod tests {
             assert!(UserId::parse("sub", reserved).is_err(), "{reserved}");
         }
         assert!(UserId::parse("sub", "urn:subject:7").is_ok());
+        assert!(
+            UserId::read_back("creatorId", "erased:3f9a").is_ok(),
+            "a stored id may have been erased since"
+        );
         assert!(
             TeamId::parse("team", "subject:7").is_ok(),
             "a team is not a person"

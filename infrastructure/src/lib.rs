@@ -8,6 +8,7 @@ pub mod audit_tree;
 pub mod config;
 pub mod db;
 pub mod dead_letters;
+pub mod erasures;
 pub mod event_store;
 pub mod kafka;
 pub mod outbox;

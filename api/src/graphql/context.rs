@@ -12,6 +12,7 @@ use chronicle_application::dead_letter_admin::DeadLetterAdmin;
 use chronicle_application::live::LiveWatch;
 use chronicle_application::metadata::CommandMetadata;
 use chronicle_application::outbox_admin::ParkedOutbox;
+use chronicle_application::privacy::erase::Eraser;
 use chronicle_application::projection::failures::ProjectionFailures;
 use chronicle_application::projection::report::ReportReadModel;
 use chronicle_application::projection::task::TaskReadModel;
@@ -48,6 +49,8 @@ pub struct Services {
     pub projection_failures: Arc<ProjectionFailures>,
     /// Signed checkpoints and proofs of the audit trail.
     pub audit_proofs: Arc<AuditProofs>,
+    /// Erasing data subjects.
+    pub eraser: Arc<Eraser>,
 }
 
 /// One HTTP request's context, built by the HTTP handler before the schema runs.

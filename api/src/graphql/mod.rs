@@ -11,6 +11,7 @@ mod mutation;
 mod observe;
 mod outbox;
 mod pagination;
+mod privacy;
 mod projection;
 mod projection_failures;
 mod query;
@@ -42,7 +43,7 @@ pub struct Query(
 );
 
 /// Every mutation: task and report commands, projection rebuilds, parked outbox records, dead
-/// letters.
+/// letters, erasure.
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     MutationRoot,
@@ -51,6 +52,7 @@ pub struct Mutation(
     projection_failures::ProjectionFailureMutation,
     outbox::OutboxMutation,
     dead_letters::DeadLetterMutation,
+    privacy::PrivacyMutation,
 );
 
 /// Every subscription: task events, report status, projection status.

@@ -98,7 +98,10 @@ impl<M: ReadModel> TimeTravel<M> {
 }
 
 /// Folds one stored event into the view.
-fn apply<M: ReadModel>(current: Option<M::View>, event: &StoredEvent) -> Result<M::View, AppError> {
+pub(crate) fn apply<M: ReadModel>(
+    current: Option<M::View>,
+    event: &StoredEvent,
+) -> Result<M::View, AppError> {
     let domain = deserialize_event::<M::Event>(event)?;
     let context = EventContext {
         sequence: event.sequence,

@@ -9,6 +9,7 @@
 pub mod audit_log;
 pub mod audit_tree;
 pub mod dead_letters;
+pub mod erasures;
 pub mod event_handler;
 pub mod event_store;
 pub mod outbox_monitor;

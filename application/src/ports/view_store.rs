@@ -16,6 +16,10 @@ pub trait ViewStore<V: Send + Sync + 'static>: Send + Sync {
     /// (a consumer that lost its partition mid-batch) can never move a row backwards.
     async fn save_many(&self, views: &[V]) -> Result<(), StoreError>;
 
+    /// Writes rows that replace those at the same version too: rows folded again from the
+    /// store after an erasure, whose values changed though their version did not.
+    async fn replace_many(&self, views: &[V]) -> Result<(), StoreError>;
+
     /// Appends rows to the read model's shadow table, the target of a rebuild (created empty by
     /// [`ProjectionControl::prepare_shadows`], swapped in by [`ProjectionControl::swap`]).
     async fn write_shadow(&self, views: &[V]) -> Result<(), StoreError>;

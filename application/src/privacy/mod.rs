@@ -7,12 +7,14 @@
 //!
 //! This module is that design (docs/design/erasure.md): keys ([`data_key`], kept in memory a
 //! while by [`cache`]), sealing a value ([`seal`]) and an event's personal fields
-//! ([`sealing`]), and the one door the write and read paths use ([`personal_data`]).
+//! ([`sealing`]), the one door the write and read paths use ([`personal_data`]), and erasing
+//! a person ([`erase`]).
 //!
 //! [`SubjectKeys`]: crate::ports::subject_keys::SubjectKeys
 
 pub mod cache;
 pub mod data_key;
+pub mod erase;
 pub mod personal_data;
 pub mod seal;
 pub mod sealing;

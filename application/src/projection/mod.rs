@@ -8,6 +8,7 @@
 pub mod failures;
 pub mod projector;
 pub mod read_model;
+pub mod refold;
 pub mod report;
 pub mod task;
 

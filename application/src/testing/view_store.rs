@@ -92,14 +92,10 @@ impl<M: ReadModel> MemoryViewStore<M> {
     }
 }
 
-#[async_trait]
-impl<M: ReadModel> ViewStore<M::View> for MemoryViewStore<M> {
-    async fn load_many(&self, ids: &[Uuid]) -> Result<Vec<M::View>, StoreError> {
-        let rows = lock(&self.rows);
-        Ok(ids.iter().filter_map(|id| rows.get(id).cloned()).collect())
-    }
-
-    async fn save_many(&self, views: &[M::View]) -> Result<(), StoreError> {
+impl<M: ReadModel> MemoryViewStore<M> {
+    /// Writes the rows whose existing version `replaces` allows, as the Postgres adapter's
+    /// conditional upsert does; refused while paused or gated, like it.
+    fn write(&self, views: &[M::View], replaces: fn(u64, u64) -> bool) -> Result<(), StoreError> {
         let refused = self.paused.load(Ordering::SeqCst)
             || self
                 .gate
@@ -110,14 +106,30 @@ impl<M: ReadModel> ViewStore<M::View> for MemoryViewStore<M> {
         }
         let mut rows = lock(&self.rows);
         for view in views {
-            let newer = rows
+            let allowed = rows
                 .get(&M::id(view))
-                .is_none_or(|current| M::version(current) < M::version(view));
-            if newer {
+                .is_none_or(|current| replaces(M::version(current), M::version(view)));
+            if allowed {
                 rows.insert(M::id(view), view.clone());
             }
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl<M: ReadModel> ViewStore<M::View> for MemoryViewStore<M> {
+    async fn load_many(&self, ids: &[Uuid]) -> Result<Vec<M::View>, StoreError> {
+        let rows = lock(&self.rows);
+        Ok(ids.iter().filter_map(|id| rows.get(id).cloned()).collect())
+    }
+
+    async fn save_many(&self, views: &[M::View]) -> Result<(), StoreError> {
+        self.write(views, |current, new| current < new)
+    }
+
+    async fn replace_many(&self, views: &[M::View]) -> Result<(), StoreError> {
+        self.write(views, |current, new| current <= new)
     }
 
     async fn write_shadow(&self, views: &[M::View]) -> Result<(), StoreError> {

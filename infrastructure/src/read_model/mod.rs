@@ -34,6 +34,25 @@ pub(crate) fn backend(error: sqlx::Error) -> StoreError {
 /// `upsert` reads its rows from `$1` (ids, `uuid[]`) and `$2` (versions, `bigint[]`) onwards and
 /// must select them `WHERE EXISTS (SELECT 1 FROM live)`. The statement answers one boolean,
 /// `live`: false means nothing was written ([`StoreError::Paused`]).
+/// Which existing row a write may replace.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Replace {
+    /// Only an older one: a projection's write (a stale writer never moves a row backwards).
+    Newer,
+    /// Also one at the same version: an erasure's rewrite of a row folded again from the store.
+    SameOrNewer,
+}
+
+impl Replace {
+    /// The comparison `existing.version OP new.version` that allows the write.
+    pub(crate) fn operator(self) -> &'static str {
+        match self {
+            Self::Newer => "<",
+            Self::SameOrNewer => "<=",
+        }
+    }
+}
+
 pub(crate) fn live_write(projection: &str, aggregate_type: &str, upsert: &str) -> String {
     format!(
         "WITH live AS (

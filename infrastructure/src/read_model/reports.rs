@@ -17,8 +17,8 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::backend;
 use super::copy::CopyText;
+use super::{backend, Replace};
 use crate::projections::SHADOW_SUFFIX;
 
 /// The report read model on a Postgres pool.
@@ -55,7 +55,8 @@ fn view_from_row(row: &PgRow) -> Result<ReportView, StoreError> {
             from: Some(row.get("period_from")),
             to: Some(row.get("period_to")),
             requested_by: Some(
-                UserId::parse("requestedBy", &requested_by).map_err(|_| corrupt("requester"))?,
+                UserId::read_back("requestedBy", &requested_by)
+                    .map_err(|_| corrupt("requester"))?,
             ),
             attempts: row.get::<i32, _>("attempts") as u32,
             result: row.get("result"),
@@ -67,26 +68,16 @@ fn view_from_row(row: &PgRow) -> Result<ReportView, StoreError> {
     })
 }
 
-#[async_trait]
-impl ViewStore<ReportView> for PgReportViews {
-    async fn load_many(&self, ids: &[Uuid]) -> Result<Vec<ReportView>, StoreError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM reports WHERE id = ANY($1)"))
-            .bind(ids)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-        rows.iter().map(view_from_row).collect()
-    }
-
-    async fn save_many(&self, views: &[ReportView]) -> Result<(), StoreError> {
+impl PgReportViews {
+    /// Writes rows, replacing a row only by a newer version or, with
+    /// [`Replace::SameOrNewer`], by the same one.
+    async fn upsert(&self, views: &[ReportView], replace: Replace) -> Result<(), StoreError> {
         let text = |f: fn(&ReportView) -> String| views.iter().map(f).collect::<Vec<_>>();
         let statement = super::live_write(
             REPORT_PROJECTION,
             ReportReadModel::AGGREGATE_TYPE,
-            "INSERT INTO reports (id, version, kind, status, team_id, period_from, period_to,
+            &format!(
+                "INSERT INTO reports (id, version, kind, status, team_id, period_from, period_to,
                                   requested_by, attempts, result, error, requested_at,
                                   completed_at, updated_at)
              SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[],
@@ -101,7 +92,9 @@ impl ViewStore<ReportView> for PgReportViews {
                 attempts = EXCLUDED.attempts, result = EXCLUDED.result, error = EXCLUDED.error,
                 requested_at = EXCLUDED.requested_at, completed_at = EXCLUDED.completed_at,
                 updated_at = EXCLUDED.updated_at
-             WHERE reports.version < EXCLUDED.version",
+             WHERE reports.version {} EXCLUDED.version",
+                replace.operator()
+            ),
         );
         let row = sqlx::query(&statement)
             .bind(views.iter().map(|v| v.id).collect::<Vec<_>>())
@@ -165,6 +158,29 @@ impl ViewStore<ReportView> for PgReportViews {
             .await
             .map_err(backend)?;
         super::written_or_paused(&row, REPORT_PROJECTION)
+    }
+}
+
+#[async_trait]
+impl ViewStore<ReportView> for PgReportViews {
+    async fn load_many(&self, ids: &[Uuid]) -> Result<Vec<ReportView>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM reports WHERE id = ANY($1)"))
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(view_from_row).collect()
+    }
+
+    async fn save_many(&self, views: &[ReportView]) -> Result<(), StoreError> {
+        self.upsert(views, Replace::Newer).await
+    }
+
+    async fn replace_many(&self, views: &[ReportView]) -> Result<(), StoreError> {
+        self.upsert(views, Replace::SameOrNewer).await
     }
 
     async fn write_shadow(&self, views: &[ReportView]) -> Result<(), StoreError> {

@@ -14,8 +14,8 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::backend;
 use super::copy::CopyText;
+use super::{backend, Replace};
 use crate::projections::SHADOW_SUFFIX;
 
 /// The task read model on a Postgres pool.
@@ -55,10 +55,10 @@ fn view_from_row(row: &PgRow) -> Result<TaskView, StoreError> {
             description: row.get("description"),
             team_id: Some(TeamId::parse("teamId", &team_id).map_err(|_| corrupt("team id"))?),
             creator_id: Some(
-                UserId::parse("creatorId", &creator_id).map_err(|_| corrupt("creator id"))?,
+                UserId::read_back("creatorId", &creator_id).map_err(|_| corrupt("creator id"))?,
             ),
             assignee_id: assignee_id
-                .map(|a| UserId::parse("assigneeId", &a))
+                .map(|a| UserId::read_back("assigneeId", &a))
                 .transpose()
                 .map_err(|_| corrupt("assignee id"))?,
             priority: Priority::parse(&priority).ok_or_else(|| corrupt("priority"))?,
@@ -75,21 +75,10 @@ fn view_from_row(row: &PgRow) -> Result<TaskView, StoreError> {
     })
 }
 
-#[async_trait]
-impl ViewStore<TaskView> for PgTaskViews {
-    async fn load_many(&self, ids: &[Uuid]) -> Result<Vec<TaskView>, StoreError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM tasks WHERE id = ANY($1)"))
-            .bind(ids)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-        rows.iter().map(view_from_row).collect()
-    }
-
-    async fn save_many(&self, views: &[TaskView]) -> Result<(), StoreError> {
+impl PgTaskViews {
+    /// Writes rows, replacing a row only by a newer version or, with
+    /// [`Replace::SameOrNewer`], by the same one.
+    async fn upsert(&self, views: &[TaskView], replace: Replace) -> Result<(), StoreError> {
         let labels: Vec<Value> = views
             .iter()
             .map(|v| Value::from(v.state.labels.clone()))
@@ -97,7 +86,8 @@ impl ViewStore<TaskView> for PgTaskViews {
         let statement = super::live_write(
             TASK_PROJECTION,
             TaskReadModel::AGGREGATE_TYPE,
-            "INSERT INTO tasks (id, version, title, description, status, team_id, creator_id,
+            &format!(
+                "INSERT INTO tasks (id, version, title, description, status, team_id, creator_id,
                                 assignee_id, priority, due_at, labels, result, error,
                                 created_at, updated_at, started_at, finished_at, watchers)
              SELECT v.id, v.version, v.title, v.description, v.status, v.team_id, v.creator_id,
@@ -123,7 +113,9 @@ impl ViewStore<TaskView> for PgTaskViews {
                 error = EXCLUDED.error, created_at = EXCLUDED.created_at,
                 updated_at = EXCLUDED.updated_at, started_at = EXCLUDED.started_at,
                 finished_at = EXCLUDED.finished_at, watchers = EXCLUDED.watchers
-             WHERE tasks.version < EXCLUDED.version",
+             WHERE tasks.version {} EXCLUDED.version",
+                replace.operator()
+            ),
         );
         let row = sqlx::query(&statement)
             .bind(views.iter().map(|v| v.id).collect::<Vec<_>>())
@@ -210,6 +202,29 @@ impl ViewStore<TaskView> for PgTaskViews {
             .await
             .map_err(backend)?;
         super::written_or_paused(&row, TASK_PROJECTION)
+    }
+}
+
+#[async_trait]
+impl ViewStore<TaskView> for PgTaskViews {
+    async fn load_many(&self, ids: &[Uuid]) -> Result<Vec<TaskView>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM tasks WHERE id = ANY($1)"))
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(view_from_row).collect()
+    }
+
+    async fn save_many(&self, views: &[TaskView]) -> Result<(), StoreError> {
+        self.upsert(views, Replace::Newer).await
+    }
+
+    async fn replace_many(&self, views: &[TaskView]) -> Result<(), StoreError> {
+        self.upsert(views, Replace::SameOrNewer).await
     }
 
     async fn write_shadow(&self, views: &[TaskView]) -> Result<(), StoreError> {

@@ -10,6 +10,7 @@ mod audit_checkpoints;
 mod consumer;
 mod dead_letters;
 mod docs_examples;
+mod erasure;
 mod faults;
 mod fuzz;
 mod graphiql;

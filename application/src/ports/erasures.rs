@@ -1,0 +1,81 @@
+//! Erasures of data subjects: the record of each, and the copies in clear an erasure rewrites
+//! (docs/privacy.md). Destroying the subject's key is the [`SubjectKeys`] port's job; this one
+//! finds what the key's values reached and records what was done.
+//!
+//! [`SubjectKeys`]: crate::ports::subject_keys::SubjectKeys
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::ports::store_error::StoreError;
+
+/// One aggregate's stream.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamRef {
+    /// `Task`, `Report`.
+    pub aggregate_type: String,
+    /// The aggregate's id.
+    pub aggregate_id: String,
+}
+
+/// An erasure as recorded. Holds no personal data of the erased subject: their pseudonym only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErasureRecord {
+    /// The erased subject's pseudonym: what their values now read as (`erased:<pseudonym>`).
+    pub pseudonym: String,
+    /// When it was requested.
+    pub erased_at: DateTime<Utc>,
+    /// Who requested it (the privacy officer's id).
+    pub erased_by: String,
+    /// Why, as the officer wrote it.
+    pub reason: String,
+    /// Streams whose copies in clear were rewritten.
+    pub streams: u64,
+    /// Whether the copies in clear were rewritten (an interrupted erasure is not yet).
+    pub scrubbed: bool,
+}
+
+/// The copies in clear of one erasure, to rewrite in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scrub {
+    /// The erasure.
+    pub pseudonym: String,
+    /// The subject's id, as the idempotency records hold it.
+    pub subject_id: String,
+    /// Every stream holding a value of the subject: their snapshots (aggregates in clear) go.
+    pub streams: Vec<StreamRef>,
+    /// Outbox envelopes of those streams' events as they read now (markers in place of the
+    /// erased values), by event id; rows no longer in the outbox are skipped.
+    pub envelopes: Vec<(Uuid, Value)>,
+}
+
+/// Where erasures are recorded, and what they rewrite.
+#[async_trait]
+pub trait Erasures: Send + Sync {
+    /// Records the start of the erasure of `subject_id` under `pseudonym` (nothing when that
+    /// pseudonym's erasure was recorded before: a re-run).
+    async fn begin(
+        &self,
+        subject_id: &str,
+        pseudonym: &str,
+        erased_by: &str,
+        reason: &str,
+    ) -> Result<(), StoreError>;
+
+    /// The latest erasure of `subject_id`, if any.
+    async fn find(&self, subject_id: &str) -> Result<Option<ErasureRecord>, StoreError>;
+
+    /// Every stream with an event holding a value of `pseudonym`: its actor, a reference to
+    /// it, or text sealed under its key.
+    async fn streams_of(&self, pseudonym: &str) -> Result<Vec<StreamRef>, StoreError>;
+
+    /// Whether an event stored in clear (before sealing, or with it off) names `subject_id` as
+    /// its actor or in a field: such values cannot be erased by destroying a key.
+    async fn named_in_clear(&self, subject_id: &str) -> Result<bool, StoreError>;
+
+    /// Rewrites the copies in clear (snapshots deleted, the subject's idempotency records
+    /// deleted, outbox envelopes replaced) and marks the erasure scrubbed, in one transaction.
+    async fn scrub(&self, scrub: &Scrub) -> Result<ErasureRecord, StoreError>;
+}

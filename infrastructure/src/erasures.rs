@@ -1,0 +1,177 @@
+//! Erasures in Postgres (`erasures`, keyed by pseudonym, found by a keyed hash of the subject's
+//! id), and the rewrite of the copies in clear an erasure makes in one transaction.
+
+use async_trait::async_trait;
+use chronicle_application::ports::erasures::{ErasureRecord, Erasures, Scrub, StreamRef};
+use chronicle_application::ports::store_error::StoreError;
+use chronicle_application::privacy::seal::reference;
+use chronicle_domain::ids::SEALED_PREFIX;
+use serde_json::Value;
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use crate::db::store_error;
+
+/// The erasures on `pool`.
+#[derive(Clone)]
+pub struct PgErasures {
+    pool: PgPool,
+}
+
+impl PgErasures {
+    /// Over `pool`.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+/// The keyed hash a subject's id (`$1`) is recorded under: the id itself is never stored.
+const SUBJECT_TAG: &str =
+    "(SELECT sha256(tag_key || '\\x0a'::bytea || convert_to($1, 'UTF8')) FROM privacy_tag_key)";
+
+/// An erasure row's columns, as [`record`] reads them.
+const RECORD: &str =
+    "pseudonym, erased_at, erased_by, reason, streams, scrubbed_at IS NOT NULL AS scrubbed";
+
+fn record(row: &PgRow) -> ErasureRecord {
+    ErasureRecord {
+        pseudonym: row.get("pseudonym"),
+        erased_at: row.get("erased_at"),
+        erased_by: row.get("erased_by"),
+        reason: row.get("reason"),
+        streams: row.get::<i64, _>("streams").max(0) as u64,
+        scrubbed: row.get("scrubbed"),
+    }
+}
+
+/// `value` as a LIKE pattern that matches it only as a whole JSON string somewhere in a text.
+fn quoted_anywhere(value: &str) -> String {
+    let escaped = value
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%\"{escaped}\"%")
+}
+
+#[async_trait]
+impl Erasures for PgErasures {
+    async fn begin(
+        &self,
+        subject_id: &str,
+        pseudonym: &str,
+        erased_by: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "INSERT INTO erasures (subject_tag, pseudonym, erased_by, reason)
+             VALUES ({SUBJECT_TAG}, $2, $3, $4) ON CONFLICT (pseudonym) DO NOTHING"
+        ))
+        .bind(subject_id)
+        .bind(pseudonym)
+        .bind(erased_by)
+        .bind(reason)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn find(&self, subject_id: &str) -> Result<Option<ErasureRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {RECORD} FROM erasures WHERE subject_tag = {SUBJECT_TAG}
+             ORDER BY erased_at DESC LIMIT 1"
+        ))
+        .bind(subject_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(row.as_ref().map(record))
+    }
+
+    async fn streams_of(&self, pseudonym: &str) -> Result<Vec<StreamRef>, StoreError> {
+        // The actor through its index; values in the payload by a scan of sealed events.
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT aggregate_type, aggregate_id FROM events WHERE metadata ->> 'actor_id' = $1
+             UNION
+             SELECT aggregate_type, aggregate_id FROM events
+             WHERE metadata ->> 'sealed' IS NOT NULL
+               AND (payload::text LIKE $2 OR payload::text LIKE $3)
+             ORDER BY 1, 2",
+        )
+        .bind(reference(pseudonym))
+        .bind(quoted_anywhere(&reference(pseudonym)))
+        .bind(format!("%\"{SEALED_PREFIX}{pseudonym}:%"))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|(aggregate_type, aggregate_id)| StreamRef {
+                aggregate_type,
+                aggregate_id,
+            })
+            .collect())
+    }
+
+    async fn named_in_clear(&self, subject_id: &str) -> Result<bool, StoreError> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE metadata ->> 'actor_id' = $1)
+                 OR EXISTS (SELECT 1 FROM events WHERE payload::text LIKE $2)",
+        )
+        .bind(subject_id)
+        .bind(quoted_anywhere(subject_id))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(store_error)
+    }
+
+    async fn scrub(&self, scrub: &Scrub) -> Result<ErasureRecord, StoreError> {
+        let (types, ids): (Vec<&str>, Vec<&str>) = scrub
+            .streams
+            .iter()
+            .map(|s| (s.aggregate_type.as_str(), s.aggregate_id.as_str()))
+            .unzip();
+        let (event_ids, envelopes): (Vec<Uuid>, Vec<&Value>) =
+            scrub.envelopes.iter().map(|(id, v)| (*id, v)).unzip();
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        sqlx::query(
+            "DELETE FROM snapshots s USING UNNEST($1::text[], $2::text[]) AS a(t, id)
+             WHERE s.aggregate_type = a.t AND s.aggregate_id = a.id",
+        )
+        .bind(&types)
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        // Their fingerprints hash the commands' arguments (titles) without a salt.
+        sqlx::query("DELETE FROM idempotency_keys WHERE actor_id = $1 OR aggregate_id = ANY($2)")
+            .bind(&scrub.subject_id)
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        sqlx::query(
+            "UPDATE outbox o SET payload = v.payload
+             FROM UNNEST($1::uuid[], $2::jsonb[]) AS v(event_id, payload)
+             WHERE o.event_id = v.event_id",
+        )
+        .bind(&event_ids)
+        .bind(&envelopes)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let row = sqlx::query(&format!(
+            "UPDATE erasures SET streams = $2, scrubbed_at = now() WHERE pseudonym = $1
+             RETURNING {RECORD}"
+        ))
+        .bind(&scrub.pseudonym)
+        .bind(scrub.streams.len() as i64)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| StoreError::corrupt("the erasure being scrubbed has no record"))?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(record(&row))
+    }
+}

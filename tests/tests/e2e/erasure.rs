@@ -1,0 +1,221 @@
+//! Erasing a person (`eraseDataSubject`, `chronicle erase`): afterwards no query, audit trail,
+//! time travel or table shows what they wrote or their id, every proof still verifies, and
+//! asking again answers the first erasure (docs/privacy.md).
+
+use chronicle_tests::{chronicle_binary, error_code, TestApp};
+use serde_json::{json, Value};
+
+/// Distinctive strings planted in every personal field a member can fill.
+const MARIA: &str = "u-plant-maria-71";
+const TITLE: &str = "Call PLANTKELLER about the contract";
+const DESCRIPTION: &str = "PLANTDESC her number is 0171";
+const RESULT: &str = "PLANTRESULT spoke to her";
+const PLANTED: [&str; 5] = [MARIA, "PLANTKELLER", "PLANTDESC", "PLANTRESULT", "0171"];
+
+const ERASE: &str = "mutation($s: ID!, $r: String!) {
+    eraseDataSubject(subjectId: $s, reason: $r) {
+      subjectPseudonym erasedAt erasedBy reason streams replayed } }";
+
+fn assert_nothing_planted(what: &str, text: &str) {
+    for planted in PLANTED {
+        assert!(
+            !text.contains(planted),
+            "{what} still shows {planted}: {text}"
+        );
+    }
+}
+
+/// Everything an auditor and a member can read of `tasks`, as one JSON text.
+async fn everything_readable(app: &TestApp, tasks: &[&str]) -> String {
+    let mut seen = String::new();
+    for id in tasks {
+        let answer = app
+            .data(
+                "query($id: ID!) {
+                   task(id: $id) { title description creatorId assigneeId result
+                     history { edges { node { actorId payload storedPayload storedMetadata } } } }
+                   first: task(id: $id, atVersion: 1) { title description creatorId assigneeId }
+                   now: task(id: $id, asOf: \"2999-01-01T00:00:00Z\") { title result }
+                   verifyAuditTrail(aggregateType: TASK, aggregateId: $id) { valid reason } }",
+                json!({"id": id}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(answer["verifyAuditTrail"]["valid"], true, "{answer}");
+        seen.push_str(&answer.to_string());
+    }
+    let lists = app
+        .data(
+            "query($a: String!) {
+               search: tasks(filter: {text: \"PLANTKELLER\"}) { edges { node { id } } }
+               assigned: tasks(filter: {assigneeId: $a}) { edges { node { id } } }
+               trail: auditTrail(filter: {actorId: $a}) { edges { node { aggregateId payload } } } }",
+            json!({"a": MARIA}),
+        )
+        .await
+        .unwrap();
+    seen.push_str(&lists.to_string());
+    seen
+}
+
+fn pg_dump(app: &TestApp) -> String {
+    let output = std::process::Command::new("pg_dump")
+        .arg(app.settings.database_url.expose())
+        .output()
+        .expect("pg_dump runs");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn an_erased_person_is_shown_nowhere_and_every_proof_still_verifies() {
+    let app = TestApp::spawn().await.unwrap();
+    let maria = app.token(MARIA, &["member"], &["team-a"]);
+    let bob = app.token("u-bob-72", &["member"], &["team-a"]);
+
+    // Maria writes a task and completes it; Bob assigns his own task to her.
+    let created = app
+        .graphql_as(
+            Some(&maria),
+            "mutation($t: String!, $d: String!) { createTask(input: {title: $t, description: $d,
+               teamId: \"team-a\", idempotencyKey: \"maria-plant-1\"}) { id } }",
+            json!({"t": TITLE, "d": DESCRIPTION}),
+        )
+        .await
+        .unwrap();
+    let hers = created["data"]["createTask"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for mutation in [
+        "mutation($id: ID!) { startTask(id: $id) { version } }",
+        "mutation($id: ID!, $r: String!) { completeTask(id: $id, result: $r) { version } }",
+    ] {
+        let body = app
+            .graphql_as(Some(&maria), mutation, json!({"id": hers, "r": RESULT}))
+            .await
+            .unwrap();
+        assert!(body["errors"].is_null(), "{body}");
+    }
+    let created = app
+        .graphql_as(
+            Some(&bob),
+            "mutation($a: String!) { createTask(input: {title: \"Bob's review\",
+               teamId: \"team-a\", assigneeId: $a}) { id } }",
+            json!({"a": MARIA}),
+        )
+        .await
+        .unwrap();
+    let bobs = created["data"]["createTask"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.wait_for_version(&hers, 3).await.unwrap();
+    app.wait_for_version(&bobs, 1).await.unwrap();
+    assert!(
+        everything_readable(&app, &[&hers, &bobs])
+            .await
+            .contains("PLANTKELLER"),
+        "planted before"
+    );
+    let dump = pg_dump(&app);
+    assert!(
+        PLANTED.iter().all(|planted| dump.contains(planted)),
+        "every planted value is in the database before"
+    );
+    let events_before: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+
+    // Only the privacy role (or admin) erases.
+    let member = app.token("u-m-73", &["member", "auditor"], &["team-a"]);
+    let refused = app
+        .graphql_as(
+            Some(&member),
+            ERASE,
+            json!({"s": MARIA, "r": "ticket GDPR-42"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(error_code(&refused), Some("FORBIDDEN"), "{refused}");
+    let officer = app.token("u-dpo-74", &["privacy"], &[]);
+    let unknown = app
+        .graphql_as(
+            Some(&officer),
+            ERASE,
+            json!({"s": "u-nobody-75", "r": "ticket GDPR-43"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(error_code(&unknown), Some("NOT_FOUND"), "{unknown}");
+
+    let erased = app
+        .graphql_as(
+            Some(&officer),
+            ERASE,
+            json!({"s": MARIA, "r": "ticket GDPR-42"}),
+        )
+        .await
+        .unwrap();
+    let erasure = &erased["data"]["eraseDataSubject"];
+    assert_eq!(erasure["replayed"], false, "{erased}");
+    assert_eq!(erasure["erasedBy"], "u-dpo-74");
+    assert_eq!(erasure["streams"], 2, "her task and Bob's: {erased}");
+    let marker = erasure["subjectPseudonym"].as_str().unwrap().to_owned();
+    assert!(marker.starts_with("erased:"), "{marker}");
+
+    // Every read surface shows markers; the chains still verify.
+    let seen = everything_readable(&app, &[&hers, &bobs]).await;
+    assert_nothing_planted("the API", &seen);
+    let now = app
+        .data(
+            "query($id: ID!, $b: ID!) { task(id: $id) { title creatorId result }
+               bobs: task(id: $b) { title assigneeId } }",
+            json!({"id": hers, "b": bobs}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(now["task"]["title"], marker.as_str(), "{now}");
+    assert_eq!(now["task"]["creatorId"], marker.as_str());
+    assert_eq!(now["bobs"]["title"], "Bob's review", "Bob's words stay");
+    assert_eq!(now["bobs"]["assigneeId"], marker.as_str());
+    let by_marker = app
+        .data(
+            "query($a: String!) { auditTrail(filter: {actorId: $a}) { edges { node { eventType } } } }",
+            json!({"a": marker}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        by_marker["auditTrail"]["edges"].as_array().unwrap().len(),
+        3,
+        "one unknown person did three things: {by_marker}"
+    );
+
+    // Nothing recoverable in the database: no value, no key.
+    assert_nothing_planted("pg_dump", &pg_dump(&app));
+
+    // Asking again, from the command line: the first answer, nothing appended.
+    let output = std::process::Command::new(chronicle_binary().unwrap())
+        .args([
+            "erase",
+            "--subject",
+            MARIA,
+            "--reason",
+            "ticket GDPR-42 again",
+        ])
+        .env("DATABASE_URL", app.settings.database_url.expose())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let again: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(again["replayed"], true, "{again}");
+    assert_eq!(again["subjectPseudonym"], marker.as_str());
+    assert_eq!(again["reason"], "ticket GDPR-42");
+    let events_after: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(events_after, events_before);
+}
