@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use chronicle_application::audit::{AuditQueries, TimeTravel};
-use chronicle_application::commands::{ReportCommands, TaskCommands};
+use chronicle_application::commands::{AggregateExecutor, ReportCommands, TaskCommands};
 use chronicle_application::live::{LiveFeed, LiveWatch};
 use chronicle_application::ports::audit_log::AuditLog;
 use chronicle_application::projection::projector::Handlers;
@@ -159,12 +159,19 @@ pub fn rebuilder(pool: &sqlx::PgPool, personal: Arc<PersonalData>) -> Rebuilder 
 }
 
 /// Erasing data subjects on `pool` (`eraseDataSubject`, `chronicle erase`): keys destroyed
-/// through `personal`, every read model folded again.
-pub fn eraser(pool: &PgPool, personal: Arc<PersonalData>) -> Eraser {
+/// through `personal`, the erasure appended through `store` and published to `topics`, every
+/// read model folded again.
+pub fn eraser(
+    pool: &PgPool,
+    store: Arc<PgEventStore>,
+    topics: Topics,
+    personal: Arc<PersonalData>,
+) -> Eraser {
     let log: Arc<dyn AuditLog> = Arc::new(PgAuditLog::new(pool.clone()));
     Eraser::new(
         personal.clone(),
         Arc::new(PgErasures::new(pool.clone())),
+        AggregateExecutor::new(store, topics, 0, personal.clone()),
         log.clone(),
         vec![
             Arc::new(Refolder::<TaskReadModel>::new(
@@ -640,7 +647,12 @@ impl<'a> Wiring<'a> {
                 &self.topics,
                 dead_letter_producer,
             )),
-            eraser: Arc::new(eraser(&self.pool, self.personal.clone())),
+            eraser: Arc::new(eraser(
+                &self.pool,
+                self.store.clone(),
+                self.topics.clone(),
+                self.personal.clone(),
+            )),
             audit_proofs: Arc::new(AuditProofs::new(
                 Arc::new(PgAuditTree::new(self.pool.clone())),
                 match self.settings.audit_signing_key_file {

@@ -5,6 +5,7 @@
 
 use std::process::ExitCode;
 
+use chronicle_application::metadata::CommandMetadata;
 use chronicle_application::privacy::erase::Eraser;
 use serde_json::json;
 
@@ -12,8 +13,10 @@ use crate::cli::{exit_status, operator};
 
 /// Erases `subject` for `reason` and prints what was done.
 pub async fn run(eraser: &Eraser, subject: &str, reason: &str) -> ExitCode {
+    let operator = operator();
+    let metadata = CommandMetadata::for_actor(operator.subject());
     let outcome = eraser
-        .erase(&operator(), subject, reason)
+        .erase(&operator, subject, reason, &metadata)
         .await
         .map(|erasure| {
             let answer = json!({

@@ -263,7 +263,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let url = Settings::database_url()?;
             let pool = db::connect(url.expose(), 2).await?;
             db::migrate(&pool).await.context("applying migrations")?;
-            let eraser = app::eraser(&pool, app::personal_data_for_reading(&pool));
+            let settings = Settings::from_env()?;
+            let topics =
+                chronicle_application::topics::Topics::new(settings.kafka.topic_prefix.clone());
+            let store =
+                std::sync::Arc::new(chronicle_infrastructure::event_store::PgEventStore::new(
+                    pool.clone(),
+                    chronicle_infrastructure::outbox::OutboxSignal::new(),
+                ));
+            // Sealing on: the erasure event's reason is the officer's text.
+            let personal = app::personal_data(
+                &pool,
+                chronicle_application::privacy::personal_data::Sealing::On,
+                settings.privacy_key_cache,
+            );
+            let eraser = app::eraser(&pool, store, topics, personal);
             Ok(chronicle_api::erase_cli::run(&eraser, &subject, &reason).await)
         }
         Command::ProjectionFailures { action, name } => {

@@ -7,6 +7,7 @@
 
 use chronicle_domain::personal::PersonalField;
 use chronicle_domain::report::Report;
+use chronicle_domain::subject::DataSubject;
 use chronicle_domain::task::Task;
 use cqrs_es::persist::EventUpcaster;
 use cqrs_es::Aggregate;
@@ -19,10 +20,9 @@ pub struct AggregateKind {
     pub type_name: &'static str,
     /// Its value of the GraphQL enum `AggregateType`.
     pub graphql_name: &'static str,
-    /// The projection that reads its events (`projections`, `chronicle replay NAME`).
-    pub projection: &'static str,
-    /// That projection's read-model table (its shadow during a rebuild is `{table}__rebuild`).
-    pub table: &'static str,
+    /// The read model its events are projected into; `None` for a type nothing projects (a
+    /// data subject's erasure: the trail and the topic are where it is read).
+    pub read_model: Option<ReadModelName>,
     /// The upcasters that bring its events' older schemas to today's.
     pub upcasters: fn() -> Vec<Box<dyn EventUpcaster>>,
     /// The fields of its events that are personal data (docs/privacy.md): what erasure seals
@@ -30,12 +30,32 @@ pub struct AggregateKind {
     pub personal_fields: &'static [PersonalField],
 }
 
+/// A read model as operators and the database name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadModelName {
+    /// The projection that reads the events (`projections`, `chronicle replay NAME`).
+    pub projection: &'static str,
+    /// Its table (its shadow during a rebuild is `{table}__rebuild`).
+    pub table: &'static str,
+}
+
+/// The tasks read model.
+pub const TASKS: ReadModelName = ReadModelName {
+    projection: "tasks",
+    table: "tasks",
+};
+
+/// The reports read model.
+pub const REPORTS: ReadModelName = ReadModelName {
+    projection: "reports",
+    table: "reports",
+};
+
 /// Tasks.
 pub const TASK: AggregateKind = AggregateKind {
     type_name: Task::TYPE,
     graphql_name: "TASK",
-    projection: "tasks",
-    table: "tasks",
+    read_model: Some(TASKS),
     upcasters: chronicle_domain::task::upcast::upcasters,
     personal_fields: chronicle_domain::task::personal::PERSONAL_FIELDS,
 };
@@ -44,14 +64,22 @@ pub const TASK: AggregateKind = AggregateKind {
 pub const REPORT: AggregateKind = AggregateKind {
     type_name: Report::TYPE,
     graphql_name: "REPORT",
-    projection: "reports",
-    table: "reports",
+    read_model: Some(REPORTS),
     upcasters: Vec::new,
     personal_fields: chronicle_domain::report::personal::PERSONAL_FIELDS,
 };
 
+/// Data subjects: one stream per erased person, holding the erasure (`DataSubjectErased`).
+pub const DATA_SUBJECT: AggregateKind = AggregateKind {
+    type_name: DataSubject::TYPE,
+    graphql_name: "DATA_SUBJECT",
+    read_model: None,
+    upcasters: Vec::new,
+    personal_fields: chronicle_domain::subject::personal::PERSONAL_FIELDS,
+};
+
 /// Every aggregate type of the store.
-pub const ALL: [AggregateKind; 2] = [TASK, REPORT];
+pub const ALL: [AggregateKind; 3] = [TASK, REPORT, DATA_SUBJECT];
 
 /// The aggregate named `type_name` (`Task`).
 pub fn by_type(type_name: &str) -> Option<&'static AggregateKind> {
@@ -60,7 +88,10 @@ pub fn by_type(type_name: &str) -> Option<&'static AggregateKind> {
 
 /// The aggregate whose projection is `projection` (`tasks`).
 pub fn by_projection(projection: &str) -> Option<&'static AggregateKind> {
-    ALL.iter().find(|kind| kind.projection == projection)
+    ALL.iter().find(|kind| {
+        kind.read_model
+            .is_some_and(|read_model| read_model.projection == projection)
+    })
 }
 
 /// Every type name, in registry order (for messages listing the valid ones).
@@ -75,10 +106,12 @@ mod tests {
     #[test]
     fn names_are_unique_and_lookups_find_each_entry() {
         for kind in &ALL {
-            let found = by_type(kind.type_name).map(|k| k.projection);
-            assert_eq!(found, Some(kind.projection));
-            let found = by_projection(kind.projection).map(|k| k.type_name);
-            assert_eq!(found, Some(kind.type_name));
+            let found = by_type(kind.type_name).map(|k| k.graphql_name);
+            assert_eq!(found, Some(kind.graphql_name));
+            if let Some(read_model) = kind.read_model {
+                let found = by_projection(read_model.projection).map(|k| k.type_name);
+                assert_eq!(found, Some(kind.type_name));
+            }
         }
         let mut names = type_names();
         names.dedup();

@@ -10,6 +10,7 @@ pub mod ids;
 pub mod ownership;
 pub mod personal;
 pub mod report;
+pub mod subject;
 pub mod task;
 pub mod validation;
 

@@ -23,3 +23,11 @@ impl TeamOwned for crate::report::Report {
         self.team_id.as_ref()
     }
 }
+
+/// A data subject is a person, not a team's work: no team owns their erasure, so only
+/// auditors and admins of every team see it in the trail.
+impl TeamOwned for crate::subject::DataSubject {
+    fn owning_team(&self) -> Option<&TeamId> {
+        None
+    }
+}

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use chronicle_application::ports::erasures::{ErasureRecord, Erasures, Scrub, StreamRef};
 use chronicle_application::ports::store_error::StoreError;
 use chronicle_application::privacy::seal::reference;
-use chronicle_domain::ids::SEALED_PREFIX;
+use chronicle_domain::ids::{ERASED_PREFIX, SEALED_PREFIX};
 use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
@@ -29,6 +29,10 @@ impl PgErasures {
 /// The keyed hash a subject's id (`$1`) is recorded under: the id itself is never stored.
 const SUBJECT_TAG: &str =
     "(SELECT sha256(tag_key || '\\x0a'::bytea || convert_to($1, 'UTF8')) FROM privacy_tag_key)";
+
+/// What a dead letter's or a projection failure's reason becomes when its event held a value
+/// of an erased person: a reason may quote the value (a decoding error does).
+const WITHHELD: &str = "reason withheld: the event holds values of an erased person";
 
 /// An erasure row's columns, as [`record`] reads them.
 const RECORD: &str =
@@ -158,6 +162,43 @@ impl Erasures for PgErasures {
         )
         .bind(&event_ids)
         .bind(&envelopes)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        // Dead letters and projection failures hold the events as consumed (in clear): they
+        // take the envelope as it reads now, and their reasons, which may quote a value, go.
+        sqlx::query(
+            "UPDATE dead_letters d SET payload = convert_to(v.payload::text, 'UTF8'),
+                    reason = $3
+             FROM UNNEST($1::uuid[], $2::jsonb[]) AS v(event_id, payload)
+             WHERE EXISTS (SELECT 1 FROM unnest(d.header_names, d.header_values) AS h(name, value)
+                           WHERE h.name = 'ce_id' AND h.value = convert_to(v.event_id::text, 'UTF8'))",
+        )
+        .bind(&event_ids)
+        .bind(&envelopes)
+        .bind(WITHHELD)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        sqlx::query(
+            "UPDATE dead_letters SET
+                redriven_by = CASE WHEN redriven_by = $1 THEN $2 ELSE redriven_by END,
+                discarded_by = CASE WHEN discarded_by = $1 THEN $2 ELSE discarded_by END
+             WHERE redriven_by = $1 OR discarded_by = $1",
+        )
+        .bind(&scrub.subject_id)
+        .bind(format!("{ERASED_PREFIX}{}", scrub.pseudonym))
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        sqlx::query(
+            "UPDATE projection_failures f SET event = v.payload, reason = $3
+             FROM UNNEST($1::uuid[], $2::jsonb[]) AS v(event_id, payload)
+             WHERE f.event_id = v.event_id",
+        )
+        .bind(&event_ids)
+        .bind(&envelopes)
+        .bind(WITHHELD)
         .execute(&mut *tx)
         .await
         .map_err(store_error)?;

@@ -34,7 +34,8 @@ const SWAP_LOCK_TIMEOUT: &str = "10s";
 /// The read-model table of a projection (from the registry of aggregates).
 fn projection_table(name: &str) -> Result<&'static str, StoreError> {
     aggregates::by_projection(name)
-        .map(|kind| kind.table)
+        .and_then(|kind| kind.read_model)
+        .map(|read_model| read_model.table)
         .ok_or_else(|| StoreError::corrupt(format!("no table for projection {name}")))
 }
 
@@ -198,7 +199,7 @@ impl ProjectionControl for PgProjections {
         // event of that type.
         let (names, types): (Vec<&str>, Vec<&str>) = aggregates::ALL
             .iter()
-            .map(|kind| (kind.projection, kind.type_name))
+            .filter_map(|kind| Some((kind.read_model?.projection, kind.type_name)))
             .unzip();
         let rows = sqlx::query(
             "SELECT p.*, COALESCE((SELECT max(e.position) FROM events e

@@ -24,6 +24,8 @@ pub enum AggregateType {
     Task,
     /// Reports.
     Report,
+    /// Erased people: each one's erasure (`DataSubjectErased`).
+    DataSubject,
 }
 
 impl AggregateType {
@@ -32,6 +34,7 @@ impl AggregateType {
         match self {
             Self::Task => aggregates::TASK.type_name,
             Self::Report => aggregates::REPORT.type_name,
+            Self::DataSubject => aggregates::DATA_SUBJECT.type_name,
         }
     }
 }

@@ -60,9 +60,10 @@ impl PrivacyMutation {
         let request = ctx.request();
         let run = async {
             let principal = request.principal()?;
+            let metadata = request.metadata(None)?;
             ctx.services()
                 .eraser
-                .erase(principal, &subject_id, &reason)
+                .erase(principal, &subject_id, &reason, &metadata)
                 .await
         };
         run.await

@@ -76,6 +76,9 @@ pub trait Erasures: Send + Sync {
     async fn named_in_clear(&self, subject_id: &str) -> Result<bool, StoreError>;
 
     /// Rewrites the copies in clear (snapshots deleted, the subject's idempotency records
-    /// deleted, outbox envelopes replaced) and marks the erasure scrubbed, in one transaction.
+    /// deleted; outbox rows, dead letters and projection failures of the events given the
+    /// envelopes as they read now, their reasons withheld; the subject's id as the operator of
+    /// a redrive or discard replaced by the marker) and marks the erasure scrubbed, in one
+    /// transaction.
     async fn scrub(&self, scrub: &Scrub) -> Result<ErasureRecord, StoreError>;
 }

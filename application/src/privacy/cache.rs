@@ -140,13 +140,30 @@ impl SubjectKeys for CachedSubjectKeys {
 
     async fn destroy(&self, subject_id: &str) -> Result<Option<String>, StoreError> {
         let destroyed = self.inner.destroy(subject_id).await;
-        // Evicted whatever happened: a failed destroy may still have committed.
-        self.entries().by_subject.remove(subject_id);
+        // Whatever happened (a failed destroy may still have committed, and another process
+        // may have destroyed the key first): no key of this subject is trusted any more.
+        self.forget_subject(subject_id);
         let destroyed = destroyed?;
         if let Some(pseudonym) = &destroyed {
             self.remember_gone(pseudonym);
         }
         Ok(destroyed)
+    }
+}
+
+impl CachedSubjectKeys {
+    /// Marks every cached key of `subject_id` as gone, whichever life of theirs it was.
+    fn forget_subject(&self, subject_id: &str) {
+        let mut entries = self.entries();
+        entries.by_subject.remove(subject_id);
+        for entry in entries.by_pseudonym.values_mut() {
+            if entry
+                .as_ref()
+                .is_some_and(|live| live.key.subject_id == subject_id)
+            {
+                *entry = None;
+            }
+        }
     }
 }
 
@@ -201,5 +218,20 @@ mod tests {
         let again = keys.key_for("u-7").await.unwrap();
         assert_ne!(again.pseudonym, first.pseudonym, "a new life, a new name");
         assert_eq!(keys.by_pseudonym(&first.pseudonym).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn destroying_a_key_another_process_destroyed_first_still_forgets_it_here() {
+        let inner = Arc::new(MemorySubjectKeys::default());
+        let keys = cached(&inner, Duration::from_secs(60));
+        let first = keys.key_for("u-7").await.unwrap();
+        inner.destroy("u-7").await.unwrap(); // the other process
+        assert_eq!(
+            keys.destroy("u-7").await.unwrap(),
+            None,
+            "nothing left to destroy"
+        );
+        assert_eq!(keys.by_pseudonym(&first.pseudonym).await.unwrap(), None);
+        assert_eq!(keys.find("u-7").await.unwrap(), None);
     }
 }

@@ -5,10 +5,15 @@
 //! The steps, each safe to repeat, so an erasure interrupted at any point (a crash, a kill -9)
 //! is finished by asking again:
 //! 1. record the erasure (`Erasures::begin`; the subject's id is stored only as a keyed hash);
-//! 2. destroy the key (this process forgets it at once; others within their key cache's time);
-//! 3. scrub: fold the read-model rows of every stream that held a value of the subject again
-//!    from the store, rewrite the outbox envelopes still held, delete the streams' snapshots
-//!    and the subject's idempotency records, and mark the erasure done.
+//! 2. append `DataSubjectErased` to the subject's stream (`DataSubject`, its id the pseudonym
+//!    as a UUID): hash-chained, checkpointed and published like every event, so auditors see
+//!    who erased whom and why, and downstream consumers learn to erase what they kept; a
+//!    second append decides nothing;
+//! 3. destroy the key (this process forgets it at once; others within their key cache's time);
+//! 4. scrub: fold the read-model rows of every stream that held a value of the subject again
+//!    from the store, rewrite the outbox envelopes, dead letters and projection failures still
+//!    held, delete the streams' snapshots and the subject's idempotency records, and mark
+//!    the erasure done.
 //!
 //! No stored event changes, so every hash, inclusion proof and checkpoint stays valid.
 
@@ -16,18 +21,19 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chronicle_domain::ids::UserId;
+use chronicle_domain::subject::{DataSubject, DataSubjectCommand, MAX_REASON_CHARS};
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 use super::personal_data::PersonalData;
-use crate::access::{Action, Principal};
+use crate::access::{Action, Principal, TeamScope};
+use crate::commands::{AggregateExecutor, ExecuteOptions};
 use crate::error::AppError;
 use crate::message::EventMessage;
+use crate::metadata::CommandMetadata;
 use crate::ports::audit_log::AuditLog;
 use crate::ports::erasures::{ErasureRecord, Erasures, Scrub};
 use crate::projection::refold::Refold;
-
-/// The longest reason an officer may give: a ticket reference and a sentence, not a file.
-const MAX_REASON_CHARS: usize = 500;
 
 /// What an erasure answers: the same on every request for the same subject.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,22 +69,25 @@ impl DataSubjectErasure {
 pub struct Eraser {
     personal: Arc<PersonalData>,
     erasures: Arc<dyn Erasures>,
+    subjects: AggregateExecutor<DataSubject>,
     log: Arc<dyn AuditLog>,
     read_models: Vec<Arc<dyn Refold>>,
 }
 
 impl Eraser {
-    /// Destroying keys through `personal`, recording in `erasures`, reading events from `log`
-    /// and rewriting `read_models`.
+    /// Destroying keys through `personal`, recording in `erasures`, appending the erasure
+    /// event through `subjects`, reading events from `log` and rewriting `read_models`.
     pub fn new(
         personal: Arc<PersonalData>,
         erasures: Arc<dyn Erasures>,
+        subjects: AggregateExecutor<DataSubject>,
         log: Arc<dyn AuditLog>,
         read_models: Vec<Arc<dyn Refold>>,
     ) -> Self {
         Self {
             personal,
             erasures,
+            subjects,
             log,
             read_models,
         }
@@ -87,11 +96,13 @@ impl Eraser {
     /// Erases `subject_id` (the `privacy` role, or `admin`). A second request for the same
     /// subject answers the first one's record and erases nothing more; an id Chronicle holds
     /// nothing of is `NOT_FOUND`.
+    /// `metadata` is the request's (its actor the officer), recorded with the erasure event.
     pub async fn erase(
         &self,
         principal: &Principal,
         subject_id: &str,
         reason: &str,
+        metadata: &CommandMetadata,
     ) -> Result<DataSubjectErasure, AppError> {
         principal.scope(Action::ErasePersonalData)?;
         let subject = UserId::parse("subjectId", subject_id)?;
@@ -105,48 +116,86 @@ impl Eraser {
             ));
         }
         let subject = subject.as_str();
-        let Some(key) = self.personal.keys().find(subject).await? else {
-            return self.erased_before(subject).await;
+        let key = self.personal.keys().find(subject).await?;
+        let earlier = self.erasures.find(subject).await?;
+        let (pseudonym, reason, replayed) = match (key, earlier) {
+            // Asked before (maybe interrupted before its key went, maybe this process still
+            // holds a key another one destroyed): finish it, answer its record.
+            (Some(key), Some(earlier)) if key.pseudonym == earlier.pseudonym => {
+                (key.pseudonym, earlier.reason, true)
+            }
+            (None, Some(earlier)) => (earlier.pseudonym, earlier.reason, true),
+            (Some(key), _) => {
+                self.refuse_values_in_clear(subject).await?;
+                self.erasures
+                    .begin(subject, &key.pseudonym, principal.subject(), reason)
+                    .await?;
+                (key.pseudonym, reason.to_owned(), false)
+            }
+            (None, None) => {
+                self.refuse_values_in_clear(subject).await?;
+                return Err(AppError::NotFound(format!("data subject {subject}")));
+            }
         };
+        self.append_erasure(&pseudonym, &reason, metadata).await?;
+        // Also when another process destroyed it: no key of the subject stays held here.
+        self.personal.keys().destroy(subject).await?;
+        let record = match self.erasures.find(subject).await? {
+            Some(record) if record.scrubbed && record.pseudonym == pseudonym => record,
+            _ => self.scrub(subject, &pseudonym).await?,
+        };
+        if !replayed {
+            tracing::info!(
+                actor = principal.subject(),
+                pseudonym = %record.pseudonym,
+                streams = record.streams,
+                "data subject erased"
+            );
+        }
+        Ok(DataSubjectErasure::of(record, replayed))
+    }
+
+    /// `INVALID_TRANSITION` when events stored in clear name the person: destroying a key
+    /// cannot erase those values, and an erasure in part would leave them behind unsaid.
+    async fn refuse_values_in_clear(&self, subject: &str) -> Result<(), AppError> {
         if self.erasures.named_in_clear(subject).await? {
             return Err(AppError::InvalidTransition(
-                "events stored in clear (before sealing was on) name this person; erasing them \
-                 is not supported yet, and nothing was erased"
+                "events stored in clear (before sealing was on, or a report's result) name this \
+                 person; erasing them is not supported yet, and nothing was erased"
                     .to_owned(),
             ));
         }
-        self.erasures
-            .begin(subject, &key.pseudonym, principal.subject(), reason)
-            .await?;
-        self.personal.keys().destroy(subject).await?;
-        let record = self.scrub(subject, &key.pseudonym).await?;
-        tracing::info!(
-            actor = principal.subject(),
-            pseudonym = %record.pseudonym,
-            streams = record.streams,
-            "data subject erased"
-        );
-        Ok(DataSubjectErasure::of(record, false))
+        Ok(())
     }
 
-    /// The answer for a subject without a key: the record of their erasure (finishing it when
-    /// it was interrupted), or `NOT_FOUND`.
-    async fn erased_before(&self, subject: &str) -> Result<DataSubjectErasure, AppError> {
-        let Some(record) = self.erasures.find(subject).await? else {
-            if self.erasures.named_in_clear(subject).await? {
-                return Err(AppError::InvalidTransition(
-                    "this person is named only in events stored in clear (before sealing was \
-                     on); erasing them is not supported yet, and nothing was erased"
-                        .to_owned(),
-                ));
-            }
-            return Err(AppError::NotFound(format!("data subject {subject}")));
+    /// Appends `DataSubjectErased` to the subject's stream (nothing when it is there already).
+    async fn append_erasure(
+        &self,
+        pseudonym: &str,
+        reason: &str,
+        metadata: &CommandMetadata,
+    ) -> Result<(), AppError> {
+        let stream = Uuid::parse_str(pseudonym)
+            .map_err(|e| AppError::internal_from(format!("pseudonym {pseudonym}"), e))?;
+        let options = ExecuteOptions {
+            expected_version: None,
+            command_name: "eraseDataSubject",
+            creates_aggregate: false,
+            scope: TeamScope::All,
         };
-        let record = match record.scrubbed {
-            true => record,
-            false => self.scrub(subject, &record.pseudonym).await?,
+        let command = DataSubjectCommand::Erase {
+            pseudonym: pseudonym.to_owned(),
+            reason: reason.to_owned(),
         };
-        Ok(DataSubjectErasure::of(record, true))
+        let metadata = CommandMetadata {
+            // A retried erasure is recognised by its subject, not by a key.
+            idempotency_key: None,
+            ..metadata.clone()
+        };
+        self.subjects
+            .execute(&stream.to_string(), command, &options, &metadata)
+            .await?;
+        Ok(())
     }
 
     /// Rewrites the copies in clear of every stream that held a value of `pseudonym`, whose

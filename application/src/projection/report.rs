@@ -9,7 +9,7 @@ use super::read_model::{EventContext, ReadModel};
 use crate::aggregates;
 
 /// The projection's name.
-pub const REPORT_PROJECTION: &str = aggregates::REPORT.projection;
+pub const REPORT_PROJECTION: &str = aggregates::REPORTS.projection;
 
 /// A report as queries see it.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,7 +9,7 @@ use super::read_model::{EventContext, ReadModel};
 use crate::aggregates;
 
 /// The projection's name, as operators and `projections` see it.
-pub const TASK_PROJECTION: &str = aggregates::TASK.projection;
+pub const TASK_PROJECTION: &str = aggregates::TASKS.projection;
 
 /// A task as queries see it: the aggregate's state plus when things happened.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,7 +2,11 @@
 //! time travel or table shows what they wrote or their id, every proof still verifies, and
 //! asking again answers the first erasure (docs/privacy.md).
 
-use chronicle_tests::{chronicle_binary, error_code, TestApp};
+use std::time::Duration;
+
+use chronicle_application::aggregates;
+use chronicle_application::topics::Topics;
+use chronicle_tests::{brokers, chronicle_binary, error_code, read_topic, TestApp};
 use serde_json::{json, Value};
 
 /// Distinctive strings planted in every personal field a member can fill.
@@ -123,10 +127,6 @@ async fn an_erased_person_is_shown_nowhere_and_every_proof_still_verifies() {
         PLANTED.iter().all(|planted| dump.contains(planted)),
         "every planted value is in the database before"
     );
-    let events_before: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
 
     // Only the privacy role (or admin) erases.
     let member = app.token("u-m-73", &["member", "auditor"], &["team-a"]);
@@ -193,10 +193,55 @@ async fn an_erased_person_is_shown_nowhere_and_every_proof_still_verifies() {
         "one unknown person did three things: {by_marker}"
     );
 
+    // The erasure is itself in the history: chained, attributed to the officer, published.
+    let erasures = app
+        .data(
+            "{ auditTrail(filter: {aggregateType: DATA_SUBJECT}) {
+                 edges { node { aggregateId eventType actorId payload } } } }",
+            json!({}),
+        )
+        .await
+        .unwrap();
+    let node = &erasures["auditTrail"]["edges"][0]["node"];
+    assert_eq!(node["eventType"], "DataSubjectErased", "{erasures}");
+    assert_eq!(node["actorId"], "u-dpo-74");
+    assert_eq!(node["payload"]["reason"], "ticket GDPR-42");
+    assert_eq!(
+        format!(
+            "erased:{}",
+            node["payload"]["subjectPseudonym"].as_str().unwrap()
+        ),
+        marker
+    );
+    let stream = node["aggregateId"].as_str().unwrap().to_owned();
+    let verified = app
+        .data(
+            "query($id: ID!) { verifyAuditTrail(aggregateType: DATA_SUBJECT, aggregateId: $id) { valid } }",
+            json!({"id": stream}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(verified["verifyAuditTrail"]["valid"], true, "{verified}");
+    let topic = Topics::new(app.settings.kafka.topic_prefix.clone())
+        .events_of(aggregates::DATA_SUBJECT.type_name);
+    let published = read_topic(&brokers(), &topic, 1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(published[0].value["eventType"], "DataSubjectErased");
+    assert_eq!(
+        published[0].value["payload"]["subjectPseudonym"],
+        node["payload"]["subjectPseudonym"]
+    );
+    assert_nothing_planted("the erasure event", &published[0].value.to_string());
+
     // Nothing recoverable in the database: no value, no key.
     assert_nothing_planted("pg_dump", &pg_dump(&app));
 
     // Asking again, from the command line: the first answer, nothing appended.
+    let events_before: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
     let output = std::process::Command::new(chronicle_binary().unwrap())
         .args([
             "erase",
@@ -218,4 +263,71 @@ async fn an_erased_person_is_shown_nowhere_and_every_proof_still_verifies() {
         .await
         .unwrap();
     assert_eq!(events_after, events_before);
+}
+
+#[tokio::test]
+async fn an_erasure_interrupted_after_its_key_was_destroyed_is_finished_by_asking_again() {
+    use chronicle_application::ports::erasures::Erasures as _;
+    use chronicle_application::ports::subject_keys::SubjectKeys as _;
+    let app = TestApp::spawn().await.unwrap();
+    let maria = app.token(MARIA, &["member"], &["team-a"]);
+    let created = app
+        .graphql_as(
+            Some(&maria),
+            "mutation($t: String!) { createTask(input: {title: $t, teamId: \"team-a\"}) { id } }",
+            json!({"t": TITLE}),
+        )
+        .await
+        .unwrap();
+    let id = created["data"]["createTask"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.wait_for_version(&id, 1).await.unwrap();
+
+    // A process died between destroying the key and rewriting the copies in clear: the read
+    // model still shows her title.
+    let keys = chronicle_infrastructure::subject_keys::PgSubjectKeys::new(app.db.clone());
+    let pseudonym = keys.find(MARIA).await.unwrap().unwrap().pseudonym;
+    chronicle_infrastructure::erasures::PgErasures::new(app.db.clone())
+        .begin(MARIA, &pseudonym, "u-dpo-74", "ticket GDPR-44")
+        .await
+        .unwrap();
+    keys.destroy(MARIA).await.unwrap();
+    let half = app
+        .data(
+            "query($id: ID!) { task(id: $id) { title } }",
+            json!({"id": id}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(half["task"]["title"], TITLE, "half done: {half}");
+
+    let officer = app.token("u-dpo-74", &["privacy"], &[]);
+    let again = app
+        .graphql_as(
+            Some(&officer),
+            ERASE,
+            json!({"s": MARIA, "r": "ticket GDPR-44"}),
+        )
+        .await
+        .unwrap();
+    let erasure = &again["data"]["eraseDataSubject"];
+    assert_eq!(erasure["streams"], 1, "{again}");
+    assert_eq!(
+        erasure["reason"], "ticket GDPR-44",
+        "the first request's record"
+    );
+    let done = app
+        .data(
+            "query($id: ID!) { task(id: $id) { title } }",
+            json!({"id": id}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        done["task"]["title"],
+        format!("erased:{pseudonym}").as_str(),
+        "{done}"
+    );
 }

@@ -461,8 +461,9 @@ async fn projection_consumers_share_partitions_and_the_survivor_takes_over_when_
     .await
     .unwrap();
     let group = Topics::new(app.settings.kafka.topic_prefix.clone()).group(PROJECTIONS_GROUP);
-    // The two event topics, and beside each the group's redrive topic.
-    let every_partition = 4 * app.settings.kafka.partitions as usize;
+    // Every event topic, and beside each the group's redrive topic.
+    let every_partition =
+        2 * chronicle_application::aggregates::ALL.len() * app.settings.kafka.partitions as usize;
     let first = ChronicleProcess::serve(&app.settings, "api,projections").unwrap();
     first.wait_ready(START).await.unwrap();
     assigned_partitions(&first, &group, |n| n == every_partition).await;

@@ -13,7 +13,7 @@
 //! - `scale` ([`scale`]): the same service with 1,000,000 events already stored (createTask rate
 //!   next to the empty store's, in the same run) and the `tasks` query at 100 concurrent readers
 //!   on 1,000,000 tasks.
-//! - `reports`, `audit`, `replay`, `outage`: see their modules.
+//! - `reports`, `audit`, `replay`, `outage`, `erasure`: see their modules.
 //!
 //! Run with `cargo run --release -p chronicle-tests --bin chronicle-bench` (it starts the
 //! `chronicle` binary beside it: `CHRONICLE_BIN`, else `target/release/chronicle`, built by
@@ -22,6 +22,7 @@
 
 mod audit;
 mod commands;
+mod erasure;
 mod limits;
 mod load;
 mod outage;
@@ -51,6 +52,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wanted("replay") {
         report["replay"] = replay::replay_phase().await?;
+    }
+    if wanted("erasure") {
+        report["erasure"] = erasure::erasure_phase().await?;
     }
     if wanted("outage") {
         report["outage"] = outage::outage_phase().await?;
