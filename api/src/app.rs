@@ -167,23 +167,17 @@ pub fn eraser(
     topics: Topics,
     personal: Arc<PersonalData>,
 ) -> Eraser {
-    let log: Arc<dyn AuditLog> = Arc::new(PgAuditLog::new(pool.clone()));
     Eraser::new(
         personal.clone(),
         Arc::new(PgErasures::new(pool.clone())),
-        AggregateExecutor::new(store, topics, 0, personal.clone()),
-        log.clone(),
+        AggregateExecutor::new(store, topics, 0, personal),
         vec![
-            Arc::new(Refolder::<TaskReadModel>::new(
-                log.clone(),
-                personal.clone(),
-                Arc::new(PgTaskViews::new(pool.clone())),
-            )),
-            Arc::new(Refolder::<ReportReadModel>::new(
-                log,
-                personal,
-                Arc::new(PgReportViews::new(pool.clone())),
-            )),
+            Arc::new(Refolder::<TaskReadModel>::new(Arc::new(PgTaskViews::new(
+                pool.clone(),
+            )))),
+            Arc::new(Refolder::<ReportReadModel>::new(Arc::new(
+                PgReportViews::new(pool.clone()),
+            ))),
         ],
     )
 }

@@ -2,6 +2,7 @@
 //! id), and the rewrite of the copies in clear an erasure makes in one transaction.
 
 use async_trait::async_trait;
+use chronicle_application::event_log::StoredEvent;
 use chronicle_application::ports::erasures::{ErasureRecord, Erasures, Scrub, StreamRef};
 use chronicle_application::ports::store_error::StoreError;
 use chronicle_application::privacy::seal::reference;
@@ -12,6 +13,7 @@ use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 use crate::db::store_error;
+use crate::event_store::stored_event;
 
 /// The erasures on `pool`.
 #[derive(Clone)]
@@ -116,6 +118,28 @@ impl Erasures for PgErasures {
                 aggregate_id,
             })
             .collect())
+    }
+
+    async fn events_of(&self, streams: &[StreamRef]) -> Result<Vec<StoredEvent>, StoreError> {
+        let (types, ids): (Vec<&str>, Vec<&str>) = streams
+            .iter()
+            .map(|s| (s.aggregate_type.as_str(), s.aggregate_id.as_str()))
+            .unzip();
+        let rows = sqlx::query(
+            "SELECT e.event_id, e.aggregate_type, e.aggregate_id, e.sequence, e.event_type,
+                    e.event_version, e.payload, e.metadata, e.recorded_at, e.hash,
+                    e.previous_hash
+             FROM UNNEST($1::text[], $2::text[]) AS s(aggregate_type, aggregate_id)
+             JOIN events e ON e.aggregate_type = s.aggregate_type
+                          AND e.aggregate_id = s.aggregate_id
+             ORDER BY e.aggregate_type, e.aggregate_id, e.sequence",
+        )
+        .bind(&types)
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(rows.iter().map(stored_event).collect())
     }
 
     async fn named_in_clear(&self, subject_id: &str) -> Result<bool, StoreError> {

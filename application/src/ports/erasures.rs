@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::event_log::StoredEvent;
 use crate::ports::store_error::StoreError;
 
 /// One aggregate's stream.
@@ -70,6 +71,9 @@ pub trait Erasures: Send + Sync {
     /// Every stream with an event holding a value of `pseudonym`: its actor, a reference to
     /// it, or text sealed under its key.
     async fn streams_of(&self, pseudonym: &str) -> Result<Vec<StreamRef>, StoreError>;
+
+    /// Every event of `streams`, as stored, stream after stream, each in sequence order.
+    async fn events_of(&self, streams: &[StreamRef]) -> Result<Vec<StoredEvent>, StoreError>;
 
     /// Whether an event stored in clear (before sealing, or with it off) names `subject_id` as
     /// its actor or in a field: such values cannot be erased by destroying a key.

@@ -17,7 +17,6 @@
 //!
 //! No stored event changes, so every hash, inclusion proof and checkpoint stays valid.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chronicle_domain::ids::UserId;
@@ -29,9 +28,9 @@ use super::personal_data::PersonalData;
 use crate::access::{Action, Principal, TeamScope};
 use crate::commands::{AggregateExecutor, ExecuteOptions};
 use crate::error::AppError;
+use crate::event_log::StoredEvent;
 use crate::message::EventMessage;
 use crate::metadata::CommandMetadata;
-use crate::ports::audit_log::AuditLog;
 use crate::ports::erasures::{ErasureRecord, Erasures, Scrub};
 use crate::projection::refold::Refold;
 
@@ -70,25 +69,27 @@ pub struct Eraser {
     personal: Arc<PersonalData>,
     erasures: Arc<dyn Erasures>,
     subjects: AggregateExecutor<DataSubject>,
-    log: Arc<dyn AuditLog>,
     read_models: Vec<Arc<dyn Refold>>,
 }
 
+/// Streams read, opened and folded again at once: a person with 10,000 tasks is rewritten in
+/// ten round trips, not 10,000.
+const STREAMS_PER_READ: usize = 1_000;
+
 impl Eraser {
-    /// Destroying keys through `personal`, recording in `erasures`, appending the erasure
-    /// event through `subjects`, reading events from `log` and rewriting `read_models`.
+    /// Destroying keys through `personal`, recording in `erasures` (and reading the events
+    /// to rewrite from it), appending the erasure event through `subjects` and rewriting
+    /// `read_models`.
     pub fn new(
         personal: Arc<PersonalData>,
         erasures: Arc<dyn Erasures>,
         subjects: AggregateExecutor<DataSubject>,
-        log: Arc<dyn AuditLog>,
         read_models: Vec<Arc<dyn Refold>>,
     ) -> Self {
         Self {
             personal,
             erasures,
             subjects,
-            log,
             read_models,
         }
     }
@@ -202,33 +203,30 @@ impl Eraser {
     /// key is gone: the store's events now read markers.
     async fn scrub(&self, subject: &str, pseudonym: &str) -> Result<ErasureRecord, AppError> {
         let streams = self.erasures.streams_of(pseudonym).await?;
-        let mut by_type: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         let mut envelopes = Vec::new();
-        for stream in &streams {
-            by_type
-                .entry(stream.aggregate_type.as_str())
-                .or_default()
-                .push(stream.aggregate_id.clone());
-            for mut record in self
-                .log
-                .stream(&stream.aggregate_type, &stream.aggregate_id)
-                .await?
-            {
-                self.personal.open(&mut record.event).await?;
-                let envelope = EventMessage::of_stored(&record.event).ok_or_else(|| {
+        for chunk in streams.chunks(STREAMS_PER_READ) {
+            let mut events = self.erasures.events_of(chunk).await?;
+            for event in &mut events {
+                self.personal.open(event).await?;
+                let envelope = EventMessage::of_stored(event).ok_or_else(|| {
                     AppError::internal(format!(
                         "event {}'s metadata is not readable",
-                        record.event.event_id
+                        event.event_id
                     ))
                 })?;
                 let envelope = serde_json::to_value(&envelope)
                     .map_err(|e| AppError::internal_from("encode envelope", e))?;
-                envelopes.push((record.event.event_id, envelope));
+                envelopes.push((event.event_id, envelope));
             }
-        }
-        for read_model in &self.read_models {
-            if let Some(ids) = by_type.get(read_model.aggregate_type()) {
-                read_model.refold(ids).await?;
+            for read_model in &self.read_models {
+                let of_its_type: Vec<StoredEvent> = events
+                    .iter()
+                    .filter(|event| event.aggregate_type == read_model.aggregate_type())
+                    .cloned()
+                    .collect();
+                if !of_its_type.is_empty() {
+                    read_model.refold(&of_its_type).await?;
+                }
             }
         }
         Ok(self

@@ -9,9 +9,8 @@ use async_trait::async_trait;
 
 use crate::audit::time_travel::apply;
 use crate::error::AppError;
-use crate::ports::audit_log::AuditLog;
+use crate::event_log::StoredEvent;
 use crate::ports::view_store::ViewStore;
-use crate::privacy::personal_data::PersonalData;
 use crate::projection::read_model::ReadModel;
 
 /// A read model whose rows can be folded again from the store.
@@ -20,29 +19,22 @@ pub trait Refold: Send + Sync {
     /// The aggregate type its rows are of.
     fn aggregate_type(&self) -> &'static str;
 
-    /// Folds these aggregates again from the store and replaces their rows; answers how many
-    /// rows were written (an aggregate without events has none).
-    async fn refold(&self, aggregate_ids: &[String]) -> Result<u64, AppError>;
+    /// Folds whole streams again from `opened` (events of this type, already opened, stream
+    /// after stream, each in sequence order) and replaces their rows; answers how many rows
+    /// were written.
+    async fn refold(&self, opened: &[StoredEvent]) -> Result<u64, AppError>;
 }
 
 /// [`Refold`] for read model `M`, through the same fold the live projection runs.
 pub struct Refolder<M: ReadModel> {
-    log: Arc<dyn AuditLog>,
-    personal: Arc<PersonalData>,
     views: Arc<dyn ViewStore<M::View>>,
     model: PhantomData<fn() -> M>,
 }
 
 impl<M: ReadModel> Refolder<M> {
-    /// Reading events from `log`, opened with `personal`, writing rows to `views`.
-    pub fn new(
-        log: Arc<dyn AuditLog>,
-        personal: Arc<PersonalData>,
-        views: Arc<dyn ViewStore<M::View>>,
-    ) -> Self {
+    /// Writing rows to `views`.
+    pub fn new(views: Arc<dyn ViewStore<M::View>>) -> Self {
         Self {
-            log,
-            personal,
             views,
             model: PhantomData,
         }
@@ -55,13 +47,12 @@ impl<M: ReadModel> Refold for Refolder<M> {
         M::AGGREGATE_TYPE
     }
 
-    async fn refold(&self, aggregate_ids: &[String]) -> Result<u64, AppError> {
-        let mut rows = Vec::with_capacity(aggregate_ids.len());
-        for id in aggregate_ids {
+    async fn refold(&self, opened: &[StoredEvent]) -> Result<u64, AppError> {
+        let mut rows = Vec::new();
+        for stream in opened.chunk_by(|a, b| a.aggregate_id == b.aggregate_id) {
             let mut view = None;
-            for mut record in self.log.stream(M::AGGREGATE_TYPE, id).await? {
-                self.personal.open(&mut record.event).await?;
-                view = Some(apply::<M>(view, &record.event)?);
+            for event in stream {
+                view = Some(apply::<M>(view, event)?);
             }
             rows.extend(view);
         }
