@@ -167,8 +167,13 @@ pub fn eraser(
     topics: Topics,
     personal: Arc<PersonalData>,
 ) -> Eraser {
+    let fresh = Arc::new(PersonalData::new(
+        Arc::new(PgSubjectKeys::new(pool.clone())),
+        Sealing::Off,
+    ));
     Eraser::new(
         personal.clone(),
+        fresh,
         Arc::new(PgErasures::new(pool.clone())),
         AggregateExecutor::new(store, topics, 0, personal),
         vec![

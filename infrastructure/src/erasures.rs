@@ -95,6 +95,36 @@ impl Erasures for PgErasures {
         Ok(row.as_ref().map(record))
     }
 
+    async fn unfinished(&self, subject_id: &str) -> Result<Vec<ErasureRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RECORD} FROM erasures
+             WHERE subject_tag = {SUBJECT_TAG} AND scrubbed_at IS NULL ORDER BY erased_at"
+        ))
+        .bind(subject_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(rows.iter().map(record).collect())
+    }
+
+    async fn copied_into_reports(&self, streams: &[StreamRef]) -> Result<bool, StoreError> {
+        let patterns: Vec<String> = streams
+            .iter()
+            .map(|s| quoted_anywhere(&s.aggregate_id))
+            .collect();
+        if patterns.is_empty() {
+            return Ok(false);
+        }
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM events
+                            WHERE event_type = 'ReportCompleted' AND payload::text LIKE ANY($1))",
+        )
+        .bind(&patterns)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(store_error)
+    }
+
     async fn streams_of(&self, pseudonym: &str) -> Result<Vec<StreamRef>, StoreError> {
         // The actor through its index; values in the payload by a scan of sealed events.
         let rows: Vec<(String, String)> = sqlx::query_as(
@@ -172,13 +202,23 @@ impl Erasures for PgErasures {
         .execute(&mut *tx)
         .await
         .map_err(store_error)?;
-        // Their fingerprints hash the commands' arguments (titles) without a salt.
-        sqlx::query("DELETE FROM idempotency_keys WHERE actor_id = $1 OR aggregate_id = ANY($2)")
+        // The subject's own go. Others' on those streams stay, so their retries are still
+        // recognised, without their fingerprints, which hash the commands' arguments (the
+        // subject's titles, an assignee id) without a salt; a record without one still
+        // answers a retry.
+        sqlx::query("DELETE FROM idempotency_keys WHERE actor_id = $1")
             .bind(&scrub.subject_id)
-            .bind(&ids)
             .execute(&mut *tx)
             .await
             .map_err(store_error)?;
+        sqlx::query(
+            "UPDATE idempotency_keys SET request_fingerprint = NULL
+             WHERE aggregate_id = ANY($1) AND request_fingerprint IS NOT NULL",
+        )
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
         sqlx::query(
             "UPDATE outbox o SET payload = v.payload
              FROM UNNEST($1::uuid[], $2::jsonb[]) AS v(event_id, payload)
@@ -194,9 +234,12 @@ impl Erasures for PgErasures {
         sqlx::query(
             "UPDATE dead_letters d SET payload = convert_to(v.payload::text, 'UTF8'),
                     reason = $3
-             FROM UNNEST($1::uuid[], $2::jsonb[]) AS v(event_id, payload)
-             WHERE EXISTS (SELECT 1 FROM unnest(d.header_names, d.header_values) AS h(name, value)
-                           WHERE h.name = 'ce_id' AND h.value = convert_to(v.event_id::text, 'UTF8'))",
+             FROM (SELECT l.id, h.value AS ce_id
+                   FROM dead_letters l, unnest(l.header_names, l.header_values) AS h(name, value)
+                   WHERE h.name = 'ce_id') AS held
+             JOIN UNNEST($1::uuid[], $2::jsonb[]) AS v(event_id, payload)
+               ON held.ce_id = convert_to(v.event_id::text, 'UTF8')
+             WHERE d.id = held.id",
         )
         .bind(&event_ids)
         .bind(&envelopes)

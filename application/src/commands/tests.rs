@@ -544,3 +544,53 @@ async fn a_destroyed_key_erases_its_values_everywhere_and_changes_no_hash() {
     assert_eq!(after, hashes);
     assert!(given.stream(task).iter().all(|e| e.hash == event_hash(e)));
 }
+
+#[tokio::test]
+async fn a_task_whose_assignee_was_erased_can_be_reassigned_and_stays_erased() {
+    let given = given();
+    let input = NewTask {
+        assignee_id: Some("u-gone".to_owned()),
+        ..new_task("Review")
+    };
+    let created = given
+        .tasks
+        .create(&given.member, input, &CommandMetadata::for_actor("alice"))
+        .await
+        .expect("created");
+    let task: Uuid = created.aggregate_id.parse().expect("a UUID");
+    let pseudonym = given
+        .personal
+        .keys()
+        .destroy("u-gone")
+        .await
+        .expect("destroyed")
+        .expect("had a key");
+
+    let reassigned = given
+        .tasks
+        .run(
+            &given.member,
+            task,
+            chronicle_domain::task::TaskCommand::Assign {
+                assignee_id: "u-next".to_owned(),
+            },
+            "assignTask",
+            None,
+            &CommandMetadata::for_actor("alice"),
+        )
+        .await;
+
+    assert_eq!(reassigned.expect("reassigned").version, 2);
+    let opened = given.opened_stream(task).await;
+    let assigned = &opened[1].payload["TaskAssigned"];
+    assert_eq!(assigned["assigneeId"], "u-next");
+    assert_eq!(
+        assigned["previousAssigneeId"],
+        format!("erased:{pseudonym}").as_str(),
+        "still erased, stored as the reference it was"
+    );
+    assert!(given.stream(task)[1]
+        .payload
+        .to_string()
+        .contains(&format!("subject:{pseudonym}")));
+}

@@ -68,6 +68,14 @@ pub trait Erasures: Send + Sync {
     /// The latest erasure of `subject_id`, if any.
     async fn find(&self, subject_id: &str) -> Result<Option<ErasureRecord>, StoreError>;
 
+    /// The erasures of `subject_id` begun and never finished (their copies in clear not yet
+    /// rewritten), oldest first.
+    async fn unfinished(&self, subject_id: &str) -> Result<Vec<ErasureRecord>, StoreError>;
+
+    /// Whether a report's result names one of `streams` (an overdue-tasks report copies the
+    /// titles of the tasks it lists, in clear).
+    async fn copied_into_reports(&self, streams: &[StreamRef]) -> Result<bool, StoreError>;
+
     /// Every stream with an event holding a value of `pseudonym`: its actor, a reference to
     /// it, or text sealed under its key.
     async fn streams_of(&self, pseudonym: &str) -> Result<Vec<StreamRef>, StoreError>;
@@ -80,7 +88,8 @@ pub trait Erasures: Send + Sync {
     async fn named_in_clear(&self, subject_id: &str) -> Result<bool, StoreError>;
 
     /// Rewrites the copies in clear (snapshots deleted, the subject's idempotency records
-    /// deleted; outbox rows, dead letters and projection failures of the events given the
+    /// deleted and others' on those streams kept without their fingerprints, which hash the
+    /// commands' arguments; outbox rows, dead letters and projection failures of the events given the
     /// envelopes as they read now, their reasons withheld; the subject's id as the operator of
     /// a redrive or discard replaced by the marker) and marks the erasure scrubbed, in one
     /// transaction.

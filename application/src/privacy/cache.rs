@@ -60,6 +60,10 @@ impl CachedSubjectKeys {
     fn remember(&self, key: &SubjectKey) {
         let until = Instant::now() + self.ttl;
         let mut entries = self.entries();
+        // A lookup that was in flight while the key was destroyed must not bring it back.
+        if matches!(entries.by_pseudonym.get(&key.pseudonym), Some(None)) {
+            return;
+        }
         if entries.by_subject.len() >= CAPACITY || entries.by_pseudonym.len() >= CAPACITY {
             *entries = Entries::default();
         }
@@ -232,6 +236,20 @@ mod tests {
             "nothing left to destroy"
         );
         assert_eq!(keys.by_pseudonym(&first.pseudonym).await.unwrap(), None);
+        assert_eq!(keys.find("u-7").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_lookup_in_flight_while_the_key_is_destroyed_does_not_bring_it_back() {
+        let inner = Arc::new(MemorySubjectKeys::default());
+        let keys = cached(&inner, Duration::from_secs(60));
+        let read_before = inner.key_for("u-7").await.unwrap(); // its answer not cached yet
+        keys.destroy("u-7").await.unwrap();
+        keys.remember(&read_before); // the lookup finishes after the destroy
+        assert_eq!(
+            keys.by_pseudonym(&read_before.pseudonym).await.unwrap(),
+            None
+        );
         assert_eq!(keys.find("u-7").await.unwrap(), None);
     }
 }

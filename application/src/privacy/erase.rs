@@ -51,6 +51,15 @@ pub struct DataSubjectErasure {
     pub replayed: bool,
 }
 
+/// Why a person named in values stored in clear is not erased.
+fn in_clear() -> AppError {
+    AppError::InvalidTransition(
+        "events stored in clear (before sealing was on) or a report's result name this person \
+         or list their tasks; erasing those is not supported yet, and nothing was erased"
+            .to_owned(),
+    )
+}
+
 impl DataSubjectErasure {
     fn of(record: ErasureRecord, replayed: bool) -> Self {
         Self {
@@ -67,6 +76,7 @@ impl DataSubjectErasure {
 /// Erases data subjects.
 pub struct Eraser {
     personal: Arc<PersonalData>,
+    fresh: Arc<PersonalData>,
     erasures: Arc<dyn Erasures>,
     subjects: AggregateExecutor<DataSubject>,
     read_models: Vec<Arc<dyn Refold>>,
@@ -77,17 +87,21 @@ pub struct Eraser {
 const STREAMS_PER_READ: usize = 1_000;
 
 impl Eraser {
-    /// Destroying keys through `personal`, recording in `erasures` (and reading the events
-    /// to rewrite from it), appending the erasure event through `subjects` and rewriting
-    /// `read_models`.
+    /// Destroying keys through `personal` (the process's own, whose cache forgets them at
+    /// once), deciding and opening with `fresh` (keys read from the key store each time: an
+    /// erasure must never act on a cached key another process destroyed), recording in
+    /// `erasures` (and reading the events to rewrite from it), appending the erasure event
+    /// through `subjects` and rewriting `read_models`.
     pub fn new(
         personal: Arc<PersonalData>,
+        fresh: Arc<PersonalData>,
         erasures: Arc<dyn Erasures>,
         subjects: AggregateExecutor<DataSubject>,
         read_models: Vec<Arc<dyn Refold>>,
     ) -> Self {
         Self {
             personal,
+            fresh,
             erasures,
             subjects,
             read_models,
@@ -95,9 +109,10 @@ impl Eraser {
     }
 
     /// Erases `subject_id` (the `privacy` role, or `admin`). A second request for the same
-    /// subject answers the first one's record and erases nothing more; an id Chronicle holds
-    /// nothing of is `NOT_FOUND`.
-    /// `metadata` is the request's (its actor the officer), recorded with the erasure event.
+    /// subject answers the first one's record (`replayed`), appends nothing, and rewrites the
+    /// copies in clear again (a sweep of what raced the first); an id Chronicle holds nothing
+    /// of is `NOT_FOUND`. `metadata` is the request's (its actor the officer), recorded with
+    /// the erasure event.
     pub async fn erase(
         &self,
         principal: &Principal,
@@ -117,34 +132,37 @@ impl Eraser {
             ));
         }
         let subject = subject.as_str();
-        let key = self.personal.keys().find(subject).await?;
+        let key = self.fresh.keys().find(subject).await?;
         let earlier = self.erasures.find(subject).await?;
         let (pseudonym, reason, replayed) = match (key, earlier) {
-            // Asked before (maybe interrupted before its key went, maybe this process still
-            // holds a key another one destroyed): finish it, answer its record.
+            // Interrupted before its key went: this request erases.
             (Some(key), Some(earlier)) if key.pseudonym == earlier.pseudonym => {
-                (key.pseudonym, earlier.reason, true)
+                (key.pseudonym, earlier.reason, false)
             }
-            (None, Some(earlier)) => (earlier.pseudonym, earlier.reason, true),
+            (None, Some(earlier)) => (earlier.pseudonym, earlier.reason, earlier.scrubbed),
             (Some(key), _) => {
-                self.refuse_values_in_clear(subject).await?;
+                self.refuse_values_in_clear(subject, &key.pseudonym).await?;
                 self.erasures
                     .begin(subject, &key.pseudonym, principal.subject(), reason)
                     .await?;
                 (key.pseudonym, reason.to_owned(), false)
             }
             (None, None) => {
-                self.refuse_values_in_clear(subject).await?;
-                return Err(AppError::NotFound(format!("data subject {subject}")));
+                return Err(match self.erasures.named_in_clear(subject).await? {
+                    true => in_clear(),
+                    false => AppError::NotFound(format!("data subject {subject}")),
+                })
             }
         };
-        self.append_erasure(&pseudonym, &reason, metadata).await?;
-        // Also when another process destroyed it: no key of the subject stays held here.
-        self.personal.keys().destroy(subject).await?;
-        let record = match self.erasures.find(subject).await? {
-            Some(record) if record.scrubbed && record.pseudonym == pseudonym => record,
-            _ => self.scrub(subject, &pseudonym).await?,
-        };
+        // An earlier life of the person (erased, then given a new key) whose erasure was
+        // interrupted after its key went: finished too.
+        for older in self.erasures.unfinished(subject).await? {
+            if older.pseudonym != pseudonym {
+                self.finish(subject, &older.pseudonym, &older.reason, metadata)
+                    .await?;
+            }
+        }
+        let record = self.finish(subject, &pseudonym, &reason, metadata).await?;
         if !replayed {
             tracing::info!(
                 actor = principal.subject(),
@@ -156,15 +174,28 @@ impl Eraser {
         Ok(DataSubjectErasure::of(record, replayed))
     }
 
-    /// `INVALID_TRANSITION` when events stored in clear name the person: destroying a key
-    /// cannot erase those values, and an erasure in part would leave them behind unsaid.
-    async fn refuse_values_in_clear(&self, subject: &str) -> Result<(), AppError> {
-        if self.erasures.named_in_clear(subject).await? {
-            return Err(AppError::InvalidTransition(
-                "events stored in clear (before sealing was on, or a report's result) name this \
-                 person; erasing them is not supported yet, and nothing was erased"
-                    .to_owned(),
-            ));
+    /// The steps after the record, each safe to repeat: the event, the key, the rewrite.
+    async fn finish(
+        &self,
+        subject: &str,
+        pseudonym: &str,
+        reason: &str,
+        metadata: &CommandMetadata,
+    ) -> Result<ErasureRecord, AppError> {
+        self.append_erasure(pseudonym, reason, metadata).await?;
+        // Also when another process destroyed it: no key of the subject stays held here.
+        self.personal.keys().destroy(subject).await?;
+        self.scrub(subject, pseudonym).await
+    }
+
+    /// `INVALID_TRANSITION` when events stored in clear name the person, or a report copied
+    /// what they wrote: destroying a key cannot erase those values, and an erasure in part
+    /// would leave them behind unsaid.
+    async fn refuse_values_in_clear(&self, subject: &str, pseudonym: &str) -> Result<(), AppError> {
+        let streams = self.erasures.streams_of(pseudonym).await?;
+        let copied = self.erasures.copied_into_reports(&streams).await?;
+        if copied || self.erasures.named_in_clear(subject).await? {
+            return Err(in_clear());
         }
         Ok(())
     }
@@ -207,7 +238,7 @@ impl Eraser {
         for chunk in streams.chunks(STREAMS_PER_READ) {
             let mut events = self.erasures.events_of(chunk).await?;
             for event in &mut events {
-                self.personal.open(event).await?;
+                self.fresh.open(event).await?;
                 let envelope = EventMessage::of_stored(event).ok_or_else(|| {
                     AppError::internal(format!(
                         "event {}'s metadata is not readable",

@@ -177,6 +177,13 @@ fn is_service(actor: &str) -> bool {
     SERVICE_ACTORS.contains(&actor)
 }
 
+/// The pseudonym of an erased person's marker (`erased:<pseudonym>`), if `value` is one.
+fn erased_pseudonym(value: &str) -> Option<&str> {
+    value
+        .strip_prefix(ERASED_PREFIX)
+        .filter(|pseudonym| is_pseudonym(pseudonym))
+}
+
 fn is_sealed(event: &StoredEvent) -> bool {
     event.metadata[SEALED_FLAG.0] == SEALED_FLAG.1
 }
@@ -205,15 +212,19 @@ impl EventSealer {
             };
             let stored = match kind {
                 Personal::Subject if is_service(&value) => continue,
-                Personal::Subject => {
-                    if RESERVED_PREFIXES.iter().any(|p| value.starts_with(p)) {
+                Personal::Subject => match erased_pseudonym(&value) {
+                    // Someone erased since, carried over from the state (the previous assignee
+                    // of a reassigned task): stored as the reference it replaced, which stays
+                    // erased.
+                    Some(pseudonym) => reference(pseudonym),
+                    None if RESERVED_PREFIXES.iter().any(|p| value.starts_with(p)) => {
                         return Err(unexpected(
                             event,
                             format!("{} holds a stored form, not an id", slot.name()),
                         ));
                     }
-                    reference(&self.key(&mut keys, &value).await?.pseudonym)
-                }
+                    None => reference(&self.key(&mut keys, &value).await?.pseudonym),
+                },
                 Personal::Authored if is_service(&actor) => continue, // the service's words
                 Personal::Authored => {
                     let author = self.key(&mut keys, &actor).await?;

@@ -22,18 +22,6 @@ pub(crate) fn backend(error: sqlx::Error) -> StoreError {
     crate::db::store_error(error)
 }
 
-/// Wraps a live projection's upsert so it writes only while the projection is live, in the same
-/// statement (one round trip, atomic):
-///
-/// - the `live` step locks the projection's status row: a rebuild's claim waits for a write in
-///   flight, and a write waits for a claim being taken, then sees it and writes nothing;
-/// - it takes back a projection whose rebuild died (its claim's advisory lock is free),
-///   recording why;
-/// - it advances the projection's position to the highest store position the rows now reflect.
-///
-/// `upsert` reads its rows from `$1` (ids, `uuid[]`) and `$2` (versions, `bigint[]`) onwards and
-/// must select them `WHERE EXISTS (SELECT 1 FROM live)`. The statement answers one boolean,
-/// `live`: false means nothing was written ([`StoreError::Paused`]).
 /// Which existing row a write may replace.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Replace {
@@ -53,6 +41,18 @@ impl Replace {
     }
 }
 
+/// Wraps a live projection's upsert so it writes only while the projection is live, in the same
+/// statement (one round trip, atomic):
+///
+/// - the `live` step locks the projection's status row: a rebuild's claim waits for a write in
+///   flight, and a write waits for a claim being taken, then sees it and writes nothing;
+/// - it takes back a projection whose rebuild died (its claim's advisory lock is free),
+///   recording why;
+/// - it advances the projection's position to the highest store position the rows now reflect.
+///
+/// `upsert` reads its rows from `$1` (ids, `uuid[]`) and `$2` (versions, `bigint[]`) onwards and
+/// must select them `WHERE EXISTS (SELECT 1 FROM live)`. The statement answers one boolean,
+/// `live`: false means nothing was written ([`StoreError::Paused`]).
 pub(crate) fn live_write(projection: &str, aggregate_type: &str, upsert: &str) -> String {
     format!(
         "WITH live AS (

@@ -122,6 +122,38 @@ async fn an_erased_person_is_shown_nowhere_and_every_proof_still_verifies() {
             .contains("PLANTKELLER"),
         "planted before"
     );
+    // A dead letter and a projection failure hold a copy of her first event, in clear, as
+    // consumers set them aside.
+    let (event_id, envelope): (uuid::Uuid, Value) = sqlx::query_as(
+        "SELECT e.event_id, o.payload FROM events e JOIN outbox o ON o.event_id = e.event_id
+         WHERE e.aggregate_id = $1 AND e.sequence = 1",
+    )
+    .bind(&hers)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO dead_letters (consumer_group, original_topic, original_partition,
+             original_offset, header_names, header_values, payload, reason, attempts)
+         VALUES ('g', 't', 0, 1, ARRAY['ce_id'], ARRAY[convert_to($1::text, 'UTF8')],
+                 convert_to($2::text, 'UTF8'), $3, 1)",
+    )
+    .bind(event_id)
+    .bind(&envelope)
+    .bind(format!("cannot apply {TITLE}"))
+    .execute(&app.db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO projection_failures (projection, event_id, reason, event)
+         VALUES ('tasks', $1, $2, $3)",
+    )
+    .bind(event_id)
+    .bind(format!("invalid value: {DESCRIPTION}"))
+    .bind(&envelope)
+    .execute(&app.db)
+    .await
+    .unwrap();
     let dump = pg_dump(&app);
     assert!(
         PLANTED.iter().all(|planted| dump.contains(planted)),
@@ -233,6 +265,15 @@ async fn an_erased_person_is_shown_nowhere_and_every_proof_still_verifies() {
         node["payload"]["subjectPseudonym"]
     );
     assert_nothing_planted("the erasure event", &published[0].value.to_string());
+
+    // The held copies read as the events do now (a dump shows a dead letter's bytes in hex).
+    let (letter, why): (String, String) =
+        sqlx::query_as("SELECT convert_from(payload, 'UTF8'), reason FROM dead_letters")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_nothing_planted("the dead letter", &format!("{letter} {why}"));
+    assert!(letter.contains(&marker), "{letter}");
 
     // Nothing recoverable in the database: no value, no key.
     assert_nothing_planted("pg_dump", &pg_dump(&app));
