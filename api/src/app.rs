@@ -50,6 +50,7 @@ use chronicle_application::observability::Gauges;
 use chronicle_application::outbox_admin::ParkedOutbox;
 use chronicle_application::privacy::cache::CachedSubjectKeys;
 use chronicle_application::privacy::erase::Eraser;
+use chronicle_application::privacy::follower::ErasureFollower;
 use chronicle_application::privacy::personal_data::{PersonalData, Sealing};
 use chronicle_application::projection::failures::ProjectionFailures;
 use chronicle_application::projection::refold::Refolder;
@@ -189,11 +190,13 @@ pub fn eraser(
 
 /// The subjects' keys on `pool`, kept in memory for `cache`, sealing new events or not.
 pub fn personal_data(pool: &PgPool, sealing: Sealing, cache: Duration) -> Arc<PersonalData> {
+    Arc::new(PersonalData::new(cached_keys(pool, cache), sealing))
+}
+
+/// The subjects' keys on `pool`, each kept in memory for `cache`.
+fn cached_keys(pool: &PgPool, cache: Duration) -> Arc<CachedSubjectKeys> {
     let keys = Arc::new(PgSubjectKeys::new(pool.clone()));
-    Arc::new(PersonalData::new(
-        Arc::new(CachedSubjectKeys::new(keys, cache)),
-        sealing,
-    ))
+    Arc::new(CachedSubjectKeys::new(keys, cache))
 }
 
 /// [`personal_data`] for commands that only read events (`chronicle replay`, `audit verify`).
@@ -401,6 +404,8 @@ struct Wiring<'a> {
     dead_letter_store: Arc<PgDeadLetters>,
     /// Seals and opens personal values with the subjects' keys (one key cache per process).
     personal: Arc<PersonalData>,
+    /// That key cache, which forgets a key when its erasure event arrives.
+    key_cache: Arc<CachedSubjectKeys>,
 }
 
 impl<'a> Wiring<'a> {
@@ -410,7 +415,8 @@ impl<'a> Wiring<'a> {
             true => Sealing::On,
             false => Sealing::Off,
         };
-        let personal = personal_data(&pool, sealing, settings.privacy_key_cache);
+        let key_cache = cached_keys(&pool, settings.privacy_key_cache);
+        let personal = Arc::new(PersonalData::new(key_cache.clone(), sealing));
         let rebuilder = Arc::new(rebuilder(&pool, personal.clone()));
         rebuilder
             .register()
@@ -443,6 +449,7 @@ impl<'a> Wiring<'a> {
             parked,
             dead_letter_store,
             personal,
+            key_cache,
         })
     }
 
@@ -701,7 +708,8 @@ impl<'a> Wiring<'a> {
     }
 
     /// This instance's feed of every event, for its subscribers: a group of its own, from the
-    /// end of the topics.
+    /// end of the topics. The same consumer makes the key cache forget erased people's keys as
+    /// their erasure events arrive, whichever instance erased them.
     fn start_live_feed(&mut self) -> anyhow::Result<LiveFeed> {
         let live_feed = LiveFeed::new();
         let group = self
@@ -713,7 +721,10 @@ impl<'a> Wiring<'a> {
         let feed = EventConsumer::new(
             &self.settings.kafka,
             ConsumerOptions::live_feed(group, self.topics.event_topics()),
-            Arc::new(live_feed.clone()),
+            Arc::new(Handlers(vec![
+                Arc::new(ErasureFollower::new(self.key_cache.clone())),
+                Arc::new(live_feed.clone()),
+            ])),
             producer,
             self.dead_letter_store.clone(),
         )

@@ -83,6 +83,12 @@ impl CachedSubjectKeys {
         );
     }
 
+    /// Forgets the key named `pseudonym` for good: it was destroyed (by this process or, as
+    /// its erasure event says, by another).
+    pub fn forget(&self, pseudonym: &str) {
+        self.remember_gone(pseudonym);
+    }
+
     fn remember_gone(&self, pseudonym: &str) {
         let mut entries = self.entries();
         if let Some(Some(live)) = entries.by_pseudonym.get(pseudonym) {

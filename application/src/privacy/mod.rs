@@ -7,14 +7,15 @@
 //!
 //! This module is that design (docs/design/erasure.md): keys ([`data_key`], kept in memory a
 //! while by [`cache`]), sealing a value ([`seal`]) and an event's personal fields
-//! ([`sealing`]), the one door the write and read paths use ([`personal_data`]), and erasing
-//! a person ([`erase`]).
+//! ([`sealing`]), the one door the write and read paths use ([`personal_data`]), erasing
+//! a person ([`erase`]), and forgetting keys other processes erased ([`follower`]).
 //!
 //! [`SubjectKeys`]: crate::ports::subject_keys::SubjectKeys
 
 pub mod cache;
 pub mod data_key;
 pub mod erase;
+pub mod follower;
 pub mod personal_data;
 pub mod seal;
 pub mod sealing;

@@ -3,6 +3,9 @@
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
+/// The event type of [`DataSubjectEvent::DataSubjectErased`], as stored and published.
+pub const DATA_SUBJECT_ERASED: &str = "DataSubjectErased";
+
 /// The schema version data-subject events are written with today.
 pub const DATA_SUBJECT_EVENT_VERSION: &str = "1.0";
 
@@ -23,7 +26,7 @@ pub enum DataSubjectEvent {
 impl DomainEvent for DataSubjectEvent {
     fn event_type(&self) -> String {
         match self {
-            Self::DataSubjectErased { .. } => "DataSubjectErased".to_owned(),
+            Self::DataSubjectErased { .. } => DATA_SUBJECT_ERASED.to_owned(),
         }
     }
 

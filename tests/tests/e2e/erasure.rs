@@ -372,3 +372,54 @@ async fn an_erasure_interrupted_after_its_key_was_destroyed_is_finished_by_askin
         "{done}"
     );
 }
+
+#[tokio::test]
+async fn another_instance_forgets_the_erased_key_when_the_erasure_event_arrives() {
+    let app = TestApp::spawn().await.unwrap();
+    let other = chronicle_tests::ChronicleProcess::serve(&app.settings, "api").unwrap();
+    other.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let maria = other
+        .client(&app.token(MARIA, &["member"], &["team-a"]))
+        .unwrap();
+    let created = maria
+        .data(
+            "mutation($t: String!) { createTask(input: {title: $t, teamId: \"team-a\"}) { id } }",
+            json!({"t": TITLE}),
+        )
+        .await
+        .unwrap();
+    let id = created["createTask"]["id"].as_str().unwrap().to_owned();
+    let auditor = other
+        .client(&app.token("u-auditor-76", &["auditor"], &["team-a"]))
+        .unwrap();
+    let trail = "query($id: ID!) { auditTrail(filter: {aggregateId: $id}) {
+                   edges { node { payload } } } }";
+    let before = auditor.data(trail, json!({"id": id})).await.unwrap();
+    assert_eq!(
+        before["auditTrail"]["edges"][0]["node"]["payload"]["title"], TITLE,
+        "the other instance holds her key now: {before}"
+    );
+
+    // Erased through the first instance: the other one, whose cache keeps keys for 60 s,
+    // forgets hers as soon as it reads the erasure event.
+    let officer = app.token("u-dpo-74", &["privacy"], &[]);
+    let erased = app
+        .graphql_as(
+            Some(&officer),
+            ERASE,
+            json!({"s": MARIA, "r": "ticket GDPR-45"}),
+        )
+        .await
+        .unwrap();
+    let marker = erased["data"]["eraseDataSubject"]["subjectPseudonym"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    chronicle_tests::eventually(Duration::from_secs(20), || async {
+        let now = auditor.data(trail, json!({"id": id})).await?;
+        let title = now["auditTrail"]["edges"][0]["node"]["payload"]["title"].clone();
+        Ok((title == marker.as_str()).then_some(()))
+    })
+    .await
+    .expect("the other instance shows the marker well before its cache expires");
+}
