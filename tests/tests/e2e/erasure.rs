@@ -423,3 +423,86 @@ async fn another_instance_forgets_the_erased_key_when_the_erasure_event_arrives(
     .await
     .expect("the other instance shows the marker well before its cache expires");
 }
+
+#[tokio::test]
+async fn an_erasure_killed_midway_is_finished_by_running_it_again() {
+    let app = TestApp::spawn().await.unwrap();
+    let maria = app.token(MARIA, &["member"], &["team-a"]);
+    let client = app.client(Some(&maria));
+    let mut writers = Vec::new();
+    for writer in 0..8 {
+        let client = client.clone();
+        writers.push(tokio::spawn(async move {
+            for n in 0..100 {
+                let title = format!("{TITLE} {writer}-{n}");
+                let body = client
+                    .body(
+                        "mutation($t: String!) { createTask(input: {title: $t, teamId: \"team-a\"}) { id } }",
+                        json!({"t": title}),
+                    )
+                    .await
+                    .unwrap();
+                assert!(body["errors"].is_null(), "{body}");
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    chronicle_tests::eventually(Duration::from_secs(60), || async {
+        let rows: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM tasks WHERE title LIKE '%PLANTKELLER%'")
+                .fetch_one(&app.db)
+                .await?;
+        Ok((rows == 800).then_some(()))
+    })
+    .await
+    .unwrap();
+
+    // Killed as soon as it has recorded the erasure: somewhere in its event, its key or its
+    // rewrite of 800 rows (run by hand, it was killed after the event and before the rewrite).
+    let erase = |reason: &str| {
+        std::process::Command::new(chronicle_binary().unwrap())
+            .args(["erase", "--subject", MARIA, "--reason", reason])
+            .env("DATABASE_URL", app.settings.database_url.expose())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = erase("ticket GDPR-46");
+    chronicle_tests::eventually(Duration::from_secs(30), || async {
+        let begun: i64 = sqlx::query_scalar("SELECT count(*) FROM erasures")
+            .fetch_one(&app.db)
+            .await?;
+        Ok((begun > 0).then_some(()))
+    })
+    .await
+    .unwrap();
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+
+    let again = erase("ticket GDPR-46").wait_with_output().unwrap();
+    assert!(again.status.success(), "{again:?}");
+    let answer: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(answer["streams"], 800, "{answer}");
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM tasks WHERE title LIKE '%PLANTKELLER%'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(left, 0, "every row rewritten");
+    let erasure_events: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = $1")
+            .bind(aggregates::DATA_SUBJECT.type_name)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(erasure_events, 1, "one erasure event, however often it ran");
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM subject_keys WHERE subject_id = $1")
+        .bind(MARIA)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(keys, 0);
+}
