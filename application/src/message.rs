@@ -4,6 +4,8 @@
 //! CloudEvents Kafka binding in binary mode plus `traceparent`, `correlation_id` and
 //! `causation_id`.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -43,6 +45,12 @@ pub struct EventMessage {
     pub source_service: String,
     /// The event's fields, without any wrapper.
     pub payload: Value,
+    /// Whose personal data each personal value is, by its place in this envelope (`actorId`,
+    /// `payload.title`, `payload.watchers.0`) and the person's pseudonym: what a consumer
+    /// deletes when a `DataSubjectErased` names that pseudonym. Absent when nothing was
+    /// sealed (sealing off, or only the service's own values).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personal_data: Option<BTreeMap<String, String>>,
     /// The W3C `traceparent` the message arrived with (a Kafka header, not part of the
     /// envelope): consumers continue that trace.
     #[serde(skip)]
@@ -80,6 +88,7 @@ impl EventMessage {
             causation_id: metadata.causation_id.clone(),
             source_service: SOURCE_SERVICE.to_owned(),
             payload: inner_payload(&event.payload),
+            personal_data: None,
             traceparent: metadata.traceparent.clone(),
         }
     }

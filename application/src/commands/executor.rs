@@ -1,5 +1,6 @@
 //! The generic command loop shared by every aggregate.
 
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -352,7 +353,7 @@ where
     ///
     /// The outbox's envelopes are built from the events in clear, before their personal values
     /// are sealed: consumers read titles and ids, not ciphertext (docs/privacy.md says what that
-    /// means for Kafka's retention).
+    /// means for Kafka's retention), with `personalData` saying whose each value is.
     async fn append_batch(
         &self,
         aggregate_id: &str,
@@ -369,16 +370,22 @@ where
         } = loaded;
         let new_version = version + decided.len() as u64;
         let mut events = self.stamp(aggregate_id, version, &decided, metadata)?;
-        let topic = self.topics.events_of(A::TYPE);
-        let outbox = events
+        let messages: Vec<EventMessage> = events
             .iter()
-            .map(|event| {
-                EventMessage::from_stored(event, metadata)
+            .map(|event| EventMessage::from_stored(event, metadata))
+            .collect();
+        let whose = self.seal_and_chain(&mut events, &last_hash).await?;
+        let topic = self.topics.events_of(A::TYPE);
+        let outbox = messages
+            .into_iter()
+            .zip(whose)
+            .map(|(mut message, whose)| {
+                message.personal_data = (!whose.is_empty()).then_some(whose);
+                message
                     .to_outbox(topic.clone(), metadata.traceparent.as_deref())
                     .map_err(|e| AppError::internal_from("encode envelope", e))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        self.seal_and_chain(&mut events, &last_hash).await?;
         let snapshot = if self.snapshot_due(version, new_version) {
             let payload = serde_json::to_value(&aggregate)
                 .map_err(|e| AppError::internal_from("serialize snapshot", e))?;
@@ -470,20 +477,22 @@ where
     }
 
     /// Seals each event's personal values, then links it to the chain: the hash covers the
-    /// stored (sealed) form, so destroying a key later changes no hash.
+    /// stored (sealed) form, so destroying a key later changes no hash. Answers, per event,
+    /// whose each personal value was (for its envelope's `personalData`).
     async fn seal_and_chain(
         &self,
         events: &mut [StoredEvent],
         last_hash: &str,
-    ) -> Result<(), AppError> {
+    ) -> Result<Vec<BTreeMap<String, String>>, AppError> {
         let mut previous = last_hash.to_owned();
+        let mut whose = Vec::with_capacity(events.len());
         for event in events {
-            self.personal.seal_new(event).await?;
+            whose.push(self.personal.seal_new(event).await?);
             event.previous_hash = previous;
             event.hash = event_hash(event);
             previous = event.hash.clone();
         }
-        Ok(())
+        Ok(whose)
     }
 }
 

@@ -511,10 +511,27 @@ async fn personal_values_are_stored_sealed_and_read_back_in_clear() {
     );
     assert_eq!(opened[1].metadata["actor_id"], "alice");
 
-    let envelope = &given.store.log().outbox[0].payload;
+    let envelope = given.store.log().outbox[0].payload.clone();
     assert_eq!(
         envelope["payload"]["title"], "Call Maria Keller",
         "consumers read the envelope in clear"
+    );
+    let pseudonym_of = |id: &'static str| {
+        let keys = given.personal.keys().clone();
+        async move { keys.find(id).await.unwrap().unwrap().pseudonym }
+    };
+    let alice = pseudonym_of("alice").await;
+    assert_eq!(
+        envelope["personalData"],
+        serde_json::json!({
+            "actorId": alice,
+            "payload.creatorId": alice,
+            "payload.title": alice,
+            "payload.description": alice,
+            "payload.assigneeId": pseudonym_of("u-assignee-9").await,
+            "payload.watchers.0": pseudonym_of("u-watcher-4").await,
+        }),
+        "whose each value is, for consumers acting on an erasure"
     );
 }
 

@@ -2,6 +2,7 @@
 //! stores, and every reader of stored events (command loads, the audit trail, time travel,
 //! rebuilds) opens what it reads through this one type.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::seal::reference;
@@ -44,11 +45,15 @@ impl PersonalData {
     }
 
     /// Seals a new event's personal values in place, before its hash is computed, when
-    /// sealing is on.
-    pub async fn seal_new(&self, event: &mut StoredEvent) -> Result<(), AppError> {
+    /// sealing is on; answers whose each value was, by its place in the Kafka envelope
+    /// (empty when sealing is off).
+    pub async fn seal_new(
+        &self,
+        event: &mut StoredEvent,
+    ) -> Result<BTreeMap<String, String>, AppError> {
         match self.sealing {
             Sealing::On => self.sealer.seal(event).await,
-            Sealing::Off => Ok(()),
+            Sealing::Off => Ok(BTreeMap::new()),
         }
     }
 

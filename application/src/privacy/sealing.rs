@@ -22,7 +22,7 @@
 //! Not sealed yet: a report's result (`Personal::Derived`), which relates to several people and
 //! needs a seal every one of them can break.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chronicle_domain::ids::{ERASED_PREFIX, RESERVED_PREFIXES};
@@ -79,6 +79,19 @@ impl Slot {
             "payload"
         };
         format!("{part}{}", self.pointer)
+    }
+
+    /// Where the value sits in the Kafka envelope: `actorId`, `payload.title`,
+    /// `payload.watchers.0` (the payload there has no event-type wrapper).
+    fn envelope_path(&self) -> String {
+        if self.in_metadata {
+            return match self.pointer.as_str() {
+                "/actor_id" => "actorId".to_owned(),
+                other => format!("metadata{}", other.replace('/', ".")),
+            };
+        }
+        let inside_wrapper: Vec<&str> = self.pointer.split('/').skip(2).collect();
+        format!("payload.{}", inside_wrapper.join("."))
     }
 
     /// The value's place, which its seal binds.
@@ -195,9 +208,13 @@ impl EventSealer {
     }
 
     /// Seals every personal value of `event` in place (before its hash is computed) and marks
-    /// it sealed. An event of an unknown shape, or sealed already, is refused rather than
-    /// stored with anything in clear.
-    pub async fn seal(&self, event: &mut StoredEvent) -> Result<(), AppError> {
+    /// it sealed; answers whose each value was, by its place in the Kafka envelope
+    /// ([`crate::message::EventMessage::personal_data`]). An event of an unknown shape, or
+    /// sealed already, is refused rather than stored with anything in clear.
+    pub async fn seal(
+        &self,
+        event: &mut StoredEvent,
+    ) -> Result<BTreeMap<String, String>, AppError> {
         if is_sealed(event) {
             return Err(unexpected(event, "sealed twice"));
         }
@@ -206,38 +223,44 @@ impl EventSealer {
             .ok_or_else(|| unexpected(event, "no actor"))?
             .to_owned();
         let mut keys: HashMap<String, SubjectKey> = HashMap::new();
+        let mut whose = BTreeMap::new();
         for (slot, kind) in slots(event)? {
             let Some(value) = slot.get(event).map(str::to_owned) else {
                 continue;
             };
-            let stored = match kind {
+            let (stored, pseudonym) = match kind {
                 Personal::Subject if is_service(&value) => continue,
                 Personal::Subject => match erased_pseudonym(&value) {
                     // Someone erased since, carried over from the state (the previous assignee
                     // of a reassigned task): stored as the reference it replaced, which stays
                     // erased.
-                    Some(pseudonym) => reference(pseudonym),
+                    Some(pseudonym) => (reference(pseudonym), pseudonym.to_owned()),
                     None if RESERVED_PREFIXES.iter().any(|p| value.starts_with(p)) => {
                         return Err(unexpected(
                             event,
                             format!("{} holds a stored form, not an id", slot.name()),
                         ));
                     }
-                    None => reference(&self.key(&mut keys, &value).await?.pseudonym),
+                    None => {
+                        let pseudonym = self.key(&mut keys, &value).await?.pseudonym;
+                        (reference(&pseudonym), pseudonym)
+                    }
                 },
                 Personal::Authored if is_service(&actor) => continue, // the service's words
                 Personal::Authored => {
                     let author = self.key(&mut keys, &actor).await?;
-                    seal(&author.key, &author.pseudonym, &value, &slot.place(event))
+                    let sealed = seal(&author.key, &author.pseudonym, &value, &slot.place(event));
+                    (sealed, author.pseudonym)
                 }
                 Personal::Subjects | Personal::Derived => continue,
             };
+            whose.insert(slot.envelope_path(), pseudonym);
             slot.set(event, stored);
         }
         if let Some(metadata) = event.metadata.as_object_mut() {
             metadata.insert(SEALED_FLAG.0.to_owned(), Value::from(SEALED_FLAG.1));
         }
-        Ok(())
+        Ok(whose)
     }
 
     /// Opens every personal value of a sealed `event` in place: the value, or

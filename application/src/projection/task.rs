@@ -112,6 +112,7 @@ mod tests {
             causation_id: "c".into(),
             source_service: "chronicle".into(),
             payload,
+            personal_data: None,
             traceparent: None,
         }
     }

@@ -121,6 +121,7 @@ impl Fixture {
             causation_id: "c-1".to_owned(),
             source_service: "chronicle".to_owned(),
             payload: json!({}),
+            personal_data: None,
             traceparent: None,
         };
         let mut headers = OwnedHeaders::new();

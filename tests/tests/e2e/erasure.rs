@@ -265,6 +265,19 @@ async fn an_erased_person_is_shown_nowhere_and_every_proof_still_verifies() {
         node["payload"]["subjectPseudonym"]
     );
     assert_nothing_planted("the erasure event", &published[0].value.to_string());
+    // What a downstream consumer kept, it finds by the pseudonym: her creation names it.
+    let pseudonym = node["payload"]["subjectPseudonym"].as_str().unwrap();
+    let task_topic =
+        Topics::new(app.settings.kafka.topic_prefix.clone()).events_of(aggregates::TASK.type_name);
+    let kept = read_topic(&brokers(), &task_topic, 4, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let creation = kept
+        .iter()
+        .find(|r| r.value["aggregateId"] == hers.as_str() && r.value["sequence"] == 1)
+        .expect("her creation was published");
+    assert_eq!(creation.value["personalData"]["actorId"], pseudonym);
+    assert_eq!(creation.value["personalData"]["payload.title"], pseudonym);
 
     // The held copies read as the events do now (a dump shows a dead letter's bytes in hex).
     let (letter, why): (String, String) =
