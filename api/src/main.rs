@@ -85,7 +85,7 @@ enum Command {
         /// The subject: the user id that becomes the actor of events.
         #[arg(long)]
         sub: String,
-        /// Roles, comma-separated: admin, auditor, member.
+        /// Roles, comma-separated: admin, auditor, member, privacy.
         #[arg(long, value_delimiter = ',', default_value = "member")]
         roles: Vec<String>,
         /// Teams, comma-separated.
