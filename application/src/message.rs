@@ -48,8 +48,10 @@ pub struct EventMessage {
     /// Whose personal data each personal value is, by its place in this envelope (`actorId`,
     /// `payload.title`, `payload.watchers.0`) and the person's pseudonym: what a consumer
     /// deletes when a `DataSubjectErased` names that pseudonym. Absent when nothing was
-    /// sealed (sealing off, or only the service's own values).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// sealed (sealing off, or only the service's own values). Written for consumers
+    /// downstream; Chronicle's own consumers act on erasures otherwise, so they do not read it
+    /// (a map fewer per message in each of them).
+    #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
     pub personal_data: Option<BTreeMap<String, String>>,
     /// The W3C `traceparent` the message arrived with (a Kafka header, not part of the
     /// envelope): consumers continue that trace.
