@@ -1,6 +1,5 @@
 //! The generic command loop shared by every aggregate.
 
-use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -19,6 +18,7 @@ use crate::metadata::CommandMetadata;
 use crate::ports::event_store::{AppendBatch, EventStore, IdempotencyRecord, Snapshot};
 use crate::ports::store_error::StoreError;
 use crate::privacy::personal_data::PersonalData;
+use crate::privacy::sealing::Sealed;
 use crate::topics::Topics;
 
 /// How many times a command without `expectedVersion` is re-decided after losing a race.
@@ -166,6 +166,19 @@ where
                     // A short random pause de-synchronises the racers so one wins each round.
                     let jitter = Uuid::new_v4().as_u128() % (500 * attempt.min(10) as u128);
                     tokio::time::sleep(std::time::Duration::from_micros(jitter as u64)).await;
+                }
+                // Sealed under a key an erasure destroyed while this process held it: read the
+                // keys again (the person's next action is a new life, under a new key) and
+                // decide again.
+                Err(ExecuteError::Store(StoreError::SubjectErased(keys)))
+                    if attempt < CONFLICT_RETRIES =>
+                {
+                    tracing::debug!(
+                        aggregate_id,
+                        attempt,
+                        "sealed under a destroyed key, deciding again"
+                    );
+                    self.personal.evict(&keys);
                 }
                 Err(ExecuteError::Store(StoreError::Conflict)) => {
                     let actual = self.load(aggregate_id).await?.version;
@@ -374,12 +387,19 @@ where
             .iter()
             .map(|event| EventMessage::from_stored(event, metadata))
             .collect();
-        let whose = self.seal_and_chain(&mut events, &last_hash).await?;
+        let sealed = self.seal_and_chain(&mut events, &last_hash).await?;
+        let mut sealed_under: Vec<String> = sealed
+            .iter()
+            .flat_map(|s| s.keys_used.iter().cloned())
+            .collect();
+        sealed_under.sort();
+        sealed_under.dedup();
         let topic = self.topics.events_of(A::TYPE);
         let outbox = messages
             .into_iter()
-            .zip(whose)
-            .map(|(mut message, whose)| {
+            .zip(sealed)
+            .map(|(mut message, sealed)| {
+                let whose = sealed.whose;
                 message.personal_data = (!whose.is_empty()).then_some(whose);
                 message
                     .to_outbox(topic.clone(), metadata.traceparent.as_deref())
@@ -404,6 +424,7 @@ where
             outbox,
             snapshot,
             idempotency,
+            sealed_under,
         })
     }
 
@@ -478,12 +499,12 @@ where
 
     /// Seals each event's personal values, then links it to the chain: the hash covers the
     /// stored (sealed) form, so destroying a key later changes no hash. Answers, per event,
-    /// whose each personal value was (for its envelope's `personalData`).
+    /// whose each personal value was (for its envelope's `personalData`) and the keys used.
     async fn seal_and_chain(
         &self,
         events: &mut [StoredEvent],
         last_hash: &str,
-    ) -> Result<Vec<BTreeMap<String, String>>, AppError> {
+    ) -> Result<Vec<Sealed>, AppError> {
         let mut previous = last_hash.to_owned();
         let mut whose = Vec::with_capacity(events.len());
         for event in events {

@@ -63,6 +63,10 @@ pub struct AppendBatch {
     pub snapshot: Option<Snapshot>,
     /// The idempotency record, when the client sent a key.
     pub idempotency: Option<IdempotencyRecord>,
+    /// The pseudonyms of the keys the events were sealed under: the append is refused
+    /// ([`StoreError::SubjectErased`]) unless every one still exists, so nothing is stored
+    /// under a key an erasure destroyed while this process held it.
+    pub sealed_under: Vec<String>,
 }
 
 /// The event store: append-only streams per aggregate plus the outbox, written atomically.

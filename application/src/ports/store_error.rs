@@ -30,6 +30,11 @@ pub enum StoreError {
     /// it); nothing was written, and the same write succeeds once it is live again.
     #[error("projection {0} is paused")]
     Paused(String),
+    /// An append sealed under a key that was destroyed meanwhile (the person was erased, and
+    /// this process still held their key): nothing was written. The keys named are the ones
+    /// the batch was sealed under, to be read again before deciding again.
+    #[error("sealed under a destroyed key")]
+    SubjectErased(Vec<String>),
 }
 
 impl StoreError {

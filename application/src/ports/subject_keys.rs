@@ -45,4 +45,8 @@ pub trait SubjectKeys: Send + Sync {
     /// Destroys the key of `subject_id` for good, answering the pseudonym it had (`None` when
     /// there was no key). A later [`Self::key_for`] makes a new key under a new pseudonym.
     async fn destroy(&self, subject_id: &str) -> Result<Option<String>, StoreError>;
+
+    /// Drops whatever this process holds about the key named `pseudonym`, so the next lookup
+    /// reads the key store (nothing for a store without a cache).
+    fn evict(&self, _pseudonym: &str) {}
 }

@@ -148,6 +148,14 @@ impl SubjectKeys for CachedSubjectKeys {
         Ok(found)
     }
 
+    fn evict(&self, pseudonym: &str) {
+        let mut entries = self.entries();
+        if let Some(Some(live)) = entries.by_pseudonym.remove(pseudonym) {
+            let subject = live.key.subject_id;
+            entries.by_subject.remove(&subject);
+        }
+    }
+
     async fn destroy(&self, subject_id: &str) -> Result<Option<String>, StoreError> {
         let destroyed = self.inner.destroy(subject_id).await;
         // Whatever happened (a failed destroy may still have committed, and another process

@@ -2,11 +2,10 @@
 //! stores, and every reader of stored events (command loads, the audit trail, time travel,
 //! rebuilds) opens what it reads through this one type.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::seal::reference;
-use super::sealing::{EventSealer, Opening};
+use super::sealing::{EventSealer, Opening, Sealed};
 use crate::error::AppError;
 use crate::event_log::StoredEvent;
 use crate::ports::subject_keys::SubjectKeys;
@@ -45,15 +44,20 @@ impl PersonalData {
     }
 
     /// Seals a new event's personal values in place, before its hash is computed, when
-    /// sealing is on; answers whose each value was, by its place in the Kafka envelope
-    /// (empty when sealing is off).
-    pub async fn seal_new(
-        &self,
-        event: &mut StoredEvent,
-    ) -> Result<BTreeMap<String, String>, AppError> {
+    /// sealing is on; answers whose each value was and the keys used (nothing when sealing is
+    /// off).
+    pub async fn seal_new(&self, event: &mut StoredEvent) -> Result<Sealed, AppError> {
         match self.sealing {
             Sealing::On => self.sealer.seal(event).await,
-            Sealing::Off => Ok(BTreeMap::new()),
+            Sealing::Off => Ok(Sealed::default()),
+        }
+    }
+
+    /// Forgets what this process holds about these keys: an append sealed under them was
+    /// refused because one is gone.
+    pub fn evict(&self, pseudonyms: &[String]) {
+        for pseudonym in pseudonyms {
+            self.keys.evict(pseudonym);
         }
     }
 

@@ -51,6 +51,16 @@ pub struct ErasedValue {
     pub pseudonym: String,
 }
 
+/// What sealing an event did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sealed {
+    /// Whose each personal value was, by its place in the Kafka envelope.
+    pub whose: BTreeMap<String, String>,
+    /// The pseudonyms of the keys it was sealed under (a reference to someone erased before
+    /// uses no key): each must still exist when the event is stored.
+    pub keys_used: Vec<String>,
+}
+
 /// What opening an event found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Opening {
@@ -209,12 +219,10 @@ impl EventSealer {
 
     /// Seals every personal value of `event` in place (before its hash is computed) and marks
     /// it sealed; answers whose each value was, by its place in the Kafka envelope
-    /// ([`crate::message::EventMessage::personal_data`]). An event of an unknown shape, or
-    /// sealed already, is refused rather than stored with anything in clear.
-    pub async fn seal(
-        &self,
-        event: &mut StoredEvent,
-    ) -> Result<BTreeMap<String, String>, AppError> {
+    /// ([`crate::message::EventMessage::personal_data`]), and the keys it used. An event of
+    /// an unknown shape, or sealed already, is refused rather than stored with anything in
+    /// clear.
+    pub async fn seal(&self, event: &mut StoredEvent) -> Result<Sealed, AppError> {
         if is_sealed(event) {
             return Err(unexpected(event, "sealed twice"));
         }
@@ -260,7 +268,10 @@ impl EventSealer {
         if let Some(metadata) = event.metadata.as_object_mut() {
             metadata.insert(SEALED_FLAG.0.to_owned(), Value::from(SEALED_FLAG.1));
         }
-        Ok(whose)
+        Ok(Sealed {
+            whose,
+            keys_used: keys.into_values().map(|key| key.pseudonym).collect(),
+        })
     }
 
     /// Opens every personal value of a sealed `event` in place: the value, or

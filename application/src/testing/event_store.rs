@@ -36,7 +36,9 @@ impl MemoryLog {
     }
 
     /// Appends a batch atomically with the constraints of the Postgres store: every sequence
-    /// must be free and follow the stream, and an idempotency key may be recorded once.
+    /// must be free and follow the stream, and an idempotency key may be recorded once. The
+    /// keys a batch was sealed under are not checked (this store knows no keys); the Postgres
+    /// store's guard is tested end to end.
     pub fn append(&mut self, batch: AppendBatch) -> Result<(), StoreError> {
         let key = (batch.aggregate_type.clone(), batch.aggregate_id.clone());
         let stored = self.streams.get(&key).map_or(0, Vec::len) as u64;

@@ -519,3 +519,57 @@ async fn an_erasure_killed_midway_is_finished_by_running_it_again() {
         .unwrap();
     assert_eq!(keys, 0);
 }
+
+#[tokio::test]
+async fn a_command_sealed_under_a_key_destroyed_meanwhile_is_stored_under_a_new_one() {
+    use chronicle_application::ports::subject_keys::SubjectKeys as _;
+    let app = TestApp::spawn().await.unwrap();
+    let maria = app.token(MARIA, &["member"], &["team-a"]);
+    let create =
+        "mutation($t: String!) { createTask(input: {title: $t, teamId: \"team-a\"}) { id } }";
+    let first = app
+        .graphql_as(Some(&maria), create, json!({"t": "first"}))
+        .await
+        .unwrap();
+    let first = first["data"]["createTask"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Her key is destroyed behind the service's back (an erasure it has not heard of): it
+    // still holds the key in its cache.
+    let keys = chronicle_infrastructure::subject_keys::PgSubjectKeys::new(app.db.clone());
+    let old = keys.destroy(MARIA).await.unwrap().unwrap();
+
+    let second = app
+        .graphql_as(Some(&maria), create, json!({"t": "second"}))
+        .await
+        .unwrap();
+    assert!(second["errors"].is_null(), "{second}");
+    let second = second["data"]["createTask"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let new = keys
+        .find(MARIA)
+        .await
+        .unwrap()
+        .expect("a new key")
+        .pseudonym;
+    assert_ne!(new, old, "a new life, not the destroyed key");
+    let trail = "query($id: ID!) { auditTrail(filter: {aggregateId: $id}) {
+                   edges { node { actorId payload } } } }";
+    let readable = app.data(trail, json!({"id": second})).await.unwrap();
+    let node = &readable["auditTrail"]["edges"][0]["node"];
+    assert_eq!(
+        node["actorId"], MARIA,
+        "stored under a key that exists: {readable}"
+    );
+    assert_eq!(node["payload"]["title"], "second");
+    let gone = app.data(trail, json!({"id": first})).await.unwrap();
+    assert_eq!(
+        gone["auditTrail"]["edges"][0]["node"]["actorId"],
+        format!("erased:{old}").as_str(),
+        "{gone}"
+    );
+}
