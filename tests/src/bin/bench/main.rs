@@ -13,7 +13,7 @@
 //! - `scale` ([`scale`]): the same service with 1,000,000 events already stored (createTask rate
 //!   next to the empty store's, in the same run) and the `tasks` query at 100 concurrent readers
 //!   on 1,000,000 tasks.
-//! - `reports`, `audit`, `replay`, `outage`, `erasure`: see their modules.
+//! - `reports`, `audit`, `replay`, `outage`, `erasure`, `sealing`: see their modules.
 //!
 //! Run with `cargo run --release -p chronicle-tests --bin chronicle-bench` (it starts the
 //! `chronicle` binary beside it: `CHRONICLE_BIN`, else `target/release/chronicle`, built by
@@ -29,6 +29,7 @@ mod outage;
 mod replay;
 mod reports;
 mod scale;
+mod sealing;
 mod service;
 
 use serde_json::json;
@@ -52,6 +53,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wanted("replay") {
         report["replay"] = replay::replay_phase().await?;
+    }
+    if wanted("sealing") {
+        report["sealing"] = sealing::sealing_phase().await?;
     }
     if wanted("erasure") {
         report["erasure"] = erasure::erasure_phase().await?;

@@ -68,6 +68,11 @@ impl CpuSample {
 impl BenchService {
     /// Starts a private cluster and `chronicle serve` (every part) on it.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// [`Self::start`], with settings `adjust` changes from `chronicle serve`'s defaults.
+    pub async fn start_with(adjust: impl FnOnce(&mut Settings)) -> anyhow::Result<Self> {
         use_release_binary()?;
         let postgres = PrivatePostgres::start_durable(SERVER_OPTIONS).await?;
         let admin = PgPool::connect(&postgres.url("postgres")).await?;
@@ -80,6 +85,7 @@ impl BenchService {
         settings.kafka.partitions = 6;
         settings.database_max_connections = 16;
         settings.snapshot_every = 100;
+        adjust(&mut settings);
         let process = Self::spawn(&settings, ALL_PARTS).await?;
         let graphql_url = format!("{}/graphql", process.client("")?.base_url());
         let db = PgPool::connect(settings.database_url.expose()).await?;

@@ -1,0 +1,105 @@
+//! `sealing`: rebuilding the tasks read model from a store whose events are sealed, next to the
+//! same rebuild of a store written in clear (`CHRONICLE_SEAL_PERSONAL_DATA=false`), each of
+//! `BENCH_SEALING_EVENTS` (50,000) tasks created through the API with a title and a
+//! description. A sealed event is opened before it is folded: a JSON parse and an AEAD more.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use chronicle_tests::TEST_SECRET;
+use serde_json::{json, Value};
+
+use crate::load::{env_number, graphql, request, CONNECTIONS, CREATE};
+use crate::service::BenchService;
+
+/// The author of every task.
+const AUTHOR: &str = "u-sealing-bench";
+
+/// Rebuild rates of a sealed store and of one in clear, same size, same run.
+pub async fn sealing_phase() -> anyhow::Result<Value> {
+    let events: usize = env_number("BENCH_SEALING_EVENTS", 50_000);
+    let mut report = json!({});
+    for (name, sealed) in [("clear", false), ("sealed", true)] {
+        let service = BenchService::start_with(|s| s.seal_personal_data = sealed).await?;
+        let written = write_tasks(&service, events).await?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let rebuilder = chronicle_api::app::rebuilder(
+            &service.db,
+            chronicle_api::app::personal_data_for_reading(&service.db),
+        );
+        let mut best = 0.0_f64;
+        let mut tries = 0;
+        while tries < 2 {
+            match rebuilder.rebuild("tasks", &|_| {}).await {
+                Ok(summary) => {
+                    best = best.max(summary.events_per_second());
+                    tries += 1;
+                }
+                // The service's own start-up rebuild may still hold the projection.
+                Err(error) if tries == 0 && Instant::now() < deadline => {
+                    eprintln!("waiting for the projection: {error}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(error) => anyhow::bail!("{error}"),
+            }
+        }
+        report[name] = json!({"events": written, "rebuild_events_per_second": best});
+    }
+    let ratio = report["sealed"]["rebuild_events_per_second"]
+        .as_f64()
+        .unwrap_or(0.0)
+        / report["clear"]["rebuild_events_per_second"]
+            .as_f64()
+            .unwrap_or(1.0);
+    report["sealed_vs_clear"] = json!(ratio);
+    Ok(report)
+}
+
+/// Creates `count` tasks (rounded up to the clients) and waits until they are projected.
+async fn write_tasks(service: &BenchService, count: usize) -> anyhow::Result<usize> {
+    let token: Arc<str> = chronicle_api::auth::Authenticator::hs256(TEST_SECRET)
+        .issue(
+            AUTHOR,
+            vec!["member".to_owned()],
+            vec!["*".to_owned()],
+            chrono::Duration::hours(1),
+        )
+        .context("sign a benchmark token")?
+        .into();
+    let url: Arc<str> = service.graphql_url.as_str().into();
+    let per_client = count.div_ceil(CONNECTIONS);
+    let mut writers = Vec::new();
+    for index in 0..CONNECTIONS {
+        let (url, token) = (url.clone(), token.clone());
+        writers.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for n in 0..per_client {
+                let variables = json!({"i": {
+                    "title": format!("sealed or not {index}-{n}"),
+                    "description": "a description someone wrote, of some length",
+                    "teamId": "team-bench"}});
+                graphql(&client, &url, &token, request(CREATE, variables)).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for writer in writers {
+        writer.await??;
+    }
+    let written = per_client * CONNECTIONS;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
+            .fetch_one(&service.db)
+            .await?;
+        if rows as usize >= written {
+            return Ok(written);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{rows} of {written} rows projected"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
