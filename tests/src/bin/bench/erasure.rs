@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use chronicle_tests::TEST_SECRET;
 use serde_json::{json, Value};
 
-use crate::load::{create_load, env_number, graphql, request, CONNECTIONS, CREATE};
+use crate::load::{create_load, create_tasks_as, env_number, graphql, request, CONNECTIONS};
 use crate::service::BenchService;
 
 /// The person erased.
@@ -31,27 +31,10 @@ pub async fn erasure_phase() -> anyhow::Result<Value> {
     let service = BenchService::start().await?;
     let url: Arc<str> = service.graphql_url.as_str().into();
     let subject = token(SUBJECT, &["member"])?;
-    let per_client = events.div_ceil(CONNECTIONS);
-    let mut writers = Vec::new();
-    for index in 0..CONNECTIONS {
-        let (url, subject) = (url.clone(), subject.clone());
-        writers.push(tokio::spawn(async move {
-            let client = reqwest::Client::new();
-            for n in 0..per_client {
-                let variables = json!({"i": {
-                    "title": format!("erase me {index}-{n}"),
-                    "description": "a description of theirs",
-                    "teamId": "team-bench"}});
-                graphql(&client, &url, &subject, request(CREATE, variables)).await?;
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for writer in writers {
-        writer.await??;
-    }
-    let written = per_client * CONNECTIONS;
-    wait_for_rows(&service, written).await?;
+    let written = create_tasks_as(&url, &subject, events, "erase me").await?;
+    service
+        .wait_for_tasks("creator_id = $1", SUBJECT, written)
+        .await?;
 
     let seconds = 5.0;
     let before = create_load(&url, &service.token, CONNECTIONS / 2, seconds, 0).await?;
@@ -85,23 +68,4 @@ pub async fn erasure_phase() -> anyhow::Result<Value> {
         "create_task_before": before,
         "create_task_during": during,
     }))
-}
-
-/// Waits until the read model holds `count` rows of the subject.
-async fn wait_for_rows(service: &BenchService, count: usize) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks WHERE creator_id = $1")
-            .bind(SUBJECT)
-            .fetch_one(&service.db)
-            .await?;
-        if rows as usize >= count {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{rows} of {count} rows projected"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }

@@ -75,6 +75,39 @@ pub async fn create(
         .with_context(|| format!("createTask answered no id: {data}"))
 }
 
+/// Creates at least `count` tasks as `token` from [`CONNECTIONS`] clients, each titled
+/// `{title} {client}-{n}` with a description, and answers how many (rounded up to the
+/// clients): a store written through the API, as a user's tasks are.
+pub async fn create_tasks_as(
+    url: &str,
+    token: &str,
+    count: usize,
+    title: &str,
+) -> anyhow::Result<usize> {
+    let (url, token, title): (Arc<str>, Arc<str>, Arc<str>) =
+        (url.into(), token.into(), title.into());
+    let per_client = count.div_ceil(CONNECTIONS);
+    let mut writers = Vec::new();
+    for index in 0..CONNECTIONS {
+        let (url, token, title) = (url.clone(), token.clone(), title.clone());
+        writers.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for n in 0..per_client {
+                let variables = json!({"i": {
+                    "title": format!("{title} {index}-{n}"),
+                    "description": "a description someone wrote, of some length",
+                    "teamId": "team-bench"}});
+                graphql(&client, &url, &token, request(CREATE, variables)).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for writer in writers {
+        writer.await??;
+    }
+    Ok(per_client * CONNECTIONS)
+}
+
 /// Closed-loop load: `clients` clients, each sending `send(client, its index, request number)`
 /// back to back for `seconds`; throughput, latency of the successful requests, and errors.
 pub async fn closed_loop<F, Fut>(clients: usize, seconds: f64, send: F) -> anyhow::Result<Value>

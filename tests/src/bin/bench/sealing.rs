@@ -3,14 +3,13 @@
 //! `BENCH_SEALING_EVENTS` (50,000) tasks created through the API with a title and a
 //! description. A sealed event is opened before it is folded: a JSON parse and an AEAD more.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use chronicle_tests::TEST_SECRET;
 use serde_json::{json, Value};
 
-use crate::load::{env_number, graphql, request, CONNECTIONS, CREATE};
+use crate::load::{create_tasks_as, env_number};
 use crate::service::BenchService;
 
 /// The author of every task.
@@ -58,48 +57,17 @@ pub async fn sealing_phase() -> anyhow::Result<Value> {
 
 /// Creates `count` tasks (rounded up to the clients) and waits until they are projected.
 async fn write_tasks(service: &BenchService, count: usize) -> anyhow::Result<usize> {
-    let token: Arc<str> = chronicle_api::auth::Authenticator::hs256(TEST_SECRET)
+    let token = chronicle_api::auth::Authenticator::hs256(TEST_SECRET)
         .issue(
             AUTHOR,
             vec!["member".to_owned()],
             vec!["*".to_owned()],
             chrono::Duration::hours(1),
         )
-        .context("sign a benchmark token")?
-        .into();
-    let url: Arc<str> = service.graphql_url.as_str().into();
-    let per_client = count.div_ceil(CONNECTIONS);
-    let mut writers = Vec::new();
-    for index in 0..CONNECTIONS {
-        let (url, token) = (url.clone(), token.clone());
-        writers.push(tokio::spawn(async move {
-            let client = reqwest::Client::new();
-            for n in 0..per_client {
-                let variables = json!({"i": {
-                    "title": format!("sealed or not {index}-{n}"),
-                    "description": "a description someone wrote, of some length",
-                    "teamId": "team-bench"}});
-                graphql(&client, &url, &token, request(CREATE, variables)).await?;
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for writer in writers {
-        writer.await??;
-    }
-    let written = per_client * CONNECTIONS;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
-            .fetch_one(&service.db)
-            .await?;
-        if rows as usize >= written {
-            return Ok(written);
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{rows} of {written} rows projected"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        .context("sign a benchmark token")?;
+    let written = create_tasks_as(&service.graphql_url, &token, count, "sealed or not").await?;
+    service
+        .wait_for_tasks("creator_id = $1", AUTHOR, written)
+        .await?;
+    Ok(written)
 }

@@ -110,6 +110,32 @@ impl BenchService {
         })
     }
 
+    /// Waits (up to 10 minutes) until the tasks read model holds `count` rows matching
+    /// `condition` (SQL over `tasks`, with `$1` bound to `value`).
+    pub async fn wait_for_tasks(
+        &self,
+        condition: &str,
+        value: &str,
+        count: usize,
+    ) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(600);
+        loop {
+            let rows: i64 =
+                sqlx::query_scalar(&format!("SELECT count(*) FROM tasks WHERE {condition}"))
+                    .bind(value)
+                    .fetch_one(&self.db)
+                    .await?;
+            if rows as usize >= count {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "{rows} of {count} rows projected"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Starts another `chronicle serve --only <parts>` on the same database and topics.
     pub async fn spawn(settings: &Settings, parts: &str) -> anyhow::Result<ChronicleProcess> {
         // Logging as `chronicle serve` does by default (the harness would lower it to warn).
