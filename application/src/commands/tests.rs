@@ -77,13 +77,14 @@ fn with_key(key: &str) -> CommandMetadata {
 impl Given {
     /// A task created by the member; its id.
     async fn a_task(&self, title: &str) -> Uuid {
+        self.a_task_from(new_task(title)).await
+    }
+
+    /// A task created by the member from `input`; its id.
+    async fn a_task_from(&self, input: NewTask) -> Uuid {
         let created = self
             .tasks
-            .create(
-                &self.member,
-                new_task(title),
-                &CommandMetadata::for_actor("alice"),
-            )
+            .create(&self.member, input, &CommandMetadata::for_actor("alice"))
             .await
             .expect("created");
         created.aggregate_id.parse().expect("a UUID")
@@ -473,12 +474,7 @@ async fn personal_values_are_stored_sealed_and_read_back_in_clear() {
         watchers: Some(vec!["u-watcher-4".to_owned()]),
         ..new_task("Call Maria Keller")
     };
-    let created = given
-        .tasks
-        .create(&given.member, input, &CommandMetadata::for_actor("alice"))
-        .await
-        .expect("created");
-    let task: Uuid = created.aggregate_id.parse().expect("a UUID");
+    let task = given.a_task_from(input).await;
     given
         .update(task, "Call Maria again", None)
         .await
@@ -569,12 +565,7 @@ async fn a_task_whose_assignee_was_erased_can_be_reassigned_and_stays_erased() {
         assignee_id: Some("u-gone".to_owned()),
         ..new_task("Review")
     };
-    let created = given
-        .tasks
-        .create(&given.member, input, &CommandMetadata::for_actor("alice"))
-        .await
-        .expect("created");
-    let task: Uuid = created.aggregate_id.parse().expect("a UUID");
+    let task = given.a_task_from(input).await;
     let pseudonym = given
         .personal
         .keys()

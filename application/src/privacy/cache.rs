@@ -86,10 +86,6 @@ impl CachedSubjectKeys {
     /// Forgets the key named `pseudonym` for good: it was destroyed (by this process or, as
     /// its erasure event says, by another).
     pub fn forget(&self, pseudonym: &str) {
-        self.remember_gone(pseudonym);
-    }
-
-    fn remember_gone(&self, pseudonym: &str) {
         let mut entries = self.entries();
         if let Some(Some(live)) = entries.by_pseudonym.get(pseudonym) {
             let subject = live.key.subject_id.clone();
@@ -143,7 +139,7 @@ impl SubjectKeys for CachedSubjectKeys {
         let found = self.inner.by_pseudonym(pseudonym).await?;
         match &found {
             Some(key) => self.remember(key),
-            None => self.remember_gone(pseudonym),
+            None => self.forget(pseudonym),
         }
         Ok(found)
     }
@@ -163,7 +159,7 @@ impl SubjectKeys for CachedSubjectKeys {
         self.forget_subject(subject_id);
         let destroyed = destroyed?;
         if let Some(pseudonym) = &destroyed {
-            self.remember_gone(pseudonym);
+            self.forget(pseudonym);
         }
         Ok(destroyed)
     }

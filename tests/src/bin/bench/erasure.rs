@@ -4,26 +4,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
-use chronicle_tests::TEST_SECRET;
 use serde_json::{json, Value};
 
-use crate::load::{create_load, create_tasks_as, env_number, graphql, request, CONNECTIONS};
+use crate::load::{create_load, create_tasks_as, env_number, graphql, request, token, CONNECTIONS};
 use crate::service::BenchService;
 
 /// The person erased.
 const SUBJECT: &str = "u-erased-bench";
-
-fn token(sub: &str, roles: &[&str]) -> anyhow::Result<String> {
-    chronicle_api::auth::Authenticator::hs256(TEST_SECRET)
-        .issue(
-            sub,
-            roles.iter().map(|r| r.to_string()).collect(),
-            vec!["*".to_owned()],
-            chrono::Duration::hours(1),
-        )
-        .context("sign a benchmark token")
-}
 
 /// Erasure time of one person's events, and what it does to other writers meanwhile.
 pub async fn erasure_phase() -> anyhow::Result<Value> {

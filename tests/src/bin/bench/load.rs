@@ -75,6 +75,18 @@ pub async fn create(
         .with_context(|| format!("createTask answered no id: {data}"))
 }
 
+/// A token for `sub` with `roles` on every team, signed as the benchmark's service expects.
+pub fn token(sub: &str, roles: &[&str]) -> anyhow::Result<String> {
+    chronicle_api::auth::Authenticator::hs256(chronicle_tests::TEST_SECRET)
+        .issue(
+            sub,
+            roles.iter().map(|r| r.to_string()).collect(),
+            vec!["*".to_owned()],
+            chrono::Duration::hours(1),
+        )
+        .context("sign a benchmark token")
+}
+
 /// Creates at least `count` tasks as `token` from [`CONNECTIONS`] clients, each titled
 /// `{title} {client}-{n}` with a description, and answers how many (rounded up to the
 /// clients): a store written through the API, as a user's tasks are.

@@ -5,11 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
-use chronicle_tests::TEST_SECRET;
 use serde_json::{json, Value};
 
-use crate::load::{create_tasks_as, env_number};
+use crate::load::{create_tasks_as, env_number, token};
 use crate::service::BenchService;
 
 /// The author of every task.
@@ -57,14 +55,7 @@ pub async fn sealing_phase() -> anyhow::Result<Value> {
 
 /// Creates `count` tasks (rounded up to the clients) and waits until they are projected.
 async fn write_tasks(service: &BenchService, count: usize) -> anyhow::Result<usize> {
-    let token = chronicle_api::auth::Authenticator::hs256(TEST_SECRET)
-        .issue(
-            AUTHOR,
-            vec!["member".to_owned()],
-            vec!["*".to_owned()],
-            chrono::Duration::hours(1),
-        )
-        .context("sign a benchmark token")?;
+    let token = token(AUTHOR, &["member"])?;
     let written = create_tasks_as(&service.graphql_url, &token, count, "sealed or not").await?;
     service
         .wait_for_tasks("creator_id = $1", AUTHOR, written)
