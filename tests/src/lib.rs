@@ -18,7 +18,7 @@ pub use client::{new_task, Answer, GraphqlClient, CREATE_TASK};
 pub use process::{
     chronicle_binary, free_port, ChronicleProcess, PrivateBroker, PrivatePostgres, TlsFiles,
 };
-pub use support::{eventually, TEST_SECRET};
+pub use support::{eventually, settled_trail, TEST_SECRET};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

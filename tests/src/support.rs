@@ -38,3 +38,20 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Reads an `auditTrail` answer until its first event shows. The trail shows an event once
+/// every transaction older than it has ended, in the whole cluster (other tests' included),
+/// so one just written can be missing for a moment.
+pub async fn settled_trail<F, Fut>(read: F) -> anyhow::Result<serde_json::Value>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<serde_json::Value>>,
+{
+    eventually(Duration::from_secs(20), || async {
+        let answer = read().await?;
+        Ok(answer["auditTrail"]["edges"][0]
+            .is_object()
+            .then_some(answer))
+    })
+    .await
+}

@@ -69,13 +69,14 @@ async fn postgres_es_loads_a_sealed_task_whose_values_open_with_the_subjects_key
     );
 
     // Chronicle opens the same stored events with the subjects' keys.
-    let trail = app
-        .data(
+    let trail = chronicle_tests::settled_trail(|| {
+        app.data(
             "query($id: ID!) { auditTrail(filter: {aggregateId: $id}) { edges { node { actorId payload } } } }",
             json!({"id": id}),
         )
-        .await
-        .unwrap();
+    })
+    .await
+    .unwrap();
     let created = &trail["auditTrail"]["edges"][0]["node"];
     assert_eq!(
         created["payload"]["title"], "Read by postgres-es",

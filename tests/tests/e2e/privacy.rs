@@ -77,14 +77,16 @@ async fn a_subject_has_one_key_and_a_destroyed_key_leaves_nothing_to_open_with()
 
 /// What an auditor reads of one task's first event, and the chain's verdict.
 async fn audited_creation(app: &chronicle_tests::TestApp, id: &str) -> serde_json::Value {
-    app.data(
-        "query($id: ID!) {
+    chronicle_tests::settled_trail(|| {
+        app.data(
+            "query($id: ID!) {
            auditTrail(filter: {aggregateId: $id}) {
              edges { node { actorId payload erasedFields storedPayload hash } } }
            verifyAuditTrail(aggregateType: TASK, aggregateId: $id) { valid eventsChecked }
            task(id: $id, atVersion: 1) { title description assigneeId creatorId } }",
-        serde_json::json!({"id": id}),
-    )
+            serde_json::json!({"id": id}),
+        )
+    })
     .await
     .unwrap()
 }
@@ -135,13 +137,14 @@ async fn the_service_stores_personal_values_sealed_and_a_destroyed_key_reads_as_
         .starts_with("pd1:"));
     assert_eq!(before["task"]["description"], "about her contract 4711");
     assert_eq!(before["verifyAuditTrail"]["valid"], true);
-    let by_actor = app
-        .data(
+    let by_actor = chronicle_tests::settled_trail(|| {
+        app.data(
             "{ auditTrail(filter: {actorId: \"u-maria-57\"}) { edges { node { aggregateId } } } }",
             serde_json::json!({}),
         )
-        .await
-        .unwrap();
+    })
+    .await
+    .unwrap();
     assert_eq!(
         by_actor["auditTrail"]["edges"][0]["node"]["aggregateId"],
         id.as_str()
@@ -177,13 +180,14 @@ async fn the_service_stores_personal_values_sealed_and_a_destroyed_key_reads_as_
         "time travel: {after}"
     );
     assert_eq!(after["verifyAuditTrail"]["valid"], true, "{after}");
-    let by_marker = app
-        .data(
+    let by_marker = chronicle_tests::settled_trail(|| {
+        app.data(
             "query($a: String!) { auditTrail(filter: {actorId: $a}) { edges { node { aggregateId } } } }",
             serde_json::json!({"a": marker}),
         )
-        .await
-        .unwrap();
+    })
+    .await
+    .unwrap();
     assert_eq!(
         by_marker["auditTrail"]["edges"][0]["node"]["aggregateId"],
         id.as_str()
