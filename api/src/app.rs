@@ -161,12 +161,13 @@ pub fn rebuilder(pool: &sqlx::PgPool, personal: Arc<PersonalData>) -> Rebuilder 
 
 /// Erasing data subjects on `pool` (`eraseDataSubject`, `chronicle erase`): keys destroyed
 /// through `personal`, the erasure appended through `store` and published to `topics`, every
-/// read model folded again.
+/// read model folded again, changes to values stored in clear signed by `signer`.
 pub fn eraser(
     pool: &PgPool,
     store: Arc<PgEventStore>,
     topics: Topics,
     personal: Arc<PersonalData>,
+    signer: Option<Arc<CheckpointSigner>>,
 ) -> Eraser {
     let fresh = Arc::new(PersonalData::new(
         Arc::new(PgSubjectKeys::new(pool.clone())),
@@ -185,6 +186,7 @@ pub fn eraser(
                 PgReportViews::new(pool.clone()),
             ))),
         ],
+        signer,
     )
 }
 
@@ -304,10 +306,15 @@ pub async fn start(
 /// The checkpoint signer of `CHRONICLE_AUDIT_SIGNING_KEY_FILE`, read at start so a bad key stops
 /// the process at once; `None` without one (checkpoints off).
 pub fn checkpoint_signer(settings: &Settings) -> anyhow::Result<Option<CheckpointSigner>> {
-    let Some(path) = &settings.audit_signing_key_file else {
+    signer_of_key_file(settings.audit_signing_key_file.clone())
+}
+
+/// The signer of the key file at `path`, when one is named.
+pub fn signer_of_key_file(path: Option<String>) -> anyhow::Result<Option<CheckpointSigner>> {
+    let Some(path) = path.filter(|path| !path.is_empty()) else {
         return Ok(None);
     };
-    let pem = std::fs::read_to_string(path)
+    let pem = std::fs::read_to_string(&path)
         .with_context(|| format!("CHRONICLE_AUDIT_SIGNING_KEY_FILE: cannot read {path:?}"))?;
     let signer = CheckpointSigner::from_pem(&pem)
         .with_context(|| format!("CHRONICLE_AUDIT_SIGNING_KEY_FILE: {path:?}"))?;
@@ -625,6 +632,7 @@ impl<'a> Wiring<'a> {
         let live_feed = self.start_live_feed()?;
         let dead_letter_producer = self.dead_letter_producer()?;
         let settings = self.settings;
+        let signer = checkpoint_signer(settings)?.map(Arc::new);
         let audit_log: Arc<dyn AuditLog> = Arc::new(PgAuditLog::new(self.pool.clone()));
         let services = Services {
             live: LiveWatch::new(live_feed, audit_log.clone()),
@@ -643,7 +651,10 @@ impl<'a> Wiring<'a> {
                 self.report_views.clone(),
                 settings.read_your_writes_wait,
             )),
-            audit: Arc::new(AuditQueries::new(audit_log.clone(), self.personal.clone())),
+            audit: Arc::new(
+                AuditQueries::new(audit_log.clone(), self.personal.clone())
+                    .with_erasure_key(signer.as_ref().map(|signer| signer.public_key())),
+            ),
             task_history: Arc::new(TimeTravel::new(audit_log.clone(), self.personal.clone())),
             report_history: Arc::new(TimeTravel::new(audit_log, self.personal.clone())),
             rebuilder: self.rebuilder.clone(),
@@ -658,6 +669,7 @@ impl<'a> Wiring<'a> {
                 self.store.clone(),
                 self.topics.clone(),
                 self.personal.clone(),
+                signer,
             )),
             audit_proofs: Arc::new(AuditProofs::new(
                 Arc::new(PgAuditTree::new(self.pool.clone())),

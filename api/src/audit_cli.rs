@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use chronicle_application::aggregates;
 use chronicle_application::audit::checkpoints::{AuditProofs, Signing};
+use chronicle_application::audit::erasure_check::Signatures;
 use chronicle_application::audit::export::{
     check_expected, event_line, header_line, verify_export, Expected,
 };
@@ -25,16 +26,21 @@ use sqlx::PgPool;
 use std::sync::Arc;
 use uuid::Uuid;
 
-/// Verifies one aggregate (`target` = type and id) or every chain; prints the verdict and
-/// returns whether everything is intact.
-pub async fn verify(pool: PgPool, target: Option<(String, String)>) -> anyhow::Result<bool> {
+/// Verifies one aggregate (`target` = type and id) or every chain, erasures' signatures under
+/// `key` when given; prints the verdict and returns whether everything is intact.
+pub async fn verify(
+    pool: PgPool,
+    target: Option<(String, String)>,
+    key: Option<PublicKey>,
+) -> anyhow::Result<bool> {
     let personal = crate::app::personal_data_for_reading(&pool);
     let log = Arc::new(PgAuditLog::new(pool));
     match target {
         Some((aggregate_type, id)) => {
-            verify_one(AuditQueries::new(log, personal), &aggregate_type, &id).await
+            let audit = AuditQueries::new(log, personal).with_erasure_key(key);
+            verify_one(audit, &aggregate_type, &id).await
         }
-        None => verify_all(log.as_ref()).await,
+        None => verify_all(log.as_ref(), key.as_ref()).await,
     }
 }
 
@@ -66,12 +72,19 @@ async fn verify_one(audit: AuditQueries, aggregate_type: &str, id: &str) -> anyh
                 "intact: {aggregate_type} {id}, {} events",
                 check.events_checked
             );
+            for (sequence, by) in &check.erased {
+                let erasures: Vec<String> = by
+                    .iter()
+                    .map(|e| format!("{} (event {}, by {})", e.pseudonym, e.event_id, e.erased_by))
+                    .collect();
+                println!("erased: sequence {sequence} under {}", erasures.join(", "));
+            }
             Ok(true)
         }
     }
 }
 
-async fn verify_all(log: &PgAuditLog) -> anyhow::Result<bool> {
+async fn verify_all(log: &PgAuditLog, key: Option<&PublicKey>) -> anyhow::Result<bool> {
     let total = log
         .event_count()
         .await
@@ -82,7 +95,7 @@ async fn verify_all(log: &PgAuditLog) -> anyhow::Result<bool> {
             .context("progress template")?,
     );
     let started = Instant::now();
-    let check = verify_store(log, |done| bar.set_position(done))
+    let check = verify_store(log, key, |done| bar.set_position(done))
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     bar.finish_and_clear();
@@ -102,7 +115,25 @@ async fn verify_all(log: &PgAuditLog) -> anyhow::Result<bool> {
                 "intact: {} events in {} aggregates, {:.2} s, {:.0} events/s",
                 check.events_checked, check.aggregates_checked, seconds, rate
             );
-            Ok(true)
+            if check.erasures > 0 {
+                let signatures = match check.signatures {
+                    Signatures::Checked { key_id } => format!("signatures verified, key {key_id}"),
+                    Signatures::NotChecked => "signatures not checked: name the key with \
+                                               --public-key"
+                        .to_owned(),
+                };
+                println!(
+                    "erased: {} events changed by {} erasures ({signatures})",
+                    check.erased_events, check.erasures
+                );
+            }
+            for pseudonym in &check.keys_destroyed_unrecorded {
+                println!(
+                    "BROKEN: the values of {pseudonym} read as erased, but no DataSubjectErased \
+                     event records an erasure of them: their key was destroyed outside an erasure"
+                );
+            }
+            Ok(check.keys_destroyed_unrecorded.is_empty())
         }
     }
 }
@@ -133,7 +164,7 @@ pub async fn verify_checkpoints(
         path => read_checkpoint_file(path)?,
     };
     let log = PgAuditLog::new(pool.clone());
-    let chains = verify_all(&log).await?;
+    let chains = verify_all(&log, Some(key)).await?;
     let tree = PgAuditTree::new(pool);
     let stored = tree
         .checkpoints()

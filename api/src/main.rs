@@ -165,9 +165,11 @@ enum AuditCommand {
         /// {prefix}chronicle.audit.checkpoints) or a file of them, one JSON object a line.
         #[arg(long, value_name = "kafka|FILE", conflicts_with = "id")]
         checkpoints: Option<String>,
-        /// The public key (SPKI PEM) the checkpoints must verify under; default: that of
-        /// CHRONICLE_AUDIT_SIGNING_KEY_FILE.
-        #[arg(long, value_name = "PATH", requires = "checkpoints")]
+        /// The public key (SPKI PEM) the checkpoints, and the erasures that changed events
+        /// stored in clear, must verify under; default: that of
+        /// CHRONICLE_AUDIT_SIGNING_KEY_FILE (without either, erasures' signatures are not
+        /// checked, and --checkpoints cannot run).
+        #[arg(long, value_name = "PATH")]
         public_key: Option<std::path::PathBuf>,
     },
 }
@@ -261,7 +263,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Erase { subject, reason } => {
             telemetry::init_for_command();
             let url = Settings::database_url()?;
-            let pool = db::connect(url.expose(), 2).await?;
+            // One connection holds the erasure lock for the erasure's length.
+            let pool = db::connect(url.expose(), 4).await?;
             db::migrate(&pool).await.context("applying migrations")?;
             let settings = Settings::from_env()?;
             let topics =
@@ -277,7 +280,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 chronicle_application::privacy::personal_data::Sealing::On,
                 settings.privacy_key_cache,
             );
-            let eraser = app::eraser(&pool, store, topics, personal);
+            let signer = app::checkpoint_signer(&settings)?.map(std::sync::Arc::new);
+            let eraser = app::eraser(&pool, store, topics, personal, signer);
             Ok(chronicle_api::erase_cli::run(&eraser, &subject, &reason).await)
         }
         Command::ProjectionFailures { action, name } => {
@@ -389,17 +393,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
         } => {
             let settings = Settings::from_env()?;
-            let key = match public_key {
-                Some(path) => {
-                    let pem = std::fs::read_to_string(&path)
-                        .with_context(|| format!("--public-key: cannot read {}", path.display()))?;
-                    chronicle_application::audit::signing::PublicKey::from_pem(&pem)
-                        .with_context(|| format!("--public-key {}", path.display()))?
-                }
-                None => app::checkpoint_signer(&settings)?
-                    .context("name the public key with --public-key (or set CHRONICLE_AUDIT_SIGNING_KEY_FILE)")?
-                    .public_key(),
-            };
+            let key = audit_public_key(public_key.as_deref())?.context(
+                "name the public key with --public-key (or set CHRONICLE_AUDIT_SIGNING_KEY_FILE)",
+            )?;
             let pool = db::connect(settings.database_url.expose(), 2).await?;
             let intact =
                 chronicle_api::audit_cli::verify_checkpoints(pool, &settings, &source, &key)
@@ -411,14 +407,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Audit {
-            command: AuditCommand::Verify {
-                aggregate_type, id, ..
-            },
+            command:
+                AuditCommand::Verify {
+                    aggregate_type,
+                    id,
+                    public_key,
+                    ..
+                },
         } => {
             let url = Settings::database_url()?;
+            let key = audit_public_key(public_key.as_deref())?;
             let pool = db::connect(url.expose(), 2).await?;
             let target = aggregate_type.zip(id);
-            let intact = chronicle_api::audit_cli::verify(pool, target).await?;
+            let intact = chronicle_api::audit_cli::verify(pool, target, key).await?;
             Ok(if intact {
                 ExitCode::SUCCESS
             } else {
@@ -426,6 +427,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+/// The audit public key: `--public-key`'s, or that of CHRONICLE_AUDIT_SIGNING_KEY_FILE when
+/// set, or none.
+fn audit_public_key(
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<Option<chronicle_application::audit::signing::PublicKey>> {
+    if let Some(path) = path {
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("--public-key: cannot read {}", path.display()))?;
+        let key = chronicle_application::audit::signing::PublicKey::from_pem(&pem)
+            .with_context(|| format!("--public-key {}", path.display()))?;
+        return Ok(Some(key));
+    }
+    Ok(
+        app::signer_of_key_file(std::env::var("CHRONICLE_AUDIT_SIGNING_KEY_FILE").ok())?
+            .map(|signer| signer.public_key()),
+    )
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -2,8 +2,11 @@
 
 use async_trait::async_trait;
 use chronicle_application::ports::audit_log::AuditLog;
-use chronicle_application::ports::audit_log::{AuditFilter, AuditRecord, Misattribution};
+use chronicle_application::ports::audit_log::{
+    AuditFilter, AuditRecord, LedgerEntry, Misattribution,
+};
 use chronicle_application::ports::store_error::StoreError;
+use chronicle_domain::ids::REFERENCE_PREFIX;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
@@ -166,6 +169,53 @@ impl AuditLog for PgAuditLog {
         .await
         .map_err(store_error)?;
         Ok(rows.iter().map(record).collect())
+    }
+
+    async fn erasure_ledger(
+        &self,
+        of_stream: Option<(&str, &str)>,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        let (aggregate_type, aggregate_id) = of_stream.unzip();
+        // A row whose event is gone drops out here, and its erasure's digest then fails.
+        let rows = sqlx::query(
+            "SELECT l.event_id, e.position, l.pseudonym, l.prior_hash, l.redacted_hash
+             FROM erased_events l JOIN events e ON e.event_id = l.event_id
+             WHERE $1::text IS NULL OR l.pseudonym IN (
+                 SELECT m.pseudonym FROM erased_events m
+                 JOIN events o ON o.event_id = m.event_id
+                 WHERE o.aggregate_type = $1 AND o.aggregate_id = $2)
+             ORDER BY e.position, l.planned_at",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(rows
+            .iter()
+            .map(|row| LedgerEntry {
+                event_id: row.get("event_id"),
+                position: row.get("position"),
+                pseudonym: row.get("pseudonym"),
+                prior_hash: row.get("prior_hash"),
+                redacted_hash: row.get("redacted_hash"),
+            })
+            .collect())
+    }
+
+    async fn keys_destroyed_unrecorded(&self) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT substr(metadata ->> 'actor_id', length($1) + 1) FROM events
+             WHERE metadata ->> 'actor_id' LIKE $1 || '%'
+             EXCEPT SELECT pseudonym FROM subject_keys
+             EXCEPT SELECT replace(aggregate_id, '-', '') FROM events
+                    WHERE aggregate_type = 'DataSubject' AND event_type = 'DataSubjectErased'
+             ORDER BY 1",
+        )
+        .bind(REFERENCE_PREFIX)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)
     }
 
     async fn witnessed_version(

@@ -3,7 +3,9 @@
 
 use async_trait::async_trait;
 use chronicle_application::event_log::StoredEvent;
-use chronicle_application::ports::erasures::{ErasureRecord, Erasures, Scrub, StreamRef};
+use chronicle_application::ports::erasures::{
+    ErasureLock, ErasureRecord, Erasures, PositionedEvent, Redaction, Scrub, StreamRef,
+};
 use chronicle_application::ports::store_error::StoreError;
 use chronicle_application::privacy::seal::reference;
 use chronicle_domain::ids::{ERASED_PREFIX, SEALED_PREFIX};
@@ -48,6 +50,22 @@ fn record(row: &PgRow) -> ErasureRecord {
         reason: row.get("reason"),
         streams: row.get::<i64, _>("streams").max(0) as u64,
         scrubbed: row.get("scrubbed"),
+    }
+}
+
+/// The erasure event of the pseudonym `$1`: its stream's id is the pseudonym as a UUID.
+const ERASURE_EVENT: &str = "SELECT 1 FROM events
+     WHERE aggregate_type = 'DataSubject' AND replace(aggregate_id, '-', '') = $1
+       AND event_type = 'DataSubjectErased'";
+
+/// An event's columns with its position, as [`positioned`] reads them.
+const POSITIONED: &str = "e.position, e.event_id, e.aggregate_type, e.aggregate_id, e.sequence,
+     e.event_type, e.event_version, e.payload, e.metadata, e.recorded_at, e.hash, e.previous_hash";
+
+fn positioned(row: &PgRow) -> PositionedEvent {
+    PositionedEvent {
+        position: row.get("position"),
+        event: stored_event(row),
     }
 }
 
@@ -107,37 +125,135 @@ impl Erasures for PgErasures {
         Ok(rows.iter().map(record).collect())
     }
 
-    async fn copied_into_reports(&self, streams: &[StreamRef]) -> Result<bool, StoreError> {
-        let patterns: Vec<String> = streams
-            .iter()
-            .map(|s| quoted_anywhere(&s.aggregate_id))
-            .collect();
-        if patterns.is_empty() {
-            return Ok(false);
-        }
-        sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM events
-                            WHERE event_type = 'ReportCompleted' AND payload::text LIKE ANY($1))",
-        )
-        .bind(&patterns)
-        .fetch_one(&self.pool)
+    async fn lock(&self) -> Result<ErasureLock, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('chronicle-erasure'))")
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        // The transaction holds the lock until it ends: when the guard drops, or the process
+        // dies and its connection with it.
+        Ok(ErasureLock(Box::new(tx)))
+    }
+
+    async fn in_clear_naming(&self, subject_id: &str) -> Result<Vec<PositionedEvent>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {POSITIONED} FROM events e
+             WHERE e.metadata ->> 'sealed' IS NULL
+               AND (e.metadata ->> 'actor_id' = $1 OR e.payload::text LIKE $2)
+             ORDER BY e.position"
+        ))
+        .bind(subject_id)
+        .bind(quoted_anywhere(subject_id))
+        .fetch_all(&self.pool)
         .await
-        .map_err(store_error)
+        .map_err(store_error)?;
+        Ok(rows.iter().map(positioned).collect())
+    }
+
+    async fn reports_naming(&self, names: &[String]) -> Result<Vec<PositionedEvent>, StoreError> {
+        let patterns: Vec<String> = names.iter().map(|name| quoted_anywhere(name)).collect();
+        let rows = sqlx::query(&format!(
+            "SELECT {POSITIONED} FROM events e
+             WHERE e.event_type = 'ReportCompleted' AND e.payload::text LIKE ANY($1)
+             ORDER BY e.position"
+        ))
+        .bind(&patterns)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(rows.iter().map(positioned).collect())
+    }
+
+    async fn erasure_appended(&self, pseudonym: &str) -> Result<bool, StoreError> {
+        sqlx::query_scalar(&format!("SELECT EXISTS ({ERASURE_EVENT})"))
+            .bind(pseudonym)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn plan(&self, pseudonym: &str, redactions: &[Redaction]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        sqlx::query("DELETE FROM erased_events WHERE pseudonym = $1 AND applied_at IS NULL")
+            .bind(pseudonym)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let event_ids: Vec<Uuid> = redactions.iter().map(|r| r.event_id).collect();
+        let prior: Vec<&str> = redactions.iter().map(|r| r.prior_hash.as_str()).collect();
+        let redacted: Vec<&str> = redactions
+            .iter()
+            .map(|r| r.redacted_hash.as_str())
+            .collect();
+        let payloads: Vec<&Value> = redactions.iter().map(|r| &r.payload).collect();
+        let metadata: Vec<&Value> = redactions.iter().map(|r| &r.metadata).collect();
+        sqlx::query(
+            "INSERT INTO erased_events
+                 (event_id, pseudonym, prior_hash, redacted_hash, pending_payload, pending_metadata)
+             SELECT r.event_id, $1, r.prior, r.redacted, r.payload, r.metadata
+             FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[])
+                  AS r(event_id, prior, redacted, payload, metadata)",
+        )
+        .bind(pseudonym)
+        .bind(&event_ids)
+        .bind(&prior)
+        .bind(&redacted)
+        .bind(&payloads)
+        .bind(&metadata)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)
+    }
+
+    async fn settle(&self) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let changed = sqlx::query(&format!(
+            "UPDATE events e SET payload = l.pending_payload, metadata = l.pending_metadata
+             FROM erased_events l
+             WHERE l.event_id = e.event_id AND l.applied_at IS NULL
+               AND EXISTS ({})",
+            ERASURE_EVENT.replace("$1", "l.pseudonym")
+        ))
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?
+        .rows_affected();
+        sqlx::query(&format!(
+            "UPDATE erased_events l
+             SET applied_at = now(), pending_payload = NULL, pending_metadata = NULL
+             WHERE l.applied_at IS NULL AND EXISTS ({})",
+            ERASURE_EVENT.replace("$1", "l.pseudonym")
+        ))
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        sqlx::query("DELETE FROM erased_events WHERE applied_at IS NULL")
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(changed)
     }
 
     async fn streams_of(&self, pseudonym: &str) -> Result<Vec<StreamRef>, StoreError> {
         // The actor through its index; values in the payload by a scan of sealed events.
         let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT aggregate_type, aggregate_id FROM events WHERE metadata ->> 'actor_id' = $1
+            "SELECT aggregate_type, aggregate_id FROM events
+             WHERE metadata ->> 'actor_id' = $1 OR metadata ->> 'actor_id' = $4
              UNION
              SELECT aggregate_type, aggregate_id FROM events
-             WHERE metadata ->> 'sealed' IS NOT NULL
-               AND (payload::text LIKE $2 OR payload::text LIKE $3)
+             WHERE (metadata ->> 'sealed' IS NOT NULL
+                    AND (payload::text LIKE $2 OR payload::text LIKE $3))
+                OR payload::text LIKE $5
              ORDER BY 1, 2",
         )
         .bind(reference(pseudonym))
         .bind(quoted_anywhere(&reference(pseudonym)))
         .bind(format!("%\"{SEALED_PREFIX}{pseudonym}:%"))
+        .bind(format!("{ERASED_PREFIX}{pseudonym}"))
+        .bind(quoted_anywhere(&format!("{ERASED_PREFIX}{pseudonym}")))
         .fetch_all(&self.pool)
         .await
         .map_err(store_error)?;

@@ -186,6 +186,32 @@ pub struct AuditVerification {
     pub first_invalid_sequence: Option<i64>,
     /// What is wrong with it.
     pub reason: Option<String>,
+    /// Events whose personal values an erasure made unreadable (a destroyed key) or replaced
+    /// by markers (values stored in clear, through the signed erasure ledger): erased, not
+    /// tampered with.
+    pub erased_events: Vec<ErasedEvent>,
+}
+
+/// An event whose personal values were erased, and by which erasures.
+#[derive(SimpleObject)]
+pub struct ErasedEvent {
+    /// Its sequence in the aggregate.
+    pub sequence: i64,
+    /// The erasures, oldest first.
+    pub erasures: Vec<ErasureRecord>,
+}
+
+/// An erasure as the audit trail records it: its `DataSubjectErased` event.
+#[derive(SimpleObject)]
+pub struct ErasureRecord {
+    /// What the person's values read as now, without `erased:`.
+    pub subject_pseudonym: String,
+    /// The `DataSubjectErased` event's id.
+    pub erasure_event_id: ID,
+    /// When it was recorded.
+    pub erased_at: DateTime<Utc>,
+    /// Who asked for it (their id, or their marker once erased themselves).
+    pub erased_by: String,
 }
 
 impl From<ChainCheck> for AuditVerification {
@@ -195,6 +221,22 @@ impl From<ChainCheck> for AuditVerification {
             events_checked: check.events_checked as i64,
             first_invalid_sequence: check.first_invalid_sequence.map(|s| s as i64),
             reason: check.reason,
+            erased_events: check
+                .erased
+                .into_iter()
+                .map(|(sequence, by)| ErasedEvent {
+                    sequence: sequence as i64,
+                    erasures: by
+                        .into_iter()
+                        .map(|erasure| ErasureRecord {
+                            subject_pseudonym: erasure.pseudonym,
+                            erasure_event_id: ID(erasure.event_id.to_string()),
+                            erased_at: erasure.erased_at,
+                            erased_by: erasure.erased_by,
+                        })
+                        .collect(),
+                })
+                .collect(),
         }
     }
 }

@@ -9,6 +9,7 @@
 //!   highest version something else has witnessed (a snapshot, a read-model row) and reports
 //!   the missing tail.
 
+use super::erasure_check::{Content, ErasureRef};
 use crate::event_log::StoredEvent;
 use crate::hash_chain::{event_hash, GENESIS_HASH};
 
@@ -23,6 +24,9 @@ pub struct ChainCheck {
     pub first_invalid_sequence: Option<u64>,
     /// Why it fails.
     pub reason: Option<String>,
+    /// Events whose values stored in clear an erasure replaced by markers: (sequence, the
+    /// erasures, oldest first).
+    pub erased: Vec<(u64, Vec<ErasureRef>)>,
 }
 
 /// Checks one aggregate's events, fed in sequence order, one at a time (so a whole store can
@@ -33,6 +37,7 @@ pub struct ChainVerifier {
     last_hash: String,
     checked: u64,
     broken: Option<(u64, String)>,
+    erased: Vec<(u64, Vec<ErasureRef>)>,
 }
 
 impl Default for ChainVerifier {
@@ -42,6 +47,7 @@ impl Default for ChainVerifier {
             last_hash: GENESIS_HASH.to_owned(),
             checked: 0,
             broken: None,
+            erased: Vec::new(),
         }
     }
 }
@@ -56,6 +62,19 @@ impl ChainVerifier {
     /// so the costly part can run in parallel over many events while the links, which need
     /// the order, are checked here.
     pub fn push_hashed(&mut self, event: &StoredEvent, content_intact: bool) {
+        let content = match content_intact {
+            true => Content::Intact,
+            false => Content::Edited(
+                "its content does not match its hash: the event was edited or moved".to_owned(),
+            ),
+        };
+        self.push_judged(event, content);
+    }
+
+    /// Like [`ChainVerifier::push`], with the content already judged against its hash and the
+    /// erasure ledger ([`super::erasure_check::ErasureEvidence::judge`]): an event changed
+    /// only by signed erasures is accepted, and listed.
+    pub fn push_judged(&mut self, event: &StoredEvent, content: Content) {
         if self.broken.is_some() {
             return;
         }
@@ -76,12 +95,13 @@ impl ChainVerifier {
             self.broken = Some((expected.min(event.sequence), reason));
             return;
         }
-        if !content_intact {
-            self.broken = Some((
-                event.sequence,
-                "its content does not match its hash: the event was edited or moved".to_owned(),
-            ));
-            return;
+        match content {
+            Content::Intact => {}
+            Content::Erased(by) => self.erased.push((event.sequence, by)),
+            Content::Edited(reason) => {
+                self.broken = Some((event.sequence, reason));
+                return;
+            }
         }
         if event.previous_hash != self.last_hash {
             self.broken = Some((
@@ -127,6 +147,7 @@ impl ChainVerifier {
             events_checked: self.checked,
             first_invalid_sequence,
             reason,
+            erased: self.erased,
         }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod chain;
 pub mod checkpoints;
+pub mod erasure_check;
 pub mod export;
 pub mod merkle;
 pub mod signing;
@@ -15,12 +16,16 @@ pub mod store_check;
 pub mod time_travel;
 pub mod tree_check;
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use chronicle_domain::subject::DATA_SUBJECT_ERASED;
 
 use crate::access::{Action, Principal};
 use crate::aggregates;
 use crate::error::AppError;
 use crate::event_log::StoredEvent;
+use crate::hash_chain::event_hash;
 use crate::ports::audit_log::AuditLog;
 use crate::ports::audit_log::{AuditFilter, AuditRecord};
 use crate::privacy::personal_data::PersonalData;
@@ -30,6 +35,9 @@ use crate::queries::page_size;
 use chronicle_domain::ids::ERASED_PREFIX;
 
 pub use chain::{ChainCheck, ChainVerifier};
+use erasure_check::{Content, ErasureRef};
+use signing::PublicKey;
+use store_check::erasure_evidence;
 pub use time_travel::{PointInTime, TimeTravel};
 
 /// One event of the trail as an auditor reads it: opened, with what it is as stored beside.
@@ -66,12 +74,25 @@ pub struct AuditPage {
 pub struct AuditQueries {
     log: Arc<dyn AuditLog>,
     personal: Arc<PersonalData>,
+    erasure_key: Option<PublicKey>,
 }
 
 impl AuditQueries {
     /// Queries over `log`, opening personal values with `personal`.
     pub fn new(log: Arc<dyn AuditLog>, personal: Arc<PersonalData>) -> Self {
-        Self { log, personal }
+        Self {
+            log,
+            personal,
+            erasure_key: None,
+        }
+    }
+
+    /// Checks erasures' signatures under `key` (the checkpoint key) when verifying.
+    pub fn with_erasure_key(self, key: Option<PublicKey>) -> Self {
+        Self {
+            erasure_key: key,
+            ..self
+        }
     }
 
     /// A page of matching events after position `after`, in position order.
@@ -116,7 +137,8 @@ impl AuditQueries {
     /// reference to its key; an erased person's marker as the reference it replaced.
     async fn actor_forms(&self, actor: &str) -> Result<Vec<String>, AppError> {
         match actor.strip_prefix(ERASED_PREFIX) {
-            Some(pseudonym) => Ok(vec![reference(pseudonym)]),
+            // Sealed events name them by reference; events stored in clear hold the marker.
+            Some(pseudonym) => Ok(vec![reference(pseudonym), actor.to_owned()]),
             None => self.personal.stored_forms(actor).await,
         }
     }
@@ -154,9 +176,26 @@ impl AuditQueries {
         if events.is_empty() && witnessed == 0 {
             return Err(not_found());
         }
+        let evidence = erasure_evidence(
+            self.log.as_ref(),
+            Some((aggregate_type, aggregate_id)),
+            self.erasure_key.as_ref(),
+        )
+        .await?;
+        let mut erasures = HashMap::new();
         let mut verifier = ChainVerifier::default();
         for record in &events {
-            verifier.push(&record.event);
+            let event = &record.event;
+            let content = match evidence.judge(
+                event.event_id,
+                &event.hash,
+                record.position,
+                &event_hash(event),
+            ) {
+                Content::Intact => self.sealed_erasures(event, &mut erasures).await?,
+                judged => judged,
+            };
+            verifier.push_judged(event, content);
         }
         let check = verifier.finish(witnessed);
         if !check.valid {
@@ -169,12 +208,89 @@ impl AuditQueries {
         {
             Some(wrong) => Ok(ChainCheck {
                 valid: false,
-                events_checked: check.events_checked,
                 first_invalid_sequence: Some(wrong.sequence),
                 reason: Some(wrong.reason()),
+                ..check
             }),
-            None => Ok(check),
+            None => Ok(self.with_officers_opened(check).await?),
         }
+    }
+
+    /// An intact event's standing once opened: erased when values sealed under a destroyed
+    /// key read as markers, each named by the erasure event that destroyed it; edited when a
+    /// key is gone and no erasure event records it (destroyed outside an erasure), or a value
+    /// does not open.
+    async fn sealed_erasures(
+        &self,
+        event: &StoredEvent,
+        erasures: &mut HashMap<String, Option<ErasureRef>>,
+    ) -> Result<Content, AppError> {
+        let opening = match self.personal.opened(event).await {
+            Ok((_, opening)) => opening,
+            Err(e) => {
+                return Ok(Content::Edited(format!(
+                    "its sealed values do not open: {e}"
+                )))
+            }
+        };
+        let mut by: Vec<ErasureRef> = Vec::new();
+        for erased in opening.erased {
+            if by
+                .iter()
+                .any(|erasure| erasure.pseudonym == erased.pseudonym)
+            {
+                continue;
+            }
+            if !erasures.contains_key(&erased.pseudonym) {
+                let found = self.erasure_of(&erased.pseudonym).await?;
+                erasures.insert(erased.pseudonym.clone(), found);
+            }
+            match &erasures[&erased.pseudonym] {
+                Some(erasure) => by.push(erasure.clone()),
+                None => {
+                    return Ok(Content::Edited(format!(
+                        "values of {} read as erased, but no DataSubjectErased event records an \
+                         erasure of them: their key was destroyed outside an erasure",
+                        erased.pseudonym
+                    )))
+                }
+            }
+        }
+        Ok(match by.is_empty() {
+            true => Content::Intact,
+            false => Content::Erased(by),
+        })
+    }
+
+    /// The erasure event of `pseudonym`, if one is stored.
+    async fn erasure_of(&self, pseudonym: &str) -> Result<Option<ErasureRef>, AppError> {
+        let Ok(stream) = uuid::Uuid::parse_str(pseudonym) else {
+            return Ok(None);
+        };
+        let events = self
+            .log
+            .stream(aggregates::DATA_SUBJECT.type_name, &stream.to_string())
+            .await?;
+        Ok(events
+            .iter()
+            .find(|record| record.event.event_type == DATA_SUBJECT_ERASED)
+            .map(|record| ErasureRef::of(pseudonym, record)))
+    }
+
+    /// `check` with each erasure's officer as the trail shows them (their id, or their
+    /// marker once erased themselves), not the sealed reference stored.
+    async fn with_officers_opened(&self, mut check: ChainCheck) -> Result<ChainCheck, AppError> {
+        let mut opened: HashMap<String, String> = HashMap::new();
+        for (_, by) in &mut check.erased {
+            for erasure in by {
+                if !opened.contains_key(&erasure.erased_by) {
+                    let actor = self.personal.actor_as_read(&erasure.erased_by).await?;
+                    opened.insert(erasure.erased_by.clone(), actor);
+                }
+                erasure.erased_by = opened[&erasure.erased_by].clone();
+            }
+        }
+        Ok(check)
     }
 }
 

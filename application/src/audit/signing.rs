@@ -156,6 +156,17 @@ impl CheckpointSigner {
     }
 }
 
+impl CheckpointSigner {
+    /// Signs another statement of the audit log (an erasure's, [`super::erasure_check`]): the
+    /// text's first line names its format, so no statement reads as another.
+    pub fn sign_statement(&self, text: &str) -> (String, Vec<u8>) {
+        (
+            self.public_key().id(),
+            self.key.sign(text.as_bytes()).to_bytes().to_vec(),
+        )
+    }
+}
+
 /// An Ed25519 public key, which verifies checkpoints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicKey(VerifyingKey);
@@ -173,6 +184,14 @@ impl PublicKey {
         self.0
             .to_public_key_pem(LineEnding::LF)
             .map_err(|e| KeyError(e.to_string()))
+    }
+
+    /// Whether `signature` is this key's over `text` ([`CheckpointSigner::sign_statement`]).
+    pub fn verifies_statement(&self, text: &str, key_id: &str, signature: &[u8]) -> bool {
+        let Ok(signature) = Signature::from_slice(signature) else {
+            return false;
+        };
+        key_id == self.id() && self.0.verify(text.as_bytes(), &signature).is_ok()
     }
 
     /// The key's id: the first 16 hex digits of SHA-256 of its raw bytes.

@@ -10,9 +10,12 @@ use std::collections::HashMap;
 use futures::StreamExt;
 
 use super::chain::ChainVerifier;
+use super::erasure_check::{Content, ErasureEvidence, Signatures};
+use super::signing::PublicKey;
+use crate::aggregates;
 use crate::error::AppError;
 use crate::hash_chain::event_hash;
-use crate::ports::audit_log::AuditLog;
+use crate::ports::audit_log::{AuditLog, AuditRecord};
 use crate::ports::store_error::StoreError;
 
 /// The verdict on the whole store.
@@ -24,6 +27,47 @@ pub struct StoreCheck {
     pub aggregates_checked: u64,
     /// The first broken chain: (aggregate type, id, sequence, reason).
     pub first_broken: Option<(String, String, u64, String)>,
+    /// Events whose values stored in clear a signed erasure replaced by markers.
+    pub erased_events: u64,
+    /// Erasures that replaced values stored in clear.
+    pub erasures: usize,
+    /// Whether the erasures' signatures were checked.
+    pub signatures: Signatures,
+    /// Pseudonyms whose values read as erased although no erasure event records it: their
+    /// key was destroyed outside an erasure (a finding, like a broken chain).
+    pub keys_destroyed_unrecorded: Vec<String>,
+}
+
+impl StoreCheck {
+    /// Whether nothing was found.
+    pub fn intact(&self) -> bool {
+        self.first_broken.is_none() && self.keys_destroyed_unrecorded.is_empty()
+    }
+}
+
+/// The erasure ledger and the erasure events it needs, read once: `of_stream` narrows it to
+/// the erasures that changed one stream. Signatures are checked under `key` when given.
+pub async fn erasure_evidence(
+    log: &dyn AuditLog,
+    of_stream: Option<(&str, &str)>,
+    key: Option<&PublicKey>,
+) -> Result<ErasureEvidence, AppError> {
+    let ledger = log.erasure_ledger(of_stream).await?;
+    let mut pseudonyms: Vec<&str> = ledger.iter().map(|row| row.pseudonym.as_str()).collect();
+    pseudonyms.sort_unstable();
+    pseudonyms.dedup();
+    let mut erasure_events: Vec<AuditRecord> = Vec::new();
+    for pseudonym in pseudonyms {
+        // The subject's stream is named by the pseudonym as a UUID; a malformed pseudonym has
+        // no stream, and its rows are not accepted.
+        if let Ok(stream) = uuid::Uuid::parse_str(pseudonym) {
+            let of_subject = log
+                .stream(aggregates::DATA_SUBJECT.type_name, &stream.to_string())
+                .await?;
+            erasure_events.extend(of_subject);
+        }
+    }
+    Ok(ErasureEvidence::new(ledger, &erasure_events, key))
 }
 
 /// Events hashed together on a blocking thread.
@@ -36,14 +80,24 @@ const BATCHES_IN_FLIGHT: usize = 3;
 /// Recomputing hashes is the costly part and needs no order, so batches are hashed on blocking
 /// threads in parallel (in order of arrival); the links between events are then checked in
 /// position order, one small verifier per aggregate.
+/// Erasures' signatures are checked under `key` when given.
 pub async fn verify_store(
     log: &dyn AuditLog,
+    key: Option<&PublicKey>,
     progress: impl FnMut(u64),
 ) -> Result<StoreCheck, AppError> {
-    // The team-column check is one query the server answers while the chains stream by.
-    let (chains, misattributed) =
-        futures::join!(verify_chains(log, progress), log.misattributed(None));
-    let check = chains?;
+    let evidence = erasure_evidence(log, None, key).await?;
+    // The team-column and key checks are queries the server answers while the chains
+    // stream by.
+    let (chains, misattributed, unrecorded) = futures::join!(
+        verify_chains(log, &evidence, progress),
+        log.misattributed(None),
+        log.keys_destroyed_unrecorded()
+    );
+    let check = StoreCheck {
+        keys_destroyed_unrecorded: unrecorded?,
+        ..chains?
+    };
     if check.first_broken.is_some() {
         return Ok(check);
     }
@@ -65,6 +119,7 @@ pub async fn verify_store(
 /// Every chain's hashes and links, and truncated tails.
 async fn verify_chains(
     log: &dyn AuditLog,
+    evidence: &ErasureEvidence,
     mut progress: impl FnMut(u64),
 ) -> Result<StoreCheck, AppError> {
     let mut hashed = log
@@ -73,11 +128,8 @@ async fn verify_chains(
         .map(|chunk| {
             tokio::task::spawn_blocking(move || {
                 let records = chunk.into_iter().collect::<Result<Vec<_>, _>>()?;
-                let intact: Vec<bool> = records
-                    .iter()
-                    .map(|r| event_hash(&r.event) == r.event.hash)
-                    .collect();
-                Ok::<_, StoreError>((records, intact))
+                let hashes: Vec<String> = records.iter().map(|r| event_hash(&r.event)).collect();
+                Ok::<_, StoreError>((records, hashes))
             })
         })
         .buffered(BATCHES_IN_FLIGHT);
@@ -85,10 +137,20 @@ async fn verify_chains(
     let mut chains: HashMap<String, HashMap<String, ChainVerifier>> = HashMap::new();
     let mut checked = 0u64;
     let mut aggregates = 0u64;
+    let mut erased_events = 0u64;
+    let verdict = |checked, aggregates, erased_events, first_broken| StoreCheck {
+        events_checked: checked,
+        aggregates_checked: aggregates,
+        first_broken,
+        erased_events,
+        erasures: evidence.erasures(),
+        signatures: evidence.signatures().clone(),
+        keys_destroyed_unrecorded: Vec::new(),
+    };
     while let Some(batch) = hashed.next().await {
-        let (records, intact) =
+        let (records, hashes) =
             batch.map_err(|e| AppError::internal_from("hashing thread failed", e))??;
-        for (record, content_intact) in records.iter().zip(intact) {
+        for (record, content_hash) in records.iter().zip(hashes) {
             let event = &record.event;
             let of_type = match chains.get_mut(&event.aggregate_type) {
                 Some(of_type) => of_type,
@@ -101,19 +163,25 @@ async fn verify_chains(
                     of_type.entry(event.aggregate_id.clone()).or_default()
                 }
             };
-            verifier.push_hashed(event, content_intact);
+            let content =
+                evidence.judge(event.event_id, &event.hash, record.position, &content_hash);
+            if matches!(content, Content::Erased(_)) {
+                erased_events += 1;
+            }
+            verifier.push_judged(event, content);
             checked += 1;
             if let Some((sequence, reason)) = verifier.broken() {
-                return Ok(StoreCheck {
-                    events_checked: checked,
-                    aggregates_checked: aggregates,
-                    first_broken: Some((
+                return Ok(verdict(
+                    checked,
+                    aggregates,
+                    erased_events,
+                    Some((
                         event.aggregate_type.clone(),
                         event.aggregate_id.clone(),
                         sequence,
                         reason.to_owned(),
                     )),
-                });
+                ));
             }
         }
         progress(checked);
@@ -125,16 +193,13 @@ async fn verify_chains(
             .unwrap_or_default();
         let check = verifier.finish(witnessed);
         if let (Some(sequence), Some(reason)) = (check.first_invalid_sequence, check.reason) {
-            return Ok(StoreCheck {
-                events_checked: checked,
-                aggregates_checked: aggregates,
-                first_broken: Some((aggregate_type, aggregate_id, sequence, reason)),
-            });
+            return Ok(verdict(
+                checked,
+                aggregates,
+                erased_events,
+                Some((aggregate_type, aggregate_id, sequence, reason)),
+            ));
         }
     }
-    Ok(StoreCheck {
-        events_checked: checked,
-        aggregates_checked: aggregates,
-        first_broken: None,
-    })
+    Ok(verdict(checked, aggregates, erased_events, None))
 }

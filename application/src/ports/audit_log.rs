@@ -52,6 +52,22 @@ impl AuditRecord {
     }
 }
 
+/// A row of the erasure ledger: an event stored in clear whose content an erasure changed,
+/// replacing a person's values by markers (docs/privacy.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// The event changed.
+    pub event_id: uuid::Uuid,
+    /// Its global position.
+    pub position: i64,
+    /// Whose values were replaced: the erasure's pseudonym.
+    pub pseudonym: String,
+    /// The content hash before (the event's stored `hash`, for the first erasure of it).
+    pub prior_hash: String,
+    /// The content hash after.
+    pub redacted_hash: String,
+}
+
 /// An event filed under another team than its stream's creation event names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Misattribution {
@@ -114,6 +130,18 @@ pub trait AuditLog: Send + Sync {
         aggregate_type: &str,
         aggregate_id: &str,
     ) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// The erasure ledger, in position order: every row (`None`), or every row of the
+    /// pseudonyms that changed an event of one stream (so their digests can be recomputed).
+    async fn erasure_ledger(
+        &self,
+        of_stream: Option<(&str, &str)>,
+    ) -> Result<Vec<LedgerEntry>, StoreError>;
+
+    /// Pseudonyms that events name as their actor, whose key is gone, and that no erasure
+    /// event records: a key destroyed outside an erasure, which makes values unreadable with
+    /// nothing in the chained history to say who did it or why.
+    async fn keys_destroyed_unrecorded(&self) -> Result<Vec<String>, StoreError>;
 
     /// The highest version of an aggregate that a snapshot or a read-model row reflects
     /// (0 when none does).

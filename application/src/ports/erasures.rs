@@ -52,6 +52,37 @@ pub struct Scrub {
     pub envelopes: Vec<(Uuid, Value)>,
 }
 
+/// The replacement of a person's values stored in clear in one event (a row of the erasure
+/// ledger, [`crate::privacy::redact`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Redaction {
+    /// The event.
+    pub event_id: Uuid,
+    /// Its global position (the ledger's digest takes rows in this order).
+    pub position: i64,
+    /// The hash of its content now.
+    pub prior_hash: String,
+    /// The hash of its content after.
+    pub redacted_hash: String,
+    /// Its payload after.
+    pub payload: Value,
+    /// Its metadata after.
+    pub metadata: Value,
+}
+
+/// An event with its global position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PositionedEvent {
+    /// Its global position.
+    pub position: i64,
+    /// The event as stored.
+    pub event: StoredEvent,
+}
+
+/// Held while one erasure runs: erasures run one at a time across every process, so two
+/// never plan changes to the same event from the same content. Released when dropped.
+pub struct ErasureLock(pub Box<dyn std::any::Any + Send + Sync>);
+
 /// Where erasures are recorded, and what they rewrite.
 #[async_trait]
 pub trait Erasures: Send + Sync {
@@ -72,12 +103,30 @@ pub trait Erasures: Send + Sync {
     /// rewritten), oldest first.
     async fn unfinished(&self, subject_id: &str) -> Result<Vec<ErasureRecord>, StoreError>;
 
-    /// Whether a report's result names one of `streams` (an overdue-tasks report copies the
-    /// titles of the tasks it lists, in clear).
-    async fn copied_into_reports(&self, streams: &[StreamRef]) -> Result<bool, StoreError>;
+    /// Waits until no other erasure runs, and keeps others waiting while held.
+    async fn lock(&self) -> Result<ErasureLock, StoreError>;
+
+    /// Every event stored in clear that names `subject_id` as its actor or in a field, in
+    /// position order (a superset: [`crate::privacy::redact`] decides).
+    async fn in_clear_naming(&self, subject_id: &str) -> Result<Vec<PositionedEvent>, StoreError>;
+
+    /// Every report result that holds one of `names` (an id, a task's id), in position order.
+    async fn reports_naming(&self, names: &[String]) -> Result<Vec<PositionedEvent>, StoreError>;
+
+    /// Whether the erasure event of `pseudonym` is stored.
+    async fn erasure_appended(&self, pseudonym: &str) -> Result<bool, StoreError>;
+
+    /// Records the ledger rows `pseudonym`'s erasure will commit to, replacing any it planned
+    /// before (a re-run after a crash plans again from the events as they are).
+    async fn plan(&self, pseudonym: &str, redactions: &[Redaction]) -> Result<(), StoreError>;
+
+    /// Applies every planned redaction whose erasure event is stored, in one transaction, and
+    /// forgets plans whose erasure never got that far (their erasure plans again when run
+    /// again); answers the events changed.
+    async fn settle(&self) -> Result<u64, StoreError>;
 
     /// Every stream with an event holding a value of `pseudonym`: its actor, a reference to
-    /// it, or text sealed under its key.
+    /// it, text sealed under its key, or its marker where a value in clear was replaced.
     async fn streams_of(&self, pseudonym: &str) -> Result<Vec<StreamRef>, StoreError>;
 
     /// Every event of `streams`, as stored, stream after stream, each in sequence order.

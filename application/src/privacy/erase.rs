@@ -5,33 +5,47 @@
 //! The steps, each safe to repeat, so an erasure interrupted at any point (a crash, a kill -9)
 //! is finished by asking again:
 //! 1. record the erasure (`Erasures::begin`; the subject's id is stored only as a keyed hash);
-//! 2. append `DataSubjectErased` to the subject's stream (`DataSubject`, its id the pseudonym
+//! 2. plan the replacement of the subject's values stored in clear by markers (events written
+//!    before sealing was on, reports' results naming them: [`super::redact`]), as rows of the
+//!    erasure ledger;
+//! 3. append `DataSubjectErased` to the subject's stream (`DataSubject`, its id the pseudonym
 //!    as a UUID): hash-chained, checkpointed and published like every event, so auditors see
-//!    who erased whom and why, and downstream consumers learn to erase what they kept; a
-//!    second append decides nothing;
-//! 3. destroy the key (this process forgets it at once; others within their key cache's time);
-//! 4. scrub: fold the read-model rows of every stream that held a value of the subject again
+//!    who erased whom and why, and downstream consumers learn to erase what they kept; it
+//!    commits to the plan with a digest signed under the checkpoint key; a second append
+//!    decides nothing;
+//! 4. destroy the key (this process forgets it at once; others within their key cache's
+//!    time), and apply the plan;
+//! 5. scrub: fold the read-model rows of every stream that held a value of the subject again
 //!    from the store, rewrite the outbox envelopes, dead letters and projection failures still
 //!    held, delete the streams' snapshots and the subject's idempotency records, and mark
 //!    the erasure done.
 //!
-//! No stored event changes, so every hash, inclusion proof and checkpoint stays valid.
+//! No sealed event changes, so every hash, inclusion proof and checkpoint stays valid; an event
+//! stored in clear keeps its hash and links, and the verifier accepts its new content through
+//! the signed ledger ([`crate::audit::erasure_check`]).
+//!
+//! Erasures run one at a time, across processes.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use chronicle_domain::ids::UserId;
-use chronicle_domain::subject::{DataSubject, DataSubjectCommand, MAX_REASON_CHARS};
+use chronicle_domain::subject::{DataSubject, DataSubjectCommand, Redactions, MAX_REASON_CHARS};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::personal_data::PersonalData;
+use super::redact;
 use crate::access::{Action, Principal, TeamScope};
+use crate::audit::erasure_check;
+use crate::audit::signing::CheckpointSigner;
 use crate::commands::{AggregateExecutor, ExecuteOptions};
 use crate::error::AppError;
 use crate::event_log::StoredEvent;
+use crate::hash_chain::event_hash;
 use crate::message::EventMessage;
 use crate::metadata::CommandMetadata;
-use crate::ports::erasures::{ErasureRecord, Erasures, Scrub};
+use crate::ports::erasures::{ErasureRecord, Erasures, PositionedEvent, Redaction, Scrub};
 use crate::projection::refold::Refold;
 
 /// What an erasure answers: the same on every request for the same subject.
@@ -49,15 +63,6 @@ pub struct DataSubjectErasure {
     pub streams: u64,
     /// Whether this answer is the record of an earlier request, nothing erased now.
     pub replayed: bool,
-}
-
-/// Why a person named in values stored in clear is not erased.
-fn in_clear() -> AppError {
-    AppError::InvalidTransition(
-        "events stored in clear (before sealing was on) or a report's result name this person \
-         or list their tasks; erasing those is not supported yet, and nothing was erased"
-            .to_owned(),
-    )
 }
 
 impl DataSubjectErasure {
@@ -80,6 +85,7 @@ pub struct Eraser {
     erasures: Arc<dyn Erasures>,
     subjects: AggregateExecutor<DataSubject>,
     read_models: Vec<Arc<dyn Refold>>,
+    signer: Option<Arc<CheckpointSigner>>,
 }
 
 /// Streams read, opened and folded again at once: a person with 10,000 tasks is rewritten in
@@ -91,13 +97,15 @@ impl Eraser {
     /// once), deciding and opening with `fresh` (keys read from the key store each time: an
     /// erasure must never act on a cached key another process destroyed), recording in
     /// `erasures` (and reading the events to rewrite from it), appending the erasure event
-    /// through `subjects` and rewriting `read_models`.
+    /// through `subjects` and rewriting `read_models`; the changes to values stored in clear
+    /// are signed by `signer`, the checkpoint key, when there is one.
     pub fn new(
         personal: Arc<PersonalData>,
         fresh: Arc<PersonalData>,
         erasures: Arc<dyn Erasures>,
         subjects: AggregateExecutor<DataSubject>,
         read_models: Vec<Arc<dyn Refold>>,
+        signer: Option<Arc<CheckpointSigner>>,
     ) -> Self {
         Self {
             personal,
@@ -105,6 +113,7 @@ impl Eraser {
             erasures,
             subjects,
             read_models,
+            signer,
         }
     }
 
@@ -132,7 +141,17 @@ impl Eraser {
             ));
         }
         let subject = subject.as_str();
-        let key = self.fresh.keys().find(subject).await?;
+        // One erasure at a time, across processes: two must never plan changes to the same
+        // event from the same content. A plan an interrupted erasure left is applied, or
+        // forgotten if its erasure event never got stored.
+        let _one_at_a_time = self.erasures.lock().await?;
+        self.erasures.settle().await?;
+        let mut key = self.fresh.keys().find(subject).await?;
+        if key.is_none() && !self.erasures.in_clear_naming(subject).await?.is_empty() {
+            // Named only in clear (before sealing was on, or with it off, after an earlier
+            // erasure too: a new life): a pseudonym is made for the erasure to name them by.
+            key = Some(self.fresh.keys().key_for(subject).await?);
+        }
         let earlier = self.erasures.find(subject).await?;
         let (pseudonym, reason, replayed) = match (key, earlier) {
             // Interrupted before its key went: this request erases.
@@ -141,18 +160,12 @@ impl Eraser {
             }
             (None, Some(earlier)) => (earlier.pseudonym, earlier.reason, earlier.scrubbed),
             (Some(key), _) => {
-                self.refuse_values_in_clear(subject, &key.pseudonym).await?;
                 self.erasures
                     .begin(subject, &key.pseudonym, principal.subject(), reason)
                     .await?;
                 (key.pseudonym, reason.to_owned(), false)
             }
-            (None, None) => {
-                return Err(match self.erasures.named_in_clear(subject).await? {
-                    true => in_clear(),
-                    false => AppError::NotFound(format!("data subject {subject}")),
-                })
-            }
+            (None, None) => return Err(AppError::NotFound(format!("data subject {subject}"))),
         };
         // An earlier life of the person (erased, then given a new key) whose erasure was
         // interrupted after its key went: finished too.
@@ -174,7 +187,8 @@ impl Eraser {
         Ok(DataSubjectErasure::of(record, replayed))
     }
 
-    /// The steps after the record, each safe to repeat: the event, the key, the rewrite.
+    /// The steps after the record, each safe to repeat: the plan of the changes to values in
+    /// clear, the event that commits to it, the key, the changes, the rewrite.
     async fn finish(
         &self,
         subject: &str,
@@ -182,22 +196,70 @@ impl Eraser {
         reason: &str,
         metadata: &CommandMetadata,
     ) -> Result<ErasureRecord, AppError> {
-        self.append_erasure(pseudonym, reason, metadata).await?;
+        if !self.erasures.erasure_appended(pseudonym).await? {
+            let redactions = self.plan_redactions(subject, pseudonym).await?;
+            self.append_erasure(pseudonym, reason, redactions, metadata)
+                .await?;
+        }
         // Also when another process destroyed it: no key of the subject stays held here.
         self.personal.keys().destroy(subject).await?;
+        self.erasures.settle().await?;
         self.scrub(subject, pseudonym).await
     }
 
-    /// `INVALID_TRANSITION` when events stored in clear name the person, or a report copied
-    /// what they wrote: destroying a key cannot erase those values, and an erasure in part
-    /// would leave them behind unsaid.
-    async fn refuse_values_in_clear(&self, subject: &str, pseudonym: &str) -> Result<(), AppError> {
-        let streams = self.erasures.streams_of(pseudonym).await?;
-        let copied = self.erasures.copied_into_reports(&streams).await?;
-        if copied || self.erasures.named_in_clear(subject).await? {
-            return Err(in_clear());
+    /// Plans the replacement of the subject's values stored in clear (events written before
+    /// sealing, reports' results naming them or their tasks) and answers what the erasure
+    /// event commits to; `None` when there are none.
+    async fn plan_redactions(
+        &self,
+        subject: &str,
+        pseudonym: &str,
+    ) -> Result<Option<Redactions>, AppError> {
+        let in_clear = self.erasures.in_clear_naming(subject).await?;
+        let mut names: HashSet<String> = self
+            .erasures
+            .streams_of(pseudonym)
+            .await?
+            .into_iter()
+            .map(|stream| stream.aggregate_id)
+            .chain(in_clear.iter().map(|e| e.event.aggregate_id.clone()))
+            .collect();
+        names.insert(subject.to_owned());
+        let names_list: Vec<String> = names.iter().cloned().collect();
+        let reports = self.erasures.reports_naming(&names_list).await?;
+        let mut candidates: Vec<PositionedEvent> = in_clear.into_iter().chain(reports).collect();
+        candidates.sort_by_key(|candidate| candidate.position);
+        candidates.dedup_by_key(|candidate| candidate.event.event_id);
+        let whose = redact::Subject {
+            id: subject,
+            pseudonym,
+            named_by: &names,
+        };
+        let mut planned = Vec::new();
+        for PositionedEvent { position, event } in candidates {
+            if let Some(redacted) = redact::redact(&event, &whose)? {
+                planned.push(Redaction {
+                    event_id: event.event_id,
+                    position,
+                    prior_hash: event_hash(&event),
+                    redacted_hash: event_hash(&redacted),
+                    payload: redacted.payload,
+                    metadata: redacted.metadata,
+                });
+            }
         }
-        Ok(())
+        self.erasures.plan(pseudonym, &planned).await?;
+        if planned.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(erasure_check::redactions(
+            pseudonym,
+            planned
+                .iter()
+                .map(|r| (&r.event_id, r.prior_hash.as_str(), r.redacted_hash.as_str())),
+            planned.len() as u64,
+            self.signer.as_deref(),
+        )))
     }
 
     /// Appends `DataSubjectErased` to the subject's stream (nothing when it is there already).
@@ -205,6 +267,7 @@ impl Eraser {
         &self,
         pseudonym: &str,
         reason: &str,
+        redactions: Option<Redactions>,
         metadata: &CommandMetadata,
     ) -> Result<(), AppError> {
         let stream = Uuid::parse_str(pseudonym)
@@ -218,6 +281,7 @@ impl Eraser {
         let command = DataSubjectCommand::Erase {
             pseudonym: pseudonym.to_owned(),
             reason: reason.to_owned(),
+            redactions,
         };
         let metadata = CommandMetadata {
             // A retried erasure is recognised by its subject, not by a key.

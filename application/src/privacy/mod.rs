@@ -17,5 +17,6 @@ pub mod data_key;
 pub mod erase;
 pub mod follower;
 pub mod personal_data;
+pub mod redact;
 pub mod seal;
 pub mod sealing;

@@ -74,6 +74,18 @@ impl PersonalData {
         Ok((event, opening))
     }
 
+    /// A user id as the trail shows it: a stored reference opened to the id, or to its
+    /// marker once the key is gone; anything else as stored.
+    pub async fn actor_as_read(&self, stored: &str) -> Result<String, AppError> {
+        let Some(pseudonym) = super::seal::referenced_pseudonym(stored) else {
+            return Ok(stored.to_owned());
+        };
+        Ok(match self.keys.by_pseudonym(pseudonym).await? {
+            Some(key) => key.subject_id,
+            None => format!("{}{pseudonym}", chronicle_domain::ids::ERASED_PREFIX),
+        })
+    }
+
     /// Every form `subject_id` is stored under as an actor: in clear (events stored before
     /// sealing) and as a reference to its key, while it has one. An erased person's id names
     /// no reference: their events answer to their pseudonym only.

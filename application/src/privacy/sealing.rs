@@ -19,8 +19,8 @@
 //! The hash chain and the Merkle tree are computed over the sealed event, so destroying a key
 //! changes no stored byte and no hash: every proof stays valid.
 //!
-//! Not sealed yet: a report's result (`Personal::Derived`), which relates to several people and
-//! needs a seal every one of them can break.
+//! Not sealed: a report's result (`Personal::Derived`), which relates to several people; an
+//! erasure of any of them replaces it by a marker ([`super::redact`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -76,7 +76,7 @@ pub struct EventSealer {
 }
 
 /// Where a personal value sits: in the payload or the metadata, at a JSON pointer.
-struct Slot {
+pub(super) struct Slot {
     in_metadata: bool,
     pointer: String,
 }
@@ -109,7 +109,7 @@ impl Slot {
         format!("{} {}", event.event_id, self.name())
     }
 
-    fn get<'e>(&self, event: &'e StoredEvent) -> Option<&'e str> {
+    pub(super) fn get<'e>(&self, event: &'e StoredEvent) -> Option<&'e str> {
         self.document(event).pointer(&self.pointer)?.as_str()
     }
 
@@ -121,7 +121,7 @@ impl Slot {
         }
     }
 
-    fn set(&self, event: &mut StoredEvent, value: String) {
+    pub(super) fn set(&self, event: &mut StoredEvent, value: String) {
         let document = if self.in_metadata {
             &mut event.metadata
         } else {
@@ -135,7 +135,7 @@ impl Slot {
 
 /// An event whose shape the registry does not expect: sealing it could leave data in clear,
 /// opening it could show the wrong value.
-fn unexpected(event: &StoredEvent, what: impl std::fmt::Display) -> AppError {
+pub(super) fn unexpected(event: &StoredEvent, what: impl std::fmt::Display) -> AppError {
     AppError::internal(format!(
         "event {} ({} {}): {what}",
         event.event_id, event.aggregate_type, event.event_type
@@ -143,7 +143,7 @@ fn unexpected(event: &StoredEvent, what: impl std::fmt::Display) -> AppError {
 }
 
 /// The personal values of `event` and how each relates to its subject, list items one by one.
-fn slots(event: &StoredEvent) -> Result<Vec<(Slot, Personal)>, AppError> {
+pub(super) fn slots(event: &StoredEvent) -> Result<Vec<(Slot, Personal)>, AppError> {
     let registered = aggregates::by_type(&event.aggregate_type)
         .ok_or_else(|| unexpected(event, "an aggregate type the registry does not know"))?
         .personal_fields
@@ -207,7 +207,7 @@ fn erased_pseudonym(value: &str) -> Option<&str> {
         .filter(|pseudonym| is_pseudonym(pseudonym))
 }
 
-fn is_sealed(event: &StoredEvent) -> bool {
+pub(super) fn is_sealed(event: &StoredEvent) -> bool {
     event.metadata[SEALED_FLAG.0] == SEALED_FLAG.1
 }
 

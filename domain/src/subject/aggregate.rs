@@ -4,7 +4,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
-use super::events::DataSubjectEvent;
+use super::events::{DataSubjectEvent, Redactions};
 use crate::error::DomainError;
 use crate::validation;
 
@@ -20,6 +20,8 @@ pub enum DataSubjectCommand {
         pseudonym: String,
         /// Why.
         reason: String,
+        /// The values stored in clear it replaced by markers, if any.
+        redactions: Option<Redactions>,
     },
 }
 
@@ -47,7 +49,11 @@ impl Aggregate for DataSubject {
         match command {
             // Erased already: the first erasure answers.
             DataSubjectCommand::Erase { .. } if self.pseudonym.is_some() => Ok(()),
-            DataSubjectCommand::Erase { pseudonym, reason } => {
+            DataSubjectCommand::Erase {
+                pseudonym,
+                reason,
+                redactions,
+            } => {
                 let reason = reason.trim().to_owned();
                 if reason.is_empty() {
                     return Err(DomainError::validation(
@@ -60,6 +66,7 @@ impl Aggregate for DataSubject {
                     DataSubjectEvent::DataSubjectErased {
                         subject_pseudonym: pseudonym,
                         reason,
+                        redactions,
                     },
                     self,
                 )

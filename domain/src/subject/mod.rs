@@ -10,7 +10,7 @@ mod events;
 pub mod personal;
 
 pub use aggregate::{DataSubject, DataSubjectCommand, MAX_REASON_CHARS};
-pub use events::{DataSubjectEvent, DATA_SUBJECT_ERASED, DATA_SUBJECT_EVENT_VERSION};
+pub use events::{DataSubjectEvent, Redactions, DATA_SUBJECT_ERASED, DATA_SUBJECT_EVENT_VERSION};
 
 #[cfg(test)]
 mod tests;

@@ -9,11 +9,18 @@ pub const PERSONAL_FIELDS: &[PersonalField] = &[
 ];
 
 /// Every other field, and why it names nobody.
-pub const NOT_PERSONAL: &[NotPersonal] = &[not_personal(
-    "DataSubjectErased",
-    "subjectPseudonym",
-    "a random name whose link to the person was destroyed with their key",
-)];
+pub const NOT_PERSONAL: &[NotPersonal] = &[
+    not_personal(
+        "DataSubjectErased",
+        "subjectPseudonym",
+        "a random name whose link to the person was destroyed with their key",
+    ),
+    not_personal(
+        "DataSubjectErased",
+        "redactions",
+        "a count, a digest of content hashes, a key id and a signature",
+    ),
+];
 
 #[cfg(test)]
 mod tests {
@@ -28,6 +35,12 @@ mod tests {
         let samples = [DataSubjectEvent::DataSubjectErased {
             subject_pseudonym: "3f9a".into(),
             reason: "ticket GDPR-42".into(),
+            redactions: Some(crate::subject::Redactions {
+                events: 1,
+                digest: "ab".repeat(32),
+                key_id: Some("7c1e".into()),
+                signature: Some("00".repeat(64)),
+            }),
         }];
         for event in &samples {
             match event {

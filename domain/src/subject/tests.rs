@@ -11,6 +11,7 @@ fn erase(reason: &str) -> DataSubjectCommand {
     DataSubjectCommand::Erase {
         pseudonym: "3f9a".into(),
         reason: reason.into(),
+        redactions: None,
     }
 }
 
@@ -18,6 +19,7 @@ fn erased() -> DataSubjectEvent {
     DataSubjectEvent::DataSubjectErased {
         subject_pseudonym: "3f9a".into(),
         reason: "ticket GDPR-42".into(),
+        redactions: None,
     }
 }
 
@@ -46,4 +48,26 @@ fn an_erasure_says_why() {
             "reason",
             "must say why (cite a ticket, not the person)",
         ));
+}
+
+#[test]
+fn an_erasure_of_values_in_clear_carries_what_it_commits_to() {
+    let redactions = Redactions {
+        events: 3,
+        digest: "ab".repeat(32),
+        key_id: Some("7c1e".into()),
+        signature: Some("00".repeat(64)),
+    };
+    SubjectTest::with(())
+        .given_no_previous_events()
+        .when(DataSubjectCommand::Erase {
+            pseudonym: "3f9a".into(),
+            reason: "ticket GDPR-42".into(),
+            redactions: Some(redactions.clone()),
+        })
+        .then_expect_events(vec![DataSubjectEvent::DataSubjectErased {
+            subject_pseudonym: "3f9a".into(),
+            reason: "ticket GDPR-42".into(),
+            redactions: Some(redactions),
+        }]);
 }

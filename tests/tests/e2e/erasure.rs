@@ -10,17 +10,17 @@ use chronicle_tests::{brokers, chronicle_binary, error_code, read_topic, settled
 use serde_json::{json, Value};
 
 /// Distinctive strings planted in every personal field a member can fill.
-const MARIA: &str = "u-plant-maria-71";
-const TITLE: &str = "Call PLANTKELLER about the contract";
-const DESCRIPTION: &str = "PLANTDESC her number is 0171";
-const RESULT: &str = "PLANTRESULT spoke to her";
-const PLANTED: [&str; 5] = [MARIA, "PLANTKELLER", "PLANTDESC", "PLANTRESULT", "0171"];
+pub(crate) const MARIA: &str = "u-plant-maria-71";
+pub(crate) const TITLE: &str = "Call PLANTKELLER about the contract";
+pub(crate) const DESCRIPTION: &str = "PLANTDESC her number is 0171";
+pub(crate) const RESULT: &str = "PLANTRESULT spoke to her";
+pub(crate) const PLANTED: [&str; 5] = [MARIA, "PLANTKELLER", "PLANTDESC", "PLANTRESULT", "0171"];
 
-const ERASE: &str = "mutation($s: ID!, $r: String!) {
+pub(crate) const ERASE: &str = "mutation($s: ID!, $r: String!) {
     eraseDataSubject(subjectId: $s, reason: $r) {
       subjectPseudonym erasedAt erasedBy reason streams replayed } }";
 
-fn assert_nothing_planted(what: &str, text: &str) {
+pub(crate) fn assert_nothing_planted(what: &str, text: &str) {
     for planted in PLANTED {
         assert!(
             !text.contains(planted),
@@ -30,7 +30,7 @@ fn assert_nothing_planted(what: &str, text: &str) {
 }
 
 /// Everything an auditor and a member can read of `tasks`, as one JSON text.
-async fn everything_readable(app: &TestApp, tasks: &[&str]) -> String {
+pub(crate) async fn everything_readable(app: &TestApp, tasks: &[&str]) -> String {
     let mut seen = String::new();
     for id in tasks {
         let answer = app
@@ -62,7 +62,7 @@ async fn everything_readable(app: &TestApp, tasks: &[&str]) -> String {
     seen
 }
 
-fn pg_dump(app: &TestApp) -> String {
+pub(crate) fn pg_dump(app: &TestApp) -> String {
     let output = std::process::Command::new("pg_dump")
         .arg(app.settings.database_url.expose())
         .output()

@@ -11,6 +11,7 @@ mod consumer;
 mod dead_letters;
 mod docs_examples;
 mod erasure;
+mod erasure_in_clear;
 mod faults;
 mod fuzz;
 mod graphiql;

@@ -82,7 +82,7 @@ async fn audited_creation(app: &chronicle_tests::TestApp, id: &str) -> serde_jso
             "query($id: ID!) {
            auditTrail(filter: {aggregateId: $id}) {
              edges { node { actorId payload erasedFields storedPayload hash } } }
-           verifyAuditTrail(aggregateType: TASK, aggregateId: $id) { valid eventsChecked }
+           verifyAuditTrail(aggregateType: TASK, aggregateId: $id) { valid eventsChecked reason }
            task(id: $id, atVersion: 1) { title description assigneeId creatorId } }",
             serde_json::json!({"id": id}),
         )
@@ -179,7 +179,16 @@ async fn the_service_stores_personal_values_sealed_and_a_destroyed_key_reads_as_
         marker.as_str(),
         "time travel: {after}"
     );
-    assert_eq!(after["verifyAuditTrail"]["valid"], true, "{after}");
+    // Every hash holds, but a key destroyed with no erasure event to say who did it and why
+    // is itself tampering (an erasure, `eraseDataSubject`, records one first).
+    assert_eq!(after["verifyAuditTrail"]["valid"], false, "{after}");
+    assert!(
+        after["verifyAuditTrail"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("destroyed outside an erasure"),
+        "{after}"
+    );
     let by_marker = chronicle_tests::settled_trail(|| {
         app.data(
             "query($a: String!) { auditTrail(filter: {actorId: $a}) { edges { node { aggregateId } } } }",

@@ -138,7 +138,7 @@ pub async fn audit_phase() -> anyhow::Result<Value> {
     let copy_rate = events as f64 / copying.elapsed().as_secs_f64();
     let log = chronicle_infrastructure::audit_log::PgAuditLog::new(app.db.clone());
     let verifying = Instant::now();
-    let check = chronicle_application::audit::store_check::verify_store(&log, |_| {})
+    let check = chronicle_application::audit::store_check::verify_store(&log, None, |_| {})
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     anyhow::ensure!(
