@@ -6,9 +6,9 @@ use std::time::Instant;
 use anyhow::Context as _;
 use chronicle_application::aggregates;
 use chronicle_application::audit::checkpoints::{AuditProofs, Signing};
-use chronicle_application::audit::erasure_check::Signatures;
+use chronicle_application::audit::erasure_check::{Committed, Signatures};
 use chronicle_application::audit::export::{
-    check_expected, event_line, header_line, verify_export, Expected,
+    check_expected, erasure_line, event_line, header_line, verify_export, Expected,
 };
 use chronicle_application::audit::signing::{Checkpoint, PublicKey};
 use chronicle_application::audit::store_check::verify_store;
@@ -247,6 +247,18 @@ pub fn keygen(out: &std::path::Path) -> anyhow::Result<std::process::ExitCode> {
 /// checkpoint, the range's leaves and the leaves just outside it, then each event of the range
 /// with its inclusion proof (JSON Lines, on stdout), for `chronicle audit verify-export` on an
 /// auditor's machine. Events newer than the checkpoint are left out, and said so.
+/// What the erasure of `pseudonym` committed to, from its `DataSubjectErased` event.
+async fn erasure_committed(log: &PgAuditLog, pseudonym: &str) -> anyhow::Result<Option<Committed>> {
+    let Ok(stream) = Uuid::parse_str(pseudonym) else {
+        return Ok(None);
+    };
+    let events = log
+        .stream(aggregates::DATA_SUBJECT.type_name, &stream.to_string())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(events.iter().find_map(Committed::of))
+}
+
 pub async fn export(pool: PgPool, from: i64, to: i64) -> anyhow::Result<std::process::ExitCode> {
     use std::io::Write as _;
     let tree = Arc::new(PgAuditTree::new(pool.clone()));
@@ -259,6 +271,19 @@ pub async fn export(pool: PgPool, from: i64, to: i64) -> anyhow::Result<std::pro
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let (size, range) = (header.checkpoint.tree_size, header.range);
     let log = PgAuditLog::new(pool);
+    // Erasures that changed events stored in clear: those of exported events go with them.
+    let ledger = log
+        .erasure_ledger(None)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut changed_by: std::collections::HashMap<Uuid, Vec<&str>> = Default::default();
+    for row in &ledger {
+        changed_by
+            .entry(row.event_id)
+            .or_default()
+            .push(&row.pseudonym);
+    }
+    let mut erasures_exported = std::collections::BTreeSet::new();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     writeln!(out, "{}", header_line(&header))?;
     let (mut exported, mut outside) = (0u64, 0u64);
@@ -292,6 +317,21 @@ pub async fn export(pool: PgPool, from: i64, to: i64) -> anyhow::Result<std::pro
         );
         writeln!(out, "{line}")?;
         exported += 1;
+        if let Some(pseudonyms) = changed_by.get(&record.event.event_id) {
+            erasures_exported.extend(pseudonyms.iter().copied());
+        }
+    }
+    for pseudonym in erasures_exported {
+        let Some(committed) = erasure_committed(&log, pseudonym).await? else {
+            // No erasure event: the verifier reports the change as an edit.
+            continue;
+        };
+        let rows: Vec<_> = ledger
+            .iter()
+            .filter(|row| row.pseudonym == pseudonym)
+            .cloned()
+            .collect();
+        writeln!(out, "{}", erasure_line(&committed, &rows))?;
     }
     out.flush()?;
     if exported != range.count {
@@ -371,6 +411,12 @@ pub fn verify_export_file(
             );
         }
         _ => println!("{checked}"),
+    }
+    if check.erased > 0 {
+        println!(
+            "erased: {} events changed by erasures whose signed ledgers the file carries",
+            check.erased
+        );
     }
     Ok(if check.findings.is_empty() {
         std::process::ExitCode::SUCCESS

@@ -9,7 +9,7 @@
 //!   highest version something else has witnessed (a snapshot, a read-model row) and reports
 //!   the missing tail.
 
-use super::erasure_check::{Content, ErasureRef};
+use super::erasure_check::{Content, ErasureRef, EDITED};
 use crate::event_log::StoredEvent;
 use crate::hash_chain::{event_hash, GENESIS_HASH};
 
@@ -64,9 +64,7 @@ impl ChainVerifier {
     pub fn push_hashed(&mut self, event: &StoredEvent, content_intact: bool) {
         let content = match content_intact {
             true => Content::Intact,
-            false => Content::Edited(
-                "its content does not match its hash: the event was edited or moved".to_owned(),
-            ),
+            false => Content::Edited(EDITED.to_owned()),
         };
         self.push_judged(event, content);
     }

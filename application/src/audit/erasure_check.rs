@@ -134,7 +134,7 @@ pub struct ErasureEvidence {
 }
 
 /// The reason an edited event gives.
-const EDITED: &str = "its content does not match its hash: the event was edited or moved";
+pub(crate) const EDITED: &str = "its content does not match its chain hash: the event was edited or moved";
 
 impl ErasureEvidence {
     /// No ledger: every mismatch is an edit.
@@ -153,6 +153,17 @@ impl ErasureEvidence {
         erasure_events: &[AuditRecord],
         key: Option<&PublicKey>,
     ) -> Self {
+        let committed = erasure_events.iter().filter_map(Committed::of).collect();
+        Self::of_committed(ledger, committed, key)
+    }
+
+    /// Over `ledger` (in position order) and what each erasure committed to, as an audit
+    /// export carries them.
+    pub fn of_committed(
+        ledger: Vec<LedgerEntry>,
+        committed: Vec<Committed>,
+        key: Option<&PublicKey>,
+    ) -> Self {
         let mut by_pseudonym: HashMap<&str, Vec<&LedgerEntry>> = HashMap::new();
         for row in &ledger {
             by_pseudonym.entry(&row.pseudonym).or_default().push(row);
@@ -160,7 +171,8 @@ impl ErasureEvidence {
         let erasures = by_pseudonym
             .iter()
             .map(|(pseudonym, rows)| {
-                let erasure = judge_erasure(pseudonym, rows, erasure_events, key);
+                let found = committed.iter().find(|c| c.erasure.pseudonym == *pseudonym);
+                let erasure = judge_erasure(pseudonym, rows, found, key);
                 ((*pseudonym).to_owned(), erasure)
             })
             .collect();
@@ -241,28 +253,47 @@ impl ErasureEvidence {
     }
 }
 
+/// An erasure event and what it committed to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// The erasure.
+    pub erasure: ErasureRef,
+    /// Its `redactions`, if it made any (or if they are readable).
+    pub redactions: Option<Redactions>,
+}
+
+impl Committed {
+    /// What `record` commits to, when it is a `DataSubjectErased` event.
+    pub fn of(record: &AuditRecord) -> Option<Self> {
+        if record.event.event_type != DATA_SUBJECT_ERASED {
+            return None;
+        }
+        let fields = &record.event.payload[DATA_SUBJECT_ERASED];
+        let pseudonym = fields["subjectPseudonym"].as_str()?;
+        Some(Self {
+            erasure: ErasureRef::of(pseudonym, record),
+            redactions: serde_json::from_value(fields["redactions"].clone())
+                .ok()
+                .flatten(),
+        })
+    }
+}
+
 /// Whether `pseudonym`'s erasure event commits to exactly `rows`.
 fn judge_erasure(
     pseudonym: &str,
     rows: &[&LedgerEntry],
-    erasure_events: &[AuditRecord],
+    committed: Option<&Committed>,
     key: Option<&PublicKey>,
 ) -> Erasure {
-    let event = erasure_events.iter().find(|record| {
-        record.event.event_type == DATA_SUBJECT_ERASED
-            && record.event.payload[DATA_SUBJECT_ERASED]["subjectPseudonym"] == pseudonym
-    });
-    let Some(record) = event else {
+    let Some(committed) = committed else {
         return Erasure {
             found: None,
             problem: Some("no DataSubjectErased event records".to_owned()),
         };
     };
-    let found = ErasureRef::of(pseudonym, record);
-    let committed: Option<Redactions> =
-        serde_json::from_value(record.event.payload[DATA_SUBJECT_ERASED]["redactions"].clone())
-            .ok()
-            .flatten();
+    let found = committed.erasure.clone();
+    let committed = committed.redactions.clone();
     let digest = ledger_digest(rows.iter().map(|row| {
         (
             &row.event_id,

@@ -10,7 +10,14 @@
 //!  "after": (the same) | null}
 //! {"event": {position, eventId, aggregateType, aggregateId, sequence, eventType, eventVersion,
 //!            payload, metadata, recordedAt, hash, previousHash}, "leafIndex", "leafHash", "proof": [hex...]}
+//! {"erasure": {subjectPseudonym, eventId, position, erasedAt, erasedBy, redactions,
+//!              rows: [{eventId, position, priorHash, redactedHash}...]}}   (after the events)
 //! ```
+//!
+//! An erasure of values stored in clear changed the content of some events and kept their
+//! hashes ([`super::erasure_check`]): for each erasure that changed an exported event, a last
+//! line carries what it committed to (its whole ledger and its signed digest), so the verifier
+//! accepts those changes offline, under the same public key, and nothing else.
 //!
 //! Proving each event is not enough: a file with an event removed would still prove every
 //! line it kept. Leaves are in position order, so the events of a position range are the
@@ -25,10 +32,12 @@ use std::collections::HashMap;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
+use super::erasure_check::{Committed, Content, ErasureEvidence, ErasureRef};
 use super::merkle::{self, Hash};
 use super::signing::{Checkpoint, PublicKey};
 use crate::event_log::StoredEvent;
 use crate::hash_chain::event_hash;
+use crate::ports::audit_log::LedgerEntry;
 use crate::ports::audit_tree::LeafEvent;
 
 /// Names the export's format on its first line.
@@ -178,6 +187,58 @@ pub fn event_line(
     })
 }
 
+/// An erasure's line: what it committed to, and its pseudonym's whole ledger (in position
+/// order), which its digest covers.
+pub fn erasure_line(committed: &Committed, rows: &[LedgerEntry]) -> Value {
+    let erasure = &committed.erasure;
+    json!({
+        "erasure": {
+            "subjectPseudonym": erasure.pseudonym,
+            "eventId": erasure.event_id,
+            "position": erasure.position,
+            "erasedAt": erasure.erased_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            "erasedBy": erasure.erased_by,
+            "redactions": committed.redactions,
+            "rows": rows.iter().map(|row| json!({
+                "eventId": row.event_id,
+                "position": row.position,
+                "priorHash": row.prior_hash,
+                "redactedHash": row.redacted_hash,
+            })).collect::<Vec<_>>(),
+        }
+    })
+}
+
+fn erasure_of(value: &Value) -> Option<(Committed, Vec<LedgerEntry>)> {
+    let pseudonym = value["subjectPseudonym"].as_str()?.to_owned();
+    let rows = value["rows"]
+        .as_array()?
+        .iter()
+        .map(|row| {
+            Some(LedgerEntry {
+                event_id: row["eventId"].as_str()?.parse().ok()?,
+                position: row["position"].as_i64()?,
+                pseudonym: pseudonym.clone(),
+                prior_hash: row["priorHash"].as_str()?.to_owned(),
+                redacted_hash: row["redactedHash"].as_str()?.to_owned(),
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let committed = Committed {
+        erasure: ErasureRef {
+            pseudonym,
+            event_id: value["eventId"].as_str()?.parse().ok()?,
+            position: value["position"].as_i64()?,
+            erased_at: DateTime::parse_from_rfc3339(value["erasedAt"].as_str()?)
+                .ok()?
+                .with_timezone(&Utc),
+            erased_by: value["erasedBy"].as_str()?.to_owned(),
+        },
+        redactions: serde_json::from_value(value["redactions"].clone()).ok()?,
+    };
+    Some((committed, rows))
+}
+
 /// What checking an export found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExportCheck {
@@ -192,6 +253,8 @@ pub struct ExportCheck {
     /// The position of the last event line: where a range that reaches the checkpoint's end
     /// is proved up to.
     pub last_position: Option<i64>,
+    /// Events whose content an erasure changed, through its signed ledger.
+    pub erased: u64,
     /// Every problem, in words; empty when the export is intact and complete.
     pub findings: Vec<String>,
 }
@@ -286,8 +349,24 @@ pub fn verify_export(text: &str, key: &PublicKey) -> ExportCheck {
     }
     check_boundaries(&header, &mut check);
     let mut events = EventChecks::new(&header);
+    let (mut ledger, mut committed) = (Vec::new(), Vec::new());
     for (number, line) in lines.enumerate() {
         let line_number = number + 2;
+        let erasure = serde_json::from_str::<Value>(line)
+            .ok()
+            .filter(|value| value.get("erasure").is_some());
+        if let Some(value) = erasure {
+            match erasure_of(&value["erasure"]) {
+                Some((erasure, rows)) => {
+                    committed.push(erasure);
+                    ledger.extend(rows);
+                }
+                None => check
+                    .findings
+                    .push(format!("line {line_number} is not a readable erasure")),
+            }
+            continue;
+        }
         match event_line_of(line) {
             Some(parsed) => {
                 check.events += 1;
@@ -299,6 +378,19 @@ pub fn verify_export(text: &str, key: &PublicKey) -> ExportCheck {
         }
     }
     events.finish(check.events, &mut check.findings);
+    let evidence = ErasureEvidence::of_committed(ledger, committed, Some(key));
+    for changed in &events.changed {
+        match evidence.judge(
+            changed.event_id,
+            &changed.hash,
+            changed.position,
+            &changed.content_hash,
+        ) {
+            Content::Intact => {}
+            Content::Erased(_) => check.erased += 1,
+            Content::Edited(reason) => check.findings.push(format!("{}: {reason}", changed.name)),
+        }
+    }
     check.last_position = events.last_position;
     check
 }
@@ -414,6 +506,17 @@ struct EventChecks<'h> {
     last_position: Option<i64>,
     /// The last event seen of each stream: (sequence, hash).
     streams: HashMap<(String, String), (u64, String)>,
+    /// Events whose content does not hash to their hash: erased, or edited.
+    changed: Vec<Changed>,
+}
+
+/// An event whose content does not hash to its hash, judged once every erasure line is read.
+struct Changed {
+    name: String,
+    event_id: uuid::Uuid,
+    hash: String,
+    position: i64,
+    content_hash: String,
 }
 
 impl<'h> EventChecks<'h> {
@@ -423,6 +526,7 @@ impl<'h> EventChecks<'h> {
             next_leaf: header.range.first_leaf_index,
             last_position: None,
             streams: HashMap::new(),
+            changed: Vec::new(),
         }
     }
 
@@ -441,8 +545,15 @@ impl<'h> EventChecks<'h> {
             event.aggregate_type, event.aggregate_id, event.sequence
         );
         self.check_place(&name, line, findings);
-        if event_hash(event) != event.hash {
-            findings.push(format!("{name}: its content does not match its chain hash"));
+        let content_hash = event_hash(event);
+        if content_hash != event.hash {
+            self.changed.push(Changed {
+                name: name.clone(),
+                event_id: event.event_id,
+                hash: event.hash.clone(),
+                position: line.position,
+                content_hash,
+            });
         }
         let stream = (event.aggregate_type.clone(), event.aggregate_id.clone());
         if let Some((sequence, hash)) = self.streams.get(&stream) {

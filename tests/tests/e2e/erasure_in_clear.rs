@@ -353,6 +353,45 @@ async fn values_stored_in_clear_are_erased_through_the_signed_ledger_and_every_p
         &hashes(&consistency["auditConsistencyProof"]["path"]),
     ));
 
+    // An audit export proved against the new checkpoint carries the erasure's signed ledger:
+    // the auditor's machine accepts the changed events, offline, under the same key.
+    let export = std::process::Command::new(chronicle_binary().unwrap())
+        .args(["audit", "export", "--from-position", "1", "--to-position"])
+        .arg(i64::MAX.to_string())
+        .env("DATABASE_URL", app.settings.database_url.expose())
+        .output()
+        .unwrap();
+    assert!(export.status.success(), "{export:?}");
+    let exported = String::from_utf8(export.stdout).unwrap();
+    assert_nothing_planted("the export", &exported);
+    let file = public_key.with_file_name("export.jsonl");
+    std::fs::write(&file, &exported).unwrap();
+    let verify_export = |file: &Path| {
+        let output = std::process::Command::new(chronicle_binary().unwrap())
+            .args(["audit", "verify-export"])
+            .arg(file)
+            .arg("--public-key")
+            .arg(&public_key)
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let (code, out) = verify_export(&file);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("erased: "), "{out}");
+    // Without the erasure's line, the changed events are edits.
+    let without: Vec<&str> = exported
+        .lines()
+        .filter(|line| !line.starts_with("{\"erasure\""))
+        .collect();
+    assert!(without.len() < exported.lines().count(), "{exported}");
+    std::fs::write(&file, without.join("\n")).unwrap();
+    let (code, out) = verify_export(&file);
+    assert_eq!(code, 1, "{out}");
+
     // An erased event edited afterwards is tampering.
     let (_, completed) = stored(&app, &hers, 3).await;
     sqlx::query("UPDATE events SET payload = jsonb_set(payload, '{TaskCompleted,result}', '\"forged\"') WHERE event_id = $1")
