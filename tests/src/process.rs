@@ -129,6 +129,10 @@ impl ChronicleProcess {
                     .map(|path| ("CHRONICLE_AUDIT_SIGNING_KEY_FILE", path.as_str())),
             )
             .env(
+                "CHRONICLE_SEAL_PERSONAL_DATA",
+                settings.seal_personal_data.to_string(),
+            )
+            .env(
                 "CHRONICLE_WORKER_MAX_ATTEMPTS",
                 settings.worker_max_attempts.to_string(),
             )

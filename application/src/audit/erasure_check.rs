@@ -134,7 +134,8 @@ pub struct ErasureEvidence {
 }
 
 /// The reason an edited event gives.
-pub(crate) const EDITED: &str = "its content does not match its chain hash: the event was edited or moved";
+pub(crate) const EDITED: &str =
+    "its content does not match its chain hash: the event was edited or moved";
 
 impl ErasureEvidence {
     /// No ledger: every mismatch is an edit.

@@ -1,9 +1,12 @@
 //! `erasure`: erasing a person with 10,000 events (`BENCH_ERASURE_EVENTS`), next to createTask
-//! load by someone else, before and while the erasure runs.
+//! load by someone else, before and while the erasure runs: once with the events sealed (the
+//! key is destroyed, the copies in clear rewritten) and once with them stored in clear (as
+//! before sealing: each event also changed, through the signed ledger).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chronicle_application::audit::signing::CheckpointSigner;
 use serde_json::{json, Value};
 
 use crate::load::{create_load, create_tasks_as, env_number, graphql, request, token, CONNECTIONS};
@@ -12,10 +15,28 @@ use crate::service::BenchService;
 /// The person erased.
 const SUBJECT: &str = "u-erased-bench";
 
-/// Erasure time of one person's events, and what it does to other writers meanwhile.
+/// Erasure time of one person's events, sealed and in clear, and what it does to other
+/// writers meanwhile.
 pub async fn erasure_phase() -> anyhow::Result<Value> {
+    let sealed = erase_one(true).await?;
+    let in_clear = erase_one(false).await?;
+    Ok(json!({"sealed": sealed, "in_clear": in_clear}))
+}
+
+/// One erasure, on a service that seals or not.
+async fn erase_one(sealing: bool) -> anyhow::Result<Value> {
     let events: usize = env_number("BENCH_ERASURE_EVENTS", 10_000);
-    let service = BenchService::start().await?;
+    // The erasure of values in clear signs its ledger with the checkpoint key.
+    let key = std::env::temp_dir().join(format!(
+        "chronicle-bench-{}.pem",
+        uuid::Uuid::now_v7().simple()
+    ));
+    std::fs::write(&key, CheckpointSigner::generate().to_pem()?)?;
+    let service = BenchService::start_with(|settings| {
+        settings.seal_personal_data = sealing;
+        settings.audit_signing_key_file = Some(key.display().to_string());
+    })
+    .await?;
     let url: Arc<str> = service.graphql_url.as_str().into();
     let subject = token(SUBJECT, &["member"])?;
     let written = create_tasks_as(&url, &subject, events, "erase me").await?;
@@ -42,6 +63,10 @@ pub async fn erasure_phase() -> anyhow::Result<Value> {
         ),
     )
     .await?;
+    anyhow::ensure!(
+        answer["eraseDataSubject"]["streams"].is_number(),
+        "{answer}"
+    );
     let erase_seconds = erasing.elapsed().as_secs_f64();
     let during = load.await??;
     let left: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks WHERE title LIKE 'erase me %'")
