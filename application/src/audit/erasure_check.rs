@@ -133,6 +133,11 @@ pub struct ErasureEvidence {
     signatures: Signatures,
 }
 
+/// The reason an event gives whose erasure the chain records but its content does not show.
+const UNDONE: &str = "an erasure recorded in the chain changed it, but its content is as \
+     before that erasure: the change was undone (or the erasure was interrupted: ask for it \
+     again)";
+
 /// The reason an edited event gives.
 pub(crate) const EDITED: &str =
     "its content does not match its chain hash: the event was edited or moved";
@@ -209,12 +214,28 @@ impl ErasureEvidence {
         position: i64,
         content_hash: &str,
     ) -> Content {
+        let rows = self
+            .rows
+            .get(&event_id)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        // Rows a chained, trusted erasure commits to: each must be in effect.
+        let committed = rows
+            .iter()
+            .filter(|row| {
+                let erasure = &self.erasures[&row.pseudonym];
+                erasure.problem.is_none() && erasure.found.is_some()
+            })
+            .count();
         if content_hash == stored_hash {
-            return Content::Intact;
+            return match committed {
+                0 => Content::Intact,
+                _ => Content::Edited(UNDONE.to_owned()),
+            };
         }
-        let Some(rows) = self.rows.get(&event_id) else {
+        if rows.is_empty() {
             return Content::Edited(EDITED.to_owned());
-        };
+        }
         let mut at = stored_hash;
         let mut by = Vec::new();
         // Each step follows one row; a path longer than the rows would be a cycle.
@@ -244,7 +265,9 @@ impl ErasureEvidence {
             }
             at = &row.redacted_hash;
         }
-        if at == content_hash {
+        if at == content_hash && by.len() < committed {
+            Content::Edited(UNDONE.to_owned())
+        } else if at == content_hash {
             Content::Erased(by)
         } else {
             Content::Edited(format!(
@@ -402,10 +425,11 @@ mod tests {
             evidence.judge(Uuid::from_u128(1), "a", 1, "a2"),
             Content::Erased(by) if by.len() == 1 && by[0].event_id == Uuid::from_u128(99)
         ));
-        assert_eq!(
+        // Its content put back as before the erasure: the signed change was undone.
+        assert!(matches!(
             evidence.judge(Uuid::from_u128(1), "a", 1, "a"),
-            Content::Intact
-        );
+            Content::Edited(reason) if reason.contains("undone")
+        ));
         // Changed again after the erasure: no row leads to that content.
         assert!(matches!(
             evidence.judge(Uuid::from_u128(1), "a", 1, "a3"),

@@ -413,6 +413,22 @@ async fn values_stored_in_clear_are_erased_through_the_signed_ledger_and_every_p
         .unwrap();
     assert_eq!(audit_verify(&app, &[], &public_key).0, 0);
 
+    // An erasure undone (her values copied back from a backup) is tampering too: the chain
+    // records a signed change the event no longer shows.
+    let put_back = |event: &StoredEvent| {
+        sqlx::query("UPDATE events SET payload = $2, metadata = $3 WHERE event_id = $1")
+            .bind(event.event_id)
+            .bind(event.payload.clone())
+            .bind(event.metadata.clone())
+            .execute(&app.db)
+    };
+    put_back(&first).await.unwrap();
+    let (code, out) = audit_verify(&app, &[], &public_key);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("undone"), "{out}");
+    put_back(&now_first).await.unwrap();
+    assert_eq!(audit_verify(&app, &[], &public_key).0, 0);
+
     // A forged erasure: the report's request (Bob's, naming no one erased) given a marker,
     // with a ledger row under her erasure that leads to it, written straight into the
     // database. Her signed erasure commits to other rows: none of its changes is trusted now.
