@@ -62,22 +62,11 @@ pub(crate) async fn everything_readable(app: &TestApp, tasks: &[&str]) -> String
     seen
 }
 
-pub(crate) fn pg_dump(app: &TestApp) -> String {
-    let output = std::process::Command::new("pg_dump")
-        .arg(app.settings.database_url.expose())
-        .output()
-        .expect("pg_dump runs");
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-#[tokio::test]
-async fn an_erased_person_is_shown_nowhere_and_every_proof_still_verifies() {
-    let app = TestApp::spawn().await.unwrap();
+/// Maria writes a task (with an idempotency key), starts and completes it; `bob` creates a
+/// task assigned to her. Answers her task's id and Bob's, once both are projected.
+pub(crate) async fn plant(app: &TestApp, bob: &str) -> (String, String) {
     let maria = app.token(MARIA, &["member"], &["team-a"]);
-    let bob = app.token("u-bob-72", &["member"], &["team-a"]);
-
-    // Maria writes a task and completes it; Bob assigns his own task to her.
+    let bob = app.token(bob, &["member"], &["team-a"]);
     let created = app
         .graphql_as(
             Some(&maria),
@@ -116,6 +105,22 @@ async fn an_erased_person_is_shown_nowhere_and_every_proof_still_verifies() {
         .to_owned();
     app.wait_for_version(&hers, 3).await.unwrap();
     app.wait_for_version(&bobs, 1).await.unwrap();
+    (hers, bobs)
+}
+
+pub(crate) fn pg_dump(app: &TestApp) -> String {
+    let output = std::process::Command::new("pg_dump")
+        .arg(app.settings.database_url.expose())
+        .output()
+        .expect("pg_dump runs");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn an_erased_person_is_shown_nowhere_and_every_proof_still_verifies() {
+    let app = TestApp::spawn().await.unwrap();
+    let (hers, bobs) = plant(&app, "u-bob-72").await;
     assert!(
         everything_readable(&app, &[&hers, &bobs])
             .await

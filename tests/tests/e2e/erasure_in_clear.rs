@@ -16,7 +16,7 @@ use chronicle_tests::{chronicle_binary, eventually, settled_trail, TestApp};
 use serde_json::{json, Value};
 
 use super::erasure::{
-    assert_nothing_planted, everything_readable, pg_dump, DESCRIPTION, ERASE, MARIA, RESULT, TITLE,
+    assert_nothing_planted, everything_readable, pg_dump, plant, ERASE, MARIA, TITLE,
 };
 
 /// A checkpoint key in a fresh directory: the private key's path and the public key's.
@@ -146,49 +146,10 @@ async fn values_stored_in_clear_are_erased_through_the_signed_ledger_and_every_p
     })
     .await
     .unwrap();
-    let maria = app.token(MARIA, &["member"], &["team-a"]);
-    let bob = app.token("u-bob-82", &["member"], &["team-a"]);
-
     // In clear: Maria's task, written, started and completed by her; Bob's task assigned to
     // her; a report that names her as an assignee.
-    let created = app
-        .graphql_as(
-            Some(&maria),
-            "mutation($t: String!, $d: String!) { createTask(input: {title: $t, description: $d,
-               teamId: \"team-a\"}) { id } }",
-            json!({"t": TITLE, "d": DESCRIPTION}),
-        )
-        .await
-        .unwrap();
-    let hers = created["data"]["createTask"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    for mutation in [
-        "mutation($id: ID!) { startTask(id: $id) { version } }",
-        "mutation($id: ID!, $r: String!) { completeTask(id: $id, result: $r) { version } }",
-    ] {
-        let body = app
-            .graphql_as(Some(&maria), mutation, json!({"id": hers, "r": RESULT}))
-            .await
-            .unwrap();
-        assert!(body["errors"].is_null(), "{body}");
-    }
-    let created = app
-        .graphql_as(
-            Some(&bob),
-            "mutation($a: String!) { createTask(input: {title: \"Bob's review\",
-               teamId: \"team-a\", assigneeId: $a}) { id } }",
-            json!({"a": MARIA}),
-        )
-        .await
-        .unwrap();
-    let bobs = created["data"]["createTask"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.wait_for_version(&hers, 3).await.unwrap();
-    app.wait_for_version(&bobs, 1).await.unwrap();
+    let (hers, bobs) = plant(&app, "u-bob-82").await;
+    let bob = app.token("u-bob-82", &["member"], &["team-a"]);
     let report = request_workload_report(&app, &bob).await;
     let (_, first) = stored(&app, &hers, 1).await;
     assert_eq!(
