@@ -288,18 +288,6 @@ impl Erasures for PgErasures {
         Ok(rows.iter().map(stored_event).collect())
     }
 
-    async fn named_in_clear(&self, subject_id: &str) -> Result<bool, StoreError> {
-        sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM events WHERE metadata ->> 'actor_id' = $1)
-                 OR EXISTS (SELECT 1 FROM events WHERE payload::text LIKE $2)",
-        )
-        .bind(subject_id)
-        .bind(quoted_anywhere(subject_id))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(store_error)
-    }
-
     async fn scrub(&self, scrub: &Scrub) -> Result<ErasureRecord, StoreError> {
         let (types, ids): (Vec<&str>, Vec<&str>) = scrub
             .streams

@@ -132,10 +132,6 @@ pub trait Erasures: Send + Sync {
     /// Every event of `streams`, as stored, stream after stream, each in sequence order.
     async fn events_of(&self, streams: &[StreamRef]) -> Result<Vec<StoredEvent>, StoreError>;
 
-    /// Whether an event stored in clear (before sealing, or with it off) names `subject_id` as
-    /// its actor or in a field: such values cannot be erased by destroying a key.
-    async fn named_in_clear(&self, subject_id: &str) -> Result<bool, StoreError>;
-
     /// Rewrites the copies in clear (snapshots deleted, the subject's idempotency records
     /// deleted and others' on those streams kept without their fingerprints, which hash the
     /// commands' arguments; outbox rows, dead letters and projection failures of the events given the

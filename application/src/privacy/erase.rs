@@ -147,16 +147,15 @@ impl Eraser {
         let _one_at_a_time = self.erasures.lock().await?;
         self.erasures.settle().await?;
         let mut key = self.fresh.keys().find(subject).await?;
-        let erased_before = self.erasures.find(subject).await?.is_some();
+        let earlier = self.erasures.find(subject).await?;
         if key.is_none()
-            && !erased_before
+            && earlier.is_none()
             && !self.erasures.in_clear_naming(subject).await?.is_empty()
         {
             // Named only in clear (before sealing was on): a pseudonym is made for the
             // erasure to name them by. Once erased, asking again answers that erasure.
             key = Some(self.fresh.keys().key_for(subject).await?);
         }
-        let earlier = self.erasures.find(subject).await?;
         let (pseudonym, reason, replayed) = match (key, earlier) {
             // Interrupted before its key went: this request erases.
             (Some(key), Some(earlier)) if key.pseudonym == earlier.pseudonym => {
