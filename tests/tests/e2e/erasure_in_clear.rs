@@ -78,32 +78,23 @@ fn hashes(value: &Value) -> Vec<Hash> {
         .collect()
 }
 
-async fn stored(app: &TestApp, aggregate_id: &str, sequence: i64) -> (i64, StoredEvent) {
-    use sqlx::Row as _;
-    let row = sqlx::query(
-        "SELECT position, event_id, aggregate_type, aggregate_id, sequence, event_type,
-                event_version, payload, metadata, recorded_at, hash, previous_hash
-         FROM events WHERE aggregate_id = $1 AND sequence = $2",
-    )
-    .bind(aggregate_id)
-    .bind(sequence)
-    .fetch_one(&app.db)
-    .await
-    .unwrap();
-    let event = StoredEvent {
-        event_id: row.get("event_id"),
-        aggregate_type: row.get("aggregate_type"),
-        aggregate_id: row.get("aggregate_id"),
-        sequence: row.get::<i64, _>("sequence") as u64,
-        event_type: row.get("event_type"),
-        event_version: row.get("event_version"),
-        payload: row.get("payload"),
-        metadata: row.get("metadata"),
-        recorded_at: row.get("recorded_at"),
-        hash: row.get("hash"),
-        previous_hash: row.get("previous_hash"),
-    };
-    (row.get("position"), event)
+/// One event as stored, with its position, as the audit log reads it.
+async fn stored(
+    app: &TestApp,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    sequence: u64,
+) -> (i64, StoredEvent) {
+    use chronicle_application::ports::audit_log::AuditLog as _;
+    let stream = chronicle_infrastructure::audit_log::PgAuditLog::new(app.db.clone())
+        .stream(aggregate_type, aggregate_id)
+        .await
+        .unwrap();
+    let record = stream
+        .into_iter()
+        .find(|record| record.event.sequence == sequence)
+        .expect("the event is stored");
+    (record.position, record.event)
 }
 
 async fn request_workload_report(app: &TestApp, token: &str) -> String {
@@ -151,7 +142,7 @@ async fn values_stored_in_clear_are_erased_through_the_signed_ledger_and_every_p
     let (hers, bobs) = plant(&app, "u-bob-82").await;
     let bob = app.token("u-bob-82", &["member"], &["team-a"]);
     let report = request_workload_report(&app, &bob).await;
-    let (_, first) = stored(&app, &hers, 1).await;
+    let (_, first) = stored(&app, "Task", &hers, 1).await;
     assert_eq!(
         first.payload["TaskCreated"]["title"], TITLE,
         "stored in clear, as before sealing"
@@ -173,7 +164,7 @@ async fn values_stored_in_clear_are_erased_through_the_signed_ledger_and_every_p
     // Proofs an auditor fetched before the erasure, against a checkpoint signed before it.
     let events_before = app.event_count().await.unwrap() as u64;
     let before = checkpoint_covering(&app, events_before).await;
-    let (position, _) = stored(&app, &hers, 1).await;
+    let (position, _) = stored(&app, "Task", &hers, 1).await;
     let proof = app
         .data(
             "query($e: ID!, $s: Int) { auditProof(eventId: $e, treeSize: $s) { leafIndex leafHash path } }",
@@ -279,7 +270,7 @@ async fn values_stored_in_clear_are_erased_through_the_signed_ledger_and_every_p
     );
     let (code, out) = audit_verify(&app, &["--checkpoints", "kafka"], &public_key);
     assert_eq!(code, 0, "{out}");
-    let (now_position, now_first) = stored(&app, &hers, 1).await;
+    let (now_position, now_first) = stored(&app, "Task", &hers, 1).await;
     assert_eq!((now_position, &now_first.hash), (position, &first.hash));
     assert_ne!(now_first.payload, first.payload);
     let leaf = merkle::leaf_hash(&merkle::leaf_data(
@@ -354,7 +345,7 @@ async fn values_stored_in_clear_are_erased_through_the_signed_ledger_and_every_p
     assert_eq!(code, 1, "{out}");
 
     // An erased event edited afterwards is tampering.
-    let (_, completed) = stored(&app, &hers, 3).await;
+    let (_, completed) = stored(&app, "Task", &hers, 3).await;
     sqlx::query("UPDATE events SET payload = jsonb_set(payload, '{TaskCompleted,result}', '\"forged\"') WHERE event_id = $1")
         .bind(completed.event_id)
         .execute(&app.db)
@@ -393,7 +384,7 @@ async fn values_stored_in_clear_are_erased_through_the_signed_ledger_and_every_p
     // A forged erasure: the report's request (Bob's, naming no one erased) given a marker,
     // with a ledger row under her erasure that leads to it, written straight into the
     // database. Her signed erasure commits to other rows: none of its changes is trusted now.
-    let (_, requested) = stored(&app, &report, 1).await;
+    let (_, requested) = stored(&app, "Report", &report, 1).await;
     let mut forged = requested.clone();
     forged.payload["ReportRequested"]["requestedBy"] = json!(marker);
     sqlx::query(
