@@ -1,9 +1,12 @@
 //! Subject keys in Postgres (`subject_keys`): one row per data subject, deleted to erase.
 
+use std::time::{Duration, Instant};
+
 use async_trait::async_trait;
 use chronicle_application::ports::store_error::StoreError;
 use chronicle_application::ports::subject_keys::{SubjectKey, SubjectKeys};
 use chronicle_application::privacy::data_key::{new_pseudonym, DataKey};
+
 use sqlx::PgPool;
 
 use crate::db::store_error;
@@ -43,6 +46,66 @@ impl PgSubjectKeys {
             .await
             .map_err(store_error)?;
         row.map(subject_key).transpose()
+    }
+}
+
+/// The transactions writing `events` now, other than ours: every append in flight. An append
+/// takes this lock when its statement starts, before its snapshot, and keeps it to its commit.
+const APPENDS_IN_FLIGHT: &str = "
+    SELECT coalesce(array_agg(virtualtransaction), '{}') FROM pg_locks
+    WHERE locktype = 'relation' AND relation = to_regclass('events')
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND mode = 'RowExclusiveLock' AND pid <> pg_backend_pid()";
+
+/// Which of `$1` still hold their lock on `events`.
+const STILL_IN_FLIGHT: &str = "
+    SELECT count(*) FROM pg_locks
+    WHERE locktype = 'relation' AND relation = to_regclass('events')
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND mode = 'RowExclusiveLock' AND virtualtransaction = ANY($1)";
+
+/// How long a destroyed key waits for the appends that may have seen it; an append is one
+/// statement, so this is only reached when something holds `events` open for writing.
+const APPENDS_DEADLINE: Duration = Duration::from_secs(10);
+
+impl PgSubjectKeys {
+    /// Waits until every append that was in flight when a key's deletion committed has ended.
+    ///
+    /// An append checks, in its one statement, that the keys it sealed under exist; a
+    /// statement that began before the deletion committed still saw the key and may commit
+    /// after it, with values in clear in its outbox row. Once this answers, every such append
+    /// has committed (or failed), so the erasure's rewrite of copies, which comes next, finds
+    /// it; any later append sees the key gone and is refused.
+    async fn await_appends_in_flight(&self) -> Result<(), StoreError> {
+        let (in_flight,): (Vec<String>,) = sqlx::query_as(APPENDS_IN_FLIGHT)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(2);
+        while !in_flight.is_empty() {
+            let (left,): (i64,) = sqlx::query_as(STILL_IN_FLIGHT)
+                .bind(&in_flight)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(store_error)?;
+            if left == 0 {
+                break;
+            }
+            if started.elapsed() > APPENDS_DEADLINE {
+                return Err(StoreError::Backend {
+                    context: format!(
+                        "{left} transactions writing events did not end within {}s of a \
+                         key's destruction; ask for the erasure again once they have",
+                        APPENDS_DEADLINE.as_secs()
+                    ),
+                    source: None,
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+        Ok(())
     }
 }
 
@@ -108,6 +171,9 @@ impl SubjectKeys for PgSubjectKeys {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(store_error)?;
+        if row.is_some() {
+            self.await_appends_in_flight().await?;
+        }
         Ok(row.map(|(pseudonym,)| pseudonym))
     }
 }

@@ -75,6 +75,63 @@ async fn a_subject_has_one_key_and_a_destroyed_key_leaves_nothing_to_open_with()
     );
 }
 
+/// An append checks, in its one statement, that the keys it sealed under exist; a statement
+/// that began before a key's deletion committed saw the key and may commit after it, with
+/// values in clear in its outbox row. `destroy` answers only once such an append has ended, so
+/// the erasure's rewrite of copies, which comes next, finds what it wrote.
+#[tokio::test]
+async fn a_destroyed_key_is_answered_only_after_the_appends_that_saw_it() {
+    let url = chronicle_tests::create_database().await.unwrap();
+    let pool = db::connect(&url, 10).await.unwrap();
+    db::migrate(&pool).await.unwrap();
+    let keys = PgSubjectKeys::new(pool.clone());
+    let made = keys.key_for("u-7").await.unwrap();
+
+    // What an append's statement holds while it runs: it has read the key and writes events
+    // until it commits.
+    let mut append = pool.begin().await.unwrap();
+    let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM subject_keys WHERE pseudonym = $1")
+        .bind(&made.pseudonym)
+        .fetch_one(&mut *append)
+        .await
+        .unwrap();
+    assert_eq!(seen, 1);
+    sqlx::query("LOCK TABLE events IN ROW EXCLUSIVE MODE")
+        .execute(&mut *append)
+        .await
+        .unwrap();
+
+    let destroying = tokio::spawn({
+        let keys = keys.clone();
+        async move { keys.destroy("u-7").await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !destroying.is_finished(),
+        "destroy answered while an append that saw the key was still in flight"
+    );
+    assert_eq!(
+        keys.by_pseudonym(&made.pseudonym).await.unwrap(),
+        None,
+        "the key is gone for every new reader meanwhile"
+    );
+
+    append.commit().await.unwrap();
+    let destroyed = tokio::time::timeout(std::time::Duration::from_secs(5), destroying)
+        .await
+        .expect("destroy answers once the append has ended")
+        .unwrap()
+        .unwrap();
+    assert_eq!(destroyed, Some(made.pseudonym));
+
+    // With nothing in flight it answers at once.
+    keys.key_for("u-8").await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(1), keys.destroy("u-8"))
+        .await
+        .expect("nothing to wait for")
+        .unwrap();
+}
+
 /// What an auditor reads of one task's first event, and the chain's verdict.
 async fn audited_creation(app: &chronicle_tests::TestApp, id: &str) -> serde_json::Value {
     chronicle_tests::settled_trail(|| {
