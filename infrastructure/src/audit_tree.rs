@@ -398,7 +398,7 @@ pub async fn lead_checkpoints<F, Fut>(
 {
     use sqlx::Connection as _;
     while !shutdown.is_cancelled() {
-        let connection = sqlx::PgConnection::connect(&database_url).await;
+        let connection = crate::db::connect_session(&database_url).await;
         let mut held = false;
         if let Ok(mut connection) = connection {
             let locked: Result<bool, _> = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")

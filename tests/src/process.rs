@@ -366,6 +366,65 @@ impl PrivatePostgres {
         Ok((cluster, files))
     }
 
+    /// Starts a streaming standby of `primary`, known to it as `name` (its
+    /// `application_name`): a `pg_basebackup` of the primary with `-R`, which writes
+    /// `standby.signal` and the primary's address, on a port of its own.
+    pub async fn start_standby_of(primary: &PrivatePostgres, name: &str) -> anyhow::Result<Self> {
+        let bindir = postgres_bindir()?;
+        let data = std::env::temp_dir().join(format!("chronicle-pg-{}", Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&data)?;
+        if running_as_root() {
+            run(std::process::Command::new("chown").args([
+                "-R",
+                "postgres:postgres",
+                &data.display().to_string(),
+            ]))?;
+        }
+        let standby = Self {
+            bindir,
+            port: free_port()?,
+            data,
+            options: primary.options.clone(),
+        };
+        // Postgres refuses a data directory others can read.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&standby.data, std::fs::Permissions::from_mode(0o700))?;
+        }
+        run(standby.as_postgres("pg_basebackup").args([
+            "-D",
+            &standby.data.display().to_string(),
+            "-d",
+            &format!(
+                "host=127.0.0.1 port={} user=postgres application_name={name}",
+                primary.port
+            ),
+            "-X",
+            "stream",
+            "-R",
+            "--no-sync",
+            // At once, not paced over the checkpoint interval (minutes after a CREATE DATABASE).
+            "--checkpoint=fast",
+        ]))?;
+        standby.start_server()?;
+        Ok(standby)
+    }
+
+    /// Promotes this standby to primary and waits until it accepts writes.
+    pub fn promote(&self) -> anyhow::Result<()> {
+        run(self.pg_ctl().args(["-w", "promote"]))
+    }
+
+    /// Kills the server and every one of its processes with SIGKILL, as a host that dies.
+    pub fn kill(&self) -> anyhow::Result<()> {
+        let pid = self.postmaster_pid()?.to_string();
+        // Children first: without their postmaster they would linger until they notice.
+        let _ = std::process::Command::new("pkill")
+            .args(["-KILL", "-P", &pid])
+            .status();
+        run(std::process::Command::new("kill").args(["-KILL", &pid]))
+    }
+
     async fn start_with(options: &str) -> anyhow::Result<Self> {
         let cluster = Self::initialise(options)?;
         cluster.start_server()?;

@@ -122,7 +122,7 @@ impl OutboxRelay {
 
     /// Tries the lock once; leads until shutdown or a failure when it gets it.
     async fn lead_if_possible(&self, shutdown: &CancellationToken) -> Result<(), InfraError> {
-        let mut lock_conn = PgConnection::connect(&self.database_url)
+        let mut lock_conn = crate::db::connect_session(&self.database_url)
             .await
             .map_err(InfraError::db("open relay lock connection"))?;
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
@@ -151,7 +151,8 @@ impl OutboxRelay {
         lock_conn: &mut PgConnection,
         shutdown: &CancellationToken,
     ) -> Result<(), InfraError> {
-        let mut listener = PgListener::connect(&self.database_url)
+        // From the pool, so it reaches the host the pool follows.
+        let mut listener = PgListener::connect_with(&self.pool)
             .await
             .map_err(InfraError::db("open relay listener"))?;
         listener

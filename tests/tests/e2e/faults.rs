@@ -602,3 +602,243 @@ async fn a_postgres_restart_fails_commands_fast_with_a_clear_code_and_the_servic
     assert_published_once_per_event(&settings, &stored).await;
     drop(service);
 }
+
+/// `postgres://` URL of database `name` over `hosts`, as libpq writes several hosts.
+fn multi_host_url(hosts: &[&PrivatePostgres], name: &str, attrs: &str) -> String {
+    let hosts: Vec<String> = hosts
+        .iter()
+        .map(|host| format!("127.0.0.1:{}", host.port))
+        .collect();
+    format!(
+        "postgres://postgres@{}/{name}?target_session_attrs={attrs}",
+        hosts.join(",")
+    )
+}
+
+/// A primary with a streaming standby, both holding database `chronicle`. Synchronous: the
+/// primary acknowledges a commit only once the standby has it (`synchronous_commit=on`, the
+/// default, with the standby in `synchronous_standby_names`), so a failover loses nothing
+/// acknowledged.
+async fn primary_and_standby(synchronous: bool) -> (PrivatePostgres, PrivatePostgres) {
+    let primary = PrivatePostgres::start().await.unwrap();
+    let admin = PgPool::connect(&primary.url("postgres")).await.unwrap();
+    sqlx::query("CREATE DATABASE chronicle")
+        .execute(&admin)
+        .await
+        .unwrap();
+    let standby = PrivatePostgres::start_standby_of(&primary, "standby")
+        .await
+        .unwrap();
+    if synchronous {
+        // Only now: before the standby streams, every commit would wait for it.
+        for statement in [
+            "ALTER SYSTEM SET synchronous_standby_names = 'standby'",
+            "SELECT pg_reload_conf()",
+        ] {
+            sqlx::raw_sql(statement).execute(&admin).await.unwrap();
+        }
+        let state: String = eventually(Duration::from_secs(10), || async {
+            Ok(sqlx::query_scalar::<_, String>(
+                "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'standby'",
+            )
+            .fetch_optional(&admin)
+            .await?
+            .filter(|state| state == "sync"))
+        })
+        .await
+        .expect("the standby is synchronous");
+        assert_eq!(state, "sync");
+    }
+    admin.close().await;
+    (primary, standby)
+}
+
+#[tokio::test]
+async fn a_multi_host_url_finds_the_server_asked_for_and_follows_a_promoted_standby() {
+    use chronicle_infrastructure::db;
+    let (primary, standby) = primary_and_standby(false).await;
+    // The standby is written first: read-write must pass it over.
+    let url = multi_host_url(&[&standby, &primary], "chronicle", "read-write");
+    let pool = db::connect(&url, 4).await.unwrap();
+    let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(!in_recovery, "read-write reached the primary");
+    sqlx::raw_sql("CREATE TABLE kept (n int); INSERT INTO kept VALUES (1)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut session = db::connect_session(&url).await.unwrap();
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(7)")
+        .fetch_one(&mut session)
+        .await
+        .unwrap();
+    assert!(locked, "a session connection on the primary");
+
+    let on_standby = db::connect(
+        &multi_host_url(&[&primary, &standby], "chronicle", "standby"),
+        2,
+    )
+    .await
+    .unwrap();
+    let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        .fetch_one(&on_standby)
+        .await
+        .unwrap();
+    assert!(in_recovery, "standby reached the standby");
+
+    // No host fits: the error names every host tried and why it was passed over.
+    let dead = chronicle_tests::free_port().unwrap();
+    let none_fits = format!(
+        "postgres://postgres@127.0.0.1:{dead},127.0.0.1:{}/chronicle?target_session_attrs=primary",
+        standby.port
+    );
+    let error = format!(
+        "{:#}",
+        anyhow::Error::new(db::connect(&none_fits, 2).await.unwrap_err())
+    );
+    for named in [
+        format!("127.0.0.1:{dead}: "),
+        format!("127.0.0.1:{}: a standby", standby.port),
+        "no host is a primary server".to_owned(),
+    ] {
+        assert!(error.contains(&named), "{named:?} missing from: {error}");
+    }
+    let refused = db::connect("postgres://postgres@a:5432,b:x/chronicle", 2)
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{:#}", anyhow::Error::new(refused)).contains("host 2 (b:x)"),
+        "a malformed URL names its part"
+    );
+
+    // The primary dies; the standby is promoted. The same pool reaches it by itself.
+    primary.kill().unwrap();
+    let killed = Instant::now();
+    standby.promote().unwrap();
+    let promoted = killed.elapsed();
+    let moved = eventually(Duration::from_secs(30), || async {
+        Ok(sqlx::query("INSERT INTO kept VALUES (2)")
+            .execute(&pool)
+            .await
+            .ok()
+            .map(|_| killed.elapsed()))
+    })
+    .await
+    .expect("writes reach the promoted standby");
+    println!("promoted after {promoted:?}; first write through the pool after {moved:?}");
+    let kept: Vec<i32> = sqlx::query_scalar("SELECT n FROM kept ORDER BY n")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        kept,
+        [1, 2],
+        "the promoted standby holds what the primary had"
+    );
+    let mut session = db::connect_session(&url).await.unwrap();
+    let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        .fetch_one(&mut session)
+        .await
+        .unwrap();
+    assert!(!in_recovery);
+}
+
+#[tokio::test]
+async fn a_killed_primary_loses_no_acknowledged_command_once_its_synchronous_standby_is_promoted() {
+    let (primary, standby) = primary_and_standby(true).await;
+    let dir = std::env::temp_dir().join(format!("chronicle-failover-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("audit.pem");
+    let (code, _) = run_chronicle("", &["audit", "keygen", "--out", key.to_str().unwrap()])
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+    let url = multi_host_url(&[&primary, &standby], "chronicle", "read-write");
+    let mut settings = test_settings(&url, &brokers());
+    settings.audit_signing_key_file = Some(key.display().to_string());
+    settings.audit_checkpoint_interval = Duration::from_secs(1);
+    let service = ChronicleProcess::serve(&settings, ALL).unwrap();
+    service.wait_ready(START).await.unwrap();
+    let client = service.client(&admin_token()).unwrap();
+
+    let load = Load::start(&client, 4);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    primary.kill().unwrap();
+    let killed = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    standby.promote().unwrap();
+    let promoted = killed.elapsed();
+    let recovered = eventually(Duration::from_secs(30), || async {
+        Ok(
+            match client
+                .send(
+                    CREATE_TASK,
+                    json!({"i": {"title": "After", "teamId": "team-a"}}),
+                )
+                .await
+            {
+                Answer::Data(_) => Some(killed.elapsed()),
+                _ => None,
+            },
+        )
+    })
+    .await
+    .expect("createTask succeeds again without a restart");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let tally = load.finish().await;
+    println!(
+        "promoted {promoted:?} after the kill; createTask succeeded again {recovered:?} after it; \
+         {} acknowledged, answers refused: {:?}, unreachable: {}",
+        tally.acknowledged.len(),
+        tally.codes,
+        tally.unreachable
+    );
+    assert!(
+        tally.codes.keys().all(|code| code == "UNAVAILABLE"),
+        "during the switch requests answer only UNAVAILABLE: {:?}",
+        tally.codes
+    );
+    assert_eq!(tally.unreachable, 0, "the service itself stayed up");
+
+    let db = PgPool::connect(&standby.url("chronicle")).await.unwrap();
+    wait_published_and_projected(&db).await;
+    let stored = stored_task_events(&db).await;
+    assert_acknowledged_stored(&tally, &stored).await;
+    assert!(tally.acknowledged.len() > 10, "the load ran: {tally:?}");
+    assert_published_once_per_event(&settings, &stored).await;
+
+    // Checkpoints signed before the failover hold against the promoted store, and the
+    // signer goes on there.
+    let newest_checkpoint = || async {
+        sqlx::query_scalar::<_, Option<i64>>("SELECT max(tree_size) FROM audit_checkpoints")
+            .fetch_one(&db)
+            .await
+            .unwrap()
+            .unwrap_or(0)
+    };
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(30), || async {
+        Ok((newest_checkpoint().await >= total).then_some(()))
+    })
+    .await
+    .expect("the checkpointer signs on the new primary");
+    let output = tokio::process::Command::new(chronicle_tests::chronicle_binary().unwrap())
+        .args(["audit", "verify", "--checkpoints", "kafka", "--public-key"])
+        .arg(dir.join("audit.pem.pub"))
+        .env("DATABASE_URL", &url)
+        .env("KAFKA_BROKERS", &settings.kafka.brokers)
+        .env("KAFKA_TOPIC_PREFIX", &settings.kafka.topic_prefix)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    drop(service);
+    let _ = std::fs::remove_dir_all(dir);
+}

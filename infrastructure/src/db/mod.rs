@@ -1,13 +1,20 @@
-//! The Postgres pool and migrations.
+//! The Postgres pool and migrations, on one host or on several (libpq's multi-host URLs,
+//! [`target`]), following the primary when it moves ([`failover`]).
+
+mod failover;
+pub mod target;
 
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
 use chronicle_application::ports::store_error::StoreError;
 
 use crate::InfraError;
+
+pub use failover::connect_session;
+use target::Target;
 
 /// The migrations in `migrations/`, embedded at build time so the binary migrates itself.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -27,11 +34,13 @@ pub async fn connect_with(
     max_connections: u32,
     acquire_timeout: Duration,
 ) -> Result<PgPool, InfraError> {
-    let options: PgConnectOptions = url
-        .parse::<PgConnectOptions>()
-        .map_err(InfraError::db("parse DATABASE_URL"))?
-        .application_name("chronicle");
-    PgPoolOptions::new()
+    let target = Target::parse(url)
+        .map_err(|error| InfraError::Database {
+            context: "read DATABASE_URL".to_owned(),
+            source: sqlx::Error::Configuration(error.into()),
+        })?
+        .with_application_name("chronicle");
+    let options = PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(1)
         .acquire_timeout(acquire_timeout)
@@ -39,10 +48,14 @@ pub async fn connect_with(
         // service's CPU under load; sqlx still pings once when a connection goes back to the
         // pool). A connection that died while idle fails its next statement with an I/O
         // error, which is `UNAVAILABLE` (retry) like any outage, and the pool replaces it.
-        .test_before_acquire(false)
-        .connect_with(options)
-        .await
-        .map_err(InfraError::db("connect to Postgres"))
+        .test_before_acquire(false);
+    let pool = if target.is_plain() {
+        let single = target.hosts.into_iter().next().map(|host| host.options);
+        options.connect_with(single.unwrap_or_default()).await
+    } else {
+        failover::following_pool(target, options).await
+    };
+    pool.map_err(InfraError::db("connect to Postgres"))
 }
 
 /// Applies pending migrations; safe to run any number of times, from several processes.
