@@ -56,6 +56,7 @@ use chronicle_application::projection::failures::ProjectionFailures;
 use chronicle_application::projection::refold::Refolder;
 use chronicle_infrastructure::audit_tree::{lead_checkpoints, KafkaCheckpointLog, PgAuditTree};
 use chronicle_infrastructure::config::DEFAULT_PRIVACY_KEY_CACHE_SECS;
+use chronicle_infrastructure::db::replica::ReplicaStatus;
 use chronicle_infrastructure::dead_letters::PgDeadLetters;
 use chronicle_infrastructure::erasures::PgErasures;
 use chronicle_infrastructure::kafka::dead_letter::KafkaRedrive;
@@ -270,6 +271,19 @@ pub async fn start(
         .await
         .context("creating Kafka topics")?;
     let mut wiring = Wiring::new(settings, pool, topics).await?;
+    if let (true, Some(replica)) = (parts.api, &settings.read_replica) {
+        wiring.reads = Some(
+            db::replica::read_pool(
+                &wiring.pool,
+                replica.url.expose(),
+                settings.database_max_connections,
+                settings.database_acquire_timeout,
+                replica.max_lag,
+            )
+            .await
+            .context("connecting to the read replica")?,
+        );
+    }
     if parts.projections && settings.rebuild_outdated {
         wiring.start_outdated_rebuild();
     }
@@ -413,6 +427,8 @@ struct Wiring<'a> {
     personal: Arc<PersonalData>,
     /// That key cache, which forgets a key when its erasure event arrives.
     key_cache: Arc<CachedSubjectKeys>,
+    /// The pool queries read from when a replica serves them, and the replica's state.
+    reads: Option<(PgPool, Arc<ReplicaStatus>)>,
 }
 
 impl<'a> Wiring<'a> {
@@ -443,6 +459,7 @@ impl<'a> Wiring<'a> {
             settings,
             task_views: Arc::new(PgTaskViews::new(pool.clone())),
             report_views: Arc::new(PgReportViews::new(pool.clone())),
+            reads: None,
             pool,
             topics,
             shutdown: CancellationToken::new(),
@@ -620,6 +637,7 @@ impl<'a> Wiring<'a> {
             parked: self.parked.clone(),
             broker: BrokerProbe::new(&self.settings.kafka).context("creating the broker probe")?,
             parts: self.parts.clone(),
+            replica: self.reads.as_ref().map(|(_, status)| status.clone()),
         })
     }
 
@@ -634,6 +652,19 @@ impl<'a> Wiring<'a> {
         let settings = self.settings;
         let signer = checkpoint_signer(settings)?.map(Arc::new);
         let audit_log: Arc<dyn AuditLog> = Arc::new(PgAuditLog::new(self.pool.clone()));
+        let wait = settings.read_your_writes_wait;
+        let mut task_queries = TaskQueries::new(self.task_views.clone(), wait);
+        let mut report_queries = ReportQueries::new(self.report_views.clone(), wait);
+        let mut read_log = audit_log.clone();
+        if let (Some((reads, _)), Some(replica)) = (&self.reads, &settings.read_replica) {
+            // Queries, the trail, history and time travel read the replica; a `minVersion`
+            // it has not reached within its bound reads the primary.
+            task_queries = TaskQueries::new(Arc::new(PgTaskViews::new(reads.clone())), wait)
+                .with_primary(self.task_views.clone(), replica.max_wait);
+            report_queries = ReportQueries::new(Arc::new(PgReportViews::new(reads.clone())), wait)
+                .with_primary(self.report_views.clone(), replica.max_wait);
+            read_log = Arc::new(PgAuditLog::new(reads.clone()));
+        }
         let services = Services {
             live: LiveWatch::new(live_feed, audit_log.clone()),
             task_commands: Arc::new(TaskCommands::new(
@@ -642,21 +673,15 @@ impl<'a> Wiring<'a> {
                 settings.snapshot_every,
                 self.personal.clone(),
             )),
-            task_queries: Arc::new(TaskQueries::new(
-                self.task_views.clone(),
-                settings.read_your_writes_wait,
-            )),
+            task_queries: Arc::new(task_queries),
             report_commands: self.report_commands.clone(),
-            report_queries: Arc::new(ReportQueries::new(
-                self.report_views.clone(),
-                settings.read_your_writes_wait,
-            )),
+            report_queries: Arc::new(report_queries),
             audit: Arc::new(
-                AuditQueries::new(audit_log.clone(), self.personal.clone())
+                AuditQueries::new(read_log.clone(), self.personal.clone())
                     .with_erasure_key(signer.as_ref().map(|signer| signer.public_key())),
             ),
-            task_history: Arc::new(TimeTravel::new(audit_log.clone(), self.personal.clone())),
-            report_history: Arc::new(TimeTravel::new(audit_log, self.personal.clone())),
+            task_history: Arc::new(TimeTravel::new(read_log.clone(), self.personal.clone())),
+            report_history: Arc::new(TimeTravel::new(read_log, self.personal.clone())),
             rebuilder: self.rebuilder.clone(),
             parked: Arc::new(ParkedOutbox::new(self.parked.clone())),
             dead_letters: Arc::new(dead_letter_admin(

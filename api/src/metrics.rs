@@ -99,6 +99,15 @@ fn describe() {
         "Time from an event's commit to Kafka's acknowledgement of it"
     );
     metrics::describe_gauge!(
+        "chronicle_db_replica_lag_seconds",
+        metrics::Unit::Seconds,
+        "How far the read replica's replay is behind the primary (+Inf when it does not answer)"
+    );
+    metrics::describe_gauge!(
+        "chronicle_db_replica_serving",
+        "1 while queries read on the replica, 0 while the primary serves them"
+    );
+    metrics::describe_gauge!(
         "chronicle_relay_leader",
         "1 on the instance whose relay holds the relay lock and publishes, 0 on standbys"
     );

@@ -20,6 +20,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chronicle_application::observability::Gauges;
 use chronicle_application::ports::parked_events::ParkedEvents;
+use chronicle_infrastructure::db::replica::ReplicaStatus;
 use chronicle_infrastructure::kafka::probe::{BrokerHealth, BrokerProbe};
 use chronicle_infrastructure::outbox::RelayStatus;
 use serde_json::json;
@@ -42,6 +43,8 @@ pub struct OpsState {
     pub parked: Arc<dyn ParkedEvents>,
     /// Whether audit checkpoints are signed (a key is configured).
     pub checkpoints: bool,
+    /// The read replica's state, when one serves the queries.
+    pub replica: Option<Arc<ReplicaStatus>>,
 }
 
 /// The parts a process runs (relay, projections, worker, api) and whether each still runs.
@@ -199,6 +202,11 @@ async fn ready(State(state): State<OpsState>) -> Response {
         "outbox": {"parked": parked},
         "audit": {"checkpoints": if state.checkpoints { "on" } else { "off" }},
         "parts": parts,
+        // Reported, not failed on: the primary serves the queries while the replica cannot.
+        "readReplica": state.replica.as_ref().map(|replica| json!({
+            "serving": replica.serving(),
+            "lagSeconds": replica.lag().map(|lag| lag.as_secs_f64()),
+        })),
     });
     let code = if is_ready {
         StatusCode::OK

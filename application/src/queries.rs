@@ -26,12 +26,27 @@ const MAX_READ_WAIT_PAUSE: Duration = Duration::from_millis(10);
 pub struct TaskQueries {
     store: Arc<dyn TaskQueryStore>,
     max_wait: Duration,
+    primary: Option<OnPrimary<dyn TaskQueryStore>>,
 }
 
 impl TaskQueries {
     /// Queries over `store`; `minVersion` waits at most `max_wait` for the projection.
     pub fn new(store: Arc<dyn TaskQueryStore>, max_wait: Duration) -> Self {
-        Self { store, max_wait }
+        Self {
+            store,
+            max_wait,
+            primary: None,
+        }
+    }
+
+    /// `store` being a replica: a `minVersion` read it has not reached after `after` reads
+    /// `primary` for the rest of the wait.
+    pub fn with_primary(mut self, primary: Arc<dyn TaskQueryStore>, after: Duration) -> Self {
+        self.primary = Some(OnPrimary {
+            store: primary,
+            after,
+        });
+        self
     }
 
     /// One task of the caller's teams (another team's is `None`, as if it did not exist).
@@ -44,12 +59,21 @@ impl TaskQueries {
         min_version: Option<u64>,
     ) -> Result<Option<TaskView>, AppError> {
         let scope = principal.scope(Action::ReadWork)?;
-        let store = &self.store;
-        let read = || async {
-            let view = store.get(id).await?;
-            Ok(visible::<TaskReadModel>(&scope, view))
+        let read = |store: Arc<dyn TaskQueryStore>| {
+            let scope = &scope;
+            async move {
+                let view = store.get(id).await?;
+                Ok(visible::<TaskReadModel>(scope, view))
+            }
         };
-        wait_for_version(self.max_wait, min_version, read, |v| v.version).await
+        let versioned = Versioned {
+            max_wait: self.max_wait,
+            min_version,
+            version_of: |v: &TaskView| v.version,
+        };
+        versioned
+            .read(&self.store, self.primary.as_ref(), read)
+            .await
     }
 
     /// A page of the caller's teams' tasks after the cursor; `first` must be 1..=100.
@@ -92,6 +116,64 @@ pub fn page_size(first: Option<i64>) -> Result<usize, AppError> {
     }
 }
 
+/// The primary's copy of a store that reads a replica, and how long a `minVersion` read waits
+/// for the replica before it turns to the primary.
+struct OnPrimary<S: ?Sized> {
+    store: Arc<S>,
+    after: Duration,
+}
+
+/// A read that waits (bounded) for a version.
+struct Versioned<V> {
+    max_wait: Duration,
+    min_version: Option<u64>,
+    version_of: fn(&V) -> u64,
+}
+
+impl<V> Versioned<V> {
+    /// Reads on `store`; a `min_version` it has not reached within `primary`'s `after` is
+    /// waited for on the primary for the rest of `max_wait`: a replica that is behind delays
+    /// read-your-writes by at most that, never fails it.
+    async fn read<S, F, Fut>(
+        &self,
+        store: &Arc<S>,
+        primary: Option<&OnPrimary<S>>,
+        read: F,
+    ) -> Result<Option<V>, AppError>
+    where
+        S: ?Sized,
+        F: Fn(Arc<S>) -> Fut,
+        Fut: std::future::Future<Output = Result<Option<V>, StoreError>>,
+    {
+        let on = |store: &Arc<S>| {
+            let store = store.clone();
+            let read = &read;
+            move || read(store.clone())
+        };
+        match primary {
+            Some(primary) if self.min_version.is_some() => {
+                let first = primary.after.min(self.max_wait);
+                match wait_for_version(first, self.min_version, on(store), self.version_of).await {
+                    Err(AppError::StaleRead { .. }) => {
+                        let rest = self.max_wait.saturating_sub(first);
+                        wait_for_version(
+                            rest,
+                            self.min_version,
+                            on(&primary.store),
+                            self.version_of,
+                        )
+                        .await
+                    }
+                    answered => answered,
+                }
+            }
+            _ => {
+                wait_for_version(self.max_wait, self.min_version, on(store), self.version_of).await
+            }
+        }
+    }
+}
+
 /// Reads a row, and with `min_version` re-reads with growing pauses until it reflects that
 /// version or `max_wait` passed (`STALE_READ`): read-your-writes over an asynchronous
 /// projection.
@@ -131,12 +213,27 @@ where
 pub struct ReportQueries {
     store: Arc<dyn ReportQueryStore>,
     max_wait: Duration,
+    primary: Option<OnPrimary<dyn ReportQueryStore>>,
 }
 
 impl ReportQueries {
     /// Queries over `store`; `minVersion` waits at most `max_wait`.
     pub fn new(store: Arc<dyn ReportQueryStore>, max_wait: Duration) -> Self {
-        Self { store, max_wait }
+        Self {
+            store,
+            max_wait,
+            primary: None,
+        }
+    }
+
+    /// `store` being a replica: a `minVersion` read it has not reached after `after` reads
+    /// `primary` for the rest of the wait.
+    pub fn with_primary(mut self, primary: Arc<dyn ReportQueryStore>, after: Duration) -> Self {
+        self.primary = Some(OnPrimary {
+            store: primary,
+            after,
+        });
+        self
     }
 
     /// One report of the caller's teams (another team's is `None`), optionally waiting
@@ -148,12 +245,21 @@ impl ReportQueries {
         min_version: Option<u64>,
     ) -> Result<Option<ReportView>, AppError> {
         let scope = principal.scope(Action::ReadWork)?;
-        let store = &self.store;
-        let read = || async {
-            let view = store.get(id).await?;
-            Ok(visible::<ReportReadModel>(&scope, view))
+        let read = |store: Arc<dyn ReportQueryStore>| {
+            let scope = &scope;
+            async move {
+                let view = store.get(id).await?;
+                Ok(visible::<ReportReadModel>(scope, view))
+            }
         };
-        wait_for_version(self.max_wait, min_version, read, |v| v.version).await
+        let versioned = Versioned {
+            max_wait: self.max_wait,
+            min_version,
+            version_of: |v: &ReportView| v.version,
+        };
+        versioned
+            .read(&self.store, self.primary.as_ref(), read)
+            .await
     }
 
     /// A page of the caller's teams' reports after the cursor.
@@ -191,4 +297,126 @@ impl ReportQueries {
 /// A row the caller may see, or `None`: another team's row reads as a missing one.
 fn visible<M: ReadModel>(scope: &TeamScope, view: Option<M::View>) -> Option<M::View> {
     view.filter(|view| M::team(view).is_some_and(|team| scope.covers(team)))
+}
+
+#[cfg(test)]
+mod replica_tests {
+    use super::*;
+    use crate::ports::store_error::StoreError;
+    use chronicle_domain::ids::TeamId;
+    use chronicle_domain::task::Task;
+
+    /// A read model holding one task at `version` (none at 0), counting its reads.
+    struct AtVersion {
+        version: u64,
+        reads: std::sync::atomic::AtomicUsize,
+    }
+
+    impl AtVersion {
+        fn new(version: u64) -> Arc<Self> {
+            Arc::new(Self {
+                version,
+                reads: Default::default(),
+            })
+        }
+
+        fn reads(&self) -> usize {
+            self.reads.load(std::sync::atomic::Ordering::Relaxed)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl TaskQueryStore for AtVersion {
+        async fn get(&self, id: Uuid) -> Result<Option<TaskView>, StoreError> {
+            self.reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let state = Task {
+                team_id: Some(TeamId::parse("teamId", "team-a").unwrap()),
+                ..Task::default()
+            };
+            Ok((self.version > 0).then(|| TaskView {
+                id,
+                version: self.version,
+                state,
+                created_at: chrono::Utc::now(),
+                updated_at: chrono::Utc::now(),
+                started_at: None,
+                finished_at: None,
+                watchers: Vec::new(),
+            }))
+        }
+
+        async fn list(
+            &self,
+            _: &TaskFilter,
+            _: usize,
+            _: Option<Uuid>,
+        ) -> Result<TaskPage, StoreError> {
+            Err(StoreError::corrupt("not used"))
+        }
+
+        async fn count(&self, _: &TaskFilter) -> Result<u64, StoreError> {
+            Err(StoreError::corrupt("not used"))
+        }
+    }
+
+    fn member() -> Principal {
+        Principal::new("alice", &["member".to_owned()], &["team-a".to_owned()])
+    }
+
+    #[tokio::test]
+    async fn a_replica_behind_a_min_version_read_hands_it_to_the_primary_after_its_bound() {
+        let (replica, primary) = (AtVersion::new(1), AtVersion::new(2));
+        let queries = TaskQueries::new(replica.clone(), Duration::from_secs(2))
+            .with_primary(primary.clone(), Duration::from_millis(50));
+        let started = Instant::now();
+        let view = queries.get(&member(), Uuid::nil(), Some(2)).await.unwrap();
+        assert_eq!(view.map(|v| v.version), Some(2), "the primary's answer");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(50),
+            "waited for the replica first: {took:?}"
+        );
+        assert!(
+            took < Duration::from_secs(1),
+            "not for the whole wait: {took:?}"
+        );
+        assert!(replica.reads() > 1 && primary.reads() == 1);
+
+        // A plain read, and a version the replica has, stay on the replica.
+        let reads = primary.reads();
+        assert_eq!(
+            queries
+                .get(&member(), Uuid::nil(), None)
+                .await
+                .unwrap()
+                .map(|v| v.version),
+            Some(1)
+        );
+        assert_eq!(
+            queries
+                .get(&member(), Uuid::nil(), Some(1))
+                .await
+                .unwrap()
+                .map(|v| v.version),
+            Some(1)
+        );
+        assert_eq!(primary.reads(), reads);
+    }
+
+    #[tokio::test]
+    async fn a_version_neither_has_is_stale_after_the_whole_wait() {
+        let queries = TaskQueries::new(AtVersion::new(1), Duration::from_millis(120))
+            .with_primary(AtVersion::new(1), Duration::from_millis(40));
+        let started = Instant::now();
+        let answer = queries.get(&member(), Uuid::nil(), Some(5)).await;
+        assert!(matches!(
+            answer,
+            Err(AppError::StaleRead {
+                wanted: 5,
+                current: 1
+            })
+        ));
+        assert!(started.elapsed() >= Duration::from_millis(120));
+    }
 }

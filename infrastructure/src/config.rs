@@ -52,6 +52,19 @@ pub struct KafkaSettings {
     pub message_max_bytes: u32,
 }
 
+/// Where queries are read when a replica serves them, and when the primary takes over.
+#[derive(Debug, Clone)]
+pub struct ReadReplicaSettings {
+    /// The replica's connection string (`CHRONICLE_READ_DATABASE_URL`).
+    pub url: DatabaseUrl,
+    /// How long a `minVersion` read waits for the replica before it reads the primary
+    /// (`CHRONICLE_READ_REPLICA_MAX_WAIT_MS`).
+    pub max_wait: Duration,
+    /// A replica further behind than this is left for the primary until it catches up
+    /// (`CHRONICLE_READ_REPLICA_MAX_LAG_MS`).
+    pub max_lag: Duration,
+}
+
 /// Every setting of the service.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -59,6 +72,9 @@ pub struct Settings {
     pub database_url: DatabaseUrl,
     /// Most Postgres connections this process opens.
     pub database_max_connections: u32,
+    /// A replica that serves the queries (`CHRONICLE_READ_DATABASE_URL`, the same syntax as
+    /// `DATABASE_URL`); none: the primary serves them.
+    pub read_replica: Option<ReadReplicaSettings>,
     /// Kafka.
     pub kafka: KafkaSettings,
     /// Events between snapshots (0: never).
@@ -185,6 +201,20 @@ impl Settings {
         Ok(Self {
             database_url: Self::database_url()?,
             database_max_connections: parsed("CHRONICLE_DB_MAX_CONNECTIONS", 16)?,
+            read_replica: match var("CHRONICLE_READ_DATABASE_URL") {
+                None => None,
+                Some(url) => Some(ReadReplicaSettings {
+                    url: DatabaseUrl::new(url),
+                    max_wait: Duration::from_millis(parsed(
+                        "CHRONICLE_READ_REPLICA_MAX_WAIT_MS",
+                        250,
+                    )?),
+                    max_lag: Duration::from_millis(parsed(
+                        "CHRONICLE_READ_REPLICA_MAX_LAG_MS",
+                        5000,
+                    )?),
+                }),
+            },
             kafka: KafkaSettings {
                 brokers: var("KAFKA_BROKERS").unwrap_or_else(|| "127.0.0.1:9092".to_owned()),
                 topic_prefix: var("KAFKA_TOPIC_PREFIX").unwrap_or_default(),

@@ -77,6 +77,7 @@ pub fn test_settings(database_url: &str, brokers: &str) -> Settings {
     Settings {
         database_url: DatabaseUrl::new(database_url),
         database_max_connections: 8,
+        read_replica: None,
         kafka: KafkaSettings {
             brokers: brokers.to_owned(),
             topic_prefix: format!("t{}.", Uuid::now_v7().simple()),

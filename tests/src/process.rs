@@ -132,6 +132,22 @@ impl ChronicleProcess {
                 "CHRONICLE_SEAL_PERSONAL_DATA",
                 settings.seal_personal_data.to_string(),
             )
+            .envs(settings.read_replica.iter().flat_map(|replica| {
+                [
+                    (
+                        "CHRONICLE_READ_DATABASE_URL",
+                        replica.url.expose().to_owned(),
+                    ),
+                    (
+                        "CHRONICLE_READ_REPLICA_MAX_WAIT_MS",
+                        replica.max_wait.as_millis().to_string(),
+                    ),
+                    (
+                        "CHRONICLE_READ_REPLICA_MAX_LAG_MS",
+                        replica.max_lag.as_millis().to_string(),
+                    ),
+                ]
+            }))
             .env(
                 "CHRONICLE_WORKER_MAX_ATTEMPTS",
                 settings.worker_max_attempts.to_string(),

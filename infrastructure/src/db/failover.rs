@@ -109,25 +109,45 @@ pub async fn connect_session(url: &str) -> Result<PgConnection, sqlx::Error> {
     Ok(find(&target).await?.1)
 }
 
+/// When a pool was last pointed at another host: idle connections older than that went to
+/// the previous host and are closed rather than handed out.
+pub(super) struct SwitchClock {
+    since: Instant,
+    /// Nanoseconds after `since`.
+    switched_at: AtomicU64,
+}
+
+impl Default for SwitchClock {
+    fn default() -> Self {
+        Self {
+            since: Instant::now(),
+            switched_at: AtomicU64::new(0),
+        }
+    }
+}
+
+impl SwitchClock {
+    /// Records a switch now.
+    pub(super) fn mark(&self) {
+        let now = self.since.elapsed().as_nanos() as u64;
+        self.switched_at.store(now, Ordering::Relaxed);
+    }
+
+    /// Whether a connection `age` old was made after the last switch.
+    pub(super) fn fresh(&self, age: Duration) -> bool {
+        let switched = Duration::from_nanos(self.switched_at.load(Ordering::Relaxed));
+        age < self.since.elapsed().saturating_sub(switched)
+    }
+}
+
 /// What a pool over several hosts shares with its hooks and its follower.
 struct Following {
     target: Target,
     /// The host new connections go to.
     current: AtomicUsize,
-    /// When `current` last changed, in nanoseconds after `since`: idle connections older
-    /// than that went to the previous host and are closed rather than handed out.
-    switched_at: AtomicU64,
-    since: Instant,
+    clock: SwitchClock,
     /// Asks the follower to check now.
     check: Notify,
-}
-
-impl Following {
-    fn since_switch(&self) -> Duration {
-        self.since.elapsed().saturating_sub(Duration::from_nanos(
-            self.switched_at.load(Ordering::Relaxed),
-        ))
-    }
 }
 
 /// A pool on the server `target` asks for, found among its hosts, that moves to another
@@ -141,8 +161,7 @@ pub(crate) async fn following_pool(
     let (index, probe) = find(&target).await?;
     let following = Arc::new(Following {
         current: AtomicUsize::new(index),
-        switched_at: AtomicU64::new(0),
-        since: Instant::now(),
+        clock: SwitchClock::default(),
         check: Notify::new(),
         target,
     });
@@ -165,7 +184,7 @@ pub(crate) async fn following_pool(
             })
         })
         .before_acquire(move |_, meta| {
-            let fresh = meta.age < on_acquire.since_switch();
+            let fresh = on_acquire.clock.fresh(meta.age);
             Box::pin(async move { Ok(fresh) })
         })
         .connect_with(start)
@@ -204,8 +223,7 @@ async fn follow(pool: PgPool, following: Arc<Following>, probe: PgConnection) {
                 let before = following.current.swap(index, Ordering::Relaxed);
                 if before != index {
                     pool.set_connect_options(following.target.hosts[index].options.clone());
-                    let now = following.since.elapsed().as_nanos() as u64;
-                    following.switched_at.store(now, Ordering::Relaxed);
+                    following.clock.mark();
                     tracing::warn!(
                         from = %following.target.hosts[before].name,
                         to = %following.target.hosts[index].name,

@@ -2,6 +2,7 @@
 //! [`target`]), following the primary when it moves ([`failover`]).
 
 mod failover;
+pub mod replica;
 pub mod target;
 
 use std::time::Duration;

@@ -842,3 +842,145 @@ async fn a_killed_primary_loses_no_acknowledged_command_once_its_synchronous_sta
     drop(service);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Connections the service's query pool holds on `server` (they name themselves).
+async fn query_connections_on(server: &PrivatePostgres) -> i64 {
+    let pool = PgPool::connect(&server.url("chronicle")).await.unwrap();
+    let count = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'chronicle-reads'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    count
+}
+
+/// The `readReplica` part of `/health/ready`, once `check` holds for it.
+async fn replica_health(
+    client: &GraphqlClient,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    eventually(Duration::from_secs(20), || async {
+        let (status, body) = client.ready().await?;
+        assert_eq!(
+            status, 200,
+            "a replica never makes the service unready: {body}"
+        );
+        Ok(check(&body["readReplica"]).then(|| body["readReplica"].clone()))
+    })
+    .await
+    .expect("the replica's state as expected")
+}
+
+#[tokio::test]
+async fn queries_read_the_replica_and_move_to_the_primary_while_it_lags_or_is_down() {
+    use chronicle_infrastructure::config::ReadReplicaSettings;
+    use chronicle_infrastructure::secret::DatabaseUrl;
+    let (primary, replica) = primary_and_standby(false).await;
+    let mut settings = test_settings(&primary.url("chronicle"), &brokers());
+    settings.read_replica = Some(ReadReplicaSettings {
+        url: DatabaseUrl::new(replica.url("chronicle")),
+        max_wait: Duration::from_millis(200),
+        max_lag: Duration::from_millis(1500),
+    });
+    let service = ChronicleProcess::serve(&settings, ALL).unwrap();
+    service.wait_ready(START).await.unwrap();
+    let client = service.client(&admin_token()).unwrap();
+    let create = |title: &'static str| {
+        let client = client.clone();
+        async move {
+            let Answer::Data(data) = client
+                .send(
+                    CREATE_TASK,
+                    json!({"i": {"title": title, "teamId": "team-a"}}),
+                )
+                .await
+            else {
+                panic!("createTask failed");
+            };
+            data["createTask"]["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let read = |id: String| {
+        let client = client.clone();
+        async move {
+            client
+                .send(
+                    "query($id: ID!) { task(id: $id, minVersion: 1) { id title } tasks(first: 100) { edges { node { id } } } }",
+                    json!({"id": id}),
+                )
+                .await
+        }
+    };
+    let listed = |data: &serde_json::Value, id: &str| {
+        data["tasks"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|edge| edge["node"]["id"] == id)
+    };
+
+    let fit = replica_health(&client, |r| r["serving"] == true).await;
+    println!("replica at start: {fit}");
+    let first = create("On the replica").await;
+    let Answer::Data(data) = read(first.clone()).await else {
+        panic!("the first read answered")
+    };
+    assert_eq!(data["task"]["title"], "On the replica");
+    assert!(
+        query_connections_on(&replica).await > 0,
+        "queries read the replica"
+    );
+    assert_eq!(query_connections_on(&primary).await, 0);
+
+    // The replica stops replaying: a read-your-writes read turns to the primary after its
+    // bound, and once the lag passes CHRONICLE_READ_REPLICA_MAX_LAG_MS every query does.
+    let on_replica = PgPool::connect(&replica.url("chronicle")).await.unwrap();
+    sqlx::query("SELECT pg_wal_replay_pause()")
+        .execute(&on_replica)
+        .await
+        .unwrap();
+    let behind = create("Only on the primary").await;
+    let Answer::Data(data) = read(behind.clone()).await else {
+        panic!("minVersion reads the primary rather than failing")
+    };
+    assert_eq!(data["task"]["title"], "Only on the primary");
+    let lagging = replica_health(&client, |r| r["serving"] == false).await;
+    assert!(lagging["lagSeconds"].as_f64().unwrap() > 1.5, "{lagging}");
+    let Answer::Data(data) = read(behind.clone()).await else {
+        panic!("queries answer while the replica lags")
+    };
+    assert!(
+        listed(&data, &behind),
+        "the list is read on the primary: {data}"
+    );
+    assert!(query_connections_on(&primary).await > 0);
+
+    // It catches up: queries go back to it.
+    sqlx::query("SELECT pg_wal_replay_resume()")
+        .execute(&on_replica)
+        .await
+        .unwrap();
+    on_replica.close().await;
+    replica_health(&client, |r| r["serving"] == true && r["lagSeconds"] == 0.0).await;
+
+    // It dies: the primary serves, and the service stays ready.
+    replica.kill().unwrap();
+    let down = replica_health(&client, |r| r["serving"] == false).await;
+    assert_eq!(down["lagSeconds"], serde_json::Value::Null, "{down}");
+    let after = create("With the replica down").await;
+    let Answer::Data(data) = read(after.clone()).await else {
+        panic!("queries answer with the replica down")
+    };
+    assert!(
+        listed(&data, &after) || data["task"]["id"] == after.as_str(),
+        "{data}"
+    );
+    let metrics = client.metrics().await.unwrap();
+    assert!(
+        metrics.contains("chronicle_db_replica_serving 0"),
+        "the metric says so"
+    );
+    drop(service);
+}
