@@ -96,6 +96,11 @@ ensure_browser() {
   export CHROMIUM_BIN="${CHROMIUM_BIN:-/usr/bin/chromium}"
 }
 
+# PgBouncer for the pooler tests (Debian's package; the tests start their own on free ports).
+ensure_pooler() {
+  command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || apt_install pgbouncer
+}
+
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
 wait_for_port() {

@@ -150,8 +150,13 @@ impl RunningService {
 /// The rebuilder of every read model this service has (`chronicle replay`, `rebuildProjection`,
 /// the start-up rebuild of outdated projections).
 pub fn rebuilder(pool: &sqlx::PgPool, personal: Arc<PersonalData>) -> Rebuilder {
+    rebuilder_on(pool, pool, personal)
+}
+
+/// [`rebuilder`], holding its locks on connections from `session` (`CHRONICLE_SESSION_DATABASE_URL`).
+fn rebuilder_on(pool: &PgPool, session: &PgPool, personal: Arc<PersonalData>) -> Rebuilder {
     Rebuilder::new(
-        Arc::new(PgProjections::new(pool.clone())),
+        Arc::new(PgProjections::new(pool.clone()).with_session(session.clone())),
         vec![
             Projection::of::<TaskReadModel>(Arc::new(PgTaskViews::new(pool.clone()))),
             Projection::of::<ReportReadModel>(Arc::new(PgReportViews::new(pool.clone()))),
@@ -429,6 +434,8 @@ struct Wiring<'a> {
     key_cache: Arc<CachedSubjectKeys>,
     /// The pool queries read from when a replica serves them, and the replica's state.
     reads: Option<(PgPool, Arc<ReplicaStatus>)>,
+    /// Connections that keep a session (locks, `LISTEN`).
+    session: PgPool,
 }
 
 impl<'a> Wiring<'a> {
@@ -440,7 +447,19 @@ impl<'a> Wiring<'a> {
         };
         let key_cache = cached_keys(&pool, settings.privacy_key_cache);
         let personal = Arc::new(PersonalData::new(key_cache.clone(), sealing));
-        let rebuilder = Arc::new(rebuilder(&pool, personal.clone()));
+        // Locks and LISTEN keep a session: not through a transaction-mode pooler.
+        let session = match &settings.session_database_url {
+            Some(url) => db::connect_named(
+                url.expose(),
+                4,
+                settings.database_acquire_timeout,
+                "chronicle-session",
+            )
+            .await
+            .context("connecting to CHRONICLE_SESSION_DATABASE_URL")?,
+            None => pool.clone(),
+        };
+        let rebuilder = Arc::new(rebuilder_on(&pool, &session, personal.clone()));
         rebuilder
             .register()
             .await
@@ -460,6 +479,7 @@ impl<'a> Wiring<'a> {
             task_views: Arc::new(PgTaskViews::new(pool.clone())),
             report_views: Arc::new(PgReportViews::new(pool.clone())),
             reads: None,
+            session,
             pool,
             topics,
             shutdown: CancellationToken::new(),
@@ -499,7 +519,7 @@ impl<'a> Wiring<'a> {
     fn start_relay(&mut self) -> Arc<RelayStatus> {
         let relay = OutboxRelay::new(
             self.pool.clone(),
-            self.settings.database_url.expose(),
+            self.session.clone(),
             self.settings.kafka.clone(),
             RelayOptions {
                 retention: self.settings.outbox_retention,
@@ -594,7 +614,7 @@ impl<'a> Wiring<'a> {
             signer,
         ));
         let (url, interval, shutdown) = (
-            self.settings.database_url.expose().to_owned(),
+            self.settings.session_url().expose().to_owned(),
             self.settings.audit_checkpoint_interval,
             self.shutdown.clone(),
         );

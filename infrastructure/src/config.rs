@@ -72,6 +72,11 @@ pub struct Settings {
     pub database_url: DatabaseUrl,
     /// Most Postgres connections this process opens.
     pub database_max_connections: u32,
+    /// Where connections that need a session of their own connect: the relay's and the
+    /// checkpointer's advisory locks, the relay's `LISTEN`, a rebuild's locks
+    /// (`CHRONICLE_SESSION_DATABASE_URL`; none: `DATABASE_URL`). Behind a pooler in
+    /// transaction mode, point it at Postgres or at a session-mode pool.
+    pub session_database_url: Option<DatabaseUrl>,
     /// A replica that serves the queries (`CHRONICLE_READ_DATABASE_URL`, the same syntax as
     /// `DATABASE_URL`); none: the primary serves them.
     pub read_replica: Option<ReadReplicaSettings>,
@@ -135,6 +140,13 @@ where
 }
 
 impl Settings {
+    /// The URL of connections that need a session of their own.
+    pub fn session_url(&self) -> &DatabaseUrl {
+        self.session_database_url
+            .as_ref()
+            .unwrap_or(&self.database_url)
+    }
+
     /// Reads settings for commands that need only the database (`migrate`, `replay`).
     pub fn database_url() -> Result<DatabaseUrl, ConfigError> {
         var("DATABASE_URL")
@@ -201,6 +213,7 @@ impl Settings {
         Ok(Self {
             database_url: Self::database_url()?,
             database_max_connections: parsed("CHRONICLE_DB_MAX_CONNECTIONS", 16)?,
+            session_database_url: var("CHRONICLE_SESSION_DATABASE_URL").map(DatabaseUrl::new),
             read_replica: match var("CHRONICLE_READ_DATABASE_URL") {
                 None => None,
                 Some(url) => Some(ReadReplicaSettings {

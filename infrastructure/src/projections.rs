@@ -43,6 +43,8 @@ fn projection_table(name: &str) -> Result<&'static str, StoreError> {
 #[derive(Clone)]
 pub struct PgProjections {
     pool: PgPool,
+    /// Where a rebuild's advisory locks are held, each on a connection of its own.
+    session: PgPool,
     /// The connection holding each running claim's advisory locks.
     claims: Arc<Mutex<HashMap<Uuid, PgConnection>>>,
 }
@@ -51,9 +53,17 @@ impl PgProjections {
     /// Lifecycle control over `pool`.
     pub fn new(pool: PgPool) -> Self {
         Self {
+            session: pool.clone(),
             pool,
             claims: Arc::default(),
         }
+    }
+
+    /// Holding rebuilds' locks on connections from `session` (which must keep their session,
+    /// not a transaction-mode pooler's).
+    pub fn with_session(mut self, session: PgPool) -> Self {
+        self.session = session;
+        self
     }
 
     /// Closes the connection holding a claim's locks, releasing them.
@@ -226,7 +236,7 @@ impl ProjectionControl for PgProjections {
     ) -> Result<Result<RebuildClaim, ProjectionStatus>, StoreError> {
         let id = Uuid::now_v7();
         // The locks first, on a connection that lives as long as the rebuild.
-        let mut locks = self.pool.acquire().await.map_err(backend)?.detach();
+        let mut locks = self.session.acquire().await.map_err(backend)?.detach();
         for name in names {
             let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2))")
                 .bind(REBUILD_LOCK_CLASS)

@@ -16,7 +16,8 @@ pub mod ws;
 
 pub use client::{new_task, Answer, GraphqlClient, CREATE_TASK};
 pub use process::{
-    chronicle_binary, free_port, ChronicleProcess, PrivateBroker, PrivatePostgres, TlsFiles,
+    chronicle_binary, free_port, ChronicleProcess, PrivateBroker, PrivatePgBouncer,
+    PrivatePostgres, TlsFiles,
 };
 pub use support::{eventually, settled_trail, TEST_SECRET};
 
@@ -77,6 +78,7 @@ pub fn test_settings(database_url: &str, brokers: &str) -> Settings {
     Settings {
         database_url: DatabaseUrl::new(database_url),
         database_max_connections: 8,
+        session_database_url: None,
         read_replica: None,
         kafka: KafkaSettings {
             brokers: brokers.to_owned(),

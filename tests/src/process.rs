@@ -132,6 +132,12 @@ impl ChronicleProcess {
                 "CHRONICLE_SEAL_PERSONAL_DATA",
                 settings.seal_personal_data.to_string(),
             )
+            .envs(
+                settings
+                    .session_database_url
+                    .iter()
+                    .map(|url| ("CHRONICLE_SESSION_DATABASE_URL", url.expose())),
+            )
             .envs(settings.read_replica.iter().flat_map(|replica| {
                 [
                     (
@@ -277,6 +283,88 @@ pub fn chronicle_binary() -> anyhow::Result<PathBuf> {
         );
     }
     Ok(binary)
+}
+
+/// A private PgBouncer (Debian's `pgbouncer`, installed by `./scripts/test`) on a port of its
+/// own, in front of the Postgres at `127.0.0.1:upstream_port`; stopped when dropped.
+pub struct PrivatePgBouncer {
+    child: tokio::process::Child,
+    dir: PathBuf,
+    /// The port it listens on (127.0.0.1).
+    pub port: u16,
+}
+
+impl PrivatePgBouncer {
+    /// Starts it with `pool_mode` (`session`, `transaction`) and the settings Chronicle needs
+    /// (docs/operations.md, "Behind a connection pooler").
+    pub async fn start(upstream_port: u16, pool_mode: &str) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("chronicle-pgb-{}", Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir)?;
+        let port = free_port()?;
+        std::fs::write(dir.join("users.txt"), "\"postgres\" \"\"\n")?;
+        std::fs::write(
+            dir.join("pgbouncer.ini"),
+            format!(
+                "[databases]\n* = host=127.0.0.1 port={upstream_port}\n\
+                 [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
+                 unix_socket_dir =\nauth_type = trust\nauth_file = {users}\n\
+                 pidfile = {pidfile}\n\
+                 pool_mode = {pool_mode}\n\
+                 ignore_startup_parameters = extra_float_digits\n\
+                 default_pool_size = 40\nmax_client_conn = 400\n",
+                users = dir.join("users.txt").display(),
+                pidfile = dir.join("pgbouncer.pid").display(),
+            ),
+        )?;
+        // PgBouncer refuses to run as root.
+        let mut command = if running_as_root() {
+            run(std::process::Command::new("chown").args([
+                "-R",
+                "postgres:postgres",
+                &dir.display().to_string(),
+            ]))?;
+            let mut command = tokio::process::Command::new("runuser");
+            command.args(["-u", "postgres", "--", "pgbouncer"]);
+            command
+        } else {
+            tokio::process::Command::new("pgbouncer")
+        };
+        let child = command
+            .arg(dir.join("pgbouncer.ini"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting pgbouncer (./scripts/test installs it)")?;
+        let address = format!("127.0.0.1:{port}");
+        eventually(Duration::from_secs(20), || async {
+            Ok(tokio::net::TcpStream::connect(&address)
+                .await
+                .ok()
+                .map(|_| ()))
+        })
+        .await?;
+        Ok(Self { child, dir, port })
+    }
+
+    /// A URL of database `name` through it.
+    pub fn url(&self, name: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+impl Drop for PrivatePgBouncer {
+    fn drop(&mut self) {
+        // PgBouncer itself (its pid file), since killing `runuser` would leave it running.
+        if let Some(pid) = std::fs::read_to_string(self.dir.join("pgbouncer.pid"))
+            .ok()
+            .and_then(|text| text.trim().parse::<u32>().ok())
+        {
+            let _ = send_signal(pid, "-KILL");
+        }
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// A private Tansu broker (`TANSU_BIN`, else `tansu` on the path) on a port of its own, for

@@ -102,7 +102,9 @@ pub(crate) async fn find(target: &Target) -> Result<(usize, PgConnection), sqlx:
 /// One connection of its own to a server `url` asks for: for a session that must outlive
 /// statements (an advisory lock, LISTEN).
 pub async fn connect_session(url: &str) -> Result<PgConnection, sqlx::Error> {
-    let target = Target::parse(url).map_err(|error| sqlx::Error::Configuration(error.into()))?;
+    let target = Target::parse(url)
+        .map_err(|error| sqlx::Error::Configuration(error.into()))?
+        .with_application_name("chronicle-session");
     if target.is_plain() {
         return target.hosts[0].options.connect().await;
     }

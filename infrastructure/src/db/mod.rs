@@ -35,12 +35,23 @@ pub async fn connect_with(
     max_connections: u32,
     acquire_timeout: Duration,
 ) -> Result<PgPool, InfraError> {
+    connect_named(url, max_connections, acquire_timeout, "chronicle").await
+}
+
+/// [`connect_with`], its connections naming themselves `application_name` to the server, so
+/// an operator tells the pools apart in `pg_stat_activity`.
+pub async fn connect_named(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+    application_name: &str,
+) -> Result<PgPool, InfraError> {
     let target = Target::parse(url)
         .map_err(|error| InfraError::Database {
             context: "read DATABASE_URL".to_owned(),
             source: sqlx::Error::Configuration(error.into()),
         })?
-        .with_application_name("chronicle");
+        .with_application_name(application_name);
     let options = PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(1)

@@ -61,7 +61,8 @@ impl Default for RelayOptions {
 /// The relay. Run it with [`OutboxRelay::run`].
 pub struct OutboxRelay {
     pool: PgPool,
-    database_url: String,
+    /// Connections that hold a session: the relay lock, `LISTEN`.
+    session: PgPool,
     kafka: KafkaSettings,
     options: RelayOptions,
     status: Arc<RelayStatus>,
@@ -69,18 +70,19 @@ pub struct OutboxRelay {
 }
 
 impl OutboxRelay {
-    /// A relay over `pool`; `database_url` opens its dedicated lock and listen connections.
-    /// `appended` is the signal this process's event store raises after each append.
+    /// A relay over `pool`; `session` gives its lock and listen connections, which must keep
+    /// their session (not a transaction-mode pooler). `appended` is the signal this
+    /// process's event store raises after each append.
     pub fn new(
         pool: PgPool,
-        database_url: impl Into<String>,
+        session: PgPool,
         kafka: KafkaSettings,
         options: RelayOptions,
         appended: OutboxSignal,
     ) -> Self {
         Self {
             pool,
-            database_url: database_url.into(),
+            session,
             kafka,
             options,
             status: Arc::default(),
@@ -122,9 +124,13 @@ impl OutboxRelay {
 
     /// Tries the lock once; leads until shutdown or a failure when it gets it.
     async fn lead_if_possible(&self, shutdown: &CancellationToken) -> Result<(), InfraError> {
-        let mut lock_conn = crate::db::connect_session(&self.database_url)
+        // Out of the pool's hands: the lock lives exactly as long as this connection.
+        let mut lock_conn = self
+            .session
+            .acquire()
             .await
-            .map_err(InfraError::db("open relay lock connection"))?;
+            .map_err(InfraError::db("open relay lock connection"))?
+            .detach();
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(RELAY_LOCK_KEY)
             .fetch_one(&mut lock_conn)
@@ -151,8 +157,8 @@ impl OutboxRelay {
         lock_conn: &mut PgConnection,
         shutdown: &CancellationToken,
     ) -> Result<(), InfraError> {
-        // From the pool, so it reaches the host the pool follows.
-        let mut listener = PgListener::connect_with(&self.pool)
+        // From the session pool, so it reaches the host that pool follows.
+        let mut listener = PgListener::connect_with(&self.session)
             .await
             .map_err(InfraError::db("open relay listener"))?;
         listener

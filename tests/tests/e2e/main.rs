@@ -20,6 +20,7 @@ mod kafka_flow;
 mod limits;
 mod observability;
 mod outbox;
+mod pooler;
 mod postgres_es;
 mod privacy;
 mod projection_failures;

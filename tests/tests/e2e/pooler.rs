@@ -1,0 +1,109 @@
+//! Chronicle behind PgBouncer: the pool's connections go through the pooler, and what needs a
+//! session of its own (the relay's and the checkpointer's advisory locks, `LISTEN`, a
+//! rebuild's locks) goes to `CHRONICLE_SESSION_DATABASE_URL`.
+
+use std::time::Duration;
+
+use chronicle_infrastructure::secret::DatabaseUrl;
+use chronicle_tests::support::admin_token;
+use chronicle_tests::{
+    brokers, create_database, eventually, run_chronicle, test_settings, Answer, ChronicleProcess,
+    PrivatePgBouncer, CREATE_TASK,
+};
+use serde_json::json;
+use sqlx::PgPool;
+
+#[tokio::test]
+async fn the_core_loop_runs_behind_pgbouncer_with_sessions_on_their_own_url() {
+    let direct = create_database().await.unwrap();
+    let name = direct.rsplit('/').next().unwrap().to_owned();
+    let bouncer = PrivatePgBouncer::start(5432, "session").await.unwrap();
+    let through = bouncer.url(&name);
+    let dir = std::env::temp_dir().join(format!("chronicle-pooler-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("audit.pem");
+    let (code, _) = run_chronicle("", &["audit", "keygen", "--out", key.to_str().unwrap()])
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+    let mut settings = test_settings(&through, &brokers());
+    settings.session_database_url = Some(DatabaseUrl::new(direct.clone()));
+    settings.audit_signing_key_file = Some(key.display().to_string());
+    settings.audit_checkpoint_interval = Duration::from_secs(1);
+    let service = ChronicleProcess::serve(&settings, "api,relay,projections,worker").unwrap();
+    service.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let client = service.client(&admin_token()).unwrap();
+
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        let Answer::Data(data) = client
+            .send(
+                CREATE_TASK,
+                json!({"i": {"title": format!("Pooled {n}"), "teamId": "team-a"}}),
+            )
+            .await
+        else {
+            panic!("createTask through the pooler failed");
+        };
+        ids.push(data["createTask"]["id"].as_str().unwrap().to_owned());
+    }
+    let now = chrono::Utc::now();
+    let answer = client
+        .send(
+            "mutation($i: RequestReportInput!) { requestReport(input: $i) { id } }",
+            json!({"i": {"kind": "TEAM_SUMMARY", "teamId": "team-a",
+                         "from": (now - chrono::Duration::hours(1)).to_rfc3339(),
+                         "to": (now + chrono::Duration::hours(1)).to_rfc3339()}}),
+        )
+        .await;
+    let Answer::Data(data) = answer else {
+        panic!("requestReport through the pooler failed: {answer:?}");
+    };
+    let report = data["requestReport"]["id"].as_str().unwrap().to_owned();
+    let completed = eventually(Duration::from_secs(30), || async {
+        let answer = client
+            .send(
+                "query($id: ID!) { report(id: $id) { status } tasks(first: 100) { totalCount } }",
+                json!({"id": report}),
+            )
+            .await;
+        Ok(match answer {
+            Answer::Data(data)
+                if data["report"]["status"] == "COMPLETED" && data["tasks"]["totalCount"] == 20 =>
+            {
+                Some(data)
+            }
+            _ => None,
+        })
+    })
+    .await
+    .expect("projected, and the report generated, through the pooler");
+    println!("{completed}");
+
+    // The locks are held on the session URL's connections, not through the pooler.
+    let db = PgPool::connect(&direct).await.unwrap();
+    let holders: Vec<String> = eventually(Duration::from_secs(20), || async {
+        let holders: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+             WHERE l.locktype = 'advisory' AND l.granted AND a.datname = current_database()",
+        )
+        .fetch_all(&db)
+        .await?;
+        // The relay's lock and the checkpointer's.
+        Ok((!holders.is_empty()).then_some(holders))
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        holders,
+        ["chronicle-session"],
+        "advisory locks only on session connections"
+    );
+
+    for command in [vec!["replay", "tasks"], vec!["audit", "verify"]] {
+        let (code, out) = run_chronicle(&through, &command).await.unwrap();
+        assert_eq!(code, 0, "{command:?} through the pooler: {out}");
+    }
+    drop(service);
+    let _ = std::fs::remove_dir_all(dir);
+}
