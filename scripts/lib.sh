@@ -96,9 +96,15 @@ ensure_browser() {
   export CHROMIUM_BIN="${CHROMIUM_BIN:-/usr/bin/chromium}"
 }
 
-# PgBouncer for the pooler tests (Debian's package; the tests start their own on free ports).
-ensure_pooler() {
-  command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || apt_install pgbouncer
+# PgBouncer, Patroni, etcd and HAProxy for the pooler and failover tests (Debian's packages;
+# the tests start their own on free ports).
+ensure_ha_tools() {
+  local missing=()
+  [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
+  command -v patroni >/dev/null || missing+=(patroni)
+  command -v etcd >/dev/null || missing+=(etcd-server)
+  [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+  [ "${#missing[@]}" = 0 ] || apt_install "${missing[@]}"
 }
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }

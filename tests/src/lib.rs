@@ -9,6 +9,7 @@
 //! `./scripts/test`.
 
 pub mod client;
+pub mod ha;
 pub mod process;
 pub mod seed;
 pub mod support;

@@ -722,7 +722,7 @@ impl Drop for PrivatePostgres {
     }
 }
 
-fn running_as_root() -> bool {
+pub(crate) fn running_as_root() -> bool {
     std::process::Command::new("id")
         .arg("-u")
         .output()
@@ -730,7 +730,7 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
-fn postgres_bindir() -> anyhow::Result<PathBuf> {
+pub(crate) fn postgres_bindir() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("CHRONICLE_PG_BINDIR") {
         return Ok(PathBuf::from(dir));
     }

@@ -88,8 +88,9 @@ pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
 }
 
 /// Whether the error says the database is out of reach rather than a statement failed: I/O and
-/// TLS failures, pool timeouts, and SQLSTATE classes 08 (connection exception) and 57P
-/// (the server is shutting down or starting).
+/// TLS failures, pool timeouts, SQLSTATE classes 08 (connection exception) and 57P (the
+/// server is shutting down or starting), 25006 (a write reached a standby: a failover is under
+/// way), and a connection a proxy accepted and closed at once.
 fn is_unreachable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_)
@@ -97,9 +98,14 @@ fn is_unreachable(error: &sqlx::Error) -> bool {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        // HAProxy with no server up accepts the connection and closes it: the driver reads
+        // nothing where the server answers its TLS request, and calls it a protocol error.
+        sqlx::Error::Protocol(message) => {
+            message.starts_with("unexpected response from SSLRequest")
+        }
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("57P") || code == "25006"
+        }),
         _ => false,
     }
 }
@@ -118,6 +124,16 @@ mod tests {
         ));
         assert!(matches!(
             store_error(sqlx::Error::RowNotFound),
+            StoreError::Backend { .. }
+        ));
+        let closed_by_a_proxy =
+            sqlx::Error::Protocol("unexpected response from SSLRequest: 0x00".to_owned());
+        assert!(matches!(
+            store_error(closed_by_a_proxy),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(
+            store_error(sqlx::Error::Protocol("unknown message type".to_owned())),
             StoreError::Backend { .. }
         ));
     }

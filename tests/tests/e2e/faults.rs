@@ -748,17 +748,8 @@ async fn a_multi_host_url_finds_the_server_asked_for_and_follows_a_promoted_stan
 #[tokio::test]
 async fn a_killed_primary_loses_no_acknowledged_command_once_its_synchronous_standby_is_promoted() {
     let (primary, standby) = primary_and_standby(true).await;
-    let dir = std::env::temp_dir().join(format!("chronicle-failover-{}", uuid::Uuid::now_v7()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let key = dir.join("audit.pem");
-    let (code, _) = run_chronicle("", &["audit", "keygen", "--out", key.to_str().unwrap()])
-        .await
-        .unwrap();
-    assert_eq!(code, 0);
     let url = multi_host_url(&[&primary, &standby], "chronicle", "read-write");
-    let mut settings = test_settings(&url, &brokers());
-    settings.audit_signing_key_file = Some(key.display().to_string());
-    settings.audit_checkpoint_interval = Duration::from_secs(1);
+    let (settings, dir) = signing_settings(&url).await;
     let service = ChronicleProcess::serve(&settings, ALL).unwrap();
     service.wait_ready(START).await.unwrap();
     let client = service.client(&admin_token()).unwrap();
@@ -795,50 +786,8 @@ async fn a_killed_primary_loses_no_acknowledged_command_once_its_synchronous_sta
         tally.codes,
         tally.unreachable
     );
-    assert!(
-        tally.codes.keys().all(|code| code == "UNAVAILABLE"),
-        "during the switch requests answer only UNAVAILABLE: {:?}",
-        tally.codes
-    );
-    assert_eq!(tally.unreachable, 0, "the service itself stayed up");
-
     let db = PgPool::connect(&standby.url("chronicle")).await.unwrap();
-    wait_published_and_projected(&db).await;
-    let stored = stored_task_events(&db).await;
-    assert_acknowledged_stored(&tally, &stored).await;
-    assert!(tally.acknowledged.len() > 10, "the load ran: {tally:?}");
-    assert_published_once_per_event(&settings, &stored).await;
-
-    // Checkpoints signed before the failover hold against the promoted store, and the
-    // signer goes on there.
-    let newest_checkpoint = || async {
-        sqlx::query_scalar::<_, Option<i64>>("SELECT max(tree_size) FROM audit_checkpoints")
-            .fetch_one(&db)
-            .await
-            .unwrap()
-            .unwrap_or(0)
-    };
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&db)
-        .await
-        .unwrap();
-    eventually(Duration::from_secs(30), || async {
-        Ok((newest_checkpoint().await >= total).then_some(()))
-    })
-    .await
-    .expect("the checkpointer signs on the new primary");
-    let output = tokio::process::Command::new(chronicle_tests::chronicle_binary().unwrap())
-        .args(["audit", "verify", "--checkpoints", "kafka", "--public-key"])
-        .arg(dir.join("audit.pem.pub"))
-        .env("DATABASE_URL", &url)
-        .env("KAFKA_BROKERS", &settings.kafka.brokers)
-        .env("KAFKA_TOPIC_PREFIX", &settings.kafka.topic_prefix)
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert_failover_lost_nothing(&settings, &db, &dir.join("audit.pem.pub"), &tally).await;
     drop(service);
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -983,4 +932,146 @@ async fn queries_read_the_replica_and_move_to_the_primary_while_it_lags_or_is_do
         "the metric says so"
     );
     drop(service);
+}
+
+/// After a failover under load: requests answered only `UNAVAILABLE` meanwhile; every
+/// acknowledged command is in the new primary's store (`db`) and on Kafka once per event id;
+/// the read models caught up; the checkpointer signs on the new primary; and `chronicle audit
+/// verify --checkpoints kafka` exits 0 under `public_key`.
+async fn assert_failover_lost_nothing(
+    settings: &Settings,
+    db: &PgPool,
+    public_key: &std::path::Path,
+    tally: &Tally,
+) {
+    assert!(
+        tally.codes.keys().all(|code| code == "UNAVAILABLE"),
+        "during the switch requests answer only UNAVAILABLE: {:?}",
+        tally.codes
+    );
+    assert_eq!(tally.unreachable, 0, "the service itself stayed up");
+
+    wait_published_and_projected(db).await;
+    let stored = stored_task_events(db).await;
+    assert_acknowledged_stored(tally, &stored).await;
+    assert!(tally.acknowledged.len() > 10, "the load ran: {tally:?}");
+    assert_published_once_per_event(settings, &stored).await;
+
+    // Checkpoints signed before the failover hold against the promoted store, and the
+    // signer goes on there.
+    let newest_checkpoint = || async {
+        sqlx::query_scalar::<_, Option<i64>>("SELECT max(tree_size) FROM audit_checkpoints")
+            .fetch_one(db)
+            .await
+            .unwrap()
+            .unwrap_or(0)
+    };
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(db)
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(30), || async {
+        Ok((newest_checkpoint().await >= total).then_some(()))
+    })
+    .await
+    .expect("the checkpointer signs on the new primary");
+    let output = tokio::process::Command::new(chronicle_tests::chronicle_binary().unwrap())
+        .args(["audit", "verify", "--checkpoints", "kafka", "--public-key"])
+        .arg(public_key)
+        .env("DATABASE_URL", settings.database_url.expose())
+        .env("KAFKA_BROKERS", &settings.kafka.brokers)
+        .env("KAFKA_TOPIC_PREFIX", &settings.kafka.topic_prefix)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+}
+
+/// Settings on `url` that sign a checkpoint every second, with a key made in a directory of
+/// its own (`audit.pem`, `audit.pem.pub`).
+async fn signing_settings(url: &str) -> (Settings, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("chronicle-failover-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("audit.pem");
+    let (code, _) = run_chronicle("", &["audit", "keygen", "--out", key.to_str().unwrap()])
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+    let mut settings = test_settings(url, &brokers());
+    settings.audit_signing_key_file = Some(key.display().to_string());
+    settings.audit_checkpoint_interval = Duration::from_secs(1);
+    (settings, dir)
+}
+
+/// How long after `from` createTask succeeds again through `client`.
+async fn until_commands_succeed(
+    client: &GraphqlClient,
+    from: Instant,
+    within: Duration,
+) -> Duration {
+    eventually(within, || async {
+        Ok(
+            match client
+                .send(
+                    CREATE_TASK,
+                    json!({"i": {"title": "After", "teamId": "team-a"}}),
+                )
+                .await
+            {
+                Answer::Data(_) => Some(from.elapsed()),
+                _ => None,
+            },
+        )
+    })
+    .await
+    .expect("createTask succeeds again without a restart")
+}
+
+#[tokio::test]
+async fn a_patroni_switchover_and_a_killed_leader_lose_no_acknowledged_command() {
+    let cluster = chronicle_tests::ha::PatroniCluster::start(2).await.unwrap();
+    let admin = PgPool::connect(&cluster.url("postgres")).await.unwrap();
+    sqlx::query("CREATE DATABASE chronicle")
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    // Through HAProxy, which routes to whichever node Patroni says leads.
+    let (settings, dir) = signing_settings(&cluster.url("chronicle")).await;
+    let service = ChronicleProcess::serve(&settings, ALL).unwrap();
+    service.wait_ready(START).await.unwrap();
+    let client = service.client(&admin_token()).unwrap();
+    let load = Load::start(&client, 4);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Patroni's own switchover, as an operator runs it for maintenance.
+    let first = cluster.leader().await.unwrap().name.clone();
+    let candidate = if first == "node1" { "node2" } else { "node1" };
+    let asked = Instant::now();
+    cluster.switchover(candidate).await.unwrap();
+    let switched = until_commands_succeed(&client, asked, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.wait_synchronous().await.unwrap();
+    let leader = cluster.leader().await.unwrap();
+    assert_eq!(leader.name, candidate, "{}", cluster.describe().await);
+
+    // The new leader dies with its host; Patroni promotes the synchronous standby once the
+    // leader's key expires (ttl 20 s).
+    leader.kill().unwrap();
+    let killed = Instant::now();
+    let failed_over = until_commands_succeed(&client, killed, Duration::from_secs(90)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let tally = load.finish().await;
+    println!(
+        "switchover: createTask succeeded again {switched:?} after it was asked; killed leader: \
+         {failed_over:?} after the kill; {} acknowledged, refused: {:?}",
+        tally.acknowledged.len(),
+        tally.codes
+    );
+    let db = PgPool::connect(&cluster.url("chronicle")).await.unwrap();
+    assert_failover_lost_nothing(&settings, &db, &dir.join("audit.pem.pub"), &tally).await;
+    drop(service);
+    let _ = std::fs::remove_dir_all(dir);
 }
