@@ -1075,3 +1075,84 @@ async fn a_patroni_switchover_and_a_killed_leader_lose_no_acknowledged_command()
     drop(service);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn an_asynchronous_failover_that_loses_commits_is_revealed_by_the_signed_checkpoints() {
+    let (primary, standby) = primary_and_standby(false).await;
+    let url = multi_host_url(&[&primary, &standby], "chronicle", "read-write");
+    let (settings, dir) = signing_settings(&url).await;
+    let service = ChronicleProcess::serve(&settings, ALL).unwrap();
+    service.wait_ready(START).await.unwrap();
+    let client = service.client(&admin_token()).unwrap();
+    let create = |title: String| {
+        let client = client.clone();
+        async move {
+            let answer = client
+                .send(
+                    CREATE_TASK,
+                    json!({"i": {"title": title, "teamId": "team-a"}}),
+                )
+                .await;
+            assert!(matches!(answer, Answer::Data(_)), "{answer:?}");
+        }
+    };
+    for n in 0..5 {
+        create(format!("Replicated {n}")).await;
+    }
+    // The standby stops receiving: what the primary commits from now on exists only there.
+    let on_standby = PgPool::connect(&standby.url("postgres")).await.unwrap();
+    for statement in [
+        "ALTER SYSTEM SET primary_conninfo = ''",
+        "SELECT pg_reload_conf()",
+    ] {
+        sqlx::raw_sql(statement).execute(&on_standby).await.unwrap();
+    }
+    on_standby.close().await;
+    for n in 0..5 {
+        create(format!("Acknowledged, then lost {n}")).await;
+    }
+    // A checkpoint covering the lost commands is signed and published before the primary dies.
+    let on_primary = PgPool::connect(&primary.url("chronicle")).await.unwrap();
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&on_primary)
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(30), || async {
+        let signed: Option<i64> =
+            sqlx::query_scalar("SELECT max(tree_size) FROM audit_checkpoints")
+                .fetch_one(&on_primary)
+                .await?;
+        Ok((signed.unwrap_or(0) >= events).then_some(()))
+    })
+    .await
+    .expect("a checkpoint covers the lost commands");
+    tokio::time::sleep(Duration::from_secs(2)).await; // published to Kafka
+    on_primary.close().await;
+
+    primary.kill().unwrap();
+    standby.promote().unwrap();
+    until_commands_succeed(&client, Instant::now(), Duration::from_secs(30)).await;
+    let output = tokio::process::Command::new(chronicle_tests::chronicle_binary().unwrap())
+        .args(["audit", "verify", "--checkpoints", "kafka", "--public-key"])
+        .arg(dir.join("audit.pem.pub"))
+        .env("DATABASE_URL", &url)
+        .env("KAFKA_BROKERS", &settings.kafka.brokers)
+        .env("KAFKA_TOPIC_PREFIX", &settings.kafka.topic_prefix)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    println!("{text}");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a published checkpoint the promoted store cannot reproduce: {text}"
+    );
+    assert!(
+        text.contains("DIVERGED") && text.contains("events were removed"),
+        "{text}"
+    );
+    drop(service);
+    let _ = std::fs::remove_dir_all(dir);
+}

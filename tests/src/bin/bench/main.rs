@@ -13,7 +13,8 @@
 //! - `scale` ([`scale`]): the same service with 1,000,000 events already stored (createTask rate
 //!   next to the empty store's, in the same run) and the `tasks` query at 100 concurrent readers
 //!   on 1,000,000 tasks.
-//! - `reports`, `audit`, `replay`, `outage`, `erasure`, `sealing`: see their modules.
+//! - `reports`, `audit`, `replay`, `outage`, `erasure`, `sealing`, `replicas`: see their
+//!   modules.
 //!
 //! Run with `cargo run --release -p chronicle-tests --bin chronicle-bench` (it starts the
 //! `chronicle` binary beside it: `CHRONICLE_BIN`, else `target/release/chronicle`, built by
@@ -27,6 +28,7 @@ mod limits;
 mod load;
 mod outage;
 mod replay;
+mod replicas;
 mod reports;
 mod scale;
 mod sealing;
@@ -59,6 +61,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wanted("erasure") {
         report["erasure"] = erasure::erasure_phase().await?;
+    }
+    if wanted("replicas") {
+        report["replicas"] = replicas::replicas_phase().await?;
     }
     if wanted("outage") {
         report["outage"] = outage::outage_phase().await?;

@@ -12,10 +12,10 @@ use crate::load::{closed_loop, create_load, graphql, phase_seconds, request, CON
 use crate::service::BenchService;
 
 /// Concurrent readers of the read run.
-const READERS: usize = 100;
+pub(crate) const READERS: usize = 100;
 /// The team of the seeded read model.
-const TEAM: &str = "team-scale";
-const PAGE_QUERY: &str = "query($t: String!) { tasks(filter: {teamId: $t}, first: 50) { edges { cursor node { id title status version } } pageInfo { hasNextPage endCursor } } }";
+pub(crate) const TEAM: &str = "team-scale";
+pub(crate) const PAGE_QUERY: &str = "query($t: String!) { tasks(filter: {teamId: $t}, first: 50) { edges { cursor node { id title status version } } pageInfo { hasNextPage endCursor } } }";
 
 /// Tasks seeded into the read model (`BENCH_SCALE_TASKS`, default 1,000,000).
 fn seeded_rows() -> usize {
@@ -77,7 +77,7 @@ pub async fn scale_phase() -> anyhow::Result<Value> {
 
 /// Fills the read model with `count` tasks of one team (plus what the load wrote), as the
 /// projection would have, with every index in place.
-async fn seed_read_model(service: &BenchService, count: usize) -> anyhow::Result<i64> {
+pub(crate) async fn seed_read_model(service: &BenchService, count: usize) -> anyhow::Result<i64> {
     sqlx::query(
         "INSERT INTO tasks (id, version, title, description, status, team_id, creator_id,
                             priority, labels, created_at, updated_at, watchers)

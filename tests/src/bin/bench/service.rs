@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 
 /// The database the service and pgbench use on the private cluster.
-const DATABASE: &str = "bench";
+pub(crate) const DATABASE: &str = "bench";
 
 /// Every part of `chronicle serve`, as a user runs it.
 pub const ALL_PARTS: &str = "api,relay,projections,worker";
@@ -149,6 +149,27 @@ impl BenchService {
         Ok(process)
     }
 
+    /// CPU seconds spent so far by every process of the cluster whose postmaster is
+    /// `postmaster` (children that exited included).
+    pub fn cluster_cpu(postmaster: u32) -> anyhow::Result<f64> {
+        let mut total = stat(postmaster)?.with_children;
+        for entry in std::fs::read_dir("/proc")? {
+            let Some(pid) = entry?
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if let Ok(stat) = stat(pid) {
+                if stat.parent == postmaster {
+                    total += stat.own;
+                }
+            }
+        }
+        Ok(total)
+    }
+
     /// The CPU spent so far by the service, the database, the broker and this process.
     pub fn cpu(&self) -> anyhow::Result<CpuSample> {
         let postmaster = self.postgres.postmaster_pid()?;
@@ -237,6 +258,11 @@ impl BenchService {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The private cluster the service writes to.
+    pub fn postgres(&self) -> &PrivatePostgres {
+        &self.postgres
     }
 
     /// The service's database URL (for pgbench).
