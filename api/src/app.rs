@@ -677,8 +677,8 @@ impl<'a> Wiring<'a> {
         let mut report_queries = ReportQueries::new(self.report_views.clone(), wait);
         let mut read_log = audit_log.clone();
         if let (Some((reads, _)), Some(replica)) = (&self.reads, &settings.read_replica) {
-            // Queries, the trail, history and time travel read the replica; a `minVersion`
-            // it has not reached within its bound reads the primary.
+            // Queries, history and time travel read the replica; a `minVersion` it has not
+            // reached within its bound, and a read it does not answer, go to the primary.
             task_queries = TaskQueries::new(Arc::new(PgTaskViews::new(reads.clone())), wait)
                 .with_primary(self.task_views.clone(), replica.max_wait);
             report_queries = ReportQueries::new(Arc::new(PgReportViews::new(reads.clone())), wait)
@@ -696,8 +696,10 @@ impl<'a> Wiring<'a> {
             task_queries: Arc::new(task_queries),
             report_commands: self.report_commands.clone(),
             report_queries: Arc::new(report_queries),
+            // The trail and its verdict read the primary: they judge events against the
+            // keys and the erasure ledger as they are now, which a replica may lag behind.
             audit: Arc::new(
-                AuditQueries::new(read_log.clone(), self.personal.clone())
+                AuditQueries::new(audit_log.clone(), self.personal.clone())
                     .with_erasure_key(signer.as_ref().map(|signer| signer.public_key())),
             ),
             task_history: Arc::new(TimeTravel::new(read_log.clone(), self.personal.clone())),

@@ -85,13 +85,22 @@ impl TaskQueries {
         after: Option<Uuid>,
     ) -> Result<TaskPage, AppError> {
         let filter = Self::in_scope(principal, filter)?;
-        Ok(self.store.list(&filter, page_size(first)?, after).await?)
+        let first = page_size(first)?;
+        let read = |store: Arc<dyn TaskQueryStore>| {
+            let filter = &filter;
+            async move { store.list(filter, first, after).await }
+        };
+        Ok(either(&self.store, self.primary.as_ref(), read).await?)
     }
 
     /// How many of the caller's teams' tasks match `filter` in all.
     pub async fn count(&self, principal: &Principal, filter: &TaskFilter) -> Result<u64, AppError> {
         let filter = Self::in_scope(principal, filter)?;
-        Ok(self.store.count(&filter).await?)
+        let read = |store: Arc<dyn TaskQueryStore>| {
+            let filter = &filter;
+            async move { store.count(filter).await }
+        };
+        Ok(either(&self.store, self.primary.as_ref(), read).await?)
     }
 
     /// `filter` narrowed to the teams the caller may read.
@@ -150,27 +159,41 @@ impl<V> Versioned<V> {
             let read = &read;
             move || read(store.clone())
         };
-        match primary {
-            Some(primary) if self.min_version.is_some() => {
-                let first = primary.after.min(self.max_wait);
-                match wait_for_version(first, self.min_version, on(store), self.version_of).await {
-                    Err(AppError::StaleRead { .. }) => {
-                        let rest = self.max_wait.saturating_sub(first);
-                        wait_for_version(
-                            rest,
-                            self.min_version,
-                            on(&primary.store),
-                            self.version_of,
-                        )
-                        .await
-                    }
-                    answered => answered,
-                }
+        let Some(primary) = primary else {
+            return wait_for_version(self.max_wait, self.min_version, on(store), self.version_of)
+                .await;
+        };
+        // The replica for at most `after` (all the wait without `minVersion`); the primary
+        // for the rest when the replica is behind, and when it does not answer.
+        let first = match self.min_version {
+            Some(_) => primary.after.min(self.max_wait),
+            None => self.max_wait,
+        };
+        match wait_for_version(first, self.min_version, on(store), self.version_of).await {
+            Err(AppError::StaleRead { .. } | AppError::Unavailable(_)) => {
+                let rest = self.max_wait.saturating_sub(first);
+                wait_for_version(rest, self.min_version, on(&primary.store), self.version_of).await
             }
-            _ => {
-                wait_for_version(self.max_wait, self.min_version, on(store), self.version_of).await
-            }
+            answered => answered,
         }
+    }
+}
+
+/// Reads `store`, a replica; the primary when the replica does not answer (it is down, and
+/// the check that leaves it for the primary has not run yet).
+async fn either<S, T, F, Fut>(
+    store: &Arc<S>,
+    primary: Option<&OnPrimary<S>>,
+    read: F,
+) -> Result<T, StoreError>
+where
+    S: ?Sized,
+    F: Fn(Arc<S>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    match (read(store.clone()).await, primary) {
+        (Err(StoreError::Unavailable(_)), Some(primary)) => read(primary.store.clone()).await,
+        (answer, _) => answer,
     }
 }
 
@@ -271,7 +294,12 @@ impl ReportQueries {
         after: Option<Uuid>,
     ) -> Result<ReportPage, AppError> {
         let filter = Self::in_scope(principal, filter)?;
-        Ok(self.store.list(&filter, page_size(first)?, after).await?)
+        let first = page_size(first)?;
+        let read = |store: Arc<dyn ReportQueryStore>| {
+            let filter = &filter;
+            async move { store.list(filter, first, after).await }
+        };
+        Ok(either(&self.store, self.primary.as_ref(), read).await?)
     }
 
     /// How many of the caller's teams' reports match `filter` in all.
@@ -281,7 +309,11 @@ impl ReportQueries {
         filter: &ReportFilter,
     ) -> Result<u64, AppError> {
         let filter = Self::in_scope(principal, filter)?;
-        Ok(self.store.count(&filter).await?)
+        let read = |store: Arc<dyn ReportQueryStore>| {
+            let filter = &filter;
+            async move { store.count(filter).await }
+        };
+        Ok(either(&self.store, self.primary.as_ref(), read).await?)
     }
 
     /// `filter` narrowed to the teams the caller may read.
@@ -306,9 +338,11 @@ mod replica_tests {
     use chronicle_domain::ids::TeamId;
     use chronicle_domain::task::Task;
 
-    /// A read model holding one task at `version` (none at 0), counting its reads.
+    /// A read model holding one task at `version` (none at 0), counting its reads; or, `down`,
+    /// one that does not answer.
     struct AtVersion {
         version: u64,
+        down: bool,
         reads: std::sync::atomic::AtomicUsize,
     }
 
@@ -316,6 +350,15 @@ mod replica_tests {
         fn new(version: u64) -> Arc<Self> {
             Arc::new(Self {
                 version,
+                down: false,
+                reads: Default::default(),
+            })
+        }
+
+        fn down() -> Arc<Self> {
+            Arc::new(Self {
+                version: 0,
+                down: true,
                 reads: Default::default(),
             })
         }
@@ -330,6 +373,9 @@ mod replica_tests {
         async fn get(&self, id: Uuid) -> Result<Option<TaskView>, StoreError> {
             self.reads
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if self.down {
+                return Err(StoreError::unavailable("connection refused"));
+            }
             let state = Task {
                 team_id: Some(TeamId::parse("teamId", "team-a").unwrap()),
                 ..Task::default()
@@ -402,6 +448,21 @@ mod replica_tests {
             Some(1)
         );
         assert_eq!(primary.reads(), reads);
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_does_not_answer_leaves_reads_to_the_primary() {
+        let primary = AtVersion::new(3);
+        let queries = TaskQueries::new(AtVersion::down(), Duration::from_secs(2))
+            .with_primary(primary.clone(), Duration::from_millis(50));
+        for min_version in [None, Some(3)] {
+            let view = queries
+                .get(&member(), Uuid::nil(), min_version)
+                .await
+                .unwrap();
+            assert_eq!(view.map(|v| v.version), Some(3), "{min_version:?}");
+        }
+        assert_eq!(primary.reads(), 2);
     }
 
     #[tokio::test]

@@ -171,9 +171,10 @@ impl SubjectKeys for PgSubjectKeys {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(store_error)?;
-        if row.is_some() {
-            self.await_appends_in_flight().await?;
-        }
+        // Also when there was no key: an erasure asked again after its wait failed (or after a
+        // crash between the deletion and the wait) must not rewrite copies before the
+        // appends that saw the key have ended.
+        self.await_appends_in_flight().await?;
         Ok(row.map(|(pseudonym,)| pseudonym))
     }
 }

@@ -45,9 +45,9 @@ pub trait SubjectKeys: Send + Sync {
     /// Destroys the key of `subject_id` for good, answering the pseudonym it had (`None` when
     /// there was no key). A later [`Self::key_for`] makes a new key under a new pseudonym.
     ///
-    /// Answers only once no append that may have seen the key is still in flight: every
-    /// event sealed under it is then committed, or refused, so what the erasure rewrites next
-    /// includes it.
+    /// Answers only once no append that may have seen the key is still in flight (also when
+    /// the key was already gone, as when an erasure is asked again): every event sealed under
+    /// it is then committed, or refused, so what the erasure rewrites next includes it.
     async fn destroy(&self, subject_id: &str) -> Result<Option<String>, StoreError>;
 
     /// Drops whatever this process holds about the key named `pseudonym`, so the next lookup

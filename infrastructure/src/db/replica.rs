@@ -55,23 +55,45 @@ impl ReplicaStatus {
     }
 }
 
-/// The replica's replay lag: nothing when it has replayed all the primary had written when
-/// asked (`primary_lsn`), else the time since the last transaction it replayed was committed.
-const LAG_SQL: &str = "
-    SELECT CASE WHEN NOT pg_is_in_recovery() OR pg_last_wal_replay_lsn() >= $1::pg_lsn THEN 0
-                ELSE greatest(0, extract(epoch FROM now() - pg_last_xact_replay_timestamp()))
-           END::float8";
+/// Where the primary's WAL ends now, in bytes from the start.
+const PRIMARY_WAL_SQL: &str = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8";
 
-async fn measure(primary: &PgPool, replica: &mut PgConnection) -> Result<Duration, sqlx::Error> {
-    let (primary_lsn,): (String,) = sqlx::query_as("SELECT pg_current_wal_lsn()::text")
-        .fetch_one(primary)
-        .await?;
-    let (seconds,): (Option<f64>,) = sqlx::query_as(LAG_SQL)
-        .bind(primary_lsn)
-        .fetch_one(&mut *replica)
-        .await?;
-    // No transaction replayed yet since the replica started: as far behind as can be said.
-    Ok(seconds.map_or(Duration::MAX, |s| Duration::from_secs_f64(s.max(0.0))))
+/// Whether the replica is a standby, and where its replay is, in bytes from the start.
+const REPLAY_SQL: &str = "
+    SELECT pg_is_in_recovery(),
+           coalesce(pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0'), 0)::float8";
+
+/// The replica's lag, as the age of the oldest primary WAL position seen (one a second) that
+/// it has not replayed yet: unlike the time since its last replayed commit, this reads 0 on an
+/// idle primary and does not jump when a write follows a quiet spell.
+#[derive(Default)]
+struct LagClock {
+    /// Primary WAL positions and when they were read, oldest first.
+    seen: std::collections::VecDeque<(f64, std::time::Instant)>,
+}
+
+impl LagClock {
+    /// At most this many positions are kept (ten minutes of checks): a replica further behind
+    /// reads as behind by that much at least.
+    const KEPT: usize = 600;
+
+    fn primary_at(&mut self, position: f64) {
+        if self.seen.back().is_none_or(|(last, _)| position > *last) {
+            self.seen.push_back((position, std::time::Instant::now()));
+            if self.seen.len() > Self::KEPT {
+                self.seen.pop_front();
+            }
+        }
+    }
+
+    fn replayed(&mut self, position: f64) -> Duration {
+        while self.seen.front().is_some_and(|(seen, _)| *seen <= position) {
+            self.seen.pop_front();
+        }
+        self.seen
+            .front()
+            .map_or(Duration::ZERO, |(_, at)| at.elapsed())
+    }
 }
 
 /// The pool the queries read from, and its status; the pool follows the replica's health for
@@ -103,13 +125,17 @@ pub async fn read_pool(
             Box::pin(async move { Ok(fresh) })
         })
         .connect_lazy_with(on_primary(primary));
-    let follower = Follower {
+    let mut follower = Follower {
         primary: primary.clone(),
         reads: pool.clone(),
+        probe_target: target
+            .clone()
+            .with_application_name("chronicle-replica-check"),
         target,
         max_lag,
         clock,
         status: status.clone(),
+        lag: LagClock::default(),
     };
     follower.check(&mut None).await;
     tokio::spawn(follower.run());
@@ -131,14 +157,18 @@ const READS_NAME: &str = "chronicle-reads";
 struct Follower {
     primary: PgPool,
     reads: PgPool,
+    /// The replica's hosts, as the read pool connects to them.
     target: Target,
+    /// The same, for the measuring connection (named apart from the pool's).
+    probe_target: Target,
     max_lag: Duration,
     clock: Arc<SwitchClock>,
     status: Arc<ReplicaStatus>,
+    lag: LagClock,
 }
 
 impl Follower {
-    async fn run(self) {
+    async fn run(mut self) {
         let mut probe = None;
         while !self.primary.is_closed() {
             tokio::time::sleep(CHECK_INTERVAL).await;
@@ -147,23 +177,35 @@ impl Follower {
     }
 
     /// Measures the replica (on `probe`, opened when missing) and points the pool.
-    async fn check(&self, probe: &mut Option<(usize, PgConnection)>) {
+    async fn check(&mut self, probe: &mut Option<(usize, PgConnection)>) {
         if probe.is_none() {
-            *probe = tokio::time::timeout(MEASURE_TIMEOUT, find(&self.target))
-                .await
-                .ok()
-                .and_then(Result::ok);
+            *probe = find(&self.probe_target).await.ok();
         }
-        let lag = match probe.as_mut() {
-            Some((_, connection)) => {
-                match tokio::time::timeout(MEASURE_TIMEOUT, measure(&self.primary, connection))
-                    .await
-                {
-                    Ok(Ok(lag)) => Some(lag),
-                    _ => None,
-                }
-            }
+        // A primary that does not answer (a failover under way) leaves the replica serving
+        // what it has: its lag is then judged by what it replayed of the positions seen.
+        let primary_at = tokio::time::timeout(
+            MEASURE_TIMEOUT,
+            sqlx::query_scalar::<_, f64>(PRIMARY_WAL_SQL).fetch_one(&self.primary),
+        )
+        .await;
+        if let Ok(Ok(position)) = primary_at {
+            self.lag.primary_at(position);
+        }
+        let replay = match probe.as_mut() {
+            Some((_, connection)) => tokio::time::timeout(
+                MEASURE_TIMEOUT,
+                sqlx::query_as::<_, (bool, f64)>(REPLAY_SQL).fetch_one(&mut *connection),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok),
             None => None,
+        };
+        let lag = match replay {
+            // A standby: how far behind.
+            Some((true, replayed)) => Some(self.lag.replayed(replayed)),
+            // Down, or no longer a standby (promoted apart from the primary): not fit.
+            Some((false, _)) | None => None,
         };
         if lag.is_none() {
             *probe = None;
@@ -189,5 +231,28 @@ impl Follower {
             }
         }
         self.status.record(lag, on_replica);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_is_the_age_of_the_oldest_position_not_replayed() {
+        let mut lag = LagClock::default();
+        lag.primary_at(100.0);
+        assert_eq!(lag.replayed(100.0), Duration::ZERO, "caught up");
+        // An idle primary: the same position again is no news.
+        lag.primary_at(100.0);
+        assert_eq!(lag.replayed(100.0), Duration::ZERO);
+        lag.primary_at(200.0);
+        std::thread::sleep(Duration::from_millis(30));
+        lag.primary_at(300.0);
+        let behind = lag.replayed(150.0);
+        assert!(behind >= Duration::from_millis(30), "{behind:?}");
+        // Replaying past 200 leaves only the newer position's age.
+        assert!(lag.replayed(250.0) < behind);
+        assert_eq!(lag.replayed(300.0), Duration::ZERO);
     }
 }

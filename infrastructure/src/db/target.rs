@@ -92,13 +92,22 @@ impl fmt::Display for ServerRole {
 #[error("{0}")]
 pub struct TargetError(String);
 
-/// One host of a URL, with the options to reach it.
-#[derive(Clone, Debug)]
+/// One host of a URL, with the options to reach it. `Debug` shows the name only: the options
+/// hold the password.
+#[derive(Clone)]
 pub struct Host {
     /// `host:port`, for messages.
     pub name: String,
     /// Everything sqlx needs to connect to it.
     pub options: PgConnectOptions,
+}
+
+impl fmt::Debug for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Host")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A parsed database URL: its hosts in the order written and the kind of server wanted.
@@ -119,16 +128,18 @@ impl Target {
             .split_once("://")
             .filter(|(scheme, _)| matches!(*scheme, "postgres" | "postgresql"))
             .ok_or_else(|| TargetError("the URL does not start with postgres://".to_owned()))?;
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, tail) = rest.split_at(authority_end);
-        let (userinfo, host_list) = match authority.rsplit_once('@') {
-            Some((userinfo, hosts)) => (Some(userinfo), hosts),
-            None => (None, authority),
+        // The user info first (up to the last `@` before the query): a password may hold a
+        // `/` or `:`, and must never be read as a host, nor echoed in a message.
+        let (before_query, query) = match rest.split_once('?') {
+            Some((before, query)) => (before, Some(query)),
+            None => (rest, None),
         };
-        let (path, query) = match tail.split_once('?') {
-            Some((path, query)) => (path, Some(query)),
-            None => (tail, None),
+        let (userinfo, after_userinfo) = match before_query.rsplit_once('@') {
+            Some((userinfo, after)) => (Some(userinfo), after),
+            None => (None, before_query),
         };
+        let path_start = after_userinfo.find('/').unwrap_or(after_userinfo.len());
+        let (host_list, path) = after_userinfo.split_at(path_start);
 
         let mut attrs = SessionAttrs::Any;
         let mut attrs_given = false;
@@ -354,6 +365,20 @@ mod tests {
         assert!(message.contains("\"54x2\""), "{message}");
         assert!(!message.contains("hunter2"), "{message}");
         assert!(refused("postgres://u@a,,b/db").contains("empty entry"));
+        // A password is never taken for a host, nor shown: encoded as URLs need it, or not.
+        let target = Target::parse("postgres://u:se%2Fcr%3Aet@h1:5432,h2/db").unwrap();
+        assert_eq!(target.names(), ["h1:5432", "h2:5432"]);
+        assert!(!format!("{target:?}").contains("cr%3Aet"));
+        let message = refused("postgres://u:se/cr:et@h1:5432,h2/db");
+        assert!(
+            !message.contains("cr:et") && message.contains("host 1 (h1:5432)"),
+            "{message}"
+        );
+        let message = refused("postgres://u:p/a:ss@h1:5432,h2:x/db");
+        assert!(
+            !message.contains("a:ss") && !message.contains("p/a"),
+            "{message}"
+        );
         assert!(refused("mysql://u@a/db").contains("postgres://"));
     }
 

@@ -17,7 +17,12 @@ use sqlx::PgPool;
 async fn the_core_loop_runs_behind_pgbouncer_with_sessions_on_their_own_url() {
     let direct = create_database().await.unwrap();
     let name = direct.rsplit('/').next().unwrap().to_owned();
-    let bouncer = PrivatePgBouncer::start(5432, "session").await.unwrap();
+    // In front of the server the tests use (CHRONICLE_ADMIN_URL's).
+    let upstream = direct
+        .parse::<sqlx::postgres::PgConnectOptions>()
+        .unwrap()
+        .get_port();
+    let bouncer = PrivatePgBouncer::start(upstream, "session").await.unwrap();
     let through = bouncer.url(&name);
     let dir = std::env::temp_dir().join(format!("chronicle-pooler-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(&dir).unwrap();
