@@ -474,22 +474,7 @@ impl PrivatePostgres {
     /// `application_name`): a `pg_basebackup` of the primary with `-R`, which writes
     /// `standby.signal` and the primary's address, on a port of its own.
     pub async fn start_standby_of(primary: &PrivatePostgres, name: &str) -> anyhow::Result<Self> {
-        let bindir = postgres_bindir()?;
-        let data = std::env::temp_dir().join(format!("chronicle-pg-{}", Uuid::now_v7().simple()));
-        std::fs::create_dir_all(&data)?;
-        if running_as_root() {
-            run(std::process::Command::new("chown").args([
-                "-R",
-                "postgres:postgres",
-                &data.display().to_string(),
-            ]))?;
-        }
-        let standby = Self {
-            bindir,
-            port: free_port()?,
-            data,
-            options: primary.options.clone(),
-        };
+        let standby = Self::empty(&primary.options)?;
         // Postgres refuses a data directory others can read.
         {
             use std::os::unix::fs::PermissionsExt;
@@ -537,22 +522,7 @@ impl PrivatePostgres {
 
     /// A new cluster's files, not started yet.
     fn initialise(options: &str) -> anyhow::Result<Self> {
-        let bindir = postgres_bindir()?;
-        let data = std::env::temp_dir().join(format!("chronicle-pg-{}", Uuid::now_v7().simple()));
-        std::fs::create_dir_all(&data)?;
-        if running_as_root() {
-            run(std::process::Command::new("chown").args([
-                "-R",
-                "postgres:postgres",
-                &data.display().to_string(),
-            ]))?;
-        }
-        let cluster = Self {
-            bindir,
-            port: free_port()?,
-            data,
-            options: options.to_owned(),
-        };
+        let cluster = Self::empty(options)?;
         run(cluster.as_postgres("initdb").args([
             "-D",
             &cluster.data.display().to_string(),
@@ -563,6 +533,26 @@ impl PrivatePostgres {
             "--no-sync",
         ]))?;
         Ok(cluster)
+    }
+
+    /// A cluster with an empty data directory (the server's user owns it) and a port.
+    fn empty(options: &str) -> anyhow::Result<Self> {
+        let bindir = postgres_bindir()?;
+        let data = std::env::temp_dir().join(format!("chronicle-pg-{}", Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&data)?;
+        if running_as_root() {
+            run(std::process::Command::new("chown").args([
+                "-R",
+                "postgres:postgres",
+                &data.display().to_string(),
+            ]))?;
+        }
+        Ok(Self {
+            bindir,
+            port: free_port()?,
+            data,
+            options: options.to_owned(),
+        })
     }
 
     /// A URL of database `name` on this cluster.

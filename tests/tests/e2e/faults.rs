@@ -761,22 +761,7 @@ async fn a_killed_primary_loses_no_acknowledged_command_once_its_synchronous_sta
     tokio::time::sleep(Duration::from_secs(1)).await;
     standby.promote().unwrap();
     let promoted = killed.elapsed();
-    let recovered = eventually(Duration::from_secs(30), || async {
-        Ok(
-            match client
-                .send(
-                    CREATE_TASK,
-                    json!({"i": {"title": "After", "teamId": "team-a"}}),
-                )
-                .await
-            {
-                Answer::Data(_) => Some(killed.elapsed()),
-                _ => None,
-            },
-        )
-    })
-    .await
-    .expect("createTask succeeds again without a restart");
+    let recovered = until_commands_succeed(&client, killed, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let tally = load.finish().await;
     println!(
@@ -992,15 +977,9 @@ async fn assert_failover_lost_nothing(
 /// Settings on `url` that sign a checkpoint every second, with a key made in a directory of
 /// its own (`audit.pem`, `audit.pem.pub`).
 async fn signing_settings(url: &str) -> (Settings, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("chronicle-failover-{}", uuid::Uuid::now_v7()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let key = dir.join("audit.pem");
-    let (code, _) = run_chronicle("", &["audit", "keygen", "--out", key.to_str().unwrap()])
-        .await
-        .unwrap();
-    assert_eq!(code, 0);
+    let dir = chronicle_tests::support::audit_key_dir().await.unwrap();
     let mut settings = test_settings(url, &brokers());
-    settings.audit_signing_key_file = Some(key.display().to_string());
+    settings.audit_signing_key_file = Some(dir.join("audit.pem").display().to_string());
     settings.audit_checkpoint_interval = Duration::from_secs(1);
     (settings, dir)
 }

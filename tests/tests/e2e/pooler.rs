@@ -24,13 +24,8 @@ async fn the_core_loop_runs_behind_pgbouncer_with_sessions_on_their_own_url() {
         .get_port();
     let bouncer = PrivatePgBouncer::start(upstream, "session").await.unwrap();
     let through = bouncer.url(&name);
-    let dir = std::env::temp_dir().join(format!("chronicle-pooler-{}", uuid::Uuid::now_v7()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = chronicle_tests::support::audit_key_dir().await.unwrap();
     let key = dir.join("audit.pem");
-    let (code, _) = run_chronicle("", &["audit", "keygen", "--out", key.to_str().unwrap()])
-        .await
-        .unwrap();
-    assert_eq!(code, 0);
     let mut settings = test_settings(&through, &brokers());
     settings.session_database_url = Some(DatabaseUrl::new(direct.clone()));
     settings.audit_signing_key_file = Some(key.display().to_string());

@@ -150,7 +150,8 @@ impl BenchService {
     }
 
     /// CPU seconds spent so far by every process of the cluster whose postmaster is
-    /// `postmaster` (children that exited included).
+    /// `postmaster`: its own time and that of its children that have exited (autovacuum
+    /// workers come and go), then the children still running.
     pub fn cluster_cpu(postmaster: u32) -> anyhow::Result<f64> {
         let mut total = stat(postmaster)?.with_children;
         for entry in std::fs::read_dir("/proc")? {
@@ -172,10 +173,7 @@ impl BenchService {
 
     /// The CPU spent so far by the service, the database, the broker and this process.
     pub fn cpu(&self) -> anyhow::Result<CpuSample> {
-        let postmaster = self.postgres.postmaster_pid()?;
-        // The postmaster's own time and that of its children that have exited (autovacuum
-        // workers come and go), then the children still running.
-        let mut postgres = stat(postmaster)?.with_children;
+        let postgres = Self::cluster_cpu(self.postgres.postmaster_pid()?)?;
         let mut broker = 0.0;
         for entry in std::fs::read_dir("/proc")? {
             let Some(pid) = entry?
@@ -186,9 +184,7 @@ impl BenchService {
                 continue;
             };
             if let Ok(stat) = stat(pid) {
-                if stat.parent == postmaster {
-                    postgres += stat.own;
-                } else if stat.command == "tansu" {
+                if stat.command == "tansu" {
                     broker += stat.own;
                 }
             }
