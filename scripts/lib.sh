@@ -97,7 +97,11 @@ ensure_browser() {
 }
 
 # PgBouncer, Patroni, etcd and HAProxy for the pooler and failover tests (Debian's packages;
-# the tests start their own on free ports).
+# the tests start their own on free ports). Transaction pooling needs PgBouncer 1.21 or later
+# (max_prepared_statements) and Debian 12 ships 1.18: the newer one is built once from Debian
+# 13's source (its checksum checked) into $CHRONICLE_STATE, as PGBOUNCER_BIN.
+PGBOUNCER_VERSION="1.24.1"
+PGBOUNCER_SHA256="da72a3aba13072876d055a3e58dd4aba4a5de4ed6148e73033185245598fd3e0"
 ensure_ha_tools() {
   local missing=()
   [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
@@ -105,6 +109,30 @@ ensure_ha_tools() {
   command -v etcd >/dev/null || missing+=(etcd-server)
   [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
   [ "${#missing[@]}" = 0 ] || apt_install "${missing[@]}"
+  ensure_transaction_pgbouncer
+}
+
+ensure_transaction_pgbouncer() {
+  local prefix="$CHRONICLE_STATE/pgbouncer-$PGBOUNCER_VERSION"
+  if [ ! -x "$prefix/bin/pgbouncer" ]; then
+    local missing=()
+    for package in curl libevent-dev libc-ares-dev libssl-dev pkg-config make gcc; do
+      dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+    done
+    [ "${#missing[@]}" = 0 ] || apt_install "${missing[@]}"
+    log "building PgBouncer $PGBOUNCER_VERSION from Debian's source (about a minute, once)"
+    local work
+    work="$(mktemp -d)"
+    local tarball="pgbouncer_$PGBOUNCER_VERSION.orig.tar.gz"
+    curl -fsSL -o "$work/$tarball" "http://deb.debian.org/debian/pool/main/p/pgbouncer/$tarball"
+    echo "$PGBOUNCER_SHA256  $work/$tarball" | sha256sum -c --quiet
+    tar -xzf "$work/$tarball" -C "$work"
+    (cd "$work/pgbouncer-$PGBOUNCER_VERSION" \
+      && ./configure --prefix="$prefix" --without-systemd >/dev/null \
+      && make -j"$(nproc)" >/dev/null && make install >/dev/null)
+    rm -rf "$work"
+  fi
+  export PGBOUNCER_BIN="$prefix/bin/pgbouncer"
 }
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }

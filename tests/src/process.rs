@@ -285,8 +285,10 @@ pub fn chronicle_binary() -> anyhow::Result<PathBuf> {
     Ok(binary)
 }
 
-/// A private PgBouncer (Debian's `pgbouncer`, installed by `./scripts/test`) on a port of its
-/// own, in front of the Postgres at `127.0.0.1:upstream_port`; stopped when dropped.
+/// A private PgBouncer on a port of its own, in front of the Postgres at
+/// `127.0.0.1:upstream_port`; stopped when dropped. Session mode runs Debian's `pgbouncer`;
+/// transaction mode needs 1.21 or later (`max_prepared_statements`), `PGBOUNCER_BIN`, which
+/// `./scripts/test` builds.
 pub struct PrivatePgBouncer {
     child: tokio::process::Child,
     dir: PathBuf,
@@ -298,6 +300,21 @@ impl PrivatePgBouncer {
     /// Starts it with `pool_mode` (`session`, `transaction`) and the settings Chronicle needs
     /// (docs/operations.md, "Behind a connection pooler").
     pub async fn start(upstream_port: u16, pool_mode: &str) -> anyhow::Result<Self> {
+        let (binary, prepared) = match pool_mode {
+            "transaction" => (
+                std::env::var("PGBOUNCER_BIN").context(
+                    "PGBOUNCER_BIN is not set: transaction pooling needs PgBouncer 1.21 or \
+                     later, which ./scripts/test builds",
+                )?,
+                // PgBouncer keeps each client's prepared statements and prepares them on
+                // whichever server connection serves it (sqlx keeps up to 100 a connection).
+                "max_prepared_statements = 200\n",
+            ),
+            _ => ("pgbouncer".to_owned(), ""),
+        };
+        // Transaction mode with few server connections: clients share them from one
+        // transaction to the next, as a pooler in production makes them.
+        let servers = if pool_mode == "transaction" { 3 } else { 40 };
         let dir = std::env::temp_dir().join(format!("chronicle-pgb-{}", Uuid::now_v7().simple()));
         std::fs::create_dir_all(&dir)?;
         let port = free_port()?;
@@ -311,7 +328,7 @@ impl PrivatePgBouncer {
                  pidfile = {pidfile}\n\
                  pool_mode = {pool_mode}\n\
                  ignore_startup_parameters = extra_float_digits\n\
-                 default_pool_size = 40\nmax_client_conn = 400\n",
+                 default_pool_size = {servers}\nmax_client_conn = 400\n{prepared}",
                 users = dir.join("users.txt").display(),
                 pidfile = dir.join("pgbouncer.pid").display(),
             ),
@@ -324,10 +341,10 @@ impl PrivatePgBouncer {
                 &dir.display().to_string(),
             ]))?;
             let mut command = tokio::process::Command::new("runuser");
-            command.args(["-u", "postgres", "--", "pgbouncer"]);
+            command.args(["-u", "postgres", "--", &binary]);
             command
         } else {
-            tokio::process::Command::new("pgbouncer")
+            tokio::process::Command::new(&binary)
         };
         let child = command
             .arg(dir.join("pgbouncer.ini"))
@@ -335,7 +352,7 @@ impl PrivatePgBouncer {
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .context("starting pgbouncer (./scripts/test installs it)")?;
+            .with_context(|| format!("starting {binary} (./scripts/test installs it)"))?;
         let address = format!("127.0.0.1:{port}");
         eventually(Duration::from_secs(20), || async {
             Ok(tokio::net::TcpStream::connect(&address)

@@ -14,7 +14,20 @@ use serde_json::json;
 use sqlx::PgPool;
 
 #[tokio::test]
-async fn the_core_loop_runs_behind_pgbouncer_with_sessions_on_their_own_url() {
+async fn the_core_loop_runs_behind_pgbouncer_in_session_mode() {
+    core_loop_behind_pgbouncer("session").await;
+}
+
+/// Transaction pooling with PgBouncer 1.21+ (`max_prepared_statements`) and three server
+/// connections shared by every client: the mode production poolers run.
+#[tokio::test]
+async fn the_core_loop_runs_behind_pgbouncer_in_transaction_mode() {
+    core_loop_behind_pgbouncer("transaction").await;
+}
+
+/// Commands from concurrent clients, the projection, a report, `chronicle replay` and `audit
+/// verify`, all through a PgBouncer in `pool_mode`; the session URL straight to Postgres.
+async fn core_loop_behind_pgbouncer(pool_mode: &str) {
     let direct = create_database().await.unwrap();
     let name = direct.rsplit('/').next().unwrap().to_owned();
     // In front of the server the tests use (CHRONICLE_ADMIN_URL's).
@@ -22,7 +35,7 @@ async fn the_core_loop_runs_behind_pgbouncer_with_sessions_on_their_own_url() {
         .parse::<sqlx::postgres::PgConnectOptions>()
         .unwrap()
         .get_port();
-    let bouncer = PrivatePgBouncer::start(upstream, "session").await.unwrap();
+    let bouncer = PrivatePgBouncer::start(upstream, pool_mode).await.unwrap();
     let through = bouncer.url(&name);
     let dir = chronicle_tests::support::audit_key_dir().await.unwrap();
     let key = dir.join("audit.pem");
@@ -34,18 +47,28 @@ async fn the_core_loop_runs_behind_pgbouncer_with_sessions_on_their_own_url() {
     service.wait_ready(Duration::from_secs(60)).await.unwrap();
     let client = service.client(&admin_token()).unwrap();
 
-    let mut ids = Vec::new();
-    for n in 0..20 {
-        let Answer::Data(data) = client
-            .send(
-                CREATE_TASK,
-                json!({"i": {"title": format!("Pooled {n}"), "teamId": "team-a"}}),
-            )
-            .await
-        else {
-            panic!("createTask through the pooler failed");
-        };
-        ids.push(data["createTask"]["id"].as_str().unwrap().to_owned());
+    // Eight clients at once, so statements of different clients meet on shared servers.
+    let writers: Vec<_> = (0..8)
+        .map(|writer| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                for n in 0..25 {
+                    let answer = client
+                        .send(
+                            CREATE_TASK,
+                            json!({"i": {"title": format!("Pooled {writer}-{n}"), "teamId": "team-a"}}),
+                        )
+                        .await;
+                    assert!(
+                        matches!(answer, Answer::Data(_)),
+                        "createTask through the pooler: {answer:?}"
+                    );
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
     }
     let now = chrono::Utc::now();
     let answer = client
@@ -69,7 +92,8 @@ async fn the_core_loop_runs_behind_pgbouncer_with_sessions_on_their_own_url() {
             .await;
         Ok(match answer {
             Answer::Data(data)
-                if data["report"]["status"] == "COMPLETED" && data["tasks"]["totalCount"] == 20 =>
+                if data["report"]["status"] == "COMPLETED"
+                    && data["tasks"]["totalCount"] == 200 =>
             {
                 Some(data)
             }
