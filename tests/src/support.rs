@@ -55,19 +55,3 @@ where
     })
     .await
 }
-
-/// A directory of its own holding a checkpoint signing key made as an operator makes one
-/// (`chronicle audit keygen`): `audit.pem` and `audit.pem.pub`. Answers the directory.
-pub async fn audit_key_dir() -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("chronicle-keys-{}", uuid::Uuid::now_v7()));
-    std::fs::create_dir_all(&dir)?;
-    let key = dir.join("audit.pem");
-    let key = key
-        .to_str()
-        .ok_or_else(|| anyhow::anyhow!("a key path in UTF-8"))?;
-    let (code, out) = crate::run_chronicle("", &["audit", "keygen", "--out", key]).await?;
-    if code != 0 {
-        bail!("chronicle audit keygen exited {code}: {out}");
-    }
-    Ok(dir)
-}

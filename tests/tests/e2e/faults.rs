@@ -977,7 +977,7 @@ async fn assert_failover_lost_nothing(
 /// Settings on `url` that sign a checkpoint every second, with a key made in a directory of
 /// its own (`audit.pem`, `audit.pem.pub`).
 async fn signing_settings(url: &str) -> (Settings, std::path::PathBuf) {
-    let dir = chronicle_tests::support::audit_key_dir().await.unwrap();
+    let dir = chronicle_tests::audit_key_dir().await.unwrap();
     let mut settings = test_settings(url, &brokers());
     settings.audit_signing_key_file = Some(dir.join("audit.pem").display().to_string());
     settings.audit_checkpoint_interval = Duration::from_secs(1);

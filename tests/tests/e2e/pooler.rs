@@ -37,7 +37,7 @@ async fn core_loop_behind_pgbouncer(pool_mode: &str) {
         .get_port();
     let bouncer = PrivatePgBouncer::start(upstream, pool_mode).await.unwrap();
     let through = bouncer.url(&name);
-    let dir = chronicle_tests::support::audit_key_dir().await.unwrap();
+    let dir = chronicle_tests::audit_key_dir().await.unwrap();
     let key = dir.join("audit.pem");
     let mut settings = test_settings(&through, &brokers());
     settings.session_database_url = Some(DatabaseUrl::new(direct.clone()));
