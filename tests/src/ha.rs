@@ -346,11 +346,5 @@ fn chown_to_postgres(path: &Path) -> anyhow::Result<()> {
 }
 
 async fn wait_for_port(port: u16) -> anyhow::Result<()> {
-    eventually(Duration::from_secs(30), || async {
-        Ok(tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()
-            .map(|_| ()))
-    })
-    .await
+    crate::process::wait_for_port(&format!("127.0.0.1:{port}")).await
 }

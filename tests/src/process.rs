@@ -19,6 +19,17 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// Waits (up to 20 s) until something accepts connections at `address` (`host:port`).
+pub(crate) async fn wait_for_port(address: &str) -> anyhow::Result<()> {
+    eventually(Duration::from_secs(20), || async {
+        Ok(tokio::net::TcpStream::connect(address)
+            .await
+            .ok()
+            .map(|_| ()))
+    })
+    .await
+}
+
 /// Sends `signal` (`-TERM`, `-KILL`, `-STOP`, `-CONT`) to a process, as an operator would.
 pub fn send_signal(pid: u32, signal: &str) -> anyhow::Result<()> {
     let status = std::process::Command::new("kill")
@@ -354,13 +365,7 @@ impl PrivatePgBouncer {
             .spawn()
             .with_context(|| format!("starting {binary} (./scripts/test installs it)"))?;
         let address = format!("127.0.0.1:{port}");
-        eventually(Duration::from_secs(20), || async {
-            Ok(tokio::net::TcpStream::connect(&address)
-                .await
-                .ok()
-                .map(|_| ()))
-        })
-        .await?;
+        wait_for_port(&address).await?;
         Ok(Self { child, dir, port })
     }
 
@@ -411,13 +416,7 @@ impl PrivateBroker {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting {bin} (set TANSU_BIN)"))?;
-        eventually(Duration::from_secs(20), || async {
-            Ok(tokio::net::TcpStream::connect(&address)
-                .await
-                .ok()
-                .map(|_| ()))
-        })
-        .await?;
+        wait_for_port(&address).await?;
         Ok(Self { child, address })
     }
 

@@ -314,6 +314,16 @@ async fn sigterm_finishes_in_flight_requests_commits_offsets_and_exits_zero() {
     service.wait_ready(START).await.unwrap();
     let load = Load::start(&service.client(&admin_token()).unwrap(), 4);
     tokio::time::sleep(Duration::from_secs(2)).await;
+    // The projection has joined its group and applied some of it (on a busy machine the join
+    // can take longer than the two seconds): there are offsets to commit at shutdown.
+    eventually(Duration::from_secs(30), || async {
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
+            .fetch_one(&db)
+            .await?;
+        Ok((rows > 0).then_some(()))
+    })
+    .await
+    .expect("the projection applies events under load");
 
     service.signal("-TERM").unwrap();
     let asked = Instant::now();

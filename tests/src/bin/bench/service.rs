@@ -153,42 +153,20 @@ impl BenchService {
     /// `postmaster`: its own time and that of its children that have exited (autovacuum
     /// workers come and go), then the children still running.
     pub fn cluster_cpu(postmaster: u32) -> anyhow::Result<f64> {
-        let mut total = stat(postmaster)?.with_children;
-        for entry in std::fs::read_dir("/proc")? {
-            let Some(pid) = entry?
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if let Ok(stat) = stat(pid) {
-                if stat.parent == postmaster {
-                    total += stat.own;
-                }
-            }
-        }
-        Ok(total)
+        let children: f64 = processes()?
+            .filter(|stat| stat.parent == postmaster)
+            .map(|stat| stat.own)
+            .sum();
+        Ok(stat(postmaster)?.with_children + children)
     }
 
     /// The CPU spent so far by the service, the database, the broker and this process.
     pub fn cpu(&self) -> anyhow::Result<CpuSample> {
         let postgres = Self::cluster_cpu(self.postgres.postmaster_pid()?)?;
-        let mut broker = 0.0;
-        for entry in std::fs::read_dir("/proc")? {
-            let Some(pid) = entry?
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if let Ok(stat) = stat(pid) {
-                if stat.command == "tansu" {
-                    broker += stat.own;
-                }
-            }
-        }
+        let broker = processes()?
+            .filter(|stat| stat.command == "tansu")
+            .map(|stat| stat.own)
+            .sum();
         Ok(CpuSample {
             chronicle: stat(self.process.pid()?)?.own,
             postgres,
@@ -307,6 +285,14 @@ struct ProcStat {
     own: f64,
     /// `own` plus that of the children it has waited for.
     with_children: f64,
+}
+
+/// Every process now running that `/proc` can tell of (one that exits meanwhile is skipped).
+fn processes() -> anyhow::Result<impl Iterator<Item = ProcStat>> {
+    Ok(std::fs::read_dir("/proc")?.filter_map(|entry| {
+        let pid = entry.ok()?.file_name().to_str()?.parse::<u32>().ok()?;
+        stat(pid).ok()
+    }))
 }
 
 fn stat(pid: u32) -> anyhow::Result<ProcStat> {
