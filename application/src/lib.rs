@@ -8,6 +8,7 @@ pub mod access;
 pub mod aggregates;
 pub mod audit;
 pub mod commands;
+pub mod data;
 pub mod dead_letter_admin;
 pub mod error;
 pub mod error_chain;

@@ -86,6 +86,35 @@ fn the_check_finds_a_circle_when_there_is_one() {
 /// Outside the registry (`application::aggregates`) and the domain, an aggregate's type name
 /// is never written out: a third aggregate must not have to be added in ten places, and one
 /// place forgotten would still compile.
+/// What the application's ports may name of their own crate: other ports, and data types
+/// (`data/`, and the data modules still at the crate's root). A port that named a use case
+/// (`projection`, `audit`, `privacy`, ...) would make every adapter depend on it.
+const PORTS_MAY_NAME: &[&str] = &["ports", "data", "event_log", "message", "error_chain"];
+
+#[test]
+fn ports_name_only_ports_and_data_types() {
+    let ports = workspace().join("application/src/ports");
+    let mut named = Vec::new();
+    for entry in std::fs::read_dir(&ports).expect("application/src/ports") {
+        let path = entry.expect("a directory entry").path();
+        let code = strip(&std::fs::read_to_string(&path).expect("a port file"));
+        for (at, _) in code.match_indices("crate::") {
+            let module: String = code[at + "crate::".len()..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if !PORTS_MAY_NAME.contains(&module.as_str()) {
+                named.push(format!("{}: crate::{module}", path.display()));
+            }
+        }
+    }
+    assert!(
+        named.is_empty(),
+        "ports naming what is not a port or a data type:\n{}",
+        named.join("\n")
+    );
+}
+
 #[test]
 fn aggregate_type_names_are_written_only_in_the_registry_and_the_domain() {
     let workspace = workspace();

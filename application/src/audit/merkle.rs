@@ -15,8 +15,7 @@
 
 use sha2::{Digest, Sha256};
 
-/// A SHA-256 hash.
-pub type Hash = [u8; 32];
+pub use crate::data::checkpoint::Hash;
 
 /// Where [`leaf_data`] says which format it is, so a later format cannot be confused with it.
 pub const LEAF_FORMAT: &str = "chronicle-audit-leaf-v1";

@@ -4,8 +4,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 
-use crate::audit::merkle::Hash;
-use crate::audit::signing::Checkpoint;
+use crate::data::checkpoint::{Checkpoint, Hash};
 use crate::ports::store_error::StoreError;
 
 /// Where an event sits in the tree.

@@ -3,9 +3,9 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use crate::data::views::ReportView;
 use crate::ports::page::Page;
 use crate::ports::store_error::StoreError;
-use crate::projection::report::ReportView;
 
 /// Filters of the `reports` query.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -4,8 +4,8 @@
 
 use async_trait::async_trait;
 
+use crate::data::data_key::DataKey;
 use crate::ports::store_error::StoreError;
-use crate::privacy::data_key::DataKey;
 
 /// A data subject's key and the pseudonym sealed values name it by. `Debug` shows the
 /// pseudonym only: the subject's id is personal data, and the key a secret.

@@ -4,9 +4,9 @@ use async_trait::async_trait;
 use chronicle_domain::task::{Priority, TaskStatus};
 use uuid::Uuid;
 
+use crate::data::views::TaskView;
 use crate::ports::page::Page;
 use crate::ports::store_error::StoreError;
-use crate::projection::task::TaskView;
 
 /// Filters of the `tasks` query; all present filters must match.
 #[derive(Debug, Clone, Default, PartialEq)]

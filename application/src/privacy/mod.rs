@@ -13,7 +13,7 @@
 //! [`SubjectKeys`]: crate::ports::subject_keys::SubjectKeys
 
 pub mod cache;
-pub mod data_key;
+pub use crate::data::data_key;
 pub mod erase;
 pub mod follower;
 pub mod personal_data;

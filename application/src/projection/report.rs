@@ -1,7 +1,6 @@
 //! The report read model: one row per report with its status and result.
 
 use chronicle_domain::report::{Report, ReportEvent};
-use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use uuid::Uuid;
 
@@ -11,22 +10,7 @@ use crate::aggregates;
 /// The projection's name.
 pub const REPORT_PROJECTION: &str = aggregates::REPORTS.projection;
 
-/// A report as queries see it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReportView {
-    /// Report id.
-    pub id: Uuid,
-    /// The last sequence folded in.
-    pub version: u64,
-    /// Folded state (the aggregate's own `apply`).
-    pub state: Report,
-    /// When it was requested.
-    pub requested_at: DateTime<Utc>,
-    /// When it completed or failed.
-    pub completed_at: Option<DateTime<Utc>>,
-    /// When the last event was recorded.
-    pub updated_at: DateTime<Utc>,
-}
+pub use crate::data::views::ReportView;
 
 /// The `reports` read model.
 pub struct ReportReadModel;

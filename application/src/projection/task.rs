@@ -1,7 +1,6 @@
 //! The task read model: one row per task, reflecting a known version of its stream.
 
 use chronicle_domain::task::{Task, TaskEvent};
-use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use uuid::Uuid;
 
@@ -11,27 +10,7 @@ use crate::aggregates;
 /// The projection's name, as operators and `projections` see it.
 pub const TASK_PROJECTION: &str = aggregates::TASKS.projection;
 
-/// A task as queries see it: the aggregate's state plus when things happened.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TaskView {
-    /// Task id.
-    pub id: Uuid,
-    /// The last sequence folded in.
-    pub version: u64,
-    /// Folded state, computed by the aggregate's own `apply`, so the read model cannot drift
-    /// from the write model's rules.
-    pub state: Task,
-    /// When `TaskCreated` was recorded.
-    pub created_at: DateTime<Utc>,
-    /// When the last event was recorded.
-    pub updated_at: DateTime<Utc>,
-    /// When work last started (cycle time starts here).
-    pub started_at: Option<DateTime<Utc>>,
-    /// When it last completed, failed or was cancelled.
-    pub finished_at: Option<DateTime<Utc>>,
-    /// Who follows it (the aggregate ignores followers; only the read model keeps them).
-    pub watchers: Vec<String>,
-}
+pub use crate::data::views::TaskView;
 
 /// The `tasks` read model.
 pub struct TaskReadModel;
@@ -96,6 +75,7 @@ mod tests {
     use crate::message::EventMessage;
     use crate::projection::read_model::{domain_payload, fold, Fold};
     use chronicle_domain::task::TaskStatus;
+    use chrono::Utc;
     use serde_json::json;
 
     fn message(sequence: u64, event_type: &str, payload: serde_json::Value) -> EventMessage {
