@@ -44,25 +44,23 @@ use crate::rate_limit::RateLimiter;
 use crate::settings::ApiSettings;
 use chronicle_application::audit::checkpoints::{AuditProofs, Checkpointer, Signing};
 use chronicle_application::audit::signing::CheckpointSigner;
-use chronicle_application::dead_letter_admin::DeadLetterAdmin;
 use chronicle_application::error_chain::Chain;
+use chronicle_application::held::HeldMessages;
 use chronicle_application::observability::Gauges;
-use chronicle_application::outbox_admin::ParkedOutbox;
 use chronicle_application::privacy::cache::CachedSubjectKeys;
 use chronicle_application::privacy::erase::Eraser;
 use chronicle_application::privacy::follower::ErasureFollower;
 use chronicle_application::privacy::personal_data::{PersonalData, Sealing};
-use chronicle_application::projection::failures::ProjectionFailures;
 use chronicle_application::projection::refold::Refolder;
 use chronicle_infrastructure::audit_tree::{lead_checkpoints, KafkaCheckpointLog, PgAuditTree};
 use chronicle_infrastructure::config::DEFAULT_PRIVACY_KEY_CACHE_SECS;
 use chronicle_infrastructure::db::replica::ReplicaStatus;
-use chronicle_infrastructure::dead_letters::PgDeadLetters;
 use chronicle_infrastructure::erasures::PgErasures;
+use chronicle_infrastructure::held::dead_letters::PgDeadLetters;
+use chronicle_infrastructure::held::PgHeld;
 use chronicle_infrastructure::kafka::dead_letter::KafkaRedrive;
 use chronicle_infrastructure::kafka::probe::BrokerProbe;
-use chronicle_infrastructure::outbox::{PgOutboxMonitor, PgParkedEvents};
-use chronicle_infrastructure::read_model::failures::PgProjectionFailures;
+use chronicle_infrastructure::outbox::PgOutboxMonitor;
 use chronicle_infrastructure::subject_keys::PgSubjectKeys;
 
 /// The consumer group of the read-model projections (under `KAFKA_TOPIC_PREFIX`).
@@ -372,35 +370,27 @@ fn subscription(group: &str, topics: Vec<String>) -> Vec<String> {
     topics.into_iter().chain(redrives).collect()
 }
 
-/// The events each projection could not apply, retried through the projection's own fold.
-pub fn projection_failures(
-    pool: &PgPool,
-    task_views: Arc<PgTaskViews>,
-    report_views: Arc<PgReportViews>,
-    personal: Arc<PersonalData>,
-) -> ProjectionFailures {
-    ProjectionFailures::new(
-        Arc::new(PgProjectionFailures::new(pool.clone())),
-        vec![
-            Arc::new(TaskProjector::new(task_views)),
-            Arc::new(ReportProjector::new(report_views)),
-        ],
-        personal,
-    )
-}
-
 /// The consumer groups whose dead letters operators see, as they name them.
 pub const DEAD_LETTER_GROUPS: [&str; 2] = [PROJECTIONS_GROUP, REPORT_WORKER_GROUP];
 
-/// The dead letters of the service's groups, sent back through `producer`.
-pub fn dead_letter_admin(
+/// The held messages of every kind: dead letters sent back through `producer`, projection
+/// failures retried through each projection's own fold.
+pub fn held_messages(
     pool: &PgPool,
     topics: &Topics,
     producer: FutureProducer,
-) -> DeadLetterAdmin {
-    DeadLetterAdmin::new(
-        Arc::new(PgDeadLetters::new(pool.clone())),
+    personal: Arc<PersonalData>,
+) -> HeldMessages {
+    HeldMessages::new(
+        Arc::new(PgHeld::new(pool.clone())),
         Arc::new(KafkaRedrive::new(producer)),
+        vec![
+            Arc::new(TaskProjector::new(Arc::new(PgTaskViews::new(pool.clone())))),
+            Arc::new(ReportProjector::new(Arc::new(PgReportViews::new(
+                pool.clone(),
+            )))),
+        ],
+        personal,
         topics,
         &DEAD_LETTER_GROUPS,
     )
@@ -424,8 +414,8 @@ struct Wiring<'a> {
     dead_letters: Option<FutureProducer>,
     /// The parts started so far, for readiness.
     parts: PartsHealth,
-    /// The outbox's parked records.
-    parked: Arc<PgParkedEvents>,
+    /// Held messages (parked records), counted for readiness and metrics.
+    held: Arc<PgHeld>,
     /// Where consumers record what they set aside.
     dead_letter_store: Arc<PgDeadLetters>,
     /// Seals and opens personal values with the subjects' keys (one key cache per process).
@@ -465,7 +455,7 @@ impl<'a> Wiring<'a> {
             .await
             .context("registering projections")?;
         let appended = OutboxSignal::new();
-        let parked = Arc::new(PgParkedEvents::new(pool.clone()));
+        let held = Arc::new(PgHeld::new(pool.clone()));
         let dead_letter_store = Arc::new(PgDeadLetters::new(pool.clone()));
         let store = Arc::new(PgEventStore::new(pool.clone(), appended.clone()));
         let report_commands = Arc::new(ReportCommands::new(
@@ -490,7 +480,7 @@ impl<'a> Wiring<'a> {
             rebuilder,
             dead_letters: None,
             parts: PartsHealth::default(),
-            parked,
+            held,
             dead_letter_store,
             personal,
             key_cache,
@@ -651,10 +641,10 @@ impl<'a> Wiring<'a> {
             relay,
             gauges: Arc::new(Gauges::new(
                 Arc::new(PgOutboxMonitor::new(self.pool.clone())),
-                self.parked.clone(),
+                self.held.clone(),
                 self.rebuilder.clone(),
             )),
-            parked: self.parked.clone(),
+            held: self.held.clone(),
             broker: BrokerProbe::new(&self.settings.kafka).context("creating the broker probe")?,
             parts: self.parts.clone(),
             replica: self.reads.as_ref().map(|(_, status)| status.clone()),
@@ -705,11 +695,11 @@ impl<'a> Wiring<'a> {
             task_history: Arc::new(TimeTravel::new(read_log.clone(), self.personal.clone())),
             report_history: Arc::new(TimeTravel::new(read_log, self.personal.clone())),
             rebuilder: self.rebuilder.clone(),
-            parked: Arc::new(ParkedOutbox::new(self.parked.clone())),
-            dead_letters: Arc::new(dead_letter_admin(
+            held: Arc::new(held_messages(
                 &self.pool,
                 &self.topics,
                 dead_letter_producer,
+                self.personal.clone(),
             )),
             eraser: Arc::new(eraser(
                 &self.pool,
@@ -724,12 +714,6 @@ impl<'a> Wiring<'a> {
                     Some(_) => Signing::On,
                     None => Signing::Off,
                 },
-            )),
-            projection_failures: Arc::new(projection_failures(
-                &self.pool,
-                self.task_views.clone(),
-                self.report_views.clone(),
-                self.personal.clone(),
             )),
         };
         Ok(router(HttpState {

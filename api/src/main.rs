@@ -6,8 +6,9 @@ use anyhow::Context as _;
 use chronicle_api::app::{self, Parts};
 use chronicle_api::auth::{parse_ttl, Authenticator};
 use chronicle_api::settings::{ApiSettings, AuthSettings};
-use chronicle_api::{dead_letters_cli, projection_failures_cli, telemetry};
+use chronicle_api::{held_cli, telemetry};
 use chronicle_application::audit::export::Expected;
+use chronicle_application::ports::held::HeldKind;
 use chronicle_infrastructure::config::Settings;
 use chronicle_infrastructure::db;
 use clap::{Parser, Subcommand};
@@ -41,9 +42,28 @@ enum Command {
     /// Ask the local `serve` whether it is ready (`/health/ready` on CHRONICLE_HTTP_ADDR), for
     /// container health checks: exits 0 when ready, 1 otherwise, printing the answer.
     Health,
-    /// The dead letters of a consumer group: list, show, redrive (send back to the group),
-    /// discard. Exits 2 for an unknown group, 1 when a dead letter is missing or the broker
-    /// refused a redrive.
+    /// Held messages: parked outbox records, dead letters, projection failures. List, show,
+    /// retry (parked: back to the relay; dead letters: back to their group alone; projection
+    /// failures: applied again) or discard them. Exits 2 for an unknown holder or a missing
+    /// `--id`, 1 when a message is missing, a retry left some held or the broker refused it.
+    Held {
+        /// list, show, retry or discard.
+        #[arg(value_enum)]
+        action: held_cli::Action,
+        /// What is held: parked, dead-letter or projection-failure.
+        #[arg(long, value_parser = parse_kind)]
+        kind: HeldKind,
+        /// Who holds it: a consumer group for dead letters (chronicle-projections,
+        /// chronicle-report-worker), a projection for failures (tasks, reports); parked
+        /// records are the outbox's and need none.
+        #[arg(long)]
+        holder: Option<String>,
+        /// Messages to show, retry or discard (retry without one: every one waiting).
+        #[arg(long = "id", value_name = "ID")]
+        ids: Vec<i64>,
+    },
+    /// `held --kind dead-letter --holder GROUP` under its first name (deprecated: use
+    /// `chronicle held`; `redrive` is `retry`).
     DeadLetters {
         /// list, show, redrive or discard.
         #[arg(value_enum)]
@@ -55,8 +75,8 @@ enum Command {
         #[arg(long = "id", value_name = "ID")]
         ids: Vec<i64>,
     },
-    /// The events a projection could not apply: list them, or retry them once their cause is
-    /// gone. Exits 2 for an unknown projection, 1 when a retry leaves failures.
+    /// `held --kind projection-failure --holder NAME` under its first name (deprecated: use
+    /// `chronicle held`).
     ProjectionFailures {
         /// list or retry.
         #[arg(value_enum)]
@@ -240,25 +260,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             })
         }
+        Command::Held {
+            action,
+            kind,
+            holder,
+            ids,
+        } => run_held("held", action, kind, holder.as_deref(), &ids).await,
         Command::DeadLetters { action, group, ids } => {
-            telemetry::init_for_command();
-            let settings = Settings::from_env()?;
-            let pool = db::connect(settings.database_url.expose(), 2).await?;
-            db::migrate(&pool).await.context("applying migrations")?;
-            let producer =
-                chronicle_infrastructure::kafka::client::producer_config(&settings.kafka)
-                    .create()
-                    .context("creating the Kafka producer")?;
-            let topics =
-                chronicle_application::topics::Topics::new(settings.kafka.topic_prefix.clone());
-            let admin = app::dead_letter_admin(&pool, &topics, producer);
             let action = match action {
-                DeadLetterAction::List => dead_letters_cli::Action::List,
-                DeadLetterAction::Show => dead_letters_cli::Action::Show,
-                DeadLetterAction::Redrive => dead_letters_cli::Action::Redrive,
-                DeadLetterAction::Discard => dead_letters_cli::Action::Discard,
+                DeadLetterAction::List => held_cli::Action::List,
+                DeadLetterAction::Show => held_cli::Action::Show,
+                DeadLetterAction::Redrive => held_cli::Action::Retry,
+                DeadLetterAction::Discard => held_cli::Action::Discard,
             };
-            dead_letters_cli::run(&admin, action, &group, &ids).await
+            run_held(
+                "dead-letters",
+                action,
+                HeldKind::DeadLetter,
+                Some(&group),
+                &ids,
+            )
+            .await
         }
         Command::Erase { subject, reason } => {
             telemetry::init_for_command();
@@ -285,25 +307,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(chronicle_api::erase_cli::run(&eraser, &subject, &reason).await)
         }
         Command::ProjectionFailures { action, name } => {
-            telemetry::init_for_command();
-            let url = Settings::database_url()?;
-            let pool = db::connect(url.expose(), 2).await?;
-            db::migrate(&pool).await.context("applying migrations")?;
-            let failures = app::projection_failures(
-                &pool,
-                std::sync::Arc::new(
-                    chronicle_infrastructure::read_model::tasks::PgTaskViews::new(pool.clone()),
-                ),
-                std::sync::Arc::new(
-                    chronicle_infrastructure::read_model::reports::PgReportViews::new(pool.clone()),
-                ),
-                app::personal_data_for_reading(&pool),
-            );
             let action = match action {
-                ProjectionFailureAction::List => projection_failures_cli::Action::List,
-                ProjectionFailureAction::Retry => projection_failures_cli::Action::Retry,
+                ProjectionFailureAction::List => held_cli::Action::List,
+                ProjectionFailureAction::Retry => held_cli::Action::Retry,
             };
-            projection_failures_cli::run(&failures, action, &name).await
+            let kind = HeldKind::ProjectionFailure;
+            run_held("projection-failures", action, kind, Some(&name), &[]).await
         }
         Command::Migrate => {
             telemetry::init(false)?;
@@ -467,4 +476,34 @@ async fn shutdown_signal() {
         () = ctrl_c => {}
         () = terminate => {}
     }
+}
+
+/// A held kind as the CLI writes it.
+fn parse_kind(text: &str) -> Result<HeldKind, String> {
+    HeldKind::ALL
+        .into_iter()
+        .find(|kind| kind.as_str() == text)
+        .ok_or_else(|| "choose from parked, dead-letter, projection-failure".to_owned())
+}
+
+/// `chronicle held` (also under its older names): connects, migrates and runs `action`.
+async fn run_held(
+    command: &str,
+    action: held_cli::Action,
+    kind: HeldKind,
+    holder: Option<&str>,
+    ids: &[i64],
+) -> anyhow::Result<ExitCode> {
+    telemetry::init_for_command();
+    let settings = Settings::from_env()?;
+    let pool = db::connect(settings.database_url.expose(), 2).await?;
+    db::migrate(&pool).await.context("applying migrations")?;
+    // Made now, connected only when a redrive sends.
+    let producer = chronicle_infrastructure::kafka::client::producer_config(&settings.kafka)
+        .create()
+        .context("creating the Kafka producer")?;
+    let topics = chronicle_application::topics::Topics::new(settings.kafka.topic_prefix.clone());
+    let personal = app::personal_data_for_reading(&pool);
+    let held = app::held_messages(&pool, &topics, producer, personal);
+    Ok(held_cli::run(&held, command, action, kind, holder, ids).await)
 }

@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chronicle_application::observability::Gauges;
-use chronicle_application::ports::parked_events::ParkedEvents;
+use chronicle_application::ports::held::{HeldKind, HeldStore};
 use chronicle_infrastructure::db::replica::ReplicaStatus;
 use chronicle_infrastructure::kafka::probe::{BrokerHealth, BrokerProbe};
 use chronicle_infrastructure::outbox::RelayStatus;
@@ -39,8 +39,8 @@ pub struct OpsState {
     pub broker: BrokerProbe,
     /// The parts this process runs.
     pub parts: PartsHealth,
-    /// The outbox's parked records, counted for readiness.
-    pub parked: Arc<dyn ParkedEvents>,
+    /// Held messages; parked records are counted for readiness.
+    pub held: Arc<dyn HeldStore>,
     /// Whether audit checkpoints are signed (a key is configured).
     pub checkpoints: bool,
     /// The read replica's state, when one serves the queries.
@@ -168,7 +168,7 @@ async fn ready(State(state): State<OpsState>) -> Response {
             sqlx::query("SELECT 1").execute(&state.pool)
         ),
         state.broker.check(),
-        tokio::time::timeout(READY_DATABASE_TIMEOUT, state.parked.count()),
+        tokio::time::timeout(READY_DATABASE_TIMEOUT, state.held.total(HeldKind::Parked)),
     );
     // Parked records are reported, not failed on: the process works, an operator is needed.
     let parked = match parked {

@@ -7,14 +7,14 @@
 use std::sync::Arc;
 
 use crate::error_chain::Chain;
+use crate::ports::held::{HeldKind, HeldStore};
 use crate::ports::outbox_monitor::OutboxMonitor;
-use crate::ports::parked_events::ParkedEvents;
 use crate::rebuild::Rebuilder;
 
 /// Reads and records the gauges.
 pub struct Gauges {
     outbox: Arc<dyn OutboxMonitor>,
-    parked: Arc<dyn ParkedEvents>,
+    parked: Arc<dyn HeldStore>,
     rebuilder: Arc<Rebuilder>,
 }
 
@@ -22,7 +22,7 @@ impl Gauges {
     /// Gauges over the outbox, its parked records and the projections.
     pub fn new(
         outbox: Arc<dyn OutboxMonitor>,
-        parked: Arc<dyn ParkedEvents>,
+        parked: Arc<dyn HeldStore>,
         rebuilder: Arc<Rebuilder>,
     ) -> Self {
         Self {
@@ -47,7 +47,7 @@ impl Gauges {
                 tracing::warn!(error = %Chain(&error), "outbox backlog unavailable for metrics")
             }
         }
-        match self.parked.count().await {
+        match self.parked.total(HeldKind::Parked).await {
             Ok(parked) => metrics::gauge!("chronicle_outbox_parked_events").set(parked as f64),
             Err(error) => {
                 tracing::warn!(error = %Chain(&error), "parked outbox records unavailable for metrics")

@@ -8,12 +8,10 @@ use chronicle_application::access::{Action, Principal, TeamScope};
 use chronicle_application::audit::checkpoints::AuditProofs;
 use chronicle_application::audit::{AuditQueries, TimeTravel};
 use chronicle_application::commands::{ReportCommands, TaskCommands};
-use chronicle_application::dead_letter_admin::DeadLetterAdmin;
+use chronicle_application::held::HeldMessages;
 use chronicle_application::live::LiveWatch;
 use chronicle_application::metadata::CommandMetadata;
-use chronicle_application::outbox_admin::ParkedOutbox;
 use chronicle_application::privacy::erase::Eraser;
-use chronicle_application::projection::failures::ProjectionFailures;
 use chronicle_application::projection::report::ReportReadModel;
 use chronicle_application::projection::task::TaskReadModel;
 use chronicle_application::queries::{ReportQueries, TaskQueries};
@@ -41,12 +39,8 @@ pub struct Services {
     pub report_history: Arc<TimeTravel<ReportReadModel>>,
     /// Projection status and rebuilds.
     pub rebuilder: Arc<Rebuilder>,
-    /// The outbox's parked records.
-    pub parked: Arc<ParkedOutbox>,
-    /// The consumer groups' dead letters.
-    pub dead_letters: Arc<DeadLetterAdmin>,
-    /// Events projections could not apply.
-    pub projection_failures: Arc<ProjectionFailures>,
+    /// Held messages: parked outbox records, dead letters, projection failures.
+    pub held: Arc<HeldMessages>,
     /// Signed checkpoints and proofs of the audit trail.
     pub audit_proofs: Arc<AuditProofs>,
     /// Erasing data subjects.

@@ -4,16 +4,14 @@ mod arguments;
 mod audit;
 mod audit_proofs;
 mod context;
-mod dead_letters;
 mod error;
+mod held;
 mod limits;
 mod mutation;
 mod observe;
-mod outbox;
 mod pagination;
 mod privacy;
 mod projection;
-mod projection_failures;
 mod query;
 mod report;
 mod subscription;
@@ -29,29 +27,26 @@ pub use mutation::MutationRoot;
 pub use query::QueryRoot;
 pub use subscription::SubscriptionRoot;
 
-/// Every query: tasks and reports, the audit trail, projections, parked outbox records, dead
-/// letters.
+/// Every query: tasks and reports, the audit trail, projections, held messages (parked outbox
+/// records, dead letters, projection failures).
 #[derive(MergedObject, Default)]
 pub struct Query(
     QueryRoot,
     audit::AuditQuery,
     audit_proofs::AuditProofQuery,
     projection::ProjectionQuery,
-    projection_failures::ProjectionFailureQuery,
-    outbox::OutboxQuery,
-    dead_letters::DeadLetterQuery,
+    held::HeldQuery,
+    held::deprecated::DeprecatedHeldQuery,
 );
 
-/// Every mutation: task and report commands, projection rebuilds, parked outbox records, dead
-/// letters, erasure.
+/// Every mutation: task and report commands, projection rebuilds, held messages, erasure.
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     MutationRoot,
     projection::ProjectionMutation,
     projection::ProjectionPauseMutation,
-    projection_failures::ProjectionFailureMutation,
-    outbox::OutboxMutation,
-    dead_letters::DeadLetterMutation,
+    held::HeldMutation,
+    held::deprecated::DeprecatedHeldMutation,
     privacy::PrivacyMutation,
 );
 

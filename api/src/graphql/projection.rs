@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use async_graphql::{Context, Enum, Object, SimpleObject, Subscription};
 use chronicle_application::access::Action;
+use chronicle_application::held::HeldMessages;
+use chronicle_application::ports::held::HeldKind;
 use chronicle_application::ports::projection_control::{
     ProjectionState as AppState, ProjectionStatus as AppStatus,
 };
-use chronicle_application::projection::failures::ProjectionFailures;
 use chronicle_application::rebuild::Rebuilder;
 use chronicle_application::AppError;
 use chrono::{DateTime, Utc};
@@ -125,9 +126,9 @@ impl From<AppStatus> for ProjectionStatus {
 
 async fn statuses(
     rebuilder: &Rebuilder,
-    failures: &ProjectionFailures,
+    held: &HeldMessages,
 ) -> Result<Vec<ProjectionStatus>, AppError> {
-    let counts = failures.counts().await?;
+    let counts = held.counts(HeldKind::ProjectionFailure).await?;
     Ok(rebuilder
         .statuses()
         .await?
@@ -154,11 +155,7 @@ impl ProjectionQuery {
         let request = ctx.request();
         let run = async {
             request.may(Action::Operate)?;
-            statuses(
-                &ctx.services().rebuilder,
-                &ctx.services().projection_failures,
-            )
-            .await
+            statuses(&ctx.services().rebuilder, &ctx.services().held).await
         };
         run.await.map_err(|e| to_graphql(e, request))
     }
@@ -199,7 +196,7 @@ impl ProjectionMutation {
                     Err(error) => tracing::warn!(error = %Chain(&error), "rebuild failed"),
                 }
             });
-            let all = statuses(&rebuilder, &ctx.services().projection_failures).await?;
+            let all = statuses(&rebuilder, &ctx.services().held).await?;
             Ok(all
                 .into_iter()
                 .filter(|s| names.contains(&s.name.as_str()))
@@ -246,7 +243,7 @@ async fn set_paused(
     let run = async {
         request.may(Action::Operate)?;
         rebuilder.set_paused(name, paused).await?;
-        statuses(rebuilder, &ctx.services().projection_failures)
+        statuses(rebuilder, &ctx.services().held)
             .await?
             .into_iter()
             .find(|s| s.name == name)
@@ -270,7 +267,7 @@ impl ProjectionSubscription {
     ) -> async_graphql::Result<impl Stream<Item = ProjectionStatus>> {
         let request = ctx.request();
         let rebuilder = ctx.services().rebuilder.clone();
-        let failures = ctx.services().projection_failures.clone();
+        let failures = ctx.services().held.clone();
         (|| {
             request.may(Action::Operate)?;
             match rebuilder.select(&name)?.as_slice() {

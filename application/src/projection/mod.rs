@@ -5,7 +5,6 @@
 //! skip redeliveries by sequence, report gaps, and load and save each batch's rows in one round
 //! trip each. Replay reuses the same fold.
 
-pub mod failures;
 pub mod projector;
 pub mod read_model;
 pub mod refold;

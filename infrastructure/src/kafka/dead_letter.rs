@@ -12,9 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chronicle_application::error_chain::Chain;
-use chronicle_application::ports::dead_letters::{
-    DeadLetter, DeadLetterStore, Redrive, RejectedMessage,
-};
+use chronicle_application::ports::dead_letters::{DeadLetterStore, Redrive, RejectedMessage};
 use chronicle_application::ports::store_error::StoreError;
 use chronicle_application::topics::Topics;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
@@ -211,10 +209,9 @@ const REDRIVE_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[async_trait]
 impl Redrive for KafkaRedrive {
-    async fn send_back(&self, letter: &DeadLetter) -> Result<(), StoreError> {
-        let message = &letter.message;
+    async fn send_back(&self, id: i64, message: &RejectedMessage) -> Result<(), StoreError> {
         let topic = Topics::redrive(&message.original_topic, &message.group);
-        let id = letter.id.to_string();
+        let id = id.to_string();
         let mut headers = OwnedHeaders::new();
         for (key, value) in &message.headers {
             headers = headers.insert(Header {

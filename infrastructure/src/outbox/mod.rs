@@ -1,7 +1,6 @@
 //! The outbox relay: publishes committed events to Kafka, in order, at least once.
 
 pub mod monitor;
-pub mod parked;
 mod pipeline;
 pub mod relay;
 pub mod retention;
@@ -9,7 +8,6 @@ pub mod signal;
 pub mod status;
 
 pub use monitor::PgOutboxMonitor;
-pub use parked::PgParkedEvents;
 pub use relay::{OutboxRelay, RelayOptions};
 pub use signal::{OutboxSignal, OUTBOX_CHANNEL};
 pub use status::RelayStatus;

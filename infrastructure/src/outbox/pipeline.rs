@@ -225,7 +225,7 @@ async fn record_failures(
     for (id, topic, key, _) in recorded.iter().filter(|(.., now_parked)| *now_parked) {
         parked += 1;
         tracing::error!(outbox_id = id, %topic, %key, error = %message,
-            "outbox row parked after {PARK_AFTER} refusals; its aggregate's later events wait for retryParkedEvents");
+            "outbox row parked after {PARK_AFTER} refusals; its aggregate's later events wait for retryHeld(kind: PARKED)");
     }
     if parked > 0 {
         metrics::counter!("chronicle_relay_parked_total").increment(parked);

@@ -1,7 +1,6 @@
 //! Read-model tables in Postgres.
 
 mod copy;
-pub mod failures;
 pub mod reports;
 pub mod tasks;
 

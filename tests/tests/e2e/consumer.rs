@@ -10,7 +10,7 @@ use chronicle_application::ports::event_handler::BatchOutcome;
 use chronicle_application::ports::event_handler::{EventHandler, HandlerError};
 use chronicle_application::topics::Topics;
 use chronicle_infrastructure::config::KafkaSettings;
-use chronicle_infrastructure::dead_letters::PgDeadLetters;
+use chronicle_infrastructure::held::dead_letters::PgDeadLetters;
 use chronicle_infrastructure::kafka::admin::ensure_topics;
 use chronicle_infrastructure::kafka::client::producer_config;
 use chronicle_infrastructure::kafka::consumer::{ConsumerOptions, EventConsumer};

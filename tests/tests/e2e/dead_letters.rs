@@ -40,7 +40,7 @@ async fn listed(app: &TestApp, group: &str, wanted: impl Fn(&Value) -> bool) -> 
     .unwrap_or_else(|_| panic!("no such dead letter of {group}"))
 }
 
-async fn publish_raw(topic: &str, key: &str, payload: &str) {
+pub(crate) async fn publish_raw(topic: &str, key: &str, payload: &str) {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers().as_str())
         .create()

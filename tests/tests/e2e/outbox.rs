@@ -100,6 +100,29 @@ async fn an_oversized_event_is_parked_alone_and_published_in_order_after_a_retry
         metrics.contains("chronicle_outbox_parked_events 1"),
         "{metrics}"
     );
+    // Held messages show it as the one parked record of the outbox.
+    let held = client
+        .data(
+            "{ held(kind: PARKED) { edges { node { kind holder aggregateId sequence reason } } } }",
+            json!({}),
+        )
+        .await
+        .unwrap();
+    let edges = held["held"]["edges"].as_array().unwrap();
+    assert_eq!(edges.len(), 1, "{held}");
+    let node = &edges[0]["node"];
+    assert_eq!(
+        (&node["kind"], &node["holder"]),
+        (&json!("PARKED"), &json!("outbox"))
+    );
+    assert_eq!(
+        (&node["aggregateId"], &node["sequence"]),
+        (&json!(large), &json!(1))
+    );
+    assert!(
+        node["reason"].as_str().unwrap().contains("too large"),
+        "{node}"
+    );
 
     // A member may not see or retry them.
     let member = GraphqlClient::new(

@@ -47,7 +47,7 @@ async fn retry(app: &TestApp) -> (i64, i64) {
 
 /// Marks the outbox row of `task`'s event `sequence` published (`true`, so the relay skips it)
 /// or not, and wakes the relay.
-async fn set_published(app: &TestApp, task: &str, sequence: i64, published: bool) {
+pub(crate) async fn set_published(app: &TestApp, task: &str, sequence: i64, published: bool) {
     sqlx::query(
         "UPDATE outbox SET published_at = CASE WHEN $3 THEN now() END
          WHERE key = $1 AND (payload->>'sequence')::bigint = $2",
