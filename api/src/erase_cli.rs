@@ -5,8 +5,8 @@
 
 use std::process::ExitCode;
 
-use chronicle_application::metadata::CommandMetadata;
-use chronicle_application::privacy::erase::Eraser;
+use chronicle_application::data::metadata::CommandMetadata;
+use chronicle_application::erasure::Eraser;
 use serde_json::json;
 
 use crate::cli::{exit_status, operator};

@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chronicle_application::access::Principal;
-use chronicle_application::trace::TraceContext;
+use chronicle_application::data::trace::TraceContext;
 use futures::FutureExt;
 use tracing::Instrument;
 use uuid::Uuid;

@@ -23,7 +23,7 @@ use self::otlp::OtlpLayer;
 /// level, so quieting the logs never silences the traces.
 pub fn init(json: bool) -> Result<(), ConfigError> {
     let env = OtelEnv::process();
-    chronicle_application::trace::set_sampler(env.sampler()?);
+    chronicle_application::data::trace::set_sampler(env.sampler()?);
     let exporting = env.exporter()?;
     let logs = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,rdkafka=warn"));

@@ -3,6 +3,7 @@
 use chronicle_domain::DomainError;
 use thiserror::Error;
 
+use crate::data::event_log::EventCodecError;
 use crate::error_chain::BoxError;
 use crate::ports::store_error::StoreError;
 
@@ -127,6 +128,15 @@ impl From<DomainError> for AppError {
             DomainError::AlreadyExists { .. } | DomainError::InvalidTransition { .. } => {
                 Self::InvalidTransition(error.to_string())
             }
+        }
+    }
+}
+
+impl From<EventCodecError> for AppError {
+    fn from(error: EventCodecError) -> Self {
+        Self::Internal {
+            context: error.context,
+            source: Some(Box::new(error.source)),
         }
     }
 }

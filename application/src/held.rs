@@ -11,8 +11,8 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::access::{Action, Principal};
+use crate::data::message::EventMessage;
 use crate::error::AppError;
-use crate::message::EventMessage;
 use crate::ports::dead_letters::Redrive;
 use crate::ports::held::{HeldContent, HeldKind, HeldMessage, HeldStore};
 use crate::ports::page::Page;

@@ -9,14 +9,11 @@ pub mod aggregates;
 pub mod audit;
 pub mod commands;
 pub mod data;
+pub mod erasure;
 pub mod error;
 pub mod error_chain;
-pub mod event_log;
-pub mod hash_chain;
 pub mod held;
 pub mod live;
-pub mod message;
-pub mod metadata;
 pub mod observability;
 pub mod ports;
 pub mod privacy;
@@ -28,6 +25,5 @@ pub mod retry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod topics;
-pub mod trace;
 
 pub use error::AppError;

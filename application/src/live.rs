@@ -11,9 +11,9 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::access::{Action, Principal, TeamScope};
+use crate::data::message::EventMessage;
 use crate::error::AppError;
 use crate::error_chain::Chain;
-use crate::message::EventMessage;
 use crate::ports::audit_log::AuditLog;
 use crate::ports::event_handler::BatchOutcome;
 use crate::ports::event_handler::{EventHandler, HandlerError};

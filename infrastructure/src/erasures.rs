@@ -2,7 +2,7 @@
 //! id), and the rewrite of the copies in clear an erasure makes in one transaction.
 
 use async_trait::async_trait;
-use chronicle_application::event_log::StoredEvent;
+use chronicle_application::data::event_log::StoredEvent;
 use chronicle_application::ports::erasures::{
     ErasureLock, ErasureRecord, Erasures, PositionedEvent, Redaction, Scrub, StreamRef,
 };

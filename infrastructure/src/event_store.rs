@@ -4,7 +4,7 @@
 //! commit the store raises the in-process [`OutboxSignal`] instead (see `outbox::signal`).
 
 use async_trait::async_trait;
-use chronicle_application::event_log::StoredEvent;
+use chronicle_application::data::event_log::StoredEvent;
 use chronicle_application::ports::event_store::{
     AppendBatch, EventStore, IdempotencyRecord, LoadedStream, Snapshot,
 };

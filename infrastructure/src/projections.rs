@@ -18,11 +18,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{Connection, PgConnection, PgPool, Row};
 use uuid::Uuid;
 
-use crate::read_model::{backend, REBUILD_LOCK_CLASS};
-
-/// Appended to a read model's table name to name its shadow (`tasks__rebuild`); its indexes
-/// carry the same suffix until the swap renames them.
-pub(crate) const SHADOW_SUFFIX: &str = "__rebuild";
+use crate::read_model::{backend, REBUILD_LOCK_CLASS, SHADOW_SUFFIX};
 
 /// Positions per range read from the snapshot (one batch each).
 const SNAPSHOT_BATCH: i64 = 5_000;

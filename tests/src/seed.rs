@@ -6,9 +6,9 @@
 //! types, command metadata, UUIDv7 ids and a valid hash chain per aggregate. Tasks are written
 //! in chunks whose events interleave by position, as concurrent users' would.
 
-use chronicle_application::event_log::{serialize_event, StoredEvent};
-use chronicle_application::hash_chain::{event_hash, GENESIS_HASH};
-use chronicle_application::metadata::CommandMetadata;
+use chronicle_application::data::event_log::{serialize_event, StoredEvent};
+use chronicle_application::data::hash_chain::{event_hash, GENESIS_HASH};
+use chronicle_application::data::metadata::CommandMetadata;
 use chronicle_domain::ids::{TeamId, UserId};
 use chronicle_domain::task::{Priority, TaskEvent};
 use chrono::{DateTime, Duration, Utc};

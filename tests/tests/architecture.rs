@@ -58,6 +58,24 @@ fn no_module_imports_a_module_that_imports_it_back() {
     );
 }
 
+/// Files may form no circle (above); neither may the folders they sit in. A crate's top-level
+/// modules are its layers (`data`, `ports`, the use cases; `db`, `held`, `outbox`, ...): one
+/// that imports another that imports it back, through any of their files, makes two layers one.
+#[test]
+fn no_top_level_module_imports_one_that_imports_it_back() {
+    let workspace = workspace();
+    let mut report = String::new();
+    for root in CRATE_ROOTS {
+        for circle in ModuleGraph::read(&workspace, root).top_level().circles() {
+            report.push_str(&format!("circle in {root}:\n{circle}"));
+        }
+    }
+    assert!(
+        report.is_empty(),
+        "top-level modules that import each other (file -> file: name):\n{report}"
+    );
+}
+
 #[test]
 fn the_check_finds_a_circle_when_there_is_one() {
     let graph = ModuleGraph::from_sources(&[
@@ -72,6 +90,20 @@ fn the_check_finds_a_circle_when_there_is_one() {
     let circles = graph.circles();
     assert_eq!(circles.len(), 1, "{circles:?}");
     assert!(circles[0].contains("c -> a: Z"), "{}", circles[0]);
+    // Folders: no two files import each other, yet `a` and `b` do through their children.
+    let folders = ModuleGraph::from_sources(&[
+        (vec![], "mod a; mod b;"),
+        (vec!["a"], "mod x; mod y;"),
+        (vec!["a", "x"], "use crate::b::z::Thing;"),
+        (vec!["a", "y"], ""),
+        (vec!["b"], "mod z; mod w;"),
+        (vec!["b", "z"], ""),
+        (vec!["b", "w"], "use crate::a::y::Other;"),
+    ]);
+    assert!(folders.circles().is_empty(), "{:?}", folders.circles());
+    let top = folders.top_level().circles();
+    assert_eq!(top.len(), 1, "{top:?}");
+    assert!(top[0].contains("a::x -> b::z: Thing"), "{}", top[0]);
     let commented_only = ModuleGraph::from_sources(&[
         (vec![], "mod a; mod b;"),
         (vec!["a"], "use crate::b::Thing;"),
@@ -86,10 +118,10 @@ fn the_check_finds_a_circle_when_there_is_one() {
 /// Outside the registry (`application::aggregates`) and the domain, an aggregate's type name
 /// is never written out: a third aggregate must not have to be added in ten places, and one
 /// place forgotten would still compile.
-/// What the application's ports may name of their own crate: other ports, and data types
-/// (`data/`, and the data modules still at the crate's root). A port that named a use case
-/// (`projection`, `audit`, `privacy`, ...) would make every adapter depend on it.
-const PORTS_MAY_NAME: &[&str] = &["ports", "data", "event_log", "message", "error_chain"];
+/// What the application's ports may name of their own crate: other ports, data types (`data/`)
+/// and the error-chain formatter. A port that named a use case (`projection`, `audit`,
+/// `privacy`, ...) would make every adapter depend on it.
+const PORTS_MAY_NAME: &[&str] = &["ports", "data", "error_chain"];
 
 #[test]
 fn ports_name_only_ports_and_data_types() {
@@ -455,6 +487,35 @@ impl ModuleGraph {
         }
         let name = rest.first().cloned().unwrap_or_else(|| "*".to_string());
         Some((base, name))
+    }
+
+    /// The same crate with every module folded into its top-level module (the root, which only
+    /// declares them, left out); each arrow keeps the files and names it came from.
+    fn top_level(&self) -> Self {
+        let fold = |path: &Vec<String>| path.first().map(|top| vec![top.clone()]);
+        let mut arrows: BTreeMap<(Vec<String>, Vec<String>), BTreeSet<String>> = BTreeMap::new();
+        for ((from, to), names) in &self.arrows {
+            let (Some(a), Some(b)) = (fold(from), fold(to)) else {
+                continue;
+            };
+            if a != b {
+                let files = format!("{} -> {}", from.join("::"), to.join("::"));
+                arrows
+                    .entry((a, b))
+                    .or_default()
+                    .extend(names.iter().map(|name| format!("{files}: {name}")));
+            }
+        }
+        Self {
+            modules: self
+                .modules
+                .keys()
+                .filter_map(fold)
+                .map(|top| (top.clone(), top[0].clone()))
+                .collect(),
+            arrows,
+            texts: Vec::new(),
+        }
     }
 
     /// Every circle (a strongly connected set of more than one file), described arrow by arrow.

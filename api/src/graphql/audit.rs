@@ -6,7 +6,7 @@ use base64::Engine as _;
 use chronicle_application::aggregates;
 use chronicle_application::audit::AuditEntry;
 use chronicle_application::audit::ChainCheck;
-use chronicle_application::event_log::inner_payload;
+use chronicle_application::data::event_log::inner_payload;
 use chronicle_application::ports::audit_log::AuditFilter as AppAuditFilter;
 use chronicle_application::AppError;
 use chrono::{DateTime, Utc};

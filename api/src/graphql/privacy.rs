@@ -1,7 +1,7 @@
 //! Erasing a data subject (the `privacy` role, and `admin`).
 
 use async_graphql::{Context, Object, SimpleObject, ID};
-use chronicle_application::privacy::erase::DataSubjectErasure as AppErasure;
+use chronicle_application::erasure::DataSubjectErasure as AppErasure;
 use chrono::{DateTime, Utc};
 
 use super::context::ContextExt;

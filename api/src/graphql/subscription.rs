@@ -2,8 +2,8 @@
 
 use async_graphql::{Context, Json, Object, Subscription, ID};
 use chronicle_application::aggregates;
+use chronicle_application::data::message::EventMessage;
 use chronicle_application::live::Watch;
-use chronicle_application::message::EventMessage;
 use chronicle_application::AppError;
 use chronicle_domain::ids::TeamId;
 use chrono::{DateTime, Utc};

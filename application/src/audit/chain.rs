@@ -10,8 +10,8 @@
 //!   the missing tail.
 
 use super::erasure_check::{Content, ErasureRef, EDITED};
-use crate::event_log::StoredEvent;
-use crate::hash_chain::{event_hash, GENESIS_HASH};
+use crate::data::event_log::StoredEvent;
+use crate::data::hash_chain::{event_hash, GENESIS_HASH};
 
 /// The verdict on one aggregate's chain.
 #[derive(Debug, Clone, PartialEq, Eq)]

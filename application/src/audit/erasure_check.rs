@@ -366,7 +366,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::event_log::StoredEvent;
+    use crate::data::event_log::StoredEvent;
 
     const P: &str = "3f9a0000000000000000000000000000";
 

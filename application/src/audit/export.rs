@@ -35,8 +35,8 @@ use serde_json::{json, Value};
 use super::erasure_check::{Committed, Content, ErasureEvidence, ErasureRef};
 use super::merkle::{self, Hash};
 use super::signing::{Checkpoint, PublicKey};
-use crate::event_log::StoredEvent;
-use crate::hash_chain::event_hash;
+use crate::data::event_log::StoredEvent;
+use crate::data::hash_chain::event_hash;
 use crate::ports::audit_log::LedgerEntry;
 use crate::ports::audit_tree::LeafEvent;
 
@@ -664,7 +664,7 @@ mod tests {
     use super::*;
     use crate::audit::merkle::MemoryTree;
     use crate::audit::signing::CheckpointSigner;
-    use crate::hash_chain::GENESIS_HASH;
+    use crate::data::hash_chain::GENESIS_HASH;
 
     /// A log of `n` events over three streams, at positions with gaps (as a sequence leaves
     /// them after rolled-back appends), its tree, and a checkpoint over all of it.
@@ -693,7 +693,7 @@ mod tests {
                 event_version: "2.0".into(),
                 payload: json!({"TaskCreated": {"title": format!("t{i}")}}),
                 metadata: json!({"actor_id": "u-1"}),
-                recorded_at: crate::event_log::store_now(),
+                recorded_at: crate::data::event_log::store_now(),
                 hash: String::new(),
                 previous_hash: previous,
             };

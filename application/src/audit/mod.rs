@@ -23,9 +23,9 @@ use chronicle_domain::subject::DATA_SUBJECT_ERASED;
 
 use crate::access::{Action, Principal};
 use crate::aggregates;
+use crate::data::event_log::StoredEvent;
+use crate::data::hash_chain::event_hash;
 use crate::error::AppError;
-use crate::event_log::StoredEvent;
-use crate::hash_chain::event_hash;
 use crate::ports::audit_log::AuditLog;
 use crate::ports::audit_log::{AuditFilter, AuditRecord};
 use crate::privacy::personal_data::PersonalData;

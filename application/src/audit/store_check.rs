@@ -13,8 +13,8 @@ use super::chain::ChainVerifier;
 use super::erasure_check::{Content, ErasureEvidence, Signatures};
 use super::signing::PublicKey;
 use crate::aggregates;
+use crate::data::hash_chain::event_hash;
 use crate::error::AppError;
-use crate::hash_chain::event_hash;
 use crate::ports::audit_log::{AuditLog, AuditRecord};
 use crate::ports::store_error::StoreError;
 

@@ -12,10 +12,9 @@ use uuid::Uuid;
 
 use crate::access::{Action, Principal};
 use crate::error::AppError;
-use crate::event_log::{deserialize_event, StoredEvent};
 use crate::ports::audit_log::AuditLog;
 use crate::privacy::personal_data::PersonalData;
-use crate::projection::read_model::{EventContext, ReadModel};
+use crate::projection::read_model::{apply_stored, ReadModel};
 
 /// The point of an aggregate's life to show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +63,7 @@ impl<M: ReadModel> TimeTravel<M> {
         // The owner is read from the creation event itself (hash-chained), before anything
         // about the stream (its length, its past) can reach the caller.
         if let Some(first) = events.first() {
-            let created = apply::<M>(None, &first.event)?;
+            let created = apply_stored::<M>(None, &first.event)?;
             if !M::team(&created).is_some_and(|team| scope.covers(team)) {
                 return Ok(None);
             }
@@ -91,21 +90,8 @@ impl<M: ReadModel> TimeTravel<M> {
             if !included {
                 break;
             }
-            view = Some(apply::<M>(view, event)?);
+            view = Some(apply_stored::<M>(view, event)?);
         }
         Ok(view)
     }
-}
-
-/// Folds one stored event into the view.
-pub(crate) fn apply<M: ReadModel>(
-    current: Option<M::View>,
-    event: &StoredEvent,
-) -> Result<M::View, AppError> {
-    let domain = deserialize_event::<M::Event>(event)?;
-    let context = EventContext {
-        sequence: event.sequence,
-        occurred_at: event.recorded_at,
-    };
-    Ok(M::apply(current, &context, domain))
 }

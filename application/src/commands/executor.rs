@@ -10,11 +10,11 @@ use uuid::Uuid;
 
 use super::fingerprint::{self, request_fingerprint};
 use crate::access::TeamScope;
+use crate::data::event_log::{deserialize_event, serialize_event, store_now, StoredEvent};
+use crate::data::hash_chain::{event_hash, GENESIS_HASH};
+use crate::data::message::EventMessage;
+use crate::data::metadata::CommandMetadata;
 use crate::error::AppError;
-use crate::event_log::{deserialize_event, serialize_event, store_now, StoredEvent};
-use crate::hash_chain::{event_hash, GENESIS_HASH};
-use crate::message::EventMessage;
-use crate::metadata::CommandMetadata;
 use crate::ports::event_store::{AppendBatch, EventStore, IdempotencyRecord, Snapshot};
 use crate::ports::store_error::StoreError;
 use crate::privacy::personal_data::PersonalData;

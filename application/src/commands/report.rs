@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use super::executor::{AggregateExecutor, CommandOutcome, ExecuteOptions, LoadedAggregate};
 use crate::access::{Action, Principal, TeamScope};
+use crate::data::metadata::CommandMetadata;
 use crate::error::AppError;
-use crate::metadata::CommandMetadata;
 use crate::ports::event_store::EventStore;
 use crate::privacy::personal_data::PersonalData;
 use crate::topics::Topics;

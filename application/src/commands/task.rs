@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::executor::{AggregateExecutor, CommandOutcome, ExecuteOptions};
 use crate::access::{Action, Principal};
+use crate::data::metadata::CommandMetadata;
 use crate::error::AppError;
-use crate::metadata::CommandMetadata;
 use crate::ports::event_store::EventStore;
 use crate::privacy::personal_data::PersonalData;
 use crate::topics::Topics;

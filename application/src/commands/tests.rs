@@ -8,10 +8,10 @@ use uuid::Uuid;
 
 use super::task::{NewTask, TaskCommands};
 use crate::access::Principal;
+use crate::data::event_log::StoredEvent;
+use crate::data::hash_chain::{event_hash, GENESIS_HASH};
+use crate::data::metadata::CommandMetadata;
 use crate::error::AppError;
-use crate::event_log::StoredEvent;
-use crate::hash_chain::{event_hash, GENESIS_HASH};
-use crate::metadata::CommandMetadata;
 use crate::ports::event_store::IdempotencyRecord;
 use crate::privacy::personal_data::PersonalData;
 use crate::testing::event_store::MemoryEventStore;

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 
-use crate::event_log::StoredEvent;
+use crate::data::event_log::StoredEvent;
 use crate::ports::store_error::StoreError;
 
 /// Which events to show; every set field must match (they combine with AND).

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::event_log::StoredEvent;
+use crate::data::event_log::StoredEvent;
 use crate::ports::store_error::StoreError;
 
 /// One aggregate's stream.

@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use thiserror::Error;
 
+use crate::data::message::EventMessage;
 use crate::error_chain::Chain;
-use crate::message::EventMessage;
 use crate::ports::store_error::StoreError;
 
 /// What a projector did with a batch.

@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::event_log::StoredEvent;
-use crate::message::OutboxMessage;
+use crate::data::event_log::StoredEvent;
+use crate::data::message::OutboxMessage;
 use crate::ports::store_error::StoreError;
 
 /// A snapshot of an aggregate's state after `last_sequence` events.

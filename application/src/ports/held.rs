@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::event_log::StoredEvent;
+use crate::data::event_log::StoredEvent;
 use crate::ports::dead_letters::RejectedMessage;
 use crate::ports::page::Page;
 use crate::ports::store_error::StoreError;

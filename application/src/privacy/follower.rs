@@ -9,7 +9,7 @@ use chronicle_domain::subject::DATA_SUBJECT_ERASED;
 
 use super::cache::CachedSubjectKeys;
 use crate::aggregates;
-use crate::message::EventMessage;
+use crate::data::message::EventMessage;
 use crate::ports::event_handler::{BatchOutcome, EventHandler, HandlerError};
 
 /// Forgets erased people's keys as their erasure events arrive.

@@ -8,13 +8,12 @@
 //! This module is that design (docs/design/erasure.md): keys ([`data_key`], kept in memory a
 //! while by [`cache`]), sealing a value ([`seal`]) and an event's personal fields
 //! ([`sealing`]), the one door the write and read paths use ([`personal_data`]), erasing
-//! a person ([`erase`]), and forgetting keys other processes erased ([`follower`]).
+//! a person (the use case [`crate::erasure`]), and forgetting keys other processes erased ([`follower`]).
 //!
 //! [`SubjectKeys`]: crate::ports::subject_keys::SubjectKeys
 
 pub mod cache;
 pub use crate::data::data_key;
-pub mod erase;
 pub mod follower;
 pub mod personal_data;
 pub mod redact;

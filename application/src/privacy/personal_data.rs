@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::seal::reference;
 use super::sealing::{EventSealer, Opening, Sealed};
+use crate::data::event_log::StoredEvent;
 use crate::error::AppError;
-use crate::event_log::StoredEvent;
 use crate::ports::subject_keys::SubjectKeys;
 
 /// Whether new events are stored with their personal values sealed. Opening never depends on

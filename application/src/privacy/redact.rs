@@ -23,8 +23,8 @@ use serde_json::Value;
 
 use super::sealing::{is_sealed, slots, unexpected};
 use crate::aggregates;
+use crate::data::event_log::StoredEvent;
 use crate::error::AppError;
-use crate::event_log::StoredEvent;
 
 /// Whose values to replace, and by what.
 #[derive(Debug, Clone)]
@@ -100,7 +100,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::hash_chain::GENESIS_HASH;
+    use crate::data::hash_chain::GENESIS_HASH;
 
     const PSEUDONYM: &str = "3f9a0000000000000000000000000000";
 
@@ -114,7 +114,7 @@ mod tests {
             event_version: "2.0".to_owned(),
             payload,
             metadata: json!({"actor_id": actor, "correlation_id": "c-1"}),
-            recorded_at: crate::event_log::store_now(),
+            recorded_at: crate::data::event_log::store_now(),
             hash: "h".to_owned(),
             previous_hash: GENESIS_HASH.to_owned(),
         }

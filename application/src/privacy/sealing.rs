@@ -31,8 +31,8 @@ use serde_json::Value;
 
 use super::seal::{is_pseudonym, open, pseudonym_of, reference, referenced_pseudonym, seal};
 use crate::aggregates;
+use crate::data::event_log::StoredEvent;
 use crate::error::AppError;
-use crate::event_log::StoredEvent;
 use crate::ports::subject_keys::{SubjectKey, SubjectKeys};
 
 /// The metadata field that marks a sealed event, and its value (the format).
@@ -219,7 +219,7 @@ impl EventSealer {
 
     /// Seals every personal value of `event` in place (before its hash is computed) and marks
     /// it sealed; answers whose each value was, by its place in the Kafka envelope
-    /// ([`crate::message::EventMessage::personal_data`]), and the keys it used. An event of
+    /// ([`crate::data::message::EventMessage::personal_data`]), and the keys it used. An event of
     /// an unknown shape, or sealed already, is refused rather than stored with anything in
     /// clear.
     pub async fn seal(&self, event: &mut StoredEvent) -> Result<Sealed, AppError> {
@@ -351,7 +351,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::hash_chain::{event_hash, GENESIS_HASH};
+    use crate::data::hash_chain::{event_hash, GENESIS_HASH};
     use crate::reports::worker::WORKER_ACTOR;
     use crate::testing::subject_keys::MemorySubjectKeys;
 
@@ -365,7 +365,7 @@ mod tests {
             event_version: "2.0".to_owned(),
             payload,
             metadata: json!({"actor_id": actor, "correlation_id": "c-1", "causation_id": "r-1"}),
-            recorded_at: crate::event_log::store_now(),
+            recorded_at: crate::data::event_log::store_now(),
             hash: String::new(),
             previous_hash: GENESIS_HASH.to_owned(),
         }

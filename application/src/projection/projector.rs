@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::message::EventMessage;
+use crate::data::message::EventMessage;
 use crate::ports::event_handler::{BatchOutcome, EventHandler, HandlerError};
 use crate::ports::store_error::StoreError;
 use crate::ports::view_store::ViewStore;

@@ -9,8 +9,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::event_log::{upcast, wrap_payload};
-use crate::message::EventMessage;
+use crate::data::event_log::{deserialize_event, upcast, wrap_payload, StoredEvent};
+use crate::data::message::EventMessage;
+use crate::error::AppError;
 
 /// Rebuilds cqrs-es's wrapped payload from an envelope so the domain enum can be read,
 /// upcast to today's schema when an older release published it.
@@ -111,4 +112,18 @@ pub fn fold<M: ReadModel>(
     let current = rows.remove(&id);
     rows.insert(id, M::apply(current, context, event));
     Fold::Applied
+}
+
+/// Folds one stored event into `current` through `M`'s own fold: what time travel and an
+/// erasure's refold do with events read from the store rather than consumed.
+pub(crate) fn apply_stored<M: ReadModel>(
+    current: Option<M::View>,
+    event: &StoredEvent,
+) -> Result<M::View, AppError> {
+    let domain = deserialize_event::<M::Event>(event)?;
+    let context = EventContext {
+        sequence: event.sequence,
+        occurred_at: event.recorded_at,
+    };
+    Ok(M::apply(current, &context, domain))
 }

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::audit::time_travel::apply;
+use crate::data::event_log::StoredEvent;
 use crate::error::AppError;
-use crate::event_log::StoredEvent;
 use crate::ports::view_store::ViewStore;
+use crate::projection::read_model::apply_stored;
 use crate::projection::read_model::ReadModel;
 
 /// A read model whose rows can be folded again from the store.
@@ -52,7 +52,7 @@ impl<M: ReadModel> Refold for Refolder<M> {
         for stream in opened.chunk_by(|a, b| a.aggregate_id == b.aggregate_id) {
             let mut view = None;
             for event in stream {
-                view = Some(apply::<M>(view, event)?);
+                view = Some(apply_stored::<M>(view, event)?);
             }
             rows.extend(view);
         }

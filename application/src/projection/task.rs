@@ -72,7 +72,7 @@ impl ReadModel for TaskReadModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::EventMessage;
+    use crate::data::message::EventMessage;
     use crate::projection::read_model::{domain_payload, fold, Fold};
     use chronicle_domain::task::TaskStatus;
     use chrono::Utc;

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::projector::Projector;
 use super::task::TaskReadModel;
 use crate::commands::TaskCommands;
-use crate::message::EventMessage;
+use crate::data::message::EventMessage;
 use crate::ports::event_handler::{EventHandler, HandlerError};
 use crate::testing::event_store::MemoryEventStore;
 use crate::testing::fixtures::{a_task_retitled, published_task, sealed_personal_data};

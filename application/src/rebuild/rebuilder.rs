@@ -12,9 +12,9 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::data::event_log::{decode_payload, StoredEvent};
 use crate::error::AppError;
 use crate::error_chain::Chain;
-use crate::event_log::{decode_payload, StoredEvent};
 use crate::ports::projection_control::ProjectionControl;
 use crate::ports::projection_control::{
     ProjectionStatus, RebuildClaim, RebuildEvent, RebuildProgress, RebuildSnapshot, Rebuilt,

@@ -8,8 +8,8 @@ use uuid::Uuid;
 
 use super::{Projection, Rebuilder};
 use crate::commands::TaskCommands;
+use crate::data::message::EventMessage;
 use crate::error::AppError;
-use crate::message::EventMessage;
 use crate::ports::event_handler::{EventHandler, HandlerError};
 use crate::ports::projection_control::{ProjectionState, RebuildEvent};
 use crate::projection::projector::Projector;

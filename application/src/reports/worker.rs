@@ -16,15 +16,15 @@ use uuid::Uuid;
 use super::compute::compute;
 use crate::aggregates;
 use crate::commands::ReportCommands;
+use crate::data::message::EventMessage;
+use crate::data::metadata::CommandMetadata;
+use crate::data::trace::TraceContext;
 use crate::error::AppError;
 use crate::error_chain::Chain;
-use crate::message::EventMessage;
-use crate::metadata::CommandMetadata;
 use crate::ports::event_handler::BatchOutcome;
 use crate::ports::event_handler::{EventHandler, HandlerError};
 use crate::ports::report_data::ReportDataSource;
 use crate::projection::read_model::domain_payload;
-use crate::trace::TraceContext;
 use tracing::Instrument as _;
 
 /// The actor of the worker's commands.

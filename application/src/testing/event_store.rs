@@ -5,8 +5,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use crate::event_log::StoredEvent;
-use crate::message::OutboxMessage;
+use crate::data::event_log::StoredEvent;
+use crate::data::message::OutboxMessage;
 use crate::ports::event_store::{
     AppendBatch, EventStore, IdempotencyRecord, LoadedStream, Snapshot,
 };

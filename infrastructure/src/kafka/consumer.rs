@@ -18,11 +18,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chronicle_application::message::EventMessage;
+use chronicle_application::data::message::EventMessage;
+use chronicle_application::data::trace::TraceContext;
 use chronicle_application::ports::dead_letters::DeadLetterStore;
 use chronicle_application::ports::event_handler::{EventHandler, HandlerError};
 use chronicle_application::retry::{NextStep, Retries, RetryPolicy};
-use chronicle_application::trace::TraceContext;
 use futures::FutureExt;
 use rand::Rng;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};

@@ -11,6 +11,10 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
+/// Appended to a read model's table name to name its shadow (`tasks__rebuild`); its indexes
+/// carry the same suffix until the swap renames them.
+pub(crate) const SHADOW_SUFFIX: &str = "__rebuild";
+
 /// The advisory-lock class of rebuild claims (the object is `hashtext(projection name)`). A
 /// rebuild holds its projections' locks on a connection of its own for as long as it runs, so
 /// a rebuild that died (process killed, connection lost) releases them at once: the live

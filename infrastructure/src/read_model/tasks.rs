@@ -15,8 +15,8 @@ use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::copy::CopyText;
+use super::SHADOW_SUFFIX;
 use super::{backend, Replace};
-use crate::projections::SHADOW_SUFFIX;
 
 /// The task read model on a Postgres pool.
 #[derive(Clone)]

@@ -436,7 +436,7 @@ async fn edit_last_event(app: &TestApp, id: &str, payload: Value) -> (Value, Str
     let mut last = stream.last().unwrap().event.clone();
     let original = (last.payload.clone(), last.hash.clone());
     last.payload = payload;
-    last.hash = chronicle_application::hash_chain::event_hash(&last);
+    last.hash = chronicle_application::data::hash_chain::event_hash(&last);
     sqlx::query(
         "UPDATE events SET payload = $3, hash = $4 WHERE aggregate_id = $1 AND sequence = $2",
     )

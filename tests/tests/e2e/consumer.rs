@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use chronicle_application::message::EventMessage;
+use chronicle_application::data::message::EventMessage;
 use chronicle_application::ports::event_handler::BatchOutcome;
 use chronicle_application::ports::event_handler::{EventHandler, HandlerError};
 use chronicle_application::topics::Topics;

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use chronicle_application::audit::merkle::{self, Hash};
 use chronicle_application::audit::signing::{Checkpoint, CheckpointSigner};
-use chronicle_application::event_log::StoredEvent;
-use chronicle_application::hash_chain::event_hash;
+use chronicle_application::data::event_log::StoredEvent;
+use chronicle_application::data::hash_chain::event_hash;
 use chronicle_tests::{chronicle_binary, eventually, settled_trail, TestApp};
 use serde_json::{json, Value};
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use chronicle_application::trace::Sampler;
+use chronicle_application::data::trace::Sampler;
 use chronicle_infrastructure::config::{var, ConfigError};
 
 /// How spans are encoded on the wire (`OTEL_EXPORTER_OTLP_PROTOCOL`).

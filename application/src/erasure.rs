@@ -6,7 +6,7 @@
 //! is finished by asking again:
 //! 1. record the erasure (`Erasures::begin`; the subject's id is stored only as a keyed hash);
 //! 2. plan the replacement of the subject's values stored in clear by markers (events written
-//!    before sealing was on, reports' results naming them: [`super::redact`]), as rows of the
+//!    before sealing was on, reports' results naming them: [`crate::privacy::redact`]), as rows of the
 //!    erasure ledger;
 //! 3. append `DataSubjectErased` to the subject's stream (`DataSubject`, its id the pseudonym
 //!    as a UUID): hash-chained, checkpointed and published like every event, so auditors see
@@ -34,18 +34,18 @@ use chronicle_domain::subject::{DataSubject, DataSubjectCommand, Redactions, MAX
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::personal_data::PersonalData;
-use super::redact;
 use crate::access::{Action, Principal, TeamScope};
 use crate::audit::erasure_check;
 use crate::audit::signing::CheckpointSigner;
 use crate::commands::{AggregateExecutor, ExecuteOptions};
+use crate::data::event_log::StoredEvent;
+use crate::data::hash_chain::event_hash;
+use crate::data::message::EventMessage;
+use crate::data::metadata::CommandMetadata;
 use crate::error::AppError;
-use crate::event_log::StoredEvent;
-use crate::hash_chain::event_hash;
-use crate::message::EventMessage;
-use crate::metadata::CommandMetadata;
 use crate::ports::erasures::{ErasureRecord, Erasures, PositionedEvent, Redaction, Scrub};
+use crate::privacy::personal_data::PersonalData;
+use crate::privacy::redact;
 use crate::projection::refold::Refold;
 
 /// What an erasure answers: the same on every request for the same subject.

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::event_log::{inner_payload, StoredEvent};
-use crate::metadata::CommandMetadata;
+use crate::data::event_log::{inner_payload, StoredEvent};
+use crate::data::metadata::CommandMetadata;
 
 /// The name producers put in `sourceService` and `ce_source`.
 pub const SOURCE_SERVICE: &str = "chronicle";

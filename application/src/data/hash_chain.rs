@@ -4,7 +4,7 @@
 use chrono::SecondsFormat;
 use sha2::{Digest, Sha256};
 
-use crate::event_log::StoredEvent;
+use crate::data::event_log::StoredEvent;
 
 /// The `previous_hash` of an aggregate's first event.
 pub const GENESIS_HASH: &str = "";

@@ -12,8 +12,6 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::error::AppError;
-
 /// One event read back from the store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
@@ -46,9 +44,25 @@ pub fn store_now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
+/// An event that did not turn into JSON, or JSON that did not turn back into an event: a bug
+/// or a stored payload no upcaster covers, never the caller's input. The use cases' error
+/// takes it as internal, keeping this as its source.
+#[derive(Debug, thiserror::Error)]
+#[error("{context}")]
+pub struct EventCodecError {
+    /// Which event, and which way.
+    pub(crate) context: String,
+    /// serde's reason.
+    #[source]
+    pub(crate) source: serde_json::Error,
+}
+
 /// Serializes a domain event the way cqrs-es does.
-pub fn serialize_event<E: Serialize>(event: &E) -> Result<Value, AppError> {
-    serde_json::to_value(event).map_err(|e| AppError::internal_from("serialize event", e))
+pub fn serialize_event<E: Serialize>(event: &E) -> Result<Value, EventCodecError> {
+    serde_json::to_value(event).map_err(|source| EventCodecError {
+        context: "serialize event".to_owned(),
+        source,
+    })
 }
 
 /// Every aggregate's upcasters, built once.
@@ -95,20 +109,18 @@ pub fn upcast(event_type: &str, event_version: &str, payload: Value) -> Value {
 
 /// Deserializes a stored payload into a domain event, upcast first; a failure names the event
 /// so an operator can find it.
-pub fn deserialize_event<E: DeserializeOwned>(event: &StoredEvent) -> Result<E, AppError> {
+pub fn deserialize_event<E: DeserializeOwned>(event: &StoredEvent) -> Result<E, EventCodecError> {
     let payload = upcast(
         &event.event_type,
         &event.event_version,
         event.payload.clone(),
     );
-    serde_json::from_value(payload).map_err(|e| {
-        AppError::internal_from(
-            format!(
-                "event {} ({} v{}) does not deserialize",
-                event.event_id, event.event_type, event.event_version
-            ),
-            e,
-        )
+    serde_json::from_value(payload).map_err(|source| EventCodecError {
+        context: format!(
+            "event {} ({} v{}) does not deserialize",
+            event.event_id, event.event_type, event.event_version
+        ),
+        source,
     })
 }
 
