@@ -50,6 +50,28 @@ ensure_nextest() {
   fi
 }
 
+# sqlx-cli, which writes and checks .sqlx/ (the schema facts query! macros compile against);
+# the version is sqlx's own. Kept under /var/tmp/chronicle, beside the other tools.
+SQLX_CLI_ROOT="${SQLX_CLI_ROOT:-/var/tmp/chronicle/sqlx-cli}"
+ensure_sqlx_cli() {
+  if ! "$SQLX_CLI_ROOT/bin/sqlx" --version >/dev/null 2>&1; then
+    log "installing sqlx-cli 0.8.6 (about 3 minutes, once)"
+    cargo install sqlx-cli --version 0.8.6 --locked --no-default-features \
+      --features postgres,native-tls --root "$SQLX_CLI_ROOT"
+  fi
+  export PATH="$SQLX_CLI_ROOT/bin:$PATH"
+}
+
+# A database with every migration applied, for sqlx-cli to describe statements against
+# (chronicle_sqlx, recreated so no earlier run's schema survives); prints its URL.
+sqlx_database() {
+  psql "$CHRONICLE_ADMIN_URL" -qc 'DROP DATABASE IF EXISTS chronicle_sqlx WITH (FORCE)' >/dev/null
+  local url
+  url="$(ensure_database chronicle_sqlx)"
+  DATABASE_URL="$url" sqlx migrate run --source "$CHRONICLE_ROOT/migrations" >/dev/null
+  echo "$url"
+}
+
 # Tansu: a Kafka-protocol broker built from crates.io; cached in cargo's bin directory. Building
 # it takes about 10 minutes, so only its users call this: ./scripts/test (private brokers), and
 # ensure_kafka when it has to start the shared broker.

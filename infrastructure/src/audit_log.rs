@@ -7,14 +7,14 @@ use chronicle_application::ports::audit_log::{
 };
 use chronicle_application::ports::store_error::StoreError;
 use chronicle_domain::ids::REFERENCE_PREFIX;
+use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use serde_json::Value;
+use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
 
-use crate::event_store::{store_error, stored_event};
-
-const COLUMNS: &str = "position, event_id, aggregate_type, aggregate_id, sequence, event_type, \
-                       event_version, payload, metadata, recorded_at, hash, previous_hash";
+use crate::event_store::{store_error, EventRow};
 
 /// Events a running transaction could still precede are held back, except once they are
 /// this old (a stalled writer must not freeze the trail; appends commit in milliseconds).
@@ -33,10 +33,43 @@ impl PgAuditLog {
     }
 }
 
-fn record(row: &sqlx::postgres::PgRow) -> AuditRecord {
-    AuditRecord {
-        position: row.get("position"),
-        event: stored_event(row),
+/// An event row with its position, as the trail reads it (by `query_as!`, or through
+/// `FromRow` where the filters are built at run time).
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    position: i64,
+    event_id: Uuid,
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    payload: Value,
+    metadata: Value,
+    recorded_at: DateTime<Utc>,
+    hash: String,
+    previous_hash: String,
+}
+
+impl From<AuditRow> for AuditRecord {
+    fn from(row: AuditRow) -> Self {
+        let event = EventRow {
+            event_id: row.event_id,
+            aggregate_type: row.aggregate_type,
+            aggregate_id: row.aggregate_id,
+            sequence: row.sequence,
+            event_type: row.event_type,
+            event_version: row.event_version,
+            payload: row.payload,
+            metadata: row.metadata,
+            recorded_at: row.recorded_at,
+            hash: row.hash,
+            previous_hash: row.previous_hash,
+        };
+        Self {
+            position: row.position,
+            event: event.into(),
+        }
     }
 }
 
@@ -50,8 +83,13 @@ impl AuditLog for PgAuditLog {
     ) -> Result<Vec<AuditRecord>, StoreError> {
         // Only the filters that are set go into the statement, so each query gets the plan
         // of its own index rather than a generic plan with `$n IS NULL OR ...` branches.
-        let mut query: QueryBuilder<'_, Postgres> =
-            QueryBuilder::new(format!("SELECT {COLUMNS} FROM events WHERE (transaction_id < (SELECT pg_snapshot_xmin(pg_current_snapshot())) OR recorded_at < now() - interval '{HORIZON_FALLBACK}')"));
+        let mut query: QueryBuilder<'_, Postgres> = QueryBuilder::new(format!(
+            "SELECT position, event_id, aggregate_type, aggregate_id, sequence, event_type,
+                        event_version, payload, metadata, recorded_at, hash, previous_hash
+                 FROM events
+                 WHERE (transaction_id < (SELECT pg_snapshot_xmin(pg_current_snapshot()))
+                        OR recorded_at < now() - interval '{HORIZON_FALLBACK}')"
+        ));
         if let Some(kind) = &filter.aggregate_type {
             query.push(" AND aggregate_type = ").push_bind(kind);
         }
@@ -98,12 +136,12 @@ impl AuditLog for PgAuditLog {
         query
             .push(" ORDER BY position LIMIT ")
             .push_bind(limit as i64);
-        let rows = query
-            .build()
+        let rows: Vec<AuditRow> = query
+            .build_query_as()
             .fetch_all(&self.pool)
             .await
             .map_err(store_error)?;
-        Ok(rows.iter().map(record).collect())
+        Ok(rows.into_iter().map(AuditRecord::from).collect())
     }
 
     async fn team_of(
@@ -111,12 +149,12 @@ impl AuditLog for PgAuditLog {
         aggregate_type: &str,
         aggregate_id: &str,
     ) -> Result<Option<String>, StoreError> {
-        let team: Option<Option<String>> = sqlx::query_scalar(
+        let team = sqlx::query_scalar!(
             "SELECT team_id FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
              ORDER BY sequence LIMIT 1",
+            aggregate_type,
+            aggregate_id,
         )
-        .bind(aggregate_type)
-        .bind(aggregate_id)
         .fetch_optional(&self.pool)
         .await
         .map_err(store_error)?;
@@ -127,30 +165,63 @@ impl AuditLog for PgAuditLog {
         &self,
         aggregate: Option<(&str, &str)>,
     ) -> Result<Option<Misattribution>, StoreError> {
-        // Two statements rather than one with `$1 IS NULL OR …`: a generic plan of that would
-        // scan the whole store for one aggregate.
-        let row = match aggregate {
-            Some((aggregate_type, aggregate_id)) => {
-                let one = "c.aggregate_type = $1 AND c.aggregate_id = $2";
-                sqlx::query(&misattributed_where(one, false))
-                    .bind(aggregate_type)
-                    .bind(aggregate_id)
+        // Events whose team column disagrees with their stream's creation event (whose
+        // payload names the team and is covered by the hash chain). Two statements rather than
+        // one with `$1 IS NULL OR …`: a generic plan of that would scan the whole store for one
+        // aggregate. For the whole store, both sides are fenced (`OFFSET 0`) so Postgres hashes
+        // the 200-thousand-odd creation teams and scans the table once (1.4 s for 1M events
+        // here) instead of walking the position index with a primary-key lookup per event
+        // (3.8 s); for one aggregate, the unfenced join keeps to its primary-key range.
+        let row =
+            match aggregate {
+                Some((aggregate_type, aggregate_id)) => {
+                    sqlx::query_as!(
+                        Misattributed,
+                        r#"SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.team_id,
+                              c.created_team
+                       FROM (SELECT aggregate_type, aggregate_id,
+                                    coalesce(payload -> 'TaskCreated' ->> 'teamId',
+                                             payload -> 'ReportRequested' ->> 'teamId')
+                                      AS created_team
+                             FROM events c
+                             WHERE sequence = 1 AND c.aggregate_type = $1
+                               AND c.aggregate_id = $2) c
+                       JOIN events e ON e.aggregate_type = c.aggregate_type
+                                    AND e.aggregate_id = c.aggregate_id
+                       WHERE e.team_id IS DISTINCT FROM c.created_team
+                       ORDER BY e.position LIMIT 1"#,
+                        aggregate_type,
+                        aggregate_id,
+                    )
                     .fetch_optional(&self.pool)
                     .await
+                }
+                None => sqlx::query_as!(
+                    Misattributed,
+                    r#"SELECT aggregate_type AS "aggregate_type!", aggregate_id AS "aggregate_id!",
+                              sequence AS "sequence!", team_id, created_team
+                       FROM (SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.team_id,
+                                    c.created_team, e.position
+                             FROM (SELECT aggregate_type, aggregate_id,
+                                          coalesce(payload -> 'TaskCreated' ->> 'teamId',
+                                                   payload -> 'ReportRequested' ->> 'teamId')
+                                            AS created_team
+                                   FROM events c WHERE sequence = 1 OFFSET 0) c
+                             JOIN events e ON e.aggregate_type = c.aggregate_type
+                                          AND e.aggregate_id = c.aggregate_id
+                             WHERE e.team_id IS DISTINCT FROM c.created_team OFFSET 0) wrong
+                       ORDER BY position LIMIT 1"#
+                )
+                .fetch_optional(&self.pool)
+                .await,
             }
-            None => {
-                sqlx::query(&misattributed_where("TRUE", true))
-                    .fetch_optional(&self.pool)
-                    .await
-            }
-        }
-        .map_err(store_error)?;
+            .map_err(store_error)?;
         Ok(row.map(|row| Misattribution {
-            aggregate_type: row.get("aggregate_type"),
-            aggregate_id: row.get("aggregate_id"),
-            sequence: row.get::<i64, _>("sequence") as u64,
-            recorded_team: row.get("team_id"),
-            created_team: row.get("created_team"),
+            aggregate_type: row.aggregate_type,
+            aggregate_id: row.aggregate_id,
+            sequence: row.sequence.max(0) as u64,
+            recorded_team: row.team_id,
+            created_team: row.created_team,
         }))
     }
 
@@ -159,16 +230,18 @@ impl AuditLog for PgAuditLog {
         aggregate_type: &str,
         aggregate_id: &str,
     ) -> Result<Vec<AuditRecord>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
-             ORDER BY sequence"
-        ))
-        .bind(aggregate_type)
-        .bind(aggregate_id)
+        let rows = sqlx::query_as!(
+            AuditRow,
+            "SELECT position, event_id, aggregate_type, aggregate_id, sequence, event_type,
+                    event_version, payload, metadata, recorded_at, hash, previous_hash
+             FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
+            aggregate_type,
+            aggregate_id,
+        )
         .fetch_all(&self.pool)
         .await
         .map_err(store_error)?;
-        Ok(rows.iter().map(record).collect())
+        Ok(rows.into_iter().map(AuditRecord::from).collect())
     }
 
     async fn erasure_ledger(
@@ -177,7 +250,8 @@ impl AuditLog for PgAuditLog {
     ) -> Result<Vec<LedgerEntry>, StoreError> {
         let (aggregate_type, aggregate_id) = of_stream.unzip();
         // A row whose event is gone drops out here, and its erasure's digest then fails.
-        let rows = sqlx::query(
+        let rows = sqlx::query_as!(
+            LedgerEntry,
             "SELECT l.event_id, e.position, l.pseudonym, l.prior_hash, l.redacted_hash
              FROM erased_events l JOIN events e ON e.event_id = l.event_id
              WHERE $1::text IS NULL OR l.pseudonym IN (
@@ -185,34 +259,25 @@ impl AuditLog for PgAuditLog {
                  JOIN events o ON o.event_id = m.event_id
                  WHERE o.aggregate_type = $1 AND o.aggregate_id = $2)
              ORDER BY e.position, l.planned_at",
+            aggregate_type,
+            aggregate_id,
         )
-        .bind(aggregate_type)
-        .bind(aggregate_id)
         .fetch_all(&self.pool)
         .await
         .map_err(store_error)?;
-        Ok(rows
-            .iter()
-            .map(|row| LedgerEntry {
-                event_id: row.get("event_id"),
-                position: row.get("position"),
-                pseudonym: row.get("pseudonym"),
-                prior_hash: row.get("prior_hash"),
-                redacted_hash: row.get("redacted_hash"),
-            })
-            .collect())
+        Ok(rows)
     }
 
     async fn keys_destroyed_unrecorded(&self) -> Result<Vec<String>, StoreError> {
-        sqlx::query_scalar(
-            "SELECT DISTINCT substr(metadata ->> 'actor_id', length($1) + 1) FROM events
-             WHERE metadata ->> 'actor_id' LIKE $1 || '%'
-             EXCEPT SELECT pseudonym FROM subject_keys
-             EXCEPT SELECT replace(aggregate_id, '-', '') FROM events
-                    WHERE aggregate_type = 'DataSubject' AND event_type = 'DataSubjectErased'
-             ORDER BY 1",
+        sqlx::query_scalar!(
+            r#"SELECT DISTINCT substr(metadata ->> 'actor_id', length($1) + 1) AS "pseudonym!"
+               FROM events WHERE metadata ->> 'actor_id' LIKE $1 || '%'
+               EXCEPT SELECT pseudonym FROM subject_keys
+               EXCEPT SELECT replace(aggregate_id, '-', '') FROM events
+                      WHERE aggregate_type = 'DataSubject' AND event_type = 'DataSubjectErased'
+               ORDER BY 1"#,
+            REFERENCE_PREFIX,
         )
-        .bind(REFERENCE_PREFIX)
         .fetch_all(&self.pool)
         .await
         .map_err(store_error)
@@ -223,31 +288,46 @@ impl AuditLog for PgAuditLog {
         aggregate_type: &str,
         aggregate_id: &str,
     ) -> Result<u64, StoreError> {
-        let version: i64 = sqlx::query_scalar(&format!("{WITNESSED} SELECT coalesce(max(version), 0)::bigint FROM witnessed WHERE aggregate_type = $1 AND aggregate_id = $2"))
-            .bind(aggregate_type)
-            .bind(aggregate_id)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(store_error)?;
+        // Versions that something other than the events table has seen: snapshots and read
+        // models.
+        let version = sqlx::query_scalar!(
+            r#"WITH witnessed (aggregate_type, aggregate_id, version) AS (
+                   SELECT aggregate_type, aggregate_id, last_sequence FROM snapshots
+                   UNION ALL SELECT 'Task', id::text, version FROM tasks
+                   UNION ALL SELECT 'Report', id::text, version FROM reports)
+               SELECT coalesce(max(version), 0)::bigint AS "version!" FROM witnessed
+               WHERE aggregate_type = $1 AND aggregate_id = $2"#,
+            aggregate_type,
+            aggregate_id,
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(store_error)?;
         Ok(version as u64)
     }
 
     async fn witnessed_versions(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(&format!(
-            "{WITNESSED} SELECT aggregate_type, aggregate_id, max(version)::bigint FROM witnessed
-             GROUP BY aggregate_type, aggregate_id"
-        ))
+        // The same witnesses as `witnessed_version`, for every stream.
+        let rows = sqlx::query!(
+            r#"WITH witnessed (aggregate_type, aggregate_id, version) AS (
+                   SELECT aggregate_type, aggregate_id, last_sequence FROM snapshots
+                   UNION ALL SELECT 'Task', id::text, version FROM tasks
+                   UNION ALL SELECT 'Report', id::text, version FROM reports)
+               SELECT aggregate_type AS "aggregate_type!", aggregate_id AS "aggregate_id!",
+                      max(version)::bigint AS "version!"
+               FROM witnessed GROUP BY aggregate_type, aggregate_id"#
+        )
         .fetch_all(&self.pool)
         .await
         .map_err(store_error)?;
         Ok(rows
             .into_iter()
-            .map(|(kind, id, version)| (kind, id, version as u64))
+            .map(|row| (row.aggregate_type, row.aggregate_id, row.version as u64))
             .collect())
     }
 
     async fn event_count(&self) -> Result<u64, StoreError> {
-        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        let count = sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM events"#)
             .fetch_one(&self.pool)
             .await
             .map_err(store_error)?;
@@ -259,38 +339,14 @@ impl AuditLog for PgAuditLog {
     }
 }
 
-/// Events whose team column disagrees with their stream's creation event (whose payload names
-/// the team and is covered by the hash chain), among the streams `condition` selects.
-///
-/// For the whole store (`whole_store`), both sides are fenced (`OFFSET 0`) so Postgres hashes
-/// the 200-thousand-odd creation teams and scans the table once (1.4 s for 1M events here)
-/// instead of walking the position index with a primary-key lookup per event (3.8 s); for
-/// one aggregate, the unfenced join keeps to that aggregate's primary-key range.
-fn misattributed_where(condition: &str, whole_store: bool) -> String {
-    let fence = if whole_store { "OFFSET 0" } else { "" };
-    format!(
-        "SELECT * FROM (
-           SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.team_id, c.created_team,
-                  e.position
-           FROM (SELECT aggregate_type, aggregate_id,
-                        coalesce(payload -> 'TaskCreated' ->> 'teamId',
-                                 payload -> 'ReportRequested' ->> 'teamId') AS created_team
-                 FROM events c
-                 WHERE sequence = 1 AND {condition} {fence}) c
-           JOIN events e
-             ON e.aggregate_type = c.aggregate_type AND e.aggregate_id = c.aggregate_id
-           WHERE e.team_id IS DISTINCT FROM c.created_team {fence}) wrong
-         ORDER BY position
-         LIMIT 1"
-    )
+/// A row of the misattribution check.
+struct Misattributed {
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: i64,
+    team_id: Option<String>,
+    created_team: Option<String>,
 }
-
-/// Versions that something other than the events table has seen: snapshots and read models.
-const WITNESSED: &str = "WITH witnessed (aggregate_type, aggregate_id, version) AS (
-    SELECT aggregate_type, aggregate_id, last_sequence FROM snapshots
-    UNION ALL SELECT 'Task', id::text, version FROM tasks
-    UNION ALL SELECT 'Report', id::text, version FROM reports
-)";
 
 /// Rows handed from the reading task to the consumer at once: one channel hop per batch, not
 /// per row (a hop per row cost more than decoding the row).
@@ -302,20 +358,29 @@ const SCAN_BATCH: usize = 1_024;
 fn scan_in_position_order(pool: PgPool) -> BoxStream<'static, Result<AuditRecord, StoreError>> {
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<_>>(8);
     tokio::spawn(async move {
-        let query = format!("SELECT {COLUMNS} FROM events ORDER BY position");
         // Rows are decoded (JSON parsing is most of the cost) on blocking threads, two
-        // batches at once, in order, while the connection keeps receiving.
-        let mut decoded = sqlx::query(&query)
-            .fetch(&pool)
-            .ready_chunks(SCAN_BATCH)
-            .map(|rows| {
-                tokio::task::spawn_blocking(move || {
-                    rows.into_iter()
-                        .map(|row| row.map(|row| record(&row)).map_err(store_error))
-                        .collect::<Vec<_>>()
-                })
+        // batches at once, in order, while the connection keeps receiving. So the statement
+        // is not a `query_as!`, whose rows decode where they are fetched: its rows are read
+        // through `AuditRow`'s `FromRow` on those threads.
+        let mut decoded = sqlx::query(
+            "SELECT position, event_id, aggregate_type, aggregate_id, sequence, event_type,
+                    event_version, payload, metadata, recorded_at, hash, previous_hash
+             FROM events ORDER BY position",
+        )
+        .fetch(&pool)
+        .ready_chunks(SCAN_BATCH)
+        .map(|rows| {
+            tokio::task::spawn_blocking(move || {
+                rows.into_iter()
+                    .map(|row| {
+                        row.and_then(|row| AuditRow::from_row(&row))
+                            .map(AuditRecord::from)
+                            .map_err(store_error)
+                    })
+                    .collect::<Vec<_>>()
             })
-            .buffered(2);
+        })
+        .buffered(2);
         while let Some(batch) = decoded.next().await {
             let batch = batch
                 .unwrap_or_else(|e| vec![Err(StoreError::backend("decoding thread failed", e))]);

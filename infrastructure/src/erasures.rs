@@ -9,13 +9,13 @@ use chronicle_application::ports::erasures::{
 use chronicle_application::ports::store_error::StoreError;
 use chronicle_application::privacy::seal::reference;
 use chronicle_domain::ids::{ERASED_PREFIX, SEALED_PREFIX};
+use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::db::store_error;
-use crate::event_store::stored_event;
+use crate::event_store::EventRow;
 
 /// The erasures on `pool`.
 #[derive(Clone)]
@@ -30,42 +30,70 @@ impl PgErasures {
     }
 }
 
-/// The keyed hash a subject's id (`$1`) is recorded under: the id itself is never stored.
-const SUBJECT_TAG: &str =
-    "(SELECT sha256(tag_key || '\\x0a'::bytea || convert_to($1, 'UTF8')) FROM privacy_tag_key)";
-
 /// What a dead letter's or a projection failure's reason becomes when its event held a value
 /// of an erased person: a reason may quote the value (a decoding error does).
 const WITHHELD: &str = "reason withheld: the event holds values of an erased person";
 
-/// An erasure row's columns, as [`record`] reads them.
-const RECORD: &str =
-    "pseudonym, erased_at, erased_by, reason, streams, scrubbed_at IS NOT NULL AS scrubbed";
+/// An `erasures` row. The subject's id is recorded only as a keyed hash
+/// (`sha256(tag_key || 0x0a || id)`, the key in `privacy_tag_key`): every statement that looks
+/// one up computes it from `$1`.
+struct RecordRow {
+    pseudonym: String,
+    erased_at: DateTime<Utc>,
+    erased_by: String,
+    reason: String,
+    streams: i64,
+    scrubbed: bool,
+}
 
-fn record(row: &PgRow) -> ErasureRecord {
-    ErasureRecord {
-        pseudonym: row.get("pseudonym"),
-        erased_at: row.get("erased_at"),
-        erased_by: row.get("erased_by"),
-        reason: row.get("reason"),
-        streams: row.get::<i64, _>("streams").max(0) as u64,
-        scrubbed: row.get("scrubbed"),
+impl From<RecordRow> for ErasureRecord {
+    fn from(row: RecordRow) -> Self {
+        Self {
+            pseudonym: row.pseudonym,
+            erased_at: row.erased_at,
+            erased_by: row.erased_by,
+            reason: row.reason,
+            streams: row.streams.max(0) as u64,
+            scrubbed: row.scrubbed,
+        }
     }
 }
 
-/// The erasure event of the pseudonym `$1`: its stream's id is the pseudonym as a UUID.
-const ERASURE_EVENT: &str = "SELECT 1 FROM events
-     WHERE aggregate_type = 'DataSubject' AND replace(aggregate_id, '-', '') = $1
-       AND event_type = 'DataSubjectErased'";
+/// An event with its position.
+struct PositionedRow {
+    position: i64,
+    event_id: Uuid,
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    payload: Value,
+    metadata: Value,
+    recorded_at: DateTime<Utc>,
+    hash: String,
+    previous_hash: String,
+}
 
-/// An event's columns with its position, as [`positioned`] reads them.
-const POSITIONED: &str = "e.position, e.event_id, e.aggregate_type, e.aggregate_id, e.sequence,
-     e.event_type, e.event_version, e.payload, e.metadata, e.recorded_at, e.hash, e.previous_hash";
-
-fn positioned(row: &PgRow) -> PositionedEvent {
-    PositionedEvent {
-        position: row.get("position"),
-        event: stored_event(row),
+impl From<PositionedRow> for PositionedEvent {
+    fn from(row: PositionedRow) -> Self {
+        let event = EventRow {
+            event_id: row.event_id,
+            aggregate_type: row.aggregate_type,
+            aggregate_id: row.aggregate_id,
+            sequence: row.sequence,
+            event_type: row.event_type,
+            event_version: row.event_version,
+            payload: row.payload,
+            metadata: row.metadata,
+            recorded_at: row.recorded_at,
+            hash: row.hash,
+            previous_hash: row.previous_hash,
+        };
+        Self {
+            position: row.position,
+            event: event.into(),
+        }
     }
 }
 
@@ -87,14 +115,16 @@ impl Erasures for PgErasures {
         erased_by: &str,
         reason: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(&format!(
-            "INSERT INTO erasures (subject_tag, pseudonym, erased_by, reason)
-             VALUES ({SUBJECT_TAG}, $2, $3, $4) ON CONFLICT (pseudonym) DO NOTHING"
-        ))
-        .bind(subject_id)
-        .bind(pseudonym)
-        .bind(erased_by)
-        .bind(reason)
+        sqlx::query!(
+            r#"INSERT INTO erasures (subject_tag, pseudonym, erased_by, reason)
+               VALUES ((SELECT sha256(tag_key || '\x0a'::bytea || convert_to($1, 'UTF8'))
+                        FROM privacy_tag_key), $2, $3, $4)
+               ON CONFLICT (pseudonym) DO NOTHING"#,
+            subject_id,
+            pseudonym,
+            erased_by,
+            reason,
+        )
         .execute(&self.pool)
         .await
         .map_err(store_error)?;
@@ -102,32 +132,45 @@ impl Erasures for PgErasures {
     }
 
     async fn find(&self, subject_id: &str) -> Result<Option<ErasureRecord>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {RECORD} FROM erasures WHERE subject_tag = {SUBJECT_TAG}
-             ORDER BY erased_at DESC LIMIT 1"
-        ))
-        .bind(subject_id)
+        let row = sqlx::query_as!(
+            RecordRow,
+            r#"SELECT pseudonym, erased_at, erased_by, reason, streams,
+                      scrubbed_at IS NOT NULL AS "scrubbed!"
+               FROM erasures
+               WHERE subject_tag = (SELECT sha256(tag_key || '\x0a'::bytea
+                                                  || convert_to($1, 'UTF8'))
+                                    FROM privacy_tag_key)
+               ORDER BY erased_at DESC LIMIT 1"#,
+            subject_id,
+        )
         .fetch_optional(&self.pool)
         .await
         .map_err(store_error)?;
-        Ok(row.as_ref().map(record))
+        Ok(row.map(ErasureRecord::from))
     }
 
     async fn unfinished(&self, subject_id: &str) -> Result<Vec<ErasureRecord>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {RECORD} FROM erasures
-             WHERE subject_tag = {SUBJECT_TAG} AND scrubbed_at IS NULL ORDER BY erased_at"
-        ))
-        .bind(subject_id)
+        let rows = sqlx::query_as!(
+            RecordRow,
+            r#"SELECT pseudonym, erased_at, erased_by, reason, streams,
+                      scrubbed_at IS NOT NULL AS "scrubbed!"
+               FROM erasures
+               WHERE subject_tag = (SELECT sha256(tag_key || '\x0a'::bytea
+                                                  || convert_to($1, 'UTF8'))
+                                    FROM privacy_tag_key)
+                 AND scrubbed_at IS NULL
+               ORDER BY erased_at"#,
+            subject_id,
+        )
         .fetch_all(&self.pool)
         .await
         .map_err(store_error)?;
-        Ok(rows.iter().map(record).collect())
+        Ok(rows.into_iter().map(ErasureRecord::from).collect())
     }
 
     async fn lock(&self) -> Result<ErasureLock, StoreError> {
         let mut tx = self.pool.begin().await.map_err(store_error)?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('chronicle-erasure'))")
+        sqlx::query!("SELECT pg_advisory_xact_lock(hashtext('chronicle-erasure'))")
             .execute(&mut *tx)
             .await
             .map_err(store_error)?;
@@ -137,70 +180,83 @@ impl Erasures for PgErasures {
     }
 
     async fn in_clear_naming(&self, subject_id: &str) -> Result<Vec<PositionedEvent>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {POSITIONED} FROM events e
+        let rows = sqlx::query_as!(
+            PositionedRow,
+            "SELECT e.position, e.event_id, e.aggregate_type, e.aggregate_id, e.sequence,
+                    e.event_type, e.event_version, e.payload, e.metadata, e.recorded_at, e.hash,
+                    e.previous_hash
+             FROM events e
              WHERE e.metadata ->> 'sealed' IS NULL
                AND (e.metadata ->> 'actor_id' = $1 OR e.payload::text LIKE $2)
-             ORDER BY e.position"
-        ))
-        .bind(subject_id)
-        .bind(quoted_anywhere(subject_id))
+             ORDER BY e.position",
+            subject_id,
+            quoted_anywhere(subject_id),
+        )
         .fetch_all(&self.pool)
         .await
         .map_err(store_error)?;
-        Ok(rows.iter().map(positioned).collect())
+        Ok(rows.into_iter().map(PositionedEvent::from).collect())
     }
 
     async fn reports_naming(&self, names: &[String]) -> Result<Vec<PositionedEvent>, StoreError> {
         let patterns: Vec<String> = names.iter().map(|name| quoted_anywhere(name)).collect();
-        let rows = sqlx::query(&format!(
-            "SELECT {POSITIONED} FROM events e
+        let rows = sqlx::query_as!(
+            PositionedRow,
+            "SELECT e.position, e.event_id, e.aggregate_type, e.aggregate_id, e.sequence,
+                    e.event_type, e.event_version, e.payload, e.metadata, e.recorded_at, e.hash,
+                    e.previous_hash
+             FROM events e
              WHERE e.event_type = 'ReportCompleted' AND e.payload::text LIKE ANY($1)
-             ORDER BY e.position"
-        ))
-        .bind(&patterns)
+             ORDER BY e.position",
+            &patterns,
+        )
         .fetch_all(&self.pool)
         .await
         .map_err(store_error)?;
-        Ok(rows.iter().map(positioned).collect())
+        Ok(rows.into_iter().map(PositionedEvent::from).collect())
     }
 
     async fn erasure_appended(&self, pseudonym: &str) -> Result<bool, StoreError> {
-        sqlx::query_scalar(&format!("SELECT EXISTS ({ERASURE_EVENT})"))
-            .bind(pseudonym)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(store_error)
+        // The erasure event of the pseudonym: its stream's id is the pseudonym as a UUID.
+        sqlx::query_scalar!(
+            r#"SELECT EXISTS (
+                   SELECT 1 FROM events
+                   WHERE aggregate_type = 'DataSubject' AND replace(aggregate_id, '-', '') = $1
+                     AND event_type = 'DataSubjectErased') AS "appended!""#,
+            pseudonym,
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(store_error)
     }
 
     async fn plan(&self, pseudonym: &str, redactions: &[Redaction]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(store_error)?;
-        sqlx::query("DELETE FROM erased_events WHERE pseudonym = $1 AND applied_at IS NULL")
-            .bind(pseudonym)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
+        sqlx::query!(
+            "DELETE FROM erased_events WHERE pseudonym = $1 AND applied_at IS NULL",
+            pseudonym,
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
         let event_ids: Vec<Uuid> = redactions.iter().map(|r| r.event_id).collect();
-        let prior: Vec<&str> = redactions.iter().map(|r| r.prior_hash.as_str()).collect();
-        let redacted: Vec<&str> = redactions
-            .iter()
-            .map(|r| r.redacted_hash.as_str())
-            .collect();
-        let payloads: Vec<&Value> = redactions.iter().map(|r| &r.payload).collect();
-        let metadata: Vec<&Value> = redactions.iter().map(|r| &r.metadata).collect();
-        sqlx::query(
+        let prior: Vec<String> = redactions.iter().map(|r| r.prior_hash.clone()).collect();
+        let redacted: Vec<String> = redactions.iter().map(|r| r.redacted_hash.clone()).collect();
+        let payloads: Vec<Value> = redactions.iter().map(|r| r.payload.clone()).collect();
+        let metadata: Vec<Value> = redactions.iter().map(|r| r.metadata.clone()).collect();
+        sqlx::query!(
             "INSERT INTO erased_events
                  (event_id, pseudonym, prior_hash, redacted_hash, pending_payload, pending_metadata)
              SELECT r.event_id, $1, r.prior, r.redacted, r.payload, r.metadata
              FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[])
                   AS r(event_id, prior, redacted, payload, metadata)",
+            pseudonym,
+            &event_ids,
+            &prior,
+            &redacted,
+            &payloads,
+            &metadata,
         )
-        .bind(pseudonym)
-        .bind(&event_ids)
-        .bind(&prior)
-        .bind(&redacted)
-        .bind(&payloads)
-        .bind(&metadata)
         .execute(&mut *tx)
         .await
         .map_err(store_error)?;
@@ -209,27 +265,34 @@ impl Erasures for PgErasures {
 
     async fn settle(&self) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await.map_err(store_error)?;
-        let changed = sqlx::query(&format!(
+        // Only the plans whose erasure event was appended: its stream's id is the pseudonym
+        // as a UUID.
+        let changed = sqlx::query!(
             "UPDATE events e SET payload = l.pending_payload, metadata = l.pending_metadata
              FROM erased_events l
              WHERE l.event_id = e.event_id AND l.applied_at IS NULL
-               AND EXISTS ({})",
-            ERASURE_EVENT.replace("$1", "l.pseudonym")
-        ))
+               AND EXISTS (SELECT 1 FROM events
+                           WHERE aggregate_type = 'DataSubject'
+                             AND replace(aggregate_id, '-', '') = l.pseudonym
+                             AND event_type = 'DataSubjectErased')"
+        )
         .execute(&mut *tx)
         .await
         .map_err(store_error)?
         .rows_affected();
-        sqlx::query(&format!(
+        sqlx::query!(
             "UPDATE erased_events l
              SET applied_at = now(), pending_payload = NULL, pending_metadata = NULL
-             WHERE l.applied_at IS NULL AND EXISTS ({})",
-            ERASURE_EVENT.replace("$1", "l.pseudonym")
-        ))
+             WHERE l.applied_at IS NULL
+               AND EXISTS (SELECT 1 FROM events
+                           WHERE aggregate_type = 'DataSubject'
+                             AND replace(aggregate_id, '-', '') = l.pseudonym
+                             AND event_type = 'DataSubjectErased')"
+        )
         .execute(&mut *tx)
         .await
         .map_err(store_error)?;
-        sqlx::query("DELETE FROM erased_events WHERE applied_at IS NULL")
+        sqlx::query!("DELETE FROM erased_events WHERE applied_at IS NULL")
             .execute(&mut *tx)
             .await
             .map_err(store_error)?;
@@ -239,39 +302,36 @@ impl Erasures for PgErasures {
 
     async fn streams_of(&self, pseudonym: &str) -> Result<Vec<StreamRef>, StoreError> {
         // The actor through its index; values in the payload by a scan of sealed events.
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT aggregate_type, aggregate_id FROM events
-             WHERE metadata ->> 'actor_id' = $1 OR metadata ->> 'actor_id' = $4
-             UNION
-             SELECT aggregate_type, aggregate_id FROM events
-             WHERE (metadata ->> 'sealed' IS NOT NULL
-                    AND (payload::text LIKE $2 OR payload::text LIKE $3))
-                OR payload::text LIKE $5
-             ORDER BY 1, 2",
+        let rows = sqlx::query_as!(
+            StreamRef,
+            r#"SELECT aggregate_type AS "aggregate_type!", aggregate_id AS "aggregate_id!"
+               FROM events
+               WHERE metadata ->> 'actor_id' = $1 OR metadata ->> 'actor_id' = $4
+               UNION
+               SELECT aggregate_type, aggregate_id FROM events
+               WHERE (metadata ->> 'sealed' IS NOT NULL
+                      AND (payload::text LIKE $2 OR payload::text LIKE $3))
+                  OR payload::text LIKE $5
+               ORDER BY 1, 2"#,
+            reference(pseudonym),
+            quoted_anywhere(&reference(pseudonym)),
+            format!("%\"{SEALED_PREFIX}{pseudonym}:%"),
+            format!("{ERASED_PREFIX}{pseudonym}"),
+            quoted_anywhere(&format!("{ERASED_PREFIX}{pseudonym}")),
         )
-        .bind(reference(pseudonym))
-        .bind(quoted_anywhere(&reference(pseudonym)))
-        .bind(format!("%\"{SEALED_PREFIX}{pseudonym}:%"))
-        .bind(format!("{ERASED_PREFIX}{pseudonym}"))
-        .bind(quoted_anywhere(&format!("{ERASED_PREFIX}{pseudonym}")))
         .fetch_all(&self.pool)
         .await
         .map_err(store_error)?;
-        Ok(rows
-            .into_iter()
-            .map(|(aggregate_type, aggregate_id)| StreamRef {
-                aggregate_type,
-                aggregate_id,
-            })
-            .collect())
+        Ok(rows)
     }
 
     async fn events_of(&self, streams: &[StreamRef]) -> Result<Vec<StoredEvent>, StoreError> {
-        let (types, ids): (Vec<&str>, Vec<&str>) = streams
+        let (types, ids): (Vec<String>, Vec<String>) = streams
             .iter()
-            .map(|s| (s.aggregate_type.as_str(), s.aggregate_id.as_str()))
+            .map(|s| (s.aggregate_type.clone(), s.aggregate_id.clone()))
             .unzip();
-        let rows = sqlx::query(
+        let rows = sqlx::query_as!(
+            EventRow,
             "SELECT e.event_id, e.aggregate_type, e.aggregate_id, e.sequence, e.event_type,
                     e.event_version, e.payload, e.metadata, e.recorded_at, e.hash,
                     e.previous_hash
@@ -279,30 +339,33 @@ impl Erasures for PgErasures {
              JOIN events e ON e.aggregate_type = s.aggregate_type
                           AND e.aggregate_id = s.aggregate_id
              ORDER BY e.aggregate_type, e.aggregate_id, e.sequence",
+            &types,
+            &ids,
         )
-        .bind(&types)
-        .bind(&ids)
         .fetch_all(&self.pool)
         .await
         .map_err(store_error)?;
-        Ok(rows.iter().map(stored_event).collect())
+        Ok(rows.into_iter().map(StoredEvent::from).collect())
     }
 
     async fn scrub(&self, scrub: &Scrub) -> Result<ErasureRecord, StoreError> {
-        let (types, ids): (Vec<&str>, Vec<&str>) = scrub
+        let (types, ids): (Vec<String>, Vec<String>) = scrub
             .streams
             .iter()
-            .map(|s| (s.aggregate_type.as_str(), s.aggregate_id.as_str()))
+            .map(|s| (s.aggregate_type.clone(), s.aggregate_id.clone()))
             .unzip();
-        let (event_ids, envelopes): (Vec<Uuid>, Vec<&Value>) =
-            scrub.envelopes.iter().map(|(id, v)| (*id, v)).unzip();
+        let (event_ids, envelopes): (Vec<Uuid>, Vec<Value>) = scrub
+            .envelopes
+            .iter()
+            .map(|(id, v)| (*id, v.clone()))
+            .unzip();
         let mut tx = self.pool.begin().await.map_err(store_error)?;
-        sqlx::query(
+        sqlx::query!(
             "DELETE FROM snapshots s USING UNNEST($1::text[], $2::text[]) AS a(t, id)
              WHERE s.aggregate_type = a.t AND s.aggregate_id = a.id",
+            &types,
+            &ids,
         )
-        .bind(&types)
-        .bind(&ids)
         .execute(&mut *tx)
         .await
         .map_err(store_error)?;
@@ -310,32 +373,34 @@ impl Erasures for PgErasures {
         // recognised, without their fingerprints, which hash the commands' arguments (the
         // subject's titles, an assignee id) without a salt; a record without one still
         // answers a retry.
-        sqlx::query("DELETE FROM idempotency_keys WHERE actor_id = $1")
-            .bind(&scrub.subject_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        sqlx::query(
-            "UPDATE idempotency_keys SET request_fingerprint = NULL
-             WHERE aggregate_id = ANY($1) AND request_fingerprint IS NOT NULL",
+        sqlx::query!(
+            "DELETE FROM idempotency_keys WHERE actor_id = $1",
+            scrub.subject_id,
         )
-        .bind(&ids)
         .execute(&mut *tx)
         .await
         .map_err(store_error)?;
-        sqlx::query(
+        sqlx::query!(
+            "UPDATE idempotency_keys SET request_fingerprint = NULL
+             WHERE aggregate_id = ANY($1) AND request_fingerprint IS NOT NULL",
+            &ids,
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        sqlx::query!(
             "UPDATE outbox o SET payload = v.payload
              FROM UNNEST($1::uuid[], $2::jsonb[]) AS v(event_id, payload)
              WHERE o.event_id = v.event_id",
+            &event_ids,
+            &envelopes,
         )
-        .bind(&event_ids)
-        .bind(&envelopes)
         .execute(&mut *tx)
         .await
         .map_err(store_error)?;
         // Dead letters and projection failures hold the events as consumed (in clear): they
         // take the envelope as it reads now, and their reasons, which may quote a value, go.
-        sqlx::query(
+        sqlx::query!(
             "UPDATE dead_letters d SET payload = convert_to(v.payload::text, 'UTF8'),
                     reason = $3
              FROM (SELECT l.id, h.value AS ce_id
@@ -344,46 +409,48 @@ impl Erasures for PgErasures {
              JOIN UNNEST($1::uuid[], $2::jsonb[]) AS v(event_id, payload)
                ON held.ce_id = convert_to(v.event_id::text, 'UTF8')
              WHERE d.id = held.id",
+            &event_ids,
+            &envelopes,
+            WITHHELD,
         )
-        .bind(&event_ids)
-        .bind(&envelopes)
-        .bind(WITHHELD)
         .execute(&mut *tx)
         .await
         .map_err(store_error)?;
-        sqlx::query(
+        sqlx::query!(
             "UPDATE dead_letters SET
                 redriven_by = CASE WHEN redriven_by = $1 THEN $2 ELSE redriven_by END,
                 discarded_by = CASE WHEN discarded_by = $1 THEN $2 ELSE discarded_by END
              WHERE redriven_by = $1 OR discarded_by = $1",
+            scrub.subject_id,
+            format!("{ERASED_PREFIX}{}", scrub.pseudonym),
         )
-        .bind(&scrub.subject_id)
-        .bind(format!("{ERASED_PREFIX}{}", scrub.pseudonym))
         .execute(&mut *tx)
         .await
         .map_err(store_error)?;
-        sqlx::query(
+        sqlx::query!(
             "UPDATE projection_failures f SET event = v.payload, reason = $3
              FROM UNNEST($1::uuid[], $2::jsonb[]) AS v(event_id, payload)
              WHERE f.event_id = v.event_id",
+            &event_ids,
+            &envelopes,
+            WITHHELD,
         )
-        .bind(&event_ids)
-        .bind(&envelopes)
-        .bind(WITHHELD)
         .execute(&mut *tx)
         .await
         .map_err(store_error)?;
-        let row = sqlx::query(&format!(
-            "UPDATE erasures SET streams = $2, scrubbed_at = now() WHERE pseudonym = $1
-             RETURNING {RECORD}"
-        ))
-        .bind(&scrub.pseudonym)
-        .bind(scrub.streams.len() as i64)
+        let row = sqlx::query_as!(
+            RecordRow,
+            r#"UPDATE erasures SET streams = $2, scrubbed_at = now() WHERE pseudonym = $1
+               RETURNING pseudonym, erased_at, erased_by, reason, streams,
+                         scrubbed_at IS NOT NULL AS "scrubbed!""#,
+            scrub.pseudonym,
+            scrub.streams.len() as i64,
+        )
         .fetch_optional(&mut *tx)
         .await
         .map_err(store_error)?
         .ok_or_else(|| StoreError::corrupt("the erasure being scrubbed has no record"))?;
         tx.commit().await.map_err(store_error)?;
-        Ok(record(&row))
+        Ok(row.into())
     }
 }

@@ -24,45 +24,22 @@ impl PgSubjectKeys {
     }
 }
 
-/// A `subject_keys` row: subject id, pseudonym, key bytes.
-type KeyRow = (String, String, Vec<u8>);
+/// A `subject_keys` row.
+struct KeyRow {
+    subject_id: String,
+    pseudonym: String,
+    data_key: Vec<u8>,
+}
 
-fn subject_key((subject_id, pseudonym, bytes): KeyRow) -> Result<SubjectKey, StoreError> {
-    let key = DataKey::from_bytes(&bytes)
+fn subject_key(row: KeyRow) -> Result<SubjectKey, StoreError> {
+    let key = DataKey::from_bytes(&row.data_key)
         .ok_or_else(|| StoreError::corrupt("a subject key is not 32 bytes"))?;
     Ok(SubjectKey {
-        subject_id,
-        pseudonym,
+        subject_id: row.subject_id,
+        pseudonym: row.pseudonym,
         key,
     })
 }
-
-impl PgSubjectKeys {
-    /// The key `sql` finds, matching `value` (`$1`) against a unique column.
-    async fn key_where(&self, sql: &str, value: &str) -> Result<Option<SubjectKey>, StoreError> {
-        let row: Option<KeyRow> = sqlx::query_as(sql)
-            .bind(value)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_error)?;
-        row.map(subject_key).transpose()
-    }
-}
-
-/// The transactions writing `events` now, other than ours: every append in flight. An append
-/// takes this lock when its statement starts, before its snapshot, and keeps it to its commit.
-const APPENDS_IN_FLIGHT: &str = "
-    SELECT coalesce(array_agg(virtualtransaction), '{}') FROM pg_locks
-    WHERE locktype = 'relation' AND relation = to_regclass('events')
-      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-      AND mode = 'RowExclusiveLock' AND pid <> pg_backend_pid()";
-
-/// Which of `$1` still hold their lock on `events`.
-const STILL_IN_FLIGHT: &str = "
-    SELECT count(*) FROM pg_locks
-    WHERE locktype = 'relation' AND relation = to_regclass('events')
-      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-      AND mode = 'RowExclusiveLock' AND virtualtransaction = ANY($1)";
 
 /// How long a destroyed key waits for the appends that may have seen it; an append is one
 /// statement, so this is only reached when something holds `events` open for writing.
@@ -77,18 +54,34 @@ impl PgSubjectKeys {
     /// has committed (or failed), so the erasure's rewrite of copies, which comes next, finds
     /// it; any later append sees the key gone and is refused.
     async fn await_appends_in_flight(&self) -> Result<(), StoreError> {
-        let (in_flight,): (Vec<String>,) = sqlx::query_as(APPENDS_IN_FLIGHT)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(store_error)?;
+        // The transactions writing `events` now, other than ours: every append in flight. An
+        // append takes this lock when its statement starts, before its snapshot, and keeps it
+        // to its commit.
+        let in_flight = sqlx::query_scalar!(
+            r#"SELECT coalesce(array_agg(virtualtransaction), '{}') AS "in_flight!"
+               FROM pg_locks
+               WHERE locktype = 'relation' AND relation = to_regclass('events')
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                 AND mode = 'RowExclusiveLock' AND pid <> pg_backend_pid()"#
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(store_error)?;
         let started = Instant::now();
         let mut pause = Duration::from_millis(2);
         while !in_flight.is_empty() {
-            let (left,): (i64,) = sqlx::query_as(STILL_IN_FLIGHT)
-                .bind(&in_flight)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(store_error)?;
+            // Which of them still hold their lock on `events`.
+            let left = sqlx::query_scalar!(
+                r#"SELECT count(*) AS "left!" FROM pg_locks
+                   WHERE locktype = 'relation' AND relation = to_regclass('events')
+                     AND database = (SELECT oid FROM pg_database
+                                     WHERE datname = current_database())
+                     AND mode = 'RowExclusiveLock' AND virtualtransaction = ANY($1)"#,
+                &in_flight,
+            )
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
             if left == 0 {
                 break;
             }
@@ -119,17 +112,17 @@ impl SubjectKeys for PgSubjectKeys {
                 return Ok(found);
             }
             let made = DataKey::generate();
-            let inserted: Option<(String,)> = sqlx::query_as(
+            let inserted = sqlx::query_scalar!(
                 "INSERT INTO subject_keys (subject_id, pseudonym, data_key) VALUES ($1, $2, $3)
                  ON CONFLICT (subject_id) DO NOTHING RETURNING pseudonym",
+                subject_id,
+                new_pseudonym(),
+                made.expose().as_slice(),
             )
-            .bind(subject_id)
-            .bind(new_pseudonym())
-            .bind(made.expose().as_slice())
             .fetch_optional(&self.pool)
             .await
             .map_err(store_error)?;
-            if let Some((pseudonym,)) = inserted {
+            if let Some(pseudonym) = inserted {
                 return Ok(SubjectKey {
                     subject_id: subject_id.to_owned(),
                     pseudonym,
@@ -149,32 +142,43 @@ impl SubjectKeys for PgSubjectKeys {
     }
 
     async fn find(&self, subject_id: &str) -> Result<Option<SubjectKey>, StoreError> {
-        self.key_where(
+        sqlx::query_as!(
+            KeyRow,
             "SELECT subject_id, pseudonym, data_key FROM subject_keys WHERE subject_id = $1",
             subject_id,
         )
+        .fetch_optional(&self.pool)
         .await
+        .map_err(store_error)?
+        .map(subject_key)
+        .transpose()
     }
 
     async fn by_pseudonym(&self, pseudonym: &str) -> Result<Option<SubjectKey>, StoreError> {
-        self.key_where(
+        sqlx::query_as!(
+            KeyRow,
             "SELECT subject_id, pseudonym, data_key FROM subject_keys WHERE pseudonym = $1",
             pseudonym,
         )
+        .fetch_optional(&self.pool)
         .await
+        .map_err(store_error)?
+        .map(subject_key)
+        .transpose()
     }
 
     async fn destroy(&self, subject_id: &str) -> Result<Option<String>, StoreError> {
-        let row: Option<(String,)> =
-            sqlx::query_as("DELETE FROM subject_keys WHERE subject_id = $1 RETURNING pseudonym")
-                .bind(subject_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(store_error)?;
+        let pseudonym = sqlx::query_scalar!(
+            "DELETE FROM subject_keys WHERE subject_id = $1 RETURNING pseudonym",
+            subject_id,
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
         // Also when there was no key: an erasure asked again after its wait failed (or after a
         // crash between the deletion and the wait) must not rewrite copies before the
         // appends that saw the key have ended.
         self.await_appends_in_flight().await?;
-        Ok(row.map(|(pseudonym,)| pseudonym))
+        Ok(pseudonym)
     }
 }

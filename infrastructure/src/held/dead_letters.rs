@@ -29,14 +29,14 @@ impl DeadLetterStore for PgDeadLetters {
     async fn record(&self, message: RejectedMessage) -> Result<i64, StoreError> {
         if let Some(id) = message.redrive_of {
             // Set aside again after a redrive: the same entry, its attempts counted on.
-            let updated: Option<i64> = sqlx::query_scalar(
+            let updated = sqlx::query_scalar!(
                 "UPDATE dead_letters SET reason = $2, attempts = attempts + $3,
                         dead_lettered_at = now()
                  WHERE id = $1 RETURNING id",
+                id,
+                message.reason,
+                message.attempts as i32,
             )
-            .bind(id)
-            .bind(&message.reason)
-            .bind(message.attempts as i32)
             .fetch_optional(&self.pool)
             .await
             .map_err(store_error)?;
@@ -46,24 +46,24 @@ impl DeadLetterStore for PgDeadLetters {
         }
         let (names, values): (Vec<String>, Vec<Option<Vec<u8>>>) =
             message.headers.iter().cloned().unzip();
-        sqlx::query_scalar(
-            "INSERT INTO dead_letters (consumer_group, original_topic, original_partition,
+        sqlx::query_scalar!(
+            r#"INSERT INTO dead_letters (consumer_group, original_topic, original_partition,
                  original_offset, key, header_names, header_values, payload, reason, attempts)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
              ON CONFLICT (consumer_group, original_topic, original_partition, original_offset)
              DO UPDATE SET reason = EXCLUDED.reason
-             RETURNING id",
+             RETURNING id"#,
+            message.group,
+            message.original_topic,
+            message.original_partition,
+            message.original_offset,
+            message.key,
+            &names,
+            &values as &[Option<Vec<u8>>],
+            message.payload,
+            message.reason,
+            message.attempts as i32,
         )
-        .bind(&message.group)
-        .bind(&message.original_topic)
-        .bind(message.original_partition)
-        .bind(message.original_offset)
-        .bind(&message.key)
-        .bind(&names)
-        .bind(&values)
-        .bind(&message.payload)
-        .bind(&message.reason)
-        .bind(message.attempts as i32)
         .fetch_one(&self.pool)
         .await
         .map_err(store_error)
@@ -71,7 +71,6 @@ impl DeadLetterStore for PgDeadLetters {
 }
 
 /// A `dead_letters` row as operators see it.
-#[derive(sqlx::FromRow)]
 struct DeadLetterRow {
     id: i64,
     consumer_group: String,
@@ -120,19 +119,18 @@ impl From<DeadLetterRow> for HeldMessage {
     }
 }
 
-const SELECT: &str = "SELECT id, consumer_group, original_topic, original_partition,
-        original_offset, key, header_names, header_values, payload, reason, attempts,
-        dead_lettered_at, redriven_at, redriven_by
-    FROM dead_letters WHERE discarded_at IS NULL";
-
 pub(super) async fn counts(pool: &PgPool) -> Result<Vec<(String, i64)>, StoreError> {
-    sqlx::query_as(
-        "SELECT consumer_group, count(*) FROM dead_letters WHERE discarded_at IS NULL
-         GROUP BY consumer_group",
+    let rows = sqlx::query!(
+        r#"SELECT consumer_group, count(*) AS "count!" FROM dead_letters
+           WHERE discarded_at IS NULL GROUP BY consumer_group"#
     )
     .fetch_all(pool)
     .await
-    .map_err(store_error)
+    .map_err(store_error)?;
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.consumer_group, row.count))
+        .collect())
 }
 
 /// Up to `limit` (all when `None`) of `group`'s entries after `after`, in id order; of
@@ -146,17 +144,22 @@ pub(super) async fn select(
     pending: bool,
     limit: Option<usize>,
 ) -> Result<Vec<HeldMessage>, StoreError> {
-    let rows: Vec<DeadLetterRow> = sqlx::query_as(&format!(
-        "{SELECT} AND consumer_group = $1 AND id > $2
-           AND ($3::bigint[] IS NULL OR id = ANY($3))
-           AND (NOT $4 OR redriven_at IS NULL OR dead_lettered_at > redriven_at)
-         ORDER BY id LIMIT $5"
-    ))
-    .bind(group)
-    .bind(after)
-    .bind(ids)
-    .bind(pending)
-    .bind(limit.map(|n| n as i64))
+    let rows = sqlx::query_as!(
+        DeadLetterRow,
+        r#"SELECT id, consumer_group, original_topic, original_partition, original_offset, key,
+                  header_names, header_values AS "header_values: Vec<Option<Vec<u8>>>",
+                  payload, reason, attempts, dead_lettered_at, redriven_at, redriven_by
+           FROM dead_letters
+           WHERE discarded_at IS NULL AND consumer_group = $1 AND id > $2
+             AND ($3::bigint[] IS NULL OR id = ANY($3))
+             AND (NOT $4 OR redriven_at IS NULL OR dead_lettered_at > redriven_at)
+           ORDER BY id LIMIT $5"#,
+        group,
+        after,
+        ids,
+        pending,
+        limit.map(|n| n as i64),
+    )
     .fetch_all(pool)
     .await
     .map_err(store_error)?;
@@ -168,12 +171,12 @@ pub(super) async fn mark_redriven(
     ids: &[i64],
     actor: &str,
 ) -> Result<u64, StoreError> {
-    let marked = sqlx::query(
+    let marked = sqlx::query!(
         "UPDATE dead_letters SET redriven_at = clock_timestamp(), redriven_by = $2
          WHERE id = ANY($1)",
+        ids,
+        actor,
     )
-    .bind(ids)
-    .bind(actor)
     .execute(pool)
     .await
     .map_err(store_error)?;
@@ -181,10 +184,10 @@ pub(super) async fn mark_redriven(
 }
 
 pub(super) async fn unmark_redriven(pool: &PgPool, ids: &[i64]) -> Result<(), StoreError> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE dead_letters SET redriven_at = NULL, redriven_by = NULL WHERE id = ANY($1)",
+        ids,
     )
-    .bind(ids)
     .execute(pool)
     .await
     .map_err(store_error)?;
@@ -197,13 +200,13 @@ pub(super) async fn discard(
     ids: &[i64],
     actor: &str,
 ) -> Result<u64, StoreError> {
-    let discarded = sqlx::query(
+    let discarded = sqlx::query!(
         "UPDATE dead_letters SET discarded_at = now(), discarded_by = $3
          WHERE consumer_group = $1 AND id = ANY($2) AND discarded_at IS NULL",
+        group,
+        ids,
+        actor,
     )
-    .bind(group)
-    .bind(ids)
-    .bind(actor)
     .execute(pool)
     .await
     .map_err(store_error)?;

@@ -12,7 +12,6 @@ use crate::db::store_error;
 use crate::outbox::OUTBOX_CHANNEL;
 
 /// A parked row as read: the envelope's own aggregate type and sequence.
-#[derive(sqlx::FromRow)]
 struct ParkedRow {
     id: i64,
     aggregate_type: String,
@@ -44,13 +43,10 @@ impl From<ParkedRow> for HeldMessage {
     }
 }
 
-const SELECT: &str = "SELECT id, payload->>'aggregateType' AS aggregate_type, key AS aggregate_id,
-        event_id, (payload->>'sequence')::bigint AS sequence, attempts, last_error, parked_at
-    FROM outbox WHERE parked_at IS NOT NULL AND published_at IS NULL";
-
 pub(super) async fn count(pool: &PgPool) -> Result<u64, StoreError> {
-    let count: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM outbox WHERE parked_at IS NOT NULL AND published_at IS NULL",
+    let count = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM outbox
+           WHERE parked_at IS NOT NULL AND published_at IS NULL"#
     )
     .fetch_one(pool)
     .await
@@ -66,12 +62,19 @@ pub(super) async fn select(
     ids: Option<&[i64]>,
     limit: Option<usize>,
 ) -> Result<Vec<HeldMessage>, StoreError> {
-    let rows: Vec<ParkedRow> = sqlx::query_as(&format!(
-        "{SELECT} AND id > $1 AND ($2::bigint[] IS NULL OR id = ANY($2)) ORDER BY id LIMIT $3"
-    ))
-    .bind(after)
-    .bind(ids)
-    .bind(limit.map(|n| n as i64))
+    let rows = sqlx::query_as!(
+        ParkedRow,
+        r#"SELECT id, payload->>'aggregateType' AS "aggregate_type!", key AS aggregate_id,
+                  event_id, (payload->>'sequence')::bigint AS "sequence!", attempts, last_error,
+                  parked_at AS "parked_at!"
+           FROM outbox
+           WHERE parked_at IS NOT NULL AND published_at IS NULL
+             AND id > $1 AND ($2::bigint[] IS NULL OR id = ANY($2))
+           ORDER BY id LIMIT $3"#,
+        after,
+        ids,
+        limit.map(|n| n as i64),
+    )
     .fetch_all(pool)
     .await
     .map_err(store_error)?;
@@ -83,19 +86,18 @@ pub(super) async fn unpark(pool: &PgPool, ids: &[i64]) -> Result<u64, StoreError
     let mut tx = pool.begin().await.map_err(store_error)?;
     // Attempts start over, so a record refused again is parked again only after as many
     // refusals as the first time.
-    let unparked = sqlx::query(
+    let unparked = sqlx::query!(
         "UPDATE outbox SET parked_at = NULL, attempts = 0
          WHERE parked_at IS NOT NULL AND published_at IS NULL AND id = ANY($1)",
+        ids,
     )
-    .bind(ids)
     .execute(&mut *tx)
     .await
     .map_err(store_error)?
     .rows_affected();
     if unparked > 0 {
         // Delivered at commit: the active relay, in whichever process, reads at once.
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(OUTBOX_CHANNEL)
+        sqlx::query!("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
             .execute(&mut *tx)
             .await
             .map_err(store_error)?;
