@@ -165,7 +165,7 @@ async fn ready(State(state): State<OpsState>) -> Response {
     let (database, broker, parked) = tokio::join!(
         tokio::time::timeout(
             READY_DATABASE_TIMEOUT,
-            sqlx::query("SELECT 1").execute(&state.pool)
+            sqlx::query!("SELECT 1 AS alive").fetch_one(&state.pool)
         ),
         state.broker.check(),
         tokio::time::timeout(READY_DATABASE_TIMEOUT, state.held.total(HeldKind::Parked)),

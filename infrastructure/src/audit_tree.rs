@@ -20,7 +20,7 @@ use chronicle_application::ports::store_error::StoreError;
 use chrono::{DateTime, Utc};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::db::store_error;
@@ -44,24 +44,29 @@ fn hash_of(bytes: Vec<u8>) -> Result<Hash, StoreError> {
         .map_err(|_| StoreError::corrupt("an audit tree hash is not 32 bytes"))
 }
 
-type CheckpointRow = (i64, Vec<u8>, DateTime<Utc>, String, Vec<u8>);
+/// An `audit_checkpoints` row.
+struct CheckpointRow {
+    tree_size: i64,
+    root_hash: Vec<u8>,
+    issued_at: DateTime<Utc>,
+    key_id: String,
+    signature: Vec<u8>,
+}
 
-fn checkpoint(
-    (size, root, issued_at, key_id, signature): CheckpointRow,
-) -> Result<Checkpoint, StoreError> {
+fn checkpoint(row: CheckpointRow) -> Result<Checkpoint, StoreError> {
     Ok(Checkpoint {
-        tree_size: size.max(0) as u64,
-        root: hash_of(root)?,
-        issued_at,
-        key_id,
-        signature,
+        tree_size: row.tree_size.max(0) as u64,
+        root: hash_of(row.root_hash)?,
+        issued_at: row.issued_at,
+        key_id: row.key_id,
+        signature: row.signature,
     })
 }
 
 #[async_trait]
 impl AuditTree for PgAuditTree {
     async fn size(&self) -> Result<u64, StoreError> {
-        let size: Option<i64> = sqlx::query_scalar("SELECT max(index) + 1 FROM audit_leaves")
+        let size = sqlx::query_scalar!("SELECT max(index) + 1 AS size FROM audit_leaves")
             .fetch_one(&self.pool)
             .await
             .map_err(store_error)?;
@@ -70,28 +75,25 @@ impl AuditTree for PgAuditTree {
 
     async fn append_settled(&self, limit: usize) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await.map_err(store_error)?;
-        let last: Option<(i64, i64)> =
-            sqlx::query_as("SELECT index, position FROM audit_leaves ORDER BY index DESC LIMIT 1")
+        let last =
+            sqlx::query!("SELECT index, position FROM audit_leaves ORDER BY index DESC LIMIT 1")
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(store_error)?;
-        let (size, after) = last.map_or((0u64, 0i64), |(index, position)| {
-            (index as u64 + 1, position)
-        });
-        let rows = sqlx::query(
-            "SELECT position, event_id::text AS event_id, aggregate_type, aggregate_id, sequence,
-                    hash, transaction_id < pg_snapshot_xmin(pg_current_snapshot()) AS settled
-             FROM events WHERE position > $1 ORDER BY position LIMIT $2",
+        let (size, after) =
+            last.map_or((0u64, 0i64), |last| (last.index as u64 + 1, last.position));
+        let rows = sqlx::query!(
+            r#"SELECT position, event_id::text AS "event_id!", aggregate_type, aggregate_id,
+                      sequence, hash,
+                      transaction_id < pg_snapshot_xmin(pg_current_snapshot()) AS "settled!"
+               FROM events WHERE position > $1 ORDER BY position LIMIT $2"#,
+            after,
+            limit as i64,
         )
-        .bind(after)
-        .bind(limit as i64)
         .fetch_all(&mut *tx)
         .await
         .map_err(store_error)?;
-        let settled: Vec<_> = rows
-            .iter()
-            .take_while(|row| row.get::<bool, _>("settled"))
-            .collect();
+        let settled: Vec<_> = rows.iter().take_while(|row| row.settled).collect();
         if settled.is_empty() {
             return Ok(size);
         }
@@ -112,14 +114,14 @@ impl AuditTree for PgAuditTree {
         let (mut node_level, mut node_index, mut node_hash) = (Vec::new(), Vec::new(), Vec::new());
         for (offset, row) in settled.iter().enumerate() {
             let index = size + offset as u64;
-            let position: i64 = row.get("position");
+            let position = row.position;
             let data = merkle::leaf_data(
                 position,
-                row.get("event_id"),
-                row.get("aggregate_type"),
-                row.get("aggregate_id"),
-                row.get("sequence"),
-                row.get("hash"),
+                &row.event_id,
+                &row.aggregate_type,
+                &row.aggregate_id,
+                row.sequence,
+                &row.hash,
             );
             let leaf = merkle::leaf_hash(&data);
             leaf_index.push(index as i64);
@@ -141,23 +143,23 @@ impl AuditTree for PgAuditTree {
             }
             pending.insert(level, hash);
         }
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO audit_leaves (index, position, hash)
              SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])",
+            &leaf_index,
+            &leaf_position,
+            &leaf_hash,
         )
-        .bind(&leaf_index)
-        .bind(&leaf_position)
-        .bind(&leaf_hash)
         .execute(&mut *tx)
         .await
         .map_err(store_error)?;
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO audit_nodes (level, index, hash)
              SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])",
+            &node_level,
+            &node_index,
+            &node_hash,
         )
-        .bind(&node_level)
-        .bind(&node_index)
-        .bind(&node_hash)
         .execute(&mut *tx)
         .await
         .map_err(store_error)?;
@@ -170,39 +172,39 @@ impl AuditTree for PgAuditTree {
             .iter()
             .map(|(level, index)| (*level as i16, *index as i64))
             .unzip();
-        let rows: Vec<(i16, i64, Vec<u8>)> = sqlx::query_as(
-            "SELECT w.level, w.index, coalesce(l.hash, n.hash)
-             FROM unnest($1::smallint[], $2::bigint[]) AS w(level, index)
-             LEFT JOIN audit_leaves l ON w.level = 0 AND l.index = w.index
-             LEFT JOIN audit_nodes n ON w.level > 0 AND n.level = w.level AND n.index = w.index
-             WHERE coalesce(l.hash, n.hash) IS NOT NULL",
+        let rows = sqlx::query!(
+            r#"SELECT w.level AS "level!", w.index AS "index!", coalesce(l.hash, n.hash) AS "hash!"
+               FROM unnest($1::smallint[], $2::bigint[]) AS w(level, index)
+               LEFT JOIN audit_leaves l ON w.level = 0 AND l.index = w.index
+               LEFT JOIN audit_nodes n ON w.level > 0 AND n.level = w.level AND n.index = w.index
+               WHERE coalesce(l.hash, n.hash) IS NOT NULL"#,
+            &levels,
+            &indexes,
         )
-        .bind(&levels)
-        .bind(&indexes)
         .fetch_all(&self.pool)
         .await
         .map_err(store_error)?;
         rows.into_iter()
-            .map(|(level, index, hash)| Ok(((level as u32, index as u64), hash_of(hash)?)))
+            .map(|row| Ok(((row.level as u32, row.index as u64), hash_of(row.hash)?)))
             .collect()
     }
 
     async fn leaf_of(&self, event_id: Uuid) -> Result<Option<LeafPlace>, StoreError> {
-        let row: Option<(i64, Vec<u8>, String, Option<String>)> = sqlx::query_as(
+        let row = sqlx::query!(
             "SELECT l.index, l.hash, e.aggregate_type, e.team_id
              FROM events e JOIN audit_leaves l ON l.position = e.position
              WHERE e.event_id = $1",
+            event_id,
         )
-        .bind(event_id)
         .fetch_optional(&self.pool)
         .await
         .map_err(store_error)?;
-        row.map(|(index, hash, aggregate_type, team_id)| {
+        row.map(|row| {
             Ok(LeafPlace {
-                index: index as u64,
-                hash: hash_of(hash)?,
-                aggregate_type,
-                team_id,
+                index: row.index as u64,
+                hash: hash_of(row.hash)?,
+                aggregate_type: row.aggregate_type,
+                team_id: row.team_id,
             })
         })
         .transpose()
@@ -215,56 +217,54 @@ impl AuditTree for PgAuditTree {
         tree_size: u64,
     ) -> Result<LeafSpan, StoreError> {
         let size = tree_size.min(i64::MAX as u64) as i64;
-        let (first, count): (Option<i64>, i64) = sqlx::query_as(
-            "SELECT (SELECT min(index) FROM audit_leaves WHERE position >= $1 AND index < $3),
-                    (SELECT count(*) FROM audit_leaves
-                     WHERE position BETWEEN $1 AND $2 AND index < $3)",
+        let span = sqlx::query!(
+            r#"SELECT (SELECT min(index) FROM audit_leaves WHERE position >= $1 AND index < $3)
+                        AS first,
+                      (SELECT count(*) FROM audit_leaves
+                       WHERE position BETWEEN $1 AND $2 AND index < $3) AS "count!""#,
+            from_position,
+            to_position,
+            size,
         )
-        .bind(from_position)
-        .bind(to_position)
-        .bind(size)
         .fetch_one(&self.pool)
         .await
         .map_err(store_error)?;
         Ok(LeafSpan {
-            first_index: first.unwrap_or(size).max(0) as u64,
-            count: count.max(0) as u64,
+            first_index: span.first.unwrap_or(size).max(0) as u64,
+            count: span.count.max(0) as u64,
         })
     }
 
     async fn leaf_event(&self, index: u64) -> Result<Option<LeafEvent>, StoreError> {
-        let row: Option<(i64, i64, String, String, String, i64, String)> = sqlx::query_as(
-            "SELECT l.index, l.position, e.event_id::text, e.aggregate_type, e.aggregate_id,
-                    e.sequence, e.hash
-             FROM audit_leaves l JOIN events e ON e.position = l.position
-             WHERE l.index = $1",
+        let row = sqlx::query!(
+            r#"SELECT l.index, l.position, e.event_id::text AS "event_id!", e.aggregate_type,
+                      e.aggregate_id, e.sequence, e.hash
+               FROM audit_leaves l JOIN events e ON e.position = l.position
+               WHERE l.index = $1"#,
+            index.min(i64::MAX as u64) as i64,
         )
-        .bind(index.min(i64::MAX as u64) as i64)
         .fetch_optional(&self.pool)
         .await
         .map_err(store_error)?;
-        Ok(row.map(
-            |(index, position, event_id, aggregate_type, aggregate_id, sequence, chain_hash)| {
-                LeafEvent {
-                    index: index.max(0) as u64,
-                    position,
-                    event_id,
-                    aggregate_type,
-                    aggregate_id,
-                    sequence,
-                    chain_hash,
-                }
-            },
-        ))
+        Ok(row.map(|row| LeafEvent {
+            index: row.index.max(0) as u64,
+            position: row.position,
+            event_id: row.event_id,
+            aggregate_type: row.aggregate_type,
+            aggregate_id: row.aggregate_id,
+            sequence: row.sequence,
+            chain_hash: row.hash,
+        }))
     }
 
     async fn checkpoint(&self, tree_size: Option<u64>) -> Result<Option<Checkpoint>, StoreError> {
-        let row: Option<CheckpointRow> = sqlx::query_as(
+        let row = sqlx::query_as!(
+            CheckpointRow,
             "SELECT tree_size, root_hash, issued_at, key_id, signature FROM audit_checkpoints
              WHERE $1::bigint IS NULL OR tree_size = $1
              ORDER BY tree_size DESC LIMIT 1",
+            tree_size.map(|size| size as i64),
         )
-        .bind(tree_size.map(|size| size as i64))
         .fetch_optional(&self.pool)
         .await
         .map_err(store_error)?;
@@ -276,13 +276,14 @@ impl AuditTree for PgAuditTree {
         before: Option<u64>,
         limit: usize,
     ) -> Result<Vec<Checkpoint>, StoreError> {
-        let rows: Vec<CheckpointRow> = sqlx::query_as(
+        let rows = sqlx::query_as!(
+            CheckpointRow,
             "SELECT tree_size, root_hash, issued_at, key_id, signature FROM audit_checkpoints
              WHERE $1::bigint IS NULL OR tree_size < $1
              ORDER BY tree_size DESC LIMIT $2",
+            before.map(|size| size.min(i64::MAX as u64) as i64),
+            limit as i64,
         )
-        .bind(before.map(|size| size.min(i64::MAX as u64) as i64))
-        .bind(limit as i64)
         .fetch_all(&self.pool)
         .await
         .map_err(store_error)?;
@@ -290,7 +291,8 @@ impl AuditTree for PgAuditTree {
     }
 
     async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
-        let rows: Vec<CheckpointRow> = sqlx::query_as(
+        let rows = sqlx::query_as!(
+            CheckpointRow,
             "SELECT tree_size, root_hash, issued_at, key_id, signature FROM audit_checkpoints
              ORDER BY tree_size",
         )
@@ -301,26 +303,25 @@ impl AuditTree for PgAuditTree {
     }
 
     async fn leaves(&self) -> Result<std::collections::BTreeMap<u64, Hash>, StoreError> {
-        let rows: Vec<(i64, Vec<u8>)> =
-            sqlx::query_as("SELECT index, hash FROM audit_leaves ORDER BY index")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(store_error)?;
+        let rows = sqlx::query!("SELECT index, hash FROM audit_leaves ORDER BY index")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
         rows.into_iter()
-            .map(|(index, hash)| Ok((index as u64, hash_of(hash)?)))
+            .map(|row| Ok((row.index as u64, hash_of(row.hash)?)))
             .collect()
     }
 
     async fn store_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO audit_checkpoints (tree_size, root_hash, issued_at, key_id, signature)
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tree_size) DO NOTHING",
+            checkpoint.tree_size as i64,
+            checkpoint.root.as_slice(),
+            checkpoint.issued_at,
+            checkpoint.key_id,
+            checkpoint.signature,
         )
-        .bind(checkpoint.tree_size as i64)
-        .bind(checkpoint.root.to_vec())
-        .bind(checkpoint.issued_at)
-        .bind(&checkpoint.key_id)
-        .bind(&checkpoint.signature)
         .execute(&self.pool)
         .await
         .map_err(store_error)?;
@@ -328,7 +329,8 @@ impl AuditTree for PgAuditTree {
     }
 
     async fn unpublished(&self) -> Result<Vec<Checkpoint>, StoreError> {
-        let rows: Vec<CheckpointRow> = sqlx::query_as(
+        let rows = sqlx::query_as!(
+            CheckpointRow,
             "SELECT tree_size, root_hash, issued_at, key_id, signature FROM audit_checkpoints
              WHERE published_at IS NULL ORDER BY tree_size",
         )
@@ -339,11 +341,13 @@ impl AuditTree for PgAuditTree {
     }
 
     async fn mark_published(&self, tree_size: u64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE audit_checkpoints SET published_at = now() WHERE tree_size = $1")
-            .bind(tree_size as i64)
-            .execute(&self.pool)
-            .await
-            .map_err(store_error)?;
+        sqlx::query!(
+            "UPDATE audit_checkpoints SET published_at = now() WHERE tree_size = $1",
+            tree_size as i64,
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
         Ok(())
     }
 }
@@ -401,11 +405,11 @@ pub async fn lead_checkpoints<F, Fut>(
         let connection = crate::db::connect_session(&database_url).await;
         let mut held = false;
         if let Ok(mut connection) = connection {
-            let locked: Result<bool, _> = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                .bind(CHECKPOINT_LOCK_KEY)
-                .fetch_one(&mut connection)
-                .await;
-            held = matches!(locked, Ok(true));
+            let locked =
+                sqlx::query_scalar!("SELECT pg_try_advisory_lock($1)", CHECKPOINT_LOCK_KEY)
+                    .fetch_one(&mut connection)
+                    .await;
+            held = matches!(locked, Ok(Some(true)));
             while held && !shutdown.is_cancelled() {
                 round().await;
                 tokio::select! {
@@ -413,8 +417,8 @@ pub async fn lead_checkpoints<F, Fut>(
                     () = tokio::time::sleep(interval) => {}
                 }
                 // Still ours? A lost connection means another instance may lead now.
-                held = sqlx::query("SELECT 1")
-                    .execute(&mut connection)
+                held = sqlx::query!("SELECT 1 AS alive")
+                    .fetch_one(&mut connection)
                     .await
                     .is_ok();
             }

@@ -14,8 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::StreamExt;
-use sqlx::postgres::PgRow;
-use sqlx::{Connection, PgConnection, PgPool, Row};
+use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::read_model::{backend, REBUILD_LOCK_CLASS, SHADOW_SUFFIX};
@@ -83,36 +82,49 @@ impl PgProjections {
     }
 }
 
-fn status_from_row(row: &PgRow) -> Result<ProjectionStatus, StoreError> {
-    let state: String = row.get("state");
-    let rebuild_started: Option<chrono::DateTime<chrono::Utc>> = row.get("rebuild_started_at");
-    let state = ProjectionState::parse(&state)
-        .ok_or_else(|| StoreError::corrupt(format!("unknown projection state {state}")))?;
-    let last_at: Option<chrono::DateTime<chrono::Utc>> = row.get("last_rebuild_at");
-    let last_events: Option<i64> = row.get("last_rebuild_events");
-    let last_seconds: Option<f64> = row.get("last_rebuild_seconds");
+/// A `projections` row with its head and the oldest event it has not applied.
+struct StatusRow {
+    name: String,
+    version: i32,
+    state: String,
+    position: i64,
+    rebuild_done: i64,
+    rebuild_total: i64,
+    rebuild_started_at: Option<chrono::DateTime<chrono::Utc>>,
+    last_rebuild_events: Option<i64>,
+    last_rebuild_seconds: Option<f64>,
+    last_rebuild_at: Option<chrono::DateTime<chrono::Utc>>,
+    last_error: Option<String>,
+    head: i64,
+    oldest_unprojected_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn status_from_row(row: StatusRow) -> Result<ProjectionStatus, StoreError> {
+    let state = ProjectionState::parse(&row.state)
+        .ok_or_else(|| StoreError::corrupt(format!("unknown projection state {}", row.state)))?;
     Ok(ProjectionStatus {
-        name: row.get("name"),
-        version: row.get::<i32, _>("version") as u32,
+        name: row.name,
+        version: row.version as u32,
         state,
-        position: row.get("position"),
-        head: row.get("head"),
-        rebuild: rebuild_started
+        position: row.position,
+        head: row.head,
+        rebuild: row
+            .rebuild_started_at
             .filter(|_| state == ProjectionState::Rebuilding)
             .map(|started_at| RebuildProgress {
-                done: row.get::<i64, _>("rebuild_done") as u64,
-                total: row.get::<i64, _>("rebuild_total") as u64,
+                done: row.rebuild_done as u64,
+                total: row.rebuild_total as u64,
                 started_at,
             }),
-        last_rebuild: last_at.map(|at| {
+        last_rebuild: row.last_rebuild_at.map(|at| {
             (
-                last_events.unwrap_or(0) as u64,
-                last_seconds.unwrap_or(0.0),
+                row.last_rebuild_events.unwrap_or(0) as u64,
+                row.last_rebuild_seconds.unwrap_or(0.0),
                 at,
             )
         }),
-        last_error: row.get("last_error"),
-        oldest_unprojected_at: row.get("oldest_unprojected_at"),
+        last_error: row.last_error,
+        oldest_unprojected_at: row.oldest_unprojected_at,
     })
 }
 
@@ -121,18 +133,19 @@ async fn live_indexes(
     pool: &PgPool,
     table: &str,
 ) -> Result<Vec<(String, String, bool)>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT c.relname AS name, pg_get_indexdef(i.indexrelid) AS def, i.indisprimary
-         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-         WHERE i.indrelid = $1::regclass ORDER BY c.relname",
+    let rows = sqlx::query!(
+        r#"SELECT c.relname::text AS "name!", pg_get_indexdef(i.indexrelid) AS "def!",
+                  i.indisprimary
+           FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+           WHERE i.indrelid = $1::text::regclass ORDER BY c.relname"#,
+        table,
     )
-    .bind(table)
     .fetch_all(pool)
     .await
     .map_err(backend)?;
     Ok(rows
-        .iter()
-        .map(|r| (r.get("name"), r.get("def"), r.get("indisprimary")))
+        .into_iter()
+        .map(|r| (r.name, r.def, r.indisprimary))
         .collect())
 }
 
@@ -153,11 +166,12 @@ fn shadow_index_sql(name: &str, definition: &str, shadow_table: &str) -> Option<
 #[async_trait]
 impl ProjectionControl for PgProjections {
     async fn register(&self, names: &[&'static str]) -> Result<(), StoreError> {
-        sqlx::query(
+        let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+        sqlx::query!(
             "INSERT INTO projections (name, version) SELECT unnest($1::text[]), 0
              ON CONFLICT (name) DO NOTHING",
+            &names,
         )
-        .bind(names)
         .execute(&self.pool)
         .await
         .map_err(backend)?;
@@ -165,12 +179,14 @@ impl ProjectionControl for PgProjections {
     }
 
     async fn set_version(&self, name: &str, version: u32) -> Result<(), StoreError> {
-        sqlx::query("UPDATE projections SET version = $2, updated_at = now() WHERE name = $1")
-            .bind(name)
-            .bind(version as i32)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+        sqlx::query!(
+            "UPDATE projections SET version = $2, updated_at = now() WHERE name = $1",
+            name,
+            version as i32,
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(())
     }
 
@@ -184,12 +200,12 @@ impl ProjectionControl for PgProjections {
         } else {
             ("PAUSED", "LIVE")
         };
-        let moved = sqlx::query(
+        let moved = sqlx::query!(
             "UPDATE projections SET state = $3, updated_at = now() WHERE name = $1 AND state = $2",
+            name,
+            from,
+            to,
         )
-        .bind(name)
-        .bind(from)
-        .bind(to)
         .execute(&self.pool)
         .await
         .map_err(backend)?;
@@ -203,27 +219,34 @@ impl ProjectionControl for PgProjections {
     async fn statuses(&self) -> Result<Vec<ProjectionStatus>, StoreError> {
         // The head per aggregate type: a backward walk of the position index to the newest
         // event of that type.
-        let (names, types): (Vec<&str>, Vec<&str>) = aggregates::ALL
+        let (names, types): (Vec<String>, Vec<String>) = aggregates::ALL
             .iter()
-            .filter_map(|kind| Some((kind.read_model?.projection, kind.type_name)))
+            .filter_map(|kind| {
+                let projection = kind.read_model?.projection;
+                Some((projection.to_owned(), kind.type_name.to_owned()))
+            })
             .unzip();
-        let rows = sqlx::query(
-            "SELECT p.*, COALESCE((SELECT max(e.position) FROM events e
-                 WHERE e.aggregate_type = m.aggregate_type), 0) AS head,
-                 (SELECT e.recorded_at FROM events e
-                  WHERE e.aggregate_type = m.aggregate_type AND e.position > p.position
-                  ORDER BY e.position LIMIT 1) AS oldest_unprojected_at
-             FROM projections p
-             LEFT JOIN UNNEST($1::text[], $2::text[]) AS m(name, aggregate_type)
-                 ON m.name = p.name
-             ORDER BY p.name",
+        let rows = sqlx::query_as!(
+            StatusRow,
+            r#"SELECT p.name, p.version, p.state, p.position, p.rebuild_done, p.rebuild_total,
+                      p.rebuild_started_at, p.last_rebuild_events, p.last_rebuild_seconds,
+                      p.last_rebuild_at, p.last_error,
+                      COALESCE((SELECT max(e.position) FROM events e
+                                WHERE e.aggregate_type = m.aggregate_type), 0) AS "head!",
+                      (SELECT e.recorded_at FROM events e
+                       WHERE e.aggregate_type = m.aggregate_type AND e.position > p.position
+                       ORDER BY e.position LIMIT 1) AS oldest_unprojected_at
+               FROM projections p
+               LEFT JOIN UNNEST($1::text[], $2::text[]) AS m(name, aggregate_type)
+                   ON m.name = p.name
+               ORDER BY p.name"#,
+            &names,
+            &types,
         )
-        .bind(names)
-        .bind(types)
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        rows.iter().map(status_from_row).collect()
+        rows.into_iter().map(status_from_row).collect()
     }
 
     async fn claim(
@@ -234,27 +257,30 @@ impl ProjectionControl for PgProjections {
         // The locks first, on a connection that lives as long as the rebuild.
         let mut locks = self.session.acquire().await.map_err(backend)?.detach();
         for name in names {
-            let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2))")
-                .bind(REBUILD_LOCK_CLASS)
-                .bind(name)
-                .fetch_one(&mut locks)
-                .await
-                .map_err(backend)?;
-            if !taken {
+            let taken = sqlx::query_scalar!(
+                "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                REBUILD_LOCK_CLASS,
+                name,
+            )
+            .fetch_one(&mut locks)
+            .await
+            .map_err(backend)?;
+            if taken != Some(true) {
                 let _ = locks.close().await;
                 return Ok(Err(self.status_of(name).await?));
             }
         }
         // Then the state: waits for a live batch in flight on these rows, and pauses their
         // live writers from then on.
-        let result = sqlx::query(
+        let owned: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+        let result = sqlx::query!(
             "UPDATE projections SET state = 'REBUILDING', rebuild_id = $2, rebuild_done = 0,
                  rebuild_total = 0, rebuild_started_at = now(),
                  last_error = NULL, updated_at = now()
              WHERE name = ANY($1)",
+            &owned,
+            id,
         )
-        .bind(names)
-        .bind(id)
         .execute(&self.pool)
         .await;
         if let Err(error) = result {
@@ -277,15 +303,16 @@ impl ProjectionControl for PgProjections {
         done: u64,
         total: u64,
     ) -> Result<bool, StoreError> {
-        let updated = sqlx::query(
+        let names = claim_names(claim);
+        let updated = sqlx::query!(
             "UPDATE projections SET rebuild_done = $3, rebuild_total = $4,
                  updated_at = now()
              WHERE name = ANY($1) AND rebuild_id = $2 AND state = 'REBUILDING'",
+            &names,
+            claim.id,
+            done as i64,
+            total as i64,
         )
-        .bind(&claim.names)
-        .bind(claim.id)
-        .bind(done as i64)
-        .bind(total as i64)
         .execute(&self.pool)
         .await
         .map_err(backend)?;
@@ -325,32 +352,25 @@ impl ProjectionControl for PgProjections {
             .execute(&mut first)
             .await
             .map_err(backend)?;
-        let exported: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
+        let exported = sqlx::query_scalar!(r#"SELECT pg_export_snapshot() AS "snapshot!""#)
             .fetch_one(&mut first)
             .await
             .map_err(backend)?;
-        let bounds = sqlx::query(
-            "SELECT aggregate_type, count(*) AS total, min(position) AS first,
-                    max(position) AS head
-             FROM events WHERE aggregate_type = ANY($1) GROUP BY aggregate_type",
+        let bounds = sqlx::query!(
+            r#"SELECT aggregate_type, count(*) AS "total!", min(position) AS "first!",
+                      max(position) AS "head!"
+               FROM events WHERE aggregate_type = ANY($1) GROUP BY aggregate_type"#,
+            &types,
         )
-        .bind(&types)
         .fetch_all(&mut first)
         .await
         .map_err(backend)?;
-        let total = bounds
-            .iter()
-            .map(|row| row.get::<i64, _>("total") as u64)
-            .sum();
+        let total = bounds.iter().map(|row| row.total as u64).sum();
+        let low = bounds.iter().map(|row| row.first).min().unwrap_or(1);
         let heads: Vec<(String, i64)> = bounds
-            .iter()
-            .map(|row| (row.get("aggregate_type"), row.get("head")))
+            .into_iter()
+            .map(|row| (row.aggregate_type, row.head))
             .collect();
-        let low = bounds
-            .iter()
-            .map(|row| row.get::<i64, _>("first"))
-            .min()
-            .unwrap_or(1);
         let high = heads.iter().map(|(_, head)| *head).max().unwrap_or(0);
 
         let mut second = self.pool.acquire().await.map_err(backend)?.detach();
@@ -431,12 +451,13 @@ impl ProjectionControl for PgProjections {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        let held = sqlx::query(
+        let names = claim_names(claim);
+        let held = sqlx::query_scalar!(
             "SELECT name FROM projections
              WHERE name = ANY($1) AND rebuild_id = $2 AND state = 'REBUILDING' FOR UPDATE",
+            &names,
+            claim.id,
         )
-        .bind(&claim.names)
-        .bind(claim.id)
         .fetch_all(&mut *tx)
         .await
         .map_err(backend)?;
@@ -461,18 +482,18 @@ impl ProjectionControl for PgProjections {
                     .await
                     .map_err(backend)?;
             }
-            sqlx::query(
+            sqlx::query!(
                 "UPDATE projections SET state = 'LIVE', version = $2, position = $3,
                      rebuild_id = NULL, rebuild_started_at = NULL,
                      last_rebuild_events = $4, last_rebuild_seconds = $5,
                      last_rebuild_at = now(), last_error = NULL, updated_at = now()
                  WHERE name = $1",
+                rebuilt.name,
+                rebuilt.version as i32,
+                rebuilt.position,
+                rebuilt.events as i64,
+                outcome.seconds,
             )
-            .bind(rebuilt.name)
-            .bind(rebuilt.version as i32)
-            .bind(rebuilt.position)
-            .bind(rebuilt.events as i64)
-            .bind(outcome.seconds)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
@@ -490,14 +511,15 @@ impl ProjectionControl for PgProjections {
                 .await
                 .map_err(backend)?;
         }
-        sqlx::query(
+        let names = claim_names(claim);
+        sqlx::query!(
             "UPDATE projections SET state = 'LIVE', rebuild_id = NULL,
                  rebuild_started_at = NULL, last_error = $3, updated_at = now()
              WHERE name = ANY($1) AND rebuild_id = $2",
+            &names,
+            claim.id,
+            format!("rebuild failed: {reason}"),
         )
-        .bind(&claim.names)
-        .bind(claim.id)
-        .bind(format!("rebuild failed: {reason}"))
         .execute(&self.pool)
         .await
         .map_err(backend)?;
@@ -525,20 +547,36 @@ async fn read_ranges(
 ) {
     let mut start = ranges.low + parity * SNAPSHOT_BATCH;
     while start <= ranges.high {
-        let batch = sqlx::query(
-            "SELECT position, event_id, aggregate_type, aggregate_id, sequence,
-                    event_type, event_version, payload::text AS payload, recorded_at,
-                    metadata ->> 'sealed' AS sealed, metadata ->> 'actor_id' AS actor_id
-             FROM events
-             WHERE aggregate_type = ANY($1) AND position >= $2 AND position < $3
-             ORDER BY position",
+        let batch = sqlx::query!(
+            r#"SELECT position, event_id, aggregate_type, aggregate_id, sequence,
+                      event_type, event_version, payload::text AS "payload!", recorded_at,
+                      metadata ->> 'sealed' AS sealed, metadata ->> 'actor_id' AS actor_id
+               FROM events
+               WHERE aggregate_type = ANY($1) AND position >= $2 AND position < $3
+               ORDER BY position"#,
+            &ranges.types,
+            start,
+            start + SNAPSHOT_BATCH,
         )
-        .bind(&ranges.types)
-        .bind(start)
-        .bind(start + SNAPSHOT_BATCH)
         .fetch_all(&mut connection)
         .await
-        .map(|rows| rows.iter().map(replay_event).collect::<Vec<_>>())
+        .map(|rows| {
+            rows.into_iter()
+                .map(|row| RebuildEvent {
+                    position: row.position,
+                    event_id: row.event_id,
+                    aggregate_type: row.aggregate_type,
+                    aggregate_id: row.aggregate_id,
+                    sequence: row.sequence as u64,
+                    event_type: row.event_type,
+                    event_version: row.event_version,
+                    payload: row.payload,
+                    recorded_at: row.recorded_at,
+                    sealed: row.sealed,
+                    actor_id: row.actor_id,
+                })
+                .collect::<Vec<_>>()
+        })
         .map_err(backend);
         let failed = batch.is_err();
         if sender.send(batch).await.is_err() || failed {
@@ -570,20 +608,9 @@ async fn run_steps(pool: PgPool, steps: Vec<String>) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn replay_event(row: &PgRow) -> RebuildEvent {
-    RebuildEvent {
-        position: row.get("position"),
-        event_id: row.get("event_id"),
-        aggregate_type: row.get("aggregate_type"),
-        aggregate_id: row.get("aggregate_id"),
-        sequence: row.get::<i64, _>("sequence") as u64,
-        event_type: row.get("event_type"),
-        event_version: row.get("event_version"),
-        payload: row.get("payload"),
-        recorded_at: row.get("recorded_at"),
-        sealed: row.get("sealed"),
-        actor_id: row.get("actor_id"),
-    }
+/// A claim's projection names as the statements bind them.
+fn claim_names(claim: &RebuildClaim) -> Vec<String> {
+    claim.names.iter().map(|name| (*name).to_owned()).collect()
 }
 
 #[cfg(test)]

@@ -21,16 +21,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// no longer fits asks for a check at once.
 const CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
-const ROLE_SQL: &str =
-    "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'";
-
 async fn role_of(connection: &mut PgConnection) -> Result<ServerRole, sqlx::Error> {
-    let (in_recovery, read_only): (bool, bool) =
-        sqlx::query_as(ROLE_SQL).fetch_one(&mut *connection).await?;
-    Ok(ServerRole {
-        in_recovery,
-        read_only,
-    })
+    sqlx::query_as!(
+        ServerRole,
+        r#"SELECT pg_is_in_recovery() AS "in_recovery!",
+                  current_setting('transaction_read_only') = 'on' AS "read_only!""#
+    )
+    .fetch_one(&mut *connection)
+    .await
 }
 
 /// Connects to `host` and reads what it is; the error is why it cannot be used, in words.

@@ -55,14 +55,6 @@ impl ReplicaStatus {
     }
 }
 
-/// Where the primary's WAL ends now, in bytes from the start.
-const PRIMARY_WAL_SQL: &str = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8";
-
-/// Whether the replica is a standby, and where its replay is, in bytes from the start.
-const REPLAY_SQL: &str = "
-    SELECT pg_is_in_recovery(),
-           coalesce(pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0'), 0)::float8";
-
 /// The replica's lag, as the age of the oldest primary WAL position seen (one a second) that
 /// it has not replayed yet: unlike the time since its last replayed commit, this reads 0 on an
 /// idle primary and does not jump when a write follows a quiet spell.
@@ -185,7 +177,11 @@ impl Follower {
         // what it has: its lag is then judged by what it replayed of the positions seen.
         let primary_at = tokio::time::timeout(
             MEASURE_TIMEOUT,
-            sqlx::query_scalar::<_, f64>(PRIMARY_WAL_SQL).fetch_one(&self.primary),
+            // Where the primary's WAL ends now, in bytes from the start.
+            sqlx::query_scalar!(
+                r#"SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8 AS "at!""#
+            )
+            .fetch_one(&self.primary),
         )
         .await;
         if let Ok(Ok(position)) = primary_at {
@@ -194,11 +190,19 @@ impl Follower {
         let replay = match probe.as_mut() {
             Some((_, connection)) => tokio::time::timeout(
                 MEASURE_TIMEOUT,
-                sqlx::query_as::<_, (bool, f64)>(REPLAY_SQL).fetch_one(&mut *connection),
+                // Whether the replica is a standby, and where its replay is, in bytes from
+                // the start.
+                sqlx::query!(
+                    r#"SELECT pg_is_in_recovery() AS "standby!",
+                              coalesce(pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0'), 0)::float8
+                                AS "replayed!""#
+                )
+                .fetch_one(&mut *connection),
             )
             .await
             .ok()
-            .and_then(Result::ok),
+            .and_then(Result::ok)
+            .map(|row| (row.standby, row.replayed)),
             None => None,
         };
         let lag = match replay {

@@ -25,17 +25,18 @@ impl PgOutboxMonitor {
 #[async_trait]
 impl OutboxMonitor for PgOutboxMonitor {
     async fn backlog(&self) -> Result<OutboxBacklog, StoreError> {
-        let (events, oldest_seconds): (i64, f64) = sqlx::query_as(
-            "SELECT count(*),
-                    coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8
-             FROM outbox WHERE published_at IS NULL AND parked_at IS NULL",
+        let backlog = sqlx::query!(
+            r#"SELECT count(*) AS "events!",
+                      coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8
+                        AS "oldest_seconds!"
+               FROM outbox WHERE published_at IS NULL AND parked_at IS NULL"#
         )
         .fetch_one(&self.pool)
         .await
         .map_err(store_error)?;
         Ok(OutboxBacklog {
-            events: events.max(0) as u64,
-            oldest_seconds: oldest_seconds.max(0.0),
+            events: backlog.events.max(0) as u64,
+            oldest_seconds: backlog.oldest_seconds.max(0.0),
         })
     }
 }

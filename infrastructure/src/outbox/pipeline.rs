@@ -34,7 +34,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 use crate::InfraError;
 
@@ -182,13 +182,13 @@ async fn harvest(
         }
     }
     if !published.is_empty() {
-        sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
-            .bind(&published)
-            .execute(pool)
-            .await
-            .map_err(|e| {
-                PipelineError::Database(InfraError::db("mark outbox rows published")(e))
-            })?;
+        sqlx::query!(
+            "UPDATE outbox SET published_at = now() WHERE id = ANY($1)",
+            &published,
+        )
+        .execute(pool)
+        .await
+        .map_err(|e| PipelineError::Database(InfraError::db("mark outbox rows published")(e)))?;
         progress.published += published.len();
         metrics::counter!("chronicle_relay_published_total").increment(published.len() as u64);
     }
@@ -207,22 +207,23 @@ async fn record_failures(
     message: &str,
 ) -> Result<(), PipelineError> {
     let (ids, permanent): (Vec<i64>, Vec<bool>) = failed.iter().copied().unzip();
-    let recorded: Vec<(i64, String, String, bool)> = sqlx::query_as(
-        "UPDATE outbox o SET attempts = o.attempts + 1, last_error = $3,
-                parked_at = CASE WHEN f.permanent AND o.attempts + 1 >= $4 THEN now() END
-         FROM unnest($1::bigint[], $2::bool[]) AS f(id, permanent)
-         WHERE o.id = f.id
-         RETURNING o.id, o.topic, o.key, o.parked_at IS NOT NULL",
+    let recorded = sqlx::query!(
+        r#"UPDATE outbox o SET attempts = o.attempts + 1, last_error = $3,
+                  parked_at = CASE WHEN f.permanent AND o.attempts + 1 >= $4 THEN now() END
+           FROM unnest($1::bigint[], $2::bool[]) AS f(id, permanent)
+           WHERE o.id = f.id
+           RETURNING o.id, o.topic, o.key, o.parked_at IS NOT NULL AS "now_parked!""#,
+        &ids,
+        &permanent,
+        message,
+        PARK_AFTER,
     )
-    .bind(&ids)
-    .bind(&permanent)
-    .bind(message)
-    .bind(PARK_AFTER)
     .fetch_all(pool)
     .await
     .map_err(|e| PipelineError::Database(InfraError::db("record outbox failure")(e)))?;
     let mut parked = 0u64;
-    for (id, topic, key, _) in recorded.iter().filter(|(.., now_parked)| *now_parked) {
+    for row in recorded.iter().filter(|row| row.now_parked) {
+        let (id, topic, key) = (row.id, &row.topic, &row.key);
         parked += 1;
         tracing::error!(outbox_id = id, %topic, %key, error = %message,
             "outbox row parked after {PARK_AFTER} refusals; its aggregate's later events wait for retryHeld(kind: PARKED)");
@@ -242,11 +243,11 @@ async fn read_and_enqueue(
     room: usize,
 ) -> Result<usize, PipelineError> {
     let exclude: Vec<i64> = in_flight.ids.iter().copied().collect();
-    let rows = sqlx::query(
-        // The payload travels as Postgres's own JSON text: parsing it into a tree and
-        // printing it again only to send the bytes cost a quarter of the drain rate.
-        "SELECT id, topic, key, headers, payload::text AS payload,
-                extract(epoch FROM clock_timestamp() - created_at)::float8 AS waited
+    // The payload travels as Postgres's own JSON text: parsing it into a tree and printing it
+    // again only to send the bytes cost a quarter of the drain rate.
+    let rows = sqlx::query!(
+        r#"SELECT id, topic, key, headers, payload::text AS "payload!",
+                  extract(epoch FROM clock_timestamp() - created_at)::float8 AS "waited!"
          FROM outbox
          WHERE published_at IS NULL AND parked_at IS NULL AND id <> ALL($2)
            AND NOT EXISTS (
@@ -254,23 +255,21 @@ async fn read_and_enqueue(
                WHERE parked.parked_at IS NOT NULL AND parked.published_at IS NULL
                  AND parked.topic = outbox.topic AND parked.key = outbox.key
                  AND parked.id < outbox.id)
-         ORDER BY id LIMIT $1",
+         ORDER BY id LIMIT $1"#,
+        room as i64,
+        &exclude,
     )
-    .bind(room as i64)
-    .bind(&exclude)
     .fetch_all(pool)
     .await
     .map_err(|e| PipelineError::Database(InfraError::db("read outbox")(e)))?;
     let read_at = Instant::now();
     let mut enqueued = 0;
     for row in &rows {
-        let id: i64 = row.get("id");
+        let id = row.id;
         // Seconds between the commit and the read.
-        let waited = row.get::<f64, _>("waited").max(0.0);
-        let topic: &str = row.get("topic");
-        let key: &str = row.get("key");
-        let payload: &str = row.get("payload");
-        let pairs = headers_from_json(&row.get::<Value, _>("headers"));
+        let waited = row.waited.max(0.0);
+        let (topic, key, payload) = (row.topic.as_str(), row.key.as_str(), row.payload.as_str());
+        let pairs = headers_from_json(&row.headers);
         let mut headers = OwnedHeaders::new_with_capacity(pairs.len());
         for (name, value) in &pairs {
             headers = headers.insert(Header {

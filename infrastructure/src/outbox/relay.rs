@@ -131,12 +131,11 @@ impl OutboxRelay {
             .await
             .map_err(InfraError::db("open relay lock connection"))?
             .detach();
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(RELAY_LOCK_KEY)
+        let locked = sqlx::query_scalar!("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY)
             .fetch_one(&mut lock_conn)
             .await
             .map_err(InfraError::db("take relay lock"))?;
-        if !locked {
+        if locked != Some(true) {
             tokio::select! {
                 () = shutdown.cancelled() => {}
                 () = tokio::time::sleep(self.options.standby_interval) => {}
@@ -235,8 +234,8 @@ impl OutboxRelay {
         lock_conn: &mut PgConnection,
         last_retention: &mut tokio::time::Instant,
     ) -> Result<(), InfraError> {
-        sqlx::query("SELECT 1")
-            .execute(&mut *lock_conn)
+        sqlx::query!("SELECT 1 AS alive")
+            .fetch_one(&mut *lock_conn)
             .await
             .map_err(InfraError::db("relay lock connection lost"))?;
         if last_retention.elapsed() >= self.options.retention_interval {

@@ -14,15 +14,15 @@ const DELETE_BATCH: i64 = 10_000;
 pub async fn purge_published(pool: &PgPool, retention: Duration) -> Result<u64, InfraError> {
     let mut total = 0;
     loop {
-        let deleted = sqlx::query(
+        let deleted = sqlx::query!(
             "DELETE FROM outbox WHERE id IN (
                  SELECT id FROM outbox
                  WHERE published_at IS NOT NULL
                    AND published_at < now() - make_interval(secs => $1)
                  ORDER BY published_at LIMIT $2)",
+            retention.as_secs_f64(),
+            DELETE_BATCH,
         )
-        .bind(retention.as_secs_f64())
-        .bind(DELETE_BATCH)
         .execute(pool)
         .await
         .map_err(InfraError::db("purge published outbox rows"))?

@@ -94,8 +94,7 @@ impl OutboxSignal {
             if self.local_relay_leads() {
                 continue;
             }
-            if let Err(error) = sqlx::query("SELECT pg_notify($1, '')")
-                .bind(OUTBOX_CHANNEL)
+            if let Err(error) = sqlx::query!("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
                 .execute(&pool)
                 .await
             {

@@ -99,16 +99,16 @@ pub(crate) async fn record_failure(
     reason: &str,
     event: &Value,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO projection_failures (projection, event_id, reason, event)
          VALUES ($1, $2, $3, $4)
          ON CONFLICT (projection, event_id) DO UPDATE SET reason = EXCLUDED.reason,
             failed_at = clock_timestamp(), attempts = projection_failures.attempts + 1",
+        projection,
+        event_id,
+        reason,
+        event,
     )
-    .bind(projection)
-    .bind(event_id)
-    .bind(reason)
-    .bind(event)
     .execute(pool)
     .await
     .map_err(backend)?;
