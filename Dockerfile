@@ -15,9 +15,9 @@ RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS build
 COPY --from=planner /src/recipe.json recipe.json
-RUN cargo chef cook --release --locked --recipe-path recipe.json -p chronicle-api --bin chronicle
+RUN cargo chef cook --release --locked --recipe-path recipe.json -p chronicle --bin chronicle
 COPY . .
-RUN cargo build --release --locked -p chronicle-api --bin chronicle
+RUN cargo build --release --locked -p chronicle --bin chronicle
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libssl3 zlib1g \

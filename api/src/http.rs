@@ -1,5 +1,5 @@
 //! The API's HTTP routes: GraphQL, its WebSocket and GraphiQL. Health and metrics, which every
-//! process serves, are [`crate::ops`].
+//! process serves, are the `chronicle` crate's `ops`.
 //!
 //! Every GraphQL request passes, in order: the body limit (HTTP 413), authentication, the
 //! per-subject rate limit (HTTP 429, `RATE_LIMITED`, `Retry-After`), the batch limit, then each

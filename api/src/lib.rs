@@ -1,21 +1,13 @@
-//! Chronicle's edge: HTTP, GraphQL, authentication and process wiring.
+//! Chronicle's API: HTTP and GraphQL.
 //!
-//! The `chronicle` binary (`main.rs`) parses the command line; [`app`] builds the services from
-//! settings and starts the background loops; [`http`] serves the API and [`ops`] the health
-//! and metrics every process answers.
+//! [`http`] serves the GraphQL routes (limits, timeout, panic guard) over [`graphql`]'s schema;
+//! [`auth`] turns bearer tokens into principals; [`rate_limit`] and [`settings`] are what only
+//! the API reads. The process that hosts it (the command line, wiring, health, telemetry) is
+//! the `chronicle` crate.
 
-pub mod app;
-pub mod audit_cli;
 pub mod auth;
-pub mod cli;
-pub mod erase_cli;
 pub mod graphiql;
 pub mod graphql;
-pub mod held_cli;
 pub mod http;
-pub mod metrics;
-pub mod ops;
 pub mod rate_limit;
-pub mod rebuild_cli;
 pub mod settings;
-pub mod telemetry;

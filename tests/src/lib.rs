@@ -27,7 +27,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use chronicle_api::app::{self, Parts, RunningService};
+use chronicle::app::{self, Parts, RunningService};
 use chronicle_api::auth::Authenticator;
 use chronicle_api::settings::{ApiLimits, ApiSettings, AuthSettings};
 use chronicle_infrastructure::config::{KafkaSettings, Settings};
@@ -173,7 +173,7 @@ impl TestApp {
         adjust: impl FnOnce(&mut Settings),
         api: ApiSettings,
     ) -> anyhow::Result<Self> {
-        chronicle_api::telemetry::init(false)?;
+        chronicle::telemetry::init(false)?;
         let database_url = create_database().await?;
         let mut settings = test_settings(&database_url, &brokers());
         adjust(&mut settings);

@@ -289,7 +289,7 @@ pub fn chronicle_binary() -> anyhow::Result<PathBuf> {
     };
     if !binary.exists() {
         bail!(
-            "{} is missing: build it with `cargo build -p chronicle-api --bin chronicle` (./scripts/test does)",
+            "{} is missing: build it with `cargo build -p chronicle --bin chronicle` (./scripts/test does)",
             binary.display()
         );
     }

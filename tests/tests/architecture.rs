@@ -17,7 +17,8 @@ const CRATE_ROOTS: &[&str] = &[
     "application/src/lib.rs",
     "infrastructure/src/lib.rs",
     "api/src/lib.rs",
-    "api/src/main.rs",
+    "chronicle/src/lib.rs",
+    "chronicle/src/main.rs",
     "tests/src/lib.rs",
     "tests/src/bin/bench/main.rs",
 ];
@@ -27,7 +28,8 @@ const SERVICE_ROOTS: &[&str] = &[
     "application/src/lib.rs",
     "infrastructure/src/lib.rs",
     "api/src/lib.rs",
-    "api/src/main.rs",
+    "chronicle/src/lib.rs",
+    "chronicle/src/main.rs",
 ];
 
 /// The workspace's root directory.

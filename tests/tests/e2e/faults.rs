@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use chronicle_api::app::PROJECTIONS_GROUP;
+use chronicle::app::PROJECTIONS_GROUP;
 use chronicle_application::topics::Topics;
 use chronicle_infrastructure::config::Settings;
 use chronicle_tests::outbox_drained;
@@ -460,7 +460,7 @@ async fn a_standby_relay_takes_over_within_seconds_when_the_leader_is_killed() {
 #[tokio::test]
 async fn projection_consumers_share_partitions_and_the_survivor_takes_over_when_one_leaves() {
     let app = TestApp::spawn_parts(
-        chronicle_api::app::Parts {
+        chronicle::app::Parts {
             api: true,
             relay: true,
             projections: false,

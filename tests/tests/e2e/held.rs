@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use chronicle_api::app::Parts;
+use chronicle::app::Parts;
 use chronicle_tests::{chronicle_binary, eventually, ChronicleProcess, TestApp};
 use serde_json::{json, Value};
 

@@ -1,7 +1,7 @@
 //! What operators see at `/metrics`: command and GraphQL latency histograms by name and outcome,
 //! the outbox backlog and projection lag.
 
-use chronicle_api::app::Parts;
+use chronicle::app::Parts;
 use chronicle_tests::TestApp;
 use serde_json::json;
 
@@ -180,7 +180,7 @@ async fn metrics_show_what_the_relay_published_and_how_late() {
 
     // The projections group's lag, from librdkafka's statistics (every 5 s): caught up.
     let group = chronicle_application::topics::Topics::new(app.settings.kafka.topic_prefix.clone())
-        .group(chronicle_api::app::PROJECTIONS_GROUP);
+        .group(chronicle::app::PROJECTIONS_GROUP);
     let task_topic = app.topic("Task");
     let lag = chronicle_tests::eventually(std::time::Duration::from_secs(20), || {
         let (url, group, topic) = (url.clone(), group.clone(), task_topic.clone());
@@ -224,15 +224,9 @@ async fn failure_counters_are_exported_at_zero_before_the_first_failure() {
         "{exposition}"
     );
     for (group, topic) in [
-        (chronicle_api::app::PROJECTIONS_GROUP, topics.task_events()),
-        (
-            chronicle_api::app::PROJECTIONS_GROUP,
-            topics.report_events(),
-        ),
-        (
-            chronicle_api::app::REPORT_WORKER_GROUP,
-            topics.report_events(),
-        ),
+        (chronicle::app::PROJECTIONS_GROUP, topics.task_events()),
+        (chronicle::app::PROJECTIONS_GROUP, topics.report_events()),
+        (chronicle::app::REPORT_WORKER_GROUP, topics.report_events()),
     ] {
         let group = topics.group(group);
         let labels = [("group", group.as_str()), ("topic", topic.as_str())];
@@ -362,7 +356,7 @@ async fn a_process_without_the_api_answers_health_and_metrics_of_its_parts() {
         .unwrap();
     app.wait_for_version(&id, 1).await.unwrap();
     let group = chronicle_application::topics::Topics::new(app.settings.kafka.topic_prefix.clone())
-        .group(chronicle_api::app::PROJECTIONS_GROUP);
+        .group(chronicle::app::PROJECTIONS_GROUP);
     let metrics_url = format!("{base}/metrics");
     let exposition = chronicle_tests::eventually(std::time::Duration::from_secs(20), || {
         let (url, group) = (metrics_url.clone(), group.clone());

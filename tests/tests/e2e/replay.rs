@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chronicle_api::app;
+use chronicle::app;
 use chronicle_tests::CREATE_TASK;
 use chronicle_tests::{
     eventually, run_chronicle_output, seed, test_api_settings, ChronicleProcess, TestApp,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use chronicle_api::app::Parts;
+use chronicle::app::Parts;
 use chronicle_tests::{brokers, error_code, eventually, read_topic, ChronicleProcess, TestApp};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;

@@ -18,7 +18,7 @@
 //!
 //! Run with `cargo run --release -p chronicle-tests --bin chronicle-bench` (it starts the
 //! `chronicle` binary beside it: `CHRONICLE_BIN`, else `target/release/chronicle`, built by
-//! `cargo build --release -p chronicle-api --bin chronicle`); environment as for the tests
+//! `cargo build --release -p chronicle --bin chronicle`); environment as for the tests
 //! (`CHRONICLE_ADMIN_URL`, `KAFKA_BROKERS`). `BENCH_SECONDS` sets each timed run's length.
 
 mod audit;

@@ -56,7 +56,7 @@ pub async fn outage_phase() -> anyhow::Result<Value> {
     let events = outage_events();
     let broker = chronicle_tests::PrivateBroker::start().await?;
     let app = TestApp::spawn_parts(
-        chronicle_api::app::Parts {
+        chronicle::app::Parts {
             api: true,
             relay: true,
             projections: false,

@@ -26,10 +26,8 @@ pub async fn replay_phase() -> anyhow::Result<Value> {
         copy_seconds = copy_seconds.min(copying.elapsed().as_secs_f64());
     }
     let copy_rate = events as f64 / copy_seconds;
-    let rebuilder = chronicle_api::app::rebuilder(
-        &app.db,
-        chronicle_api::app::personal_data_for_reading(&app.db),
-    );
+    let rebuilder =
+        chronicle::app::rebuilder(&app.db, chronicle::app::personal_data_for_reading(&app.db));
     let mut runs = serde_json::Map::new();
     for name in ["tasks", "all", "tasks"] {
         let summary = rebuilder

@@ -21,9 +21,9 @@ pub async fn sealing_phase() -> anyhow::Result<Value> {
         let service = BenchService::start_with(|s| s.seal_personal_data = sealed).await?;
         let written = write_tasks(&service, events).await?;
         let deadline = Instant::now() + Duration::from_secs(120);
-        let rebuilder = chronicle_api::app::rebuilder(
+        let rebuilder = chronicle::app::rebuilder(
             &service.db,
-            chronicle_api::app::personal_data_for_reading(&service.db),
+            chronicle::app::personal_data_for_reading(&service.db),
         );
         let mut best = 0.0_f64;
         let mut tries = 0;

@@ -257,7 +257,7 @@ fn use_release_binary() -> anyhow::Result<()> {
         .join("chronicle");
     anyhow::ensure!(
         sibling.exists(),
-        "{} is missing: cargo build --release -p chronicle-api --bin chronicle",
+        "{} is missing: cargo build --release -p chronicle --bin chronicle",
         sibling.display()
     );
     std::env::set_var("CHRONICLE_BIN", sibling);

@@ -3,10 +3,10 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use chronicle_api::app::{self, Parts};
+use chronicle::app::{self, Parts};
+use chronicle::{held_cli, telemetry};
 use chronicle_api::auth::{parse_ttl, Authenticator};
 use chronicle_api::settings::{ApiSettings, AuthSettings};
-use chronicle_api::{held_cli, telemetry};
 use chronicle_application::audit::export::Expected;
 use chronicle_application::ports::held::HeldKind;
 use chronicle_infrastructure::config::Settings;
@@ -249,7 +249,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Health => {
             let api = ApiSettings::from_env_for(false)?;
-            Ok(match chronicle_api::ops::probe_ready(api.http_addr).await {
+            Ok(match chronicle::ops::probe_ready(api.http_addr).await {
                 Ok(body) => {
                     println!("{body}");
                     ExitCode::SUCCESS
@@ -304,7 +304,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             let signer = app::checkpoint_signer(&settings)?.map(std::sync::Arc::new);
             let eraser = app::eraser(&pool, store, topics, personal, signer);
-            Ok(chronicle_api::erase_cli::run(&eraser, &subject, &reason).await)
+            Ok(chronicle::erase_cli::run(&eraser, &subject, &reason).await)
         }
         Command::ProjectionFailures { action, name } => {
             let action = match action {
@@ -328,7 +328,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let pool = db::connect(url.expose(), 4).await?;
             db::migrate(&pool).await.context("applying migrations")?;
             let rebuilder = app::rebuilder(&pool, app::personal_data_for_reading(&pool));
-            chronicle_api::rebuild_cli::replay(&rebuilder, &projection).await
+            chronicle::rebuild_cli::replay(&rebuilder, &projection).await
         }
         Command::Token {
             sub,
@@ -353,7 +353,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Audit {
             command: AuditCommand::Keygen { out },
-        } => chronicle_api::audit_cli::keygen(&out),
+        } => chronicle::audit_cli::keygen(&out),
         Command::Audit {
             command:
                 AuditCommand::Export {
@@ -364,7 +364,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             telemetry::init_for_command();
             let url = Settings::database_url()?;
             let pool = db::connect(url.expose(), 2).await?;
-            chronicle_api::audit_cli::export(pool, from_position, to_position).await
+            chronicle::audit_cli::export(pool, from_position, to_position).await
         }
         Command::Audit {
             command:
@@ -375,7 +375,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     to_position,
                     min_tree_size,
                 },
-        } => chronicle_api::audit_cli::verify_export_file(
+        } => chronicle::audit_cli::verify_export_file(
             &file,
             &public_key,
             &Expected {
@@ -407,8 +407,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )?;
             let pool = db::connect(settings.database_url.expose(), 2).await?;
             let intact =
-                chronicle_api::audit_cli::verify_checkpoints(pool, &settings, &source, &key)
-                    .await?;
+                chronicle::audit_cli::verify_checkpoints(pool, &settings, &source, &key).await?;
             Ok(if intact {
                 ExitCode::SUCCESS
             } else {
@@ -428,7 +427,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let key = audit_public_key(public_key.as_deref())?;
             let pool = db::connect(url.expose(), 2).await?;
             let target = aggregate_type.zip(id);
-            let intact = chronicle_api::audit_cli::verify(pool, target, key).await?;
+            let intact = chronicle::audit_cli::verify(pool, target, key).await?;
             Ok(if intact {
                 ExitCode::SUCCESS
             } else {

@@ -36,12 +36,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::auth::Authenticator;
-use crate::graphql::{build_schema, Services};
-use crate::http::{router, HttpState};
 use crate::ops::{OpsState, PartsHealth};
-use crate::rate_limit::RateLimiter;
-use crate::settings::ApiSettings;
+use chronicle_api::auth::Authenticator;
+use chronicle_api::graphql::{build_schema, Services};
+use chronicle_api::http::{router, HttpState};
+use chronicle_api::rate_limit::RateLimiter;
+use chronicle_api::settings::ApiSettings;
 use chronicle_application::audit::checkpoints::{AuditProofs, Checkpointer, Signing};
 use chronicle_application::audit::signing::CheckpointSigner;
 use chronicle_application::erasure::Eraser;
