@@ -4,7 +4,8 @@
 //! background loops (relay, projections, report worker, checkpointer); [`ops`] serves the
 //! health and metrics every process answers, whatever parts it runs; [`telemetry`] and
 //! [`metrics`] set up logs, traces and the metrics recorder; the `*_cli` modules are the
-//! operator commands, sharing [`cli`]'s operator and exit status. The HTTP and GraphQL API is
+//! operator commands, sharing [`cli`]'s operator and exit status; [`variables`] lists in each
+//! command's `--help` the environment variables it reads. The HTTP and GraphQL API is
 //! `chronicle-api`.
 
 pub mod app;
@@ -16,3 +17,4 @@ pub mod metrics;
 pub mod ops;
 pub mod rebuild_cli;
 pub mod telemetry;
+pub mod variables;

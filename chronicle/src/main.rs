@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use chronicle::app::{self, Parts};
+use chronicle::variables;
 use chronicle::{held_cli, telemetry};
 use chronicle_api::auth::{parse_ttl, Authenticator};
 use chronicle_api::settings::{ApiSettings, AuthSettings};
@@ -11,7 +12,7 @@ use chronicle_application::audit::export::Expected;
 use chronicle_application::ports::held::HeldKind;
 use chronicle_infrastructure::config::Settings;
 use chronicle_infrastructure::db;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Chronicle: event-sourced tasks and reports over GraphQL, Postgres and Kafka.
 ///
@@ -202,7 +203,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     let _ = dotenvy::dotenv();
-    let cli = Cli::parse();
+    let matches = command_with_environment().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     match run(cli).await {
         Ok(code) => code,
         Err(error) => {
@@ -505,4 +510,64 @@ async fn run_held(
     let personal = app::personal_data_for_reading(&pool);
     let held = app::held_messages(&pool, &topics, producer, personal);
     Ok(held_cli::run(&held, command, action, kind, holder, ids).await)
+}
+
+/// Width of the environment part of `--help`.
+const HELP_WIDTH: usize = 100;
+
+/// The command line with each command's help listing the variables it reads, with their
+/// defaults (`chronicle --help` and `serve --help`: all of them).
+fn command_with_environment() -> clap::Command {
+    let all = variables::help(&variables::read_by(None), HELP_WIDTH);
+    let mut command = Cli::command()
+        .after_help(all.clone())
+        .mut_subcommand("serve", |serve| serve.after_help(all));
+    for (path, reads) in variables::COMMANDS {
+        let help = variables::help(&variables::read_by(Some(reads)), HELP_WIDTH);
+        command = match path.split_once(' ') {
+            Some((parent, child)) => command.mut_subcommand(parent, |parent| {
+                parent.mut_subcommand(child, |child| child.after_help(help))
+            }),
+            None => command.mut_subcommand(path, |sub| sub.after_help(help)),
+        };
+    }
+    command
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_of_the_environment_list_exists_and_its_help_names_what_it_reads() {
+        let mut command = command_with_environment();
+        command.build();
+        command.clone().debug_assert();
+        for (path, _) in variables::COMMANDS {
+            let mut found = &command;
+            for name in path.split(' ') {
+                found = found
+                    .find_subcommand(name)
+                    .unwrap_or_else(|| panic!("no command {path}"));
+            }
+            let help = found.clone().render_help().to_string();
+            assert!(help.contains("Environment"), "{path}: {help}");
+        }
+        let serve = command.find_subcommand("serve").unwrap();
+        let help = serve.clone().render_help().to_string();
+        for variable in variables::table() {
+            assert!(
+                help.contains(&variable.name),
+                "serve --help lacks {}",
+                variable.name
+            );
+        }
+        let token = command.find_subcommand("token").unwrap();
+        let help = token.clone().render_help().to_string();
+        assert!(
+            help.contains("CHRONICLE_JWT_SECRET [default: none]"),
+            "{help}"
+        );
+        assert!(!help.contains("DATABASE_URL"), "{help}");
+    }
 }
