@@ -151,7 +151,7 @@ impl Authenticator {
 
     /// The caller of a request given its `Authorization` header (if any).
     /// `Ok(None)` means "no credentials": the resolver decides whether that is allowed.
-    pub async fn authenticate(
+    pub(crate) async fn authenticate(
         &self,
         header: Option<&str>,
     ) -> Result<Option<Credentials>, AuthError> {

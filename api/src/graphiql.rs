@@ -10,7 +10,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
 /// The URL prefix of the embedded assets; the version makes long caching safe.
-pub const ASSETS: &str = "/graphiql/4.1.2";
+pub(crate) const ASSETS: &str = "/graphiql/4.1.2";
 
 const PAGE: &str = r#"<!DOCTYPE html>
 <html lang="en">
@@ -62,7 +62,7 @@ pub async fn page() -> Response {
 }
 
 /// One embedded asset by file name; 404 for anything else.
-pub async fn asset(Path(file): Path<String>) -> Response {
+pub(crate) async fn asset(Path(file): Path<String>) -> Response {
     let (body, content_type): (&'static [u8], &str) = match file.as_str() {
         "graphiql.min.js" => (
             include_bytes!("../assets/graphiql/graphiql.min.js"),

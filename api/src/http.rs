@@ -315,7 +315,7 @@ async fn execute_guarded(
 
 /// Awaits `operation` for at most `timeout` (then `LIMIT_EXCEEDED`), catching a panic (then
 /// `INTERNAL` with the request id; the panic message goes to the logs only).
-pub async fn guarded(
+pub(crate) async fn guarded(
     operation: impl std::future::Future<Output = async_graphql::Response>,
     timeout: Duration,
     request_id: &str,

@@ -45,7 +45,7 @@ impl ApiSettings {
 }
 
 /// Shortest accepted HS256 secret: RFC 7518 asks for a key at least as long as the hash.
-pub const MIN_JWT_SECRET_BYTES: usize = 32;
+pub(crate) const MIN_JWT_SECRET_BYTES: usize = 32;
 
 /// How tokens are checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,9 +124,9 @@ impl JwksSettings {
 }
 
 /// The claim roles are read from unless `CHRONICLE_JWT_ROLES_CLAIM` says otherwise.
-pub const DEFAULT_ROLES_CLAIM: &str = "roles";
+pub(crate) const DEFAULT_ROLES_CLAIM: &str = "roles";
 /// The claim teams are read from unless `CHRONICLE_JWT_TEAMS_CLAIM` says otherwise.
-pub const DEFAULT_TEAMS_CLAIM: &str = "teams";
+pub(crate) const DEFAULT_TEAMS_CLAIM: &str = "teams";
 
 impl AuthSettings {
     /// HS256 with `secret`, no issuer or audience (tests and local use).

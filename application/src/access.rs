@@ -107,7 +107,7 @@ impl TeamScope {
     }
 
     /// The teams a query must be restricted to; `None` means no restriction.
-    pub fn restriction(&self) -> Option<&[String]> {
+    pub(crate) fn restriction(&self) -> Option<&[String]> {
         match self {
             Self::All => None,
             Self::Teams(teams) => Some(teams),
@@ -117,7 +117,10 @@ impl TeamScope {
     /// Narrows a filter's teams: the requested ones if all are in reach (`FORBIDDEN` naming the
     /// first that is not, so a typo is not mistaken for an empty team), else every team in
     /// reach. `None` in the answer means no restriction.
-    pub fn narrow(&self, requested: Option<&[String]>) -> Result<Option<Vec<String>>, AppError> {
+    pub(crate) fn narrow(
+        &self,
+        requested: Option<&[String]>,
+    ) -> Result<Option<Vec<String>>, AppError> {
         match requested {
             Some(teams) => match teams.iter().find(|team| !self.covers(team)) {
                 Some(team) => Err(AppError::Forbidden(format!(

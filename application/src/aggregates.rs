@@ -40,13 +40,13 @@ pub struct ReadModelName {
 }
 
 /// The tasks read model.
-pub const TASKS: ReadModelName = ReadModelName {
+pub(crate) const TASKS: ReadModelName = ReadModelName {
     projection: "tasks",
     table: "tasks",
 };
 
 /// The reports read model.
-pub const REPORTS: ReadModelName = ReadModelName {
+pub(crate) const REPORTS: ReadModelName = ReadModelName {
     projection: "reports",
     table: "reports",
 };
@@ -82,7 +82,7 @@ pub const DATA_SUBJECT: AggregateKind = AggregateKind {
 pub const ALL: [AggregateKind; 3] = [TASK, REPORT, DATA_SUBJECT];
 
 /// The aggregate named `type_name` (`Task`).
-pub fn by_type(type_name: &str) -> Option<&'static AggregateKind> {
+pub(crate) fn by_type(type_name: &str) -> Option<&'static AggregateKind> {
     ALL.iter().find(|kind| kind.type_name == type_name)
 }
 

@@ -104,7 +104,7 @@ impl AppError {
     }
 
     /// An internal error caused by `source`.
-    pub fn internal_from(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+    pub(crate) fn internal_from(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
         Self::Internal {
             context: context.into(),
             source: Some(source.into()),

@@ -3,7 +3,7 @@
 //! is logged (or recorded, where only text fits) through [`Chain`].
 
 /// Any error kept as the source of one of ours.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Displays an error with every cause after it (`a: b: c`): how errors are logged and how
 /// they are recorded where only text fits (a dead letter's reason, a failed rebuild's error).

@@ -20,7 +20,7 @@ use crate::ports::event_handler::{EventHandler, HandlerError};
 
 /// Events buffered per slow subscriber before it starts missing some (it is told, see
 /// [`broadcast::error::RecvError::Lagged`]).
-pub const LIVE_FEED_CAPACITY: usize = 4096;
+pub(crate) const LIVE_FEED_CAPACITY: usize = 4096;
 
 /// Broadcasts consumed events to subscribers.
 #[derive(Clone)]

@@ -16,9 +16,9 @@ use crate::projection::report::{ReportReadModel, ReportView};
 use crate::projection::task::{TaskReadModel, TaskView};
 
 /// Largest page a client may ask for.
-pub const MAX_PAGE_SIZE: usize = 100;
+pub(crate) const MAX_PAGE_SIZE: usize = 100;
 /// Page size when the client does not say.
-pub const DEFAULT_PAGE_SIZE: usize = 20;
+pub(crate) const DEFAULT_PAGE_SIZE: usize = 20;
 /// Longest pause between two reads of a `minVersion` wait.
 const MAX_READ_WAIT_PAUSE: Duration = Duration::from_millis(10);
 
@@ -114,7 +114,7 @@ impl TaskQueries {
 }
 
 /// Validates a requested page size (1..=100, default 20).
-pub fn page_size(first: Option<i64>) -> Result<usize, AppError> {
+pub(crate) fn page_size(first: Option<i64>) -> Result<usize, AppError> {
     match first {
         None => Ok(DEFAULT_PAGE_SIZE),
         Some(n) if n < 1 => Err(AppError::validation("first", "must be at least 1")),

@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::ports::event_handler::HandlerError;
 
 /// How often a paused projection's consumer tries again.
-pub const PAUSED_POLL: Duration = Duration::from_millis(200);
+pub(crate) const PAUSED_POLL: Duration = Duration::from_millis(200);
 
 /// A consumer's retry settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

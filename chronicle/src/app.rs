@@ -68,7 +68,7 @@ pub const PROJECTIONS_GROUP: &str = "chronicle-projections";
 /// The consumer group of the report worker (under `KAFKA_TOPIC_PREFIX`).
 pub const REPORT_WORKER_GROUP: &str = "chronicle-report-worker";
 /// Generation attempts before the worker fails a report.
-pub const REPORT_MAX_ATTEMPTS: u32 = 3;
+pub(crate) const REPORT_MAX_ATTEMPTS: u32 = 3;
 
 /// Which parts of the service this process runs (`--only`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,11 +137,6 @@ impl RunningService {
         for task in self.tasks {
             let _ = task.await;
         }
-    }
-
-    /// A token that stops the service when cancelled.
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
     }
 }
 
@@ -371,7 +366,7 @@ fn subscription(group: &str, topics: Vec<String>) -> Vec<String> {
 }
 
 /// The consumer groups whose dead letters operators see, as they name them.
-pub const DEAD_LETTER_GROUPS: [&str; 2] = [PROJECTIONS_GROUP, REPORT_WORKER_GROUP];
+pub(crate) const DEAD_LETTER_GROUPS: [&str; 2] = [PROJECTIONS_GROUP, REPORT_WORKER_GROUP];
 
 /// The held messages of every kind: dead letters sent back through `producer`, projection
 /// failures retried through each projection's own fold.

@@ -8,7 +8,7 @@ use chronicle_application::error_chain::Chain;
 use chronicle_application::AppError;
 
 /// Exit status for a usage error (an unknown name), like clap's own.
-pub const USAGE: u8 = 2;
+pub(crate) const USAGE: u8 = 2;
 
 /// The operator at this shell: an admin of every team, recorded as `cli:$USER` wherever an
 /// actor is recorded (who redrove a dead letter, say).
@@ -23,7 +23,7 @@ pub fn operator() -> Principal {
 
 /// Exit 0 when `outcome` is done, 1 when it is not (or failed: the cause is printed), 2 for a
 /// validation error (an unknown name: the message names the known ones).
-pub fn exit_status(command: &str, outcome: Result<bool, AppError>) -> ExitCode {
+pub(crate) fn exit_status(command: &str, outcome: Result<bool, AppError>) -> ExitCode {
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

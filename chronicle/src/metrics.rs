@@ -19,13 +19,13 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// How often pending histogram samples are folded into buckets: memory held by samples is at
 /// most what the process records in this long.
-pub const UPKEEP_PERIOD: Duration = Duration::from_secs(5);
+pub(crate) const UPKEEP_PERIOD: Duration = Duration::from_secs(5);
 
 /// How long a gauge nobody sets stays exported. Gauges of things that went away (a partition
 /// revoked in a rebalance, say) disappear after this long instead of showing their last value
 /// forever; every live gauge is set far more often (lag every 5 s, database gauges at each
 /// scrape). Counters and histograms are never dropped.
-pub const GAUGE_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const GAUGE_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The process's recorder, installed on first use, with its upkeep thread.
 pub fn handle() -> &'static PrometheusHandle {

@@ -387,7 +387,7 @@ impl CheckpointLog for KafkaCheckpointLog {
 
 /// The advisory lock of the checkpointer ("chronaudt" in ASCII, truncated to an i64): one
 /// instance grows the tree and signs at a time; the others stand by.
-pub const CHECKPOINT_LOCK_KEY: i64 = 0x6368_726f_6e61_7564;
+pub(crate) const CHECKPOINT_LOCK_KEY: i64 = 0x6368_726f_6e61_7564;
 
 /// Runs `round` every `interval` while this instance holds the checkpoint lock (on a
 /// connection of its own, so the lock goes with the process), until `shutdown`.

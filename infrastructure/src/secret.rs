@@ -56,7 +56,7 @@ impl fmt::Debug for DatabaseUrl {
 }
 
 /// `url` with the password of its credentials replaced by `<redacted>`.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };

@@ -27,7 +27,7 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A verification key from the set, with the one algorithm it verifies.
 #[derive(Clone)]
-pub struct JwksKey {
+pub(crate) struct JwksKey {
     /// RS256 or ES256.
     pub algorithm: Algorithm,
     /// The public key.
@@ -35,7 +35,7 @@ pub struct JwksKey {
 }
 
 /// The cached key set of one JWKS URL.
-pub struct JwksKeys {
+pub(crate) struct JwksKeys {
     settings: JwksSettings,
     http: reqwest::Client,
     cache: RwLock<Cache>,
@@ -54,7 +54,7 @@ struct Cache {
 
 /// Why the key set could not be fetched.
 #[derive(Debug, thiserror::Error)]
-pub enum JwksError {
+pub(crate) enum JwksError {
     /// The request failed or the answer was not JSON.
     #[error("fetching {url}: {source}")]
     Fetch {

@@ -7,13 +7,13 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 /// Parses a task or report id; the field name goes into the error.
-pub fn parse_id(field: &str, id: &ID) -> Result<Uuid, AppError> {
+pub(crate) fn parse_id(field: &str, id: &ID) -> Result<Uuid, AppError> {
     id.parse::<Uuid>()
         .map_err(|_| AppError::validation(field, "must be a UUID"))
 }
 
 /// Parses a version argument.
-pub fn parse_version(field: &str, version: Option<i64>) -> Result<Option<u64>, AppError> {
+pub(crate) fn parse_version(field: &str, version: Option<i64>) -> Result<Option<u64>, AppError> {
     match version {
         Some(v) if v < 0 => Err(AppError::validation(field, "must not be negative")),
         other => Ok(other.map(|v| v as u64)),
@@ -22,7 +22,7 @@ pub fn parse_version(field: &str, version: Option<i64>) -> Result<Option<u64>, A
 
 /// Which past state a `task` or `report` query asks for, if any: `atVersion` or `asOf`, never
 /// both, and not with `minVersion` (which waits for the present).
-pub fn point_in_time(
+pub(crate) fn point_in_time(
     at_version: Option<i64>,
     as_of: Option<DateTime<Utc>>,
     min_version: Option<i64>,

@@ -79,7 +79,7 @@ impl AuditFilter {
 }
 
 /// One event of the trail: what changed, who did it, when, why, and its place in the chain.
-pub struct AuditEvent(pub AuditEntry);
+pub(crate) struct AuditEvent(pub AuditEntry);
 
 #[Object]
 impl AuditEvent {
@@ -159,7 +159,7 @@ impl AuditEvent {
 
 /// An edge of the trail.
 #[derive(SimpleObject)]
-pub struct AuditEventEdge {
+pub(crate) struct AuditEventEdge {
     /// Opaque cursor: pass it as `after` to continue after this event.
     pub cursor: String,
     /// The event.
@@ -168,7 +168,7 @@ pub struct AuditEventEdge {
 
 /// A page of the trail in position order.
 #[derive(SimpleObject)]
-pub struct AuditEventConnection {
+pub(crate) struct AuditEventConnection {
     /// The events with their cursors.
     pub edges: Vec<AuditEventEdge>,
     /// Paging state.
@@ -177,7 +177,7 @@ pub struct AuditEventConnection {
 
 /// The verdict on one aggregate's hash chain.
 #[derive(SimpleObject)]
-pub struct AuditVerification {
+pub(crate) struct AuditVerification {
     /// Whether every event is intact, in order and complete.
     pub valid: bool,
     /// How many events were checked (up to the first broken one).
@@ -194,7 +194,7 @@ pub struct AuditVerification {
 
 /// An event whose personal values were erased, and by which erasures.
 #[derive(SimpleObject)]
-pub struct ErasedEvent {
+pub(crate) struct ErasedEvent {
     /// Its sequence in the aggregate.
     pub sequence: i64,
     /// The erasures, oldest first.
@@ -287,7 +287,7 @@ pub async fn trail(
 
 /// The audit queries (auditors and admins).
 #[derive(Default)]
-pub struct AuditQuery;
+pub(crate) struct AuditQuery;
 
 #[Object]
 impl AuditQuery {

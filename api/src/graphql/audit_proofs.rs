@@ -16,7 +16,7 @@ use super::pagination::{connection, decode_cursor, PageInfo};
 
 /// A signed statement: the first `treeSize` events of the store have this root.
 #[derive(SimpleObject)]
-pub struct AuditCheckpoint {
+pub(crate) struct AuditCheckpoint {
     /// Events in the tree.
     pub tree_size: i64,
     /// The Merkle root (RFC 9162), hex.
@@ -54,7 +54,7 @@ fn hexes(path: &[Hash]) -> Vec<String> {
 
 /// The proof that one event is in the log a checkpoint signed.
 #[derive(SimpleObject)]
-pub struct AuditInclusionProof {
+pub(crate) struct AuditInclusionProof {
     /// The event.
     pub event_id: ID,
     /// Its leaf index in the tree (0-based, store order).
@@ -69,7 +69,7 @@ pub struct AuditInclusionProof {
 
 /// The proof that a signed checkpoint extends the log's first `fromSize` events.
 #[derive(SimpleObject)]
-pub struct AuditConsistencyProof {
+pub(crate) struct AuditConsistencyProof {
     /// The earlier tree's size.
     pub from_size: i64,
     /// The earlier tree's Merkle root, hex: compare it with the root you kept.
@@ -85,7 +85,7 @@ pub struct AuditConsistencyProof {
 
 /// An edge of the checkpoint list.
 #[derive(SimpleObject)]
-pub struct AuditCheckpointEdge {
+pub(crate) struct AuditCheckpointEdge {
     /// Opaque cursor: pass it as `after` to continue after this checkpoint.
     pub cursor: String,
     /// The checkpoint.
@@ -94,7 +94,7 @@ pub struct AuditCheckpointEdge {
 
 /// A page of signed checkpoints, newest first.
 #[derive(SimpleObject)]
-pub struct AuditCheckpointConnection {
+pub(crate) struct AuditCheckpointConnection {
     /// The checkpoints with their cursors.
     pub edges: Vec<AuditCheckpointEdge>,
     /// Paging state.
@@ -106,7 +106,7 @@ const CHECKPOINT_CURSOR: &str = "checkpoint";
 
 /// Checkpoint and proof queries.
 #[derive(Default)]
-pub struct AuditProofQuery;
+pub(crate) struct AuditProofQuery;
 
 #[Object]
 impl AuditProofQuery {

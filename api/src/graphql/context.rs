@@ -173,7 +173,7 @@ impl Drop for SlotGuard {
 }
 
 /// Shorthand accessors for resolvers.
-pub trait ContextExt {
+pub(crate) trait ContextExt {
     /// The services.
     fn services(&self) -> &Services;
     /// The request context.

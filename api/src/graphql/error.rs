@@ -86,7 +86,7 @@ fn extensions(code: ErrorCode, extra: &[(&str, Value)]) -> ErrorExtensionValues 
 
 /// Converts an application error for this request. Internal errors are logged with the request
 /// id and answered opaquely: no SQL, paths or driver messages reach the client.
-pub fn to_graphql(error: AppError, request: &RequestContext) -> async_graphql::Error {
+pub(crate) fn to_graphql(error: AppError, request: &RequestContext) -> async_graphql::Error {
     let message = match &error {
         AppError::Internal { .. } => {
             tracing::error!(request_id = %request.request_id, error = %Chain(&error), "internal error");

@@ -20,7 +20,7 @@ use super::error::{request_error, ErrorCode};
 
 /// Refuses documents beyond these limits (`LIMIT_EXCEEDED`) before any resolver runs.
 #[derive(Debug, Clone, Copy)]
-pub struct DocumentLimits {
+pub(crate) struct DocumentLimits {
     /// Aliased fields in the document.
     pub max_aliases: usize,
     /// Directives on one field or fragment.
@@ -106,7 +106,7 @@ pub fn limit_error(message: String) -> ServerError {
 }
 
 /// The most directives on any one field, fragment spread or inline fragment of `document`.
-pub fn most_directives(document: &ExecutableDocument) -> usize {
+pub(crate) fn most_directives(document: &ExecutableDocument) -> usize {
     let sets = document
         .operations
         .iter()
@@ -141,7 +141,7 @@ fn most_directives_in(set: &SelectionSet) -> usize {
 }
 
 /// Aliased fields in every operation and fragment definition of `document`.
-pub fn count_aliases(document: &ExecutableDocument) -> usize {
+pub(crate) fn count_aliases(document: &ExecutableDocument) -> usize {
     let in_operations: usize = document
         .operations
         .iter()

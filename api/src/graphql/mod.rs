@@ -55,7 +55,7 @@ pub struct Mutation(
 pub struct Subscription(SubscriptionRoot, projection::ProjectionSubscription);
 
 /// The schema type served at `/graphql`.
-pub type ChronicleSchema = Schema<Query, Mutation, Subscription>;
+pub(crate) type ChronicleSchema = Schema<Query, Mutation, Subscription>;
 
 /// Directives one field may carry: the schema has only `@skip`/`@include`, so more than a few
 /// is noise meant to slow validation down.
@@ -92,7 +92,8 @@ pub fn build_schema(services: Services, limits: &ApiLimits) -> ChronicleSchema {
 
 /// The schema as the service serves it, in GraphQL SDL: what `docs/schema.graphql` holds.
 /// Printing needs no services and no limits, so none are given.
-pub fn sdl() -> String {
+#[cfg(test)]
+pub(crate) fn sdl() -> String {
     Schema::build(
         Query::default(),
         Mutation::default(),

@@ -11,7 +11,7 @@ use async_graphql::{ServerResult, Value};
 
 /// Records `chronicle_graphql_operation_duration_seconds{type, field, outcome}` for every root
 /// field a request resolves (`type` is Query, Mutation or Subscription).
-pub struct OperationMetrics;
+pub(crate) struct OperationMetrics;
 
 impl ExtensionFactory for OperationMetrics {
     fn create(&self) -> Arc<dyn Extension> {

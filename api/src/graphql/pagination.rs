@@ -8,7 +8,7 @@ use chronicle_application::AppError;
 
 /// Relay page information.
 #[derive(SimpleObject)]
-pub struct PageInfo {
+pub(crate) struct PageInfo {
     /// More tasks match after `endCursor`.
     pub has_next_page: bool,
     /// Whether tasks precede this page (always false when paging forward from the start).
@@ -22,12 +22,12 @@ pub struct PageInfo {
 /// Encodes a keyset cursor for a row of `kind` (`task`, `report`, `deadletter`) whose key is
 /// `key` (a row id, or a sequence number). Cursors name a row, so they stay valid while rows
 /// are added.
-pub fn encode_cursor(kind: &str, key: impl std::fmt::Display) -> String {
+pub(crate) fn encode_cursor(kind: &str, key: impl std::fmt::Display) -> String {
     URL_SAFE_NO_PAD.encode(format!("{kind}:{key}"))
 }
 
 /// Decodes a cursor of `kind` from [`encode_cursor`].
-pub fn decode_cursor<K: std::str::FromStr>(kind: &str, cursor: &str) -> Result<K, AppError> {
+pub(crate) fn decode_cursor<K: std::str::FromStr>(kind: &str, cursor: &str) -> Result<K, AppError> {
     let invalid = || AppError::validation("after", "is not a cursor returned by this API");
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;

@@ -41,7 +41,7 @@ impl From<AppErasure> for DataSubjectErasure {
 
 /// Privacy mutations.
 #[derive(Default)]
-pub struct PrivacyMutation;
+pub(crate) struct PrivacyMutation;
 
 #[Object]
 impl PrivacyMutation {

@@ -60,7 +60,7 @@ pub struct RebuildProgress {
 
 /// The last rebuild that finished.
 #[derive(SimpleObject, Clone, PartialEq)]
-pub struct LastRebuild {
+pub(crate) struct LastRebuild {
     /// Events it folded.
     pub events: i64,
     /// How long it took, claim to swap.
@@ -146,7 +146,7 @@ async fn statuses(
 
 /// Projection queries.
 #[derive(Default)]
-pub struct ProjectionQuery;
+pub(crate) struct ProjectionQuery;
 
 #[Object]
 impl ProjectionQuery {
@@ -163,7 +163,7 @@ impl ProjectionQuery {
 
 /// Projection mutations.
 #[derive(Default)]
-pub struct ProjectionMutation;
+pub(crate) struct ProjectionMutation;
 
 #[Object]
 impl ProjectionMutation {
@@ -231,7 +231,7 @@ impl ProjectionPauseMutation {
 
 /// Pausing and resuming a projection's live consumer.
 #[derive(Default)]
-pub struct ProjectionPauseMutation;
+pub(crate) struct ProjectionPauseMutation;
 
 async fn set_paused(
     ctx: &Context<'_>,
@@ -254,7 +254,7 @@ async fn set_paused(
 
 /// Projection subscriptions.
 #[derive(Default)]
-pub struct ProjectionSubscription;
+pub(crate) struct ProjectionSubscription;
 
 #[Subscription]
 impl ProjectionSubscription {

@@ -81,7 +81,7 @@ impl From<ReportStatus> for report::ReportStatus {
 
 /// The parameters a report was requested with.
 #[derive(SimpleObject)]
-pub struct ReportParameters {
+pub(crate) struct ReportParameters {
     /// The team.
     pub team_id: Option<String>,
     /// Period start.
@@ -184,7 +184,7 @@ pub struct ReportFilter {
 
 impl ReportFilter {
     /// The filter as the use case takes it, the team id checked.
-    pub fn into_app(
+    pub(crate) fn into_app(
         self,
     ) -> Result<chronicle_application::ports::report_queries::ReportFilter, AppError> {
         let team = self
@@ -201,7 +201,7 @@ impl ReportFilter {
 
 /// An edge of the report connection.
 #[derive(SimpleObject)]
-pub struct ReportEdge {
+pub(crate) struct ReportEdge {
     /// Opaque cursor.
     pub cursor: String,
     /// The report.
@@ -211,7 +211,7 @@ pub struct ReportEdge {
 /// A page of reports in request order.
 #[derive(SimpleObject)]
 #[graphql(complex)]
-pub struct ReportConnection {
+pub(crate) struct ReportConnection {
     /// The reports with their cursors.
     pub edges: Vec<ReportEdge>,
     /// Paging state.
@@ -240,7 +240,7 @@ impl ReportConnection {
 }
 
 /// What `requestReport` answers.
-pub struct ReportPayload {
+pub(crate) struct ReportPayload {
     /// The report's id.
     pub id: Uuid,
     /// Its version (1 right after the request).

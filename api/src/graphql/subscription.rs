@@ -17,7 +17,7 @@ use super::error::to_graphql;
 use super::report::ReportStatus;
 
 /// One task change, as a subscriber sees it.
-pub struct TaskEventNotification(EventMessage);
+pub(crate) struct TaskEventNotification(EventMessage);
 
 #[Object]
 impl TaskEventNotification {
@@ -56,7 +56,7 @@ impl TaskEventNotification {
 }
 
 /// A report's status change.
-pub struct ReportStatusNotification {
+pub(crate) struct ReportStatusNotification {
     report_id: Uuid,
     status: ReportStatus,
     version: u64,

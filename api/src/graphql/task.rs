@@ -181,11 +181,11 @@ pub struct TaskFilter {
 }
 
 /// Longest `text` filter: longer is not a search a person types.
-pub const MAX_TEXT_FILTER_CHARS: usize = 200;
+pub(crate) const MAX_TEXT_FILTER_CHARS: usize = 200;
 
 impl TaskFilter {
     /// The filter as the use case takes it, every field checked (the error names it).
-    pub fn into_app(
+    pub(crate) fn into_app(
         self,
     ) -> Result<chronicle_application::ports::task_queries::TaskFilter, AppError> {
         use chronicle_domain::ids::{TeamId, UserId};
@@ -217,7 +217,7 @@ impl TaskFilter {
 
 /// An edge of the task connection.
 #[derive(SimpleObject)]
-pub struct TaskEdge {
+pub(crate) struct TaskEdge {
     /// Opaque cursor: pass it as `after` to continue after this task.
     pub cursor: String,
     /// The task.
@@ -227,7 +227,7 @@ pub struct TaskEdge {
 /// A page of tasks in creation order.
 #[derive(SimpleObject)]
 #[graphql(complex)]
-pub struct TaskConnection {
+pub(crate) struct TaskConnection {
     /// The tasks with their cursors.
     pub edges: Vec<TaskEdge>,
     /// Paging state.
@@ -295,7 +295,7 @@ pub struct UpdateTaskInput {
 }
 
 /// What a task mutation answers.
-pub struct TaskPayload {
+pub(crate) struct TaskPayload {
     /// The task's id.
     pub id: Uuid,
     /// Its version after the mutation.

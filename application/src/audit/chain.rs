@@ -9,9 +9,13 @@
 //!   highest version something else has witnessed (a snapshot, a read-model row) and reports
 //!   the missing tail.
 
-use super::erasure_check::{Content, ErasureRef, EDITED};
+#[cfg(test)]
+use super::erasure_check::EDITED;
+use super::erasure_check::{Content, ErasureRef};
 use crate::data::event_log::StoredEvent;
-use crate::data::hash_chain::{event_hash, GENESIS_HASH};
+#[cfg(test)]
+use crate::data::hash_chain::event_hash;
+use crate::data::hash_chain::GENESIS_HASH;
 
 /// The verdict on one aggregate's chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +36,7 @@ pub struct ChainCheck {
 /// Checks one aggregate's events, fed in sequence order, one at a time (so a whole store can
 /// stream through without being held in memory).
 #[derive(Debug, Clone)]
-pub struct ChainVerifier {
+pub(crate) struct ChainVerifier {
     last_sequence: u64,
     last_hash: String,
     checked: u64,
@@ -54,6 +58,7 @@ impl Default for ChainVerifier {
 
 impl ChainVerifier {
     /// Checks the next event; after the first failure the rest are ignored.
+    #[cfg(test)]
     pub fn push(&mut self, event: &StoredEvent) {
         self.push_hashed(event, event_hash(event) == event.hash);
     }
@@ -61,7 +66,8 @@ impl ChainVerifier {
     /// Like [`ChainVerifier::push`], with the hash comparison already made (`content_intact`),
     /// so the costly part can run in parallel over many events while the links, which need
     /// the order, are checked here.
-    pub fn push_hashed(&mut self, event: &StoredEvent, content_intact: bool) {
+    #[cfg(test)]
+    pub(crate) fn push_hashed(&mut self, event: &StoredEvent, content_intact: bool) {
         let content = match content_intact {
             true => Content::Intact,
             false => Content::Edited(EDITED.to_owned()),
@@ -72,7 +78,7 @@ impl ChainVerifier {
     /// Like [`ChainVerifier::push`], with the content already judged against its hash and the
     /// erasure ledger ([`super::erasure_check::ErasureEvidence::judge`]): an event changed
     /// only by signed erasures is accepted, and listed.
-    pub fn push_judged(&mut self, event: &StoredEvent, content: Content) {
+    pub(crate) fn push_judged(&mut self, event: &StoredEvent, content: Content) {
         if self.broken.is_some() {
             return;
         }
@@ -120,11 +126,6 @@ impl ChainVerifier {
         self.broken
             .as_ref()
             .map(|(sequence, reason)| (*sequence, reason.as_str()))
-    }
-
-    /// The last sequence accepted so far.
-    pub fn last_sequence(&self) -> u64 {
-        self.last_sequence
     }
 
     /// The verdict, given the highest version anything else has seen of this aggregate.

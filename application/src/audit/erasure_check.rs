@@ -29,12 +29,14 @@ use super::signing::{CheckpointSigner, PublicKey};
 use crate::ports::audit_log::{AuditRecord, LedgerEntry};
 
 /// Names the ledger digest's format.
-pub const LEDGER_FORMAT: &str = "chronicle-erasure-ledger-v1";
+pub(crate) const LEDGER_FORMAT: &str = "chronicle-erasure-ledger-v1";
 /// Names the signed text's format.
-pub const ERASURE_FORMAT: &str = "chronicle-erasure-v1";
+pub(crate) const ERASURE_FORMAT: &str = "chronicle-erasure-v1";
 
 /// The digest of a pseudonym's ledger rows, given in position order.
-pub fn ledger_digest<'r>(rows: impl IntoIterator<Item = (&'r Uuid, &'r str, &'r str)>) -> String {
+pub(crate) fn ledger_digest<'r>(
+    rows: impl IntoIterator<Item = (&'r Uuid, &'r str, &'r str)>,
+) -> String {
     let mut digest = Sha256::new();
     digest.update(format!("{LEDGER_FORMAT}\n"));
     for (event_id, prior_hash, redacted_hash) in rows {
@@ -116,7 +118,7 @@ pub enum Signatures {
 
 /// An event's content, judged against its hash and the ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Content {
+pub(crate) enum Content {
     /// It hashes to its hash.
     Intact,
     /// It differs only by erasures, these (oldest first).
@@ -127,7 +129,7 @@ pub enum Content {
 
 /// The ledger and the erasure events, read once, to judge events against.
 #[derive(Debug, Clone)]
-pub struct ErasureEvidence {
+pub(crate) struct ErasureEvidence {
     rows: HashMap<Uuid, Vec<LedgerEntry>>,
     erasures: HashMap<String, Erasure>,
     signatures: Signatures,
@@ -143,15 +145,6 @@ pub(crate) const EDITED: &str =
     "its content does not match its chain hash: the event was edited or moved";
 
 impl ErasureEvidence {
-    /// No ledger: every mismatch is an edit.
-    pub fn none() -> Self {
-        Self {
-            rows: HashMap::new(),
-            erasures: HashMap::new(),
-            signatures: Signatures::NotChecked,
-        }
-    }
-
     /// Over `ledger` (in position order) and the erasure events of its pseudonyms (each
     /// `DataSubject` stream's events, any order), checking signatures under `key` if given.
     pub fn new(
@@ -165,7 +158,7 @@ impl ErasureEvidence {
 
     /// Over `ledger` (in position order) and what each erasure committed to, as an audit
     /// export carries them.
-    pub fn of_committed(
+    pub(crate) fn of_committed(
         ledger: Vec<LedgerEntry>,
         committed: Vec<Committed>,
         key: Option<&PublicKey>,

@@ -41,7 +41,7 @@ use crate::ports::audit_log::LedgerEntry;
 use crate::ports::audit_tree::LeafEvent;
 
 /// Names the export's format on its first line.
-pub const EXPORT_FORMAT: &str = "chronicle-audit-export-v2";
+pub(crate) const EXPORT_FORMAT: &str = "chronicle-audit-export-v2";
 
 /// The first format, which stated no range: its completeness cannot be proved.
 const EXPORT_FORMAT_V1: &str = "chronicle-audit-export-v1";

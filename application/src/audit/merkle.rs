@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 pub use crate::data::checkpoint::Hash;
 
 /// Where [`leaf_data`] says which format it is, so a later format cannot be confused with it.
-pub const LEAF_FORMAT: &str = "chronicle-audit-leaf-v1";
+pub(crate) const LEAF_FORMAT: &str = "chronicle-audit-leaf-v1";
 
 /// The bytes a leaf commits to for one event (UTF-8, one field per line): the format, the
 /// event's store position, its id, its aggregate type and id, its sequence, and its
@@ -55,7 +55,7 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
 }
 
 /// The root of the empty tree: `SHA-256()`.
-pub fn empty_root() -> Hash {
+pub(crate) fn empty_root() -> Hash {
     Sha256::digest([]).into()
 }
 
@@ -115,7 +115,7 @@ pub fn root(tree: &impl Subtrees, size: u64) -> Result<Hash, ProofError> {
 
 /// The inclusion proof of leaf `index` in the tree of the first `size` leaves
 /// (RFC 9162, 2.1.3.1), from the leaf up.
-pub fn inclusion_proof(
+pub(crate) fn inclusion_proof(
     tree: &impl Subtrees,
     index: u64,
     size: u64,
@@ -154,7 +154,7 @@ fn path(
 }
 
 /// The consistency proof from the tree of `old` leaves to that of `new` (RFC 9162, 2.1.4.1).
-pub fn consistency_proof(
+pub(crate) fn consistency_proof(
     tree: &impl Subtrees,
     old: u64,
     new: u64,

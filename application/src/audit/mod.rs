@@ -13,7 +13,7 @@ pub mod export;
 pub mod merkle;
 pub mod signing;
 pub mod store_check;
-pub mod time_travel;
+pub(crate) mod time_travel;
 pub mod tree_check;
 
 use std::collections::HashMap;
@@ -34,7 +34,8 @@ use crate::privacy::sealing::ErasedValue;
 use crate::queries::page_size;
 use chronicle_domain::ids::ERASED_PREFIX;
 
-pub use chain::{ChainCheck, ChainVerifier};
+pub use chain::ChainCheck;
+pub(crate) use chain::ChainVerifier;
 use erasure_check::{Content, ErasureRef};
 use signing::PublicKey;
 use store_check::erasure_evidence;

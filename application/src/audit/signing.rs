@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use super::merkle::Hash;
 
-pub use crate::data::checkpoint::{Checkpoint, CHECKPOINT_FORMAT};
+pub use crate::data::checkpoint::Checkpoint;
 
 impl Checkpoint {
     /// Whether the signature is `key`'s over this checkpoint.
@@ -105,7 +105,7 @@ impl CheckpointSigner {
 impl CheckpointSigner {
     /// Signs another statement of the audit log (an erasure's, [`super::erasure_check`]): the
     /// text's first line names its format, so no statement reads as another.
-    pub fn sign_statement(&self, text: &str) -> (String, Vec<u8>) {
+    pub(crate) fn sign_statement(&self, text: &str) -> (String, Vec<u8>) {
         (
             self.public_key().id(),
             self.key.sign(text.as_bytes()).to_bytes().to_vec(),
@@ -133,7 +133,7 @@ impl PublicKey {
     }
 
     /// Whether `signature` is this key's over `text` ([`CheckpointSigner::sign_statement`]).
-    pub fn verifies_statement(&self, text: &str, key_id: &str, signature: &[u8]) -> bool {
+    pub(crate) fn verifies_statement(&self, text: &str, key_id: &str, signature: &[u8]) -> bool {
         let Ok(signature) = Signature::from_slice(signature) else {
             return false;
         };

@@ -47,7 +47,7 @@ impl StoreCheck {
 
 /// The erasure ledger and the erasure events it needs, read once: `of_stream` narrows it to
 /// the erasures that changed one stream. Signatures are checked under `key` when given.
-pub async fn erasure_evidence(
+pub(crate) async fn erasure_evidence(
     log: &dyn AuditLog,
     of_stream: Option<(&str, &str)>,
     key: Option<&PublicKey>,

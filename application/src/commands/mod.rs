@@ -5,7 +5,8 @@ mod fingerprint;
 mod report;
 mod task;
 
-pub use executor::{AggregateExecutor, CommandOutcome, ExecuteOptions, LoadedAggregate};
+pub(crate) use executor::ExecuteOptions;
+pub use executor::{AggregateExecutor, CommandOutcome};
 pub use report::ReportCommands;
 pub use task::{NewTask, TaskCommands};
 

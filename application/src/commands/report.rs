@@ -89,7 +89,7 @@ impl ReportCommands {
     }
 
     /// Marks generation started (counts the attempt).
-    pub async fn start_generation(
+    pub(crate) async fn start_generation(
         &self,
         report_id: Uuid,
         metadata: &CommandMetadata,

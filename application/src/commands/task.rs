@@ -32,8 +32,9 @@ impl TaskCommands {
         }
     }
 
-    /// The executor, for reads of the write model (time travel, tests).
-    pub fn executor(&self) -> &AggregateExecutor<Task> {
+    /// The executor, for reads of the write model in tests.
+    #[cfg(test)]
+    pub(crate) fn executor(&self) -> &AggregateExecutor<Task> {
         &self.executor
     }
 

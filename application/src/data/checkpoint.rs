@@ -7,7 +7,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 pub type Hash = [u8; 32];
 
 /// Names the format of the signed text.
-pub const CHECKPOINT_FORMAT: &str = "chronicle-audit-checkpoint-v1";
+pub(crate) const CHECKPOINT_FORMAT: &str = "chronicle-audit-checkpoint-v1";
 
 /// A signed statement of the log: its first `tree_size` events have root `root`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -40,7 +40,7 @@ pub struct StoredEvent {
 }
 
 /// The current time at the store's precision, so a hash computed now verifies after a reload.
-pub fn store_now() -> DateTime<Utc> {
+pub(crate) fn store_now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
@@ -77,7 +77,7 @@ fn upcasters() -> &'static [Box<dyn EventUpcaster>] {
 }
 
 /// Whether a payload of this type and schema version must be upcast before it is read.
-pub fn needs_upcast(event_type: &str, event_version: &str) -> bool {
+pub(crate) fn needs_upcast(event_type: &str, event_version: &str) -> bool {
     upcasters()
         .iter()
         .any(|u| u.can_upcast(event_type, event_version))
@@ -109,7 +109,9 @@ pub fn upcast(event_type: &str, event_version: &str, payload: Value) -> Value {
 
 /// Deserializes a stored payload into a domain event, upcast first; a failure names the event
 /// so an operator can find it.
-pub fn deserialize_event<E: DeserializeOwned>(event: &StoredEvent) -> Result<E, EventCodecError> {
+pub(crate) fn deserialize_event<E: DeserializeOwned>(
+    event: &StoredEvent,
+) -> Result<E, EventCodecError> {
     let payload = upcast(
         &event.event_type,
         &event.event_version,
@@ -127,7 +129,7 @@ pub fn deserialize_event<E: DeserializeOwned>(event: &StoredEvent) -> Result<E, 
 /// Decodes a stored payload (cqrs-es's serialized JSON text) into a domain event: straight from
 /// the text when its schema is current (replay decodes millions), through a JSON tree and the
 /// upcasters when it is older.
-pub fn decode_payload<E: DeserializeOwned>(
+pub(crate) fn decode_payload<E: DeserializeOwned>(
     event_type: &str,
     event_version: &str,
     payload: &str,
@@ -149,7 +151,7 @@ pub fn inner_payload(payload: &Value) -> Value {
 }
 
 /// Wraps an inner payload back into cqrs-es's form, so a consumer can deserialize the enum.
-pub fn wrap_payload(event_type: &str, inner: Value) -> Value {
+pub(crate) fn wrap_payload(event_type: &str, inner: Value) -> Value {
     let mut map = serde_json::Map::with_capacity(1);
     map.insert(event_type.to_owned(), inner);
     Value::Object(map)

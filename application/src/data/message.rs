@@ -15,7 +15,7 @@ use crate::data::event_log::{inner_payload, StoredEvent};
 use crate::data::metadata::CommandMetadata;
 
 /// The name producers put in `sourceService` and `ce_source`.
-pub const SOURCE_SERVICE: &str = "chronicle";
+pub(crate) const SOURCE_SERVICE: &str = "chronicle";
 
 /// The value of an event message on Kafka.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,7 +76,7 @@ pub struct OutboxMessage {
 
 impl EventMessage {
     /// The envelope of a stored event written under `metadata`.
-    pub fn from_stored(event: &StoredEvent, metadata: &CommandMetadata) -> Self {
+    pub(crate) fn from_stored(event: &StoredEvent, metadata: &CommandMetadata) -> Self {
         Self {
             event_id: event.event_id,
             event_type: event.event_type.clone(),
@@ -97,7 +97,7 @@ impl EventMessage {
 
     /// The envelope of a stored event under the metadata stored with it (what the relay
     /// published for it); `None` when that metadata is not readable.
-    pub fn of_stored(event: &StoredEvent) -> Option<Self> {
+    pub(crate) fn of_stored(event: &StoredEvent) -> Option<Self> {
         let metadata: CommandMetadata = serde_json::from_value(event.metadata.clone()).ok()?;
         Some(Self::from_stored(event, &metadata))
     }
@@ -133,7 +133,7 @@ impl EventMessage {
     }
 
     /// The outbox row that publishes this envelope.
-    pub fn to_outbox(
+    pub(crate) fn to_outbox(
         &self,
         topic: String,
         traceparent: Option<&str>,

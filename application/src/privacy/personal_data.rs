@@ -46,7 +46,7 @@ impl PersonalData {
     /// Seals a new event's personal values in place, before its hash is computed, when
     /// sealing is on; answers whose each value was and the keys used (nothing when sealing is
     /// off).
-    pub async fn seal_new(&self, event: &mut StoredEvent) -> Result<Sealed, AppError> {
+    pub(crate) async fn seal_new(&self, event: &mut StoredEvent) -> Result<Sealed, AppError> {
         match self.sealing {
             Sealing::On => self.sealer.seal(event).await,
             Sealing::Off => Ok(Sealed::default()),
@@ -76,7 +76,7 @@ impl PersonalData {
 
     /// A user id as the trail shows it: a stored reference opened to the id, or to its
     /// marker once the key is gone; anything else as stored.
-    pub async fn actor_as_read(&self, stored: &str) -> Result<String, AppError> {
+    pub(crate) async fn actor_as_read(&self, stored: &str) -> Result<String, AppError> {
         let Some(pseudonym) = super::seal::referenced_pseudonym(stored) else {
             return Ok(stored.to_owned());
         };
@@ -89,7 +89,7 @@ impl PersonalData {
     /// Every form `subject_id` is stored under as an actor: in clear (events stored before
     /// sealing) and as a reference to its key, while it has one. An erased person's id names
     /// no reference: their events answer to their pseudonym only.
-    pub async fn stored_forms(&self, subject_id: &str) -> Result<Vec<String>, AppError> {
+    pub(crate) async fn stored_forms(&self, subject_id: &str) -> Result<Vec<String>, AppError> {
         let mut forms = vec![subject_id.to_owned()];
         if let Some(key) = self.keys.find(subject_id).await? {
             forms.push(reference(&key.pseudonym));

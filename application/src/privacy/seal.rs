@@ -27,14 +27,14 @@ pub fn reference(pseudonym: &str) -> String {
 }
 
 /// The pseudonym a reference names; `None` for anything else.
-pub fn referenced_pseudonym(value: &str) -> Option<&str> {
+pub(crate) fn referenced_pseudonym(value: &str) -> Option<&str> {
     value
         .strip_prefix(REFERENCE_PREFIX)
         .filter(|pseudonym| is_pseudonym(pseudonym))
 }
 
 /// Whether `text` has a pseudonym's form: 32 lowercase hex digits.
-pub fn is_pseudonym(text: &str) -> bool {
+pub(crate) fn is_pseudonym(text: &str) -> bool {
     text.len() == 32
         && text
             .bytes()
@@ -80,7 +80,7 @@ pub fn seal(key: &DataKey, pseudonym: &str, plaintext: &str, context: &str) -> S
 }
 
 /// The pseudonym a sealed value names, so its key can be found; `None` for any other text.
-pub fn pseudonym_of(value: &str) -> Option<&str> {
+pub(crate) fn pseudonym_of(value: &str) -> Option<&str> {
     let (pseudonym, _) = value.strip_prefix(SEALED_PREFIX)?.split_once(':')?;
     Some(pseudonym)
 }

@@ -36,11 +36,11 @@ use crate::error::AppError;
 use crate::ports::subject_keys::{SubjectKey, SubjectKeys};
 
 /// The metadata field that marks a sealed event, and its value (the format).
-pub const SEALED_FLAG: (&str, &str) = ("sealed", "pd1");
+pub(crate) const SEALED_FLAG: (&str, &str) = ("sealed", "pd1");
 
 /// Actors that are the service itself, not people: their ids and text are not personal data.
 /// No user may have one of these ids (`UserId::parse` refuses them).
-pub const SERVICE_ACTORS: &[&str] = chronicle_domain::ids::SERVICE_IDS;
+pub(crate) const SERVICE_ACTORS: &[&str] = chronicle_domain::ids::SERVICE_IDS;
 
 /// A value whose subject's key was destroyed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +71,7 @@ pub struct Opening {
 }
 
 /// Seals and opens events' personal fields with the subjects' keys.
-pub struct EventSealer {
+pub(crate) struct EventSealer {
     keys: Arc<dyn SubjectKeys>,
 }
 

@@ -15,7 +15,7 @@ use crate::error::AppError;
 
 /// Rebuilds cqrs-es's wrapped payload from an envelope so the domain enum can be read,
 /// upcast to today's schema when an older release published it.
-pub fn domain_payload(message: &EventMessage) -> Value {
+pub(crate) fn domain_payload(message: &EventMessage) -> Value {
     upcast(
         &message.event_type,
         &message.event_version,
@@ -86,7 +86,7 @@ pub enum Fold {
 
 impl Fold {
     /// Why a gap could not be applied (recorded with the projection failure).
-    pub fn gap_reason(have: u64, got: u64) -> String {
+    pub(crate) fn gap_reason(have: u64, got: u64) -> String {
         format!("sequence {got} does not follow version {have}")
     }
 }

@@ -12,7 +12,7 @@
 
 mod rebuilder;
 
-pub use rebuilder::{ClaimedRebuild, Projection, RebuildPhases, RebuildSummary, Rebuilder};
+pub use rebuilder::{Projection, Rebuilder};
 
 #[cfg(test)]
 mod tests;

@@ -28,7 +28,7 @@ use crate::projection::read_model::domain_payload;
 use tracing::Instrument as _;
 
 /// The actor of the worker's commands.
-pub const WORKER_ACTOR: &str = chronicle_domain::ids::REPORT_WORKER;
+pub(crate) const WORKER_ACTOR: &str = chronicle_domain::ids::REPORT_WORKER;
 
 /// Generates reports requested on the report topic.
 pub struct ReportWorker {

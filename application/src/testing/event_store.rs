@@ -14,7 +14,7 @@ use crate::ports::store_error::StoreError;
 
 /// Everything the store holds; tests read it (and a race step may write it) directly.
 #[derive(Debug, Clone, Default)]
-pub struct MemoryLog {
+pub(crate) struct MemoryLog {
     /// Each aggregate's events in sequence order, by (aggregate type, id).
     pub streams: BTreeMap<(String, String), Vec<StoredEvent>>,
     /// The newest snapshot of each aggregate.
@@ -78,7 +78,7 @@ type RaceStep = Box<dyn FnOnce(&mut MemoryLog, &AppendBatch) + Send>;
 
 /// The event store in memory.
 #[derive(Default)]
-pub struct MemoryEventStore {
+pub(crate) struct MemoryEventStore {
     log: Mutex<MemoryLog>,
     races: Mutex<Vec<RaceStep>>,
 }
@@ -93,7 +93,7 @@ impl MemoryEventStore {
 
     /// Runs `step` inside the next append, before its checks (once). `step` sees the batch
     /// about to be written and may append another writer's events first.
-    pub fn before_next_append(
+    pub(crate) fn before_next_append(
         &self,
         step: impl FnOnce(&mut MemoryLog, &AppendBatch) + Send + 'static,
     ) {

@@ -17,7 +17,7 @@ use crate::testing::subject_keys::MemorySubjectKeys;
 
 /// Creates a task ("Draft") in `team-a` as a member, then retitles it `updates` times
 /// ("Title 0", "Title 1", …); its id. The task is at version `updates + 1`.
-pub async fn a_task_retitled(tasks: &TaskCommands, updates: usize) -> Uuid {
+pub(crate) async fn a_task_retitled(tasks: &TaskCommands, updates: usize) -> Uuid {
     let member = Principal::new("alice", &["member".to_owned()], &["team-a".to_owned()]);
     let metadata = CommandMetadata::for_actor("alice");
     let input = NewTask {
@@ -45,7 +45,7 @@ pub async fn a_task_retitled(tasks: &TaskCommands, updates: usize) -> Uuid {
 
 /// The messages of one task's stream in `store`, as the relay publishes them: the outbox's
 /// envelopes (in clear; the stored events are sealed).
-pub fn published_task(store: &MemoryEventStore, id: Uuid) -> Vec<EventMessage> {
+pub(crate) fn published_task(store: &MemoryEventStore, id: Uuid) -> Vec<EventMessage> {
     let id = id.to_string();
     let log = store.log();
     let mut messages: Vec<EventMessage> = log
@@ -61,7 +61,7 @@ pub fn published_task(store: &MemoryEventStore, id: Uuid) -> Vec<EventMessage> {
 }
 
 /// Personal data sealed under keys kept in memory, as the service seals it.
-pub fn sealed_personal_data() -> Arc<PersonalData> {
+pub(crate) fn sealed_personal_data() -> Arc<PersonalData> {
     Arc::new(PersonalData::new(
         Arc::new(MemorySubjectKeys::default()),
         Sealing::On,

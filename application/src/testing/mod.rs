@@ -8,7 +8,7 @@
 //! Compiled for this crate's tests and, with the `testing` feature, for other crates' tests.
 
 pub mod event_store;
-pub mod fixtures;
+pub(crate) mod fixtures;
 pub mod projection_control;
 pub mod subject_keys;
 pub mod view_store;

@@ -25,13 +25,13 @@ const SNAPSHOT_BATCH: usize = 2;
 
 /// Whether a live writer may write a projection's rows now; asked by
 /// [`MemoryViewStore`](crate::testing::view_store::MemoryViewStore) before every save.
-pub trait WriteGate: Send + Sync {
+pub(crate) trait WriteGate: Send + Sync {
     /// `true` when the projection is live (taking it back from a dead rebuild first).
     fn may_write(&self, projection: &str) -> bool;
 }
 
 /// What a rebuild does to a read model's tables: implemented by the in-memory view store.
-pub trait ShadowTables: Send + Sync {
+pub(crate) trait ShadowTables: Send + Sync {
     /// Drops the shadow rows (a new or abandoned rebuild).
     fn clear_shadow(&self);
     /// Makes the shadow rows the live rows.
@@ -77,7 +77,7 @@ struct State {
 
 /// The projections' status and the rebuild protocol, in memory.
 #[derive(Default)]
-pub struct MemoryProjectionControl {
+pub(crate) struct MemoryProjectionControl {
     state: Mutex<State>,
     tables: Mutex<BTreeMap<String, Arc<dyn ShadowTables>>>,
 }
@@ -90,22 +90,22 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl MemoryProjectionControl {
     /// Lets rebuilds of `projection` write and swap `tables`.
-    pub fn add_tables(&self, projection: &str, tables: Arc<dyn ShadowTables>) {
+    pub(crate) fn add_tables(&self, projection: &str, tables: Arc<dyn ShadowTables>) {
         lock(&self.tables).insert(projection.to_owned(), tables);
     }
 
     /// Events the store holds from now on (appended after earlier ones, positions as given).
-    pub fn store_events(&self, events: impl IntoIterator<Item = RebuildEvent>) {
+    pub(crate) fn store_events(&self, events: impl IntoIterator<Item = RebuildEvent>) {
         lock(&self.state).events.extend(events);
     }
 
     /// Every running rebuild's holder dies (in Postgres: its lock connection drops).
-    pub fn lose_claims(&self) {
+    pub(crate) fn lose_claims(&self) {
         lock(&self.state).held.clear();
     }
 
     /// The next snapshot fails with `reason` (the database went away mid-rebuild, say).
-    pub fn fail_next_snapshot(&self, reason: &str) {
+    pub(crate) fn fail_next_snapshot(&self, reason: &str) {
         lock(&self.state).snapshot_failure = Some(reason.to_owned());
     }
 

@@ -12,7 +12,7 @@ use crate::privacy::data_key::{new_pseudonym, DataKey};
 
 /// Keys by subject id.
 #[derive(Default)]
-pub struct MemorySubjectKeys {
+pub(crate) struct MemorySubjectKeys {
     keys: Mutex<BTreeMap<String, SubjectKey>>,
 }
 

@@ -15,7 +15,7 @@ use crate::testing::projection_control::{ShadowTables, WriteGate};
 
 /// An event the projection could not apply, as `projection_failures` keeps it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RecordedFailure {
+pub(crate) struct RecordedFailure {
     /// The projection's name.
     pub projection: String,
     /// The event.
@@ -25,7 +25,7 @@ pub struct RecordedFailure {
 }
 
 /// The rows of read model `M`.
-pub struct MemoryViewStore<M: ReadModel> {
+pub(crate) struct MemoryViewStore<M: ReadModel> {
     rows: Mutex<HashMap<Uuid, M::View>>,
     shadow: Mutex<Vec<M::View>>,
     failures: Mutex<Vec<RecordedFailure>>,
@@ -54,7 +54,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl<M: ReadModel> MemoryViewStore<M> {
     /// A store whose live writes `gate` allows or refuses, as the projection's status row
     /// does in Postgres.
-    pub fn guarded_by(gate: Arc<dyn WriteGate>) -> Self {
+    pub(crate) fn guarded_by(gate: Arc<dyn WriteGate>) -> Self {
         Self {
             gate: Some(gate),
             ..Self::default()
@@ -77,7 +77,7 @@ impl<M: ReadModel> MemoryViewStore<M> {
     }
 
     /// The rows a rebuild wrote to the shadow table.
-    pub fn shadow_rows(&self) -> Vec<M::View> {
+    pub(crate) fn shadow_rows(&self) -> Vec<M::View> {
         lock(&self.shadow).clone()
     }
 

@@ -16,7 +16,7 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::EnvFilter;
 
 /// `RUST_LOG`'s filter, widened to Chronicle's spans at `info` when they are exported.
-pub struct LogsAndTraces {
+pub(crate) struct LogsAndTraces {
     logs: EnvFilter,
     export_spans: bool,
 }

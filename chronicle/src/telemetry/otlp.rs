@@ -71,7 +71,7 @@ impl Visit for FieldCollector {
 }
 
 /// The layer that hands closed spans with W3C ids to the exporter task.
-pub struct OtlpLayer {
+pub(crate) struct OtlpLayer {
     spans: mpsc::Sender<FinishedSpan>,
 }
 

@@ -18,10 +18,10 @@ pub use failover::connect_session;
 use target::Target;
 
 /// The migrations in `migrations/`, embedded at build time so the binary migrates itself.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
 /// How long a one-shot command (`migrate`, `replay`, `audit verify`) waits for a connection.
-pub const COMMAND_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const COMMAND_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Opens a pool for a one-shot command.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, InfraError> {

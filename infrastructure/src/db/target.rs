@@ -8,7 +8,7 @@ use sqlx::postgres::PgConnectOptions;
 
 /// Which server a connection must reach, as libpq's `target_session_attrs` names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SessionAttrs {
+pub(crate) enum SessionAttrs {
     /// Any server that accepts the connection (libpq's default).
     Any,
     /// One that accepts writes: not a standby, `default_transaction_read_only` off.
@@ -69,7 +69,7 @@ impl SessionAttrs {
 
 /// What a server said about itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ServerRole {
+pub(crate) struct ServerRole {
     /// `pg_is_in_recovery()`: a standby.
     pub in_recovery: bool,
     /// `transaction_read_only` of a new session: writes refused.
@@ -90,12 +90,12 @@ impl fmt::Display for ServerRole {
 /// password.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct TargetError(String);
+pub(crate) struct TargetError(String);
 
 /// One host of a URL, with the options to reach it. `Debug` shows the name only: the options
 /// hold the password.
 #[derive(Clone)]
-pub struct Host {
+pub(crate) struct Host {
     /// `host:port`, for messages.
     pub name: String,
     /// Everything sqlx needs to connect to it.
@@ -112,7 +112,7 @@ impl fmt::Debug for Host {
 
 /// A parsed database URL: its hosts in the order written and the kind of server wanted.
 #[derive(Clone, Debug)]
-pub struct Target {
+pub(crate) struct Target {
     /// At least one.
     pub hosts: Vec<Host>,
     /// Which of them will do.
@@ -227,17 +227,18 @@ impl Target {
     }
 
     /// Whether this is what sqlx alone can serve: one host, no server kind asked for.
-    pub fn is_plain(&self) -> bool {
+    pub(crate) fn is_plain(&self) -> bool {
         self.hosts.len() == 1 && !self.attrs_given
     }
 
     /// The hosts' names, as written.
-    pub fn names(&self) -> Vec<&str> {
+    #[cfg(test)]
+    pub(crate) fn names(&self) -> Vec<&str> {
         self.hosts.iter().map(|host| host.name.as_str()).collect()
     }
 
     /// The same, with every connection naming itself `name` to the server.
-    pub fn with_application_name(mut self, name: &str) -> Self {
+    pub(crate) fn with_application_name(mut self, name: &str) -> Self {
         for host in &mut self.hosts {
             host.options = host.options.clone().application_name(name);
         }

@@ -6,7 +6,7 @@ use crate::config::KafkaSettings;
 
 /// Base configuration: brokers and security. Every client starts from this so SASL/SSL
 /// settings apply everywhere or nowhere.
-pub fn base_config(settings: &KafkaSettings) -> ClientConfig {
+pub(crate) fn base_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &settings.brokers)
@@ -47,7 +47,7 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
 
 /// A consumer in `group`: offsets are stored only after the work is durable and committed from
 /// what was stored, never automatically on receipt.
-pub fn consumer_config(settings: &KafkaSettings, group: &str) -> ClientConfig {
+pub(crate) fn consumer_config(settings: &KafkaSettings, group: &str) -> ClientConfig {
     let mut config = base_config(settings);
     config
         .set("group.id", group)

@@ -90,7 +90,7 @@ impl ConsumerOptions {
 
 impl ConsumerOptions {
     /// The retry rules these options set.
-    pub fn retry_policy(&self) -> RetryPolicy {
+    pub(crate) fn retry_policy(&self) -> RetryPolicy {
         RetryPolicy {
             max_attempts: self.max_attempts,
             base_backoff: self.base_backoff,

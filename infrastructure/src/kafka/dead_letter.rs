@@ -20,9 +20,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 
 /// Header of a redriven message: the id of the dead letter it is.
-pub const REDRIVE_OF: &str = "chronicle_redrive_of";
+pub(crate) const REDRIVE_OF: &str = "chronicle_redrive_of";
 /// Header of a redriven message: the event topic it was first consumed from.
-pub const ORIGINAL_TOPIC: &str = "chronicle_original_topic";
+pub(crate) const ORIGINAL_TOPIC: &str = "chronicle_original_topic";
 
 /// Sets messages aside for consumer group `group`: records them in the store, then sends them
 /// to `{topic}.{group}.dlq` with the original key, value and headers plus `dlq_reason`,
@@ -62,7 +62,7 @@ impl DeadLetters {
     /// Exports `chronicle_dead_letters_total` at 0 for each topic of `subscribed` the group
     /// consumes events from (its redrive topics count under the event topic), so the first
     /// dead letter after a start is an increase that alerts see, not a new series.
-    pub fn count_from_zero(&self, subscribed: &[String]) {
+    pub(crate) fn count_from_zero(&self, subscribed: &[String]) {
         let redrives: Vec<String> = subscribed
             .iter()
             .map(|topic| Topics::redrive(topic, &self.group))

@@ -9,10 +9,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::{ClientContext, Statistics};
 
 /// How often librdkafka reports statistics (and the lag gauge refreshes).
-pub const STATISTICS_INTERVAL_MS: &str = "5000";
+pub(crate) const STATISTICS_INTERVAL_MS: &str = "5000";
 
 /// The context of every Chronicle consumer: records `chronicle_consumer_lag_messages`.
-pub struct LagReporter {
+pub(crate) struct LagReporter {
     group: String,
 }
 
@@ -33,7 +33,7 @@ const FETCH_NOT_OWNED: [&str; 3] = ["none", "stopping", "stopped"];
 
 /// A partition this consumer owns, with its lag when it fetches it and the lag is known.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OwnedPartition {
+pub(crate) struct OwnedPartition {
     /// Its topic.
     pub topic: String,
     /// Its number.
@@ -47,7 +47,7 @@ pub struct OwnedPartition {
 /// it no longer owns (revoked in a rebalance: fetch state `none`, `stopping` or `stopped`),
 /// and `-1` is its internal unassigned partition; neither is this consumer's to report. Lag
 /// counts only once the partition is fetched (`active`): before, it is a stale figure.
-pub fn owned_partitions<'a>(
+pub(crate) fn owned_partitions<'a>(
     partitions: impl IntoIterator<Item = (&'a str, i32, &'a str, i64)>,
 ) -> Vec<OwnedPartition> {
     partitions

@@ -1,6 +1,6 @@
 //! The outbox relay: publishes committed events to Kafka, in order, at least once.
 
-pub mod monitor;
+pub(crate) mod monitor;
 mod pipeline;
 pub mod relay;
 pub mod retention;

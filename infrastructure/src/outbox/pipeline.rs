@@ -39,7 +39,7 @@ use sqlx::PgPool;
 use crate::InfraError;
 
 /// Refusals for good a row may get before it is parked.
-pub const PARK_AFTER: i32 = 3;
+pub(crate) const PARK_AFTER: i32 = 3;
 
 /// Why a delivery failed.
 #[derive(Debug, Clone)]

@@ -29,7 +29,7 @@ use crate::InfraError;
 use chronicle_application::error_chain::Chain;
 
 /// The advisory lock key of the relay ("chronicle" in ASCII, truncated to fit an i64).
-pub const RELAY_LOCK_KEY: i64 = 0x6368_726f_6e69_636c;
+pub(crate) const RELAY_LOCK_KEY: i64 = 0x6368_726f_6e69_636c;
 
 /// Tuning of the relay.
 #[derive(Debug, Clone)]

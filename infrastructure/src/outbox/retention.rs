@@ -11,7 +11,7 @@ use crate::InfraError;
 const DELETE_BATCH: i64 = 10_000;
 
 /// Deletes rows published more than `retention` ago; returns how many.
-pub async fn purge_published(pool: &PgPool, retention: Duration) -> Result<u64, InfraError> {
+pub(crate) async fn purge_published(pool: &PgPool, retention: Duration) -> Result<u64, InfraError> {
     let mut total = 0;
     loop {
         let deleted = sqlx::query!(

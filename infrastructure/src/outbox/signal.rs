@@ -69,7 +69,7 @@ impl OutboxSignal {
 
     /// Completes after the next [`Self::appended`] (at once if one happened since the last
     /// wait): the relay's in-process wake-up.
-    pub async fn appended_here(&self) {
+    pub(crate) async fn appended_here(&self) {
         self.inner.relay.notified().await;
     }
 

@@ -18,7 +18,7 @@ use crate::graphql::pagination::{connection, PageInfo};
 /// An event the broker or the producer refused for good: it and its aggregate's later events
 /// wait for `retryHeld(kind: PARKED)`; every other aggregate keeps flowing.
 #[derive(SimpleObject)]
-pub struct ParkedEvent {
+pub(crate) struct ParkedEvent {
     /// `TASK` or `REPORT`'s type name (`Task`, `Report`).
     pub aggregate_type: String,
     /// The aggregate (the Kafka key).
@@ -49,7 +49,7 @@ impl From<HeldMessage> for ParkedEvent {
 
 /// A parked record with its cursor.
 #[derive(SimpleObject)]
-pub struct ParkedEventEdge {
+pub(crate) struct ParkedEventEdge {
     /// Pass it as `after` to continue after this record.
     pub cursor: String,
     /// The record.
@@ -58,7 +58,7 @@ pub struct ParkedEventEdge {
 
 /// A page of parked records, oldest first.
 #[derive(SimpleObject)]
-pub struct ParkedEventConnection {
+pub(crate) struct ParkedEventConnection {
     /// The records with their cursors.
     pub edges: Vec<ParkedEventEdge>,
     /// Paging state.
@@ -117,7 +117,7 @@ impl From<HeldMessage> for DeadLetter {
 
 /// A dead letter with its cursor.
 #[derive(SimpleObject)]
-pub struct DeadLetterEdge {
+pub(crate) struct DeadLetterEdge {
     /// Pass it as `after` to continue after this one.
     pub cursor: String,
     /// The dead letter.
@@ -126,7 +126,7 @@ pub struct DeadLetterEdge {
 
 /// A page of a group's dead letters, oldest first.
 #[derive(SimpleObject)]
-pub struct DeadLetterConnection {
+pub(crate) struct DeadLetterConnection {
     /// The dead letters with their cursors.
     pub edges: Vec<DeadLetterEdge>,
     /// Paging state.
@@ -175,7 +175,7 @@ impl From<HeldMessage> for ProjectionFailure {
 
 /// A projection failure with its cursor.
 #[derive(SimpleObject)]
-pub struct ProjectionFailureEdge {
+pub(crate) struct ProjectionFailureEdge {
     /// Pass it as `after` to continue after this one.
     pub cursor: String,
     /// The failure.
@@ -184,7 +184,7 @@ pub struct ProjectionFailureEdge {
 
 /// A page of a projection's failures, oldest first.
 #[derive(SimpleObject)]
-pub struct ProjectionFailureConnection {
+pub(crate) struct ProjectionFailureConnection {
     /// The failures with their cursors.
     pub edges: Vec<ProjectionFailureEdge>,
     /// Paging state.
@@ -193,7 +193,7 @@ pub struct ProjectionFailureConnection {
 
 /// What `retryProjectionFailures` did.
 #[derive(SimpleObject)]
-pub struct ProjectionFailureRetry {
+pub(crate) struct ProjectionFailureRetry {
     /// Failures that applied now (or that the rows already reflected), removed.
     pub resolved: i64,
     /// Failures that failed again (one more attempt counted), still listed.
@@ -202,7 +202,7 @@ pub struct ProjectionFailureRetry {
 
 /// The deprecated queries of held messages.
 #[derive(Default)]
-pub struct DeprecatedHeldQuery;
+pub(crate) struct DeprecatedHeldQuery;
 
 #[Object]
 impl DeprecatedHeldQuery {
@@ -284,7 +284,7 @@ impl DeprecatedHeldQuery {
 
 /// The deprecated mutations of held messages.
 #[derive(Default)]
-pub struct DeprecatedHeldMutation;
+pub(crate) struct DeprecatedHeldMutation;
 
 #[Object]
 impl DeprecatedHeldMutation {

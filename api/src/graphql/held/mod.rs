@@ -19,7 +19,7 @@ use super::pagination::{connection, decode_cursor, PageInfo};
 
 /// The most of a dead letter's payload shown: the stored message is kept whole (a retry
 /// sends it all), a page of them should not weigh megabytes.
-pub const PAYLOAD_SHOWN_BYTES: usize = 16 * 1024;
+pub(crate) const PAYLOAD_SHOWN_BYTES: usize = 16 * 1024;
 
 /// Which part of the service holds a message, and so what a retry does with it.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,7 +159,7 @@ impl From<AppHeldMessage> for HeldMessage {
 
 /// A held message with its cursor.
 #[derive(SimpleObject)]
-pub struct HeldMessageEdge {
+pub(crate) struct HeldMessageEdge {
     /// Pass it as `after` to continue after this one.
     pub cursor: String,
     /// The message.
@@ -168,7 +168,7 @@ pub struct HeldMessageEdge {
 
 /// A page of held messages, oldest first.
 #[derive(SimpleObject)]
-pub struct HeldMessageConnection {
+pub(crate) struct HeldMessageConnection {
     /// The messages with their cursors.
     pub edges: Vec<HeldMessageEdge>,
     /// Paging state.
@@ -177,7 +177,7 @@ pub struct HeldMessageConnection {
 
 /// How many messages one holder holds.
 #[derive(SimpleObject)]
-pub struct HeldCount {
+pub(crate) struct HeldCount {
     /// What is held.
     pub kind: HeldKind,
     /// Who holds them.
@@ -188,7 +188,7 @@ pub struct HeldCount {
 
 /// What `retryHeld` did.
 #[derive(SimpleObject)]
-pub struct HeldRetry {
+pub(crate) struct HeldRetry {
     /// Messages handed back: parked records to the relay, dead letters to their group,
     /// projection failures that applied now (those leave the list).
     pub retried: i64,
@@ -281,7 +281,7 @@ pub(super) async fn discard(
 
 /// Held message queries.
 #[derive(Default)]
-pub struct HeldQuery;
+pub(crate) struct HeldQuery;
 
 #[Object]
 impl HeldQuery {
@@ -336,7 +336,7 @@ impl HeldQuery {
 
 /// Held message mutations.
 #[derive(Default)]
-pub struct HeldMutation;
+pub(crate) struct HeldMutation;
 
 #[Object]
 impl HeldMutation {

@@ -20,11 +20,11 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// A request to export everything queued so far, answered when done.
-pub type FlushRequest = oneshot::Sender<()>;
+pub(crate) type FlushRequest = oneshot::Sender<()>;
 
 /// Why the exporter could not be built.
 #[derive(Debug, thiserror::Error)]
-pub enum ExporterError {
+pub(crate) enum ExporterError {
     /// A certificate or key file could not be read or parsed.
     #[error("{what} {path:?}: {message}")]
     Credentials {
@@ -44,7 +44,7 @@ pub enum ExporterError {
 }
 
 /// Posts spans to the collector.
-pub struct Exporter {
+pub(crate) struct Exporter {
     settings: OtlpSettings,
     client: reqwest::Client,
 }

@@ -18,7 +18,7 @@ pub enum Protocol {
 
 /// How request bodies are compressed (`OTEL_EXPORTER_OTLP_COMPRESSION`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
+pub(crate) enum Compression {
     /// `none`.
     None,
     /// `gzip`.
@@ -27,7 +27,7 @@ pub enum Compression {
 
 /// The batch span processor's settings (`OTEL_BSP_*`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchSettings {
+pub(crate) struct BatchSettings {
     /// Longest a span waits for its batch (`OTEL_BSP_SCHEDULE_DELAY`, ms).
     pub schedule_delay: Duration,
     /// Spans queued at most; beyond, new spans are dropped, never waited for
@@ -41,7 +41,7 @@ pub struct BatchSettings {
 
 /// Where and how spans are exported.
 #[derive(Debug, Clone, PartialEq)]
-pub struct OtlpSettings {
+pub(crate) struct OtlpSettings {
     /// The traces URL: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as given, or
     /// `OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/traces`.
     pub traces_url: String,
@@ -68,7 +68,7 @@ pub struct OtlpSettings {
 }
 
 /// Reads OpenTelemetry's variables with `lookup` (the environment, or a test's table).
-pub struct OtelEnv<F: Fn(&'static str) -> Option<String>> {
+pub(crate) struct OtelEnv<F: Fn(&'static str) -> Option<String>> {
     lookup: F,
 }
 
@@ -80,8 +80,9 @@ impl OtelEnv<fn(&'static str) -> Option<String>> {
 }
 
 impl<F: Fn(&'static str) -> Option<String>> OtelEnv<F> {
-    /// Variables read through `lookup`.
-    pub fn new(lookup: F) -> Self {
+    /// Variables read through `lookup` (tests give a map).
+    #[cfg(test)]
+    pub(crate) fn new(lookup: F) -> Self {
         Self { lookup }
     }
 

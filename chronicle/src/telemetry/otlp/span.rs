@@ -4,7 +4,7 @@ use std::time::SystemTime;
 
 /// A finished span, as OTLP wants it.
 #[derive(Debug, Clone)]
-pub struct FinishedSpan {
+pub(crate) struct FinishedSpan {
     pub(super) name: &'static str,
     pub(super) kind: u8,
     pub(super) trace_id: String,
