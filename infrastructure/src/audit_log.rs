@@ -7,14 +7,11 @@ use chronicle_application::ports::audit_log::{
 };
 use chronicle_application::ports::store_error::StoreError;
 use chronicle_domain::ids::REFERENCE_PREFIX;
-use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use serde_json::Value;
 use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
-use uuid::Uuid;
 
-use crate::event_store::{store_error, EventRow};
+use crate::event_store::{store_error, PositionedEventRow};
 
 /// Events a running transaction could still precede are held back, except once they are
 /// this old (a stalled writer must not freeze the trail; appends commit in milliseconds).
@@ -33,44 +30,11 @@ impl PgAuditLog {
     }
 }
 
-/// An event row with its position, as the trail reads it (by `query_as!`, or through
-/// `FromRow` where the filters are built at run time).
-#[derive(sqlx::FromRow)]
-struct AuditRow {
-    position: i64,
-    event_id: Uuid,
-    aggregate_type: String,
-    aggregate_id: String,
-    sequence: i64,
-    event_type: String,
-    event_version: String,
-    payload: Value,
-    metadata: Value,
-    recorded_at: DateTime<Utc>,
-    hash: String,
-    previous_hash: String,
-}
-
-impl From<AuditRow> for AuditRecord {
-    fn from(row: AuditRow) -> Self {
-        let event = EventRow {
-            event_id: row.event_id,
-            aggregate_type: row.aggregate_type,
-            aggregate_id: row.aggregate_id,
-            sequence: row.sequence,
-            event_type: row.event_type,
-            event_version: row.event_version,
-            payload: row.payload,
-            metadata: row.metadata,
-            recorded_at: row.recorded_at,
-            hash: row.hash,
-            previous_hash: row.previous_hash,
-        };
-        Self {
-            position: row.position,
-            event: event.into(),
-        }
-    }
+/// A record of the trail from its row, read by `query_as!`, or through `FromRow` where the
+/// filters are built at run time.
+fn record(row: PositionedEventRow) -> AuditRecord {
+    let (position, event) = row.split();
+    AuditRecord { position, event }
 }
 
 #[async_trait]
@@ -136,12 +100,12 @@ impl AuditLog for PgAuditLog {
         query
             .push(" ORDER BY position LIMIT ")
             .push_bind(limit as i64);
-        let rows: Vec<AuditRow> = query
+        let rows: Vec<PositionedEventRow> = query
             .build_query_as()
             .fetch_all(&self.pool)
             .await
             .map_err(store_error)?;
-        Ok(rows.into_iter().map(AuditRecord::from).collect())
+        Ok(rows.into_iter().map(record).collect())
     }
 
     async fn team_of(
@@ -231,7 +195,7 @@ impl AuditLog for PgAuditLog {
         aggregate_id: &str,
     ) -> Result<Vec<AuditRecord>, StoreError> {
         let rows = sqlx::query_as!(
-            AuditRow,
+            PositionedEventRow,
             "SELECT position, event_id, aggregate_type, aggregate_id, sequence, event_type,
                     event_version, payload, metadata, recorded_at, hash, previous_hash
              FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
@@ -241,7 +205,7 @@ impl AuditLog for PgAuditLog {
         .fetch_all(&self.pool)
         .await
         .map_err(store_error)?;
-        Ok(rows.into_iter().map(AuditRecord::from).collect())
+        Ok(rows.into_iter().map(record).collect())
     }
 
     async fn erasure_ledger(
@@ -361,7 +325,7 @@ fn scan_in_position_order(pool: PgPool) -> BoxStream<'static, Result<AuditRecord
         // Rows are decoded (JSON parsing is most of the cost) on blocking threads, two
         // batches at once, in order, while the connection keeps receiving. So the statement
         // is not a `query_as!`, whose rows decode where they are fetched: its rows are read
-        // through `AuditRow`'s `FromRow` on those threads.
+        // through `PositionedEventRow`'s `FromRow` on those threads.
         let mut decoded = sqlx::query(
             "SELECT position, event_id, aggregate_type, aggregate_id, sequence, event_type,
                     event_version, payload, metadata, recorded_at, hash, previous_hash
@@ -373,8 +337,8 @@ fn scan_in_position_order(pool: PgPool) -> BoxStream<'static, Result<AuditRecord
             tokio::task::spawn_blocking(move || {
                 rows.into_iter()
                     .map(|row| {
-                        row.and_then(|row| AuditRow::from_row(&row))
-                            .map(AuditRecord::from)
+                        row.and_then(|row| PositionedEventRow::from_row(&row))
+                            .map(record)
                             .map_err(store_error)
                     })
                     .collect::<Vec<_>>()

@@ -15,7 +15,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::db::store_error;
-use crate::event_store::EventRow;
+use crate::event_store::{EventRow, PositionedEventRow};
 
 /// The erasures on `pool`.
 #[derive(Clone)]
@@ -59,42 +59,9 @@ impl From<RecordRow> for ErasureRecord {
     }
 }
 
-/// An event with its position.
-struct PositionedRow {
-    position: i64,
-    event_id: Uuid,
-    aggregate_type: String,
-    aggregate_id: String,
-    sequence: i64,
-    event_type: String,
-    event_version: String,
-    payload: Value,
-    metadata: Value,
-    recorded_at: DateTime<Utc>,
-    hash: String,
-    previous_hash: String,
-}
-
-impl From<PositionedRow> for PositionedEvent {
-    fn from(row: PositionedRow) -> Self {
-        let event = EventRow {
-            event_id: row.event_id,
-            aggregate_type: row.aggregate_type,
-            aggregate_id: row.aggregate_id,
-            sequence: row.sequence,
-            event_type: row.event_type,
-            event_version: row.event_version,
-            payload: row.payload,
-            metadata: row.metadata,
-            recorded_at: row.recorded_at,
-            hash: row.hash,
-            previous_hash: row.previous_hash,
-        };
-        Self {
-            position: row.position,
-            event: event.into(),
-        }
-    }
+fn positioned(row: PositionedEventRow) -> PositionedEvent {
+    let (position, event) = row.split();
+    PositionedEvent { position, event }
 }
 
 /// `value` as a LIKE pattern that matches it only as a whole JSON string somewhere in a text.
@@ -181,7 +148,7 @@ impl Erasures for PgErasures {
 
     async fn in_clear_naming(&self, subject_id: &str) -> Result<Vec<PositionedEvent>, StoreError> {
         let rows = sqlx::query_as!(
-            PositionedRow,
+            PositionedEventRow,
             "SELECT e.position, e.event_id, e.aggregate_type, e.aggregate_id, e.sequence,
                     e.event_type, e.event_version, e.payload, e.metadata, e.recorded_at, e.hash,
                     e.previous_hash
@@ -195,13 +162,13 @@ impl Erasures for PgErasures {
         .fetch_all(&self.pool)
         .await
         .map_err(store_error)?;
-        Ok(rows.into_iter().map(PositionedEvent::from).collect())
+        Ok(rows.into_iter().map(positioned).collect())
     }
 
     async fn reports_naming(&self, names: &[String]) -> Result<Vec<PositionedEvent>, StoreError> {
         let patterns: Vec<String> = names.iter().map(|name| quoted_anywhere(name)).collect();
         let rows = sqlx::query_as!(
-            PositionedRow,
+            PositionedEventRow,
             "SELECT e.position, e.event_id, e.aggregate_type, e.aggregate_id, e.sequence,
                     e.event_type, e.event_version, e.payload, e.metadata, e.recorded_at, e.hash,
                     e.previous_hash
@@ -213,7 +180,7 @@ impl Erasures for PgErasures {
         .fetch_all(&self.pool)
         .await
         .map_err(store_error)?;
-        Ok(rows.into_iter().map(PositionedEvent::from).collect())
+        Ok(rows.into_iter().map(positioned).collect())
     }
 
     async fn erasure_appended(&self, pseudonym: &str) -> Result<bool, StoreError> {

@@ -209,6 +209,44 @@ pub(crate) struct EventRow {
     pub(crate) previous_hash: String,
 }
 
+/// An `events` row with its global position, as the audit trail and an erasure's plan select
+/// it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct PositionedEventRow {
+    pub(crate) position: i64,
+    pub(crate) event_id: Uuid,
+    pub(crate) aggregate_type: String,
+    pub(crate) aggregate_id: String,
+    pub(crate) sequence: i64,
+    pub(crate) event_type: String,
+    pub(crate) event_version: String,
+    pub(crate) payload: Value,
+    pub(crate) metadata: Value,
+    pub(crate) recorded_at: DateTime<Utc>,
+    pub(crate) hash: String,
+    pub(crate) previous_hash: String,
+}
+
+impl PositionedEventRow {
+    /// Its position, and its event.
+    pub(crate) fn split(self) -> (i64, StoredEvent) {
+        let event = EventRow {
+            event_id: self.event_id,
+            aggregate_type: self.aggregate_type,
+            aggregate_id: self.aggregate_id,
+            sequence: self.sequence,
+            event_type: self.event_type,
+            event_version: self.event_version,
+            payload: self.payload,
+            metadata: self.metadata,
+            recorded_at: self.recorded_at,
+            hash: self.hash,
+            previous_hash: self.previous_hash,
+        };
+        (self.position, event.into())
+    }
+}
+
 impl From<EventRow> for StoredEvent {
     fn from(row: EventRow) -> Self {
         Self {

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chronicle_tests::{brokers, read_topic, read_topic_to_end, PrivateBroker, TestApp};
+use chronicle_tests::{brokers, eventually, read_topic, read_topic_to_end, PrivateBroker, TestApp};
 use serde_json::json;
 
 #[tokio::test]
@@ -184,8 +184,14 @@ async fn a_stopped_broker_loses_nothing_commands_succeed_and_the_outbox_drains_a
     broker.signal("-CONT").unwrap();
 
     app.outbox_drained(Duration::from_secs(90)).await.unwrap();
+    // The consumers' group sessions timed out during the freeze: rejoining can take longer
+    // than one request may run (CHRONICLE_REQUEST_TIMEOUT_MS), so each read is retried.
     for id in &during {
-        app.wait_for_version(id, 1).await.unwrap();
+        eventually(Duration::from_secs(90), || async {
+            Ok(app.wait_for_version(id, 1).await.ok())
+        })
+        .await
+        .unwrap_or_else(|_| panic!("task {id} was not projected after the outage"));
     }
     let records = read_topic_to_end(
         &broker.address,
