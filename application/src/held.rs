@@ -96,15 +96,25 @@ impl HeldMessages {
         };
         found.ok_or_else(|| {
             let known: Vec<&str> = holders.iter().map(|(name, _)| *name).collect();
-            let what = match kind {
-                HeldKind::Parked => "parked records are held by the outbox",
-                HeldKind::DeadLetter => "dead letters are held by their consumer group",
-                HeldKind::ProjectionFailure => "projection failures are held by their projection",
+            let known = known.join(", ");
+            let message = match (kind, holder) {
+                (HeldKind::Parked, _) => {
+                    format!(
+                        "parked records are held by the outbox; leave holder out or write {OUTBOX}"
+                    )
+                }
+                (HeldKind::DeadLetter, Some(_)) => format!("unknown group; choose from {known}"),
+                (HeldKind::DeadLetter, None) => {
+                    format!("name the consumer group holding the dead letters: {known}")
+                }
+                (HeldKind::ProjectionFailure, Some(_)) => {
+                    format!("unknown projection; choose from {known}")
+                }
+                (HeldKind::ProjectionFailure, None) => {
+                    format!("name the projection holding the failures: {known}")
+                }
             };
-            AppError::validation(
-                "holder",
-                format!("{what}; choose from {}", known.join(", ")),
-            )
+            AppError::validation("holder", message)
         })
     }
 
@@ -136,8 +146,8 @@ impl HeldMessages {
             .collect())
     }
 
-    /// A page of `kind` held by `holder`, in the order they were first held; `first` as
-    /// every page (1..=100).
+    /// A page of `kind` held by `holder`, in id order (the order they were recorded; parked
+    /// records in outbox order); `first` as every page (1..=100).
     pub async fn list(
         &self,
         principal: &Principal,
@@ -207,7 +217,7 @@ impl HeldMessages {
         let actor = principal.subject();
         let pending = self.store.pending(kind, store_holder, ids).await?;
         let outcome = match kind {
-            HeldKind::Parked => self.unpark(&pending, actor).await?,
+            HeldKind::Parked => self.unpark(ids, &pending, actor).await?,
             HeldKind::DeadLetter => self.redrive(&pending, actor).await?,
             HeldKind::ProjectionFailure => self.reapply(store_holder, pending).await?,
         };
@@ -223,15 +233,27 @@ impl HeldMessages {
         Ok(outcome)
     }
 
-    /// Parked records: unparking them is the retry; the relay is woken.
-    async fn unpark(&self, pending: &[HeldMessage], actor: &str) -> Result<RetryOutcome, AppError> {
-        let ids: Vec<i64> = pending.iter().map(|m| m.id).collect();
-        let retried = if ids.is_empty() {
-            0
-        } else {
-            self.store
-                .mark_retried(HeldKind::Parked, &ids, actor)
-                .await?
+    /// Parked records: unparking them is the retry; the relay is woken. Without `ids`, every
+    /// record parked when the statement runs, also one parked since `pending` was read.
+    async fn unpark(
+        &self,
+        ids: Option<&[i64]>,
+        pending: &[HeldMessage],
+        actor: &str,
+    ) -> Result<RetryOutcome, AppError> {
+        let retried = match ids {
+            Some(_) if pending.is_empty() => 0,
+            Some(_) => {
+                let ids: Vec<i64> = pending.iter().map(|m| m.id).collect();
+                self.store
+                    .mark_retried(HeldKind::Parked, Some(&ids), actor)
+                    .await?
+            }
+            None => {
+                self.store
+                    .mark_retried(HeldKind::Parked, None, actor)
+                    .await?
+            }
         };
         Ok(RetryOutcome {
             retried,
@@ -252,7 +274,7 @@ impl HeldMessages {
                 continue;
             };
             self.store
-                .mark_retried(HeldKind::DeadLetter, &[held.id], actor)
+                .mark_retried(HeldKind::DeadLetter, Some(&[held.id]), actor)
                 .await?;
             if let Err(error) = self.redrive.send_back(held.id, message).await {
                 self.store

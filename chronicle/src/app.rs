@@ -48,6 +48,7 @@ use chronicle_application::erasure::Eraser;
 use chronicle_application::error_chain::Chain;
 use chronicle_application::held::HeldMessages;
 use chronicle_application::observability::Gauges;
+use chronicle_application::ports::dead_letters::Redrive;
 use chronicle_application::privacy::cache::CachedSubjectKeys;
 use chronicle_application::privacy::follower::ErasureFollower;
 use chronicle_application::privacy::personal_data::{PersonalData, Sealing};
@@ -368,17 +369,17 @@ fn subscription(group: &str, topics: Vec<String>) -> Vec<String> {
 /// The consumer groups whose dead letters operators see, as they name them.
 pub(crate) const DEAD_LETTER_GROUPS: [&str; 2] = [PROJECTIONS_GROUP, REPORT_WORKER_GROUP];
 
-/// The held messages of every kind: dead letters sent back through `producer`, projection
+/// The held messages of every kind: dead letters sent back through `redrive`, projection
 /// failures retried through each projection's own fold.
 pub fn held_messages(
     pool: &PgPool,
     topics: &Topics,
-    producer: FutureProducer,
+    redrive: Arc<dyn Redrive>,
     personal: Arc<PersonalData>,
 ) -> HeldMessages {
     HeldMessages::new(
         Arc::new(PgHeld::new(pool.clone())),
-        Arc::new(KafkaRedrive::new(producer)),
+        redrive,
         vec![
             Arc::new(TaskProjector::new(Arc::new(PgTaskViews::new(pool.clone())))),
             Arc::new(ReportProjector::new(Arc::new(PgReportViews::new(
@@ -693,7 +694,7 @@ impl<'a> Wiring<'a> {
             held: Arc::new(held_messages(
                 &self.pool,
                 &self.topics,
-                dead_letter_producer,
+                Arc::new(KafkaRedrive::new(dead_letter_producer)),
                 self.personal.clone(),
             )),
             eraser: Arc::new(eraser(

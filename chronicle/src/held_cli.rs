@@ -8,7 +8,9 @@ use std::process::ExitCode;
 
 use chronicle_application::access::Principal;
 use chronicle_application::held::HeldMessages;
+use chronicle_application::ports::dead_letters::{Redrive, RejectedMessage};
 use chronicle_application::ports::held::{HeldContent, HeldKind, HeldMessage};
+use chronicle_application::ports::store_error::StoreError;
 use chronicle_application::AppError;
 
 use crate::cli::{exit_status, operator, USAGE};
@@ -40,6 +42,18 @@ pub async fn run(
     let principal = operator();
     let outcome = match action {
         Action::List => list(held, &principal, kind, holder).await,
+        Action::Show | Action::Discard if ids.is_empty() => {
+            let verb = if action == Action::Show {
+                "show"
+            } else {
+                "discard"
+            };
+            eprintln!(
+                "chronicle {command} {verb}: name the {} with --id",
+                plural(kind)
+            );
+            return ExitCode::from(USAGE);
+        }
         Action::Show => show(held, &principal, kind, holder, ids).await,
         Action::Retry => {
             let chosen = (!ids.is_empty()).then_some(ids);
@@ -62,16 +76,30 @@ pub async fn run(
                     outcome.remaining == 0
                 })
         }
-        Action::Discard if ids.is_empty() => {
-            eprintln!("chronicle {command} discard: name the messages with --id");
-            return ExitCode::from(USAGE);
-        }
         Action::Discard => held.discard(&principal, kind, holder, ids).await.map(|n| {
-            println!("discarded {n} of {}", noun(kind, holder));
+            println!("discarded {n} {}", noun(kind, holder));
             true
         }),
     };
     exit_status(command, outcome)
+}
+
+/// What messages of `kind` are called.
+fn plural(kind: HeldKind) -> &'static str {
+    match kind {
+        HeldKind::Parked => "parked records",
+        HeldKind::DeadLetter => "dead letters",
+        HeldKind::ProjectionFailure => "failures",
+    }
+}
+
+/// One message of `kind`, as errors name it.
+fn singular(kind: HeldKind) -> &'static str {
+    match kind {
+        HeldKind::Parked => "parked record",
+        HeldKind::DeadLetter => "dead letter",
+        HeldKind::ProjectionFailure => "projection failure",
+    }
 }
 
 /// What `kind` held by `holder` is called in a summary line.
@@ -120,9 +148,9 @@ async fn show(
             Some(message) => print!("{}", details(&message)),
             None => {
                 eprintln!(
-                    "no {} {id} held by {}",
-                    kind.as_str(),
-                    holder.unwrap_or("the outbox")
+                    "no {} {id} in {}",
+                    singular(kind),
+                    holder.unwrap_or(chronicle_application::held::OUTBOX)
                 );
                 all_found = false;
             }
@@ -138,8 +166,14 @@ fn text(bytes: Option<&[u8]>) -> String {
     )
 }
 
-/// One line: id, attempts, when, what is held, why, and its last retry.
+/// One line: id, attempts, when, what is held, why, and its last retry. A projection failure
+/// leads with its event, as `chronicle projection-failures` printed it, and ends with its id.
 fn summary(message: &HeldMessage) -> String {
+    let retried = message
+        .retried
+        .as_ref()
+        .map(|(at, by)| format!("  redriven {} by {by}", at.to_rfc3339()))
+        .unwrap_or_default();
     let what = match &message.content {
         HeldContent::Outbox {
             aggregate_type,
@@ -154,20 +188,22 @@ fn summary(message: &HeldMessage) -> String {
             letter.original_offset,
             text(letter.key.as_deref()),
         ),
-        HeldContent::Event(event) => format!(
-            "{} {}#{} {} {}",
-            event.aggregate_type,
-            event.aggregate_id,
-            event.sequence,
-            event.event_type,
-            event.event_id
-        ),
+        HeldContent::Event(event) => {
+            return format!(
+                "{}  {} {}#{} {}  attempts={}  first={}  last={}  {}  id={}",
+                event.event_id,
+                event.aggregate_type,
+                event.aggregate_id,
+                event.sequence,
+                event.event_type,
+                message.attempts,
+                message.first_held_at.to_rfc3339(),
+                message.last_held_at.to_rfc3339(),
+                message.reason,
+                message.id,
+            )
+        }
     };
-    let retried = message
-        .retried
-        .as_ref()
-        .map(|(at, by)| format!("  redriven {} by {by}", at.to_rfc3339()))
-        .unwrap_or_default();
     format!(
         "{}  attempts={}  {}  {what}  {}{retried}",
         message.id,
@@ -180,10 +216,6 @@ fn summary(message: &HeldMessage) -> String {
 /// Every field; a dead letter's headers and whole payload.
 fn details(message: &HeldMessage) -> String {
     let mut out = format!("{}\n", summary(message));
-    out.push_str(&format!(
-        "  first held {}\n",
-        message.first_held_at.to_rfc3339()
-    ));
     if let HeldContent::Message(letter) = &message.content {
         for (name, value) in &letter.headers {
             out.push_str(&format!("  {name}: {}\n", text(value.as_deref())));
@@ -191,4 +223,17 @@ fn details(message: &HeldMessage) -> String {
         out.push_str(&format!("{}\n", text(letter.payload.as_deref())));
     }
     out
+}
+
+/// The redrive of a command that holds no dead letters: it never sends, and says why if asked.
+pub struct NoBroker;
+
+#[async_trait::async_trait]
+impl Redrive for NoBroker {
+    async fn send_back(&self, _id: i64, _letter: &RejectedMessage) -> Result<(), StoreError> {
+        Err(StoreError::backend(
+            "redrive",
+            "this command was not given a broker: only dead letters are sent back",
+        ))
+    }
 }

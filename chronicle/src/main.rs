@@ -9,9 +9,12 @@ use chronicle::{held_cli, telemetry};
 use chronicle_api::auth::{parse_ttl, Authenticator};
 use chronicle_api::settings::{ApiSettings, AuthSettings};
 use chronicle_application::audit::export::Expected;
+use chronicle_application::ports::dead_letters::Redrive;
 use chronicle_application::ports::held::HeldKind;
+use chronicle_application::topics::Topics;
 use chronicle_infrastructure::config::Settings;
 use chronicle_infrastructure::db;
+use chronicle_infrastructure::kafka::dead_letter::KafkaRedrive;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Chronicle: event-sourced tasks and reports over GraphQL, Postgres and Kafka.
@@ -499,16 +502,32 @@ async fn run_held(
     ids: &[i64],
 ) -> anyhow::Result<ExitCode> {
     telemetry::init_for_command();
-    let settings = Settings::from_env()?;
-    let pool = db::connect(settings.database_url.expose(), 2).await?;
+    // Dead letters need the broker (a redrive sends) and the topic prefix (their groups' ids);
+    // the other kinds only the database.
+    let (url, topics, redrive): (_, _, std::sync::Arc<dyn Redrive>) = match kind {
+        HeldKind::DeadLetter => {
+            let settings = Settings::from_env()?;
+            // Made now, connected only when a redrive sends.
+            let producer =
+                chronicle_infrastructure::kafka::client::producer_config(&settings.kafka)
+                    .create()
+                    .context("creating the Kafka producer")?;
+            (
+                settings.database_url,
+                Topics::new(settings.kafka.topic_prefix.clone()),
+                std::sync::Arc::new(KafkaRedrive::new(producer)),
+            )
+        }
+        HeldKind::Parked | HeldKind::ProjectionFailure => (
+            Settings::database_url()?,
+            Topics::new(String::new()),
+            std::sync::Arc::new(held_cli::NoBroker),
+        ),
+    };
+    let pool = db::connect(url.expose(), 2).await?;
     db::migrate(&pool).await.context("applying migrations")?;
-    // Made now, connected only when a redrive sends.
-    let producer = chronicle_infrastructure::kafka::client::producer_config(&settings.kafka)
-        .create()
-        .context("creating the Kafka producer")?;
-    let topics = chronicle_application::topics::Topics::new(settings.kafka.topic_prefix.clone());
     let personal = app::personal_data_for_reading(&pool);
-    let held = app::held_messages(&pool, &topics, producer, personal);
+    let held = app::held_messages(&pool, &topics, redrive, personal);
     Ok(held_cli::run(&held, command, action, kind, holder, ids).await)
 }
 

@@ -34,12 +34,9 @@ pub fn table() -> Vec<Variable> {
             continue;
         };
         let names = backticked(names);
-        let defaults = backticked(default);
+        let defaults = defaults_of(default, names.len());
         for (index, name) in names.iter().enumerate() {
-            let default = match names.len() > 1 && defaults.len() == names.len() {
-                true => defaults[index].clone(),
-                false => plain(default),
-            };
+            let default = defaults[index].clone();
             variables.push(Variable {
                 name: name.clone(),
                 default,
@@ -48,6 +45,20 @@ pub fn table() -> Vec<Variable> {
         }
     }
     variables
+}
+
+/// One default per variable of a row: a cell listing as many values, comma-separated, gives
+/// each its own; otherwise the first variable has the cell and the others none (the row's
+/// later variables are options of the first, as SASL's are of the protocol).
+fn defaults_of(cell: &str, names: usize) -> Vec<String> {
+    let text = plain(cell);
+    let parts: Vec<String> = text.split(", ").map(str::to_owned).collect();
+    if names > 1 && parts.len() == names {
+        return parts;
+    }
+    let mut defaults = vec![text];
+    defaults.resize(names.max(1), "none".to_owned());
+    defaults
 }
 
 /// What a cell writes in backticks.
@@ -79,49 +90,53 @@ fn plain(markdown: &str) -> String {
     text.replace('`', "")
 }
 
-/// The database a command connects to.
-const DATABASE: &[&str] = &["DATABASE_URL", "CHRONICLE_DB_*"];
-/// The broker and the topic names.
-const BROKER: &[&str] = &["KAFKA_*"];
-/// How the command logs.
-const LOGS: &[&str] = &["CHRONICLE_LOG_FORMAT"];
+/// What `Settings::from_env` reads: the store, the broker and the service's own settings.
+const SETTINGS: &[&str] = &[
+    "DATABASE_URL",
+    "CHRONICLE_SESSION_DATABASE_URL",
+    "CHRONICLE_READ_*",
+    "KAFKA_*",
+    "CHRONICLE_SNAPSHOT_EVERY",
+    "CHRONICLE_DB_*",
+    "CHRONICLE_OUTBOX_RETENTION_SECS",
+    "CHRONICLE_WORKER_MAX_ATTEMPTS",
+    "CHRONICLE_AUDIT_*",
+    "CHRONICLE_SEAL_PERSONAL_DATA",
+    "CHRONICLE_PRIVACY_KEY_CACHE_SECS",
+    "CHRONICLE_REBUILD_OUTDATED",
+    "CHRONICLE_SHUTDOWN_TIMEOUT_SECS",
+    "CHRONICLE_LOG_FORMAT",
+];
+/// The database alone.
+const DATABASE: &[&str] = &["DATABASE_URL"];
+/// Token checking and signing.
+const AUTH: &[&str] = &["CHRONICLE_AUTH", "CHRONICLE_JWT_*"];
+/// Where the API listens and its request limits.
+const API: &[&str] = &[
+    "CHRONICLE_HTTP_ADDR",
+    "CHRONICLE_GRAPHQL_*",
+    "CHRONICLE_MAX_BODY_BYTES",
+    "CHRONICLE_REQUEST_TIMEOUT_MS",
+    "CHRONICLE_RATE_LIMIT_*",
+];
+/// Logs and trace export.
+const TELEMETRY: &[&str] = &["CHRONICLE_LOG_FORMAT", "OTEL_*"];
 
 /// Which variables each command reads: `(command path, selectors)`, a selector ending in `*`
-/// naming every variable it prefixes. `serve` (and `chronicle` itself) read them all.
+/// naming every variable it prefixes. `serve` (and `chronicle` itself) read them all. A command
+/// that reads `Settings` reads every one of them, and stops on any that is malformed.
 pub const COMMANDS: &[(&str, &[&[&str]])] = &[
-    ("migrate", &[DATABASE, LOGS]),
-    ("replay", &[DATABASE, LOGS]),
-    ("health", &[&["CHRONICLE_HTTP_ADDR"]]),
-    ("held", &[DATABASE, BROKER, LOGS]),
-    ("dead-letters", &[DATABASE, BROKER, LOGS]),
-    ("projection-failures", &[DATABASE, BROKER, LOGS]),
-    (
-        "erase",
-        &[
-            DATABASE,
-            BROKER,
-            LOGS,
-            &[
-                "CHRONICLE_PRIVACY_KEY_CACHE_SECS",
-                "CHRONICLE_AUDIT_SIGNING_KEY_FILE",
-            ],
-        ],
-    ),
-    (
-        "token",
-        &[&["CHRONICLE_JWT_SECRET", "CHRONICLE_JWT_SECRET_FILE"]],
-    ),
-    ("audit public-key", &[&["CHRONICLE_AUDIT_SIGNING_KEY_FILE"]]),
-    ("audit export", &[DATABASE, LOGS]),
-    (
-        "audit verify",
-        &[
-            DATABASE,
-            BROKER,
-            LOGS,
-            &["CHRONICLE_AUDIT_SIGNING_KEY_FILE"],
-        ],
-    ),
+    ("migrate", &[DATABASE, TELEMETRY]),
+    ("replay", &[DATABASE]),
+    ("health", &[API]),
+    ("held", &[SETTINGS]),
+    ("dead-letters", &[SETTINGS]),
+    ("projection-failures", &[DATABASE]),
+    ("erase", &[SETTINGS]),
+    ("token", &[AUTH]),
+    ("audit public-key", &[SETTINGS]),
+    ("audit export", &[DATABASE]),
+    ("audit verify", &[SETTINGS]),
     ("audit keygen", &[]),
     ("audit verify-export", &[]),
 ];
@@ -201,6 +216,10 @@ mod tests {
         assert_eq!(find("CHRONICLE_RATE_LIMIT_BURST").default, "100");
         assert_eq!(find("CHRONICLE_JWT_SECRET").default, "none");
         assert_eq!(find("DATABASE_URL").default, "set by ./scripts/dev");
+        assert_eq!(find("KAFKA_SECURITY_PROTOCOL").default, "plaintext");
+        assert_eq!(find("KAFKA_SASL_PASSWORD").default, "none");
+        assert_eq!(find("OTEL_SERVICE_NAME").default, "chronicle");
+        assert_eq!(find("OTEL_RESOURCE_ATTRIBUTES").default, "none");
         let url = find("DATABASE_URL");
         assert!(
             !url.meaning.contains('`') && !url.meaning.contains("](#"),
@@ -226,6 +245,7 @@ mod tests {
     fn help_lists_what_a_command_reads_and_nothing_else() {
         let token = help(&read_by(Some(COMMANDS[7].1)), 100);
         assert_eq!(COMMANDS[7].0, "token");
+        assert!(token.contains("CHRONICLE_JWT_AUDIENCE") && token.contains("CHRONICLE_AUTH"));
         assert!(
             token.contains("CHRONICLE_JWT_SECRET [default: none]"),
             "{token}"

@@ -71,14 +71,16 @@ pub struct HeldMessage {
     pub content: HeldContent,
     /// Why (the last refusal or failure).
     pub reason: String,
-    /// Attempts made at it so far.
+    /// Attempts made at it: a projection failure's and a dead letter's over every delivery
+    /// and retry; a parked record's since it was last unparked (a retry starts its count over).
     pub attempts: u32,
-    /// When it was first held.
+    /// When it was first held: a projection failure's first failure; for a dead letter and a
+    /// parked record, when it was last set aside or parked (their tables keep no earlier time).
     pub first_held_at: DateTime<Utc>,
     /// When it was last held (after a failed retry, later than the retry).
     pub last_held_at: DateTime<Utc>,
-    /// When it was last retried and by whom (kinds whose retry leaves it listed until it
-    /// succeeds: dead letters).
+    /// When it was last retried and by whom: dead letters, which stay listed after a retry
+    /// until they are discarded.
     pub retried: Option<(DateTime<Utc>, String)>,
 }
 
@@ -105,8 +107,8 @@ pub trait HeldStore: Send + Sync {
         Ok(self.counts(kind).await?.iter().map(|(_, n)| n).sum())
     }
 
-    /// Up to `limit` of `kind` held by `holder` and not discarded, in the order they were
-    /// first held, after id `after`.
+    /// Up to `limit` of `kind` held by `holder` and not discarded, in id order (the order
+    /// they were recorded; parked records in outbox order), after id `after`.
     async fn list(
         &self,
         kind: HeldKind,
@@ -124,14 +126,14 @@ pub trait HeldStore: Send + Sync {
         ids: Option<&[i64]>,
     ) -> Result<Vec<HeldMessage>, StoreError>;
 
-    /// Records that `ids` are being retried by `actor`, before the retry acts: a dead letter
-    /// rejected again at once must find itself marked, so its new rejection is newer than the
-    /// mark. For parked records the mark is the whole retry: they are unparked and the relay
-    /// woken. Answers how many were marked.
+    /// Records that `ids` (every one held when `None`) are being retried by `actor`, before the
+    /// retry acts: a dead letter rejected again at once must find itself marked, so its new
+    /// rejection is newer than the mark. For parked records the mark is the whole retry: they
+    /// are unparked, in one statement, and the relay woken. Answers how many were marked.
     async fn mark_retried(
         &self,
         kind: HeldKind,
-        ids: &[i64],
+        ids: Option<&[i64]>,
         actor: &str,
     ) -> Result<u64, StoreError>;
 

@@ -104,12 +104,14 @@ impl HeldStore for PgHeld {
     async fn mark_retried(
         &self,
         kind: HeldKind,
-        ids: &[i64],
+        ids: Option<&[i64]>,
         actor: &str,
     ) -> Result<u64, StoreError> {
         match kind {
             HeldKind::Parked => parked::unpark(&self.pool, ids).await,
-            HeldKind::DeadLetter => dead_letters::mark_redriven(&self.pool, ids, actor).await,
+            HeldKind::DeadLetter => {
+                dead_letters::mark_redriven(&self.pool, ids.unwrap_or_default(), actor).await
+            }
             // A failure's retry is its removal once it applied (`release`).
             HeldKind::ProjectionFailure => Ok(0),
         }

@@ -81,14 +81,16 @@ pub(super) async fn select(
     Ok(rows.into_iter().map(HeldMessage::from).collect())
 }
 
-/// Unparks `ids` and wakes the relay; answers how many were unparked.
-pub(super) async fn unpark(pool: &PgPool, ids: &[i64]) -> Result<u64, StoreError> {
+/// Unparks `ids` (every parked row when `None`) and wakes the relay; answers how many were
+/// unparked.
+pub(super) async fn unpark(pool: &PgPool, ids: Option<&[i64]>) -> Result<u64, StoreError> {
     let mut tx = pool.begin().await.map_err(store_error)?;
     // Attempts start over, so a record refused again is parked again only after as many
     // refusals as the first time.
     let unparked = sqlx::query!(
         "UPDATE outbox SET parked_at = NULL, attempts = 0
-         WHERE parked_at IS NOT NULL AND published_at IS NULL AND id = ANY($1)",
+         WHERE parked_at IS NOT NULL AND published_at IS NULL
+           AND ($1::bigint[] IS NULL OR id = ANY($1))",
         ids,
     )
     .execute(&mut *tx)

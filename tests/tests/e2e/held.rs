@@ -54,14 +54,19 @@ async fn counts(app: &TestApp) -> Vec<(String, String, i64)> {
 
 /// The error code and message of a request that must fail.
 async fn refused(app: &TestApp, query: &str, variables: Value) -> (String, String) {
+    let (code, message, _) = refused_field(app, query, variables).await;
+    (code, message)
+}
+
+/// The error code, message and `extensions.field` of a request that must fail.
+async fn refused_field(app: &TestApp, query: &str, variables: Value) -> (String, String, String) {
     let body = app.graphql(query, variables).await.unwrap();
     let error = &body["errors"][0];
+    let text = |value: &Value| value.as_str().unwrap_or("").to_owned();
     (
-        error["extensions"]["code"]
-            .as_str()
-            .unwrap_or("")
-            .to_owned(),
-        error["message"].as_str().unwrap_or("").to_owned(),
+        text(&error["extensions"]["code"]),
+        text(&error["message"]),
+        text(&error["extensions"]["field"]),
     )
 }
 
@@ -183,6 +188,37 @@ async fn dead_letters_and_projection_failures_are_listed_retried_and_discarded_t
         );
     }
 
+    // The first names refuse an unknown group or projection as they did, naming their own
+    // argument.
+    let (code, message, field) = refused_field(
+        &app,
+        "{ deadLetters(group: \"chronicle-nope\") { edges { cursor } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (code.as_str(), field.as_str()),
+        ("VALIDATION_FAILED", "group")
+    );
+    assert!(
+        message.starts_with("group: unknown group; choose from"),
+        "{message}"
+    );
+    let (code, message, field) = refused_field(
+        &app,
+        "mutation { retryProjectionFailures(name: \"taks\") { resolved } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (code.as_str(), field.as_str()),
+        ("VALIDATION_FAILED", "name")
+    );
+    assert!(
+        message.starts_with("name: unknown projection; choose from"),
+        "{message}"
+    );
+
     // Clear errors: a holder is needed for these kinds, a parked record is never discarded.
     let (code, message) = refused(&app, HELD, json!({"k": "DEAD_LETTER"})).await;
     assert_eq!(code, "VALIDATION_FAILED");
@@ -250,6 +286,8 @@ async fn dead_letters_and_projection_failures_are_listed_retried_and_discarded_t
     let (code, out) = cli(&app, &["list", "--kind", "projection-failure"]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("tasks") && out.contains("reports"), "{out}");
+    let (code, out) = cli(&app, &["show", "--kind", "dead-letter", "--holder", WORKER]);
+    assert_eq!(code, 2, "show needs --id: {out}");
     let (code, out) = cli(&app, &["list", "--kind", "parked"]);
     assert_eq!((code, out.trim()), (0, "0 parked records"));
     let (code, out) = cli(

@@ -200,6 +200,24 @@ pub(crate) struct ProjectionFailureRetry {
     pub remaining: i64,
 }
 
+/// What a dead letter's id must be, as errors say.
+const DEAD_LETTER_ID: &str = "a dead letter's id";
+
+/// `error` as the first names answered it: the argument naming the holder was `group` or
+/// `name`, and a validation error names it in `extensions.field` and its message.
+fn renamed_holder(mut error: async_graphql::Error, argument: &str) -> async_graphql::Error {
+    let Some(extensions) = error.extensions.as_mut() else {
+        return error;
+    };
+    if extensions.get("field") == Some(&async_graphql::Value::from("holder")) {
+        extensions.set("field", argument);
+        if let Some(rest) = error.message.strip_prefix("holder: ") {
+            error.message = format!("{argument}: {rest}");
+        }
+    }
+    error
+}
+
 /// The deprecated queries of held messages.
 #[derive(Default)]
 pub(crate) struct DeprecatedHeldQuery;
@@ -249,7 +267,8 @@ impl DeprecatedHeldQuery {
             after.as_deref(),
             "deadletter",
         )
-        .await?;
+        .await
+        .map_err(|e| renamed_holder(e, "group"))?;
         let (edges, page_info) = connection(page, "deadletter", paged, |m| m.id, DeadLetter::from);
         let edges = edges
             .into_iter()
@@ -270,8 +289,9 @@ impl DeprecatedHeldQuery {
         after: Option<String>,
     ) -> async_graphql::Result<ProjectionFailureConnection> {
         let kind = HeldKind::ProjectionFailure;
-        let (page, paged) =
-            held_page(ctx, kind, Some(&name), first, after.as_deref(), "failure").await?;
+        let (page, paged) = held_page(ctx, kind, Some(&name), first, after.as_deref(), "failure")
+            .await
+            .map_err(|e| renamed_holder(e, "name"))?;
         let (edges, page_info) =
             connection(page, "failure", paged, |m| m.id, ProjectionFailure::from);
         let edges = edges
@@ -302,13 +322,13 @@ impl DeprecatedHeldMutation {
     ) -> async_graphql::Result<i64> {
         let request = ctx.request();
         let ids = async {
+            let principal = request.principal()?;
             let Some(id) = aggregate_id else {
                 return Ok(None);
             };
             let id = id
                 .parse::<Uuid>()
                 .map_err(|_| AppError::validation("aggregateId", "is not a UUID"))?;
-            let principal = request.principal()?;
             ctx.services().held.parked_of(principal, id).await.map(Some)
         };
         let ids = ids.await.map_err(|e| to_graphql(e, request))?;
@@ -330,12 +350,18 @@ impl DeprecatedHeldMutation {
         group: String,
         ids: Option<Vec<ID>>,
     ) -> async_graphql::Result<i64> {
-        let ids = ids
-            .as_deref()
-            .map(held_ids)
-            .transpose()
-            .map_err(|e| to_graphql(e, ctx.request()))?;
-        let outcome = retry(ctx, HeldKind::DeadLetter, Some(&group), ids).await?;
+        let request = ctx.request();
+        let ids = request
+            .principal()
+            .and_then(|_| {
+                ids.as_deref()
+                    .map(|ids| held_ids(ids, DEAD_LETTER_ID))
+                    .transpose()
+            })
+            .map_err(|e| to_graphql(e, request))?;
+        let outcome = retry(ctx, HeldKind::DeadLetter, Some(&group), ids)
+            .await
+            .map_err(|e| renamed_holder(e, "group"))?;
         Ok(outcome.retried as i64)
     }
 
@@ -349,7 +375,15 @@ impl DeprecatedHeldMutation {
         group: String,
         ids: Vec<ID>,
     ) -> async_graphql::Result<i64> {
-        discard(ctx, HeldKind::DeadLetter, Some(&group), &ids).await
+        discard(
+            ctx,
+            HeldKind::DeadLetter,
+            Some(&group),
+            &ids,
+            DEAD_LETTER_ID,
+        )
+        .await
+        .map_err(|e| renamed_holder(e, "group"))
     }
 
     /// Applies a projection's failures again, in store order, once their cause is gone (the
@@ -363,7 +397,9 @@ impl DeprecatedHeldMutation {
         ctx: &Context<'_>,
         name: String,
     ) -> async_graphql::Result<ProjectionFailureRetry> {
-        let outcome = retry(ctx, HeldKind::ProjectionFailure, Some(&name), None).await?;
+        let outcome = retry(ctx, HeldKind::ProjectionFailure, Some(&name), None)
+            .await
+            .map_err(|e| renamed_holder(e, "name"))?;
         Ok(ProjectionFailureRetry {
             resolved: outcome.retried as i64,
             remaining: outcome.remaining as i64,

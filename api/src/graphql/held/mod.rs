@@ -206,12 +206,16 @@ impl From<RetryOutcome> for HeldRetry {
     }
 }
 
-/// Held ids as the use case takes them.
-pub(super) fn held_ids(ids: &[ID]) -> Result<Vec<i64>, AppError> {
+/// What a held message's id must be, as errors say.
+const HELD_ID: &str = "a held message's id";
+
+/// Held ids as the use case takes them; one that is not is refused, saying each must be
+/// `what` (`a held message's id`).
+pub(super) fn held_ids(ids: &[ID], what: &str) -> Result<Vec<i64>, AppError> {
     ids.iter()
         .map(|id| {
             id.parse::<i64>()
-                .map_err(|_| AppError::validation("ids", "each must be a held message's id"))
+                .map_err(|_| AppError::validation("ids", format!("each must be {what}")))
         })
         .collect()
 }
@@ -258,17 +262,19 @@ pub(super) async fn retry(
     run.await.map_err(|e| to_graphql(e, request))
 }
 
-/// Discards `ids` of `kind` held by `holder`; answers how many.
+/// Discards `ids` (each `what`, for the error that refuses one) of `kind` held by `holder`;
+/// answers how many.
 pub(super) async fn discard(
     ctx: &Context<'_>,
     kind: AppHeldKind,
     holder: Option<&str>,
     ids: &[ID],
+    what: &str,
 ) -> async_graphql::Result<i64> {
     let request = ctx.request();
     let run = async {
         let principal = request.principal()?;
-        let ids = held_ids(ids)?;
+        let ids = held_ids(ids, what)?;
         ctx.services()
             .held
             .discard(principal, kind, holder, &ids)
@@ -353,10 +359,11 @@ impl HeldMutation {
         holder: Option<String>,
         ids: Option<Vec<ID>>,
     ) -> async_graphql::Result<HeldRetry> {
-        let ids = match ids.as_deref().map(held_ids).transpose() {
-            Ok(ids) => ids,
-            Err(error) => return Err(to_graphql(error, ctx.request())),
-        };
+        let request = ctx.request();
+        let ids = request
+            .principal()
+            .and_then(|_| ids.as_deref().map(|ids| held_ids(ids, HELD_ID)).transpose())
+            .map_err(|error| to_graphql(error, request))?;
         retry(ctx, kind.into(), holder.as_deref(), ids)
             .await
             .map(HeldRetry::from)
@@ -373,6 +380,6 @@ impl HeldMutation {
         holder: Option<String>,
         ids: Vec<ID>,
     ) -> async_graphql::Result<i64> {
-        discard(ctx, kind.into(), holder.as_deref(), &ids).await
+        discard(ctx, kind.into(), holder.as_deref(), &ids, HELD_ID).await
     }
 }
