@@ -26,6 +26,8 @@ use sqlx::PgPool;
 use std::sync::Arc;
 use uuid::Uuid;
 
+use crate::cli::operator;
+
 /// Verifies one aggregate (`target` = type and id) or every chain, erasures' signatures under
 /// `key` when given; prints the verdict and returns whether everything is intact.
 pub async fn verify(
@@ -202,11 +204,6 @@ fn read_checkpoint_file(path: &str) -> anyhow::Result<Vec<Checkpoint>> {
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter_map(|value| Checkpoint::from_json(value.get("checkpoint").unwrap_or(&value)))
         .collect())
-}
-
-/// The command line's caller: whoever can reach the database already reads every stream.
-fn operator() -> chronicle_application::access::Principal {
-    chronicle_application::access::Principal::system("chronicle-cli")
 }
 
 /// `chronicle audit keygen --out PATH`: a new checkpoint signing key at PATH (mode 0600) and

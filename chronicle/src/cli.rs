@@ -1,11 +1,47 @@
-//! What the operator commands (`dead-letters`, `projection-failures`, `replay`) share: who the
-//! operator at the shell is, and how an outcome becomes an exit status.
+//! What the operator commands (`held`, `replay`, `erase`, `migrate`, `audit`) share: how they
+//! reach the database, who the operator at the shell is, and how an outcome becomes an exit
+//! status.
 
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use chronicle_application::access::{Principal, ALL_TEAMS};
 use chronicle_application::error_chain::Chain;
 use chronicle_application::AppError;
+use chronicle_infrastructure::db;
+use chronicle_infrastructure::secret::DatabaseUrl;
+use sqlx::PgPool;
+
+/// Whether a command brings the schema up to date before it works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migrations {
+    /// Apply pending migrations (idempotent): the command writes, or reads what they add.
+    Apply,
+    /// Leave the schema as it is: the command only reads, and may run against a replica.
+    Leave,
+}
+
+/// A pool of `connections` on `url`, the way every operator command connects (a short
+/// acquire timeout: a shell waits for no one), migrated when `migrations` says so.
+pub async fn database(
+    url: &DatabaseUrl,
+    connections: u32,
+    migrations: Migrations,
+) -> anyhow::Result<PgPool> {
+    let pool = db::connect(url.expose(), connections).await?;
+    if migrations == Migrations::Apply {
+        db::migrate(&pool).await.context("applying migrations")?;
+    }
+    Ok(pool)
+}
+
+/// Exit 0 when a check found everything intact, 1 when it did not.
+pub fn verdict(intact: bool) -> ExitCode {
+    match intact {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::FAILURE,
+    }
+}
 
 /// Exit status for a usage error (an unknown name), like clap's own.
 pub(crate) const USAGE: u8 = 2;

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use chronicle::app::{self, Parts};
+use chronicle::cli::{self, Migrations};
 use chronicle::variables;
 use chronicle::{held_cli, telemetry};
 use chronicle_api::auth::{parse_ttl, Authenticator};
@@ -13,7 +14,6 @@ use chronicle_application::ports::dead_letters::Redrive;
 use chronicle_application::ports::held::HeldKind;
 use chronicle_application::topics::Topics;
 use chronicle_infrastructure::config::Settings;
-use chronicle_infrastructure::db;
 use chronicle_infrastructure::kafka::dead_letter::KafkaRedrive;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
@@ -292,11 +292,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Erase { subject, reason } => {
             telemetry::init_for_command();
-            let url = Settings::database_url()?;
-            // One connection holds the erasure lock for the erasure's length.
-            let pool = db::connect(url.expose(), 4).await?;
-            db::migrate(&pool).await.context("applying migrations")?;
             let settings = Settings::from_env()?;
+            // One connection holds the erasure lock for the erasure's length.
+            let pool = cli::database(&settings.database_url, 4, Migrations::Apply).await?;
             let topics =
                 chronicle_application::topics::Topics::new(settings.kafka.topic_prefix.clone());
             let store =
@@ -324,17 +322,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Migrate => {
             telemetry::init(false)?;
-            let url = Settings::database_url()?;
-            let pool = db::connect(url.expose(), 2).await?;
-            db::migrate(&pool).await.context("applying migrations")?;
+            cli::database(&Settings::database_url()?, 2, Migrations::Apply).await?;
             println!("migrations applied");
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay { projection } => {
             telemetry::init_for_command();
-            let url = Settings::database_url()?;
-            let pool = db::connect(url.expose(), 4).await?;
-            db::migrate(&pool).await.context("applying migrations")?;
+            let pool = cli::database(&Settings::database_url()?, 4, Migrations::Apply).await?;
             let rebuilder = app::rebuilder(&pool, app::personal_data_for_reading(&pool));
             chronicle::rebuild_cli::replay(&rebuilder, &projection).await
         }
@@ -370,8 +364,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
         } => {
             telemetry::init_for_command();
-            let url = Settings::database_url()?;
-            let pool = db::connect(url.expose(), 2).await?;
+            let pool = cli::database(&Settings::database_url()?, 2, Migrations::Leave).await?;
             chronicle::audit_cli::export(pool, from_position, to_position).await
         }
         Command::Audit {
@@ -413,14 +406,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let key = audit_public_key(public_key.as_deref())?.context(
                 "name the public key with --public-key (or set CHRONICLE_AUDIT_SIGNING_KEY_FILE)",
             )?;
-            let pool = db::connect(settings.database_url.expose(), 2).await?;
+            let pool = cli::database(&settings.database_url, 2, Migrations::Leave).await?;
             let intact =
                 chronicle::audit_cli::verify_checkpoints(pool, &settings, &source, &key).await?;
-            Ok(if intact {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(cli::verdict(intact))
         }
         Command::Audit {
             command:
@@ -433,14 +422,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let url = Settings::database_url()?;
             let key = audit_public_key(public_key.as_deref())?;
-            let pool = db::connect(url.expose(), 2).await?;
+            let pool = cli::database(&url, 2, Migrations::Leave).await?;
             let target = aggregate_type.zip(id);
             let intact = chronicle::audit_cli::verify(pool, target, key).await?;
-            Ok(if intact {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(cli::verdict(intact))
         }
     }
 }
@@ -524,8 +509,7 @@ async fn run_held(
             std::sync::Arc::new(held_cli::NoBroker),
         ),
     };
-    let pool = db::connect(url.expose(), 2).await?;
-    db::migrate(&pool).await.context("applying migrations")?;
+    let pool = cli::database(&url, 2, Migrations::Apply).await?;
     let personal = app::personal_data_for_reading(&pool);
     let held = app::held_messages(&pool, &topics, redrive, personal);
     Ok(held_cli::run(&held, command, action, kind, holder, ids).await)
