@@ -5,7 +5,6 @@
 //! column: the live projector and a rebuild record different shapes there (a rebuild keeps
 //! only what it had decoded), and a retry must apply the event exactly as stored.
 
-use chronicle_application::data::event_log::StoredEvent;
 use chronicle_application::ports::held::{HeldContent, HeldMessage};
 use chronicle_application::ports::store_error::StoreError;
 use chrono::{DateTime, Utc};
@@ -14,6 +13,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::db::store_error;
+use crate::event_store::EventRow;
 
 /// A failure and its event's row. An event no longer in the store (only tampering removes
 /// one; `audit verify` reports it) has nothing to retry and is not listed.
@@ -42,19 +42,22 @@ impl From<FailureRow> for HeldMessage {
         Self {
             id: row.failure_id,
             holder: row.projection,
-            content: HeldContent::Event(StoredEvent {
-                event_id: row.event_id,
-                aggregate_type: row.aggregate_type,
-                aggregate_id: row.aggregate_id,
-                sequence: row.sequence.max(0) as u64,
-                event_type: row.event_type,
-                event_version: row.event_version,
-                payload: row.payload,
-                metadata: row.metadata,
-                recorded_at: row.recorded_at,
-                hash: row.hash,
-                previous_hash: row.previous_hash,
-            }),
+            content: HeldContent::Event(
+                EventRow {
+                    event_id: row.event_id,
+                    aggregate_type: row.aggregate_type,
+                    aggregate_id: row.aggregate_id,
+                    sequence: row.sequence,
+                    event_type: row.event_type,
+                    event_version: row.event_version,
+                    payload: row.payload,
+                    metadata: row.metadata,
+                    recorded_at: row.recorded_at,
+                    hash: row.hash,
+                    previous_hash: row.previous_hash,
+                }
+                .into(),
+            ),
             reason: row.reason,
             attempts: row.attempts.max(0) as u32,
             first_held_at: row.first_failed_at,
