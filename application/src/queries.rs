@@ -1,4 +1,6 @@
-//! Task queries, including read-your-writes through `minVersion`.
+//! Queries of the read models, the same for every view: a row by id (with read-your-writes
+//! through `minVersion`), a filtered keyset page and a count, each scoped to the caller's teams
+//! and served by a replica when there is one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,13 +9,14 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::access::{Action, Principal, TeamScope};
+use crate::data::table::ViewFilter;
 use crate::error::AppError;
-use crate::ports::report_queries::{ReportFilter, ReportPage, ReportQueryStore};
+use crate::ports::page::Page;
 use crate::ports::store_error::StoreError;
-use crate::ports::task_queries::{TaskFilter, TaskPage, TaskQueryStore};
+use crate::ports::view_queries::ViewQueryStore;
 use crate::projection::read_model::ReadModel;
-use crate::projection::report::{ReportReadModel, ReportView};
-use crate::projection::task::{TaskReadModel, TaskView};
+use crate::projection::report::ReportReadModel;
+use crate::projection::task::TaskReadModel;
 
 /// Largest page a client may ask for.
 pub(crate) const MAX_PAGE_SIZE: usize = 100;
@@ -22,16 +25,24 @@ pub(crate) const DEFAULT_PAGE_SIZE: usize = 20;
 /// Longest pause between two reads of a `minVersion` wait.
 const MAX_READ_WAIT_PAUSE: Duration = Duration::from_millis(10);
 
-/// Serves task reads from the read model.
-pub struct TaskQueries {
-    store: Arc<dyn TaskQueryStore>,
+/// The store of `M`'s rows.
+type Store<M> = dyn ViewQueryStore<<M as ReadModel>::View>;
+
+/// Serves one view's reads from its read model.
+pub struct ViewQueries<M: ReadModel> {
+    store: Arc<Store<M>>,
     max_wait: Duration,
-    primary: Option<OnPrimary<dyn TaskQueryStore>>,
+    primary: Option<OnPrimary<Store<M>>>,
 }
 
-impl TaskQueries {
+/// Task reads.
+pub type TaskQueries = ViewQueries<TaskReadModel>;
+/// Report reads.
+pub type ReportQueries = ViewQueries<ReportReadModel>;
+
+impl<M: ReadModel> ViewQueries<M> {
     /// Queries over `store`; `minVersion` waits at most `max_wait` for the projection.
-    pub fn new(store: Arc<dyn TaskQueryStore>, max_wait: Duration) -> Self {
+    pub fn new(store: Arc<Store<M>>, max_wait: Duration) -> Self {
         Self {
             store,
             max_wait,
@@ -41,7 +52,7 @@ impl TaskQueries {
 
     /// `store` being a replica: a `minVersion` read it has not reached after `after` reads
     /// `primary` for the rest of the wait.
-    pub fn with_primary(mut self, primary: Arc<dyn TaskQueryStore>, after: Duration) -> Self {
+    pub fn with_primary(mut self, primary: Arc<Store<M>>, after: Duration) -> Self {
         self.primary = Some(OnPrimary {
             store: primary,
             after,
@@ -49,7 +60,7 @@ impl TaskQueries {
         self
     }
 
-    /// One task of the caller's teams (another team's is `None`, as if it did not exist).
+    /// One row of the caller's teams (another team's is `None`, as if it did not exist).
     /// With `min_version`, waits (bounded) until the read model reflects at least that version,
     /// then answers `STALE_READ` if it still does not.
     pub async fn get(
@@ -57,60 +68,60 @@ impl TaskQueries {
         principal: &Principal,
         id: Uuid,
         min_version: Option<u64>,
-    ) -> Result<Option<TaskView>, AppError> {
+    ) -> Result<Option<M::View>, AppError> {
         let scope = principal.scope(Action::ReadWork)?;
-        let read = |store: Arc<dyn TaskQueryStore>| {
+        let read = |store: Arc<Store<M>>| {
             let scope = &scope;
             async move {
                 let view = store.get(id).await?;
-                Ok(visible::<TaskReadModel>(scope, view))
+                Ok(visible::<M>(scope, view))
             }
         };
         let versioned = Versioned {
             max_wait: self.max_wait,
             min_version,
-            version_of: |v: &TaskView| v.version,
+            version_of: M::version,
         };
         versioned
             .read(&self.store, self.primary.as_ref(), read)
             .await
     }
 
-    /// A page of the caller's teams' tasks after the cursor; `first` must be 1..=100.
+    /// A page of the caller's teams' rows after the cursor; `first` must be 1..=100.
     pub async fn list(
         &self,
         principal: &Principal,
-        filter: &TaskFilter,
+        filter: &ViewFilter,
         first: Option<i64>,
         after: Option<Uuid>,
-    ) -> Result<TaskPage, AppError> {
-        let filter = Self::in_scope(principal, filter)?;
+    ) -> Result<Page<M::View>, AppError> {
+        let filter = in_scope(principal, filter)?;
         let first = page_size(first)?;
-        let read = |store: Arc<dyn TaskQueryStore>| {
+        let read = |store: Arc<Store<M>>| {
             let filter = &filter;
             async move { store.list(filter, first, after).await }
         };
         Ok(either(&self.store, self.primary.as_ref(), read).await?)
     }
 
-    /// How many of the caller's teams' tasks match `filter` in all.
-    pub async fn count(&self, principal: &Principal, filter: &TaskFilter) -> Result<u64, AppError> {
-        let filter = Self::in_scope(principal, filter)?;
-        let read = |store: Arc<dyn TaskQueryStore>| {
+    /// How many of the caller's teams' rows match `filter` in all.
+    pub async fn count(&self, principal: &Principal, filter: &ViewFilter) -> Result<u64, AppError> {
+        let filter = in_scope(principal, filter)?;
+        let read = |store: Arc<Store<M>>| {
             let filter = &filter;
             async move { store.count(filter).await }
         };
         Ok(either(&self.store, self.primary.as_ref(), read).await?)
     }
+}
 
-    /// `filter` narrowed to the teams the caller may read.
-    fn in_scope(principal: &Principal, filter: &TaskFilter) -> Result<TaskFilter, AppError> {
-        let scope = principal.scope(Action::ReadWork)?;
-        Ok(TaskFilter {
-            teams: scope.narrow(filter.teams.as_deref())?,
-            ..filter.clone()
-        })
-    }
+/// `filter` narrowed to the teams the caller may read.
+fn in_scope(principal: &Principal, filter: &ViewFilter) -> Result<ViewFilter, AppError> {
+    let scope = principal.scope(Action::ReadWork)?;
+    Ok(ViewFilter {
+        teams: scope.narrow(filter.teams.as_deref())?,
+        conditions: filter.conditions.clone(),
+    })
 }
 
 /// Validates a requested page size (1..=100, default 20).
@@ -232,100 +243,6 @@ where
     }
 }
 
-/// Serves report reads from the read model.
-pub struct ReportQueries {
-    store: Arc<dyn ReportQueryStore>,
-    max_wait: Duration,
-    primary: Option<OnPrimary<dyn ReportQueryStore>>,
-}
-
-impl ReportQueries {
-    /// Queries over `store`; `minVersion` waits at most `max_wait`.
-    pub fn new(store: Arc<dyn ReportQueryStore>, max_wait: Duration) -> Self {
-        Self {
-            store,
-            max_wait,
-            primary: None,
-        }
-    }
-
-    /// `store` being a replica: a `minVersion` read it has not reached after `after` reads
-    /// `primary` for the rest of the wait.
-    pub fn with_primary(mut self, primary: Arc<dyn ReportQueryStore>, after: Duration) -> Self {
-        self.primary = Some(OnPrimary {
-            store: primary,
-            after,
-        });
-        self
-    }
-
-    /// One report of the caller's teams (another team's is `None`), optionally waiting
-    /// (bounded) for `min_version`.
-    pub async fn get(
-        &self,
-        principal: &Principal,
-        id: Uuid,
-        min_version: Option<u64>,
-    ) -> Result<Option<ReportView>, AppError> {
-        let scope = principal.scope(Action::ReadWork)?;
-        let read = |store: Arc<dyn ReportQueryStore>| {
-            let scope = &scope;
-            async move {
-                let view = store.get(id).await?;
-                Ok(visible::<ReportReadModel>(scope, view))
-            }
-        };
-        let versioned = Versioned {
-            max_wait: self.max_wait,
-            min_version,
-            version_of: |v: &ReportView| v.version,
-        };
-        versioned
-            .read(&self.store, self.primary.as_ref(), read)
-            .await
-    }
-
-    /// A page of the caller's teams' reports after the cursor.
-    pub async fn list(
-        &self,
-        principal: &Principal,
-        filter: &ReportFilter,
-        first: Option<i64>,
-        after: Option<Uuid>,
-    ) -> Result<ReportPage, AppError> {
-        let filter = Self::in_scope(principal, filter)?;
-        let first = page_size(first)?;
-        let read = |store: Arc<dyn ReportQueryStore>| {
-            let filter = &filter;
-            async move { store.list(filter, first, after).await }
-        };
-        Ok(either(&self.store, self.primary.as_ref(), read).await?)
-    }
-
-    /// How many of the caller's teams' reports match `filter` in all.
-    pub async fn count(
-        &self,
-        principal: &Principal,
-        filter: &ReportFilter,
-    ) -> Result<u64, AppError> {
-        let filter = Self::in_scope(principal, filter)?;
-        let read = |store: Arc<dyn ReportQueryStore>| {
-            let filter = &filter;
-            async move { store.count(filter).await }
-        };
-        Ok(either(&self.store, self.primary.as_ref(), read).await?)
-    }
-
-    /// `filter` narrowed to the teams the caller may read.
-    fn in_scope(principal: &Principal, filter: &ReportFilter) -> Result<ReportFilter, AppError> {
-        let scope = principal.scope(Action::ReadWork)?;
-        Ok(ReportFilter {
-            teams: scope.narrow(filter.teams.as_deref())?,
-            ..filter.clone()
-        })
-    }
-}
-
 /// A row the caller may see, or `None`: another team's row reads as a missing one.
 fn visible<M: ReadModel>(scope: &TeamScope, view: Option<M::View>) -> Option<M::View> {
     view.filter(|view| M::team(view).is_some_and(|team| scope.covers(team)))
@@ -335,6 +252,7 @@ fn visible<M: ReadModel>(scope: &TeamScope, view: Option<M::View>) -> Option<M::
 mod replica_tests {
     use super::*;
     use crate::ports::store_error::StoreError;
+    use crate::projection::task::TaskView;
     use chronicle_domain::ids::TeamId;
     use chronicle_domain::task::Task;
 
@@ -369,7 +287,7 @@ mod replica_tests {
     }
 
     #[async_trait::async_trait]
-    impl TaskQueryStore for AtVersion {
+    impl ViewQueryStore<TaskView> for AtVersion {
         async fn get(&self, id: Uuid) -> Result<Option<TaskView>, StoreError> {
             self.reads
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -394,14 +312,14 @@ mod replica_tests {
 
         async fn list(
             &self,
-            _: &TaskFilter,
+            _: &ViewFilter,
             _: usize,
             _: Option<Uuid>,
-        ) -> Result<TaskPage, StoreError> {
+        ) -> Result<Page<TaskView>, StoreError> {
             Err(StoreError::corrupt("not used"))
         }
 
-        async fn count(&self, _: &TaskFilter) -> Result<u64, StoreError> {
+        async fn count(&self, _: &ViewFilter) -> Result<u64, StoreError> {
             Err(StoreError::corrupt("not used"))
         }
     }

@@ -27,8 +27,8 @@ use chronicle_infrastructure::kafka::admin::ensure_topics;
 use chronicle_infrastructure::kafka::consumer::{ConsumerOptions, EventConsumer};
 use chronicle_infrastructure::outbox::{OutboxRelay, OutboxSignal, RelayOptions, RelayStatus};
 use chronicle_infrastructure::projections::PgProjections;
-use chronicle_infrastructure::read_model::reports::{PgReportData, PgReportViews};
-use chronicle_infrastructure::read_model::tasks::PgTaskViews;
+use chronicle_infrastructure::read_model::report_data::PgReportData;
+use chronicle_infrastructure::read_model::views::PgViews;
 use chronicle_infrastructure::{db, kafka};
 use rdkafka::producer::FutureProducer;
 use sqlx::PgPool;
@@ -152,8 +152,10 @@ fn rebuilder_on(pool: &PgPool, session: &PgPool, personal: Arc<PersonalData>) ->
     Rebuilder::new(
         Arc::new(PgProjections::new(pool.clone()).with_session(session.clone())),
         vec![
-            Projection::of::<TaskReadModel>(Arc::new(PgTaskViews::new(pool.clone()))),
-            Projection::of::<ReportReadModel>(Arc::new(PgReportViews::new(pool.clone()))),
+            Projection::of::<TaskReadModel>(Arc::new(PgViews::<TaskReadModel>::new(pool.clone()))),
+            Projection::of::<ReportReadModel>(Arc::new(PgViews::<ReportReadModel>::new(
+                pool.clone(),
+            ))),
         ],
         personal,
     )
@@ -179,12 +181,16 @@ pub fn eraser(
         Arc::new(PgErasures::new(pool.clone())),
         AggregateExecutor::new(store, topics, 0, personal),
         vec![
-            Arc::new(Refolder::<TaskReadModel>::new(Arc::new(PgTaskViews::new(
-                pool.clone(),
+            Arc::new(Refolder::<TaskReadModel>::new(Arc::new(PgViews::<
+                TaskReadModel,
+            >::new(
+                pool.clone()
             )))),
-            Arc::new(Refolder::<ReportReadModel>::new(Arc::new(
-                PgReportViews::new(pool.clone()),
-            ))),
+            Arc::new(Refolder::<ReportReadModel>::new(Arc::new(PgViews::<
+                ReportReadModel,
+            >::new(
+                pool.clone()
+            )))),
         ],
         signer,
     )
@@ -381,10 +387,12 @@ pub fn held_messages(
         Arc::new(PgHeld::new(pool.clone())),
         redrive,
         vec![
-            Arc::new(TaskProjector::new(Arc::new(PgTaskViews::new(pool.clone())))),
-            Arc::new(ReportProjector::new(Arc::new(PgReportViews::new(
+            Arc::new(TaskProjector::new(Arc::new(PgViews::<TaskReadModel>::new(
                 pool.clone(),
             )))),
+            Arc::new(ReportProjector::new(Arc::new(
+                PgViews::<ReportReadModel>::new(pool.clone()),
+            ))),
         ],
         personal,
         topics,
@@ -402,8 +410,8 @@ struct Wiring<'a> {
     /// Raised by the store after each append (wakes the relay).
     appended: OutboxSignal,
     store: Arc<PgEventStore>,
-    task_views: Arc<PgTaskViews>,
-    report_views: Arc<PgReportViews>,
+    task_views: Arc<PgViews<TaskReadModel>>,
+    report_views: Arc<PgViews<ReportReadModel>>,
     report_commands: Arc<ReportCommands>,
     rebuilder: Arc<Rebuilder>,
     /// The dead-letter producer every consumer of this process shares, once one is made.
@@ -462,8 +470,8 @@ impl<'a> Wiring<'a> {
         ));
         Ok(Self {
             settings,
-            task_views: Arc::new(PgTaskViews::new(pool.clone())),
-            report_views: Arc::new(PgReportViews::new(pool.clone())),
+            task_views: Arc::new(PgViews::<TaskReadModel>::new(pool.clone())),
+            report_views: Arc::new(PgViews::<ReportReadModel>::new(pool.clone())),
             reads: None,
             session,
             pool,
@@ -665,10 +673,14 @@ impl<'a> Wiring<'a> {
         if let (Some((reads, _)), Some(replica)) = (&self.reads, &settings.read_replica) {
             // Queries, history and time travel read the replica; a `minVersion` it has not
             // reached within its bound, and a read it does not answer, go to the primary.
-            task_queries = TaskQueries::new(Arc::new(PgTaskViews::new(reads.clone())), wait)
-                .with_primary(self.task_views.clone(), replica.max_wait);
-            report_queries = ReportQueries::new(Arc::new(PgReportViews::new(reads.clone())), wait)
-                .with_primary(self.report_views.clone(), replica.max_wait);
+            task_queries =
+                TaskQueries::new(Arc::new(PgViews::<TaskReadModel>::new(reads.clone())), wait)
+                    .with_primary(self.task_views.clone(), replica.max_wait);
+            report_queries = ReportQueries::new(
+                Arc::new(PgViews::<ReportReadModel>::new(reads.clone())),
+                wait,
+            )
+            .with_primary(self.report_views.clone(), replica.max_wait);
             read_log = Arc::new(PgAuditLog::new(reads.clone()));
         }
         let services = Services {

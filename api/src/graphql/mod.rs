@@ -16,6 +16,7 @@ mod query;
 mod report;
 mod subscription;
 mod task;
+mod view;
 
 use crate::settings::ApiLimits;
 use async_graphql::{MergedObject, MergedSubscription, Schema};

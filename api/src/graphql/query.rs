@@ -1,15 +1,11 @@
-//! Read queries.
+//! Read queries: each view's point read and page, written once in [`super::view`].
 
 use async_graphql::{Context, Object, ID};
-use chronicle_application::AppError;
 use chrono::{DateTime, Utc};
 
-use super::arguments::{parse_id, parse_version, point_in_time};
-use super::context::ContextExt;
-use super::error::to_graphql;
-use super::pagination::{connection, decode_cursor};
-use super::report::{Report, ReportConnection, ReportEdge, ReportFilter};
-use super::task::{Task, TaskConnection, TaskEdge, TaskFilter};
+use super::report::{Report, ReportFilter};
+use super::task::{Task, TaskFilter};
+use super::view::{one, page, Connection};
 
 /// The query root.
 #[derive(Default)]
@@ -29,22 +25,7 @@ impl QueryRoot {
         as_of: Option<DateTime<Utc>>,
         min_version: Option<i64>,
     ) -> async_graphql::Result<Option<Task>> {
-        let request = ctx.request();
-        let run = async {
-            let principal = request.principal()?;
-            let id = parse_id("id", &id)?;
-            if let Some(point) = point_in_time(at_version, as_of, min_version)? {
-                return ctx.services().task_history.at(principal, id, point).await;
-            }
-            let min_version = parse_version("minVersion", min_version)?;
-            ctx.services()
-                .task_queries
-                .get(principal, id, min_version)
-                .await
-        };
-        run.await
-            .map(|view| view.map(Task))
-            .map_err(|e| to_graphql(e, request))
+        one(ctx, id, at_version, as_of, min_version).await
     }
 
     /// Tasks in creation order, filtered, paged by keyset cursors (`first` at most 100).
@@ -55,32 +36,8 @@ impl QueryRoot {
         filter: Option<TaskFilter>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> async_graphql::Result<TaskConnection> {
-        let request = ctx.request();
-        let run = async {
-            let principal = request.principal()?;
-            let after = after
-                .as_deref()
-                .map(|c| decode_cursor("task", c))
-                .transpose()?;
-            let filter = filter.unwrap_or_default().into_app()?;
-            let page = ctx
-                .services()
-                .task_queries
-                .list(principal, &filter, first.map(i64::from), after)
-                .await?;
-            Ok::<_, AppError>((page, filter))
-        };
-        let (page, filter) = run.await.map_err(|e| to_graphql(e, request))?;
-        let (edges, page_info) = connection(page, "task", after.is_some(), |v| v.id, Task);
-        Ok(TaskConnection {
-            edges: edges
-                .into_iter()
-                .map(|(cursor, node)| TaskEdge { cursor, node })
-                .collect(),
-            page_info,
-            filter,
-        })
+    ) -> async_graphql::Result<Connection<Task>> {
+        page(ctx, filter, first, after).await
     }
 
     /// One report by id, optionally waiting (bounded) for `minVersion`; with `atVersion` or
@@ -93,22 +50,7 @@ impl QueryRoot {
         as_of: Option<DateTime<Utc>>,
         min_version: Option<i64>,
     ) -> async_graphql::Result<Option<Report>> {
-        let request = ctx.request();
-        let run = async {
-            let principal = request.principal()?;
-            let id = parse_id("id", &id)?;
-            if let Some(point) = point_in_time(at_version, as_of, min_version)? {
-                return ctx.services().report_history.at(principal, id, point).await;
-            }
-            let min_version = parse_version("minVersion", min_version)?;
-            ctx.services()
-                .report_queries
-                .get(principal, id, min_version)
-                .await
-        };
-        run.await
-            .map(|view| view.map(Report))
-            .map_err(|e| to_graphql(e, request))
+        one(ctx, id, at_version, as_of, min_version).await
     }
 
     /// Reports in request order, filtered, paged by keyset cursors (`first` at most 100).
@@ -119,31 +61,7 @@ impl QueryRoot {
         filter: Option<ReportFilter>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> async_graphql::Result<ReportConnection> {
-        let request = ctx.request();
-        let run = async {
-            let principal = request.principal()?;
-            let after = after
-                .as_deref()
-                .map(|c| decode_cursor("report", c))
-                .transpose()?;
-            let filter = filter.unwrap_or_default().into_app()?;
-            let page = ctx
-                .services()
-                .report_queries
-                .list(principal, &filter, first.map(i64::from), after)
-                .await?;
-            Ok::<_, AppError>((page, after, filter))
-        };
-        let (page, after, filter) = run.await.map_err(|e| to_graphql(e, request))?;
-        let (edges, page_info) = connection(page, "report", after.is_some(), |v| v.id, Report);
-        Ok(ReportConnection {
-            edges: edges
-                .into_iter()
-                .map(|(cursor, node)| ReportEdge { cursor, node })
-                .collect(),
-            page_info,
-            filter,
-        })
+    ) -> async_graphql::Result<Connection<Report>> {
+        page(ctx, filter, first, after).await
     }
 }

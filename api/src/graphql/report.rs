@@ -1,17 +1,18 @@
 //! GraphQL types of reports.
 
-use async_graphql::{ComplexObject, Context, Enum, InputObject, Json, Object, SimpleObject, ID};
-use chronicle_application::aggregates;
-use chronicle_application::projection::report::ReportView;
+use async_graphql::{Context, Enum, InputObject, Json, Object, SimpleObject, ID};
+use chronicle_application::audit::TimeTravel;
+use chronicle_application::data::table::ViewFilter;
+use chronicle_application::projection::report::{ReportReadModel, ReportView};
+use chronicle_application::queries::ReportQueries;
 use chronicle_application::AppError;
 use chronicle_domain::report;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::context::ContextExt;
-use super::error::to_graphql;
-use super::pagination::PageInfo;
+use super::context::Services;
+use super::view::{FilterInput, ViewNode};
 
 /// What a report computes.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -145,14 +146,24 @@ impl Report {
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<super::audit::AuditEventConnection> {
-        let filter = chronicle_application::ports::audit_log::AuditFilter {
-            aggregate_type: Some(aggregates::REPORT.type_name.to_owned()),
-            aggregate_id: Some(self.0.id.to_string()),
-            ..Default::default()
-        };
-        super::audit::trail(ctx, filter, first, after)
-            .await
-            .map_err(|e| to_graphql(e, ctx.request()))
+        super::view::history::<ReportReadModel>(ctx, self.0.id, first, after).await
+    }
+}
+
+impl ViewNode for Report {
+    type Model = ReportReadModel;
+    const CURSOR: &'static str = "report";
+
+    fn of(view: ReportView) -> Self {
+        Self(view)
+    }
+
+    fn queries(services: &Services) -> &ReportQueries {
+        &services.report_queries
+    }
+
+    fn history(services: &Services) -> &TimeTravel<ReportReadModel> {
+        &services.report_history
     }
 }
 
@@ -182,60 +193,18 @@ pub struct ReportFilter {
     pub kind: Option<ReportKind>,
 }
 
-impl ReportFilter {
-    /// The filter as the use case takes it, the team id checked.
-    pub(crate) fn into_app(
-        self,
-    ) -> Result<chronicle_application::ports::report_queries::ReportFilter, AppError> {
+impl FilterInput for ReportFilter {
+    fn into_view_filter(self) -> Result<ViewFilter, AppError> {
         let team = self
             .team_id
             .map(|t| chronicle_domain::ids::TeamId::parse("filter.teamId", &t))
             .transpose()?;
-        Ok(chronicle_application::ports::report_queries::ReportFilter {
+        Ok(chronicle_application::projection::report::ReportFilter {
             teams: team.map(|t| vec![t.to_string()]),
             status: self.status.map(Into::into),
             kind: self.kind.map(Into::into),
-        })
-    }
-}
-
-/// An edge of the report connection.
-#[derive(SimpleObject)]
-pub(crate) struct ReportEdge {
-    /// Opaque cursor.
-    pub cursor: String,
-    /// The report.
-    pub node: Report,
-}
-
-/// A page of reports in request order.
-#[derive(SimpleObject)]
-#[graphql(complex)]
-pub(crate) struct ReportConnection {
-    /// The reports with their cursors.
-    pub edges: Vec<ReportEdge>,
-    /// Paging state.
-    pub page_info: PageInfo,
-    /// The page's filter, counted only when `totalCount` is asked for.
-    #[graphql(skip)]
-    pub filter: chronicle_application::ports::report_queries::ReportFilter,
-}
-
-#[ComplexObject]
-impl ReportConnection {
-    /// How many match in all (counted only when asked for: it visits every match).
-    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
-        let request = ctx.request();
-        let run = async {
-            let principal = request.principal()?;
-            ctx.services()
-                .report_queries
-                .count(principal, &self.filter)
-                .await
-        };
-        run.await
-            .map(|count| count as i64)
-            .map_err(|e| to_graphql(e, request))
+        }
+        .into())
     }
 }
 
@@ -265,16 +234,6 @@ impl ReportPayload {
     }
     /// The report at (at least) this version, from the read model.
     async fn report(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Report>> {
-        let request = ctx.request();
-        let run = async {
-            let principal = request.principal()?;
-            ctx.services()
-                .report_queries
-                .get(principal, self.id, Some(self.version))
-                .await
-        };
-        run.await
-            .map(|view| view.map(Report))
-            .map_err(|e| to_graphql(e, request))
+        super::view::written(ctx, self.id, self.version).await
     }
 }

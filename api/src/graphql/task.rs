@@ -1,18 +1,17 @@
 //! GraphQL types of tasks.
 
-use async_graphql::{
-    ComplexObject, Context, Enum, InputObject, MaybeUndefined, Object, SimpleObject, ID,
-};
-use chronicle_application::aggregates;
-use chronicle_application::projection::task::TaskView;
+use async_graphql::{Context, Enum, InputObject, MaybeUndefined, Object, ID};
+use chronicle_application::audit::TimeTravel;
+use chronicle_application::data::table::ViewFilter;
+use chronicle_application::projection::task::{TaskReadModel, TaskView};
+use chronicle_application::queries::TaskQueries;
 use chronicle_application::AppError;
 use chronicle_domain::task;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::context::ContextExt;
-use super::error::to_graphql;
-use super::pagination::PageInfo;
+use super::context::Services;
+use super::view::{FilterInput, ViewNode};
 
 /// Where a task is in its lifecycle.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -152,14 +151,24 @@ impl Task {
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<super::audit::AuditEventConnection> {
-        let filter = chronicle_application::ports::audit_log::AuditFilter {
-            aggregate_type: Some(aggregates::TASK.type_name.to_owned()),
-            aggregate_id: Some(self.0.id.to_string()),
-            ..Default::default()
-        };
-        super::audit::trail(ctx, filter, first, after)
-            .await
-            .map_err(|e| to_graphql(e, ctx.request()))
+        super::view::history::<TaskReadModel>(ctx, self.0.id, first, after).await
+    }
+}
+
+impl ViewNode for Task {
+    type Model = TaskReadModel;
+    const CURSOR: &'static str = "task";
+
+    fn of(view: TaskView) -> Self {
+        Self(view)
+    }
+
+    fn queries(services: &Services) -> &TaskQueries {
+        &services.task_queries
+    }
+
+    fn history(services: &Services) -> &TimeTravel<TaskReadModel> {
+        &services.task_history
     }
 }
 
@@ -183,11 +192,8 @@ pub struct TaskFilter {
 /// Longest `text` filter: longer is not a search a person types.
 pub(crate) const MAX_TEXT_FILTER_CHARS: usize = 200;
 
-impl TaskFilter {
-    /// The filter as the use case takes it, every field checked (the error names it).
-    pub(crate) fn into_app(
-        self,
-    ) -> Result<chronicle_application::ports::task_queries::TaskFilter, AppError> {
+impl FilterInput for TaskFilter {
+    fn into_view_filter(self) -> Result<ViewFilter, AppError> {
         use chronicle_domain::ids::{TeamId, UserId};
         use chronicle_domain::validation::{at_most, MAX_LABEL_CHARS};
         let team = self
@@ -204,55 +210,15 @@ impl TaskFilter {
         if let Some(text) = &self.text {
             at_most("filter.text", text, MAX_TEXT_FILTER_CHARS)?;
         }
-        Ok(chronicle_application::ports::task_queries::TaskFilter {
+        Ok(chronicle_application::projection::task::TaskFilter {
             teams: team.map(|t| vec![t.to_string()]),
             status: self.status.map(Into::into),
             assignee_id: assignee.map(|a| a.to_string()),
             priority: self.priority.map(Into::into),
             label: self.label,
             text: self.text.filter(|t| !t.is_empty()),
-        })
-    }
-}
-
-/// An edge of the task connection.
-#[derive(SimpleObject)]
-pub(crate) struct TaskEdge {
-    /// Opaque cursor: pass it as `after` to continue after this task.
-    pub cursor: String,
-    /// The task.
-    pub node: Task,
-}
-
-/// A page of tasks in creation order.
-#[derive(SimpleObject)]
-#[graphql(complex)]
-pub(crate) struct TaskConnection {
-    /// The tasks with their cursors.
-    pub edges: Vec<TaskEdge>,
-    /// Paging state.
-    pub page_info: PageInfo,
-    /// The page's filter, counted only when `totalCount` is asked for.
-    #[graphql(skip)]
-    pub filter: chronicle_application::ports::task_queries::TaskFilter,
-}
-
-#[ComplexObject]
-impl TaskConnection {
-    /// How many tasks match the filter in all. Counting visits every match, so it costs as
-    /// much as the filter is large; a page without it does not pay for it.
-    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
-        let request = ctx.request();
-        let run = async {
-            let principal = request.principal()?;
-            ctx.services()
-                .task_queries
-                .count(principal, &self.filter)
-                .await
-        };
-        run.await
-            .map(|count| count as i64)
-            .map_err(|e| to_graphql(e, request))
+        }
+        .into())
     }
 }
 
@@ -320,16 +286,6 @@ impl TaskPayload {
     }
     /// The task at (at least) this version: waits, bounded, for the read model to catch up.
     async fn task(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Task>> {
-        let request = ctx.request();
-        let run = async {
-            let principal = request.principal()?;
-            ctx.services()
-                .task_queries
-                .get(principal, self.id, Some(self.version))
-                .await
-        };
-        run.await
-            .map(|view| view.map(Task))
-            .map_err(|e| to_graphql(e, request))
+        super::view::written(ctx, self.id, self.version).await
     }
 }

@@ -1,7 +1,7 @@
 //! A page of a read model, in the order of its cursor.
 
 /// One page of a keyset-paginated query, in id (creation) order. It carries no total: counting
-/// every match costs as much as the filter is large, so `TaskQueries::count` runs only when a
+/// every match costs as much as the filter is large, so `ViewQueries::count` runs only when a
 /// client asks for `totalCount`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {

@@ -1,11 +1,17 @@
-//! The task read model: one row per task, reflecting a known version of its stream.
+//! The task read model: one row per task, reflecting a known version of its stream. This file
+//! is the whole of the view's description: its fold, its table's columns and the filters the
+//! `tasks` query offers. Storing, paging and serving it are generic.
 
-use chronicle_domain::task::{Task, TaskEvent};
+use chronicle_domain::ids::{TeamId, UserId};
+use chronicle_domain::task::{Priority, Task, TaskEvent, TaskStatus};
 use cqrs_es::Aggregate;
 use uuid::Uuid;
 
 use super::read_model::{EventContext, ReadModel};
 use crate::aggregates;
+use crate::data::table::{
+    Cell, Cells, Column, ColumnType, Condition, CorruptRow, TableRow, ViewFilter,
+};
 
 /// The projection's name, as operators and `projections` see it.
 pub const TASK_PROJECTION: &str = aggregates::TASKS.projection;
@@ -69,12 +75,131 @@ impl ReadModel for TaskReadModel {
     }
 }
 
+impl TableRow for TaskView {
+    const TABLE: &'static str = "tasks";
+    const COLUMNS: &'static [Column] = &[
+        Column::required("id", ColumnType::Uuid),
+        Column::required("version", ColumnType::BigInt),
+        Column::required("title", ColumnType::Text),
+        Column::required("description", ColumnType::Text),
+        Column::required("status", ColumnType::Text),
+        Column::required("team_id", ColumnType::Text),
+        Column::required("creator_id", ColumnType::Text),
+        Column::optional("assignee_id", ColumnType::Text),
+        Column::required("priority", ColumnType::Text),
+        Column::optional("due_at", ColumnType::Timestamp),
+        Column::required("labels", ColumnType::TextArray),
+        Column::optional("result", ColumnType::Text),
+        Column::optional("error", ColumnType::Text),
+        Column::required("created_at", ColumnType::Timestamp),
+        Column::required("updated_at", ColumnType::Timestamp),
+        Column::optional("started_at", ColumnType::Timestamp),
+        Column::optional("finished_at", ColumnType::Timestamp),
+        Column::required("watchers", ColumnType::TextArray),
+    ];
+    const TEAM_COLUMN: &'static str = "team_id";
+
+    fn cells(&self) -> Vec<Cell> {
+        let task = &self.state;
+        let text = |value: &str| Cell::Text(Some(value.to_owned()));
+        vec![
+            Cell::Uuid(self.id),
+            Cell::BigInt(self.version as i64),
+            text(&task.title),
+            text(&task.description),
+            text(task.status.as_str()),
+            Cell::Text(task.team_id.as_ref().map(ToString::to_string)),
+            Cell::Text(task.creator_id.as_ref().map(ToString::to_string)),
+            Cell::Text(task.assignee_id.as_ref().map(ToString::to_string)),
+            text(task.priority.as_str()),
+            Cell::Timestamp(task.due_at),
+            Cell::TextArray(task.labels.clone()),
+            Cell::Text(task.result.clone()),
+            Cell::Text(task.error.clone()),
+            Cell::Timestamp(Some(self.created_at)),
+            Cell::Timestamp(Some(self.updated_at)),
+            Cell::Timestamp(self.started_at),
+            Cell::Timestamp(self.finished_at),
+            Cell::TextArray(self.watchers.clone()),
+        ]
+    }
+
+    fn from_cells(cells: &mut Cells) -> Result<Self, CorruptRow> {
+        let id = cells.uuid()?;
+        let version = cells.count()?;
+        let state = Task {
+            id: Some(id),
+            title: cells.text()?,
+            description: cells.text()?,
+            status: cells.parsed(|s| TaskStatus::parse(s).ok_or("not a task status"))?,
+            team_id: Some(cells.parsed(|s| TeamId::parse("teamId", s))?),
+            creator_id: Some(cells.parsed(|s| UserId::read_back("creatorId", s))?),
+            assignee_id: cells.parsed_optional(|s| UserId::read_back("assigneeId", s))?,
+            priority: cells.parsed(|s| Priority::parse(s).ok_or("not a priority"))?,
+            due_at: cells.optional_timestamp()?,
+            labels: cells.text_array()?,
+            result: cells.optional_text()?,
+            error: cells.optional_text()?,
+        };
+        Ok(Self {
+            id,
+            version,
+            state,
+            created_at: cells.timestamp()?,
+            updated_at: cells.timestamp()?,
+            started_at: cells.optional_timestamp()?,
+            finished_at: cells.optional_timestamp()?,
+            watchers: cells.text_array()?,
+        })
+    }
+}
+
+/// Filters of the `tasks` query; all present filters must match.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskFilter {
+    /// Only these teams (`None`: every team the caller may read).
+    pub teams: Option<Vec<String>>,
+    /// Only this status.
+    pub status: Option<TaskStatus>,
+    /// Only this assignee.
+    pub assignee_id: Option<String>,
+    /// Only this priority.
+    pub priority: Option<Priority>,
+    /// Only tasks carrying this label.
+    pub label: Option<String>,
+    /// Case-insensitive substring of title or description.
+    pub text: Option<String>,
+}
+
+impl From<TaskFilter> for ViewFilter {
+    fn from(filter: TaskFilter) -> Self {
+        let equals =
+            |column, value: Option<String>| value.map(|value| Condition::Equals { column, value });
+        let conditions = [
+            equals("status", filter.status.map(|s| s.as_str().to_owned())),
+            equals("assignee_id", filter.assignee_id),
+            equals("priority", filter.priority.map(|p| p.as_str().to_owned())),
+            filter.label.map(|value| Condition::Holds {
+                column: "labels",
+                value,
+            }),
+            filter.text.map(|text| Condition::ContainsText {
+                columns: &["title", "description"],
+                text,
+            }),
+        ];
+        ViewFilter {
+            teams: filter.teams,
+            conditions: conditions.into_iter().flatten().collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::data::message::EventMessage;
     use crate::projection::read_model::{domain_payload, fold, Fold};
-    use chronicle_domain::task::TaskStatus;
     use chrono::Utc;
     use serde_json::json;
 
@@ -108,6 +233,28 @@ mod tests {
 
     fn decode(message: &EventMessage) -> TaskEvent {
         serde_json::from_value(domain_payload(message)).unwrap()
+    }
+
+    #[test]
+    fn the_table_description_reads_back_every_column_and_names_only_its_columns() {
+        let mut rows = std::collections::HashMap::new();
+        let id = Uuid::from_u128(9);
+        fold::<TaskReadModel>(&mut rows, id, &(&created()).into(), decode(&created()));
+        let mut view = rows.remove(&id).unwrap();
+        view.state.assignee_id = Some(UserId::parse("assigneeId", "u-2").unwrap());
+        view.state.labels = vec!["a".into(), "b c".into()];
+        view.state.result = Some("done".into());
+        view.started_at = Some(Utc::now());
+        let filter = ViewFilter::from(TaskFilter {
+            teams: None,
+            status: Some(TaskStatus::Open),
+            assignee_id: Some("u-2".into()),
+            priority: Some(Priority::High),
+            label: Some("a".into()),
+            text: Some("t".into()),
+        });
+        assert_eq!(filter.conditions.len(), 5, "every filter is a condition");
+        crate::data::table::check_description(&view, &filter.conditions);
     }
 
     #[test]

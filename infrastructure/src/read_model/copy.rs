@@ -7,6 +7,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::backend;
+use chronicle_application::data::table::Cell;
 use chronicle_application::ports::store_error::StoreError;
 
 /// Builds the text of a `COPY` in Postgres's text format: tab-separated columns, `\N` for
@@ -39,8 +40,21 @@ impl CopyText {
         self.at_row_start = true;
     }
 
+    /// A column of a described row, in the text form of its type.
+    pub(crate) fn cell(&mut self, cell: Cell) {
+        match cell {
+            Cell::Uuid(value) => self.uuid(value),
+            Cell::BigInt(value) => self.int(value),
+            Cell::Integer(value) => self.int(i64::from(value)),
+            Cell::Text(value) => self.text(value.as_deref()),
+            Cell::TextArray(values) => self.text_array(&values),
+            Cell::Timestamp(value) => self.timestamp(value),
+            Cell::Jsonb(value) => self.json(value.as_ref()),
+        }
+    }
+
     /// A text column (escaped).
-    pub(crate) fn text(&mut self, value: Option<&str>) {
+    fn text(&mut self, value: Option<&str>) {
         self.separate();
         match value {
             Some(text) => escape_into(&mut self.buffer, text),
@@ -61,22 +75,22 @@ impl CopyText {
     }
 
     /// A uuid column.
-    pub(crate) fn uuid(&mut self, value: Uuid) {
+    fn uuid(&mut self, value: Uuid) {
         self.plain(Some(value));
     }
 
     /// A bigint or integer column.
-    pub(crate) fn int(&mut self, value: i64) {
+    fn int(&mut self, value: i64) {
         self.plain(Some(value));
     }
 
     /// A timestamptz column, in RFC 3339 with microseconds (Postgres's precision).
-    pub(crate) fn timestamp(&mut self, value: Option<DateTime<Utc>>) {
+    fn timestamp(&mut self, value: Option<DateTime<Utc>>) {
         self.plain(value.map(|at| at.to_rfc3339_opts(SecondsFormat::Micros, true)));
     }
 
     /// A `text[]` column: an array literal (elements quoted), then escaped as a column.
-    pub(crate) fn text_array(&mut self, values: &[String]) {
+    fn text_array(&mut self, values: &[String]) {
         let mut literal = String::from("{");
         for (index, value) in values.iter().enumerate() {
             if index > 0 {
@@ -96,7 +110,7 @@ impl CopyText {
     }
 
     /// A jsonb column.
-    pub(crate) fn json(&mut self, value: Option<&Value>) {
+    fn json(&mut self, value: Option<&Value>) {
         let text = value.map(Value::to_string);
         self.text(text.as_deref());
     }

@@ -1,14 +1,16 @@
-//! Read-model tables in Postgres.
+//! Read-model tables in Postgres: one generic adapter ([`views::PgViews`]) for every table a
+//! view describes (`chronicle_application::data::table`), and the statement that keeps a
+//! projection's writes out of a rebuild's way.
 
+mod cells;
 mod copy;
-pub mod reports;
-pub mod tasks;
+mod filter;
+pub mod report_data;
+pub mod views;
 
-use chronicle_application::ports::page::Page;
 use chronicle_application::ports::store_error::StoreError;
 use serde_json::Value;
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 /// Appended to a read model's table name to name its shadow (`tasks__rebuild`); its indexes
@@ -81,15 +83,6 @@ pub(crate) fn live_write(projection: &str, aggregate_type: &str, upsert: &str) -
     )
 }
 
-/// Runs a [`live_write`] statement's result check.
-pub(crate) fn written_or_paused(row: &PgRow, projection: &str) -> Result<(), StoreError> {
-    if row.get::<bool, _>("live") {
-        Ok(())
-    } else {
-        Err(StoreError::Paused(projection.to_owned()))
-    }
-}
-
 /// Records an event a projection could not apply (`projection_failures`), shared by every
 /// read model so operators find all failures in one place.
 pub(crate) async fn record_failure(
@@ -113,60 +106,4 @@ pub(crate) async fn record_failure(
     .await
     .map_err(backend)?;
     Ok(())
-}
-
-/// One keyset page of `table` in id order after `after`. `push_filter` appends ` WHERE ...`
-/// (at least ` WHERE TRUE`); [`count_rows`] takes the same one, so a page and its total apply
-/// exactly the same filter.
-pub(crate) async fn keyset_page<V>(
-    pool: &PgPool,
-    table: &str,
-    columns: &str,
-    push_filter: impl Fn(&mut QueryBuilder<'static, Postgres>),
-    first: usize,
-    after: Option<Uuid>,
-    view_from_row: fn(&PgRow) -> Result<V, StoreError>,
-) -> Result<Page<V>, StoreError> {
-    let mut page = QueryBuilder::new(format!("SELECT {columns} FROM {table}"));
-    push_filter(&mut page);
-    if let Some(after) = after {
-        page.push(" AND id > ").push_bind(after);
-    }
-    page.push(" ORDER BY id LIMIT ").push_bind(first as i64 + 1);
-    let rows = page.build().fetch_all(pool).await.map_err(backend)?;
-    let views = rows
-        .iter()
-        .take(first + 1)
-        .map(view_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Page::of_one_extra(views, first))
-}
-
-/// Restricts a filter to `teams`. One team is an equality, so the planner walks the
-/// `(team_id, id)` index in id order and stops after the page; `= ANY` of an array, even of one
-/// element, makes it collect every match of the team and sort them, which grows with the team.
-pub(crate) fn push_teams(query: &mut QueryBuilder<'static, Postgres>, teams: &[String]) {
-    match teams {
-        [team] => {
-            query.push(" AND team_id = ").push_bind(team.clone());
-        }
-        _ => {
-            query
-                .push(" AND team_id = ANY(")
-                .push_bind(teams.to_vec())
-                .push(")");
-        }
-    }
-}
-
-/// How many rows of `table` match the filter `push_filter` appends.
-pub(crate) async fn count_rows(
-    pool: &PgPool,
-    table: &str,
-    push_filter: impl Fn(&mut QueryBuilder<'static, Postgres>),
-) -> Result<u64, StoreError> {
-    let mut count = QueryBuilder::new(format!("SELECT count(*) FROM {table}"));
-    push_filter(&mut count);
-    let total: i64 = count.build().fetch_one(pool).await.map_err(backend)?.get(0);
-    Ok(total as u64)
 }

@@ -25,6 +25,7 @@ mod pooler;
 mod postgres_es;
 mod privacy;
 mod projection_failures;
+mod read_models;
 mod replay;
 mod reports;
 mod security;

@@ -1,0 +1,197 @@
+//! The read side's GraphQL, written once for every view: a row by id (live, waited for, or
+//! as it was), a filtered page as a Relay connection with its count, and a row's audit history.
+//! A view's object type (`Task`, `Report`) says which fields it shows and implements
+//! [`ViewNode`]; its filter input implements [`FilterInput`].
+
+use std::borrow::Cow;
+
+use async_graphql::{ComplexObject, Context, OutputType, SimpleObject, TypeName, ID};
+use chronicle_application::audit::TimeTravel;
+use chronicle_application::data::table::ViewFilter;
+use chronicle_application::ports::audit_log::AuditFilter;
+use chronicle_application::projection::read_model::ReadModel;
+use chronicle_application::queries::ViewQueries;
+use chronicle_application::AppError;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::arguments::{parse_id, parse_version, point_in_time};
+use super::audit::AuditEventConnection;
+use super::context::{ContextExt, Services};
+use super::error::to_graphql;
+use super::pagination::{connection, decode_cursor, PageInfo};
+
+/// The row of a view as a GraphQL object.
+pub(crate) trait ViewNode: OutputType + Sized + Send + Sync + 'static {
+    /// The read model whose rows it shows.
+    type Model: ReadModel;
+    /// What its cursors name (`task`): a cursor of one view is refused by another.
+    const CURSOR: &'static str;
+
+    /// The object showing `view`.
+    fn of(view: <Self::Model as ReadModel>::View) -> Self;
+    /// The view's queries.
+    fn queries(services: &Services) -> &ViewQueries<Self::Model>;
+    /// The view folded as it was, for `atVersion` and `asOf`.
+    fn history(services: &Services) -> &TimeTravel<Self::Model>;
+}
+
+/// A view's filter input: every field checked, the error naming it.
+pub(crate) trait FilterInput: Default {
+    /// The filter as the view's store answers it.
+    fn into_view_filter(self) -> Result<ViewFilter, AppError>;
+}
+
+/// One row of a page, with the cursor to continue after it.
+#[derive(SimpleObject)]
+#[graphql(name_type)]
+pub(crate) struct Edge<N: ViewNode> {
+    /// Opaque cursor: pass it as `after` to continue after this row.
+    pub cursor: String,
+    /// The row.
+    pub node: N,
+}
+
+impl<N: ViewNode> TypeName for Edge<N> {
+    fn type_name() -> Cow<'static, str> {
+        format!("{}Edge", N::type_name()).into()
+    }
+}
+
+/// A page of rows in their view's order (tasks in creation order, reports in request order),
+/// after a keyset cursor.
+#[derive(SimpleObject)]
+#[graphql(name_type, complex)]
+pub(crate) struct Connection<N: ViewNode> {
+    /// The rows with their cursors.
+    pub edges: Vec<Edge<N>>,
+    /// Paging state.
+    pub page_info: PageInfo,
+    /// The page's filter, counted only when `totalCount` is asked for.
+    #[graphql(skip)]
+    pub filter: ViewFilter,
+}
+
+impl<N: ViewNode> TypeName for Connection<N> {
+    fn type_name() -> Cow<'static, str> {
+        format!("{}Connection", N::type_name()).into()
+    }
+}
+
+#[ComplexObject]
+impl<N: ViewNode> Connection<N> {
+    /// How many rows match the filter in all. Counting visits every match, so it costs as
+    /// much as the filter is large; a page without it does not pay for it.
+    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+        let request = ctx.request();
+        let run = async {
+            let principal = request.principal()?;
+            N::queries(ctx.services())
+                .count(principal, &self.filter)
+                .await
+        };
+        run.await
+            .map(|count| count as i64)
+            .map_err(|e| to_graphql(e, request))
+    }
+}
+
+/// A point read (`task(id, ...)`): with `minVersion`, waits (bounded) until the read model
+/// reflects that version; with `atVersion` or `asOf` (auditors and admins), the row as it was,
+/// folded from the event store.
+pub(crate) async fn one<N: ViewNode>(
+    ctx: &Context<'_>,
+    id: ID,
+    at_version: Option<i64>,
+    as_of: Option<DateTime<Utc>>,
+    min_version: Option<i64>,
+) -> async_graphql::Result<Option<N>> {
+    let request = ctx.request();
+    let run = async {
+        let principal = request.principal()?;
+        let id = parse_id("id", &id)?;
+        if let Some(point) = point_in_time(at_version, as_of, min_version)? {
+            return N::history(ctx.services()).at(principal, id, point).await;
+        }
+        let min_version = parse_version("minVersion", min_version)?;
+        N::queries(ctx.services())
+            .get(principal, id, min_version)
+            .await
+    };
+    run.await
+        .map(|view| view.map(N::of))
+        .map_err(|e| to_graphql(e, request))
+}
+
+/// The row a mutation just wrote, at least at `version`: waits, bounded, for the read model.
+pub(crate) async fn written<N: ViewNode>(
+    ctx: &Context<'_>,
+    id: Uuid,
+    version: u64,
+) -> async_graphql::Result<Option<N>> {
+    let request = ctx.request();
+    let run = async {
+        let principal = request.principal()?;
+        N::queries(ctx.services())
+            .get(principal, id, Some(version))
+            .await
+    };
+    run.await
+        .map(|view| view.map(N::of))
+        .map_err(|e| to_graphql(e, request))
+}
+
+/// A filtered page (`tasks(filter, first, after)`) after a cursor of this view.
+pub(crate) async fn page<N: ViewNode, F: FilterInput>(
+    ctx: &Context<'_>,
+    filter: Option<F>,
+    first: Option<i32>,
+    after: Option<String>,
+) -> async_graphql::Result<Connection<N>> {
+    let request = ctx.request();
+    let run = async {
+        let principal = request.principal()?;
+        let after = after
+            .as_deref()
+            .map(|c| decode_cursor(N::CURSOR, c))
+            .transpose()?;
+        let filter = filter.unwrap_or_default().into_view_filter()?;
+        let page = N::queries(ctx.services())
+            .list(principal, &filter, first.map(i64::from), after)
+            .await?;
+        Ok::<_, AppError>((page, after, filter))
+    };
+    let (page, after, filter) = run.await.map_err(|e| to_graphql(e, request))?;
+    let (edges, page_info) = connection(
+        page,
+        N::CURSOR,
+        after.is_some(),
+        <N::Model as ReadModel>::id,
+        N::of,
+    );
+    Ok(Connection {
+        edges: edges
+            .into_iter()
+            .map(|(cursor, node)| Edge { cursor, node })
+            .collect(),
+        page_info,
+        filter,
+    })
+}
+
+/// A row's audit events in order (auditors and admins): its `history` field.
+pub(crate) async fn history<M: ReadModel>(
+    ctx: &Context<'_>,
+    id: Uuid,
+    first: Option<i32>,
+    after: Option<String>,
+) -> async_graphql::Result<AuditEventConnection> {
+    let filter = AuditFilter {
+        aggregate_type: Some(M::AGGREGATE_TYPE.to_owned()),
+        aggregate_id: Some(id.to_string()),
+        ..Default::default()
+    };
+    super::audit::trail(ctx, filter, first, after)
+        .await
+        .map_err(|e| to_graphql(e, ctx.request()))
+}

@@ -1,0 +1,494 @@
+//! A read model's table described as data: its columns, how one view becomes a row of cells and
+//! back, and the filters the table answers. Each view describes itself once, beside its fold
+//! (`projection::task`, `projection::report`); the Postgres adapter saves, loads, pages, filters
+//! and bulk-loads every described table with the same code, and a test compares each
+//! description with the table the migrations create.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// The SQL type of a read-model column: the few a view needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    /// `uuid`.
+    Uuid,
+    /// `bigint`.
+    BigInt,
+    /// `integer`.
+    Integer,
+    /// `text`.
+    Text,
+    /// `text[]`.
+    TextArray,
+    /// `timestamptz`.
+    Timestamp,
+    /// `jsonb`.
+    Jsonb,
+}
+
+impl ColumnType {
+    /// The type as Postgres's catalog names it (`information_schema.columns.udt_name`).
+    pub fn udt_name(self) -> &'static str {
+        match self {
+            Self::Uuid => "uuid",
+            Self::BigInt => "int8",
+            Self::Integer => "int4",
+            Self::Text => "text",
+            Self::TextArray => "_text",
+            Self::Timestamp => "timestamptz",
+            Self::Jsonb => "jsonb",
+        }
+    }
+}
+
+/// One column of a read-model table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Column {
+    /// Its name in the table.
+    pub name: &'static str,
+    /// Its type.
+    pub ty: ColumnType,
+    /// Whether it may hold null.
+    pub nullable: bool,
+}
+
+impl Column {
+    /// A `NOT NULL` column.
+    pub const fn required(name: &'static str, ty: ColumnType) -> Self {
+        Self {
+            name,
+            ty,
+            nullable: false,
+        }
+    }
+
+    /// A column that may be null.
+    pub const fn optional(name: &'static str, ty: ColumnType) -> Self {
+        Self {
+            name,
+            ty,
+            nullable: true,
+        }
+    }
+}
+
+/// One value of a row, in its column's type (`None` is SQL null).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    /// A `uuid`.
+    Uuid(Uuid),
+    /// A `bigint`.
+    BigInt(i64),
+    /// An `integer`.
+    Integer(i32),
+    /// A `text`.
+    Text(Option<String>),
+    /// A `text[]`.
+    TextArray(Vec<String>),
+    /// A `timestamptz`.
+    Timestamp(Option<DateTime<Utc>>),
+    /// A `jsonb`.
+    Jsonb(Option<Value>),
+}
+
+impl Cell {
+    /// The type of column that holds it.
+    pub fn column_type(&self) -> ColumnType {
+        match self {
+            Self::Uuid(_) => ColumnType::Uuid,
+            Self::BigInt(_) => ColumnType::BigInt,
+            Self::Integer(_) => ColumnType::Integer,
+            Self::Text(_) => ColumnType::Text,
+            Self::TextArray(_) => ColumnType::TextArray,
+            Self::Timestamp(_) => ColumnType::Timestamp,
+            Self::Jsonb(_) => ColumnType::Jsonb,
+        }
+    }
+
+    /// Whether it is SQL null.
+    pub fn is_null(&self) -> bool {
+        matches!(
+            self,
+            Self::Text(None) | Self::Timestamp(None) | Self::Jsonb(None)
+        )
+    }
+}
+
+/// A row that does not fit its view: the table was edited by hand or by a release that wrote
+/// values this one does not know. Values were validated when their events were decided, so it
+/// is reported, never guessed.
+#[derive(Debug, thiserror::Error)]
+#[error("{table}.{column}: {problem}")]
+pub struct CorruptRow {
+    /// The table.
+    pub table: &'static str,
+    /// The column whose value does not fit.
+    pub column: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+/// A view kept as one row per aggregate in a table: its description.
+///
+/// The first column is the aggregate id (`uuid`): the primary key, and the order pages are read
+/// in (ids are UUIDv7, so it is creation order). The second is the version (`bigint`), which a
+/// write compares so a row never moves backwards.
+pub trait TableRow: Sized + Send + Sync + 'static {
+    /// The table's name.
+    const TABLE: &'static str;
+    /// Its columns, in the order of [`TableRow::cells`].
+    const COLUMNS: &'static [Column];
+    /// The column holding the owning team, which team scoping compares with the caller's.
+    const TEAM_COLUMN: &'static str;
+
+    /// The view as a row: one cell per column, in [`TableRow::COLUMNS`] order.
+    fn cells(&self) -> Vec<Cell>;
+
+    /// The view a row holds, its cells read in column order.
+    fn from_cells(cells: &mut Cells) -> Result<Self, CorruptRow>;
+}
+
+/// A row's cells, read one after the other in its table's column order by
+/// [`TableRow::from_cells`]. Each read checks the cell's type and nullness against the column,
+/// so a description whose reads and columns disagree fails on the first row, by name.
+pub struct Cells {
+    table: &'static str,
+    columns: std::slice::Iter<'static, Column>,
+    cells: std::vec::IntoIter<Cell>,
+    column: &'static str,
+}
+
+impl Cells {
+    /// The cells of one row of `R`'s table, in column order.
+    pub fn of<R: TableRow>(cells: Vec<Cell>) -> Self {
+        Self {
+            table: R::TABLE,
+            columns: R::COLUMNS.iter(),
+            cells: cells.into_iter(),
+            column: "",
+        }
+    }
+
+    /// A problem with the column read last.
+    pub fn corrupt(&self, problem: impl Into<String>) -> CorruptRow {
+        CorruptRow {
+            table: self.table,
+            column: self.column,
+            problem: problem.into(),
+        }
+    }
+
+    fn next(&mut self, wanted: ColumnType) -> Result<Cell, CorruptRow> {
+        let column = self.columns.next().ok_or_else(|| CorruptRow {
+            table: self.table,
+            column: "(past the last column)",
+            problem: "the view reads more columns than the table has".to_owned(),
+        })?;
+        self.column = column.name;
+        let cell = self
+            .cells
+            .next()
+            .ok_or_else(|| self.corrupt("the row has fewer cells than columns"))?;
+        if column.ty != wanted || cell.column_type() != wanted {
+            return Err(self.corrupt(format!(
+                "read as {wanted:?}, described as {:?}, holding {:?}",
+                column.ty,
+                cell.column_type()
+            )));
+        }
+        Ok(cell)
+    }
+
+    /// The next column, a `uuid`.
+    pub fn uuid(&mut self) -> Result<Uuid, CorruptRow> {
+        match self.next(ColumnType::Uuid)? {
+            Cell::Uuid(value) => Ok(value),
+            _ => Err(self.corrupt("not a uuid")),
+        }
+    }
+
+    /// The next column, a `bigint`.
+    pub fn bigint(&mut self) -> Result<i64, CorruptRow> {
+        match self.next(ColumnType::BigInt)? {
+            Cell::BigInt(value) => Ok(value),
+            _ => Err(self.corrupt("not a bigint")),
+        }
+    }
+
+    /// The next column, a `bigint` that counts (a version): never negative.
+    pub fn count(&mut self) -> Result<u64, CorruptRow> {
+        let value = self.bigint()?;
+        u64::try_from(value).map_err(|_| self.corrupt(format!("negative count {value}")))
+    }
+
+    /// The next column, an `integer` that counts: never negative.
+    pub fn small_count(&mut self) -> Result<u32, CorruptRow> {
+        match self.next(ColumnType::Integer)? {
+            Cell::Integer(value) => {
+                u32::try_from(value).map_err(|_| self.corrupt(format!("negative count {value}")))
+            }
+            _ => Err(self.corrupt("not an integer")),
+        }
+    }
+
+    /// The next column, a `text` that may be null.
+    pub fn optional_text(&mut self) -> Result<Option<String>, CorruptRow> {
+        match self.next(ColumnType::Text)? {
+            Cell::Text(value) => Ok(value),
+            _ => Err(self.corrupt("not text")),
+        }
+    }
+
+    /// The next column, a `text` that is never null.
+    pub fn text(&mut self) -> Result<String, CorruptRow> {
+        self.optional_text()?
+            .ok_or_else(|| self.corrupt("null in a column the view requires"))
+    }
+
+    /// The next column, a `text` read as `T` by `parse` (which answers why it refused).
+    pub fn parsed<T, E: std::fmt::Display>(
+        &mut self,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Result<T, CorruptRow> {
+        let text = self.text()?;
+        parse(&text).map_err(|why| self.corrupt(format!("unknown value {text:?}: {why}")))
+    }
+
+    /// The next column, a nullable `text` read as `T` by `parse` when present.
+    pub fn parsed_optional<T, E: std::fmt::Display>(
+        &mut self,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Result<Option<T>, CorruptRow> {
+        match self.optional_text()? {
+            None => Ok(None),
+            Some(text) => parse(&text)
+                .map(Some)
+                .map_err(|why| self.corrupt(format!("unknown value {text:?}: {why}"))),
+        }
+    }
+
+    /// The next column, a `text[]`.
+    pub fn text_array(&mut self) -> Result<Vec<String>, CorruptRow> {
+        match self.next(ColumnType::TextArray)? {
+            Cell::TextArray(value) => Ok(value),
+            _ => Err(self.corrupt("not a text array")),
+        }
+    }
+
+    /// The next column, a `timestamptz` that may be null.
+    pub fn optional_timestamp(&mut self) -> Result<Option<DateTime<Utc>>, CorruptRow> {
+        match self.next(ColumnType::Timestamp)? {
+            Cell::Timestamp(value) => Ok(value),
+            _ => Err(self.corrupt("not a timestamp")),
+        }
+    }
+
+    /// The next column, a `timestamptz` that is never null.
+    pub fn timestamp(&mut self) -> Result<DateTime<Utc>, CorruptRow> {
+        self.optional_timestamp()?
+            .ok_or_else(|| self.corrupt("null in a column the view requires"))
+    }
+
+    /// The next column, a `jsonb` that may be null.
+    pub fn json(&mut self) -> Result<Option<Value>, CorruptRow> {
+        match self.next(ColumnType::Jsonb)? {
+            Cell::Jsonb(value) => Ok(value),
+            _ => Err(self.corrupt("not json")),
+        }
+    }
+
+    /// Checks that every column was read: a description that reads fewer columns than it
+    /// declares would silently drop one.
+    pub fn finish(mut self) -> Result<(), CorruptRow> {
+        match self.columns.next() {
+            None => Ok(()),
+            Some(column) => Err(CorruptRow {
+                table: self.table,
+                column: column.name,
+                problem: "described but never read by the view".to_owned(),
+            }),
+        }
+    }
+}
+
+/// Reads a view from its row's cells, checking every column was read.
+pub fn view_from_cells<R: TableRow>(cells: Vec<Cell>) -> Result<R, CorruptRow> {
+    let mut reader = Cells::of::<R>(cells);
+    let view = R::from_cells(&mut reader)?;
+    reader.finish()?;
+    Ok(view)
+}
+
+/// One condition of a view's filter, on columns of its description.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    /// The column equals the value.
+    Equals {
+        /// A `text` column.
+        column: &'static str,
+        /// The value.
+        value: String,
+    },
+    /// The `text[]` column holds the value.
+    Holds {
+        /// A `text[]` column.
+        column: &'static str,
+        /// The element.
+        value: String,
+    },
+    /// The columns, joined by a space, contain the text, ignoring case. The join is spelled
+    /// as the table's trigram index is, so the index serves it.
+    ContainsText {
+        /// `text` columns.
+        columns: &'static [&'static str],
+        /// The text (matched literally: `%` and `_` are not wildcards).
+        text: String,
+    },
+}
+
+impl Condition {
+    /// The columns it reads.
+    pub fn columns(&self) -> &[&'static str] {
+        match self {
+            Self::Equals { column, .. } | Self::Holds { column, .. } => {
+                std::slice::from_ref(column)
+            }
+            Self::ContainsText { columns, .. } => columns,
+        }
+    }
+}
+
+/// A view's filter as its store answers it: the teams in the caller's scope and conditions that
+/// must all hold.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ViewFilter {
+    /// Only these teams (`None`: every team). The use case narrows it to the caller's teams
+    /// before the store sees it.
+    pub teams: Option<Vec<String>>,
+    /// Conditions on the view's columns.
+    pub conditions: Vec<Condition>,
+}
+
+/// Checks a description against itself with a sample view: the first two columns are the id
+/// and the version, `view`'s cells have the described types and nullness, it reads back equal,
+/// and every column a filter names is described. What the table holds is checked against the
+/// migrated schema by the end-to-end suite.
+#[cfg(test)]
+pub(crate) fn check_description<R: TableRow + PartialEq + std::fmt::Debug>(
+    view: &R,
+    filters: &[Condition],
+) {
+    let columns = R::COLUMNS;
+    assert_eq!(
+        (columns[0].name, columns[0].ty),
+        ("id", ColumnType::Uuid),
+        "{}: the first column is the id",
+        R::TABLE
+    );
+    assert_eq!(
+        (columns[1].name, columns[1].ty),
+        ("version", ColumnType::BigInt),
+        "{}: the second column is the version",
+        R::TABLE
+    );
+    let cells = view.cells();
+    assert_eq!(
+        cells.len(),
+        columns.len(),
+        "{}: one cell per column",
+        R::TABLE
+    );
+    for (column, cell) in columns.iter().zip(&cells) {
+        assert_eq!(
+            cell.column_type(),
+            column.ty,
+            "{}.{}",
+            R::TABLE,
+            column.name
+        );
+        assert!(
+            column.nullable || !cell.is_null(),
+            "{}.{} is NOT NULL",
+            R::TABLE,
+            column.name
+        );
+    }
+    let read_back = view_from_cells::<R>(cells).expect("reads back");
+    assert_eq!(
+        &read_back,
+        view,
+        "{}: a row reads back as its view",
+        R::TABLE
+    );
+    let named = |name: &str| columns.iter().any(|column| column.name == name);
+    assert!(named(R::TEAM_COLUMN), "{}: team column", R::TABLE);
+    for condition in filters {
+        for column in condition.columns() {
+            assert!(named(column), "{}: a filter names {column}", R::TABLE);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Pair {
+        id: Uuid,
+        version: u64,
+    }
+
+    impl TableRow for Pair {
+        const TABLE: &'static str = "pairs";
+        const COLUMNS: &'static [Column] = &[
+            Column::required("id", ColumnType::Uuid),
+            Column::required("version", ColumnType::BigInt),
+            Column::optional("note", ColumnType::Text),
+        ];
+        const TEAM_COLUMN: &'static str = "note";
+
+        fn cells(&self) -> Vec<Cell> {
+            vec![
+                Cell::Uuid(self.id),
+                Cell::BigInt(self.version as i64),
+                Cell::Text(None),
+            ]
+        }
+
+        fn from_cells(cells: &mut Cells) -> Result<Self, CorruptRow> {
+            Ok(Self {
+                id: cells.uuid()?,
+                version: cells.count()?,
+            })
+        }
+    }
+
+    #[test]
+    fn a_view_that_skips_a_described_column_or_misreads_one_is_refused_by_name() {
+        let cells = Pair {
+            id: Uuid::nil(),
+            version: 1,
+        }
+        .cells();
+        let skipped = view_from_cells::<Pair>(cells).err().map(|e| e.to_string());
+        assert_eq!(
+            skipped.as_deref(),
+            Some("pairs.note: described but never read by the view")
+        );
+
+        let mut reader = Cells::of::<Pair>(vec![Cell::Uuid(Uuid::nil()), Cell::BigInt(-1)]);
+        reader.uuid().unwrap();
+        assert_eq!(
+            reader.count().unwrap_err().to_string(),
+            "pairs.version: negative count -1"
+        );
+
+        let mut reader = Cells::of::<Pair>(vec![Cell::Text(Some("x".into()))]);
+        assert!(reader
+            .uuid()
+            .unwrap_err()
+            .to_string()
+            .starts_with("pairs.id: read as Uuid, described as Uuid, holding Text"));
+    }
+}

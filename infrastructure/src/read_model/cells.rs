@@ -1,0 +1,185 @@
+//! Rows of a described table to and from Postgres: a row read into cells by its columns'
+//! types, and a batch of views turned into one array per column for an `UNNEST` write.
+
+use std::marker::PhantomData;
+
+use chronicle_application::data::table::{view_from_cells, Cell, ColumnType, TableRow};
+use chronicle_application::ports::store_error::StoreError;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::QueryScalar;
+use sqlx::{FromRow, Postgres, Row};
+use uuid::Uuid;
+
+/// One row of `R`'s table, read column by column as its description says.
+pub(crate) struct RowOf<R> {
+    cells: Vec<Cell>,
+    row: PhantomData<fn() -> R>,
+}
+
+impl<R: TableRow> RowOf<R> {
+    /// The view the row holds; a value it no longer understands is a corrupt row.
+    pub(crate) fn view(self) -> Result<R, StoreError> {
+        view_from_cells::<R>(self.cells).map_err(|corrupt| StoreError::corrupt(corrupt.to_string()))
+    }
+}
+
+impl<'r, R: TableRow> FromRow<'r, PgRow> for RowOf<R> {
+    fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
+        let cells = R::COLUMNS
+            .iter()
+            .map(|column| {
+                let name = column.name;
+                Ok(match column.ty {
+                    ColumnType::Uuid => Cell::Uuid(row.try_get(name)?),
+                    ColumnType::BigInt => Cell::BigInt(row.try_get(name)?),
+                    ColumnType::Integer => Cell::Integer(row.try_get(name)?),
+                    ColumnType::Text => Cell::Text(row.try_get(name)?),
+                    ColumnType::TextArray => Cell::TextArray(row.try_get(name)?),
+                    ColumnType::Timestamp => Cell::Timestamp(row.try_get(name)?),
+                    ColumnType::Jsonb => Cell::Jsonb(row.try_get(name)?),
+                })
+            })
+            .collect::<sqlx::Result<Vec<_>>>()?;
+        Ok(Self {
+            cells,
+            row: PhantomData,
+        })
+    }
+}
+
+/// One column's values across a batch of rows, bound as one array parameter.
+enum ColumnValues {
+    Uuid(Vec<Uuid>),
+    BigInt(Vec<i64>),
+    Integer(Vec<i32>),
+    Text(Vec<Option<String>>),
+    /// Postgres has no array of arrays of varying length, so each `text[]` travels as a
+    /// `jsonb` array and is unpacked in the statement ([`unnest_select`]).
+    TextArray(Vec<Value>),
+    Timestamp(Vec<Option<DateTime<Utc>>>),
+    Jsonb(Vec<Option<Value>>),
+}
+
+impl ColumnValues {
+    fn new(ty: ColumnType, rows: usize) -> Self {
+        match ty {
+            ColumnType::Uuid => Self::Uuid(Vec::with_capacity(rows)),
+            ColumnType::BigInt => Self::BigInt(Vec::with_capacity(rows)),
+            ColumnType::Integer => Self::Integer(Vec::with_capacity(rows)),
+            ColumnType::Text => Self::Text(Vec::with_capacity(rows)),
+            ColumnType::TextArray => Self::TextArray(Vec::with_capacity(rows)),
+            ColumnType::Timestamp => Self::Timestamp(Vec::with_capacity(rows)),
+            ColumnType::Jsonb => Self::Jsonb(Vec::with_capacity(rows)),
+        }
+    }
+
+    /// Adds a row's cell; a cell of another type is refused (the view's `cells` and its
+    /// columns disagree, which the description's own test catches first).
+    fn push(&mut self, cell: Cell) -> Result<(), Cell> {
+        match (self, cell) {
+            (Self::Uuid(values), Cell::Uuid(value)) => values.push(value),
+            (Self::BigInt(values), Cell::BigInt(value)) => values.push(value),
+            (Self::Integer(values), Cell::Integer(value)) => values.push(value),
+            (Self::Text(values), Cell::Text(value)) => values.push(value),
+            (Self::TextArray(values), Cell::TextArray(value)) => values.push(Value::from(value)),
+            (Self::Timestamp(values), Cell::Timestamp(value)) => values.push(value),
+            (Self::Jsonb(values), Cell::Jsonb(value)) => values.push(value),
+            (_, cell) => return Err(cell),
+        }
+        Ok(())
+    }
+
+    fn bind<'q, O>(
+        self,
+        query: QueryScalar<'q, Postgres, O, PgArguments>,
+    ) -> QueryScalar<'q, Postgres, O, PgArguments> {
+        match self {
+            Self::Uuid(values) => query.bind(values),
+            Self::BigInt(values) => query.bind(values),
+            Self::Integer(values) => query.bind(values),
+            Self::Text(values) => query.bind(values),
+            Self::TextArray(values) => query.bind(values),
+            Self::Timestamp(values) => query.bind(values),
+            Self::Jsonb(values) => query.bind(values),
+        }
+    }
+}
+
+/// Binds `views` to `query` as one array per column, in column order (`$1` the ids, `$2` the
+/// versions, ...), as [`unnest_select`] reads them.
+pub(crate) fn bind_columns<'q, R: TableRow, O>(
+    mut query: QueryScalar<'q, Postgres, O, PgArguments>,
+    views: &[R],
+) -> Result<QueryScalar<'q, Postgres, O, PgArguments>, StoreError> {
+    let mut columns: Vec<ColumnValues> = R::COLUMNS
+        .iter()
+        .map(|column| ColumnValues::new(column.ty, views.len()))
+        .collect();
+    for view in views {
+        for ((values, cell), column) in columns.iter_mut().zip(view.cells()).zip(R::COLUMNS) {
+            values.push(cell).map_err(|cell| {
+                StoreError::corrupt(format!(
+                    "{}.{}: described as {:?}, the view gave {:?}",
+                    R::TABLE,
+                    column.name,
+                    column.ty,
+                    cell.column_type()
+                ))
+            })?;
+        }
+    }
+    for values in columns {
+        query = values.bind(query);
+    }
+    Ok(query)
+}
+
+/// `SELECT <columns> FROM UNNEST($1::uuid[], ...) AS v(<columns>)`: the rows [`bind_columns`]
+/// binds, typed as the description says.
+pub(crate) fn unnest_select<R: TableRow>() -> String {
+    let columns = R::COLUMNS;
+    let names = column_list::<R>();
+    let selected = columns
+        .iter()
+        .map(|column| match column.ty {
+            ColumnType::TextArray => {
+                format!(
+                    "ARRAY(SELECT jsonb_array_elements_text(v.{0}))",
+                    column.name
+                )
+            }
+            _ => format!("v.{}", column.name),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let arrays = columns
+        .iter()
+        .enumerate()
+        .map(|(index, column)| format!("${}::{}[]", index + 1, bound_type(column.ty)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("SELECT {selected} FROM UNNEST({arrays}) AS v({names})")
+}
+
+/// The table's columns, comma-separated, in description order.
+pub(crate) fn column_list<R: TableRow>() -> String {
+    R::COLUMNS
+        .iter()
+        .map(|column| column.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The element type a column's values are bound as.
+fn bound_type(ty: ColumnType) -> &'static str {
+    match ty {
+        ColumnType::Uuid => "uuid",
+        ColumnType::BigInt => "bigint",
+        ColumnType::Integer => "integer",
+        ColumnType::Text => "text",
+        ColumnType::TextArray | ColumnType::Jsonb => "jsonb",
+        ColumnType::Timestamp => "timestamptz",
+    }
+}
