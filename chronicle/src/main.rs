@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use chronicle::app::{self, Parts};
 use chronicle::cli::{self, Migrations};
+use chronicle::settings::ServeSettings;
+use chronicle::telemetry::TelemetrySettings;
 use chronicle::variables;
 use chronicle::{held_cli, telemetry};
 use chronicle_api::auth::{parse_ttl, Authenticator};
@@ -224,9 +226,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { only } => {
             let parts = only.unwrap_or(Parts::ALL);
-            let settings = Settings::from_env()?;
-            let api = ApiSettings::from_env_for(parts.api)?;
-            telemetry::init(settings.log_json)?;
+            let ServeSettings {
+                service: settings,
+                api,
+                telemetry,
+            } = ServeSettings::from_env(parts)?;
+            telemetry::init(telemetry)?;
             let service = app::start(&settings, &api, parts).await?;
             let addr = service.http_addr;
             match service.serves_api {
@@ -321,7 +326,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             run_held("projection-failures", action, kind, Some(&name), &[]).await
         }
         Command::Migrate => {
-            telemetry::init(false)?;
+            telemetry::init(TelemetrySettings::from_env()?)?;
             cli::database(&Settings::database_url()?, 2, Migrations::Apply).await?;
             println!("migrations applied");
             Ok(ExitCode::SUCCESS)
@@ -443,8 +448,10 @@ fn audit_public_key(
         return Ok(Some(key));
     }
     Ok(
-        app::signer_of_key_file(std::env::var("CHRONICLE_AUDIT_SIGNING_KEY_FILE").ok())?
-            .map(|signer| signer.public_key()),
+        app::signer_of_key_file(chronicle_infrastructure::config::var(
+            "CHRONICLE_AUDIT_SIGNING_KEY_FILE",
+        ))?
+        .map(|signer| signer.public_key()),
     )
 }
 

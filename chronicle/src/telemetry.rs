@@ -5,26 +5,60 @@
 mod filter;
 pub mod otlp;
 
-use chronicle_infrastructure::config::ConfigError;
+use chronicle_application::data::trace::Sampler;
+use chronicle_infrastructure::config::{var, ConfigError};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{fmt, EnvFilter};
 
 use self::filter::LogsAndTraces;
 
-use self::otlp::settings::OtelEnv;
+use self::otlp::settings::{OtelEnv, OtlpSettings};
 use self::otlp::OtlpLayer;
+
+/// How the process logs and exports spans: the telemetry branch of the settings tree
+/// ([`crate::settings`]), read once where a command starts.
+pub struct TelemetrySettings {
+    /// JSON log lines (`CHRONICLE_LOG_FORMAT=json`) rather than pretty ones.
+    pub log_json: bool,
+    /// Which traces are sampled (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`).
+    sampler: Sampler,
+    /// Where spans go, if anywhere (`OTEL_EXPORTER_OTLP_*`).
+    export: Option<OtlpSettings>,
+}
+
+impl TelemetrySettings {
+    /// Reads `CHRONICLE_LOG_FORMAT` and the `OTEL_*` variables; a malformed one is an error
+    /// naming it.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let log_json = match var("CHRONICLE_LOG_FORMAT").as_deref() {
+            None | Some("pretty") => false,
+            Some("json") => true,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "CHRONICLE_LOG_FORMAT",
+                    message: format!("must be 'pretty' or 'json', not {other:?}"),
+                })
+            }
+        };
+        let env = OtelEnv::process();
+        Ok(Self {
+            log_json,
+            sampler: env.sampler()?,
+            export: env.exporter()?,
+        })
+    }
+}
 
 /// Installs the global subscriber once; later calls are ignored (tests start many services).
 /// Must run inside the Tokio runtime when span export is configured (it starts a task).
-/// Fails on a malformed `OTEL_*` variable, naming it.
 ///
 /// `RUST_LOG` filters the logs only: spans are exported at `info` and above whatever the log
 /// level, so quieting the logs never silences the traces.
-pub fn init(json: bool) -> Result<(), ConfigError> {
-    let env = OtelEnv::process();
-    chronicle_application::data::trace::set_sampler(env.sampler()?);
-    let exporting = env.exporter()?;
+pub fn init(settings: TelemetrySettings) -> Result<(), ConfigError> {
+    chronicle_application::data::trace::set_sampler(settings.sampler);
+    let exporting = settings.export;
+    let json = settings.log_json;
     let logs = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,rdkafka=warn"));
     let (layer, url) = match exporting {

@@ -105,7 +105,6 @@ const SETTINGS: &[&str] = &[
     "CHRONICLE_PRIVACY_KEY_CACHE_SECS",
     "CHRONICLE_REBUILD_OUTDATED",
     "CHRONICLE_SHUTDOWN_TIMEOUT_SECS",
-    "CHRONICLE_LOG_FORMAT",
 ];
 /// The database alone.
 const DATABASE: &[&str] = &["DATABASE_URL"];

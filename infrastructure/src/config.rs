@@ -84,8 +84,6 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     /// Events between snapshots (0: never).
     pub snapshot_every: u64,
-    /// `pretty` or `json`.
-    pub log_json: bool,
     /// How long published outbox rows are kept before the retention job removes them.
     pub outbox_retention: Duration,
     /// How long a `minVersion` read waits for the projection before `STALE_READ`.
@@ -159,16 +157,6 @@ impl Settings {
 
     /// Reads and validates every setting.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let log_json = match var("CHRONICLE_LOG_FORMAT").as_deref() {
-            None | Some("pretty") => false,
-            Some("json") => true,
-            Some(other) => {
-                return Err(ConfigError {
-                    variable: "CHRONICLE_LOG_FORMAT",
-                    message: format!("must be 'pretty' or 'json', not {other:?}"),
-                })
-            }
-        };
         let security_protocol = var("KAFKA_SECURITY_PROTOCOL")
             .unwrap_or_else(|| "plaintext".to_owned())
             .to_ascii_lowercase();
@@ -242,7 +230,6 @@ impl Settings {
                 message_max_bytes: parsed("KAFKA_MESSAGE_MAX_BYTES", 1_000_000)?,
             },
             snapshot_every: parsed("CHRONICLE_SNAPSHOT_EVERY", 100)?,
-            log_json,
             outbox_retention: Duration::from_secs(parsed("CHRONICLE_OUTBOX_RETENTION_SECS", 3600)?),
             read_your_writes_wait: Duration::from_millis(parsed("CHRONICLE_READ_WAIT_MS", 2000)?),
             rebuild_outdated: parsed("CHRONICLE_REBUILD_OUTDATED", true)?,

@@ -99,7 +99,6 @@ pub fn test_settings(database_url: &str, brokers: &str) -> Settings {
             message_max_bytes: 1_000_000,
         },
         snapshot_every: 5,
-        log_json: false,
         outbox_retention: Duration::from_secs(3600),
         read_your_writes_wait: Duration::from_secs(15),
         rebuild_outdated: true,
@@ -173,7 +172,7 @@ impl TestApp {
         adjust: impl FnOnce(&mut Settings),
         api: ApiSettings,
     ) -> anyhow::Result<Self> {
-        chronicle::telemetry::init(false)?;
+        chronicle::telemetry::init(chronicle::telemetry::TelemetrySettings::from_env()?)?;
         let database_url = create_database().await?;
         let mut settings = test_settings(&database_url, &brokers());
         adjust(&mut settings);

@@ -12,9 +12,17 @@ use serde_json::{json, Value};
 /// Distinctive strings planted in every personal field a member can fill.
 pub(crate) const MARIA: &str = "u-plant-maria-71";
 pub(crate) const TITLE: &str = "Call PLANTKELLER about the contract";
-pub(crate) const DESCRIPTION: &str = "PLANTDESC her number is 0171";
+pub(crate) const DESCRIPTION: &str = "PLANTDESC her number is +49 171 PLANT";
 pub(crate) const RESULT: &str = "PLANTRESULT spoke to her";
-pub(crate) const PLANTED: [&str; 5] = [MARIA, "PLANTKELLER", "PLANTDESC", "PLANTRESULT", "0171"];
+/// Each holds a letter past `f` or a `+`, so no hash, id or trace id in a dump can hold one by
+/// chance (a bare "0171" once matched a random trace id).
+pub(crate) const PLANTED: [&str; 5] = [
+    MARIA,
+    "PLANTKELLER",
+    "PLANTDESC",
+    "PLANTRESULT",
+    "+49 171 PLANT",
+];
 
 pub(crate) const ERASE: &str = "mutation($s: ID!, $r: String!) {
     eraseDataSubject(subjectId: $s, reason: $r) {
