@@ -399,3 +399,108 @@ mod replica_tests {
         assert!(started.elapsed() >= Duration::from_millis(120));
     }
 }
+
+#[cfg(test)]
+mod view_tests {
+    //! The generic queries on the in-memory adapter: team scoping, filters, keyset pages and
+    //! counts, for any described view, without a database.
+
+    use super::*;
+    use crate::ports::view_store::ViewStore;
+    use crate::projection::task::{TaskFilter, TaskView};
+    use crate::testing::view_store::MemoryViewStore;
+    use chronicle_domain::ids::{TeamId, UserId};
+    use chronicle_domain::task::{Priority, Task, TaskStatus};
+
+    fn task(n: u128, team: &str, title: &str, labels: &[&str]) -> TaskView {
+        let id = Uuid::from_u128(n);
+        TaskView {
+            id,
+            version: 1,
+            state: Task {
+                id: Some(id),
+                status: TaskStatus::Open,
+                title: title.to_owned(),
+                team_id: Some(TeamId::parse("teamId", team).unwrap()),
+                creator_id: Some(UserId::parse("creatorId", "u-1").unwrap()),
+                priority: Priority::Normal,
+                labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+                ..Task::default()
+            },
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+            started_at: None,
+            finished_at: None,
+            watchers: Vec::new(),
+        }
+    }
+
+    async fn given_tasks() -> TaskQueries {
+        let store = Arc::new(MemoryViewStore::<TaskReadModel>::default());
+        store
+            .save_many(&[
+                task(1, "team-a", "Fix the 50% bug", &["ops"]),
+                task(2, "team-b", "Other team's", &["ops"]),
+                task(3, "team-a", "Write docs", &[]),
+                task(4, "team-a", "Ops review", &["ops", "q4"]),
+            ])
+            .await
+            .unwrap();
+        TaskQueries::new(store, Duration::from_millis(50))
+    }
+
+    fn member_of(teams: &[&str]) -> Principal {
+        let teams: Vec<String> = teams.iter().map(|t| (*t).to_owned()).collect();
+        Principal::new("alice", &["member".to_owned()], &teams)
+    }
+
+    fn ids(page: &Page<TaskView>) -> Vec<u128> {
+        page.items.iter().map(|v| v.id.as_u128()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_member_pages_through_only_their_teams_rows_and_the_count_agrees() {
+        let queries = given_tasks().await;
+        let alice = member_of(&["team-a"]);
+        let all = ViewFilter::default();
+        let first = queries.list(&alice, &all, Some(2), None).await.unwrap();
+        assert_eq!((ids(&first), first.has_next_page), (vec![1, 3], true));
+        let after = Some(first.items[1].id);
+        let rest = queries.list(&alice, &all, Some(2), after).await.unwrap();
+        assert_eq!((ids(&rest), rest.has_next_page), (vec![4], false));
+        assert_eq!(queries.count(&alice, &all).await.unwrap(), 3);
+
+        let labelled = ViewFilter::from(TaskFilter {
+            label: Some("ops".into()),
+            ..TaskFilter::default()
+        });
+        let page = queries.list(&alice, &labelled, None, None).await.unwrap();
+        assert_eq!(ids(&page), vec![1, 4], "team-b's ops task stays out");
+        assert_eq!(queries.count(&alice, &labelled).await.unwrap(), 2);
+
+        let text = ViewFilter::from(TaskFilter {
+            text: Some("OPS REV".into()),
+            ..TaskFilter::default()
+        });
+        let page = queries.list(&alice, &text, None, None).await.unwrap();
+        assert_eq!(ids(&page), vec![4]);
+
+        let other_team = ViewFilter::from(TaskFilter {
+            teams: Some(vec!["team-b".into()]),
+            ..TaskFilter::default()
+        });
+        assert!(matches!(
+            queries.list(&alice, &other_team, None, None).await,
+            Err(AppError::Forbidden(_))
+        ));
+        assert_eq!(
+            queries.get(&alice, Uuid::from_u128(2), None).await.unwrap(),
+            None,
+            "another team's row reads as missing"
+        );
+        assert!(matches!(
+            queries.list(&alice, &all, Some(101), None).await,
+            Err(AppError::LimitExceeded(_))
+        ));
+    }
+}

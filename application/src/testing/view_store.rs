@@ -1,4 +1,6 @@
-//! [`MemoryViewStore`]: one read model's rows, shadow rows and recorded failures in memory.
+//! [`MemoryViewStore`]: one read model's rows, shadow rows and recorded failures in memory,
+//! and its queries: pages and counts filtered as the Postgres adapter's SQL filters them, read
+//! through the same view description.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,7 +10,10 @@ use async_trait::async_trait;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::data::table::{Cell, Condition, TableRow, ViewFilter};
+use crate::ports::page::Page;
 use crate::ports::store_error::StoreError;
+use crate::ports::view_queries::ViewQueryStore;
 use crate::ports::view_store::ViewStore;
 use crate::projection::read_model::ReadModel;
 use crate::testing::projection_control::{ShadowTables, WriteGate};
@@ -151,6 +156,74 @@ impl<M: ReadModel> ViewStore<M::View> for MemoryViewStore<M> {
         });
         Ok(())
     }
+}
+
+#[async_trait]
+impl<M: ReadModel> ViewQueryStore<M::View> for MemoryViewStore<M>
+where
+    M::View: TableRow,
+{
+    async fn get(&self, id: Uuid) -> Result<Option<M::View>, StoreError> {
+        Ok(self.row(id))
+    }
+
+    async fn list(
+        &self,
+        filter: &ViewFilter,
+        first: usize,
+        after: Option<Uuid>,
+    ) -> Result<Page<M::View>, StoreError> {
+        let mut rows: Vec<M::View> = lock(&self.rows)
+            .values()
+            .filter(|view| after.is_none_or(|after| M::id(view) > after))
+            .filter(|view| matches(filter, *view))
+            .cloned()
+            .collect();
+        rows.sort_by_key(M::id);
+        rows.truncate(first + 1);
+        Ok(Page::of_one_extra(rows, first))
+    }
+
+    async fn count(&self, filter: &ViewFilter) -> Result<u64, StoreError> {
+        let rows = lock(&self.rows);
+        Ok(rows.values().filter(|view| matches(filter, *view)).count() as u64)
+    }
+}
+
+/// Whether `view` passes `filter`, judged on its cells as its table holds them.
+fn matches<R: TableRow>(filter: &ViewFilter, view: &R) -> bool {
+    let cells = view.cells();
+    let cell = |name: &str| {
+        R::COLUMNS
+            .iter()
+            .position(|column| column.name == name)
+            .and_then(|at| cells.get(at))
+    };
+    let text = |name: &str| match cell(name) {
+        Some(Cell::Text(Some(text))) => Some(text.as_str()),
+        _ => None,
+    };
+    let in_teams = filter.teams.as_ref().is_none_or(|teams| {
+        text(R::TEAM_COLUMN).is_some_and(|team| teams.iter().any(|t| t == team))
+    });
+    in_teams
+        && filter.conditions.iter().all(|condition| match condition {
+            Condition::Equals { column, value } => text(column) == Some(value.as_str()),
+            Condition::Holds { column, value } => {
+                matches!(cell(column), Some(Cell::TextArray(values)) if values.contains(value))
+            }
+            Condition::ContainsText {
+                columns,
+                text: wanted,
+            } => {
+                let joined = columns
+                    .iter()
+                    .map(|column| text(column).unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                joined.to_lowercase().contains(&wanted.to_lowercase())
+            }
+        })
 }
 
 impl<M: ReadModel> ShadowTables for MemoryViewStore<M> {
