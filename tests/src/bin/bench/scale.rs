@@ -1,7 +1,7 @@
 //! `scale`: costs that must not grow with the store. createTask on an empty store and again
 //! with 1,000,000 events stored (same service, same run); the `tasks` query's first page for a
-//! team of 1,000,000 tasks at 100 concurrent readers, next to Postgres alone running the same
-//! page query at 100 clients.
+//! team of 1,000,000 tasks at 100 concurrent readers (with the service's and Postgres's CPU per
+//! page), next to Postgres alone running the same page query at 100 clients.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,7 +61,10 @@ pub async fn scale_phase() -> anyhow::Result<Value> {
     let rate = |v: &Value| v["per_second"].as_f64().unwrap_or(0.0);
 
     let rows = seed_read_model(&service, seeded_rows()).await?;
-    let reads = read_load(&service, seconds).await?;
+    let before = service.cpu()?;
+    let mut reads = read_load(&service, seconds).await?;
+    let pages = reads["count"].as_f64().unwrap_or(0.0);
+    reads["cpu_per_page"] = before.per(&service.cpu()?, pages);
     let limit = pgbench_page(&service, seconds)?;
     Ok(json!({
         "create_task_empty_store": empty,
