@@ -308,6 +308,54 @@ async fn sigkill_under_load_then_restart_loses_no_acknowledged_command_and_appli
 }
 
 #[tokio::test]
+async fn a_service_killed_amid_group_commits_keeps_every_acknowledged_command_once_and_whole() {
+    let (settings, db) = fresh_settings().await;
+    let service = ChronicleProcess::serve(&settings, ALL).unwrap();
+    service.wait_ready(START).await.unwrap();
+    // Enough writers that appends wait for a slot and go in groups.
+    let load = Load::start(&service.client(&admin_token()).unwrap(), 24);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    service.kill().await.unwrap();
+    let tally = load.finish().await;
+    assert!(tally.acknowledged.len() > 10, "the load ran: {tally:?}");
+
+    let (events, transactions): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT transaction_id) FROM events")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert!(
+        transactions < events,
+        "commands were committed in groups: {events} events in {transactions} transactions"
+    );
+    let stored = stored_task_events(&db).await;
+    assert_acknowledged_stored(&tally, &stored).await;
+    // Nothing half-written: every stream is whole from sequence 1, and every stored event has
+    // its outbox row (a command's events and outbox rows commit together or not at all).
+    let broken: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT aggregate_id, count(*), max(sequence) FROM events
+         GROUP BY aggregate_id HAVING count(*) <> max(sequence) OR min(sequence) <> 1",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert!(broken.is_empty(), "streams with a gap: {broken:?}");
+    let without_outbox: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events e
+         WHERE NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = e.event_id)",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(without_outbox, 0, "every stored event has its outbox row");
+    println!(
+        "acknowledged {} of {} stored events, {events} events in {transactions} transactions",
+        tally.acknowledged.len(),
+        stored.len()
+    );
+}
+
+#[tokio::test]
 async fn sigterm_finishes_in_flight_requests_commits_offsets_and_exits_zero() {
     let (settings, db) = fresh_settings().await;
     let mut service = ChronicleProcess::serve(&settings, ALL).unwrap();

@@ -15,6 +15,7 @@ mod erasure_in_clear;
 mod faults;
 mod fuzz;
 mod graphiql;
+mod group_commit;
 mod held;
 mod identity;
 mod kafka_flow;

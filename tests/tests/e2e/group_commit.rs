@@ -1,0 +1,186 @@
+//! Group commit in the Postgres event store: concurrent appends on different aggregates share
+//! one statement and one transaction, and each command keeps its own outcome (a lost race, a
+//! taken idempotency key) without taking the others of its group along; a writer the group's
+//! checks could not see makes every command be judged alone, and still nothing is stored twice.
+
+use std::time::Duration;
+
+use chronicle_application::aggregates;
+use chronicle_application::data::event_log::StoredEvent;
+use chronicle_application::data::message::OutboxMessage;
+use chronicle_application::ports::event_store::{AppendBatch, EventStore, IdempotencyRecord};
+use chronicle_application::ports::store_error::StoreError;
+use chronicle_infrastructure::db;
+use chronicle_infrastructure::event_store::PgEventStore;
+use chronicle_infrastructure::outbox::OutboxSignal;
+use chrono::Utc;
+use futures::future::join_all;
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// One event at `sequence` of stream `aggregate`, with its outbox row and, with `key`, an
+/// idempotency record.
+fn command(aggregate: &str, sequence: u64, key: Option<&str>) -> AppendBatch {
+    let event_id = Uuid::now_v7();
+    let aggregate_type = aggregates::TASK.type_name.to_owned();
+    AppendBatch {
+        aggregate_type: aggregate_type.clone(),
+        aggregate_id: aggregate.to_owned(),
+        team_id: Some("team-a".to_owned()),
+        events: vec![StoredEvent {
+            event_id,
+            aggregate_type,
+            aggregate_id: aggregate.to_owned(),
+            sequence,
+            event_type: "TaskStarted".to_owned(),
+            event_version: "1.0".to_owned(),
+            payload: json!({"TaskStarted": {}}),
+            metadata: json!({"actor_id": "u-1"}),
+            recorded_at: Utc::now(),
+            hash: format!("hash-{event_id}"),
+            previous_hash: String::new(),
+        }],
+        outbox: vec![OutboxMessage {
+            event_id,
+            topic: "group-commit-test".to_owned(),
+            key: aggregate.to_owned(),
+            headers: vec![("ce_id".to_owned(), event_id.to_string())],
+            payload: json!({"eventId": event_id}),
+        }],
+        snapshot: None,
+        idempotency: key.map(|key| IdempotencyRecord {
+            actor_id: "u-1".to_owned(),
+            key: key.to_owned(),
+            command: "startTask".to_owned(),
+            aggregate_id: aggregate.to_owned(),
+            version: sequence,
+            request_fingerprint: None,
+        }),
+        sealed_under: Vec::new(),
+    }
+}
+
+async fn store() -> (PgEventStore, PgPool) {
+    let url = chronicle_tests::create_database().await.unwrap();
+    let pool = db::connect(&url, 8).await.unwrap();
+    db::migrate(&pool).await.unwrap();
+    (PgEventStore::new(pool.clone(), OutboxSignal::new()), pool)
+}
+
+/// (events, outbox rows, transactions) of the streams whose id starts with `prefix`.
+async fn stored(pool: &PgPool, prefix: &str) -> (i64, i64, i64) {
+    let pattern = format!("{prefix}%");
+    let (events, transactions): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT transaction_id) FROM events WHERE aggregate_id LIKE $1",
+    )
+    .bind(&pattern)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let (outbox,): (i64,) = sqlx::query_as("SELECT count(*) FROM outbox WHERE key LIKE $1")
+        .bind(&pattern)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    (events, outbox, transactions)
+}
+
+#[tokio::test]
+async fn concurrent_appends_share_a_transaction_and_each_keeps_its_own_outcome() {
+    let (store, pool) = store().await;
+    // Taken before the group: stream `taken`'s first version, and the key `k-taken`.
+    store
+        .append(command("taken", 1, Some("k-taken")))
+        .await
+        .unwrap();
+
+    let mut commands: Vec<AppendBatch> = (0..40)
+        .map(|n| command(&format!("g-{n}"), 1, None))
+        .collect();
+    commands.push(command("taken", 1, None)); // lost its race
+    commands.push(command("g-key", 1, Some("k-taken"))); // a retry of an earlier request
+    commands.push(command("g-fresh-key", 1, Some("k-fresh")));
+    let outcomes = join_all(commands.into_iter().map(|batch| store.append(batch))).await;
+
+    assert!(outcomes[..40].iter().all(Result::is_ok), "{outcomes:?}");
+    assert!(
+        matches!(outcomes[40], Err(StoreError::Conflict)),
+        "{:?}",
+        outcomes[40]
+    );
+    assert!(
+        matches!(outcomes[41], Err(StoreError::IdempotencyKeyTaken)),
+        "{:?}",
+        outcomes[41]
+    );
+    assert!(outcomes[42].is_ok(), "{:?}", outcomes[42]);
+
+    let (events, outbox, transactions) = stored(&pool, "g-").await;
+    assert_eq!(
+        (events, outbox),
+        (41, 41),
+        "the refused command wrote nothing"
+    );
+    assert!(
+        transactions < events,
+        "concurrent commands shared transactions: {transactions} for {events} commands"
+    );
+    let (key_stream,): (String,) =
+        sqlx::query_as("SELECT aggregate_id FROM idempotency_keys WHERE key = 'k-taken'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        key_stream, "taken",
+        "the taken key still answers its first request"
+    );
+    let (taken_events,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM events WHERE aggregate_id = 'taken'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(taken_events, 1);
+}
+
+#[tokio::test]
+async fn a_writer_the_group_could_not_see_has_every_command_judged_alone() {
+    let (store, pool) = store().await;
+    // Another writer holds `race`'s first version in a transaction not yet committed.
+    let mut rival = pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                             payload, metadata, event_id, recorded_at, hash, previous_hash)
+         VALUES ($1, 'r-race', 1, 'TaskStarted', '1.0', '{}', '{}', $2, now(), 'h', '')",
+    )
+    .bind(aggregates::TASK.type_name)
+    .bind(Uuid::now_v7())
+    .execute(&mut *rival)
+    .await
+    .unwrap();
+
+    let mut commands: Vec<AppendBatch> = (0..12)
+        .map(|n| command(&format!("r-{n}"), 1, None))
+        .collect();
+    commands.push(command("r-race", 1, None));
+    let appending = tokio::spawn({
+        let store = store.clone();
+        async move { join_all(commands.into_iter().map(|batch| store.append(batch))).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    rival.commit().await.unwrap();
+    let outcomes = appending.await.unwrap();
+
+    assert!(outcomes[..12].iter().all(Result::is_ok), "{outcomes:?}");
+    assert!(
+        matches!(outcomes[12], Err(StoreError::Conflict)),
+        "{:?}",
+        outcomes[12]
+    );
+    let (events, outbox, _) = stored(&pool, "r-").await;
+    assert_eq!(
+        (events, outbox),
+        (13, 12),
+        "every command once, the rival's event, and no outbox row for the loser"
+    );
+}
