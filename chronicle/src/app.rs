@@ -461,7 +461,10 @@ impl<'a> Wiring<'a> {
         let appended = OutboxSignal::new();
         let held = Arc::new(PgHeld::new(pool.clone()));
         let dead_letter_store = Arc::new(PgDeadLetters::new(pool.clone()));
-        let store = Arc::new(PgEventStore::new(pool.clone(), appended.clone()));
+        let store = Arc::new(match settings.group_commit {
+            true => PgEventStore::with_group_commit(pool.clone(), appended.clone()),
+            false => PgEventStore::new(pool.clone(), appended.clone()),
+        });
         let report_commands = Arc::new(ReportCommands::new(
             store.clone(),
             topics.clone(),

@@ -11,7 +11,8 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
 
-use crate::event_store::{store_error, PositionedEventRow};
+use crate::event_store::append::store_error;
+use crate::event_store::PositionedEventRow;
 
 /// Events a running transaction could still precede are held back, except once they are
 /// this old (a stalled writer must not freeze the trail; appends commit in milliseconds).

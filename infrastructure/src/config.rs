@@ -84,6 +84,10 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     /// Events between snapshots (0: never).
     pub snapshot_every: u64,
+    /// Whether concurrent commands on different aggregates are appended in groups, one
+    /// statement and transaction each (`CHRONICLE_GROUP_COMMIT`; off until it pays for itself,
+    /// docs/performance.md).
+    pub group_commit: bool,
     /// How long published outbox rows are kept before the retention job removes them.
     pub outbox_retention: Duration,
     /// How long a `minVersion` read waits for the projection before `STALE_READ`.
@@ -230,6 +234,7 @@ impl Settings {
                 message_max_bytes: parsed("KAFKA_MESSAGE_MAX_BYTES", 1_000_000)?,
             },
             snapshot_every: parsed("CHRONICLE_SNAPSHOT_EVERY", 100)?,
+            group_commit: parsed("CHRONICLE_GROUP_COMMIT", false)?,
             outbox_retention: Duration::from_secs(parsed("CHRONICLE_OUTBOX_RETENTION_SECS", 3600)?),
             read_your_writes_wait: Duration::from_millis(parsed("CHRONICLE_READ_WAIT_MS", 2000)?),
             rebuild_outdated: parsed("CHRONICLE_REBUILD_OUTDATED", true)?,

@@ -99,6 +99,7 @@ pub fn test_settings(database_url: &str, brokers: &str) -> Settings {
             message_max_bytes: 1_000_000,
         },
         snapshot_every: 5,
+        group_commit: false,
         outbox_retention: Duration::from_secs(3600),
         read_your_writes_wait: Duration::from_secs(15),
         rebuild_outdated: true,

@@ -180,6 +180,12 @@ impl ChronicleProcess {
                 "CHRONICLE_SNAPSHOT_EVERY",
                 settings.snapshot_every.to_string(),
             )
+            // Set only when on, so a caller's own CHRONICLE_GROUP_COMMIT (the bench's) passes.
+            .envs(
+                settings
+                    .group_commit
+                    .then_some(("CHRONICLE_GROUP_COMMIT", "true")),
+            )
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),

@@ -27,7 +27,7 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use uuid::Uuid;
 
-use super::{append_alone, headers_json, store_error};
+use super::append::{append_alone, headers_json, store_error};
 use crate::outbox::signal::OutboxSignal;
 
 /// Groups written at once. More overlap commits (Postgres flushes the WAL for them together);

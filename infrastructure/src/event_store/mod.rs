@@ -1,10 +1,11 @@
 //! The Postgres event store: events, outbox rows, snapshot and idempotency record written by a
 //! single statement, so a command costs one round trip to append and is atomic by construction.
-//! Concurrent commands on different aggregates share that round trip and its commit
-//! ([`group_commit`]); a command alone goes at once, by the same single statement.
+//! With `CHRONICLE_GROUP_COMMIT`, concurrent commands on different aggregates share that round
+//! trip and its commit ([`group_commit`]); a command alone goes at once, by the same statement.
 //! The statement sends no `NOTIFY` (that would serialise every commit of the cluster): after the
 //! commit the store raises the in-process [`OutboxSignal`] instead (see `outbox::signal`).
 
+pub(crate) mod append;
 mod group_commit;
 
 use async_trait::async_trait;
@@ -18,6 +19,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use self::append::{append_alone, store_error};
 use self::group_commit::GroupCommit;
 use crate::outbox::signal::OutboxSignal;
 
@@ -25,30 +27,31 @@ use crate::outbox::signal::OutboxSignal;
 #[derive(Clone)]
 pub struct PgEventStore {
     pool: PgPool,
-    group: GroupCommit,
+    appended: OutboxSignal,
+    /// Where appends go when they are committed in groups.
+    group: Option<GroupCommit>,
 }
 
 impl PgEventStore {
-    /// A store on `pool` that raises `appended` after every committed append.
+    /// A store on `pool` that appends each command alone and raises `appended` after every
+    /// committed append.
     pub fn new(pool: PgPool, appended: OutboxSignal) -> Self {
         Self {
-            group: GroupCommit::new(pool.clone(), appended),
             pool,
+            appended,
+            group: None,
         }
     }
-}
 
-/// Maps driver errors to store errors: a taken sequence is a concurrency conflict, a taken
-/// idempotency key a concurrent retry; anything else is a backend failure.
-pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &error {
-        match db.constraint() {
-            Some("events_pkey") => return StoreError::Conflict,
-            Some("idempotency_keys_pkey") => return StoreError::IdempotencyKeyTaken,
-            _ => {}
+    /// A store that appends concurrent commands on different aggregates in groups
+    /// (`CHRONICLE_GROUP_COMMIT`), each judged on its own ([`group_commit`]).
+    pub fn with_group_commit(pool: PgPool, appended: OutboxSignal) -> Self {
+        Self {
+            group: Some(GroupCommit::new(pool.clone(), appended.clone())),
+            pool,
+            appended,
         }
     }
-    crate::db::store_error(error)
 }
 
 #[async_trait]
@@ -94,7 +97,12 @@ impl EventStore for PgEventStore {
     }
 
     async fn append(&self, batch: AppendBatch) -> Result<(), StoreError> {
-        self.group.append(batch).await
+        if let Some(group) = &self.group {
+            return group.append(batch).await;
+        }
+        append_alone(&self.pool, &batch).await?;
+        self.appended.appended();
+        Ok(())
     }
 
     async fn find_idempotent(
@@ -120,88 +128,6 @@ impl EventStore for PgEventStore {
             request_fingerprint: row.request_fingerprint,
         }))
     }
-}
-
-/// Appends one command alone, by the single statement of `sql/append.sql`.
-async fn append_alone(pool: &PgPool, batch: &AppendBatch) -> Result<(), StoreError> {
-    let events = &batch.events;
-    let snapshot = batch.snapshot.as_ref();
-    let idempotency: Option<&IdempotencyRecord> = batch.idempotency.as_ref();
-    let last_sequence = snapshot.map(|s| s.last_sequence as i64);
-    let written = sqlx::query_file!(
-        "sql/append.sql",
-        &batch.aggregate_type,
-        &batch.aggregate_id,
-        &events.iter().map(|e| e.sequence as i64).collect::<Vec<_>>(),
-        &events
-            .iter()
-            .map(|e| e.event_type.clone())
-            .collect::<Vec<_>>(),
-        &events
-            .iter()
-            .map(|e| e.event_version.clone())
-            .collect::<Vec<_>>(),
-        &events
-            .iter()
-            .map(|e| e.payload.clone())
-            .collect::<Vec<Value>>(),
-        &events
-            .iter()
-            .map(|e| e.metadata.clone())
-            .collect::<Vec<Value>>(),
-        &events.iter().map(|e| e.event_id).collect::<Vec<Uuid>>(),
-        &events
-            .iter()
-            .map(|e| e.recorded_at)
-            .collect::<Vec<DateTime<Utc>>>(),
-        &events.iter().map(|e| e.hash.clone()).collect::<Vec<_>>(),
-        &events
-            .iter()
-            .map(|e| e.previous_hash.clone())
-            .collect::<Vec<_>>(),
-        &batch
-            .outbox
-            .iter()
-            .map(|o| o.topic.clone())
-            .collect::<Vec<_>>(),
-        &batch
-            .outbox
-            .iter()
-            .map(|o| headers_json(&o.headers))
-            .collect::<Vec<Value>>(),
-        &batch
-            .outbox
-            .iter()
-            .map(|o| o.payload.clone())
-            .collect::<Vec<Value>>(),
-        last_sequence,
-        last_sequence,
-        snapshot.map(|s| s.payload.clone()),
-        idempotency.map(|i| i.actor_id.clone()),
-        idempotency.map(|i| i.key.clone()),
-        idempotency.map(|i| i.command.clone()),
-        idempotency.map(|i| i.version as i64),
-        batch.team_id.as_deref(),
-        idempotency.and_then(|i| i.request_fingerprint.clone()),
-        &batch.sealed_under,
-    )
-    .fetch_one(pool)
-    .await
-    .map_err(store_error)?;
-    if written.keys_live != Some(true) {
-        return Err(StoreError::SubjectErased(batch.sealed_under.clone()));
-    }
-    Ok(())
-}
-
-/// Headers as a JSON array of `[name, value]` pairs: order-preserving, unlike an object.
-pub(crate) fn headers_json(headers: &[(String, String)]) -> Value {
-    Value::Array(
-        headers
-            .iter()
-            .map(|(k, v)| Value::Array(vec![Value::String(k.clone()), Value::String(v.clone())]))
-            .collect(),
-    )
 }
 
 /// An `events` row as every reader of stored events selects it (`query_as!` maps the columns

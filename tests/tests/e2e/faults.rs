@@ -309,7 +309,8 @@ async fn sigkill_under_load_then_restart_loses_no_acknowledged_command_and_appli
 
 #[tokio::test]
 async fn a_service_killed_amid_group_commits_keeps_every_acknowledged_command_once_and_whole() {
-    let (settings, db) = fresh_settings().await;
+    let (mut settings, db) = fresh_settings().await;
+    settings.group_commit = true;
     let service = ChronicleProcess::serve(&settings, ALL).unwrap();
     service.wait_ready(START).await.unwrap();
     // Enough writers that appends wait for a slot and go in groups.

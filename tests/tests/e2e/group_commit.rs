@@ -65,7 +65,10 @@ async fn store() -> (PgEventStore, PgPool) {
     let url = chronicle_tests::create_database().await.unwrap();
     let pool = db::connect(&url, 8).await.unwrap();
     db::migrate(&pool).await.unwrap();
-    (PgEventStore::new(pool.clone(), OutboxSignal::new()), pool)
+    (
+        PgEventStore::with_group_commit(pool.clone(), OutboxSignal::new()),
+        pool,
+    )
 }
 
 /// (events, outbox rows, transactions) of the streams whose id starts with `prefix`.

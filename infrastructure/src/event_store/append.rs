@@ -1,0 +1,104 @@
+//! One command's append by the single statement of `sql/append.sql`, and how the store's
+//! statements turn driver errors into store errors (a taken sequence, a taken key).
+
+use chronicle_application::ports::event_store::{AppendBatch, IdempotencyRecord};
+use chronicle_application::ports::store_error::StoreError;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// Maps driver errors to store errors: a taken sequence is a concurrency conflict, a taken
+/// idempotency key a concurrent retry; anything else is a backend failure.
+pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &error {
+        match db.constraint() {
+            Some("events_pkey") => return StoreError::Conflict,
+            Some("idempotency_keys_pkey") => return StoreError::IdempotencyKeyTaken,
+            _ => {}
+        }
+    }
+    crate::db::store_error(error)
+}
+
+/// Appends one command alone, by the single statement of `sql/append.sql`.
+pub(crate) async fn append_alone(pool: &PgPool, batch: &AppendBatch) -> Result<(), StoreError> {
+    let events = &batch.events;
+    let snapshot = batch.snapshot.as_ref();
+    let idempotency: Option<&IdempotencyRecord> = batch.idempotency.as_ref();
+    let last_sequence = snapshot.map(|s| s.last_sequence as i64);
+    let written = sqlx::query_file!(
+        "sql/append.sql",
+        &batch.aggregate_type,
+        &batch.aggregate_id,
+        &events.iter().map(|e| e.sequence as i64).collect::<Vec<_>>(),
+        &events
+            .iter()
+            .map(|e| e.event_type.clone())
+            .collect::<Vec<_>>(),
+        &events
+            .iter()
+            .map(|e| e.event_version.clone())
+            .collect::<Vec<_>>(),
+        &events
+            .iter()
+            .map(|e| e.payload.clone())
+            .collect::<Vec<Value>>(),
+        &events
+            .iter()
+            .map(|e| e.metadata.clone())
+            .collect::<Vec<Value>>(),
+        &events.iter().map(|e| e.event_id).collect::<Vec<Uuid>>(),
+        &events
+            .iter()
+            .map(|e| e.recorded_at)
+            .collect::<Vec<DateTime<Utc>>>(),
+        &events.iter().map(|e| e.hash.clone()).collect::<Vec<_>>(),
+        &events
+            .iter()
+            .map(|e| e.previous_hash.clone())
+            .collect::<Vec<_>>(),
+        &batch
+            .outbox
+            .iter()
+            .map(|o| o.topic.clone())
+            .collect::<Vec<_>>(),
+        &batch
+            .outbox
+            .iter()
+            .map(|o| headers_json(&o.headers))
+            .collect::<Vec<Value>>(),
+        &batch
+            .outbox
+            .iter()
+            .map(|o| o.payload.clone())
+            .collect::<Vec<Value>>(),
+        last_sequence,
+        last_sequence,
+        snapshot.map(|s| s.payload.clone()),
+        idempotency.map(|i| i.actor_id.clone()),
+        idempotency.map(|i| i.key.clone()),
+        idempotency.map(|i| i.command.clone()),
+        idempotency.map(|i| i.version as i64),
+        batch.team_id.as_deref(),
+        idempotency.and_then(|i| i.request_fingerprint.clone()),
+        &batch.sealed_under,
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(store_error)?;
+    if written.keys_live != Some(true) {
+        return Err(StoreError::SubjectErased(batch.sealed_under.clone()));
+    }
+    Ok(())
+}
+
+/// Headers as a JSON array of `[name, value]` pairs: order-preserving, unlike an object.
+pub(crate) fn headers_json(headers: &[(String, String)]) -> Value {
+    Value::Array(
+        headers
+            .iter()
+            .map(|(k, v)| Value::Array(vec![Value::String(k.clone()), Value::String(v.clone())]))
+            .collect(),
+    )
+}
