@@ -5,26 +5,30 @@
 //! One task collects the commands waiting to append. An idle store adds no waiting: the first
 //! command finds a free slot and goes alone at once, by the single statement. While
 //! [`MAX_GROUPS_IN_FLIGHT`] groups are being written, newcomers wait, and when a slot frees,
-//! everything that waited goes as the next group (at most [`MAX_GROUP_COMMANDS`]).
+//! everything that waited goes as the next group (at most [`MAX_GROUP_COMMANDS`]). A command
+//! whose caller stopped waiting is dropped unwritten; one that waited longer than the pool's
+//! acquire timeout is answered `UNAVAILABLE`, as the pool would.
 //!
 //! Each command stays atomic and is judged on its own (`sql/append_group.sql`): one that lost
 //! its version's race, whose idempotency key was taken or whose sealing key was destroyed fails
 //! alone, with the error it would get by itself, and the others commit. Two commands of one
-//! aggregate, or with one idempotency key, never share a group: the later waits for the next.
-//! When the group statement meets a writer it could not see (a transaction that committed
-//! during it), it fails whole on the unique key, and each command is appended again alone,
-//! which judges it exactly. Any other failure is each command's failure: a group whose commit
-//! may or may not have happened (a connection lost at the commit) is never retried, so no
-//! command can be stored twice.
+//! aggregate, or with one idempotency key, are never written by two groups at once (the later
+//! waits for the earlier group to finish), and a group takes its rows' locks in stream order,
+//! so groups never wait on each other. When the server refuses a group's statement (a writer
+//! it could not see committed the same sequence or key meanwhile, a timeout), nothing of it
+//! was written, and each command is appended again alone, which judges it exactly. A failed
+//! connection is each command's failure: a group whose commit may or may not have happened is
+//! never retried, so no command can be stored twice.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chronicle_application::ports::event_store::AppendBatch;
 use chronicle_application::ports::store_error::StoreError;
 use serde_json::Value;
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::append::{append_alone, headers_json, store_error};
@@ -40,6 +44,49 @@ const MAX_GROUP_COMMANDS: usize = 64;
 struct Waiting {
     batch: AppendBatch,
     answer: oneshot::Sender<Result<(), StoreError>>,
+    since: Instant,
+}
+
+/// The streams and idempotency keys a group writes: no other group in flight may write them,
+/// so two groups never wait on each other's rows.
+#[derive(Default)]
+struct Claims {
+    streams: HashSet<(String, String)>,
+    keys: HashSet<(String, String)>,
+}
+
+impl Claims {
+    fn of(batch: &AppendBatch) -> ((String, String), Option<(String, String)>) {
+        let stream = (batch.aggregate_type.clone(), batch.aggregate_id.clone());
+        let key = batch
+            .idempotency
+            .as_ref()
+            .map(|record| (record.actor_id.clone(), record.key.clone()));
+        (stream, key)
+    }
+
+    fn holds(&self, stream: &(String, String), key: Option<&(String, String)>) -> bool {
+        self.streams.contains(stream) || key.is_some_and(|key| self.keys.contains(key))
+    }
+
+    fn claim(&mut self, stream: (String, String), key: Option<(String, String)>) {
+        self.streams.insert(stream);
+        self.keys.extend(key);
+    }
+
+    fn add(&mut self, other: &Claims) {
+        self.streams.extend(other.streams.iter().cloned());
+        self.keys.extend(other.keys.iter().cloned());
+    }
+
+    fn release(&mut self, done: &Claims) {
+        for stream in &done.streams {
+            self.streams.remove(stream);
+        }
+        for key in &done.keys {
+            self.keys.remove(key);
+        }
+    }
 }
 
 /// The store's queue of appends and the task that writes them in groups.
@@ -47,8 +94,9 @@ struct Waiting {
 pub(super) struct GroupCommit {
     pool: PgPool,
     appended: OutboxSignal,
-    /// Started by the first append, inside the runtime that runs the store.
-    queue: Arc<OnceLock<mpsc::UnboundedSender<Waiting>>>,
+    /// Started by an append, inside the runtime that runs it; started again if that runtime
+    /// ended (a test's, a command's).
+    queue: Arc<Mutex<Option<mpsc::UnboundedSender<Waiting>>>>,
 }
 
 impl GroupCommit {
@@ -56,87 +104,140 @@ impl GroupCommit {
         Self {
             pool,
             appended,
-            queue: Arc::new(OnceLock::new()),
+            queue: Arc::new(Mutex::new(None)),
         }
     }
 
     /// Appends `batch`, alone or in a group; answers once its outcome is known (after the
-    /// commit when it was written).
+    /// commit when it was written). A caller that stops waiting before its group is formed
+    /// (a request cancelled or timed out) has nothing written.
     pub(super) async fn append(&self, batch: AppendBatch) -> Result<(), StoreError> {
-        let queue = self.queue.get_or_init(|| {
-            let (sender, receiver) = mpsc::unbounded_channel();
-            tokio::spawn(collect(self.pool.clone(), self.appended.clone(), receiver));
-            sender
-        });
         let (answer, answered) = oneshot::channel();
-        queue
-            .send(Waiting { batch, answer })
-            .map_err(|_| StoreError::unavailable("the append queue has stopped"))?;
+        let mut waiting = Waiting {
+            batch,
+            answer,
+            since: Instant::now(),
+        };
+        {
+            let mut queue = self
+                .queue
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for _ in 0..2 {
+                let sender = queue.get_or_insert_with(|| {
+                    let (sender, receiver) = mpsc::unbounded_channel();
+                    tokio::spawn(collect(self.pool.clone(), self.appended.clone(), receiver));
+                    sender
+                });
+                match sender.send(waiting) {
+                    Ok(()) => break,
+                    Err(mpsc::error::SendError(back)) => {
+                        waiting = back;
+                        *queue = None;
+                    }
+                }
+            }
+        }
         answered
             .await
-            .map_err(|_| StoreError::unavailable("the append was dropped before its outcome"))?
+            .map_err(|_| StoreError::unavailable("the append queue has stopped"))?
     }
 }
 
-/// Takes waiting commands into groups and writes each as soon as a slot is free.
+/// Takes waiting commands into groups and writes each as soon as one of the slots is free and
+/// its streams and keys are not being written by another group.
 async fn collect(
     pool: PgPool,
     appended: OutboxSignal,
     mut queue: mpsc::UnboundedReceiver<Waiting>,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_GROUPS_IN_FLIGHT));
-    let mut waiting = VecDeque::new();
+    // As long as a command may wait: what the pool allows for a connection.
+    let max_wait = pool.options().get_acquire_timeout();
+    let (done, mut finished) = mpsc::unbounded_channel::<Claims>();
+    let mut busy = Claims::default();
+    let mut in_flight = 0;
+    let mut waiting: VecDeque<Waiting> = VecDeque::new();
+    let mut open = true;
     loop {
-        if waiting.is_empty() {
-            match queue.recv().await {
-                Some(command) => waiting.push_back(command),
-                None => return,
-            }
-        }
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
         while let Ok(command) = queue.try_recv() {
             waiting.push_back(command);
         }
-        let group = take_group(&mut waiting);
-        let pool = pool.clone();
-        let appended = appended.clone();
-        tokio::spawn(async move {
-            if write(&pool, group).await {
-                appended.appended();
+        while let Ok(claims) = finished.try_recv() {
+            busy.release(&claims);
+            in_flight -= 1;
+        }
+        turn_away(&mut waiting, max_wait);
+        if in_flight < MAX_GROUPS_IN_FLIGHT && !waiting.is_empty() {
+            let (group, claims) = take_group(&mut waiting, &busy);
+            if !group.is_empty() {
+                busy.add(&claims);
+                in_flight += 1;
+                let (pool, appended, done) = (pool.clone(), appended.clone(), done.clone());
+                tokio::spawn(async move {
+                    if write(&pool, group).await {
+                        appended.appended();
+                    }
+                    let _ = done.send(claims);
+                });
+                continue;
             }
-            drop(slot);
-        });
+        }
+        if !open && in_flight == 0 && waiting.is_empty() {
+            return;
+        }
+        tokio::select! {
+            command = queue.recv(), if open => match command {
+                Some(command) => waiting.push_back(command),
+                None => open = false,
+            },
+            Some(claims) = finished.recv() => {
+                busy.release(&claims);
+                in_flight -= 1;
+            }
+        }
+    }
+}
+
+/// Answers the commands whose caller stopped waiting (nothing is written for them) and those
+/// that waited longer than a connection may be waited for (`UNAVAILABLE`, as the pool answers
+/// when it has none to give).
+fn turn_away(waiting: &mut VecDeque<Waiting>, max_wait: Duration) {
+    waiting.retain(|command| !command.answer.is_closed());
+    while waiting
+        .front()
+        .is_some_and(|command| command.since.elapsed() > max_wait)
+    {
+        if let Some(command) = waiting.pop_front() {
+            let _ = command.answer.send(Err(StoreError::unavailable(format!(
+                "the database took no append for {max_wait:?}"
+            ))));
+        }
     }
 }
 
 /// The next group: waiting commands in arrival order, leaving for later one whose aggregate or
-/// idempotency key is already in the group.
-fn take_group(waiting: &mut VecDeque<Waiting>) -> Vec<Waiting> {
+/// idempotency key is in the group or in a group being written. Sorted by stream, so groups
+/// that overlap in time take the rows' locks in one order.
+fn take_group(waiting: &mut VecDeque<Waiting>, busy: &Claims) -> (Vec<Waiting>, Claims) {
     let mut group = Vec::new();
+    let mut claims = Claims::default();
     let mut later = VecDeque::new();
-    let mut streams = HashSet::new();
-    let mut keys = HashSet::new();
     while let Some(command) = waiting.pop_front() {
-        let batch = &command.batch;
-        let stream = (batch.aggregate_type.clone(), batch.aggregate_id.clone());
-        let key = batch
-            .idempotency
-            .as_ref()
-            .map(|record| (record.actor_id.clone(), record.key.clone()));
-        let clashes =
-            streams.contains(&stream) || key.as_ref().is_some_and(|key| keys.contains(key));
+        let (stream, key) = Claims::of(&command.batch);
+        let clashes = busy.holds(&stream, key.as_ref()) || claims.holds(&stream, key.as_ref());
         if group.len() == MAX_GROUP_COMMANDS || clashes {
             later.push_back(command);
             continue;
         }
-        streams.insert(stream);
-        keys.extend(key);
+        claims.claim(stream, key);
         group.push(command);
     }
     *waiting = later;
-    group
+    group.sort_by(|a, b| {
+        (&a.batch.aggregate_type, &a.batch.aggregate_id)
+            .cmp(&(&b.batch.aggregate_type, &b.batch.aggregate_id))
+    });
+    (group, claims)
 }
 
 /// Writes one group and answers each command; whether anything was written.
@@ -159,9 +260,10 @@ async fn write(pool: &PgPool, mut group: Vec<Waiting>) -> bool {
             }
             written
         }
-        // A writer the group's checks could not see took a sequence or a key: nothing of the
-        // group was written, and each command alone is judged exactly.
-        Err(StoreError::Conflict | StoreError::IdempotencyKeyTaken) => {
+        // The server refused the statement (a writer the checks could not see took a sequence
+        // or a key, a deadlock, a timeout): it rolled back, nothing of the group was written,
+        // and each command alone is judged exactly.
+        Err(sqlx::Error::Database(_)) => {
             let alone = group.into_iter().map(|command| async move {
                 let outcome = append_alone(pool, &command.batch).await;
                 let written = outcome.is_ok();
@@ -173,14 +275,18 @@ async fn write(pool: &PgPool, mut group: Vec<Waiting>) -> bool {
                 .into_iter()
                 .any(|written| written)
         }
+        // The connection failed: the commit may or may not have happened, so nothing is
+        // retried; each command gets the failure as it would alone.
         Err(error) => {
             let reason = chronicle_application::error_chain::Chain(&error).to_string();
+            let unavailable = matches!(store_error(error), StoreError::Unavailable(_));
             tracing::warn!(commands = group.len(), %reason, "a group append failed");
             for command in group {
-                let _ = command.answer.send(Err(StoreError::backend(
-                    "appending a group of commands",
-                    reason.clone(),
-                )));
+                let failure = match unavailable {
+                    true => StoreError::unavailable(reason.clone()),
+                    false => StoreError::backend("appending a group of commands", reason.clone()),
+                };
+                let _ = command.answer.send(Err(failure));
             }
             false
         }
@@ -192,7 +298,7 @@ async fn write(pool: &PgPool, mut group: Vec<Waiting>) -> bool {
 async fn append_group(
     pool: &PgPool,
     group: &[&AppendBatch],
-) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+) -> Result<Vec<Result<(), StoreError>>, sqlx::Error> {
     let mut columns = GroupColumns::default();
     for (n, batch) in group.iter().enumerate() {
         columns.push(n as i32, batch);
@@ -230,10 +336,9 @@ async fn append_group(
         &columns.pseudonym,
     )
     .fetch_all(pool)
-    .await
-    .map_err(store_error)?;
+    .await?;
     if rows.len() != group.len() {
-        return Err(StoreError::corrupt(format!(
+        return Err(sqlx::Error::Protocol(format!(
             "a group append of {} commands answered {} outcomes",
             group.len(),
             rows.len()

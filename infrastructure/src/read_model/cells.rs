@@ -118,7 +118,8 @@ pub(crate) fn bind_columns<'q, R: TableRow, O>(
         .map(|column| ColumnValues::new(column.ty, views.len()))
         .collect();
     for view in views {
-        for ((values, cell), column) in columns.iter_mut().zip(view.cells()).zip(R::COLUMNS) {
+        for ((values, cell), column) in columns.iter_mut().zip(checked_cells(view)?).zip(R::COLUMNS)
+        {
             values.push(cell).map_err(|cell| {
                 StoreError::corrupt(format!(
                     "{}.{}: described as {:?}, the view gave {:?}",
@@ -134,6 +135,33 @@ pub(crate) fn bind_columns<'q, R: TableRow, O>(
         query = values.bind(query);
     }
     Ok(query)
+}
+
+/// `view`'s cells, refused with the table and column named when there are not one per column
+/// or a `NOT NULL` column would get null (rather than a bare constraint error from Postgres,
+/// or a short row the statement would fill with nulls).
+pub(crate) fn checked_cells<R: TableRow>(view: &R) -> Result<Vec<Cell>, StoreError> {
+    let cells = view.cells();
+    if cells.len() != R::COLUMNS.len() {
+        return Err(StoreError::corrupt(format!(
+            "{}: the view gave {} cells for {} columns",
+            R::TABLE,
+            cells.len(),
+            R::COLUMNS.len()
+        )));
+    }
+    if let Some((column, _)) = R::COLUMNS
+        .iter()
+        .zip(&cells)
+        .find(|(column, cell)| !column.nullable && cell.is_null())
+    {
+        return Err(StoreError::corrupt(format!(
+            "{}.{}: the view has no value for a column that requires one",
+            R::TABLE,
+            column.name
+        )));
+    }
+    Ok(cells)
 }
 
 /// `SELECT <columns> FROM UNNEST($1::uuid[], ...) AS v(<columns>)`: the rows [`bind_columns`]

@@ -15,7 +15,7 @@ use serde_json::Value;
 use sqlx::{PgPool, QueryBuilder};
 use uuid::Uuid;
 
-use super::cells::{bind_columns, column_list, unnest_select, RowOf};
+use super::cells::{bind_columns, checked_cells, column_list, unnest_select, RowOf};
 use super::copy::CopyText;
 use super::filter::push_filter;
 use super::{backend, live_write, Replace, SHADOW_SUFFIX};
@@ -145,7 +145,7 @@ where
     async fn write_shadow(&self, views: &[M::View]) -> Result<(), StoreError> {
         let mut copy = CopyText::with_capacity(views.len(), 320);
         for view in views {
-            for cell in view.cells() {
+            for cell in checked_cells(view)? {
                 copy.cell(cell);
             }
             copy.end_row();

@@ -104,7 +104,17 @@ async fn concurrent_appends_share_a_transaction_and_each_keeps_its_own_outcome()
     commands.push(command("taken", 1, None)); // lost its race
     commands.push(command("g-key", 1, Some("k-taken"))); // a retry of an earlier request
     commands.push(command("g-fresh-key", 1, Some("k-fresh")));
+    // Two decisions on one version of one stream: never in one group or two groups at once;
+    // the later is judged after the earlier committed, and loses.
+    commands.push(command("twice", 1, None));
+    commands.push(command("twice", 1, None));
     let outcomes = join_all(commands.into_iter().map(|batch| store.append(batch))).await;
+    assert!(outcomes[43].is_ok(), "{:?}", outcomes[43]);
+    assert!(
+        matches!(outcomes[44], Err(StoreError::Conflict)),
+        "{:?}",
+        outcomes[44]
+    );
 
     assert!(outcomes[..40].iter().all(Result::is_ok), "{outcomes:?}");
     assert!(
