@@ -312,6 +312,44 @@ impl Cells {
     }
 }
 
+/// `view`'s cells, checked against its description: one per column, each of its column's
+/// type, none null where the column requires a value. Every writer of a row goes through it,
+/// so a description whose `cells` disagree with its columns fails naming the column, not as
+/// a constraint error or a short row padded with nulls.
+pub fn described_cells<R: TableRow>(view: &R) -> Result<Vec<Cell>, CorruptRow> {
+    let cells = view.cells();
+    let corrupt = |column: &'static str, problem: String| CorruptRow {
+        table: R::TABLE,
+        column,
+        problem,
+    };
+    if cells.len() != R::COLUMNS.len() {
+        return Err(corrupt(
+            "(every column)",
+            format!("{} cells for {} columns", cells.len(), R::COLUMNS.len()),
+        ));
+    }
+    for (column, cell) in R::COLUMNS.iter().zip(&cells) {
+        if cell.column_type() != column.ty {
+            return Err(corrupt(
+                column.name,
+                format!(
+                    "described as {:?}, given {:?}",
+                    column.ty,
+                    cell.column_type()
+                ),
+            ));
+        }
+        if !column.nullable && cell.is_null() {
+            return Err(corrupt(
+                column.name,
+                "null in a column that requires a value".to_owned(),
+            ));
+        }
+    }
+    Ok(cells)
+}
+
 /// Reads a view from its row's cells, checking every column was read.
 pub fn view_from_cells<R: TableRow>(cells: Vec<Cell>) -> Result<R, CorruptRow> {
     let mut reader = Cells::of::<R>(cells);
@@ -347,18 +385,6 @@ pub enum Condition {
     },
 }
 
-impl Condition {
-    /// The columns it reads.
-    pub fn columns(&self) -> &[&'static str] {
-        match self {
-            Self::Equals { column, .. } | Self::Holds { column, .. } => {
-                std::slice::from_ref(column)
-            }
-            Self::ContainsText { columns, .. } => columns,
-        }
-    }
-}
-
 /// A view's filter as its store answers it: the teams in the caller's scope and conditions that
 /// must all hold.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -371,7 +397,7 @@ pub struct ViewFilter {
 }
 
 /// Checks a description against itself with a sample view: the first two columns are the id
-/// and the version, `view`'s cells have the described types and nullness, it reads back equal,
+/// and the version, `view`'s cells fit the columns ([`described_cells`]), it reads back equal,
 /// and every column a filter names is described. What the table holds is checked against the
 /// migrated schema by the end-to-end suite.
 #[cfg(test)]
@@ -392,28 +418,7 @@ pub(crate) fn check_description<R: TableRow + PartialEq + std::fmt::Debug>(
         "{}: the second column is the version",
         R::TABLE
     );
-    let cells = view.cells();
-    assert_eq!(
-        cells.len(),
-        columns.len(),
-        "{}: one cell per column",
-        R::TABLE
-    );
-    for (column, cell) in columns.iter().zip(&cells) {
-        assert_eq!(
-            cell.column_type(),
-            column.ty,
-            "{}.{}",
-            R::TABLE,
-            column.name
-        );
-        assert!(
-            column.nullable || !cell.is_null(),
-            "{}.{} is NOT NULL",
-            R::TABLE,
-            column.name
-        );
-    }
+    let cells = described_cells(view).expect("cells fit the columns");
     let read_back = view_from_cells::<R>(cells).expect("reads back");
     assert_eq!(
         &read_back,
@@ -424,7 +429,13 @@ pub(crate) fn check_description<R: TableRow + PartialEq + std::fmt::Debug>(
     let named = |name: &str| columns.iter().any(|column| column.name == name);
     assert!(named(R::TEAM_COLUMN), "{}: team column", R::TABLE);
     for condition in filters {
-        for column in condition.columns() {
+        let columns = match condition {
+            Condition::Equals { column, .. } | Condition::Holds { column, .. } => {
+                std::slice::from_ref(column)
+            }
+            Condition::ContainsText { columns, .. } => columns,
+        };
+        for column in columns {
             assert!(named(column), "{}: a filter names {column}", R::TABLE);
         }
     }

@@ -3,7 +3,9 @@
 
 use std::marker::PhantomData;
 
-use chronicle_application::data::table::{view_from_cells, Cell, ColumnType, TableRow};
+use chronicle_application::data::table::{
+    described_cells, view_from_cells, Cell, ColumnType, TableRow,
+};
 use chronicle_application::ports::store_error::StoreError;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -75,9 +77,9 @@ impl ColumnValues {
         }
     }
 
-    /// Adds a row's cell; a cell of another type is refused (the view's `cells` and its
-    /// columns disagree, which the description's own test catches first).
-    fn push(&mut self, cell: Cell) -> Result<(), Cell> {
+    /// Adds a row's cell, of this column's type ([`checked_cells`] makes sure); another is
+    /// ignored.
+    fn push(&mut self, cell: Cell) {
         match (self, cell) {
             (Self::Uuid(values), Cell::Uuid(value)) => values.push(value),
             (Self::BigInt(values), Cell::BigInt(value)) => values.push(value),
@@ -86,9 +88,8 @@ impl ColumnValues {
             (Self::TextArray(values), Cell::TextArray(value)) => values.push(Value::from(value)),
             (Self::Timestamp(values), Cell::Timestamp(value)) => values.push(value),
             (Self::Jsonb(values), Cell::Jsonb(value)) => values.push(value),
-            (_, cell) => return Err(cell),
+            _ => {}
         }
-        Ok(())
     }
 
     fn bind<'q, O>(
@@ -118,17 +119,9 @@ pub(crate) fn bind_columns<'q, R: TableRow, O>(
         .map(|column| ColumnValues::new(column.ty, views.len()))
         .collect();
     for view in views {
-        for ((values, cell), column) in columns.iter_mut().zip(checked_cells(view)?).zip(R::COLUMNS)
-        {
-            values.push(cell).map_err(|cell| {
-                StoreError::corrupt(format!(
-                    "{}.{}: described as {:?}, the view gave {:?}",
-                    R::TABLE,
-                    column.name,
-                    column.ty,
-                    cell.column_type()
-                ))
-            })?;
+        for (values, cell) in columns.iter_mut().zip(checked_cells(view)?) {
+            // `checked_cells` checked each cell's type against its column, so it fits.
+            values.push(cell);
         }
     }
     for values in columns {
@@ -137,31 +130,9 @@ pub(crate) fn bind_columns<'q, R: TableRow, O>(
     Ok(query)
 }
 
-/// `view`'s cells, refused with the table and column named when there are not one per column
-/// or a `NOT NULL` column would get null (rather than a bare constraint error from Postgres,
-/// or a short row the statement would fill with nulls).
+/// `view`'s cells as its description says they must be ([`described_cells`]).
 pub(crate) fn checked_cells<R: TableRow>(view: &R) -> Result<Vec<Cell>, StoreError> {
-    let cells = view.cells();
-    if cells.len() != R::COLUMNS.len() {
-        return Err(StoreError::corrupt(format!(
-            "{}: the view gave {} cells for {} columns",
-            R::TABLE,
-            cells.len(),
-            R::COLUMNS.len()
-        )));
-    }
-    if let Some((column, _)) = R::COLUMNS
-        .iter()
-        .zip(&cells)
-        .find(|(column, cell)| !column.nullable && cell.is_null())
-    {
-        return Err(StoreError::corrupt(format!(
-            "{}.{}: the view has no value for a column that requires one",
-            R::TABLE,
-            column.name
-        )));
-    }
-    Ok(cells)
+    described_cells(view).map_err(|corrupt| StoreError::corrupt(corrupt.to_string()))
 }
 
 /// `SELECT <columns> FROM UNNEST($1::uuid[], ...) AS v(<columns>)`: the rows [`bind_columns`]

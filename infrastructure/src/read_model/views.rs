@@ -41,6 +41,14 @@ impl<M> Clone for PgViews<M> {
 struct Statements {
     /// The columns, comma-separated.
     columns: String,
+    /// `SELECT <columns> FROM <table>`, which every read starts with.
+    select: String,
+    /// `SELECT count(*) FROM <table>`.
+    count: String,
+    /// One row by id.
+    get: String,
+    /// The rows of a batch's ids.
+    load: String,
     /// A projection's write: replaces only older rows.
     save: String,
     /// An erasure's rewrite: replaces rows at the same version too.
@@ -54,10 +62,19 @@ where
 {
     /// Read and write access to `M`'s table on `pool`.
     pub fn new(pool: PgPool) -> Self {
+        let select = format!(
+            "SELECT {} FROM {}",
+            column_list::<M::View>(),
+            <M::View as TableRow>::TABLE
+        );
         Self {
             pool,
             statements: Arc::new(Statements {
                 columns: column_list::<M::View>(),
+                get: format!("{select} WHERE id = $1"),
+                load: format!("{select} WHERE id = ANY($1)"),
+                select,
+                count: format!("SELECT count(*) FROM {}", <M::View as TableRow>::TABLE),
                 save: upsert::<M>(Replace::Newer),
                 replace: upsert::<M>(Replace::SameOrNewer),
             }),
@@ -73,14 +90,6 @@ where
         } else {
             Err(StoreError::Paused(M::NAME.to_owned()))
         }
-    }
-
-    fn select(&self) -> String {
-        format!(
-            "SELECT {} FROM {}",
-            self.statements.columns,
-            <M::View as TableRow>::TABLE
-        )
     }
 }
 
@@ -125,12 +134,11 @@ where
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let rows: Vec<RowOf<M::View>> =
-            sqlx::query_as(&format!("{} WHERE id = ANY($1)", self.select()))
-                .bind(ids)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(backend)?;
+        let rows: Vec<RowOf<M::View>> = sqlx::query_as(&self.statements.load)
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
         rows.into_iter().map(RowOf::view).collect()
     }
 
@@ -179,12 +187,11 @@ where
     M::View: TableRow,
 {
     async fn get(&self, id: Uuid) -> Result<Option<M::View>, StoreError> {
-        let row: Option<RowOf<M::View>> =
-            sqlx::query_as(&format!("{} WHERE id = $1", self.select()))
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(backend)?;
+        let row: Option<RowOf<M::View>> = sqlx::query_as(&self.statements.get)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
         row.map(RowOf::view).transpose()
     }
 
@@ -194,7 +201,7 @@ where
         first: usize,
         after: Option<Uuid>,
     ) -> Result<Page<M::View>, StoreError> {
-        let mut page = QueryBuilder::new(self.select());
+        let mut page = QueryBuilder::new(self.statements.select.as_str());
         push_filter::<M::View>(&mut page, filter);
         if let Some(after) = after {
             page.push(" AND id > ").push_bind(after);
@@ -213,10 +220,7 @@ where
     }
 
     async fn count(&self, filter: &ViewFilter) -> Result<u64, StoreError> {
-        let mut count = QueryBuilder::new(format!(
-            "SELECT count(*) FROM {}",
-            <M::View as TableRow>::TABLE
-        ));
+        let mut count = QueryBuilder::new(self.statements.count.as_str());
         push_filter::<M::View>(&mut count, filter);
         let total: i64 = count
             .build_query_scalar()
