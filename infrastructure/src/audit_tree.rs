@@ -4,7 +4,8 @@
 //! Events join the tree in position order, but positions are taken at insert and transactions
 //! commit in any order: an event is appended only once its transaction is older than the
 //! oldest one still running (`transaction_id < pg_snapshot_xmin(pg_current_snapshot())`), so no event
-//! with a lower position can still appear. A long transaction anywhere in the cluster holds
+//! with a lower position can still appear (a position is taken after its transaction's id: the
+//! column's default asks for the id first). A long transaction anywhere in the cluster holds
 //! the tree back for as long as it runs (the checkpoint lag shows it), never out of order.
 
 use std::collections::HashMap;

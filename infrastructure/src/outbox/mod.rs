@@ -1,5 +1,6 @@
 //! The outbox relay: publishes committed events to Kafka, in order, at least once.
 
+mod floor;
 pub(crate) mod monitor;
 mod pipeline;
 pub mod relay;

@@ -19,6 +19,10 @@
 //! flight has settled; then the failures are recorded and the relay backs off and starts over
 //! from the oldest unpublished row.
 //!
+//! Reads start above a gap-safe [`Floor`] instead of at the first row, so they do not walk
+//! the entries every published row leaves in the index until the next vacuum; the floor moves
+//! past an id only once no transaction that could still commit a lower one is running.
+//!
 //! A row refused for good (too large for the broker, an invalid record, a topic the
 //! producer may not write) would fail the same way forever. After [`PARK_AFTER`] refusals it
 //! is parked: it and the later rows of its aggregate (same topic and key) are left out of the
@@ -36,6 +40,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 use sqlx::PgPool;
 
+use super::floor::{Covered, Floor, Marks};
 use crate::InfraError;
 
 /// Refusals for good a row may get before it is parked.
@@ -77,6 +82,8 @@ pub(super) struct InFlight {
     ids: HashSet<i64>,
     /// Settled, not yet harvested.
     parked: Vec<Settled>,
+    /// Every row still to read is above it.
+    floor: Floor,
 }
 
 impl InFlight {
@@ -132,9 +139,11 @@ pub(super) async fn step(
         ..
     }) = failure
     {
-        // Let everything in flight settle, mark what got through, then report.
+        // Let everything in flight settle, mark what got through, then report. The failed rows
+        // are unpublished below the floor: the next read starts from the first row.
         while in_flight.next_settled().await.is_some() {}
         let _ = harvest(pool, in_flight, &mut progress).await?;
+        in_flight.floor.reset();
         return Err(PipelineError::Delivery {
             message,
             producer_unusable,
@@ -234,22 +243,38 @@ async fn record_failures(
     Ok(())
 }
 
-/// Reads up to `room` unpublished rows not in flight, in id order, and enqueues them in that
-/// order; answers how many were enqueued.
+/// Reads up to `room` unpublished rows above the floor and not in flight, in id order, and
+/// enqueues them in that order; answers how many were enqueued.
 async fn read_and_enqueue(
     pool: &PgPool,
     producer: &FutureProducer,
     in_flight: &mut InFlight,
     room: usize,
 ) -> Result<usize, PipelineError> {
-    let exclude: Vec<i64> = in_flight.ids.iter().copied().collect();
+    let floor = in_flight.floor.get(Instant::now());
+    let exclude: Vec<i64> = in_flight
+        .ids
+        .iter()
+        .copied()
+        .filter(|id| *id > floor)
+        .collect();
     // The payload travels as Postgres's own JSON text: parsing it into a tree and printing it
-    // again only to send the bytes cost a quarter of the drain rate.
+    // again only to send the bytes cost a quarter of the drain rate. The marks come from the
+    // statement's own snapshot, the one its rows were read under.
     let rows = sqlx::query!(
         r#"SELECT id, topic, key, headers, payload::text AS "payload!",
-                  extract(epoch FROM clock_timestamp() - created_at)::float8 AS "waited!"
-         FROM outbox
-         WHERE published_at IS NULL AND parked_at IS NULL AND id <> ALL($2)
+                  extract(epoch FROM clock_timestamp() - created_at)::float8 AS "waited!",
+                  marks.oldest_running AS "oldest_running!",
+                  marks.next_transaction AS "next_transaction!",
+                  marks.top AS "top!", marks.first_parked
+         FROM outbox,
+              (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS oldest_running,
+                      pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS next_transaction,
+                      (SELECT coalesce(max(id), 0) FROM outbox) AS top,
+                      (SELECT min(id) FROM outbox
+                       WHERE parked_at IS NOT NULL AND published_at IS NULL) AS first_parked
+              ) AS marks
+         WHERE id > $3 AND published_at IS NULL AND parked_at IS NULL AND id <> ALL($2)
            AND NOT EXISTS (
                SELECT 1 FROM outbox parked
                WHERE parked.parked_at IS NOT NULL AND parked.published_at IS NULL
@@ -258,6 +283,7 @@ async fn read_and_enqueue(
          ORDER BY id LIMIT $1"#,
         room as i64,
         &exclude,
+        floor,
     )
     .fetch_all(pool)
     .await
@@ -326,6 +352,21 @@ async fn read_and_enqueue(
             .boxed(),
         );
         enqueued += 1;
+    }
+    if let Some(first) = rows.first() {
+        let covered = if enqueued == rows.len() && rows.len() < room {
+            Covered::Everything
+        } else {
+            // A limit, a full queue or a refused row stopped it: the rest is still to read.
+            Covered::UpTo(rows[..enqueued].last().map_or(floor, |row| row.id))
+        };
+        let marks = Marks {
+            oldest_running: first.oldest_running,
+            next_transaction: first.next_transaction,
+            top: first.top,
+            first_parked: first.first_parked,
+        };
+        in_flight.floor.advance(marks, covered);
     }
     Ok(enqueued)
 }

@@ -185,3 +185,81 @@ async fn an_oversized_event_is_parked_alone_and_published_in_order_after_a_retry
         .unwrap_or(Value::Null);
     assert_eq!(description.as_str().map(str::len), Some(9_000));
 }
+
+/// Ids are taken at insert and transactions commit in any order: a row whose transaction took
+/// its id before later rows committed, and commits only after the relay published them, is
+/// still published. The relay's reads start above a floor, and the floor waits for it.
+#[tokio::test]
+async fn a_row_committed_after_later_ones_were_published_is_published_too() {
+    let database_url = create_database().await.unwrap();
+    let settings = test_settings(&database_url, &brokers());
+    let service = ChronicleProcess::serve(&settings, ALL).unwrap();
+    service.wait_ready(START).await.unwrap();
+    let client = service.client(&admin_token()).unwrap();
+    let db = PgPool::connect(&database_url).await.unwrap();
+    let unpublished_after = |id: i64| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM outbox WHERE id > $1 AND published_at IS NULL",
+            )
+            .bind(id)
+            .fetch_one(&db)
+            .await
+            .unwrap()
+        }
+    };
+    let first = create_task(&client, "First", "published at once").await;
+    eventually(Duration::from_secs(30), || async {
+        Ok((unpublished_after(0).await == 0).then_some(()))
+    })
+    .await
+    .expect("the first task was published");
+
+    // A writer takes the next id and holds its transaction open (a copy of the first task's
+    // creation under a key of its own).
+    let mut late = db.begin().await.unwrap();
+    let late_id: i64 = sqlx::query_scalar(
+        "INSERT INTO outbox (event_id, topic, key, headers, payload)
+         SELECT gen_random_uuid(), topic, 'late-writer', headers, payload
+         FROM outbox WHERE key = $1 ORDER BY id LIMIT 1 RETURNING id",
+    )
+    .bind(&first)
+    .fetch_one(&mut *late)
+    .await
+    .unwrap();
+
+    // Later commands commit and are published past it, over many reads of the relay.
+    for round in 0..4 {
+        for i in 0..5 {
+            create_task(&client, &format!("Later {round}.{i}"), "committed first").await;
+        }
+        eventually(Duration::from_secs(30), || async {
+            Ok((unpublished_after(late_id).await == 0).then_some(()))
+        })
+        .await
+        .expect("the later tasks were published");
+    }
+
+    late.commit().await.unwrap();
+    eventually(Duration::from_secs(30), || async {
+        let published: bool =
+            sqlx::query_scalar("SELECT published_at IS NOT NULL FROM outbox WHERE id = $1")
+                .bind(late_id)
+                .fetch_one(&db)
+                .await?;
+        Ok(published.then_some(()))
+    })
+    .await
+    .expect("the row that committed late was published");
+    let topic = Topics::new(settings.kafka.topic_prefix.clone()).events_of("Task");
+    let records = read_topic(&brokers(), &topic, 22, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        records.iter().filter(|r| r.key == "late-writer").count(),
+        1,
+        "{:?}",
+        records.iter().map(|r| &r.key).collect::<Vec<_>>()
+    );
+}
