@@ -2,13 +2,14 @@
 //! `audit_nodes`, `audit_checkpoints`), and the Kafka copy of the checkpoints.
 //!
 //! Events join the tree in position order, but positions are taken at insert and transactions
-//! commit in any order: an event is appended only once its transaction is older than the
-//! oldest one still running (`transaction_id < pg_snapshot_xmin(pg_current_snapshot())`), so no event
-//! with a lower position can still appear (a position is taken after its transaction's id: the
-//! column's default asks for the id first). A long transaction anywhere in the cluster holds
+//! commit in any order: an event is appended only once its position is settled
+//! ([`crate::settling`]: every transaction that could still commit a lower position has ended,
+//! proved by the tree's own transaction id, given out after the read that saw it), so no event
+//! with a lower position can still appear. A long transaction anywhere in the cluster holds
 //! the tree back for as long as it runs (the checkpoint lag shows it), never out of order.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,17 +26,156 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::db::store_error;
+use crate::settling::Settling;
 
 /// The tree on `pool`.
 #[derive(Clone)]
 pub struct PgAuditTree {
     pool: PgPool,
+    /// How far positions are final; kept between rounds (a fresh process waits one read).
+    settling: Arc<Mutex<Settling>>,
 }
 
 impl PgAuditTree {
     /// Over `pool`.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            settling: Arc::default(),
+        }
+    }
+
+    /// Appends what is settled as of one read; also answers whether events past the tree were
+    /// seen and none of them was settled yet (another read, after this transaction, may
+    /// settle them).
+    async fn append_once(&self, limit: usize) -> Result<(u64, bool), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let last =
+            sqlx::query!("SELECT index, position FROM audit_leaves ORDER BY index DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(store_error)?;
+        let (size, after) =
+            last.map_or((0u64, 0i64), |last| (last.index as u64 + 1, last.position));
+        let rows = sqlx::query!(
+            r#"SELECT position, event_id::text AS "event_id!", aggregate_type, aggregate_id,
+                      sequence, hash,
+                      marks.oldest_running AS "oldest_running!", marks.top AS "top!"
+               FROM events,
+                    (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS oldest_running,
+                            (SELECT coalesce(max(position), 0) FROM events) AS top) AS marks
+               WHERE position > $1 ORDER BY position LIMIT $2"#,
+            after,
+            limit as i64,
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let Some(first) = rows.first() else {
+            return Ok((size, false));
+        };
+        let through = self.settling().read(first.oldest_running, first.top);
+        let settled: Vec<(i64, Hash)> = rows
+            .iter()
+            .take_while(|row| row.position <= through)
+            .map(|row| {
+                let data = merkle::leaf_data(
+                    row.position,
+                    &row.event_id,
+                    &row.aggregate_type,
+                    &row.aggregate_id,
+                    row.sequence,
+                    &row.hash,
+                );
+                (row.position, merkle::leaf_hash(&data))
+            })
+            .collect();
+        let grown = if settled.is_empty() {
+            size
+        } else {
+            self.append_rows(&mut tx, size, &settled).await?
+        };
+        // Given out after the read above: once every older transaction has ended, what it saw
+        // is final.
+        let transaction =
+            sqlx::query_scalar!(r#"SELECT pg_current_xact_id()::text::bigint AS "transaction!""#)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(store_error)?;
+        self.settling().later_transaction(transaction);
+        tx.commit().await.map_err(store_error)?;
+        Ok((grown, settled.is_empty()))
+    }
+
+    fn settling(&self) -> std::sync::MutexGuard<'_, Settling> {
+        self.settling.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Appends `settled` leaves (position and leaf hash, in position order, right after the
+    /// tree's `size` leaves) with the subtrees they complete, in `tx`; answers the new size.
+    async fn append_rows(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        size: u64,
+        settled: &[(i64, Hash)],
+    ) -> Result<u64, StoreError> {
+        // The right edge of the tree: at each level whose bit of `size` is set, the complete
+        // subtree waiting for its right sibling.
+        let wanted: Vec<(u32, u64)> = (0..64)
+            .filter(|level| size >> level & 1 == 1)
+            .map(|level| (level, (size >> level) - 1))
+            .collect();
+        let mut pending: HashMap<u32, Hash> = self
+            .nodes(&wanted)
+            .await?
+            .into_iter()
+            .map(|((level, _), hash)| (level, hash))
+            .collect();
+        let (mut leaf_index, mut leaf_position, mut leaf_hash) =
+            (Vec::new(), Vec::new(), Vec::new());
+        let (mut node_level, mut node_index, mut node_hash) = (Vec::new(), Vec::new(), Vec::new());
+        for (offset, &(position, leaf)) in settled.iter().enumerate() {
+            let index = size + offset as u64;
+            leaf_index.push(index as i64);
+            leaf_position.push(position);
+            leaf_hash.push(leaf.to_vec());
+            let (mut hash, mut level, mut at) = (leaf, 0u32, index);
+            while at & 1 == 1 {
+                let left = pending.remove(&level).ok_or_else(|| {
+                    StoreError::corrupt(format!(
+                        "the audit tree lacks its right edge at level {level}"
+                    ))
+                })?;
+                hash = merkle::node_hash(&left, &hash);
+                level += 1;
+                at >>= 1;
+                node_level.push(level as i16);
+                node_index.push(at as i64);
+                node_hash.push(hash.to_vec());
+            }
+            pending.insert(level, hash);
+        }
+        sqlx::query!(
+            "INSERT INTO audit_leaves (index, position, hash)
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])",
+            &leaf_index,
+            &leaf_position,
+            &leaf_hash,
+        )
+        .execute(&mut **tx)
+        .await
+        .map_err(store_error)?;
+        sqlx::query!(
+            "INSERT INTO audit_nodes (level, index, hash)
+             SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])",
+            &node_level,
+            &node_index,
+            &node_hash,
+        )
+        .execute(&mut **tx)
+        .await
+        .map_err(store_error)?;
+        Ok(size + settled.len() as u64)
     }
 }
 
@@ -75,97 +215,13 @@ impl AuditTree for PgAuditTree {
     }
 
     async fn append_settled(&self, limit: usize) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
-        let last =
-            sqlx::query!("SELECT index, position FROM audit_leaves ORDER BY index DESC LIMIT 1")
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(store_error)?;
-        let (size, after) =
-            last.map_or((0u64, 0i64), |last| (last.index as u64 + 1, last.position));
-        let rows = sqlx::query!(
-            r#"SELECT position, event_id::text AS "event_id!", aggregate_type, aggregate_id,
-                      sequence, hash,
-                      transaction_id < pg_snapshot_xmin(pg_current_snapshot()) AS "settled!"
-               FROM events WHERE position > $1 ORDER BY position LIMIT $2"#,
-            after,
-            limit as i64,
-        )
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(store_error)?;
-        let settled: Vec<_> = rows.iter().take_while(|row| row.settled).collect();
-        if settled.is_empty() {
+        // A read's events settle once a transaction given out after it (this call's own) and
+        // every older one ended: usually by the next read, so try twice.
+        let (size, waiting) = self.append_once(limit).await?;
+        if !waiting {
             return Ok(size);
         }
-        // The right edge of the tree: at each level whose bit of `size` is set, the complete
-        // subtree waiting for its right sibling.
-        let wanted: Vec<(u32, u64)> = (0..64)
-            .filter(|level| size >> level & 1 == 1)
-            .map(|level| (level, (size >> level) - 1))
-            .collect();
-        let mut pending: HashMap<u32, Hash> = self
-            .nodes(&wanted)
-            .await?
-            .into_iter()
-            .map(|((level, _), hash)| (level, hash))
-            .collect();
-        let (mut leaf_index, mut leaf_position, mut leaf_hash) =
-            (Vec::new(), Vec::new(), Vec::new());
-        let (mut node_level, mut node_index, mut node_hash) = (Vec::new(), Vec::new(), Vec::new());
-        for (offset, row) in settled.iter().enumerate() {
-            let index = size + offset as u64;
-            let position = row.position;
-            let data = merkle::leaf_data(
-                position,
-                &row.event_id,
-                &row.aggregate_type,
-                &row.aggregate_id,
-                row.sequence,
-                &row.hash,
-            );
-            let leaf = merkle::leaf_hash(&data);
-            leaf_index.push(index as i64);
-            leaf_position.push(position);
-            leaf_hash.push(leaf.to_vec());
-            let (mut hash, mut level, mut at) = (leaf, 0u32, index);
-            while at & 1 == 1 {
-                let left = pending.remove(&level).ok_or_else(|| {
-                    StoreError::corrupt(format!(
-                        "the audit tree lacks its right edge at level {level}"
-                    ))
-                })?;
-                hash = merkle::node_hash(&left, &hash);
-                level += 1;
-                at >>= 1;
-                node_level.push(level as i16);
-                node_index.push(at as i64);
-                node_hash.push(hash.to_vec());
-            }
-            pending.insert(level, hash);
-        }
-        sqlx::query!(
-            "INSERT INTO audit_leaves (index, position, hash)
-             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])",
-            &leaf_index,
-            &leaf_position,
-            &leaf_hash,
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(store_error)?;
-        sqlx::query!(
-            "INSERT INTO audit_nodes (level, index, hash)
-             SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])",
-            &node_level,
-            &node_index,
-            &node_hash,
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(store_error)?;
-        tx.commit().await.map_err(store_error)?;
-        Ok(size + settled.len() as u64)
+        Ok(self.append_once(limit).await?.0)
     }
 
     async fn nodes(&self, wanted: &[(u32, u64)]) -> Result<HashMap<(u32, u64), Hash>, StoreError> {

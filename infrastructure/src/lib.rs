@@ -15,6 +15,7 @@ pub mod outbox;
 pub mod projections;
 pub mod read_model;
 pub mod secret;
+pub(crate) mod settling;
 pub mod subject_keys;
 
 /// The one error type of this layer: what went wrong talking to a backend, with context.

@@ -21,7 +21,7 @@
 //!
 //! Reads start above a gap-safe [`Floor`] instead of at the first row, so they do not walk
 //! the entries every published row leaves in the index until the next vacuum; the floor moves
-//! past an id only once no transaction that could still commit a lower one is running.
+//! past an id only once no transaction that could still commit one at or below it is running.
 //!
 //! A row refused for good (too large for the broker, an invalid record, a topic the
 //! producer may not write) would fail the same way forever. After [`PARK_AFTER`] refusals it
@@ -191,13 +191,19 @@ async fn harvest(
         }
     }
     if !published.is_empty() {
-        sqlx::query!(
-            "UPDATE outbox SET published_at = now() WHERE id = ANY($1)",
+        // The mark's transaction id is given out after the last read: the floor's proof that
+        // the transactions that read could not see have ended, once they have.
+        let transaction = sqlx::query_scalar!(
+            r#"WITH marked AS (
+                   UPDATE outbox SET published_at = now() WHERE id = ANY($1) RETURNING 1)
+               SELECT pg_current_xact_id()::text::bigint AS "transaction!"
+               FROM (SELECT count(*) FROM marked) AS done"#,
             &published,
         )
-        .execute(pool)
+        .fetch_one(pool)
         .await
         .map_err(|e| PipelineError::Database(InfraError::db("mark outbox rows published")(e)))?;
+        in_flight.floor.later_transaction(transaction);
         progress.published += published.len();
         metrics::counter!("chronicle_relay_published_total").increment(published.len() as u64);
     }
@@ -264,12 +270,10 @@ async fn read_and_enqueue(
     let rows = sqlx::query!(
         r#"SELECT id, topic, key, headers, payload::text AS "payload!",
                   extract(epoch FROM clock_timestamp() - created_at)::float8 AS "waited!",
-                  marks.oldest_running AS "oldest_running!",
-                  marks.next_transaction AS "next_transaction!",
-                  marks.top AS "top!", marks.first_parked
+                  marks.oldest_running AS "oldest_running!", marks.top AS "top!",
+                  marks.first_parked
          FROM outbox,
               (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS oldest_running,
-                      pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS next_transaction,
                       (SELECT coalesce(max(id), 0) FROM outbox) AS top,
                       (SELECT min(id) FROM outbox
                        WHERE parked_at IS NOT NULL AND published_at IS NULL) AS first_parked
@@ -362,7 +366,6 @@ async fn read_and_enqueue(
         };
         let marks = Marks {
             oldest_running: first.oldest_running,
-            next_transaction: first.next_transaction,
             top: first.top,
             first_parked: first.first_parked,
         };

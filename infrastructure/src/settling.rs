@@ -1,0 +1,127 @@
+//! When a prefix of a sequence-numbered table is final: no transaction that could still commit
+//! a row in it is running.
+//!
+//! Event positions and outbox ids are taken at insert, and transactions commit in any order,
+//! so a reader that follows such a table past the rows it has seen (the audit tree, the relay's
+//! floor) would skip a row whose transaction took a lower number and committed later. A row's
+//! own transaction id does not tell: a transaction with a lower transaction id can take a
+//! higher number after another took a lower one, and `pg_snapshot_xmax` is the last completed
+//! transaction plus one, not the next one to be given out, so a transaction that started just
+//! before a read can be above it and below nothing the read reports.
+//!
+//! What does hold: every number is taken after its transaction got its id (the columns'
+//! defaults ask for the transaction id first, `migrations/20261208000001_…`), and transaction
+//! ids are given out in increasing order. So, in three steps:
+//!
+//! 1. a read's snapshot sees `top` as the highest number: every transaction holding a number
+//!    up to `top` got its transaction id before that snapshot was taken;
+//! 2. any transaction id given out after that read (the reader's own next write) is higher
+//!    than all of theirs;
+//! 3. once a later snapshot's oldest running transaction (`pg_snapshot_xmin`) is above that
+//!    id, all of them have ended: every row up to `top` is visible to it, or never will be.
+//!
+//! [`Settling`] keeps that bookkeeping; the reader feeds it the three facts as it meets them.
+
+/// A read's view, waiting for a transaction id given out after it, then for every older
+/// transaction to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pending {
+    top: i64,
+    later_transaction: Option<i64>,
+}
+
+/// The highest number up to which every row is final, and the read that will move it next.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Settling {
+    through: i64,
+    pending: Option<Pending>,
+}
+
+impl Settling {
+    /// A read whose snapshot had `oldest_running` as its `pg_snapshot_xmin` and saw `top` as
+    /// the highest number. Settles an earlier read's `top` if every transaction older than a
+    /// transaction given out after it has ended, then waits on this one's. Answers the number
+    /// up to which every row is final as of this read's snapshot: visible to it, or never.
+    pub(crate) fn read(&mut self, oldest_running: i64, top: i64) -> i64 {
+        if let Some(Pending {
+            top: earlier,
+            later_transaction: Some(later),
+        }) = self.pending
+        {
+            if oldest_running > later {
+                self.through = self.through.max(earlier);
+                self.pending = None;
+            }
+        }
+        if self.pending.is_none() && top > self.through {
+            self.pending = Some(Pending {
+                top,
+                later_transaction: None,
+            });
+        }
+        self.through
+    }
+
+    /// A transaction id the reader was given after its last [`Settling::read`] (by a write of
+    /// its own, in a later statement).
+    pub(crate) fn later_transaction(&mut self, transaction: i64) {
+        if let Some(pending) = &mut self.pending {
+            pending.later_transaction.get_or_insert(transaction);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_settles_only_after_a_later_transaction_and_every_older_one_ended() {
+        let mut settling = Settling::default();
+        // Up to 10 seen; nothing is known yet about who may hold a number below it.
+        assert_eq!(settling.read(100, 10), 0);
+        // Without a transaction given out after that read, no xmin proves anything.
+        assert_eq!(settling.read(500, 12), 0);
+        settling.later_transaction(120);
+        // Transaction 120 (or one before it) is still running.
+        assert_eq!(settling.read(120, 15), 0);
+        // Everything up to 120 ended: 10 is final, and this read's 20 is the next to wait.
+        assert_eq!(settling.read(121, 20), 10);
+        settling.later_transaction(130);
+        settling.later_transaction(140);
+        assert_eq!(
+            settling.read(131, 25),
+            20,
+            "the first later transaction counts"
+        );
+    }
+
+    #[test]
+    fn a_transaction_from_before_the_read_does_not_count() {
+        let mut settling = Settling::default();
+        // A write before any read: there is nothing pending for it to settle.
+        settling.later_transaction(50);
+        assert_eq!(settling.read(60, 10), 0);
+        assert_eq!(settling.read(1_000, 10), 0);
+        settling.later_transaction(70);
+        assert_eq!(settling.read(71, 10), 10);
+        // Nothing new above it: nothing waits.
+        settling.later_transaction(80);
+        assert_eq!(settling.read(90, 10), 10);
+    }
+
+    /// The interleaving that defeats a rule based on `pg_snapshot_xmax`: A (xid 100) takes 11
+    /// and 12 after B (xid 101) took 10; A commits; a read sees 12 with B above its xmax.
+    #[test]
+    fn a_younger_transaction_holding_a_lower_number_holds_the_prefix_back() {
+        let mut settling = Settling::default();
+        // The read: xmin 101 (B is at or above xmax and not counted), top 12.
+        assert_eq!(settling.read(101, 12), 0);
+        // The reader's next write is given 102, after B's 101.
+        settling.later_transaction(102);
+        // B still runs: every snapshot's xmin is at most 101.
+        assert_eq!(settling.read(101, 13), 0);
+        // B ended (and so did the reader's 102): 12 is final, B's 10 visible.
+        assert_eq!(settling.read(103, 13), 12);
+    }
+}
