@@ -10,6 +10,7 @@ mod limits;
 mod mutation;
 mod observe;
 mod pagination;
+mod parsed;
 mod privacy;
 mod projection;
 mod query;
@@ -67,7 +68,8 @@ const MAX_DIRECTIVES_PER_FIELD: usize = 4;
 const MAX_RECURSION: usize = 32;
 
 /// Builds the schema over `services`, refusing documents beyond `limits` before any resolver
-/// runs ([`limits::DocumentLimits`]).
+/// runs ([`limits::DocumentLimits`]) and parsing a document's text once
+/// ([`parsed::ParsedDocuments`]).
 pub fn build_schema(services: Services, limits: &ApiLimits) -> ChronicleSchema {
     let builder = Schema::build(
         Query::default(),
@@ -76,6 +78,7 @@ pub fn build_schema(services: Services, limits: &ApiLimits) -> ChronicleSchema {
     )
     .data(services)
     .limit_recursive_depth(MAX_RECURSION)
+    .extension(parsed::ParsedDocuments::default())
     .extension(limits::DocumentLimits {
         max_aliases: limits.max_aliases,
         max_directives: MAX_DIRECTIVES_PER_FIELD,

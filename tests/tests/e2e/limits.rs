@@ -44,19 +44,22 @@ async fn depth_complexity_aliases_and_page_size_are_limited() {
     let aliased: String = (0..31)
         .map(|n| format!("a{n}: tasks(first: 1) {{ totalCount }} "))
         .collect();
-    let body = app
-        .graphql(&format!("{{ {aliased} }}"), json!({}))
-        .await
-        .unwrap();
-    assert_eq!(error_code(&body), Some("LIMIT_EXCEEDED"), "{body}");
     let fine: String = (0..5)
         .map(|n| format!("a{n}: tasks(first: 1) {{ totalCount }} "))
         .collect();
-    let body = app
-        .graphql(&format!("{{ {fine} }}"), json!({}))
-        .await
-        .unwrap();
-    assert!(body.get("errors").is_none(), "{body}");
+    // Twice each: a document parsed before is answered from memory, the same way.
+    for _ in 0..2 {
+        let body = app
+            .graphql(&format!("{{ {aliased} }}"), json!({}))
+            .await
+            .unwrap();
+        assert_eq!(error_code(&body), Some("LIMIT_EXCEEDED"), "{body}");
+        let body = app
+            .graphql(&format!("{{ {fine} }}"), json!({}))
+            .await
+            .unwrap();
+        assert!(body.get("errors").is_none(), "{body}");
+    }
 
     // Directives: more than four on one field.
     let body = app
