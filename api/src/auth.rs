@@ -129,7 +129,7 @@ impl Authenticator {
     /// HS256 with `secret` and no issuer or audience (tests, the `token` command).
     pub fn hs256(secret: &str) -> Self {
         Self::Jwt(Box::new(JwtAuthenticator(Verifier {
-            hs256: Some(hs256_keys(secret)),
+            hs256: hs256_keys(secret),
             rs256: Vec::new(),
             jwks: None,
             issuer: None,
@@ -224,11 +224,13 @@ impl Authenticator {
     }
 }
 
-fn hs256_keys(secret: &str) -> (EncodingKey, DecodingKey) {
-    (
-        EncodingKey::from_secret(secret.as_bytes()),
-        DecodingKey::from_secret(secret.as_bytes()),
-    )
+/// The HS256 key pair of `secret`; none for an empty secret, which signs and accepts nothing
+/// (the settings refuse a short one before it gets here).
+fn hs256_keys(secret: &str) -> Option<(EncodingKey, DecodingKey)> {
+    Some((
+        EncodingKey::from_secret(secret.as_bytes()).ok()?,
+        DecodingKey::from_secret(secret.as_bytes()).ok()?,
+    ))
 }
 
 /// Splits a PEM file into its `-----BEGIN …-----` blocks, so one file can carry several
@@ -282,7 +284,7 @@ impl Verifier {
             hs256: settings
                 .hs256_secret
                 .as_ref()
-                .map(|secret| hs256_keys(secret.expose())),
+                .and_then(|secret| hs256_keys(secret.expose())),
             rs256,
             jwks,
             issuer: settings.issuer.clone(),
@@ -558,7 +560,7 @@ mod tests {
         let early = encode(
             &Header::new(Algorithm::HS256),
             &future,
-            &EncodingKey::from_secret(SECRET.as_bytes()),
+            &EncodingKey::from_secret(SECRET.as_bytes()).unwrap(),
         )
         .unwrap();
         let auth = Authenticator::hs256(SECRET);
@@ -589,7 +591,7 @@ mod tests {
                 iss: None,
                 aud: Some(aud),
             };
-            let key = EncodingKey::from_secret(SECRET.as_bytes());
+            let key = EncodingKey::from_secret(SECRET.as_bytes()).unwrap();
             encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap()
         };
 
@@ -616,7 +618,7 @@ mod tests {
         let auth = Authenticator::from_settings(&AuthSettings::Jwt(keycloak)).unwrap();
         let now = Utc::now().timestamp();
         let sign = |claims: serde_json::Value| {
-            let key = EncodingKey::from_secret(SECRET.as_bytes());
+            let key = EncodingKey::from_secret(SECRET.as_bytes()).unwrap();
             encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap()
         };
         let token = sign(serde_json::json!({
@@ -675,7 +677,7 @@ mod tests {
     async fn subjects_and_teams_must_be_ids() {
         // Signed with the right key by someone other than `issue`, which refuses them.
         let auth = Authenticator::hs256(SECRET);
-        let key = EncodingKey::from_secret(SECRET.as_bytes());
+        let key = EncodingKey::from_secret(SECRET.as_bytes()).unwrap();
         let hs256 = |claims: &Claims| encode(&Header::new(Algorithm::HS256), claims, &key).unwrap();
         let token = hs256(&claims_for("u 1; drop"));
         assert!(auth.authenticate(Some(&bearer(&token))).await.is_err());
@@ -756,7 +758,7 @@ mod tests {
         let confused = encode(
             &Header::new(Algorithm::HS256),
             &claims_for("u-evil"),
-            &EncodingKey::from_secret(TEST_PUBLIC_KEY.as_bytes()),
+            &EncodingKey::from_secret(TEST_PUBLIC_KEY.as_bytes()).unwrap(),
         )
         .unwrap();
         assert!(auth.authenticate(Some(&bearer(&confused))).await.is_err());

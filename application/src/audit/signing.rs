@@ -65,8 +65,12 @@ impl CheckpointSigner {
 
     /// A new random key (`chronicle audit keygen`).
     pub fn generate() -> Self {
+        use rand_core::RngCore;
+        // The seed is the private key: 32 bytes from the operating system, wiped after use.
+        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+        rand_core::OsRng.fill_bytes(seed.as_mut());
         Self {
-            key: SigningKey::generate(&mut rand_core::OsRng),
+            key: SigningKey::from_bytes(&seed),
         }
     }
 

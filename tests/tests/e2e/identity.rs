@@ -227,7 +227,7 @@ async fn tokens_verify_with_the_providers_keys_by_kid_and_rotate_without_a_resta
         &Header::new(Algorithm::HS256),
         &json!({"sub": "u-local", "aud": "chronicle", "exp": chrono::Utc::now().timestamp() + 600,
                 "realm_access": {"roles": ["member"]}, "teams": ["team-a"]}),
-        &EncodingKey::from_secret(TEST_SECRET.as_bytes()),
+        &EncodingKey::from_secret(TEST_SECRET.as_bytes()).unwrap(),
     )
     .unwrap();
     assert!(read_as(&app, &hs256).await.is_ok());
