@@ -951,3 +951,48 @@ fn the_privacy_guide_lists_exactly_the_personal_fields_the_domain_registers() {
         "docs/privacy.md, \"What is personal data\", and the domain's personal fields differ"
     );
 }
+
+/// `rust-version` in the workspace's Cargo.toml is a promise to whoever builds Chronicle with
+/// an older toolchain: it must be at least what every locked dependency says it needs, or the
+/// build fails with a dependency's error instead of Cargo's plain "requires rustc X".
+#[test]
+fn the_declared_rust_version_covers_every_locked_dependency() {
+    let manifest = std::fs::read_to_string(workspace().join("Cargo.toml")).unwrap();
+    let declared = manifest
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("rust-version = "))
+        .map(|value| rust_version(value.trim_matches('"')))
+        .expect("Cargo.toml declares rust-version");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = std::process::Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .current_dir(workspace())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let needing_more: Vec<String> = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|package| {
+            let needs = package["rust_version"].as_str()?;
+            (rust_version(needs) > declared)
+                .then(|| format!("{} {} needs {needs}", package["name"], package["version"]))
+        })
+        .collect();
+    assert!(
+        needing_more.is_empty(),
+        "Cargo.toml says rust-version {declared:?}, but: {needing_more:?}"
+    );
+}
+
+/// `1.89` as `[1, 89, 0]`, so versions compare component by component.
+fn rust_version(text: &str) -> [u64; 3] {
+    let mut parts = text.split('.').map(|part| part.parse::<u64>().unwrap_or(0));
+    [0; 3].map(|_| parts.next().unwrap_or(0))
+}
