@@ -221,7 +221,10 @@ mod tests {
             let started = TraceContext::continue_from(Some(bad));
             assert_eq!(started.parent_span_id(), None);
             assert_eq!(started.trace_id().len(), 32);
-            assert!(TraceContext::parse(&started.header()).is_some(), "lowercase hex");
+            assert!(
+                TraceContext::parse(&started.header()).is_some(),
+                "lowercase hex"
+            );
         }
         let future = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-more";
         let parsed = TraceContext::parse(future).unwrap();
