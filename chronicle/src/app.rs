@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use chronicle_application::aggregates;
 use chronicle_application::audit::{AuditQueries, TimeTravel};
 use chronicle_application::commands::{AggregateExecutor, ReportCommands, TaskCommands};
-use chronicle_application::live::{LiveFeed, LiveWatch};
+use chronicle_application::live::{FeedSettings, LiveFeed, LiveWatch};
 use chronicle_application::ports::audit_log::AuditLog;
 use chronicle_application::projection::projector::Handlers;
 use chronicle_application::projection::projector::ReportProjector;
@@ -57,6 +58,7 @@ use chronicle_infrastructure::audit_tree::{lead_checkpoints, KafkaCheckpointLog,
 use chronicle_infrastructure::config::DEFAULT_PRIVACY_KEY_CACHE_SECS;
 use chronicle_infrastructure::db::replica::ReplicaStatus;
 use chronicle_infrastructure::erasures::PgErasures;
+use chronicle_infrastructure::event_feed::PgEventFeed;
 use chronicle_infrastructure::held::dead_letters::PgDeadLetters;
 use chronicle_infrastructure::held::PgHeld;
 use chronicle_infrastructure::kafka::dead_letter::KafkaRedrive;
@@ -687,7 +689,7 @@ impl<'a> Wiring<'a> {
             read_log = Arc::new(PgAuditLog::new(reads.clone()));
         }
         let services = Services {
-            live: LiveWatch::new(live_feed, audit_log.clone()),
+            live: LiveWatch::new(live_feed, self.personal.clone()),
             task_commands: Arc::new(TaskCommands::new(
                 self.store.clone(),
                 self.topics.clone(),
@@ -761,30 +763,42 @@ impl<'a> Wiring<'a> {
         Ok(addr)
     }
 
-    /// This instance's feed of every event, for its subscribers: a group of its own, from the
-    /// end of the topics. The same consumer makes the key cache forget erased people's keys as
-    /// their erasure events arrive, whichever instance erased them.
+    /// This instance's tail of the event store, for its subscribers; and the consumer that
+    /// makes the key cache forget erased people's keys as their erasure events arrive, whichever
+    /// instance erased them: a group of its own, from the end of the erasures' topic only.
     fn start_live_feed(&mut self) -> anyhow::Result<LiveFeed> {
-        let live_feed = LiveFeed::new();
+        let settings = self.settings;
+        let live_feed = LiveFeed::new(
+            Arc::new(PgEventFeed::new(self.pool.clone())),
+            FeedSettings {
+                poll: settings.feed_poll,
+                idle_poll: settings.feed_idle_poll,
+            },
+        );
+        let stop = self.shutdown.clone();
+        self.spawn_part("api", {
+            let feed = live_feed.clone();
+            async move { feed.run(stop.cancelled_owned()).await }
+        });
         let group = self
             .topics
             .group(&format!("chronicle-api-{}", Uuid::now_v7().simple()));
-        // The feed dead-letters nothing (it only watches), but the framework takes a producer:
-        // the process's one, not a client of its own.
+        // The follower dead-letters nothing (it only watches), but the framework takes a
+        // producer: the process's one, not a client of its own.
         let producer = self.dead_letter_producer()?;
-        let feed = EventConsumer::new(
-            &self.settings.kafka,
-            ConsumerOptions::live_feed(group, self.topics.event_topics()),
-            Arc::new(Handlers(vec![
-                Arc::new(ErasureFollower::new(self.key_cache.clone())),
-                Arc::new(live_feed.clone()),
-            ])),
+        let erasures = EventConsumer::new(
+            &settings.kafka,
+            ConsumerOptions::live_feed(
+                group,
+                vec![self.topics.events_of(aggregates::DATA_SUBJECT.type_name)],
+            ),
+            Arc::new(ErasureFollower::new(self.key_cache.clone())),
             producer,
             self.dead_letter_store.clone(),
         )
-        .context("starting the live feed")?;
+        .context("starting the erasure follower")?;
         let shutdown = self.shutdown.clone();
-        self.spawn_part("api", feed.run(shutdown));
+        self.spawn_part("api", erasures.run(shutdown));
         Ok(live_feed)
     }
 }

@@ -46,8 +46,6 @@ impl AuditLog for PgAuditLog {
         after: Option<i64>,
         limit: usize,
     ) -> Result<Vec<AuditRecord>, StoreError> {
-        // Only the filters that are set go into the statement, so each query gets the plan
-        // of its own index rather than a generic plan with `$n IS NULL OR ...` branches.
         let mut query: QueryBuilder<'_, Postgres> = QueryBuilder::new(format!(
             "SELECT position, event_id, aggregate_type, aggregate_id, sequence, event_type,
                         event_version, payload, metadata, recorded_at, hash, previous_hash
@@ -55,46 +53,7 @@ impl AuditLog for PgAuditLog {
                  WHERE (transaction_id < (SELECT pg_snapshot_xmin(pg_current_snapshot()))
                         OR recorded_at < now() - interval '{HORIZON_FALLBACK}')"
         ));
-        if let Some(kind) = &filter.aggregate_type {
-            query.push(" AND aggregate_type = ").push_bind(kind);
-        }
-        if let Some(id) = &filter.aggregate_id {
-            query.push(" AND aggregate_id = ").push_bind(id);
-        }
-        match (&filter.actor_forms, &filter.actor_id) {
-            (Some(forms), _) => {
-                query
-                    .push(" AND metadata ->> 'actor_id' = ANY(")
-                    .push_bind(forms.clone())
-                    .push(")");
-            }
-            (None, Some(actor)) => {
-                query
-                    .push(" AND metadata ->> 'actor_id' = ")
-                    .push_bind(actor);
-            }
-            (None, None) => {}
-        }
-        if let Some(correlation) = &filter.correlation_id {
-            query
-                .push(" AND metadata ->> 'correlation_id' = ")
-                .push_bind(correlation);
-        }
-        if let Some(event_type) = &filter.event_type {
-            query.push(" AND event_type = ").push_bind(event_type);
-        }
-        if let Some(from) = filter.from {
-            query.push(" AND recorded_at >= ").push_bind(from);
-        }
-        if let Some(to) = filter.to {
-            query.push(" AND recorded_at < ").push_bind(to);
-        }
-        if let Some(teams) = &filter.teams {
-            query
-                .push(" AND team_id = ANY(")
-                .push_bind(teams.clone())
-                .push(")");
-        }
+        push_filter(&mut query, filter);
         if let Some(after) = after {
             query.push(" AND position > ").push_bind(after);
         }
@@ -301,6 +260,52 @@ impl AuditLog for PgAuditLog {
 
     fn scan(&self) -> BoxStream<'static, Result<AuditRecord, StoreError>> {
         scan_in_position_order(self.pool.clone())
+    }
+}
+
+/// Appends the conditions of `filter` to a statement that already has a `WHERE`: only the
+/// filters that are set, so each query gets the plan of its own index rather than a generic
+/// plan with `$n IS NULL OR ...` branches.
+pub(crate) fn push_filter<'a>(query: &mut QueryBuilder<'a, Postgres>, filter: &'a AuditFilter) {
+    if let Some(kind) = &filter.aggregate_type {
+        query.push(" AND aggregate_type = ").push_bind(kind);
+    }
+    if let Some(id) = &filter.aggregate_id {
+        query.push(" AND aggregate_id = ").push_bind(id);
+    }
+    match (&filter.actor_forms, &filter.actor_id) {
+        (Some(forms), _) => {
+            query
+                .push(" AND metadata ->> 'actor_id' = ANY(")
+                .push_bind(forms.clone())
+                .push(")");
+        }
+        (None, Some(actor)) => {
+            query
+                .push(" AND metadata ->> 'actor_id' = ")
+                .push_bind(actor);
+        }
+        (None, None) => {}
+    }
+    if let Some(correlation) = &filter.correlation_id {
+        query
+            .push(" AND metadata ->> 'correlation_id' = ")
+            .push_bind(correlation);
+    }
+    if let Some(event_type) = &filter.event_type {
+        query.push(" AND event_type = ").push_bind(event_type);
+    }
+    if let Some(from) = filter.from {
+        query.push(" AND recorded_at >= ").push_bind(from);
+    }
+    if let Some(to) = filter.to {
+        query.push(" AND recorded_at < ").push_bind(to);
+    }
+    if let Some(teams) = &filter.teams {
+        query
+            .push(" AND team_id = ANY(")
+            .push_bind(teams.clone())
+            .push(")");
     }
 }
 

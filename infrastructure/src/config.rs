@@ -92,6 +92,13 @@ pub struct Settings {
     pub outbox_retention: Duration,
     /// How long a `minVersion` read waits for the projection before `STALE_READ`.
     pub read_your_writes_wait: Duration,
+    /// How often each instance looks for new events while anyone subscribes
+    /// (`CHRONICLE_FEED_POLL_MS`): bounds the delay of a notification, and costs one small
+    /// statement per round.
+    pub feed_poll: Duration,
+    /// The same while nobody subscribes (`CHRONICLE_FEED_IDLE_POLL_MS`): how far a new
+    /// live-only subscription may start before the store's end.
+    pub feed_idle_poll: Duration,
     /// Whether `serve` rebuilds, in the background, projections built by older projection code.
     pub rebuild_outdated: bool,
     /// How long a stopping `serve` waits for in-flight requests, the producer's flush and the
@@ -237,6 +244,10 @@ impl Settings {
             group_commit: parsed("CHRONICLE_GROUP_COMMIT", false)?,
             outbox_retention: Duration::from_secs(parsed("CHRONICLE_OUTBOX_RETENTION_SECS", 3600)?),
             read_your_writes_wait: Duration::from_millis(parsed("CHRONICLE_READ_WAIT_MS", 2000)?),
+            feed_poll: Duration::from_millis(parsed("CHRONICLE_FEED_POLL_MS", 20)?.max(1)),
+            feed_idle_poll: Duration::from_millis(
+                parsed("CHRONICLE_FEED_IDLE_POLL_MS", 250)?.max(1),
+            ),
             rebuild_outdated: parsed("CHRONICLE_REBUILD_OUTDATED", true)?,
             // Below Kubernetes' default grace period, so the process ends its own way.
             shutdown_timeout: Duration::from_secs(parsed("CHRONICLE_SHUTDOWN_TIMEOUT_SECS", 30)?),

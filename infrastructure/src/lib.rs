@@ -8,6 +8,7 @@ pub mod audit_tree;
 pub mod config;
 pub mod db;
 pub mod erasures;
+pub mod event_feed;
 pub mod event_store;
 pub mod held;
 pub mod kafka;

@@ -35,6 +35,8 @@ struct Pending {
 pub(crate) struct Settling {
     through: i64,
     pending: Option<Pending>,
+    /// Whether `through` was proved by a read (rather than being the start's 0).
+    proved: bool,
 }
 
 impl Settling {
@@ -51,7 +53,12 @@ impl Settling {
             if oldest_running > later {
                 self.through = self.through.max(earlier);
                 self.pending = None;
+                self.proved = true;
             }
+        }
+        if self.pending.is_none() && top <= self.through {
+            // Nothing above what is final: this read proves it as well.
+            self.proved = true;
         }
         if self.pending.is_none() && top > self.through {
             self.pending = Some(Pending {
@@ -60,6 +67,29 @@ impl Settling {
             });
         }
         self.through
+    }
+
+    /// Whether [`Settling::read`]'s answer is proved, not the 0 a fresh reader starts from
+    /// (which a store with events has not yet shown to be all that is final).
+    pub(crate) fn proved(&self) -> bool {
+        self.proved
+    }
+
+    /// Whether a read saw numbers above the final prefix, and they are not yet final.
+    pub(crate) fn waiting(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// The highest number a transaction id given out now would settle: a read's `top` above
+    /// it needs one (see [`Settling::later_transaction`]).
+    pub(crate) fn covered(&self) -> i64 {
+        match self.pending {
+            Some(Pending {
+                top,
+                later_transaction: Some(_),
+            }) => top,
+            _ => self.through,
+        }
     }
 
     /// A transaction id the reader was given after its last [`Settling::read`] (by a write of
@@ -123,5 +153,28 @@ mod tests {
         assert_eq!(settling.read(101, 13), 0);
         // B ended (and so did the reader's 102): 12 is final, B's 10 visible.
         assert_eq!(settling.read(103, 13), 12);
+    }
+
+    #[test]
+    fn a_fresh_reader_proves_its_prefix_before_answering_for_it() {
+        let mut settling = Settling::default();
+        assert_eq!(settling.read(100, 10), 0);
+        assert!(
+            !settling.proved() && settling.waiting(),
+            "0 is not yet known final"
+        );
+        assert_eq!(settling.covered(), 0);
+        settling.later_transaction(101);
+        assert_eq!(
+            settling.covered(),
+            10,
+            "a transaction given out now settles 10"
+        );
+        assert_eq!(settling.read(102, 10), 10);
+        assert!(settling.proved() && !settling.waiting());
+
+        let mut empty = Settling::default();
+        assert_eq!(empty.read(7, 0), 0);
+        assert!(empty.proved(), "an empty table is final at 0");
     }
 }

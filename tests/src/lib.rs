@@ -102,6 +102,8 @@ pub fn test_settings(database_url: &str, brokers: &str) -> Settings {
         group_commit: false,
         outbox_retention: Duration::from_secs(3600),
         read_your_writes_wait: Duration::from_secs(15),
+        feed_poll: Duration::from_millis(20),
+        feed_idle_poll: Duration::from_millis(250),
         rebuild_outdated: true,
         shutdown_timeout: Duration::from_secs(30),
         database_acquire_timeout: Duration::from_secs(5),

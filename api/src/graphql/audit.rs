@@ -1,8 +1,6 @@
 //! The audit trail in GraphQL: `auditTrail`, `verifyAuditTrail`, and the types they return.
 
 use async_graphql::{Context, Enum, InputObject, Json, Object, SimpleObject, ID};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use chronicle_application::aggregates;
 use chronicle_application::audit::AuditEntry;
 use chronicle_application::audit::ChainCheck;
@@ -14,6 +12,7 @@ use serde_json::Value;
 
 use super::arguments::parse_id;
 use super::context::ContextExt;
+use super::cursor::{decode_position, encode_position};
 use super::error::to_graphql;
 use super::pagination::PageInfo;
 
@@ -59,7 +58,7 @@ pub struct AuditFilter {
 }
 
 impl AuditFilter {
-    fn into_app(self) -> Result<AppAuditFilter, AppError> {
+    pub(crate) fn into_app(self) -> Result<AppAuditFilter, AppError> {
         let aggregate_id = self
             .aggregate_id
             .map(|id| parse_id("filter.aggregateId", &id).map(|id| id.to_string()))
@@ -241,19 +240,6 @@ impl From<ChainCheck> for AuditVerification {
     }
 }
 
-fn encode_position(position: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("audit:{position}"))
-}
-
-fn decode_position(cursor: &str) -> Result<i64, AppError> {
-    let invalid = || AppError::validation("after", "is not a cursor returned by this API");
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    text.strip_prefix("audit:")
-        .and_then(|p| p.parse().ok())
-        .ok_or_else(invalid)
-}
-
 /// A page of the trail as a connection, of the caller's teams (auditors and admins).
 pub async fn trail(
     ctx: &Context<'_>,
@@ -262,7 +248,10 @@ pub async fn trail(
     after: Option<String>,
 ) -> Result<AuditEventConnection, AppError> {
     let principal = ctx.request().principal()?;
-    let after = after.as_deref().map(decode_position).transpose()?;
+    let after = after
+        .as_deref()
+        .map(|cursor| decode_position("after", cursor))
+        .transpose()?;
     let page = ctx
         .services()
         .audit

@@ -4,6 +4,7 @@ mod arguments;
 mod audit;
 mod audit_proofs;
 mod context;
+mod cursor;
 mod error;
 mod held;
 mod limits;

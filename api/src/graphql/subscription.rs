@@ -1,9 +1,10 @@
-//! Subscriptions over graphql-transport-ws, fed from the live event feed.
+//! Subscriptions over graphql-transport-ws, fed from the event store: from a cursor or from
+//! now, in store order, each event once (docs/api.md, "Subscriptions").
 
 use async_graphql::{Context, Json, Object, Subscription, ID};
 use chronicle_application::aggregates;
 use chronicle_application::data::message::EventMessage;
-use chronicle_application::live::Watch;
+use chronicle_application::live::{LiveEvent, Start, Watch};
 use chronicle_application::AppError;
 use chronicle_domain::ids::TeamId;
 use chrono::{DateTime, Utc};
@@ -12,46 +13,58 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::arguments::parse_id;
+use super::audit::{AuditEvent, AuditEventEdge, AuditFilter};
 use super::context::ContextExt;
+use super::cursor::{encode_position, subscription_start};
 use super::error::to_graphql;
 use super::report::ReportStatus;
 
 /// One task change, as a subscriber sees it.
-pub(crate) struct TaskEventNotification(EventMessage);
+pub(crate) struct TaskEventNotification(LiveEvent);
+
+impl TaskEventNotification {
+    fn message(&self) -> &EventMessage {
+        &self.0.message
+    }
+}
 
 #[Object]
 impl TaskEventNotification {
+    /// Pass it as `after` to resume after this event, on any instance.
+    async fn cursor(&self) -> String {
+        encode_position(self.0.position)
+    }
     /// The event's id.
     async fn event_id(&self) -> ID {
-        ID(self.0.event_id.to_string())
+        ID(self.message().event_id.to_string())
     }
     /// `TaskCreated`, `TaskStarted`, ...
     async fn event_type(&self) -> &str {
-        &self.0.event_type
+        &self.message().event_type
     }
     /// The task.
     async fn task_id(&self) -> ID {
-        ID(self.0.aggregate_id.clone())
+        ID(self.message().aggregate_id.clone())
     }
     /// The task's version after this event.
     async fn sequence(&self) -> i64 {
-        self.0.sequence as i64
+        self.message().sequence as i64
     }
     /// When it happened.
     async fn occurred_at(&self) -> DateTime<Utc> {
-        self.0.occurred_at
+        self.message().occurred_at
     }
     /// Who did it.
     async fn actor_id(&self) -> &str {
-        &self.0.actor_id
+        &self.message().actor_id
     }
     /// The user action it belongs to.
     async fn correlation_id(&self) -> &str {
-        &self.0.correlation_id
+        &self.message().correlation_id
     }
     /// The event's fields.
     async fn payload(&self) -> Json<Value> {
-        Json(self.0.payload.clone())
+        Json(self.message().payload.clone())
     }
 }
 
@@ -102,17 +115,21 @@ pub struct SubscriptionRoot;
 
 #[Subscription]
 impl SubscriptionRoot {
-    /// Task changes as they happen, of one task (`taskId`) and/or one team (`teamId`), of the
-    /// caller's teams only.
+    /// Task changes of one task (`taskId`) and/or one team (`teamId`), of the caller's teams
+    /// only, in store order, each once: after the event whose `cursor` is `after` (`"0"`: from
+    /// the beginning), caught up from the store and then live; without `after`, from now.
     async fn task_events(
         &self,
         ctx: &Context<'_>,
         task_id: Option<ID>,
         team_id: Option<ID>,
-    ) -> async_graphql::Result<impl Stream<Item = TaskEventNotification>> {
+        after: Option<String>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<TaskEventNotification>>>
+    {
         let request = ctx.request();
         let setup = || -> Result<_, AppError> {
             let principal = request.principal()?;
+            let start = subscription_start(after.as_deref())?;
             let aggregate_id = task_id
                 .as_ref()
                 .map(|id| parse_id("taskId", id).map(|id| id.to_string()))
@@ -126,11 +143,58 @@ impl SubscriptionRoot {
                 aggregate_id,
                 teams,
             };
-            ctx.services().live.watch(principal, watch)
+            ctx.services().live.watch(principal, watch, start)
         };
         let events = setup().map_err(|e| to_graphql(e, request))?;
+        let request_for_errors = request.clone();
+        let notifications = events.map(move |event| {
+            event
+                .map(TaskEventNotification)
+                .map_err(|e| to_graphql(e, &request_for_errors))
+        });
         request
-            .subscription(events.map(TaskEventNotification))
+            .subscription(notifications)
+            .map_err(|e| to_graphql(e, request))
+    }
+
+    /// The audit trail's events matching `filter` (the fields of `auditTrail`'s), of the
+    /// caller's teams, in store order, each once: after `after` (a cursor of a notification
+    /// or of `auditTrail`; `"0"`: from the beginning), caught up from the store and then live;
+    /// without `after`, from now. Needs the `auditor` or `admin` role.
+    async fn audit_events(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<AuditFilter>,
+        after: Option<String>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<AuditEventEdge>>> {
+        let request = ctx.request();
+        let services = ctx.services().clone();
+        let setup = async {
+            let principal = request.principal()?;
+            let start = subscription_start(after.as_deref())?;
+            let filter = filter.map(AuditFilter::into_app).transpose()?;
+            services
+                .audit
+                .follow(
+                    services.live.feed(),
+                    principal,
+                    &filter.unwrap_or_default(),
+                    start,
+                )
+                .await
+        };
+        let events = setup.await.map_err(|e| to_graphql(e, request))?;
+        let request_for_errors = request.clone();
+        let edges = events.map(move |entry| {
+            entry
+                .map(|entry| AuditEventEdge {
+                    cursor: encode_position(entry.position),
+                    node: AuditEvent(entry),
+                })
+                .map_err(|e| to_graphql(e, &request_for_errors))
+        });
+        request
+            .subscription(edges)
             .map_err(|e| to_graphql(e, request))
     }
 
@@ -154,7 +218,7 @@ impl SubscriptionRoot {
         };
         let changes = services
             .live
-            .watch(principal, watch)
+            .watch(principal, watch, Start::Now)
             .map_err(|e| to_graphql(e, request))?;
         let current = services
             .report_queries
@@ -178,7 +242,8 @@ impl SubscriptionRoot {
                     return None;
                 }
                 loop {
-                    let message = changes.next().await?;
+                    // A store that cannot be read ends the subscription; the client asks again.
+                    let message = changes.next().await?.ok()?.message;
                     if message.sequence <= last_version {
                         continue; // already reported (the initial state or a redelivery)
                     }

@@ -20,12 +20,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chronicle_domain::subject::DATA_SUBJECT_ERASED;
+use futures::stream::{BoxStream, StreamExt};
 
 use crate::access::{Action, Principal};
 use crate::aggregates;
 use crate::data::event_log::StoredEvent;
 use crate::data::hash_chain::event_hash;
 use crate::error::AppError;
+use crate::live::{LiveFeed, Start};
 use crate::ports::audit_log::AuditLog;
 use crate::ports::audit_log::{AuditFilter, AuditRecord};
 use crate::privacy::personal_data::PersonalData;
@@ -71,6 +73,17 @@ pub struct AuditPage {
     pub has_next_page: bool,
 }
 
+/// A record of the trail as an auditor reads it.
+async fn open(personal: &PersonalData, record: AuditRecord) -> Result<AuditEntry, AppError> {
+    let (event, opening) = personal.opened(&record.event).await?;
+    Ok(AuditEntry {
+        position: record.position,
+        event,
+        stored: record.event,
+        erased: opening.erased,
+    })
+}
+
 /// The trail's use cases.
 pub struct AuditQueries {
     log: Arc<dyn AuditLog>,
@@ -109,18 +122,8 @@ impl AuditQueries {
         first: Option<i64>,
         after: Option<i64>,
     ) -> Result<AuditPage, AppError> {
-        let scope = principal.scope(Action::ReadAudit)?;
-        validate(filter)?;
+        let filter = self.scoped(principal, filter).await?;
         let limit = page_size(first)?;
-        let actor_forms = match &filter.actor_id {
-            Some(actor) => Some(self.actor_forms(actor).await?),
-            None => None,
-        };
-        let filter = AuditFilter {
-            teams: scope.restriction().map(<[String]>::to_vec),
-            actor_forms,
-            ..filter.clone()
-        };
         let mut records = self.log.trail(&filter, after, limit + 1).await?;
         let has_next_page = records.len() > limit;
         records.truncate(limit);
@@ -131,6 +134,56 @@ impl AuditQueries {
         Ok(AuditPage {
             items,
             has_next_page,
+        })
+    }
+
+    /// The matching events after `start` as they become final, in position order, each once
+    /// (docs/api.md, "Subscriptions"), of the caller's teams.
+    pub async fn follow(
+        &self,
+        live: &LiveFeed,
+        principal: &Principal,
+        filter: &AuditFilter,
+        start: Start,
+    ) -> Result<BoxStream<'static, Result<AuditEntry, AppError>>, AppError> {
+        let filter = self.scoped(principal, filter).await?;
+        let personal = self.personal.clone();
+        Ok(live
+            .follow(filter, start)
+            .then(move |record| {
+                let personal = personal.clone();
+                async move {
+                    let record = record?;
+                    open(
+                        &personal,
+                        AuditRecord {
+                            position: record.position,
+                            event: record.event,
+                        },
+                    )
+                    .await
+                }
+            })
+            .boxed())
+    }
+
+    /// `filter` as the store is asked it: checked, restricted to the caller's teams, its actor
+    /// in every form it is stored under.
+    async fn scoped(
+        &self,
+        principal: &Principal,
+        filter: &AuditFilter,
+    ) -> Result<AuditFilter, AppError> {
+        let scope = principal.scope(Action::ReadAudit)?;
+        validate(filter)?;
+        let actor_forms = match &filter.actor_id {
+            Some(actor) => Some(self.actor_forms(actor).await?),
+            None => None,
+        };
+        Ok(AuditFilter {
+            teams: scope.restriction().map(<[String]>::to_vec),
+            actor_forms,
+            ..filter.clone()
         })
     }
 
@@ -145,13 +198,7 @@ impl AuditQueries {
     }
 
     async fn open(&self, record: AuditRecord) -> Result<AuditEntry, AppError> {
-        let (event, opening) = self.personal.opened(&record.event).await?;
-        Ok(AuditEntry {
-            position: record.position,
-            event,
-            stored: record.event,
-            erased: opening.erased,
-        })
+        open(&self.personal, record).await
     }
 
     /// Checks one aggregate's chain; `NOT_FOUND` when it has no events and nothing saw any, or

@@ -10,6 +10,7 @@ pub mod audit_log;
 pub mod audit_tree;
 pub mod dead_letters;
 pub mod erasures;
+pub mod event_feed;
 pub mod event_handler;
 pub mod event_store;
 pub mod held;

@@ -7,6 +7,7 @@
 //!
 //! Compiled for this crate's tests and, with the `testing` feature, for other crates' tests.
 
+pub mod event_feed;
 pub mod event_store;
 pub(crate) mod fixtures;
 pub mod projection_control;

@@ -16,6 +16,7 @@
 //! | `<task id>` | the id the last `createTask` answered |
 //! | `<report id>` | the id the last `requestReport` answered |
 //! | `<event id>` | the id of the first event of `<task id>` |
+//! | `<cursor>` | the cursor of the first event of `<task id>` (a subscription's or the trail's) |
 //! | `<from X-Correlation-Id>` | the `X-Correlation-Id` response header of the last `createTask` or `requestReport` |
 //! | `<tree size>` | the tree size of the latest signed checkpoint |
 //!
@@ -311,14 +312,16 @@ impl Runner<'_> {
             "task id" => self.answers.task_id.clone(),
             "report id" => self.answers.report_id.clone(),
             "from X-Correlation-Id" => self.answers.correlation_id.clone(),
-            "event id" => {
+            "event id" | "cursor" => {
                 let (body, _) = self
                     .post(&format!(
-                        "{{ auditTrail(filter: {{aggregateId: \"{}\"}}, first: 1) {{ edges {{ node {{ eventId }} }} }} }}",
+                        "{{ auditTrail(filter: {{aggregateId: \"{}\"}}, first: 1) {{ edges {{ cursor node {{ eventId }} }} }} }}",
                         self.answers.task_id
                     ))
                     .await?;
-                body["data"]["auditTrail"]["edges"][0]["node"]["eventId"]
+                let edge = &body["data"]["auditTrail"]["edges"][0];
+                let value = if name == "cursor" { &edge["cursor"] } else { &edge["node"]["eventId"] };
+                value
                     .as_str()
                     .with_context(|| format!("no event of task {}: {body}", self.answers.task_id))?
                     .to_owned()

@@ -189,3 +189,197 @@ async fn projection_status_follows_a_rebuild_from_claim_to_swap() {
     assert_eq!(last["lastRebuild"]["events"], 50_000, "{last}");
     assert_eq!(last["lag"], 0, "{last}");
 }
+
+/// The position a notification's cursor names (cursors are opaque to clients; the test reads
+/// them to check the order).
+fn position_of(cursor: &Value) -> i64 {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor.as_str().expect("a cursor"))
+        .expect("base64");
+    String::from_utf8(bytes)
+        .unwrap()
+        .strip_prefix("audit:")
+        .expect("a position cursor")
+        .parse()
+        .unwrap()
+}
+
+/// Reads `taskEvents` notifications of subscription `id` until `done` says so or the socket
+/// closes; answers (cursor, task id, event type) of each.
+async fn read_task_events(
+    socket: &mut chronicle_tests::ws::Socket,
+    mut done: impl FnMut(&[(Value, String, String)]) -> bool,
+) -> Vec<(Value, String, String)> {
+    let mut seen = Vec::new();
+    while !done(&seen) {
+        let Some(message) = next_json(socket).await else {
+            break;
+        };
+        assert_eq!(message["type"], "next", "{message}");
+        let event = &message["payload"]["data"]["taskEvents"];
+        seen.push((
+            event["cursor"].clone(),
+            event["taskId"].as_str().unwrap().to_owned(),
+            event["eventType"].as_str().unwrap().to_owned(),
+        ));
+    }
+    seen
+}
+
+/// The ids of a team's tasks in the order the store holds their creations.
+async fn created_in_store_order(app: &TestApp, team: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT aggregate_id FROM events
+         WHERE event_type = 'TaskCreated' AND team_id = $1 ORDER BY position",
+    )
+    .bind(team)
+    .fetch_all(&app.db)
+    .await
+    .unwrap()
+}
+
+const RESUMABLE: &str = "subscription($t: ID, $after: String) {
+    taskEvents(teamId: $t, after: $after) { cursor taskId eventType } }";
+
+#[tokio::test]
+async fn a_client_that_drops_resumes_from_its_last_cursor_and_misses_nothing() {
+    const TASKS: usize = 2_000;
+    let app = std::sync::Arc::new(TestApp::spawn().await.unwrap());
+    let mut socket = connect(&app, &app.admin_token).await;
+    subscribe(
+        &mut socket,
+        "1",
+        RESUMABLE,
+        json!({"t": "team-resume", "after": "0"}),
+    )
+    .await;
+
+    // Another client creates the tasks at about 500/s (8 writers, one every 16 ms each).
+    let writer = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let writers = (0..8).map(|w| {
+                let app = app.clone();
+                async move {
+                    let mut tick = tokio::time::interval(Duration::from_millis(16));
+                    for n in (w..TASKS).step_by(8) {
+                        tick.tick().await;
+                        app.create_task(&format!("resume {n}"), "team-resume")
+                            .await
+                            .unwrap();
+                    }
+                }
+            });
+            futures::future::join_all(writers).await;
+            started.elapsed()
+        })
+    };
+
+    // The first connection drops after about 700 notifications.
+    let first = read_task_events(&mut socket, |seen| seen.len() >= 700).await;
+    drop(socket);
+    let last_cursor = first.last().expect("notifications").0.clone();
+    let mut socket = connect(&app, &app.admin_token).await;
+    subscribe(
+        &mut socket,
+        "1",
+        RESUMABLE,
+        json!({"t": "team-resume", "after": last_cursor}),
+    )
+    .await;
+    let rest = read_task_events(&mut socket, |seen| first.len() + seen.len() >= TASKS).await;
+    let took = writer.await.unwrap();
+    socket.close(None).await.unwrap();
+
+    let all: Vec<_> = first.into_iter().chain(rest).collect();
+    let positions: Vec<i64> = all
+        .iter()
+        .map(|(cursor, _, _)| position_of(cursor))
+        .collect();
+    assert!(
+        positions.windows(2).all(|pair| pair[0] < pair[1]),
+        "store order, no repeat"
+    );
+    assert!(all.iter().all(|(_, _, kind)| kind == "TaskCreated"));
+    let ids: Vec<String> = all.into_iter().map(|(_, id, _)| id).collect();
+    assert_eq!(ids.len(), TASKS);
+    assert_eq!(
+        ids,
+        created_in_store_order(&app, "team-resume").await,
+        "exactly the creations, in order, once each (written in {took:?})"
+    );
+}
+
+#[tokio::test]
+async fn a_cursor_from_long_ago_catches_up_and_a_live_event_arrives_once_after_the_older_ones() {
+    let app = TestApp::spawn().await.unwrap();
+    // A store with 100,000 events from a month ago, as if the client last saw its beginning.
+    let seeded = chronicle_tests::seed::seed_tasks(&app.db, 20_000)
+        .await
+        .unwrap();
+    assert_eq!(seeded, 100_000);
+    let mut socket = connect(&app, &app.admin_token).await;
+    subscribe(&mut socket, "1", RESUMABLE, json!({"after": "0"})).await;
+    // A live event while it catches up.
+    let first = read_task_events(&mut socket, |seen| seen.len() >= 1_000).await;
+    let live = app
+        .create_task("created while catching up", "team-a")
+        .await
+        .unwrap();
+    let rest = read_task_events(&mut socket, |seen| {
+        seen.last().is_some_and(|(_, id, _)| *id == live)
+    })
+    .await;
+    let all: Vec<_> = first.into_iter().chain(rest).collect();
+    assert_eq!(all.len(), 100_001, "every seeded event and the live one");
+    let positions: Vec<i64> = all
+        .iter()
+        .map(|(cursor, _, _)| position_of(cursor))
+        .collect();
+    assert!(positions.windows(2).all(|pair| pair[0] < pair[1]));
+    assert_eq!(all.iter().filter(|(_, id, _)| *id == live).count(), 1);
+    // Nothing after it: it came once.
+    assert!(
+        chronicle_tests::ws::next_json_within(&mut socket, Duration::from_millis(500))
+            .await
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_cursor_is_refused_and_one_past_the_end_waits_for_new_events() {
+    let app = TestApp::spawn().await.unwrap();
+    let mut socket = connect(&app, &app.admin_token).await;
+    subscribe(
+        &mut socket,
+        "1",
+        RESUMABLE,
+        json!({"after": "not a cursor"}),
+    )
+    .await;
+    let refused = next_json(&mut socket).await.expect("an answer");
+    assert_eq!(refused["payload"]["data"], Value::Null, "{refused}");
+    let error = &refused["payload"]["errors"][0];
+    assert_eq!(
+        error["extensions"]["code"], "VALIDATION_FAILED",
+        "{refused}"
+    );
+    assert_eq!(error["extensions"]["field"], "after");
+    let ended = next_json(&mut socket).await.expect("an answer");
+    assert_eq!(ended, json!({"id": "1", "type": "complete"}));
+
+    // A cursor far past the end: nothing until events get there... and a new one does not
+    // (its position is lower), so the subscription stays silent.
+    use base64::Engine as _;
+    let far = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("audit:1000000");
+    subscribe(&mut socket, "2", RESUMABLE, json!({"after": far})).await;
+    app.create_task("below the cursor", "team-a").await.unwrap();
+    assert!(
+        chronicle_tests::ws::next_json_within(&mut socket, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "nothing at or below the cursor"
+    );
+}

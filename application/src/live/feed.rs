@@ -1,0 +1,175 @@
+//! This instance's tail of the event store: one task settles the store's position and, while
+//! anyone subscribes, reads what became final and broadcasts it in position order, as
+//! contiguous batches `(after, through]`. Subscribers read older events from the store
+//! themselves ([`super::follow`]); the batches only spare each of them a read per event.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, watch, Notify};
+
+use crate::error_chain::Chain;
+use crate::ports::audit_log::AuditFilter;
+use crate::ports::event_feed::{EventFeed, FeedRecord};
+
+/// How often the tail looks at the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeedSettings {
+    /// Between rounds while someone subscribes: what bounds the delay from a commit on
+    /// another instance to a notification (`CHRONICLE_FEED_POLL_MS`).
+    pub poll: Duration,
+    /// Between rounds while nobody does: only keeps the settled position fresh, so a new
+    /// live-only subscription starts near the store's end (`CHRONICLE_FEED_IDLE_POLL_MS`).
+    pub idle_poll: Duration,
+}
+
+impl Default for FeedSettings {
+    fn default() -> Self {
+        Self {
+            poll: Duration::from_millis(20),
+            idle_poll: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Between rounds while positions wait to settle: transactions end within milliseconds.
+const SETTLE_AGAIN: Duration = Duration::from_millis(3);
+/// After a failed round (the database away).
+const AFTER_FAILURE: Duration = Duration::from_millis(500);
+/// Events per broadcast batch (and per read of the tail).
+const TAIL_PAGE: usize = 1_000;
+/// Batches kept for subscribers that are behind; one further behind reads the store instead.
+pub(crate) const BATCHES_KEPT: usize = 256;
+
+/// Events that became final together, in position order: every event with a position in
+/// `(after, through]`.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    pub(crate) after: i64,
+    pub(crate) through: i64,
+    pub(crate) records: Vec<FeedRecord>,
+}
+
+/// What the tail shares with the subscriptions it feeds.
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn EventFeed>,
+    pub(crate) batches: broadcast::Sender<Arc<Batch>>,
+    /// The settled position, `None` until the tail proved one.
+    pub(crate) settled: watch::Sender<Option<i64>>,
+    /// A subscription started: the tail leaves its idle pace at once.
+    pub(crate) subscribed: Notify,
+    settings: FeedSettings,
+}
+
+/// The tail; clones share it.
+#[derive(Clone)]
+pub struct LiveFeed {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl LiveFeed {
+    /// A tail of `store`; nothing is read until [`LiveFeed::run`].
+    pub fn new(store: Arc<dyn EventFeed>, settings: FeedSettings) -> Self {
+        let (batches, _) = broadcast::channel(BATCHES_KEPT);
+        let (settled, _) = watch::channel(None);
+        Self {
+            shared: Arc::new(Shared {
+                store,
+                batches,
+                settled,
+                subscribed: Notify::new(),
+                settings,
+            }),
+        }
+    }
+
+    /// Follows the store until `stop` completes.
+    pub async fn run(self, stop: impl Future<Output = ()>) {
+        let mut stop = std::pin::pin!(stop);
+        let mut tail = Tail::default();
+        loop {
+            let pause = tail.round(&self.shared).await;
+            tokio::select! {
+                () = &mut stop => return,
+                () = tokio::time::sleep(pause) => {}
+                () = self.shared.subscribed.notified() => {}
+            }
+        }
+    }
+}
+
+/// The tail's own state: how far it has broadcast.
+#[derive(Default)]
+struct Tail {
+    /// Every final event up to here was broadcast (or nobody was listening); `None` before
+    /// the first proof.
+    broadcast: Option<i64>,
+}
+
+impl Tail {
+    /// One round; answers how long to wait before the next.
+    async fn round(&mut self, shared: &Shared) -> Duration {
+        let listening = shared.batches.receiver_count() > 0;
+        let settled = match shared.store.settle().await {
+            Ok(settled) => settled,
+            Err(error) => {
+                tracing::warn!(error = %Chain(&error), "the live feed could not read the store; retrying");
+                return AFTER_FAILURE;
+            }
+        };
+        if let Some(through) = settled.through {
+            match self.broadcast {
+                Some(from) if listening && through > from => {
+                    self.broadcast = Some(self.send(shared, from, through).await);
+                }
+                _ => {
+                    let through = self.broadcast.map_or(through, |from| from.max(through));
+                    self.broadcast = Some(through);
+                    shared.settled.send_replace(Some(through));
+                }
+            }
+        }
+        if settled.waiting {
+            SETTLE_AGAIN
+        } else if listening {
+            shared.settings.poll
+        } else {
+            shared.settings.idle_poll
+        }
+    }
+
+    /// Broadcasts `(from, through]` in pages; answers how far it got (a failed read stops it,
+    /// and the next round goes on from there).
+    async fn send(&self, shared: &Shared, from: i64, through: i64) -> i64 {
+        let mut after = from;
+        while after < through {
+            let records = match shared
+                .store
+                .read(&AuditFilter::default(), after, through, TAIL_PAGE)
+                .await
+            {
+                Ok(records) => records,
+                Err(error) => {
+                    tracing::warn!(error = %Chain(&error), "the live feed could not read events; retrying");
+                    break;
+                }
+            };
+            let end = match records.last() {
+                Some(last) if records.len() == TAIL_PAGE => last.position,
+                _ => through,
+            };
+            // The position first: a subscription that reads it and then the store has this
+            // batch already, and skips it.
+            shared.settled.send_replace(Some(end));
+            // Nobody listening any more is not an error: the events are in the store.
+            let _ = shared.batches.send(Arc::new(Batch {
+                after,
+                through: end,
+                records,
+            }));
+            after = end;
+        }
+        after
+    }
+}

@@ -1,0 +1,162 @@
+//! The feed and its subscriptions on the in-memory store: given events, when a subscription
+//! starts somewhere and the store moves on, then it sees each matching event once, in order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::stream::{BoxStream, StreamExt};
+use serde_json::json;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::feed::BATCHES_KEPT;
+use super::*;
+use crate::data::event_log::StoredEvent;
+use crate::testing::event_feed::MemoryEventFeed;
+
+fn record(position: i64, team: &str) -> FeedRecord {
+    FeedRecord {
+        position,
+        team: Some(team.to_owned()),
+        event: StoredEvent {
+            event_id: Uuid::now_v7(),
+            aggregate_type: "Task".into(),
+            aggregate_id: format!("t-{position}"),
+            sequence: 1,
+            event_type: "TaskCreated".into(),
+            event_version: "1.0".into(),
+            payload: json!({"TaskCreated": {}}),
+            metadata: json!({"actor_id": "u-1"}),
+            recorded_at: Utc::now(),
+            hash: String::new(),
+            previous_hash: String::new(),
+        },
+    }
+}
+
+/// A store holding `positions` (all of team-a, all final), and its feed running.
+fn running(
+    positions: impl IntoIterator<Item = i64>,
+) -> (Arc<MemoryEventFeed>, LiveFeed, oneshot::Sender<()>) {
+    let store = Arc::new(MemoryEventFeed::default());
+    let mut last = 0;
+    for position in positions {
+        store.append(record(position, "team-a"));
+        last = position;
+    }
+    store.settle_through(last);
+    let feed = LiveFeed::new(
+        store.clone(),
+        FeedSettings {
+            poll: Duration::from_millis(1),
+            idle_poll: Duration::from_millis(1),
+        },
+    );
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(feed.clone().run(async move {
+        let _ = stopped.await;
+    }));
+    (store, feed, stop)
+}
+
+fn tasks_of(teams: &[&str]) -> AuditFilter {
+    AuditFilter {
+        aggregate_type: Some("Task".into()),
+        teams: Some(teams.iter().map(|t| (*t).to_owned()).collect()),
+        ..AuditFilter::default()
+    }
+}
+
+async fn positions(
+    stream: &mut BoxStream<'static, Result<FeedRecord, AppError>>,
+    count: usize,
+) -> Vec<i64> {
+    let mut seen = Vec::with_capacity(count);
+    while seen.len() < count {
+        let next = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("the stream goes on")
+            .expect("no error");
+        seen.push(next.position);
+    }
+    seen
+}
+
+#[tokio::test]
+async fn a_subscription_catches_up_from_its_cursor_then_follows_without_gap_or_duplicate() {
+    // Positions with holes, as rolled-back transactions leave them; more than a catch-up page.
+    let history: Vec<i64> = (1..=1_300).map(|n| n * 2).collect();
+    let (store, feed, _stop) = running(history.clone());
+    let mut stream = feed.follow(tasks_of(&["team-a"]), Start::After(100));
+
+    // Events keep arriving while it catches up, settled a few at a time.
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for position in 2_601..=3_000 {
+                store.append(record(position, "team-a"));
+                if position % 7 == 0 || position == 3_000 {
+                    store.settle_through(position);
+                    tokio::task::yield_now().await;
+                }
+            }
+        })
+    };
+    let expected: Vec<i64> = history
+        .into_iter()
+        .filter(|p| *p > 100)
+        .chain(2_601..=3_000)
+        .collect();
+    let seen = positions(&mut stream, expected.len()).await;
+    writer.await.unwrap();
+    assert_eq!(seen, expected);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), stream.next())
+            .await
+            .is_err(),
+        "nothing more"
+    );
+}
+
+#[tokio::test]
+async fn a_live_only_subscription_starts_at_the_settled_end_and_sees_only_its_teams() {
+    let (store, feed, _stop) = running(1..=50);
+    let mut stream = feed.follow(tasks_of(&["team-a"]), Start::Now);
+    // Let it learn where the store ends before anything new arrives.
+    tokio::time::timeout(Duration::from_millis(20), stream.next())
+        .await
+        .ok();
+    store.append(record(51, "team-b"));
+    store.append(record(52, "team-a"));
+    store.settle_through(52);
+    assert_eq!(positions(&mut stream, 1).await, vec![52]);
+}
+
+#[tokio::test]
+async fn a_subscriber_further_behind_than_the_kept_batches_reads_what_it_missed_from_the_store() {
+    let (store, feed, _stop) = running(1..=1);
+    let mut stream = feed.follow(tasks_of(&["team-a"]), Start::After(0));
+    assert_eq!(positions(&mut stream, 1).await, vec![1]);
+    // One batch per event, far more than are kept, while the subscriber does not read.
+    let last = 1 + 2 * BATCHES_KEPT as i64;
+    for position in 2..=last {
+        store.append(record(position, "team-a"));
+        store.settle_through(position);
+        let mut settled = feed.shared.settled.subscribe();
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            settled.wait_for(|s| *s == Some(position)),
+        )
+        .await
+        .expect("the tail moves on")
+        .unwrap();
+    }
+    let reads_before = store.reads();
+    assert_eq!(
+        positions(&mut stream, (last - 1) as usize).await,
+        (2..=last).collect::<Vec<_>>()
+    );
+    assert!(store.reads() > reads_before, "caught up from the store");
+}
