@@ -31,9 +31,12 @@ use uuid::Uuid;
 use crate::auth::Authenticator;
 use crate::graphql::{
     error_body, limit_error, request_error, with_error_codes, ChronicleSchema, ErrorCode,
-    RequestContext, SubscriptionSlots,
+    RequestContext, SubscriptionCounts, SubscriptionSlots,
 };
 use crate::rate_limit::RateLimiter;
+use axum::extract::ws::{close_code, CloseFrame, Message};
+use futures::{SinkExt, StreamExt};
+use tokio_util::sync::CancellationToken;
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
@@ -46,6 +49,12 @@ pub struct HttpState {
     pub limits: ApiLimits,
     /// Per-subject rate limit (`None`: off).
     pub rate_limiter: Option<Arc<RateLimiter>>,
+    /// The subscriptions open on this instance, against the per-subject and total limits
+    /// (`SubscriptionCounts::new(limits.max_subscriptions_per_subject, ...)`).
+    pub subscriptions: Arc<SubscriptionCounts>,
+    /// Cancelled when the service stops: every WebSocket then ends its subscriptions and
+    /// closes with 1001 (going away), so clients resume elsewhere from their cursors.
+    pub shutdown: CancellationToken,
 }
 
 /// The router. Serve it with `into_make_service_with_connect_info::<SocketAddr>()`: requests
@@ -413,11 +422,16 @@ async fn graphql_ws(
     let correlation = correlation_id(&headers);
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| {
+        .on_upgrade(move |socket| async move {
+            let (mut sink, stream) = socket.split();
+            // The client's messages until the service stops; then the protocol ends as if
+            // the client had left, and the close frame below says why.
+            let input = stream.take_until(state.shutdown.clone().cancelled_owned());
             let authenticator = state.authenticator.clone();
             let rate_limiter = state.rate_limiter.clone();
             let max_subscriptions = state.limits.max_subscriptions;
-            GraphQLWebSocket::new(socket, state.schema.clone(), protocol)
+            let counts = state.subscriptions.clone();
+            GraphQLWebSocket::new_with_pair(&mut sink, input, state.schema.clone(), protocol)
                 .on_connection_init(move |payload| async move {
                     let header = payload
                         .get("Authorization")
@@ -439,11 +453,16 @@ async fn graphql_ws(
                             )));
                         }
                     }
+                    let slots = SubscriptionSlots::new(
+                        max_subscriptions,
+                        credentials.principal.subject(),
+                        counts,
+                    );
                     let mut data = async_graphql::Data::default();
                     data.insert(RequestContext {
                         principal: Some(credentials.principal),
                         expires_at: Some(credentials.expires_at),
-                        subscriptions: Some(SubscriptionSlots::new(max_subscriptions)),
+                        subscriptions: Some(slots),
                         auth_error: None,
                         correlation_id: correlation,
                         request_id: Uuid::now_v7().to_string(),
@@ -452,6 +471,15 @@ async fn graphql_ws(
                     Ok(data)
                 })
                 .serve()
+                .await;
+            if state.shutdown.is_cancelled() {
+                let goodbye = Message::Close(Some(CloseFrame {
+                    code: close_code::AWAY,
+                    reason: "the service is stopping; resume from your last cursor".into(),
+                }));
+                // The client may be gone already: nothing else to do then.
+                let _ = sink.send(goodbye).await;
+            }
         })
 }
 

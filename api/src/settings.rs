@@ -230,6 +230,11 @@ pub struct ApiLimits {
     /// Most subscriptions open at once on one WebSocket connection
     /// (`CHRONICLE_GRAPHQL_MAX_SUBSCRIPTIONS`).
     pub max_subscriptions: usize,
+    /// Most subscriptions open at once for one token subject, over all its connections
+    /// (`CHRONICLE_GRAPHQL_MAX_SUBSCRIPTIONS_PER_SUBJECT`).
+    pub max_subscriptions_per_subject: usize,
+    /// Most subscriptions open at once on this instance (`CHRONICLE_MAX_SUBSCRIPTIONS`).
+    pub max_subscriptions_total: usize,
     /// Largest request body in bytes (`CHRONICLE_MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
     /// Longest a request may run (`CHRONICLE_REQUEST_TIMEOUT_MS`).
@@ -255,6 +260,8 @@ impl Default for ApiLimits {
             max_aliases: 30,
             max_batch: 10,
             max_subscriptions: 20,
+            max_subscriptions_per_subject: 100,
+            max_subscriptions_total: 10_000,
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(10),
             introspection: true,
@@ -277,6 +284,14 @@ impl ApiLimits {
                 "CHRONICLE_GRAPHQL_MAX_SUBSCRIPTIONS",
                 default.max_subscriptions,
             )?,
+            max_subscriptions_per_subject: parsed(
+                "CHRONICLE_GRAPHQL_MAX_SUBSCRIPTIONS_PER_SUBJECT",
+                default.max_subscriptions_per_subject,
+            )?,
+            max_subscriptions_total: parsed(
+                "CHRONICLE_MAX_SUBSCRIPTIONS",
+                default.max_subscriptions_total,
+            )?,
             max_body_bytes: parsed("CHRONICLE_MAX_BODY_BYTES", default.max_body_bytes)?,
             request_timeout: Duration::from_millis(parsed(
                 "CHRONICLE_REQUEST_TIMEOUT_MS",
@@ -293,6 +308,14 @@ impl ApiLimits {
             (
                 "CHRONICLE_GRAPHQL_MAX_SUBSCRIPTIONS",
                 limits.max_subscriptions,
+            ),
+            (
+                "CHRONICLE_GRAPHQL_MAX_SUBSCRIPTIONS_PER_SUBJECT",
+                limits.max_subscriptions_per_subject,
+            ),
+            (
+                "CHRONICLE_MAX_SUBSCRIPTIONS",
+                limits.max_subscriptions_total,
             ),
             ("CHRONICLE_MAX_BODY_BYTES", limits.max_body_bytes),
         ] {

@@ -39,7 +39,7 @@ use uuid::Uuid;
 
 use crate::ops::{OpsState, PartsHealth};
 use chronicle_api::auth::Authenticator;
-use chronicle_api::graphql::{build_schema, Services};
+use chronicle_api::graphql::{build_schema, Services, SubscriptionCounts};
 use chronicle_api::http::{router, HttpState};
 use chronicle_api::rate_limit::RateLimiter;
 use chronicle_api::settings::ApiSettings;
@@ -735,6 +735,11 @@ impl<'a> Wiring<'a> {
             limits: api.limits.clone(),
             rate_limiter: RateLimiter::new(api.limits.rate_per_second, api.limits.rate_burst)
                 .map(Arc::new),
+            shutdown: self.shutdown.clone(),
+            subscriptions: SubscriptionCounts::new(
+                api.limits.max_subscriptions_per_subject,
+                api.limits.max_subscriptions_total,
+            ),
         }))
     }
 

@@ -16,7 +16,12 @@ pub type Socket =
 /// Opens `/graphql/ws` and sends `connection_init` with `token`; returns the socket and the
 /// server's first answer (`connection_ack`, or an error/close when the token is refused).
 pub async fn open(app: &TestApp, token: &str) -> (Socket, Option<Value>) {
-    let url = format!("{}/graphql/ws", app.base_url.replace("http://", "ws://"));
+    open_at(&app.base_url, token).await
+}
+
+/// Like [`open`], on the service at `base_url` (`http://host:port`).
+pub async fn open_at(base_url: &str, token: &str) -> (Socket, Option<Value>) {
+    let url = format!("{}/graphql/ws", base_url.replace("http://", "ws://"));
     let mut request = url.into_client_request().expect("ws request");
     request.headers_mut().insert(
         "Sec-WebSocket-Protocol",
@@ -37,7 +42,12 @@ pub async fn open(app: &TestApp, token: &str) -> (Socket, Option<Value>) {
 
 /// Opens an acknowledged connection as `token`.
 pub async fn connect(app: &TestApp, token: &str) -> Socket {
-    let (socket, ack) = open(app, token).await;
+    connect_at(&app.base_url, token).await
+}
+
+/// Like [`connect`], on the service at `base_url`.
+pub async fn connect_at(base_url: &str, token: &str) -> Socket {
+    let (socket, ack) = open_at(base_url, token).await;
     let ack = ack.expect("connection_ack");
     assert_eq!(ack["type"], "connection_ack", "{ack}");
     socket

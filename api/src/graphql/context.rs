@@ -1,6 +1,5 @@
 //! What every resolver can reach: the services and the request's identity and tracing context.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_graphql::Context;
@@ -17,6 +16,8 @@ use chronicle_application::projection::task::TaskReadModel;
 use chronicle_application::queries::{ReportQueries, TaskQueries};
 use chronicle_application::rebuild::Rebuilder;
 use chronicle_application::AppError;
+
+pub use super::slots::SubscriptionSlots;
 
 /// The use cases the schema serves.
 #[derive(Clone)]
@@ -127,48 +128,6 @@ impl RequestContext {
             traceparent: self.traceparent.clone(),
             idempotency_key,
         })
-    }
-}
-
-/// The subscription slots of one WebSocket connection.
-#[derive(Debug, Clone)]
-pub struct SubscriptionSlots {
-    open: Arc<AtomicUsize>,
-    max: usize,
-}
-
-impl SubscriptionSlots {
-    /// `max` slots, none taken.
-    pub fn new(max: usize) -> Self {
-        Self {
-            open: Arc::new(AtomicUsize::new(0)),
-            max,
-        }
-    }
-
-    fn take(&self) -> Result<SlotGuard, AppError> {
-        let taken = self
-            .open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
-                (open < self.max).then_some(open + 1)
-            });
-        match taken {
-            Ok(_) => Ok(SlotGuard(self.open.clone())),
-            Err(_) => Err(AppError::LimitExceeded(format!(
-                "at most {} subscriptions per connection",
-                self.max
-            ))),
-        }
-    }
-}
-
-/// Gives its slot back when the subscription's stream is dropped.
-#[derive(Debug)]
-struct SlotGuard(Arc<AtomicUsize>);
-
-impl Drop for SlotGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -16,6 +16,7 @@ mod privacy;
 mod projection;
 mod query;
 mod report;
+mod slots;
 mod subscription;
 mod task;
 mod view;
@@ -23,11 +24,12 @@ mod view;
 use crate::settings::ApiLimits;
 use async_graphql::{MergedObject, MergedSubscription, Schema};
 
-pub use context::{RequestContext, Services, SubscriptionSlots};
+pub use context::{RequestContext, Services};
 pub use error::{error_body, request_error, with_error_codes, ErrorCode};
 pub use limits::limit_error;
 pub use mutation::MutationRoot;
 pub use query::QueryRoot;
+pub use slots::{SubscriptionCounts, SubscriptionSlots};
 pub use subscription::SubscriptionRoot;
 
 /// Every query: tasks and reports, the audit trail, projections, held messages (parked outbox

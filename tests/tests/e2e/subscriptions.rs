@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use chronicle_tests::ws::{connect, next_json, open, subscribe};
 use chronicle_tests::TestApp;
+use futures::StreamExt;
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -382,4 +383,133 @@ async fn a_malformed_cursor_is_refused_and_one_past_the_end_waits_for_new_events
             .is_none(),
         "nothing at or below the cursor"
     );
+}
+
+/// Whether a subscription's first answer refused it for a limit, naming `which`.
+async fn refused_for(socket: &mut chronicle_tests::ws::Socket, id: &str, which: &str) -> bool {
+    let answer = loop {
+        let answer = chronicle_tests::ws::next_json_within(socket, Duration::from_secs(5))
+            .await
+            .expect("an answer");
+        // A refused subscription's `complete` follows its error.
+        if answer["type"] != "complete" {
+            break answer;
+        }
+    };
+    assert_eq!(answer["id"], id, "{answer}");
+    let error = &answer["payload"]["errors"][0];
+    error["extensions"]["code"] == "LIMIT_EXCEEDED"
+        && error["message"].as_str().is_some_and(|m| m.contains(which))
+}
+
+#[tokio::test]
+async fn subscriptions_are_limited_per_subject_and_per_instance() {
+    let app = TestApp::spawn_with_api(|api| {
+        api.limits.max_subscriptions_per_subject = 3;
+        api.limits.max_subscriptions_total = 4;
+    })
+    .await
+    .unwrap();
+    // A subscription that answers at once, so each is known to be open before the next.
+    let live = "subscription { projectionStatus(name: \"tasks\") { state } }";
+    let alice = app.token("alice", &["admin"], &["team-a"]);
+    let bob = app.token("bob", &["admin"], &["team-a"]);
+    let mut first = connect(&app, &alice).await;
+    let mut second = connect(&app, &alice).await;
+    for id in ["1", "2"] {
+        subscribe(&mut first, id, live, json!({})).await;
+        assert!(!refused_for(&mut first, id, "").await);
+    }
+    subscribe(&mut second, "3", live, json!({})).await;
+    assert!(!refused_for(&mut second, "3", "").await);
+    // Alice's fourth, on another connection: over her own limit.
+    subscribe(&mut second, "4", live, json!({})).await;
+    assert!(refused_for(&mut second, "4", "per subject").await);
+    // Bob's first fills the instance; his second is over the instance's limit.
+    let mut third = connect(&app, &bob).await;
+    subscribe(&mut third, "5", live, json!({})).await;
+    assert!(!refused_for(&mut third, "5", "").await);
+    subscribe(&mut third, "6", live, json!({})).await;
+    assert!(refused_for(&mut third, "6", "this instance serves at most 4").await);
+    // Alice's connection closes: its two slots are free for Bob.
+    first.close(None).await.unwrap();
+    drop(first);
+    let mut accepted = false;
+    for attempt in 0..30 {
+        let id = format!("again-{attempt}");
+        subscribe(&mut third, &id, live, json!({})).await;
+        if !refused_for(&mut third, &id, "").await {
+            accepted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(accepted, "a closed connection gives its slots back");
+}
+
+#[tokio::test]
+async fn a_cursor_resumes_on_another_instance_and_a_stopped_instance_closes_cleanly() {
+    let app = TestApp::spawn().await.unwrap();
+    let other = chronicle_tests::ChronicleProcess::serve(&app.settings, "api").unwrap();
+    other.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let base = other
+        .client(&app.admin_token)
+        .unwrap()
+        .base_url()
+        .to_owned();
+    let mut socket = chronicle_tests::ws::connect_at(&base, &app.admin_token).await;
+    subscribe(
+        &mut socket,
+        "1",
+        RESUMABLE,
+        json!({"t": "team-a", "after": "0"}),
+    )
+    .await;
+    let mut created = Vec::new();
+    for n in 0..40 {
+        created.push(
+            app.create_task(&format!("across {n}"), "team-a")
+                .await
+                .unwrap(),
+        );
+    }
+    let before = read_task_events(&mut socket, |seen| seen.len() >= 15).await;
+
+    // SIGTERM: the instance says goodbye with a close frame, not a reset.
+    other.signal("-TERM").unwrap();
+    let mut closed_cleanly = false;
+    while let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(20), socket.next()).await
+    {
+        match message {
+            Ok(tokio_tungstenite::tungstenite::Message::Close(frame)) => {
+                closed_cleanly = frame.is_some_and(|f| u16::from(f.code) == 1001);
+                break;
+            }
+            Ok(_) => {}
+            Err(error) => panic!("the connection broke instead of closing: {error}"),
+        }
+    }
+    assert!(closed_cleanly, "a close frame with 1001 (going away)");
+
+    // The cursor it last gave resumes on this instance.
+    let last = before.last().unwrap().0.clone();
+    let mut socket = connect(&app, &app.admin_token).await;
+    subscribe(
+        &mut socket,
+        "1",
+        RESUMABLE,
+        json!({"t": "team-a", "after": last}),
+    )
+    .await;
+    let after = read_task_events(&mut socket, |seen| {
+        before.len() + seen.len() >= created.len()
+    })
+    .await;
+    let ids: Vec<String> = before
+        .into_iter()
+        .chain(after)
+        .map(|(_, id, _)| id)
+        .collect();
+    assert_eq!(ids, created_in_store_order(&app, "team-a").await);
+    assert_eq!(ids.len(), created.len());
 }
