@@ -513,3 +513,99 @@ async fn a_cursor_resumes_on_another_instance_and_a_stopped_instance_closes_clea
     assert_eq!(ids, created_in_store_order(&app, "team-a").await);
     assert_eq!(ids.len(), created.len());
 }
+
+/// The resident memory of process `pid`, in KiB.
+fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// Creates `count` tasks in `team`, 16 at a time.
+async fn create_tasks(app: &TestApp, count: usize, team: &str) {
+    use futures::stream;
+    stream::iter(0..count)
+        .map(|n| async move { app.create_task(&format!("load {n}"), team).await.unwrap() })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+}
+
+#[tokio::test]
+async fn idle_subscribers_and_ones_that_never_read_keep_the_service_memory_flat() {
+    let app = TestApp::spawn().await.unwrap();
+    let service = chronicle_tests::ChronicleProcess::serve(&app.settings, "api").unwrap();
+    service.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let pid = service.pid().unwrap();
+    let base = service
+        .client(&app.admin_token)
+        .unwrap()
+        .base_url()
+        .to_owned();
+    create_tasks(&app, 300, "team-a").await;
+
+    // 200 subscribers of a team where nothing happens, on 10 connections, reading.
+    let mut idle = Vec::new();
+    let token = |subject: String| app.token(&subject, &["admin"], &["team-a", "team-b"]);
+    for connection in 0..10 {
+        let mut socket =
+            chronicle_tests::ws::connect_at(&base, &token(format!("idle-{connection}"))).await;
+        for n in 0..20 {
+            let id = format!("{connection}-{n}");
+            subscribe(&mut socket, &id, RESUMABLE, json!({"t": "team-b"})).await;
+        }
+        idle.push(socket);
+    }
+    // 10 that subscribe to everything from the beginning and never read a message.
+    let mut stalled = Vec::new();
+    let everything =
+        "subscription { taskEvents(after: \"0\") { cursor taskId eventType actorId payload } }";
+    for n in 0..10 {
+        let mut socket =
+            chronicle_tests::ws::connect_at(&base, &token(format!("stalled-{n}"))).await;
+        subscribe(&mut socket, "all", everything, json!({})).await;
+        stalled.push(socket);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let start = resident_kib(pid);
+    create_tasks(&app, 2_000, "team-a").await;
+    let middle = resident_kib(pid);
+    create_tasks(&app, 2_000, "team-a").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let end = resident_kib(pid);
+    eprintln!("service RSS with 210 subscribers: {start} KiB, after 2,000 tasks {middle} KiB, after 4,000 {end} KiB");
+    // Each stalled subscriber would otherwise hold the ~104,000 events it asked for.
+    assert!(
+        end.saturating_sub(start) < 48 * 1024,
+        "RSS grew from {start} to {end} KiB"
+    );
+    assert!(
+        end.saturating_sub(middle) < 16 * 1024,
+        "RSS still growing with the events: {middle} then {end} KiB"
+    );
+    // The idle ones still work: a change in their team arrives.
+    app.create_task("at last", "team-b").await.unwrap();
+    let first = next_json(&mut idle[0]).await.expect("a notification");
+    assert_eq!(
+        first["payload"]["data"]["taskEvents"]["eventType"], "TaskCreated",
+        "{first}"
+    );
+    // The stalled ones were served all along: what they hold unread is a whole page.
+    let mut unread = 0;
+    while let Some(message) =
+        chronicle_tests::ws::next_json_within(&mut stalled[0], Duration::from_millis(500)).await
+    {
+        assert_eq!(message["type"], "next", "{message}");
+        unread += 1;
+        if unread == 1_000 {
+            break;
+        }
+    }
+    assert_eq!(
+        unread, 1_000,
+        "a stalled subscriber's events are waiting for it"
+    );
+}
