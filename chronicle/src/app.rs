@@ -780,6 +780,10 @@ impl<'a> Wiring<'a> {
                 idle_poll: settings.feed_idle_poll,
             },
         );
+        self.appended.also_wake({
+            let feed = live_feed.clone();
+            move || feed.nudge()
+        });
         let stop = self.shutdown.clone();
         self.spawn_part("api", {
             let feed = live_feed.clone();

@@ -33,6 +33,9 @@ impl Default for FeedSettings {
     }
 }
 
+/// The least time between the starts of two rounds, however often the tail is woken: under
+/// load a round then serves many commits.
+const MIN_ROUND_GAP: Duration = Duration::from_millis(5);
 /// Between rounds while positions wait to settle: transactions end within milliseconds.
 const SETTLE_AGAIN: Duration = Duration::from_millis(3);
 /// After a failed round (the database away).
@@ -57,8 +60,9 @@ pub(crate) struct Shared {
     pub(crate) batches: broadcast::Sender<Arc<Batch>>,
     /// The settled position, `None` until the tail proved one.
     pub(crate) settled: watch::Sender<Option<i64>>,
-    /// A subscription started: the tail leaves its idle pace at once.
-    pub(crate) subscribed: Notify,
+    /// A subscription started, or this process committed events while someone listens: the
+    /// tail looks at once (no sooner than [`MIN_ROUND_GAP`] after its last round).
+    pub(crate) wake: Notify,
     settings: FeedSettings,
 }
 
@@ -78,7 +82,7 @@ impl LiveFeed {
                 store,
                 batches,
                 settled,
-                subscribed: Notify::new(),
+                wake: Notify::new(),
                 settings,
             }),
         }
@@ -89,12 +93,23 @@ impl LiveFeed {
         let mut stop = std::pin::pin!(stop);
         let mut tail = Tail::default();
         loop {
+            let began = tokio::time::Instant::now();
             let pause = tail.round(&self.shared).await;
             tokio::select! {
                 () = &mut stop => return,
                 () = tokio::time::sleep(pause) => {}
-                () = self.shared.subscribed.notified() => {}
+                () = self.shared.wake.notified() => {
+                    tokio::time::sleep_until(began + MIN_ROUND_GAP).await;
+                }
             }
+        }
+    }
+
+    /// This process committed events: while anyone subscribes, the tail looks now rather than
+    /// at its next poll (events from other processes wait for the poll).
+    pub fn nudge(&self) {
+        if self.shared.batches.receiver_count() > 0 {
+            self.shared.wake.notify_one();
         }
     }
 }

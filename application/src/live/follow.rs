@@ -46,7 +46,7 @@ impl Follower {
     /// now, before its first read of the store, so nothing falls between the two.
     pub(crate) fn new(shared: Arc<Shared>, filter: AuditFilter, start: Start) -> Self {
         let batches = shared.batches.subscribe();
-        shared.subscribed.notify_one();
+        shared.wake.notify_one();
         let (cursor, catching_up) = match start {
             Start::After(position) => (Some(position), true),
             Start::Now => (None, false),

@@ -42,6 +42,8 @@ struct Inner {
     announcer: Notify,
     /// This process's relay, once the announcer runs beside one.
     local_relay: OnceLock<Arc<RelayStatus>>,
+    /// Told of every append too (the subscriptions' tail of the store).
+    also: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl OutboxSignal {
@@ -50,9 +52,17 @@ impl OutboxSignal {
         Self::default()
     }
 
+    /// Has `wake` called after every append as well; only the first call counts.
+    pub fn also_wake(&self, wake: impl Fn() + Send + Sync + 'static) {
+        let _ = self.inner.also.set(Box::new(wake));
+    }
+
     /// Rows were committed to the outbox by this process.
     pub fn appended(&self) {
         self.inner.relay.notify_one();
+        if let Some(wake) = self.inner.also.get() {
+            wake();
+        }
         // While the local relay leads nobody else needs telling, and the command path does
         // not wake the announcer for nothing.
         if !self.local_relay_leads() {

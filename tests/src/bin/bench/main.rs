@@ -13,8 +13,8 @@
 //! - `scale` ([`scale`]): the same service with 1,000,000 events already stored (createTask rate
 //!   next to the empty store's, in the same run) and the `tasks` query at 100 concurrent readers
 //!   on 1,000,000 tasks.
-//! - `reports`, `audit`, `replay`, `outage`, `erasure`, `sealing`, `replicas`: see their
-//!   modules.
+//! - `reports`, `audit`, `replay`, `outage`, `erasure`, `sealing`, `replicas`,
+//!   `subscriptions`: see their modules.
 //!
 //! Run with `cargo run --release -p chronicle-tests --bin chronicle-bench` (it starts the
 //! `chronicle` binary beside it: `CHRONICLE_BIN`, else `target/release/chronicle`, built by
@@ -33,6 +33,7 @@ mod reports;
 mod scale;
 mod sealing;
 mod service;
+mod subscriptions;
 
 use serde_json::json;
 
@@ -64,6 +65,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wanted("replicas") {
         report["replicas"] = replicas::replicas_phase().await?;
+    }
+    if wanted("subscriptions") {
+        report["subscriptions"] = subscriptions::subscriptions_phase().await?;
     }
     if wanted("outage") {
         report["outage"] = outage::outage_phase().await?;
