@@ -797,7 +797,7 @@ impl<'a> Wiring<'a> {
         let producer = self.dead_letter_producer()?;
         let erasures = EventConsumer::new(
             &settings.kafka,
-            ConsumerOptions::live_feed(
+            ConsumerOptions::watcher(
                 group,
                 vec![self.topics.events_of(aggregates::DATA_SUBJECT.type_name)],
             ),

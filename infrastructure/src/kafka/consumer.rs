@@ -55,9 +55,9 @@ pub struct ConsumerOptions {
     pub max_backoff: Duration,
     /// How long to wait for more messages after the first one of a batch.
     pub linger: Duration,
-    /// Start a new group at the end of the topics instead of the beginning (live feeds).
+    /// Start a new group at the end of the topics instead of the beginning (watchers).
     pub from_latest: bool,
-    /// Whether rejected messages go to the group's dead-letter topic. A live feed only
+    /// Whether rejected messages go to the group's dead-letter topic. A watcher only
     /// watches: the durable consumers already dead-letter what is malformed, so it skips.
     pub dead_letter: bool,
 }
@@ -78,8 +78,9 @@ impl ConsumerOptions {
         }
     }
 
-    /// Defaults for an instance's live feed: its own group, starting at the end.
-    pub fn live_feed(group: impl Into<String>, topics: Vec<String>) -> Self {
+    /// Defaults for a consumer that only watches what happens from now on (an instance's
+    /// erasure follower): its own group, starting at the end, dead-lettering nothing.
+    pub fn watcher(group: impl Into<String>, topics: Vec<String>) -> Self {
         Self {
             from_latest: true,
             dead_letter: false,

@@ -609,3 +609,107 @@ async fn idle_subscribers_and_ones_that_never_read_keep_the_service_memory_flat(
         "a stalled subscriber's events are waiting for it"
     );
 }
+
+const AUDIT_EVENTS: &str = "subscription($f: AuditFilter, $after: String) {
+    auditEvents(filter: $f, after: $after) {
+      cursor node { position eventType aggregateId actorId payload } } }";
+
+#[tokio::test]
+async fn audit_events_follow_the_trail_from_its_cursor_within_the_auditors_teams() {
+    let app = TestApp::spawn().await.unwrap();
+    let mine = app.create_task("first of team-a", "team-a").await.unwrap();
+    app.create_task("of team-b", "team-b").await.unwrap();
+    let auditor = app.token("u-auditor", &["auditor"], &["team-a"]);
+    // A page of the trail, then the subscription from its end.
+    let page = app
+        .graphql_as(
+            Some(&auditor),
+            "{ auditTrail(filter: {}, first: 10) { pageInfo { endCursor } edges { node { aggregateId } } } }",
+            json!({}),
+        )
+        .await
+        .unwrap();
+    let end = page["data"]["auditTrail"]["pageInfo"]["endCursor"].clone();
+    assert_eq!(
+        page["data"]["auditTrail"]["edges"][0]["node"]["aggregateId"],
+        mine.as_str()
+    );
+    let mut socket = connect(&app, &auditor).await;
+    subscribe(
+        &mut socket,
+        "1",
+        AUDIT_EVENTS,
+        json!({"f": {"eventType": "TaskStarted"}, "after": end}),
+    )
+    .await;
+    // Started: one of team-a before, one of team-b; then one of team-a created after the page.
+    let later = app.create_task("later of team-a", "team-a").await.unwrap();
+    let elsewhere = app.create_task("later of team-b", "team-b").await.unwrap();
+    for id in [&mine, &elsewhere, &later] {
+        app.data(
+            "mutation($id: ID!) { startTask(id: $id) { version } }",
+            json!({"id": id}),
+        )
+        .await
+        .unwrap();
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let message = next_json(&mut socket).await.expect("a notification");
+        let edge = &message["payload"]["data"]["auditEvents"];
+        assert_eq!(edge["node"]["eventType"], "TaskStarted", "{message}");
+        assert_eq!(edge["node"]["actorId"], "u-admin");
+        assert_eq!(
+            position_of(&edge["cursor"]),
+            edge["node"]["position"].as_i64().unwrap()
+        );
+        seen.push(edge["node"]["aggregateId"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        seen,
+        vec![mine, later],
+        "team-a's starts only, in store order"
+    );
+    assert!(
+        chronicle_tests::ws::next_json_within(&mut socket, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "nothing of team-b"
+    );
+
+    // A member may not follow the trail.
+    let member = app.token("u-member", &["member"], &["team-a"]);
+    let mut socket = connect(&app, &member).await;
+    subscribe(&mut socket, "1", AUDIT_EVENTS, json!({"after": "0"})).await;
+    let refused = next_json(&mut socket).await.expect("an answer");
+    assert_eq!(
+        refused["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn a_projection_rebuild_does_not_touch_a_subscription() {
+    let app = TestApp::spawn().await.unwrap();
+    let mut socket = connect(&app, &app.admin_token).await;
+    subscribe(
+        &mut socket,
+        "1",
+        RESUMABLE,
+        json!({"t": "team-a", "after": "0"}),
+    )
+    .await;
+    create_tasks(&app, 100, "team-a").await;
+    let rebuilt = app
+        .data(
+            "mutation { rebuildProjection(name: \"tasks\") { state } }",
+            json!({}),
+        )
+        .await
+        .unwrap();
+    assert!(rebuilt["rebuildProjection"].is_array(), "{rebuilt}");
+    create_tasks(&app, 100, "team-a").await;
+    let seen = read_task_events(&mut socket, |seen| seen.len() >= 200).await;
+    let ids: Vec<String> = seen.into_iter().map(|(_, id, _)| id).collect();
+    assert_eq!(ids, created_in_store_order(&app, "team-a").await);
+}
