@@ -160,3 +160,33 @@ async fn a_subscriber_further_behind_than_the_kept_batches_reads_what_it_missed_
     );
     assert!(store.reads() > reads_before, "caught up from the store");
 }
+
+#[tokio::test]
+async fn a_batch_that_starts_past_the_cursor_sends_the_subscriber_to_the_store_first() {
+    // No tail runs: the test plays it, and moves the settled position past a stretch it never
+    // broadcast (as a tail does while nobody listens).
+    let store = Arc::new(MemoryEventFeed::default());
+    for position in 1..=20 {
+        store.append(record(position, "team-a"));
+    }
+    store.settle_through(20);
+    let feed = LiveFeed::new(store.clone(), FeedSettings::default());
+    feed.shared.settled.send_replace(Some(5));
+    let mut stream = feed.follow(tasks_of(&["team-a"]), Start::After(3));
+    assert_eq!(positions(&mut stream, 2).await, vec![4, 5]);
+    // Caught up: it now waits for batches.
+    tokio::time::timeout(Duration::from_millis(20), stream.next())
+        .await
+        .expect_err("nothing more yet");
+    feed.shared.settled.send_replace(Some(20));
+    let batch = super::feed::Batch {
+        after: 10,
+        through: 20,
+        records: (11..=20).map(|p| record(p, "team-a")).collect(),
+    };
+    feed.shared.batches.send(Arc::new(batch)).unwrap();
+    assert_eq!(
+        positions(&mut stream, 15).await,
+        (6..=20).collect::<Vec<_>>()
+    );
+}
