@@ -410,6 +410,10 @@ fn internal_response(request_id: &str) -> async_graphql::Response {
     )])
 }
 
+/// How long a WebSocket is given to end its subscriptions and say goodbye once the service
+/// stops.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
 /// graphql-transport-ws (and the legacy graphql-ws). Credentials come in the `connection_init`
 /// payload as `{"Authorization": "Bearer <token>"}`, since browsers cannot set headers on
 /// WebSocket upgrades; a refused token closes the connection.
@@ -431,54 +435,64 @@ async fn graphql_ws(
             let rate_limiter = state.rate_limiter.clone();
             let max_subscriptions = state.limits.max_subscriptions;
             let counts = state.subscriptions.clone();
-            GraphQLWebSocket::new_with_pair(&mut sink, input, state.schema.clone(), protocol)
-                .on_connection_init(move |payload| async move {
-                    let header = payload
-                        .get("Authorization")
-                        .or_else(|| payload.get("authorization"))
-                        .and_then(|v| v.as_str())
-                        .map(str::to_owned);
-                    let credentials = authenticator
-                        .authenticate(header.as_deref())
-                        .await
-                        .map_err(|e| async_graphql::Error::new(e.to_string()))?
-                        .ok_or_else(|| async_graphql::Error::new("authentication required"))?;
-                    // Opening a connection counts as a request of its subject.
-                    if let Some(limiter) = &rate_limiter {
-                        let key = format!("sub:{}", credentials.principal.subject());
-                        if let Err(wait) = limiter.acquire(&key, 1) {
-                            return Err(async_graphql::Error::new(format!(
-                                "too many requests; retry in {} s",
-                                wait.as_secs().max(1)
-                            )));
+            let served =
+                GraphQLWebSocket::new_with_pair(&mut sink, input, state.schema.clone(), protocol)
+                    .on_connection_init(move |payload| async move {
+                        let header = payload
+                            .get("Authorization")
+                            .or_else(|| payload.get("authorization"))
+                            .and_then(|v| v.as_str())
+                            .map(str::to_owned);
+                        let credentials = authenticator
+                            .authenticate(header.as_deref())
+                            .await
+                            .map_err(|e| async_graphql::Error::new(e.to_string()))?
+                            .ok_or_else(|| async_graphql::Error::new("authentication required"))?;
+                        // Opening a connection counts as a request of its subject.
+                        if let Some(limiter) = &rate_limiter {
+                            let key = format!("sub:{}", credentials.principal.subject());
+                            if let Err(wait) = limiter.acquire(&key, 1) {
+                                return Err(async_graphql::Error::new(format!(
+                                    "too many requests; retry in {} s",
+                                    wait.as_secs().max(1)
+                                )));
+                            }
                         }
-                    }
-                    let slots = SubscriptionSlots::new(
-                        max_subscriptions,
-                        credentials.principal.subject(),
-                        counts,
-                    );
-                    let mut data = async_graphql::Data::default();
-                    data.insert(RequestContext {
-                        principal: Some(credentials.principal),
-                        expires_at: Some(credentials.expires_at),
-                        subscriptions: Some(slots),
-                        auth_error: None,
-                        correlation_id: correlation,
-                        request_id: Uuid::now_v7().to_string(),
-                        traceparent: None,
-                    });
-                    Ok(data)
-                })
-                .serve()
-                .await;
+                        let slots = SubscriptionSlots::new(
+                            max_subscriptions,
+                            credentials.principal.subject(),
+                            counts,
+                        );
+                        let mut data = async_graphql::Data::default();
+                        data.insert(RequestContext {
+                            principal: Some(credentials.principal),
+                            expires_at: Some(credentials.expires_at),
+                            subscriptions: Some(slots),
+                            auth_error: None,
+                            correlation_id: correlation,
+                            request_id: Uuid::now_v7().to_string(),
+                            traceparent: None,
+                        });
+                        Ok(data)
+                    })
+                    .serve();
+            // A client that stops reading holds `serve` in a send, where the end of its input
+            // is never seen: past a short grace after shutdown the connection is dropped.
+            let stopping = state.shutdown.clone();
+            tokio::select! {
+                () = served => {}
+                () = async {
+                    stopping.cancelled().await;
+                    tokio::time::sleep(CLOSE_GRACE).await;
+                } => {}
+            }
             if state.shutdown.is_cancelled() {
                 let goodbye = Message::Close(Some(CloseFrame {
                     code: close_code::AWAY,
                     reason: "the service is stopping; resume from your last cursor".into(),
                 }));
-                // The client may be gone already: nothing else to do then.
-                let _ = sink.send(goodbye).await;
+                // The client may be gone already, or not reading: nothing else to do then.
+                let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(goodbye)).await;
             }
         })
 }

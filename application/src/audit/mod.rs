@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chronicle_domain::subject::DATA_SUBJECT_ERASED;
+use chrono::SubsecRound;
 use futures::stream::{BoxStream, StreamExt};
 
 use crate::access::{Action, Principal};
@@ -180,9 +181,13 @@ impl AuditQueries {
             Some(actor) => Some(self.actor_forms(actor).await?),
             None => None,
         };
+        // At the store's precision, so a subscription's filter in memory and the store's in
+        // SQL (which keeps microseconds) agree on an event at the edge.
         Ok(AuditFilter {
             teams: scope.restriction().map(<[String]>::to_vec),
             actor_forms,
+            from: filter.from.map(|from| from.trunc_subsecs(6)),
+            to: filter.to.map(|to| to.trunc_subsecs(6)),
             ..filter.clone()
         })
     }

@@ -141,16 +141,23 @@ impl Tail {
                 _ => {
                     let through = self.broadcast.map_or(through, |from| from.max(through));
                     self.broadcast = Some(through);
-                    shared.settled.send_replace(Some(through));
+                    // Subscribers wake only when it moves.
+                    shared.settled.send_if_modified(|settled| {
+                        let moved = *settled != Some(through);
+                        *settled = Some(through);
+                        moved
+                    });
                 }
             }
         }
-        if settled.waiting {
-            SETTLE_AGAIN
-        } else if listening {
-            shared.settings.poll
-        } else {
+        // Nobody listening: no hurry to settle (each settling round with new positions takes
+        // a transaction id).
+        if !listening {
             shared.settings.idle_poll
+        } else if settled.waiting {
+            SETTLE_AGAIN
+        } else {
+            shared.settings.poll
         }
     }
 
@@ -174,15 +181,16 @@ impl Tail {
                 Some(last) if records.len() == TAIL_PAGE => last.position,
                 _ => through,
             };
-            // The position first: a subscription that reads it and then the store has this
-            // batch already, and skips it.
-            shared.settled.send_replace(Some(end));
+            // The batch first, then the position: a subscription that sees the position rise
+            // finds the batch already waiting for it, and one that sees a rise with no batch
+            // knows to read the store.
             // Nobody listening any more is not an error: the events are in the store.
             let _ = shared.batches.send(Arc::new(Batch {
                 after,
                 through: end,
                 records,
             }));
+            shared.settled.send_replace(Some(end));
             after = end;
         }
         after

@@ -7,8 +7,8 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use tokio::sync::broadcast;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::{broadcast, watch};
 
 use super::feed::{Batch, Shared};
 use super::filter::admits;
@@ -37,6 +37,10 @@ pub(crate) struct Follower {
     /// where the store ends.
     cursor: Option<i64>,
     batches: broadcast::Receiver<Arc<Batch>>,
+    /// The settled position as the tail publishes it, after each batch: a rise with no batch
+    /// before it means the tail moved on without broadcasting (nobody was listening when its
+    /// round began), and the store has what lies between.
+    settled: watch::Receiver<Option<i64>>,
     ready: VecDeque<FeedRecord>,
     catching_up: bool,
 }
@@ -46,16 +50,19 @@ impl Follower {
     /// now, before its first read of the store, so nothing falls between the two.
     pub(crate) fn new(shared: Arc<Shared>, filter: AuditFilter, start: Start) -> Self {
         let batches = shared.batches.subscribe();
+        let settled = shared.settled.subscribe();
         shared.wake.notify_one();
         let (cursor, catching_up) = match start {
             Start::After(position) => (Some(position), true),
-            Start::Now => (None, false),
+            // Where the store is settled now, if the tail knows yet.
+            Start::Now => (*settled.borrow(), false),
         };
         Self {
             shared,
             filter,
             cursor,
             batches,
+            settled,
             ready: VecDeque::new(),
             catching_up,
         }
@@ -79,24 +86,57 @@ impl Follower {
                 }
                 continue;
             }
-            match self.batches.recv().await {
-                Ok(batch) => self.take(cursor, &batch),
-                // Fallen behind the kept batches: what it missed is in the store.
-                Err(RecvError::Lagged(_)) => self.catching_up = true,
-                Err(RecvError::Closed) => return None,
+            tokio::select! {
+                received = self.batches.recv() => match received {
+                    Ok(batch) => self.take(cursor, &batch),
+                    // Fallen behind the kept batches: what it missed is in the store.
+                    Err(RecvError::Lagged(_)) => self.catching_up = true,
+                    Err(RecvError::Closed) => return None,
+                },
+                changed = self.settled.changed() => {
+                    changed.ok()?;
+                    self.settled_rose()?;
+                }
             }
         }
     }
 
+    /// The settled position changed: take the batches sent before it, and if it is still
+    /// past the cursor, none covered the rise: read the store.
+    fn settled_rose(&mut self) -> Option<()> {
+        let settled = *self.settled.borrow_and_update();
+        loop {
+            match self.batches.try_recv() {
+                Ok(batch) => {
+                    let cursor = self.cursor?;
+                    self.take(cursor, &batch);
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Lagged(_)) => {
+                    self.catching_up = true;
+                    break;
+                }
+                Err(TryRecvError::Closed) => return None,
+            }
+        }
+        if settled
+            .zip(self.cursor)
+            .is_some_and(|(settled, cursor)| settled > cursor)
+        {
+            self.catching_up = true;
+        }
+        Some(())
+    }
+
     /// The settled position, once the tail proved one; `None` when the tail is gone.
-    async fn settled(&self) -> Option<i64> {
-        let mut settled = self.shared.settled.subscribe();
-        let proved = settled.wait_for(Option::is_some).await.ok()?;
+    async fn settled(&mut self) -> Option<i64> {
+        let proved = self.settled.wait_for(Option::is_some).await.ok()?;
         *proved
     }
 
     /// One read of the store after `cursor`, up to the settled position `through`; done once
-    /// a read comes back short of a page.
+    /// a read comes back short of a page (the batches sent meanwhile follow on from
+    /// `through`, since the tail publishes a position only after its batch).
     async fn catch_up(&mut self, cursor: i64, through: i64) -> Result<(), AppError> {
         if through <= cursor {
             self.catching_up = false;
@@ -109,7 +149,10 @@ impl Follower {
             .await?;
         self.cursor = Some(match page.last() {
             Some(last) if page.len() == CATCH_UP_PAGE => last.position,
-            _ => through,
+            _ => {
+                self.catching_up = false;
+                through
+            }
         });
         self.ready.extend(page);
         Ok(())

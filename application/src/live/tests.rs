@@ -190,3 +190,25 @@ async fn a_batch_that_starts_past_the_cursor_sends_the_subscriber_to_the_store_f
         (6..=20).collect::<Vec<_>>()
     );
 }
+
+#[tokio::test]
+async fn a_settled_position_that_rises_with_no_batch_sends_the_subscriber_to_the_store() {
+    // The tail began its round while nobody listened, so it moves the position on without a
+    // batch; a live-only subscriber that joined meanwhile must not wait for the next event.
+    let store = Arc::new(MemoryEventFeed::default());
+    for position in 1..=20 {
+        store.append(record(position, "team-a"));
+    }
+    store.settle_through(20);
+    let feed = LiveFeed::new(store.clone(), FeedSettings::default());
+    feed.shared.settled.send_replace(Some(5));
+    let mut stream = feed.follow(tasks_of(&["team-a"]), Start::Now);
+    tokio::time::timeout(Duration::from_millis(20), stream.next())
+        .await
+        .expect_err("nothing after 5 yet");
+    feed.shared.settled.send_replace(Some(20));
+    assert_eq!(
+        positions(&mut stream, 15).await,
+        (6..=20).collect::<Vec<_>>()
+    );
+}
