@@ -8,13 +8,13 @@ use chronicle_application::live::{LiveEvent, Start, Watch};
 use chronicle_application::AppError;
 use chronicle_domain::ids::TeamId;
 use chrono::{DateTime, Utc};
-use futures::stream::{self, Stream, StreamExt};
+use futures::stream::{self, BoxStream, Stream, StreamExt};
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::arguments::parse_id;
 use super::audit::{AuditEvent, AuditEventEdge, AuditFilter};
-use super::context::ContextExt;
+use super::context::{ContextExt, RequestContext};
 use super::cursor::{encode_position, subscription_start};
 use super::error::to_graphql;
 use super::report::ReportStatus;
@@ -109,6 +109,21 @@ fn report_status_of(message: &EventMessage) -> Option<(ReportStatus, Option<Stri
     }
 }
 
+/// Opens a subscription over `events`, each turned into its notification by `notify`; a
+/// failure to read them ends it with that error, coded like any other.
+fn notifications<T, N>(
+    request: &RequestContext,
+    events: BoxStream<'static, Result<T, AppError>>,
+    notify: impl Fn(T) -> N + Send + 'static,
+) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<N>>> {
+    let for_errors = request.clone();
+    let notifications =
+        events.map(move |event| event.map(&notify).map_err(|e| to_graphql(e, &for_errors)));
+    request
+        .subscription(notifications)
+        .map_err(|e| to_graphql(e, request))
+}
+
 /// The subscription root.
 #[derive(Default)]
 pub struct SubscriptionRoot;
@@ -146,15 +161,7 @@ impl SubscriptionRoot {
             ctx.services().live.watch(principal, watch, start)
         };
         let events = setup().map_err(|e| to_graphql(e, request))?;
-        let request_for_errors = request.clone();
-        let notifications = events.map(move |event| {
-            event
-                .map(TaskEventNotification)
-                .map_err(|e| to_graphql(e, &request_for_errors))
-        });
-        request
-            .subscription(notifications)
-            .map_err(|e| to_graphql(e, request))
+        notifications(request, events, TaskEventNotification)
     }
 
     /// The audit trail's events matching `filter` (the fields of `auditTrail`'s), of the
@@ -184,18 +191,10 @@ impl SubscriptionRoot {
                 .await
         };
         let events = setup.await.map_err(|e| to_graphql(e, request))?;
-        let request_for_errors = request.clone();
-        let edges = events.map(move |entry| {
-            entry
-                .map(|entry| AuditEventEdge {
-                    cursor: encode_position(entry.position),
-                    node: AuditEvent(entry),
-                })
-                .map_err(|e| to_graphql(e, &request_for_errors))
-        });
-        request
-            .subscription(edges)
-            .map_err(|e| to_graphql(e, request))
+        notifications(request, events, |entry| AuditEventEdge {
+            cursor: encode_position(entry.position),
+            node: AuditEvent(entry),
+        })
     }
 
     /// A report's status: its current status first, then each change; ends when the report

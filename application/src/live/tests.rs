@@ -35,10 +35,8 @@ fn record(position: i64, team: &str) -> FeedRecord {
     }
 }
 
-/// A store holding `positions` (all of team-a, all final), and its feed running.
-fn running(
-    positions: impl IntoIterator<Item = i64>,
-) -> (Arc<MemoryEventFeed>, LiveFeed, oneshot::Sender<()>) {
+/// A store holding `positions` (all of team-a, all final).
+fn stored(positions: impl IntoIterator<Item = i64>) -> Arc<MemoryEventFeed> {
     let store = Arc::new(MemoryEventFeed::default());
     let mut last = 0;
     for position in positions {
@@ -46,6 +44,14 @@ fn running(
         last = position;
     }
     store.settle_through(last);
+    store
+}
+
+/// [`stored`], and its feed running.
+fn running(
+    positions: impl IntoIterator<Item = i64>,
+) -> (Arc<MemoryEventFeed>, LiveFeed, oneshot::Sender<()>) {
+    let store = stored(positions);
     let feed = LiveFeed::new(
         store.clone(),
         FeedSettings {
@@ -165,12 +171,7 @@ async fn a_subscriber_further_behind_than_the_kept_batches_reads_what_it_missed_
 async fn a_batch_that_starts_past_the_cursor_sends_the_subscriber_to_the_store_first() {
     // No tail runs: the test plays it, and moves the settled position past a stretch it never
     // broadcast (as a tail does while nobody listens).
-    let store = Arc::new(MemoryEventFeed::default());
-    for position in 1..=20 {
-        store.append(record(position, "team-a"));
-    }
-    store.settle_through(20);
-    let feed = LiveFeed::new(store.clone(), FeedSettings::default());
+    let feed = LiveFeed::new(stored(1..=20), FeedSettings::default());
     feed.shared.settled.send_replace(Some(5));
     let mut stream = feed.follow(tasks_of(&["team-a"]), Start::After(3));
     assert_eq!(positions(&mut stream, 2).await, vec![4, 5]);
@@ -195,12 +196,7 @@ async fn a_batch_that_starts_past_the_cursor_sends_the_subscriber_to_the_store_f
 async fn a_settled_position_that_rises_with_no_batch_sends_the_subscriber_to_the_store() {
     // The tail began its round while nobody listened, so it moves the position on without a
     // batch; a live-only subscriber that joined meanwhile must not wait for the next event.
-    let store = Arc::new(MemoryEventFeed::default());
-    for position in 1..=20 {
-        store.append(record(position, "team-a"));
-    }
-    store.settle_through(20);
-    let feed = LiveFeed::new(store.clone(), FeedSettings::default());
+    let feed = LiveFeed::new(stored(1..=20), FeedSettings::default());
     feed.shared.settled.send_replace(Some(5));
     let mut stream = feed.follow(tasks_of(&["team-a"]), Start::Now);
     tokio::time::timeout(Duration::from_millis(20), stream.next())

@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
 use crate::limits::{bare_producer_latency, pgbench, TopicWatch};
-use crate::load::{create, create_load, graphql, phase_seconds, request, summary, CONNECTIONS};
+use crate::load::{
+    create, create_load, graphql, paced, phase_seconds, request, summary, CONNECTIONS,
+};
 use crate::service::BenchService;
 
 /// The paced rate of the latency runs.
@@ -157,19 +159,14 @@ async fn paced_run(service: &BenchService, topic: &str, seconds: u64) -> anyhow:
     let acked: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
     let reads: Arc<Mutex<Vec<f64>>> = Arc::default();
     let client = reqwest::Client::new();
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / PACED_RATE as f64));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let started = Instant::now();
-    let mut requests = Vec::with_capacity(total);
-    for n in 0..total {
-        ticker.tick().await;
+    let achieved = paced(PACED_RATE, total, |n| {
         let (client, url, token) = (
             client.clone(),
             service.graphql_url.clone(),
             service.token.clone(),
         );
         let (acked, reads) = (acked.clone(), reads.clone());
-        requests.push(tokio::spawn(async move {
+        async move {
             let id = create(&client, &url, &token, 2_000_000_000 + n).await?;
             let answered = Instant::now();
             acked.lock().await.push((id.clone(), answered));
@@ -178,12 +175,9 @@ async fn paced_run(service: &BenchService, topic: &str, seconds: u64) -> anyhow:
                 reads.lock().await.push(millis);
             }
             anyhow::Ok(())
-        }));
-    }
-    for request in requests {
-        request.await??;
-    }
-    let achieved = total as f64 / started.elapsed().as_secs_f64();
+        }
+    })
+    .await?;
     let acked = acked.lock().await.clone();
     let kafka = watch.latencies(&acked).await;
     let reads = reads.lock().await.clone();

@@ -195,3 +195,25 @@ pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
 pub fn phase_seconds() -> u64 {
     env_number("BENCH_SECONDS", 10)
 }
+
+/// Open-loop load: `send(n)` started for n in `0..total` at `rate` a second, each in a task
+/// of its own (a slow answer does not delay the next send); answers the rate achieved once
+/// every send has finished.
+pub async fn paced<F, Fut>(rate: u64, total: usize, send: F) -> anyhow::Result<f64>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut requests = Vec::with_capacity(total);
+    for n in 0..total {
+        ticker.tick().await;
+        requests.push(tokio::spawn(send(n)));
+    }
+    for request in requests {
+        request.await??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}

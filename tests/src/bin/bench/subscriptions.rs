@@ -13,7 +13,7 @@ use chronicle_tests::ws::{connect_at, next_json, subscribe, Socket};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use crate::load::{create, env_number, phase_seconds, summary};
+use crate::load::{create, env_number, paced, phase_seconds, summary};
 use crate::service::BenchService;
 
 /// createTask a second in the paced run.
@@ -156,28 +156,20 @@ async fn paced_latency(service: &BenchService, base: &str, seconds: u64) -> anyh
     let total = (PACED_RATE * seconds) as usize;
     let answered: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
     let client = reqwest::Client::new();
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / PACED_RATE as f64));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let started = Instant::now();
-    let mut requests = Vec::with_capacity(total);
-    for n in 0..total {
-        ticker.tick().await;
+    let rate = paced(PACED_RATE, total, |n| {
         let (client, url, token, answered) = (
             client.clone(),
             service.graphql_url.clone(),
             service.token.clone(),
             answered.clone(),
         );
-        requests.push(tokio::spawn(async move {
+        async move {
             let id = create(&client, &url, &token, 4_000_000_000 + n).await?;
             answered.lock().await.push((id, Instant::now()));
             anyhow::Ok(())
-        }));
-    }
-    for request in requests {
-        request.await??;
-    }
-    let rate = total as f64 / started.elapsed().as_secs_f64();
+        }
+    })
+    .await?;
     let answered = answered.lock().await.clone();
     Ok(json!({
         "rate_per_second": rate,
