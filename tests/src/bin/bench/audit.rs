@@ -5,6 +5,7 @@ use std::time::Instant;
 use chronicle_tests::TestApp;
 use serde_json::{json, Value};
 
+use crate::limits::copy_events_per_second;
 use crate::load::summary;
 
 const AUDIT_TRAIL: &str = "query($f: AuditFilter!) { auditTrail(filter: $f, first: 100) { edges { node { eventId position eventType actorId correlationId payload hash } } } }";
@@ -131,11 +132,7 @@ pub async fn audit_phase() -> anyhow::Result<Value> {
     });
 
     // Postgres alone reading the table in position order: the physical limit of a verifier.
-    let copying = Instant::now();
-    sqlx::query("COPY (SELECT * FROM events ORDER BY position) TO '/dev/null'")
-        .execute(&app.db)
-        .await?;
-    let copy_rate = events as f64 / copying.elapsed().as_secs_f64();
+    let copy_rate = copy_events_per_second(&app.db, events, 1).await?;
     let log = chronicle_infrastructure::audit_log::PgAuditLog::new(app.db.clone());
     let verifying = Instant::now();
     let check = chronicle_application::audit::store_check::verify_store(&log, None, |_| {})

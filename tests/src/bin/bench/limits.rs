@@ -191,3 +191,22 @@ pub async fn bare_producer_latency(
     }
     Ok(watch.latencies(&sent).await)
 }
+
+/// Postgres alone reading the events table in position order, in events a second: the
+/// physical limit of every reader of the whole store (best of `rounds`, so a reader measured
+/// after it finds the table cached as well).
+pub async fn copy_events_per_second(
+    db: &sqlx::PgPool,
+    events: u64,
+    rounds: usize,
+) -> anyhow::Result<f64> {
+    let mut best = f64::MAX;
+    for _ in 0..rounds.max(1) {
+        let copying = Instant::now();
+        sqlx::query("COPY (SELECT * FROM events ORDER BY position) TO '/dev/null'")
+            .execute(db)
+            .await?;
+        best = best.min(copying.elapsed().as_secs_f64());
+    }
+    Ok(events as f64 / best)
+}

@@ -1,11 +1,10 @@
 //! `replay`: rebuilds of the seeded store, next to Postgres alone reading the table.
 
-use std::time::Instant;
-
 use chronicle_tests::TestApp;
 use serde_json::{json, Value};
 
 use crate::audit::seeded_tasks;
+use crate::limits::copy_events_per_second;
 
 /// Rebuild rates on a seeded store, next to Postgres alone reading the events table.
 pub async fn replay_phase() -> anyhow::Result<Value> {
@@ -17,15 +16,7 @@ pub async fn replay_phase() -> anyhow::Result<Value> {
         .await?;
     // The physical limit: the server reading the table in position order (best of two, so
     // both sides run with the table cached).
-    let mut copy_seconds = f64::MAX;
-    for _ in 0..2 {
-        let copying = Instant::now();
-        sqlx::query("COPY (SELECT * FROM events ORDER BY position) TO '/dev/null'")
-            .execute(&app.db)
-            .await?;
-        copy_seconds = copy_seconds.min(copying.elapsed().as_secs_f64());
-    }
-    let copy_rate = events as f64 / copy_seconds;
+    let copy_rate = copy_events_per_second(&app.db, events, 2).await?;
     let rebuilder =
         chronicle::app::rebuilder(&app.db, chronicle::app::personal_data_for_reading(&app.db));
     let mut runs = serde_json::Map::new();

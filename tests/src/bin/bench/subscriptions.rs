@@ -13,6 +13,7 @@ use chronicle_tests::ws::{connect_at, next_json, subscribe, Socket};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
+use crate::limits::copy_events_per_second;
 use crate::load::{create, env_number, paced, phase_seconds, summary};
 use crate::service::BenchService;
 
@@ -34,15 +35,7 @@ pub async fn subscriptions_phase() -> anyhow::Result<Value> {
     sqlx::query("VACUUM ANALYZE events")
         .execute(&service.db)
         .await?;
-    let mut copy_seconds = f64::MAX;
-    for _ in 0..2 {
-        let copying = Instant::now();
-        sqlx::query("COPY (SELECT * FROM events ORDER BY position) TO '/dev/null'")
-            .execute(&service.db)
-            .await?;
-        copy_seconds = copy_seconds.min(copying.elapsed().as_secs_f64());
-    }
-    let copy_rate = events as f64 / copy_seconds;
+    let copy_rate = copy_events_per_second(&service.db, events, 2).await?;
     let mut catch_up = Vec::new();
     for _ in 0..2 {
         let seconds = catch_up_seconds(&base, &service.token, events as usize).await?;
