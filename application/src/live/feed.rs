@@ -91,10 +91,9 @@ impl LiveFeed {
     /// Follows the store until `stop` completes.
     pub async fn run(self, stop: impl Future<Output = ()>) {
         let mut stop = std::pin::pin!(stop);
-        let mut tail = Tail::default();
         loop {
             let began = tokio::time::Instant::now();
-            let pause = tail.round(&self.shared).await;
+            let pause = round(&self.shared).await;
             tokio::select! {
                 () = &mut stop => return,
                 () = tokio::time::sleep(pause) => {}
@@ -114,85 +113,75 @@ impl LiveFeed {
     }
 }
 
-/// The tail's own state: how far it has broadcast.
-#[derive(Default)]
-struct Tail {
-    /// Every final event up to here was broadcast (or nobody was listening); `None` before
-    /// the first proof.
-    broadcast: Option<i64>,
-}
-
-impl Tail {
-    /// One round; answers how long to wait before the next.
-    async fn round(&mut self, shared: &Shared) -> Duration {
-        let listening = shared.batches.receiver_count() > 0;
-        let settled = match shared.store.settle().await {
-            Ok(settled) => settled,
-            Err(error) => {
-                tracing::warn!(error = %Chain(&error), "the live feed could not read the store; retrying");
-                return AFTER_FAILURE;
-            }
-        };
-        if let Some(through) = settled.through {
-            match self.broadcast {
-                Some(from) if listening && through > from => {
-                    self.broadcast = Some(self.send(shared, from, through).await);
-                }
-                _ => {
-                    let through = self.broadcast.map_or(through, |from| from.max(through));
-                    self.broadcast = Some(through);
-                    // Subscribers wake only when it moves.
-                    shared.settled.send_if_modified(|settled| {
-                        let moved = *settled != Some(through);
-                        *settled = Some(through);
-                        moved
-                    });
-                }
-            }
+/// One round of the tail; answers how long to wait before the next. What it published as
+/// settled is also how far it has broadcast: every final event up to there was sent in a batch,
+/// or nobody was listening.
+async fn round(shared: &Shared) -> Duration {
+    let listening = shared.batches.receiver_count() > 0;
+    let settled = match shared.store.settle().await {
+        Ok(settled) => settled,
+        Err(error) => {
+            tracing::warn!(error = %Chain(&error), "the live feed could not read the store; retrying");
+            return AFTER_FAILURE;
         }
-        // Nobody listening: no hurry to settle (each settling round with new positions takes
-        // a transaction id).
-        if !listening {
-            shared.settings.idle_poll
-        } else if settled.waiting {
-            SETTLE_AGAIN
-        } else {
-            shared.settings.poll
+    };
+    if let Some(through) = settled.through {
+        let published = *shared.settled.borrow();
+        match published {
+            Some(from) if listening && through > from => send(shared, from, through).await,
+            _ => {
+                // Subscribers wake only when it moves.
+                shared.settled.send_if_modified(|settled| {
+                    let moved = settled.is_none_or(|from| through > from);
+                    if moved {
+                        *settled = Some(through);
+                    }
+                    moved
+                });
+            }
         }
     }
+    // Nobody listening: no hurry to settle (each settling round with new positions takes a
+    // transaction id).
+    if !listening {
+        shared.settings.idle_poll
+    } else if settled.waiting {
+        SETTLE_AGAIN
+    } else {
+        shared.settings.poll
+    }
+}
 
-    /// Broadcasts `(from, through]` in pages; answers how far it got (a failed read stops it,
-    /// and the next round goes on from there).
-    async fn send(&self, shared: &Shared, from: i64, through: i64) -> i64 {
-        let mut after = from;
-        while after < through {
-            let records = match shared
-                .store
-                .read(&AuditFilter::default(), after, through, TAIL_PAGE)
-                .await
-            {
-                Ok(records) => records,
-                Err(error) => {
-                    tracing::warn!(error = %Chain(&error), "the live feed could not read events; retrying");
-                    break;
-                }
-            };
-            let end = match records.last() {
-                Some(last) if records.len() == TAIL_PAGE => last.position,
-                _ => through,
-            };
-            // The batch first, then the position: a subscription that sees the position rise
-            // finds the batch already waiting for it, and one that sees a rise with no batch
-            // knows to read the store.
-            // Nobody listening any more is not an error: the events are in the store.
-            let _ = shared.batches.send(Arc::new(Batch {
-                after,
-                through: end,
-                records,
-            }));
-            shared.settled.send_replace(Some(end));
-            after = end;
-        }
-        after
+/// Broadcasts `(from, through]` in pages, publishing the settled position after each (a failed
+/// read stops it, and the next round goes on from where it got).
+async fn send(shared: &Shared, from: i64, through: i64) {
+    let mut after = from;
+    while after < through {
+        let records = match shared
+            .store
+            .read(&AuditFilter::default(), after, through, TAIL_PAGE)
+            .await
+        {
+            Ok(records) => records,
+            Err(error) => {
+                tracing::warn!(error = %Chain(&error), "the live feed could not read events; retrying");
+                return;
+            }
+        };
+        let end = match records.last() {
+            Some(last) if records.len() == TAIL_PAGE => last.position,
+            _ => through,
+        };
+        // The batch first, then the position: a subscription that sees the position rise
+        // finds the batch already waiting for it, and one that sees a rise with no batch
+        // knows to read the store.
+        // Nobody listening any more is not an error: the events are in the store.
+        let _ = shared.batches.send(Arc::new(Batch {
+            after,
+            through: end,
+            records,
+        }));
+        shared.settled.send_replace(Some(end));
+        after = end;
     }
 }
