@@ -14,10 +14,6 @@ use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
 use crate::event_store::append::store_error;
 use crate::event_store::PositionedEventRow;
 
-/// Events a running transaction could still precede are held back, except once they are
-/// this old (a stalled writer must not freeze the trail; appends commit in milliseconds).
-const HORIZON_FALLBACK: &str = "5 seconds";
-
 /// The audit log on a Postgres pool.
 #[derive(Clone)]
 pub struct PgAuditLog {
@@ -40,34 +36,6 @@ fn record(row: PositionedEventRow) -> AuditRecord {
 
 #[async_trait]
 impl AuditLog for PgAuditLog {
-    async fn trail(
-        &self,
-        filter: &AuditFilter,
-        after: Option<i64>,
-        limit: usize,
-    ) -> Result<Vec<AuditRecord>, StoreError> {
-        let mut query: QueryBuilder<'_, Postgres> = QueryBuilder::new(format!(
-            "SELECT position, event_id, aggregate_type, aggregate_id, sequence, event_type,
-                        event_version, payload, metadata, recorded_at, hash, previous_hash
-                 FROM events
-                 WHERE (transaction_id < (SELECT pg_snapshot_xmin(pg_current_snapshot()))
-                        OR recorded_at < now() - interval '{HORIZON_FALLBACK}')"
-        ));
-        push_filter(&mut query, filter);
-        if let Some(after) = after {
-            query.push(" AND position > ").push_bind(after);
-        }
-        query
-            .push(" ORDER BY position LIMIT ")
-            .push_bind(limit as i64);
-        let rows: Vec<PositionedEventRow> = query
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(store_error)?;
-        Ok(rows.into_iter().map(record).collect())
-    }
-
     async fn team_of(
         &self,
         aggregate_type: &str,

@@ -79,6 +79,13 @@ impl EventFeed for PgEventFeed {
         })
     }
 
+    async fn top(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar!(r#"SELECT coalesce(max(position), 0) AS "top!" FROM events"#)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)
+    }
+
     async fn read(
         &self,
         filter: &AuditFilter,

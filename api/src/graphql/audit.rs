@@ -252,10 +252,16 @@ pub async fn trail(
         .as_deref()
         .map(|cursor| decode_position("after", cursor))
         .transpose()?;
-    let page = ctx
-        .services()
+    let services = ctx.services();
+    let page = services
         .audit
-        .trail(principal, &filter, first.map(i64::from), after)
+        .trail(
+            services.live.feed(),
+            principal,
+            &filter,
+            first.map(i64::from),
+            after,
+        )
         .await?;
     let edges: Vec<AuditEventEdge> = page
         .items

@@ -29,8 +29,9 @@ use crate::data::event_log::StoredEvent;
 use crate::data::hash_chain::event_hash;
 use crate::error::AppError;
 use crate::live::{LiveFeed, Start};
+use crate::ports::audit_log::AuditFilter;
 use crate::ports::audit_log::AuditLog;
-use crate::ports::audit_log::{AuditFilter, AuditRecord};
+use crate::ports::event_feed::FeedRecord;
 use crate::privacy::personal_data::PersonalData;
 use crate::privacy::seal::reference;
 use crate::privacy::sealing::ErasedValue;
@@ -75,7 +76,7 @@ pub struct AuditPage {
 }
 
 /// A record of the trail as an auditor reads it.
-async fn open(personal: &PersonalData, record: AuditRecord) -> Result<AuditEntry, AppError> {
+async fn open(personal: &PersonalData, record: FeedRecord) -> Result<AuditEntry, AppError> {
     let (event, opening) = personal.opened(&record.event).await?;
     Ok(AuditEntry {
         position: record.position,
@@ -110,14 +111,17 @@ impl AuditQueries {
         }
     }
 
-    /// A page of matching events after position `after`, in position order.
+    /// A page of matching events after position `after`, in position order, read from `live`'s
+    /// settled position.
     ///
     /// Pages are stable while events are appended: new events only ever appear after the ones
-    /// already served (the store shows an event once every transaction that started before it
-    /// ended, so a late commit cannot slip in behind a page already read).
+    /// already served, since a page ends before any event still committing (so an `endCursor`
+    /// never passes over one), and a page shows every event committed before it was asked for
+    /// (unless a transaction running long on the server held them back: docs/api.md).
     /// Only events of the caller's teams' aggregates appear.
     pub async fn trail(
         &self,
+        live: &LiveFeed,
         principal: &Principal,
         filter: &AuditFilter,
         first: Option<i64>,
@@ -125,12 +129,14 @@ impl AuditQueries {
     ) -> Result<AuditPage, AppError> {
         let filter = self.scoped(principal, filter).await?;
         let limit = page_size(first)?;
-        let mut records = self.log.trail(&filter, after, limit + 1).await?;
+        let mut records = live
+            .final_page(&filter, after.unwrap_or(0), limit + 1)
+            .await?;
         let has_next_page = records.len() > limit;
         records.truncate(limit);
         let mut items = Vec::with_capacity(records.len());
         for record in records {
-            items.push(self.open(record).await?);
+            items.push(open(&self.personal, record).await?);
         }
         Ok(AuditPage {
             items,
@@ -153,17 +159,7 @@ impl AuditQueries {
             .follow(filter, start)
             .then(move |record| {
                 let personal = personal.clone();
-                async move {
-                    let record = record?;
-                    open(
-                        &personal,
-                        AuditRecord {
-                            position: record.position,
-                            event: record.event,
-                        },
-                    )
-                    .await
-                }
+                async move { open(&personal, record?).await }
             })
             .boxed())
     }
@@ -200,10 +196,6 @@ impl AuditQueries {
             Some(pseudonym) => Ok(vec![reference(pseudonym), actor.to_owned()]),
             None => self.personal.stored_forms(actor).await,
         }
-    }
-
-    async fn open(&self, record: AuditRecord) -> Result<AuditEntry, AppError> {
-        open(&self.personal, record).await
     }
 
     /// Checks one aggregate's chain; `NOT_FOUND` when it has no events and nothing saw any, or

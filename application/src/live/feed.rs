@@ -60,8 +60,8 @@ pub(crate) struct Shared {
     pub(crate) batches: broadcast::Sender<Arc<Batch>>,
     /// The settled position, `None` until the tail proved one.
     pub(crate) settled: watch::Sender<Option<i64>>,
-    /// A subscription started, or this process committed events while someone listens: the
-    /// tail looks at once (no sooner than [`MIN_ROUND_GAP`] after its last round).
+    /// A subscription started, a page waits for what is committed to settle, or this process
+    /// committed events while someone listens: the tail looks at once (no sooner than [`MIN_ROUND_GAP`] after its last round).
     pub(crate) wake: Notify,
     settings: FeedSettings,
 }
@@ -141,14 +141,15 @@ async fn round(shared: &Shared) -> Duration {
             }
         }
     }
-    // Nobody listening: no hurry to settle (each settling round with new positions takes a
-    // transaction id).
-    if !listening {
-        shared.settings.idle_poll
-    } else if settled.waiting {
+    // Nobody listening or waiting for a page: no hurry to settle (each settling round with
+    // new positions takes a transaction id).
+    let awaited = listening || shared.settled.receiver_count() > 0;
+    if settled.waiting && awaited {
         SETTLE_AGAIN
-    } else {
+    } else if listening {
         shared.settings.poll
+    } else {
+        shared.settings.idle_poll
     }
 }
 

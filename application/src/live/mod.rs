@@ -5,7 +5,8 @@
 //! - [`feed`]: the tail: one task per instance settles the store's position and broadcasts
 //!   what became final while anyone subscribes;
 //! - [`follow`]: one subscription's way from its cursor through the store and the batches;
-//! - [`filter`]: a subscription's filter, applied to the batches in memory.
+//! - [`filter`]: a subscription's filter, applied to the batches in memory;
+//! - [`pages`]: the audit trail's pages, read up to the settled position.
 //!
 //! Everything comes from the store, never from a read model or Kafka, so a cursor means the
 //! same on every instance and a projection's rebuild does not touch subscriptions.
@@ -13,6 +14,7 @@
 mod feed;
 pub(crate) mod filter;
 mod follow;
+mod pages;
 
 use std::sync::Arc;
 

@@ -208,3 +208,82 @@ async fn a_settled_position_that_rises_with_no_batch_sends_the_subscriber_to_the
         (6..=20).collect::<Vec<_>>()
     );
 }
+
+/// A tail that looks at the store only when woken: a page must hurry it itself.
+fn sleepy(store: Arc<MemoryEventFeed>) -> (LiveFeed, oneshot::Sender<()>) {
+    let hour = Duration::from_secs(3600);
+    let feed = LiveFeed::new(
+        store,
+        FeedSettings {
+            poll: hour,
+            idle_poll: hour,
+        },
+    );
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(feed.clone().run(async move {
+        let _ = stopped.await;
+    }));
+    (feed, stop)
+}
+
+fn page_positions(page: &[FeedRecord]) -> Vec<i64> {
+    page.iter().map(|r| r.position).collect()
+}
+
+#[tokio::test]
+async fn a_page_waits_for_the_events_committed_before_it_to_settle() {
+    let store = stored(1..=12);
+    store.settle_through(10);
+    let (feed, _stop) = sleepy(store.clone());
+    let page = tokio::spawn({
+        let feed = feed.clone();
+        async move { feed.final_page(&tasks_of(&["team-a"]), 0, 100).await }
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert!(!page.is_finished(), "11 and 12 are not final yet");
+    store.settle_through(12);
+    let page = tokio::time::timeout(Duration::from_millis(500), page)
+        .await
+        .expect("the page came once they settled, well before its patience ran out")
+        .unwrap()
+        .unwrap();
+    assert_eq!(page_positions(&page), (1..=12).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_page_ends_before_an_event_still_committing_and_the_next_goes_on_from_there() {
+    // 6 holds a position whose transaction has not ended (as when a transaction that took
+    // its position first commits after 7..=10): a page must not pass over it.
+    let store = stored(1..=10);
+    store.settle_through(5);
+    let (feed, _stop) = sleepy(store.clone());
+    let started = std::time::Instant::now();
+    let first = feed
+        .final_page(&tasks_of(&["team-a"]), 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(page_positions(&first), vec![1, 2, 3, 4, 5]);
+    assert!(started.elapsed() >= super::pages::PAGE_PATIENCE);
+    store.settle_through(10);
+    let next = feed
+        .final_page(&tasks_of(&["team-a"]), 5, 100)
+        .await
+        .unwrap();
+    assert_eq!(page_positions(&next), vec![6, 7, 8, 9, 10]);
+}
+
+#[tokio::test]
+async fn a_page_on_a_settled_store_does_not_wait_for_the_tail() {
+    let store = stored(1..=3);
+    let feed = LiveFeed::new(store, FeedSettings::default());
+    feed.shared.settled.send_replace(Some(3));
+    // No tail runs: a page that waited for one would take its whole patience.
+    let page = tokio::time::timeout(
+        Duration::from_millis(200),
+        feed.final_page(&tasks_of(&["team-a"]), 1, 100),
+    )
+    .await
+    .expect("served at once")
+    .unwrap();
+    assert_eq!(page_positions(&page), vec![2, 3]);
+}

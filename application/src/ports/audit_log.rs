@@ -94,19 +94,11 @@ impl Misattribution {
     }
 }
 
-/// Read access to the event store for auditors: the trail, whole streams, and what else has
-/// seen an aggregate (to catch a truncated stream).
+/// Read access to the event store for auditors: whole streams, and what else has seen an
+/// aggregate (to catch a truncated stream). The trail's pages are read from the event feed,
+/// up to its settled position.
 #[async_trait]
 pub trait AuditLog: Send + Sync {
-    /// Matching events after position `after`, in position order, at most `limit`; only
-    /// events no running transaction can still precede.
-    async fn trail(
-        &self,
-        filter: &AuditFilter,
-        after: Option<i64>,
-        limit: usize,
-    ) -> Result<Vec<AuditRecord>, StoreError>;
-
     /// The team that owns an aggregate, as recorded beside its events (`None` when it has no
     /// events).
     async fn team_of(

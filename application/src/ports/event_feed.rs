@@ -39,6 +39,10 @@ pub trait EventFeed: Send + Sync {
     /// a time.
     async fn settle(&self) -> Result<Settled, StoreError>;
 
+    /// The highest position a committed event holds now (0 for an empty store): what a page
+    /// must wait to see settled to show every event committed before it was asked for.
+    async fn top(&self) -> Result<i64, StoreError>;
+
     /// Events matching `filter` with positions in `(after, through]`, in position order, at
     /// most `limit`. `through` should be an answer of [`EventFeed::settle`]: below it the
     /// read is final.

@@ -45,13 +45,26 @@ impl MemoryEventFeed {
 #[async_trait]
 impl EventFeed for MemoryEventFeed {
     async fn settle(&self) -> Result<Settled, StoreError> {
+        let through = *self
+            .settled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let top = self.top().await?;
         Ok(Settled {
-            through: *self
-                .settled
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-            waiting: false,
+            through,
+            waiting: through.is_none_or(|through| top > through),
         })
+    }
+
+    async fn top(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|r| r.position)
+            .max()
+            .unwrap_or(0))
     }
 
     async fn read(

@@ -600,3 +600,100 @@ async fn pages_stay_consistent_while_events_are_appended() {
         assert!(ids.contains(&id.to_string()), "event {id} was skipped");
     }
 }
+
+/// Inserts an event of `aggregate_id` (the trail shows it; no chain is checked here) inside
+/// `transaction`, and answers its position.
+async fn insert_raw_event(
+    transaction: &mut sqlx::PgConnection,
+    aggregate_id: &str,
+    sequence: i64,
+) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                             payload, metadata, event_id, recorded_at, hash, previous_hash,
+                             team_id)
+         VALUES ('Task', $1, $2, 'TaskStarted', '1.0', '{\"TaskStarted\": {}}',
+                 '{\"actor_id\": \"u-1\"}', $3, now(), '', '', 'team-a')
+         RETURNING position",
+    )
+    .bind(aggregate_id)
+    .bind(sequence)
+    .bind(uuid::Uuid::now_v7())
+    .fetch_one(transaction)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_page_never_ends_past_an_event_whose_transaction_is_still_committing() {
+    // Two writers as Postgres can interleave them: `earlier` takes its transaction id first,
+    // `later` takes a lower position but commits last. A page read between the two commits
+    // must not show `earlier`'s event, or its endCursor would pass over `later`'s for good.
+    let app = TestApp::spawn().await.unwrap();
+    let aggregate = uuid::Uuid::now_v7().to_string();
+    let mut earlier = app.db.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *earlier)
+        .await
+        .unwrap();
+    let mut later = app.db.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *later)
+        .await
+        .unwrap();
+    let lower = insert_raw_event(&mut later, &aggregate, 1).await;
+    let higher = insert_raw_event(&mut earlier, &aggregate, 2).await;
+    assert!(lower < higher);
+    earlier.commit().await.unwrap();
+
+    let token = auditor(&app);
+    let page = |after: Option<String>| {
+        let token = token.clone();
+        let app = &app;
+        let aggregate = aggregate.clone();
+        async move {
+            let body = app
+                .graphql_as(
+                    Some(&token),
+                    TRAIL,
+                    json!({"f": {"aggregateId": aggregate}, "first": 10, "after": after}),
+                )
+                .await
+                .unwrap();
+            assert!(body["errors"].is_null(), "{body}");
+            body["data"]["auditTrail"].clone()
+        }
+    };
+    let first = page(None).await;
+    let shown: Vec<i64> = first["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|edge| edge["node"]["position"].as_i64().unwrap())
+        .collect();
+    assert!(
+        !shown.contains(&higher),
+        "a page showed position {higher} while {lower} was still committing: {first}"
+    );
+
+    later.commit().await.unwrap();
+    let mut after = first["pageInfo"]["endCursor"].as_str().map(str::to_owned);
+    let mut positions = shown;
+    // Other tests' transactions on the same server can hold the settled position back a
+    // moment: page on until both came, or the deadline.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while positions.len() < 2 && tokio::time::Instant::now() < deadline {
+        let next = page(after.clone()).await;
+        for edge in next["edges"].as_array().unwrap() {
+            positions.push(edge["node"]["position"].as_i64().unwrap());
+        }
+        if let Some(cursor) = next["pageInfo"]["endCursor"].as_str() {
+            after = Some(cursor.to_owned());
+        }
+    }
+    assert_eq!(
+        positions,
+        vec![lower, higher],
+        "paging on from the first page's endCursor shows both, in order"
+    );
+}
