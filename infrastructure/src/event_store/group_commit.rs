@@ -240,9 +240,19 @@ fn take_group(waiting: &mut VecDeque<Waiting>, busy: &Claims) -> (Vec<Waiting>, 
     (group, claims)
 }
 
+/// Counts a write: `alone` (one command, the single statement), `grouped` (one statement for
+/// several), `fallback` (the server refused a group's statement; each command went again alone)
+/// or `failed` (the connection failed). A run of fallbacks is groups losing to writers they
+/// cannot see (another instance, a tool): each command then costs two round trips.
+fn count_write(way: &'static str, commands: usize) {
+    metrics::counter!("chronicle_append_writes_total", "way" => way).increment(1);
+    metrics::counter!("chronicle_append_commands_total", "way" => way).increment(commands as u64);
+}
+
 /// Writes one group and answers each command; whether anything was written.
 async fn write(pool: &PgPool, mut group: Vec<Waiting>) -> bool {
     if group.len() == 1 {
+        count_write("alone", 1);
         let Some(command) = group.pop() else {
             return false;
         };
@@ -254,6 +264,7 @@ async fn write(pool: &PgPool, mut group: Vec<Waiting>) -> bool {
     let batches: Vec<&AppendBatch> = group.iter().map(|command| &command.batch).collect();
     match append_group(pool, &batches).await {
         Ok(outcomes) => {
+            count_write("grouped", outcomes.len());
             let written = outcomes.iter().any(Result::is_ok);
             for (command, outcome) in group.into_iter().zip(outcomes) {
                 let _ = command.answer.send(outcome);
@@ -263,7 +274,15 @@ async fn write(pool: &PgPool, mut group: Vec<Waiting>) -> bool {
         // The server refused the statement (a writer the checks could not see took a sequence
         // or a key, a deadlock, a timeout): it rolled back, nothing of the group was written,
         // and each command alone is judged exactly.
-        Err(sqlx::Error::Database(_)) => {
+        Err(sqlx::Error::Database(refusal)) => {
+            // The code and the constraint only: a message's detail can quote a key's values.
+            tracing::info!(
+                commands = group.len(),
+                code = refusal.code().as_deref().unwrap_or(""),
+                constraint = refusal.constraint().unwrap_or(""),
+                "a group's statement was refused; its commands go again alone"
+            );
+            count_write("fallback", group.len());
             let alone = group.into_iter().map(|command| async move {
                 let outcome = append_alone(pool, &command.batch).await;
                 let written = outcome.is_ok();
@@ -281,6 +300,7 @@ async fn write(pool: &PgPool, mut group: Vec<Waiting>) -> bool {
             let reason = chronicle_application::error_chain::Chain(&error).to_string();
             let unavailable = matches!(store_error(error), StoreError::Unavailable(_));
             tracing::warn!(commands = group.len(), %reason, "a group append failed");
+            count_write("failed", group.len());
             for command in group {
                 let failure = match unavailable {
                     true => StoreError::unavailable(reason.clone()),

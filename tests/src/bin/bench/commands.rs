@@ -62,6 +62,7 @@ pub async fn commands_phase() -> anyhow::Result<Value> {
     let mut p99s = Vec::new();
     for round in 0..rounds() {
         service.reset_statements().await?;
+        let activity = service.activity().await?;
         let before = service.cpu()?;
         let load = create_load(
             &service.graphql_url,
@@ -75,6 +76,7 @@ pub async fn commands_phase() -> anyhow::Result<Value> {
         let after = service.cpu()?;
         let commands = load["count"].as_f64().unwrap_or(0.0);
         cpu.push(before.per(&after, commands));
+        let activity = activity.since(&service.activity().await?, commands);
         if round == 0 {
             statements = service.statements(commands).await?;
         }
@@ -95,6 +97,8 @@ pub async fn commands_phase() -> anyhow::Result<Value> {
             "create_task_vs_pgbench": ratio,
             "pgbench_cpu_per_transaction": pgbench_cpu,
             "postgres_cpu_vs_pgbench": postgres_ratio,
+            // What else happened during the round, to explain one slower than the others.
+            "activity": activity,
         }));
     }
 

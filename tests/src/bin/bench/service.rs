@@ -65,6 +65,40 @@ impl CpuSample {
     }
 }
 
+/// Counters of [`BenchService::activity`], so far.
+#[derive(Debug, Clone)]
+pub struct Activity {
+    checkpoints: i64,
+    wal_fpi: i64,
+    wal_bytes: f64,
+    autovacuums: i64,
+    /// Commands appended by each way of the group commit (`alone`, `grouped`, `fallback`,
+    /// `failed`).
+    appends: std::collections::BTreeMap<String, f64>,
+}
+
+impl Activity {
+    /// What happened between `self` (earlier) and `later`, over `commands` commands.
+    pub fn since(&self, later: &Activity, commands: f64) -> Value {
+        let appends: serde_json::Map<String, Value> = later
+            .appends
+            .iter()
+            .map(|(way, count)| {
+                let before = self.appends.get(way).copied().unwrap_or(0.0);
+                (way.clone(), json!(count - before))
+            })
+            .collect();
+        json!({
+            "checkpoints": later.checkpoints - self.checkpoints,
+            "autovacuums_and_analyzes": later.autovacuums - self.autovacuums,
+            "wal_full_page_images_per_command":
+                (later.wal_fpi - self.wal_fpi) as f64 / commands.max(1.0),
+            "wal_bytes_per_command": (later.wal_bytes - self.wal_bytes) / commands.max(1.0),
+            "commands_appended_by_way": appends,
+        })
+    }
+}
+
 impl BenchService {
     /// Starts a private cluster and `chronicle serve` (every part) on it.
     pub async fn start() -> anyhow::Result<Self> {
@@ -232,6 +266,40 @@ impl BenchService {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// What the server and the service's writer did so far that can make one round slower
+    /// than the next: checkpoints, full-page images in the WAL, autovacuum, and the group
+    /// commit's ways of writing (when it is on).
+    pub async fn activity(&self) -> anyhow::Result<Activity> {
+        let (checkpoints, wal_fpi, wal_bytes, autovacuums): (i64, i64, f64, i64) = sqlx::query_as(
+            "SELECT (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter),
+                    (SELECT wal_fpi FROM pg_stat_wal),
+                    (SELECT wal_bytes::float8 FROM pg_stat_wal),
+                    (SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0)::bigint
+                     FROM pg_stat_user_tables)",
+        )
+        .fetch_one(&self.db)
+        .await?;
+        let metrics = reqwest::get(format!("{}/metrics", self.process.http_url()?))
+            .await?
+            .text()
+            .await?;
+        let appends = metrics
+            .lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix("chronicle_append_commands_total{way=\"")?;
+                let (way, value) = rest.split_once("\"} ")?;
+                Some((way.to_owned(), value.trim().parse::<f64>().ok()?))
+            })
+            .collect();
+        Ok(Activity {
+            checkpoints,
+            wal_fpi,
+            wal_bytes,
+            autovacuums,
+            appends,
+        })
     }
 
     /// The private cluster the service writes to.
