@@ -461,3 +461,8 @@ mod tests {
         assert!(consistency_proof(&tree, 333, 1000).unwrap().len() <= 20);
     }
 }
+
+#[cfg(test)]
+mod independent;
+#[cfg(test)]
+mod vectors;

@@ -186,3 +186,6 @@ mod tests {
         assert!(CheckpointSigner::from_pem("not a key").is_err());
     }
 }
+
+#[cfg(test)]
+mod vectors;

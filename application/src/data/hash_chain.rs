@@ -124,3 +124,6 @@ mod tests {
         assert_ne!(event_hash(&relinked), original);
     }
 }
+
+#[cfg(test)]
+mod vectors;
