@@ -77,8 +77,10 @@ pub async fn commands_phase() -> anyhow::Result<Value> {
         let commands = load["count"].as_f64().unwrap_or(0.0);
         cpu.push(before.per(&after, commands));
         let activity = activity.since(&service.activity().await?, commands);
+        // Every round's: a round slower than the next shows which statement took the time.
+        let round_statements = service.statements(commands).await?;
         if round == 0 {
-            statements = service.statements(commands).await?;
+            statements = round_statements.clone();
         }
         let before_pgbench = service.cpu()?;
         let pg = pgbench(service.database_url(), seconds)?;
@@ -99,6 +101,7 @@ pub async fn commands_phase() -> anyhow::Result<Value> {
             "postgres_cpu_vs_pgbench": postgres_ratio,
             // What else happened during the round, to explain one slower than the others.
             "activity": activity,
+            "postgres_statements_per_command": round_statements,
         }));
     }
 

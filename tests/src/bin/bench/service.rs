@@ -71,6 +71,8 @@ pub struct Activity {
     checkpoints: i64,
     wal_fpi: i64,
     wal_bytes: f64,
+    wal_buffers_full: i64,
+    wal_syncs: i64,
     autovacuums: i64,
     /// Commands appended by each way of the group commit (`alone`, `grouped`, `fallback`,
     /// `failed`).
@@ -94,6 +96,10 @@ impl Activity {
             "wal_full_page_images_per_command":
                 (later.wal_fpi - self.wal_fpi) as f64 / commands.max(1.0),
             "wal_bytes_per_command": (later.wal_bytes - self.wal_bytes) / commands.max(1.0),
+            // Backends that had to write WAL themselves because its buffers were full.
+            "wal_buffers_full": later.wal_buffers_full - self.wal_buffers_full,
+            "wal_syncs_per_command":
+                (later.wal_syncs - self.wal_syncs) as f64 / commands.max(1.0),
             "commands_appended_by_way": appends,
         })
     }
@@ -108,7 +114,9 @@ impl BenchService {
     /// [`Self::start`], with settings `adjust` changes from `chronicle serve`'s defaults.
     pub async fn start_with(adjust: impl FnOnce(&mut Settings)) -> anyhow::Result<Self> {
         use_release_binary()?;
-        let postgres = PrivatePostgres::start_durable(SERVER_OPTIONS).await?;
+        // `BENCH_POSTGRES_OPTIONS` adds server settings, to measure what one changes.
+        let extra = std::env::var("BENCH_POSTGRES_OPTIONS").unwrap_or_default();
+        let postgres = PrivatePostgres::start_durable(&format!("{SERVER_OPTIONS} {extra}")).await?;
         let admin = PgPool::connect(&postgres.url("postgres")).await?;
         sqlx::query(&format!("CREATE DATABASE {DATABASE}"))
             .execute(&admin)
@@ -272,10 +280,19 @@ impl BenchService {
     /// than the next: checkpoints, full-page images in the WAL, autovacuum, and the group
     /// commit's ways of writing (when it is on).
     pub async fn activity(&self) -> anyhow::Result<Activity> {
-        let (checkpoints, wal_fpi, wal_bytes, autovacuums): (i64, i64, f64, i64) = sqlx::query_as(
+        let (checkpoints, wal_fpi, wal_bytes, wal_buffers_full, wal_syncs, autovacuums): (
+            i64,
+            i64,
+            f64,
+            i64,
+            i64,
+            i64,
+        ) = sqlx::query_as(
             "SELECT (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter),
                     (SELECT wal_fpi FROM pg_stat_wal),
                     (SELECT wal_bytes::float8 FROM pg_stat_wal),
+                    (SELECT wal_buffers_full FROM pg_stat_wal),
+                    (SELECT wal_sync FROM pg_stat_wal),
                     (SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0)::bigint
                      FROM pg_stat_user_tables)",
         )
@@ -297,6 +314,8 @@ impl BenchService {
             checkpoints,
             wal_fpi,
             wal_bytes,
+            wal_buffers_full,
+            wal_syncs,
             autovacuums,
             appends,
         })
