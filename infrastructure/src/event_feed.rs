@@ -106,8 +106,13 @@ impl EventFeed for PgEventFeed {
         query
             .push(" ORDER BY position LIMIT ")
             .push_bind(limit as i64);
+        // Planned for each call, with the bounds' values: a plan cached for any bounds takes
+        // `position > $1 AND position <= $2` for a narrow range (Postgres's default guess),
+        // walks the whole store in position order for a rare actor or team, and made the
+        // trail's pages by actor 10-70x slower (docs/performance.md).
         let rows: Vec<FeedRow> = query
             .build_query_as()
+            .persistent(false)
             .fetch_all(&self.pool)
             .await
             .map_err(store_error)?;
