@@ -10,7 +10,10 @@ use chronicle_application::audit::erasure_check::{Committed, Signatures};
 use chronicle_application::audit::export::{
     check_expected, erasure_line, event_line, header_line, verify_export, Expected,
 };
-use chronicle_application::audit::signing::{Checkpoint, PublicKey};
+use chronicle_application::audit::signed_note::{
+    checkpoint_note, default_origin, open_checkpoint, VerifierKey,
+};
+use chronicle_application::audit::signing::{Checkpoint, CheckpointSigner, PublicKey};
 use chronicle_application::audit::store_check::verify_store;
 use chronicle_application::audit::tree_check::verify_tree;
 use chronicle_application::audit::AuditQueries;
@@ -351,6 +354,71 @@ pub async fn export(pool: PgPool, from: i64, to: i64) -> anyhow::Result<std::pro
         }
     );
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `chronicle audit export --format signed-note [--origin NAME]`: the latest signed checkpoint
+/// as a C2SP signed note (application::audit::signed_note) on stdout, signed again with
+/// `signer` after its stored signature verified under it; the verifier key a standard tool
+/// checks it with goes to stderr.
+pub async fn export_signed_note(
+    pool: PgPool,
+    signer: &CheckpointSigner,
+    origin: Option<&str>,
+) -> anyhow::Result<std::process::ExitCode> {
+    // The checkpoint the range export proves against: the latest one.
+    let proofs = AuditProofs::new(Arc::new(PgAuditTree::new(pool)), Signing::On);
+    let checkpoint = proofs
+        .checkpoint(&operator(), None)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let key = signer.public_key();
+    let origin = origin.map_or_else(|| default_origin(&key), str::to_owned);
+    let note = checkpoint_note(&checkpoint, &origin, signer)?;
+    let verifier = VerifierKey::new(&origin, key)?;
+    print!("{note}");
+    eprintln!(
+        "signed note of the checkpoint at tree size {} (signed {}); verifier key: {verifier}",
+        checkpoint.tree_size,
+        checkpoint
+            .issued_at
+            .to_rfc3339_opts(SecondsFormat::Secs, true)
+    );
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `chronicle audit verify-note FILE --key VERIFIER`: checks a checkpoint note with no database;
+/// exit 0 when it verifies, 1 with a `DIVERGED` line.
+pub fn verify_note_file(
+    file: &std::path::Path,
+    verifier: &VerifierKey,
+) -> anyhow::Result<std::process::ExitCode> {
+    let note =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    match open_checkpoint(&note, verifier) {
+        Ok(verified) => {
+            let checkpoint = &verified.checkpoint;
+            let others = match verified.others.len() {
+                0 => String::new(),
+                n => format!(
+                    "; {n} signatures of other keys not checked ({})",
+                    verified.others.join(", ")
+                ),
+            };
+            println!(
+                "verified: {}, tree size {}, root {} (hex), signed by {}+{:08x}{others}",
+                checkpoint.origin,
+                checkpoint.tree_size,
+                hex::encode(checkpoint.root),
+                verifier.name(),
+                verifier.key_id()
+            );
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            println!("DIVERGED {error}");
+            Ok(std::process::ExitCode::FAILURE)
+        }
+    }
 }
 
 /// `chronicle audit verify-export FILE --public-key KEY`: checks an export with no database

@@ -12,6 +12,7 @@ use chronicle::{held_cli, telemetry};
 use chronicle_api::auth::{parse_ttl, Authenticator};
 use chronicle_api::settings::{ApiSettings, AuthSettings};
 use chronicle_application::audit::export::Expected;
+use chronicle_application::audit::signed_note::{default_origin, VerifierKey};
 use chronicle_application::ports::dead_letters::Redrive;
 use chronicle_application::ports::held::HeldKind;
 use chronicle_application::topics::Topics;
@@ -146,17 +147,75 @@ enum AuditCommand {
         #[arg(long, value_name = "PATH")]
         out: std::path::PathBuf,
     },
-    /// Print the public key of CHRONICLE_AUDIT_SIGNING_KEY_FILE (SPKI PEM), for auditors.
-    PublicKey,
+    /// Print the public key of CHRONICLE_AUDIT_SIGNING_KEY_FILE, for auditors: SPKI PEM, or the
+    /// verifier key standard transparency-log tools check signed notes with.
+    PublicKey {
+        /// pem (the default) or verifier-key (`<origin>+<key id>+<key>`, C2SP signed-note).
+        #[arg(long, value_enum, value_name = "FORMAT", default_value_t = KeyFormat::Pem)]
+        format: KeyFormat,
+        /// The origin the verifier key names (verifier-key only): the one given to `export
+        /// --format signed-note --origin`; default: chronicle-audit/<key id>.
+        #[arg(long, value_name = "NAME")]
+        origin: Option<String>,
+    },
     /// Write the events of a position range, each with its inclusion proof, after the latest
-    /// signed checkpoint, as JSON Lines on stdout (docs/audit.md).
+    /// signed checkpoint, as JSON Lines on stdout; or, with --format signed-note, that
+    /// checkpoint alone as a C2SP signed note, for standard transparency-log tools
+    /// (docs/audit.md).
     Export {
-        /// The first position exported.
-        #[arg(long, value_name = "N")]
-        from_position: i64,
-        /// The last position exported.
-        #[arg(long, value_name = "M")]
-        to_position: i64,
+        /// jsonl (the default): the range's events with their proofs. signed-note: the latest
+        /// checkpoint as a C2SP tlog-checkpoint note, signed again with
+        /// CHRONICLE_AUDIT_SIGNING_KEY_FILE once its stored signature verifies under it; its
+        /// verifier key goes to stderr.
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: Option<ExportFormat>,
+        /// The first position exported (jsonl).
+        #[arg(
+            long,
+            value_name = "N",
+            required_unless_present = "format",
+            required_if_eq("format", "jsonl")
+        )]
+        from_position: Option<i64>,
+        /// The last position exported (jsonl).
+        #[arg(
+            long,
+            value_name = "M",
+            required_unless_present = "format",
+            required_if_eq("format", "jsonl")
+        )]
+        to_position: Option<i64>,
+        /// The log's origin, which is also its note key's name (signed-note only); default:
+        /// chronicle-audit/<key id>. Tools follow a log by its origin: keep it the same.
+        #[arg(long, value_name = "NAME")]
+        origin: Option<String>,
+    },
+    /// Check a checkpoint note (`export --format signed-note`) with no database: the
+    /// signature of the given key (other keys' signatures, such as witnesses', are ignored)
+    /// and the C2SP tlog-checkpoint format. Exits 0 when it verifies, 1 with what diverged
+    /// printed.
+    VerifyNote {
+        /// The note.
+        file: std::path::PathBuf,
+        /// The verifier key, `<origin>+<key id>+<key>` (`public-key --format verifier-key`).
+        #[arg(
+            long,
+            value_name = "VERIFIER",
+            required_unless_present = "public_key",
+            conflicts_with = "public_key"
+        )]
+        key: Option<String>,
+        /// Instead of --key: the public key (SPKI PEM) the note must verify under.
+        #[arg(long, value_name = "PATH")]
+        public_key: Option<std::path::PathBuf>,
+        /// With --public-key: the log's origin; default: chronicle-audit/<key id>.
+        #[arg(
+            long,
+            value_name = "NAME",
+            requires = "public_key",
+            conflicts_with = "key"
+        )]
+        origin: Option<String>,
     },
     /// Check an export with no database and no broker. Exits 0 when intact, 1 with what
     /// diverged printed.
@@ -198,6 +257,69 @@ enum AuditCommand {
         #[arg(long, value_name = "PATH")]
         public_key: Option<std::path::PathBuf>,
     },
+}
+
+/// What `chronicle audit export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExportFormat {
+    /// A position range's events with their inclusion proofs (JSON Lines).
+    Jsonl,
+    /// The latest checkpoint as a C2SP signed note.
+    SignedNote,
+}
+
+/// How `chronicle audit public-key` writes the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum KeyFormat {
+    /// SPKI PEM.
+    Pem,
+    /// C2SP signed-note's verifier key.
+    VerifierKey,
+}
+
+/// `chronicle audit export`, its arguments checked together.
+#[derive(Debug, PartialEq, Eq)]
+enum Export {
+    /// The events of positions `from..=to`.
+    Range { from: i64, to: i64 },
+    /// The latest checkpoint as a signed note of `origin` (the default when `None`).
+    SignedNote { origin: Option<String> },
+}
+
+impl Export {
+    /// Each format with its own flags only: clap requires the positions of jsonl, and this
+    /// refuses a flag the chosen format would silently ignore.
+    fn of(
+        format: Option<ExportFormat>,
+        from: Option<i64>,
+        to: Option<i64>,
+        origin: Option<String>,
+    ) -> Result<Self, String> {
+        match (format.unwrap_or(ExportFormat::Jsonl), from, to) {
+            (ExportFormat::Jsonl, Some(from), Some(to)) if origin.is_none() => {
+                Ok(Self::Range { from, to })
+            }
+            (ExportFormat::Jsonl, Some(_), Some(_)) => {
+                Err("--origin is for --format signed-note".to_owned())
+            }
+            (ExportFormat::Jsonl, _, _) => {
+                Err("--from-position and --to-position are required".to_owned())
+            }
+            (ExportFormat::SignedNote, None, None) => Ok(Self::SignedNote { origin }),
+            (ExportFormat::SignedNote, _, _) => Err(
+                "--format signed-note writes the latest checkpoint alone: it takes no \
+                 --from-position or --to-position"
+                    .to_owned(),
+            ),
+        }
+    }
+}
+
+/// Exits as clap does for arguments that do not go together (status 2).
+fn usage_error(message: String) -> ! {
+    Cli::command()
+        .error(clap::error::ErrorKind::ArgumentConflict, message)
+        .exit()
 }
 
 /// mimalloc instead of glibc's malloc: fewer cycles per allocation and no lock contention
@@ -364,13 +486,57 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit {
             command:
                 AuditCommand::Export {
+                    format,
                     from_position,
                     to_position,
+                    origin,
                 },
         } => {
             telemetry::init_for_command();
-            let pool = cli::database(&Settings::database_url()?, 2, Migrations::Leave).await?;
-            chronicle::audit_cli::export(pool, from_position, to_position).await
+            let export = match Export::of(format, from_position, to_position, origin) {
+                Ok(export) => export,
+                Err(message) => usage_error(message),
+            };
+            match export {
+                Export::Range { from, to } => {
+                    let pool =
+                        cli::database(&Settings::database_url()?, 2, Migrations::Leave).await?;
+                    chronicle::audit_cli::export(pool, from, to).await
+                }
+                Export::SignedNote { origin } => {
+                    // The note is signed here: the key first, before any connection.
+                    let signer = app::signer_of_key_file(chronicle_infrastructure::config::var(
+                        "CHRONICLE_AUDIT_SIGNING_KEY_FILE",
+                    ))?
+                    .context(
+                        "--format signed-note signs the note: set CHRONICLE_AUDIT_SIGNING_KEY_FILE",
+                    )?;
+                    let pool =
+                        cli::database(&Settings::database_url()?, 2, Migrations::Leave).await?;
+                    chronicle::audit_cli::export_signed_note(pool, &signer, origin.as_deref()).await
+                }
+            }
+        }
+        Command::Audit {
+            command:
+                AuditCommand::VerifyNote {
+                    file,
+                    key,
+                    public_key,
+                    origin,
+                },
+        } => {
+            let verifier = match key {
+                Some(key) => VerifierKey::parse(key.trim()).context("--key")?,
+                None => {
+                    // clap requires --public-key without --key.
+                    let public = audit_public_key(public_key.as_deref())?
+                        .context("name the key with --key or --public-key")?;
+                    let origin = origin.unwrap_or_else(|| default_origin(&public));
+                    VerifierKey::new(&origin, public).context("--origin")?
+                }
+            };
+            chronicle::audit_cli::verify_note_file(&file, &verifier)
         }
         Command::Audit {
             command:
@@ -391,12 +557,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             },
         ),
         Command::Audit {
-            command: AuditCommand::PublicKey,
+            command: AuditCommand::PublicKey { format, origin },
         } => {
+            if format == KeyFormat::Pem && origin.is_some() {
+                usage_error("--origin is for --format verifier-key".to_owned());
+            }
             let settings = Settings::from_env()?;
             let signer = app::checkpoint_signer(&settings)?
                 .context("CHRONICLE_AUDIT_SIGNING_KEY_FILE is not set")?;
-            print!("{}", signer.public_key().to_pem()?);
+            let key = signer.public_key();
+            match format {
+                KeyFormat::Pem => print!("{}", key.to_pem()?),
+                KeyFormat::VerifierKey => {
+                    let origin = origin.unwrap_or_else(|| default_origin(&key));
+                    println!("{}", VerifierKey::new(&origin, key).context("--origin")?);
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit {
@@ -579,5 +755,79 @@ mod tests {
             "{help}"
         );
         assert!(!help.contains("DATABASE_URL"), "{help}");
+    }
+
+    fn export_of(args: &[&str]) -> Result<Export, String> {
+        let cli = Cli::try_parse_from([&["chronicle", "audit", "export"][..], args].concat())
+            .map_err(|e| e.to_string())?;
+        match cli.command {
+            Command::Audit {
+                command:
+                    AuditCommand::Export {
+                        format,
+                        from_position,
+                        to_position,
+                        origin,
+                    },
+            } => Export::of(format, from_position, to_position, origin),
+            _ => Err("not an export".to_owned()),
+        }
+    }
+
+    #[test]
+    fn export_takes_a_range_by_default_and_nothing_but_an_origin_as_a_signed_note() {
+        let range = Export::Range { from: 1, to: 9 };
+        let positions = ["--from-position", "1", "--to-position", "9"];
+        assert_eq!(export_of(&positions), Ok(range));
+        let jsonl = [&["--format", "jsonl"][..], &positions[..]].concat();
+        assert_eq!(export_of(&jsonl), Ok(Export::Range { from: 1, to: 9 }));
+        assert_eq!(
+            export_of(&["--format", "signed-note"]),
+            Ok(Export::SignedNote { origin: None })
+        );
+        assert_eq!(
+            export_of(&["--format", "signed-note", "--origin", "example.com/log"]),
+            Ok(Export::SignedNote {
+                origin: Some("example.com/log".to_owned())
+            })
+        );
+        // Refused: a range without positions, a note with them, an origin for a range, an
+        // unknown format.
+        assert!(export_of(&[]).is_err());
+        assert!(export_of(&["--format", "jsonl", "--from-position", "1"]).is_err());
+        let note_with_range = [&["--format", "signed-note"][..], &positions[..]].concat();
+        assert!(export_of(&note_with_range).is_err());
+        let range_with_origin = [&positions[..], &["--origin", "x"]].concat();
+        assert!(export_of(&range_with_origin).is_err());
+        assert!(export_of(&["--format", "json"]).is_err());
+    }
+
+    #[test]
+    fn verify_note_takes_a_verifier_key_or_a_public_key_with_an_origin() {
+        let parses = |args: &[&str]| {
+            let base = ["chronicle", "audit", "verify-note", "n.txt"];
+            Cli::try_parse_from([&base[..], args].concat()).is_ok()
+        };
+        assert!(parses(&["--key", "a+00000000+AQ=="]));
+        assert!(parses(&["--public-key", "k.pub"]));
+        assert!(parses(&[
+            "--public-key",
+            "k.pub",
+            "--origin",
+            "example.com/log"
+        ]));
+        assert!(!parses(&[]));
+        assert!(!parses(&[
+            "--key",
+            "a+00000000+AQ==",
+            "--public-key",
+            "k.pub"
+        ]));
+        assert!(!parses(&[
+            "--key",
+            "a+00000000+AQ==",
+            "--origin",
+            "example.com/log"
+        ]));
     }
 }

@@ -135,10 +135,15 @@ pub const COMMANDS: &[(&str, &[&[&str]])] = &[
     ("erase", &[SETTINGS]),
     ("token", &[AUTH]),
     ("audit public-key", &[SETTINGS]),
-    ("audit export", &[DATABASE]),
+    // The key only for `--format signed-note`, which signs the note.
+    (
+        "audit export",
+        &[DATABASE, &["CHRONICLE_AUDIT_SIGNING_KEY_FILE"]],
+    ),
     ("audit verify", &[SETTINGS]),
     ("audit keygen", &[]),
     ("audit verify-export", &[]),
+    ("audit verify-note", &[]),
 ];
 
 /// Whether `selector` names `name`.

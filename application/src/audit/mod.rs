@@ -11,6 +11,7 @@ pub mod checkpoints;
 pub mod erasure_check;
 pub mod export;
 pub mod merkle;
+pub mod signed_note;
 pub mod signing;
 pub mod store_check;
 pub(crate) mod time_travel;

@@ -30,6 +30,7 @@ mod read_models;
 mod replay;
 mod reports;
 mod security;
+mod signed_notes;
 mod subscriptions;
 mod task_api;
 mod tls;
