@@ -54,16 +54,23 @@ struct FeedRow {
 #[async_trait]
 impl EventFeed for PgEventFeed {
     async fn settle(&self) -> Result<Settled, StoreError> {
-        let covered = self.settling().covered();
+        let (covered, awaited) = {
+            let settling = self.settling();
+            (settling.covered(), settling.awaited().unwrap_or(i64::MIN))
+        };
+        // A transaction id only when it will be kept: while the pending read's own id is still
+        // above the oldest running transaction (one running long), each round would otherwise
+        // burn one.
         let marks = sqlx::query!(
             r#"SELECT marks.oldest_running AS "oldest_running!", marks.top AS "top!",
-                      CASE WHEN marks.top > $1
+                      CASE WHEN marks.top > $1 AND marks.oldest_running > $2
                            THEN pg_current_xact_id()::text::bigint END AS later
                FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint
                                 AS oldest_running,
                             (SELECT coalesce(max(position), 0) FROM events) AS top,
                             set_config('synchronous_commit', 'off', true) AS relaxed) AS marks"#,
             covered,
+            awaited,
         )
         .fetch_one(&self.pool)
         .await

@@ -92,6 +92,13 @@ impl Settling {
         }
     }
 
+    /// The transaction id the pending read waits on, if it has one: a new id helps only once
+    /// the oldest running transaction is above it (the read then settles, and the next one
+    /// needs an id of its own); before, it would be thrown away.
+    pub(crate) fn awaited(&self) -> Option<i64> {
+        self.pending.and_then(|pending| pending.later_transaction)
+    }
+
     /// A transaction id the reader was given after its last [`Settling::read`] (by a write of
     /// its own, in a later statement).
     pub(crate) fn later_transaction(&mut self, transaction: i64) {
@@ -176,5 +183,21 @@ mod tests {
         let mut empty = Settling::default();
         assert_eq!(empty.read(7, 0), 0);
         assert!(empty.proved(), "an empty table is final at 0");
+    }
+
+    #[test]
+    fn a_read_waiting_on_its_transaction_names_it_until_it_settles() {
+        let mut settling = Settling::default();
+        assert_eq!(settling.awaited(), None, "nothing pending");
+        settling.read(100, 10);
+        assert_eq!(settling.awaited(), None, "pending, but no id yet: take one");
+        settling.later_transaction(101);
+        assert_eq!(settling.awaited(), Some(101));
+        // A transaction older than 101 still runs: another id now would be thrown away.
+        settling.read(90, 30);
+        assert_eq!(settling.awaited(), Some(101));
+        // It ended: 10 settles, and 40 waits for an id of its own.
+        assert_eq!(settling.read(102, 40), 10);
+        assert_eq!(settling.awaited(), None);
     }
 }

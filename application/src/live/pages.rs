@@ -28,14 +28,30 @@ impl LiveFeed {
         after: i64,
         limit: usize,
     ) -> Result<Vec<FeedRecord>, AppError> {
+        // A page that fills below what is settled already is final as it is: no need to wait
+        // (a long transaction elsewhere must not slow the reading of old history).
+        let settled_now = *self.shared.settled.borrow();
+        if let Some(settled) = settled_now.filter(|settled| *settled > after) {
+            let records = self
+                .shared
+                .store
+                .read(filter, after, settled, limit)
+                .await?;
+            if records.len() == limit {
+                return Ok(records);
+            }
+        }
         let top = self.shared.store.top().await?;
         let through = self
             .settled_up_to(top, PAGE_PATIENCE)
             .await
             .ok_or_else(|| {
                 AppError::Unavailable(
-                    "the event store's settled position is not known yet: retry shortly".into(),
-                )
+                "the audit trail is not available yet: no position of the event store has been \
+                 proved final since this instance started (a transaction running long on the \
+                 database server holds it back); retry shortly"
+                    .into(),
+            )
             })?;
         Ok(self
             .shared

@@ -287,3 +287,27 @@ async fn a_page_on_a_settled_store_does_not_wait_for_the_tail() {
     .unwrap();
     assert_eq!(page_positions(&page), vec![2, 3]);
 }
+
+#[tokio::test]
+async fn a_page_inside_settled_history_is_served_at_once_while_later_events_wait() {
+    // 16..=20 are not final (a transaction running long holds them back): a page of older
+    // events must not wait for them.
+    let store = stored(1..=20);
+    store.settle_through(15);
+    let (feed, _stop) = sleepy(store.clone());
+    tokio::time::timeout(Duration::from_secs(1), async {
+        while *feed.shared.settled.borrow() != Some(15) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the tail proved 15");
+    let page = tokio::time::timeout(
+        Duration::from_millis(500),
+        feed.final_page(&tasks_of(&["team-a"]), 5, 5),
+    )
+    .await
+    .expect("served without waiting for 16..=20")
+    .unwrap();
+    assert_eq!(page_positions(&page), vec![6, 7, 8, 9, 10]);
+}

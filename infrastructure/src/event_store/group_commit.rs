@@ -101,6 +101,7 @@ pub(super) struct GroupCommit {
 
 impl GroupCommit {
     pub(super) fn new(pool: PgPool, appended: OutboxSignal) -> Self {
+        register_ways();
         Self {
             pool,
             appended,
@@ -240,10 +241,22 @@ fn take_group(waiting: &mut VecDeque<Waiting>, busy: &Claims) -> (Vec<Waiting>, 
     (group, claims)
 }
 
-/// Counts a write: `alone` (one command, the single statement), `grouped` (one statement for
-/// several), `fallback` (the server refused a group's statement; each command went again alone)
-/// or `failed` (the connection failed). A run of fallbacks is groups losing to writers they
-/// cannot see (another instance, a tool): each command then costs two round trips.
+/// The ways [`count_write`] counts: `alone` (one command, the single statement, whatever its
+/// outcome), `grouped` (one statement for several), `fallback` (the server refused a group's
+/// statement; each command then went again alone, not counted again) or `failed` (a group's
+/// connection failed). A run of fallbacks is groups losing to writers they cannot see (another
+/// instance, a tool): each of those commands costs two round trips.
+const WAYS: [&str; 4] = ["alone", "grouped", "fallback", "failed"];
+
+/// Exports every way's counters at 0, so the first fallback is an increase a rule sees.
+fn register_ways() {
+    for way in WAYS {
+        metrics::counter!("chronicle_append_writes_total", "way" => way).increment(0);
+        metrics::counter!("chronicle_append_commands_total", "way" => way).increment(0);
+    }
+}
+
+/// Counts a write of `commands` commands by `way` (one of [`WAYS`]).
 fn count_write(way: &'static str, commands: usize) {
     metrics::counter!("chronicle_append_writes_total", "way" => way).increment(1);
     metrics::counter!("chronicle_append_commands_total", "way" => way).increment(commands as u64);
