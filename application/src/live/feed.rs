@@ -91,9 +91,22 @@ impl LiveFeed {
     /// Follows the store until `stop` completes.
     pub async fn run(self, stop: impl Future<Output = ()>) {
         let mut stop = std::pin::pin!(stop);
+        let mut settling_rounds = 0u32;
         loop {
             let began = tokio::time::Instant::now();
-            let pause = round(&self.shared).await;
+            let before = *self.shared.settled.borrow();
+            let mut pause = round(&self.shared).await;
+            let moved = *self.shared.settled.borrow() != before;
+            // Positions settle within a round or two; when none does for several rounds (a
+            // transaction running long), the quick rounds back off to the poll instead of
+            // asking every 3 ms. Under load the position keeps moving, and the pace stays.
+            if pause == SETTLE_AGAIN && !moved {
+                pause = (SETTLE_AGAIN * 2u32.pow(settling_rounds.min(8)))
+                    .min(self.shared.settings.poll.max(SETTLE_AGAIN));
+                settling_rounds += 1;
+            } else {
+                settling_rounds = 0;
+            }
             tokio::select! {
                 () = &mut stop => return,
                 () = tokio::time::sleep(pause) => {}

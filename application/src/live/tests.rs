@@ -311,3 +311,27 @@ async fn a_page_inside_settled_history_is_served_at_once_while_later_events_wait
     .unwrap();
     assert_eq!(page_positions(&page), vec![6, 7, 8, 9, 10]);
 }
+
+#[tokio::test]
+async fn a_tail_held_back_by_a_long_transaction_slows_to_its_poll() {
+    // 11 never settles while a page waits: the tail must not ask every 3 ms for 2 s.
+    let store = stored(1..=11);
+    store.settle_through(10);
+    let feed = LiveFeed::new(
+        store.clone(),
+        FeedSettings {
+            poll: Duration::from_millis(50),
+            idle_poll: Duration::from_secs(3600),
+        },
+    );
+    let (_stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(feed.clone().run(async move {
+        let _ = stopped.await;
+    }));
+    let before = store.settles();
+    let reached = feed.settled_up_to(11, Duration::from_millis(500)).await;
+    assert_eq!(reached, Some(10), "11 is held back");
+    let rounds = store.settles() - before;
+    // Every 3 ms would be ~160 rounds; backing off to the 50 ms poll, about a dozen.
+    assert!(rounds <= 25, "{rounds} settling rounds in 500 ms");
+}

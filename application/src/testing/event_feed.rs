@@ -17,6 +17,7 @@ pub struct MemoryEventFeed {
     events: Mutex<Vec<FeedRecord>>,
     settled: Mutex<Option<i64>>,
     reads: AtomicUsize,
+    settles: AtomicUsize,
 }
 
 impl MemoryEventFeed {
@@ -40,11 +41,17 @@ impl MemoryEventFeed {
     pub fn reads(&self) -> usize {
         self.reads.load(Ordering::Relaxed)
     }
+
+    /// How many settling rounds the tail ran.
+    pub fn settles(&self) -> usize {
+        self.settles.load(Ordering::Relaxed)
+    }
 }
 
 #[async_trait]
 impl EventFeed for MemoryEventFeed {
     async fn settle(&self) -> Result<Settled, StoreError> {
+        self.settles.fetch_add(1, Ordering::Relaxed);
         let through = *self
             .settled
             .lock()
