@@ -582,9 +582,12 @@ async fn idle_subscribers_and_ones_that_never_read_keep_the_service_memory_flat(
         end.saturating_sub(start) < 48 * 1024,
         "RSS grew from {start} to {end} KiB"
     );
+    // Against the highest reading before: the allocator gives pages back and takes them again
+    // between readings (a dip of a few MiB at `middle` under a loaded machine is not a trend).
+    let before = start.max(middle);
     assert!(
-        end.saturating_sub(middle) < 16 * 1024,
-        "RSS still growing with the events: {middle} then {end} KiB"
+        end.saturating_sub(before) < 16 * 1024,
+        "RSS still growing with the events: {start}, {middle} then {end} KiB"
     );
     // The idle ones still work: a change in their team arrives.
     app.create_task("at last", "team-b").await.unwrap();
