@@ -47,22 +47,27 @@ fn stored(positions: impl IntoIterator<Item = i64>) -> Arc<MemoryEventFeed> {
     store
 }
 
+/// A tail of `store` running with `poll` and `idle_poll`, until the sender is dropped.
+fn started(
+    store: Arc<MemoryEventFeed>,
+    poll: Duration,
+    idle_poll: Duration,
+) -> (LiveFeed, oneshot::Sender<()>) {
+    let feed = LiveFeed::new(store, FeedSettings { poll, idle_poll });
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(feed.clone().run(async move {
+        let _ = stopped.await;
+    }));
+    (feed, stop)
+}
+
 /// [`stored`], and its feed running.
 fn running(
     positions: impl IntoIterator<Item = i64>,
 ) -> (Arc<MemoryEventFeed>, LiveFeed, oneshot::Sender<()>) {
     let store = stored(positions);
-    let feed = LiveFeed::new(
-        store.clone(),
-        FeedSettings {
-            poll: Duration::from_millis(1),
-            idle_poll: Duration::from_millis(1),
-        },
-    );
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(feed.clone().run(async move {
-        let _ = stopped.await;
-    }));
+    let millisecond = Duration::from_millis(1);
+    let (feed, stop) = started(store.clone(), millisecond, millisecond);
     (store, feed, stop)
 }
 
@@ -212,18 +217,7 @@ async fn a_settled_position_that_rises_with_no_batch_sends_the_subscriber_to_the
 /// A tail that looks at the store only when woken: a page must hurry it itself.
 fn sleepy(store: Arc<MemoryEventFeed>) -> (LiveFeed, oneshot::Sender<()>) {
     let hour = Duration::from_secs(3600);
-    let feed = LiveFeed::new(
-        store,
-        FeedSettings {
-            poll: hour,
-            idle_poll: hour,
-        },
-    );
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(feed.clone().run(async move {
-        let _ = stopped.await;
-    }));
-    (feed, stop)
+    started(store, hour, hour)
 }
 
 fn page_positions(page: &[FeedRecord]) -> Vec<i64> {
@@ -317,17 +311,11 @@ async fn a_tail_held_back_by_a_long_transaction_slows_to_its_poll() {
     // 11 never settles while a page waits: the tail must not ask every 3 ms for 2 s.
     let store = stored(1..=11);
     store.settle_through(10);
-    let feed = LiveFeed::new(
+    let (feed, _stop) = started(
         store.clone(),
-        FeedSettings {
-            poll: Duration::from_millis(50),
-            idle_poll: Duration::from_secs(3600),
-        },
+        Duration::from_millis(50),
+        Duration::from_secs(3600),
     );
-    let (_stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(feed.clone().run(async move {
-        let _ = stopped.await;
-    }));
     let before = store.settles();
     let reached = feed.settled_up_to(11, Duration::from_millis(500)).await;
     assert_eq!(reached, Some(10), "11 is held back");
