@@ -61,7 +61,8 @@ pub(crate) struct Shared {
     /// The settled position, `None` until the tail proved one.
     pub(crate) settled: watch::Sender<Option<i64>>,
     /// A subscription started, a page waits for what is committed to settle, or this process
-    /// committed events while someone listens: the tail looks at once (no sooner than [`MIN_ROUND_GAP`] after its last round).
+    /// committed events while someone listens: the tail looks at once (no sooner than
+    /// [`MIN_ROUND_GAP`] after its last round).
     pub(crate) wake: Notify,
     settings: FeedSettings,
 }

@@ -18,6 +18,11 @@ use super::LiveFeed;
 /// rest follows on the next page once that transaction ends.
 pub(crate) const PAGE_PATIENCE: Duration = Duration::from_secs(2);
 
+/// Why a page cannot be served by an instance that has proved no position final yet.
+const NOTHING_PROVED: &str = "the audit trail is not available yet: no position of the event \
+    store has been proved final since this instance started (a transaction running long on \
+    the database server holds it back); retry shortly";
+
 impl LiveFeed {
     /// Events matching `filter` after position `after`, at most `limit`, in position order,
     /// up to the settled position: every event committed before the call, unless a long
@@ -28,10 +33,11 @@ impl LiveFeed {
         after: i64,
         limit: usize,
     ) -> Result<Vec<FeedRecord>, AppError> {
-        // A page that fills below what is settled already is final as it is: no need to wait
-        // (a long transaction elsewhere must not slow the reading of old history).
+        let top = self.shared.store.top().await?;
         let settled_now = *self.shared.settled.borrow();
-        if let Some(settled) = settled_now.filter(|settled| *settled > after) {
+        // Behind the store's top (commits settling, or a long transaction elsewhere): a page
+        // that fills below what is settled is final as it is, and old history never waits.
+        if let Some(settled) = settled_now.filter(|settled| *settled > after && *settled < top) {
             let records = self
                 .shared
                 .store
@@ -41,18 +47,11 @@ impl LiveFeed {
                 return Ok(records);
             }
         }
-        let top = self.shared.store.top().await?;
+        // At once when the settled position already reached the top (an idle store).
         let through = self
             .settled_up_to(top, PAGE_PATIENCE)
             .await
-            .ok_or_else(|| {
-                AppError::Unavailable(
-                "the audit trail is not available yet: no position of the event store has been \
-                 proved final since this instance started (a transaction running long on the \
-                 database server holds it back); retry shortly"
-                    .into(),
-            )
-            })?;
+            .ok_or_else(|| AppError::Unavailable(NOTHING_PROVED.into()))?;
         Ok(self
             .shared
             .store
