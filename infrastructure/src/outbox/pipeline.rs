@@ -41,6 +41,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use super::floor::{Covered, Floor, Marks};
+use crate::db::planned_per_call;
 use crate::InfraError;
 
 /// Refusals for good a row may get before it is parked.
@@ -249,6 +250,31 @@ async fn record_failures(
     Ok(())
 }
 
+/// An unpublished outbox row as the relay reads it, with the marks of the read's snapshot
+/// (the `!` of the column names is the macro's not-null mark, part of the name Postgres answers
+/// with).
+#[derive(sqlx::FromRow)]
+struct UnpublishedRow {
+    id: i64,
+    topic: String,
+    key: String,
+    headers: Value,
+    /// The event as Postgres's own JSON text.
+    #[sqlx(rename = "payload!")]
+    payload: String,
+    /// Seconds between the row's commit and the read.
+    #[sqlx(rename = "waited!")]
+    waited: f64,
+    /// The oldest transaction still running in the read's snapshot.
+    #[sqlx(rename = "oldest_running!")]
+    oldest_running: i64,
+    /// The highest id the read's snapshot sees.
+    #[sqlx(rename = "top!")]
+    top: i64,
+    /// The first parked row the snapshot sees, if any.
+    first_parked: Option<i64>,
+}
+
 /// Reads up to `room` unpublished rows above the floor and not in flight, in id order, and
 /// enqueues them in that order; answers how many were enqueued.
 async fn read_and_enqueue(
@@ -267,7 +293,11 @@ async fn read_and_enqueue(
     // The payload travels as Postgres's own JSON text: parsing it into a tree and printing it
     // again only to send the bytes cost a quarter of the drain rate. The marks come from the
     // statement's own snapshot, the one its rows were read under.
-    let rows = sqlx::query!(
+    // Planned per call, with the floor's value: a generic plan made under statistics taken
+    // while the outbox was small took 94 ms per call (`planned_per_call`). The read runs once
+    // per batch, so the planning costs little per row.
+    let statement = sqlx::query_as!(
+        UnpublishedRow,
         r#"SELECT id, topic, key, headers, payload::text AS "payload!",
                   extract(epoch FROM clock_timestamp() - created_at)::float8 AS "waited!",
                   marks.oldest_running AS "oldest_running!", marks.top AS "top!",
@@ -288,10 +318,10 @@ async fn read_and_enqueue(
         room as i64,
         &exclude,
         floor,
-    )
-    .fetch_all(pool)
-    .await
-    .map_err(|e| PipelineError::Database(InfraError::db("read outbox")(e)))?;
+    );
+    let rows: Vec<UnpublishedRow> = planned_per_call::fetch_all(pool, statement)
+        .await
+        .map_err(|e| PipelineError::Database(InfraError::db("read outbox")(e)))?;
     let read_at = Instant::now();
     let mut enqueued = 0;
     for row in &rows {
