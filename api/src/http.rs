@@ -192,13 +192,10 @@ fn failed_on_our_side(response: &BatchResponse) -> bool {
         BatchResponse::Single(one) => vec![one],
         BatchResponse::Batch(many) => many.iter().collect(),
     };
-    responses.iter().flat_map(|r| &r.errors).any(|error| {
-        let code = error
-            .extensions
-            .as_ref()
-            .and_then(|extensions| extensions.get("code"));
-        matches!(code, Some(async_graphql::Value::String(code)) if code == "INTERNAL" || code == "UNAVAILABLE")
-    })
+    responses
+        .iter()
+        .flat_map(|r| &r.errors)
+        .any(crate::graphql::spans::failed_on_our_side)
 }
 
 /// Why a request is refused before any of its operations runs.

@@ -5,13 +5,15 @@
 mod filter;
 pub mod otlp;
 
+use std::sync::Arc;
+
 use chronicle_application::data::trace::Sampler;
 use chronicle_infrastructure::config::{var, ConfigError};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{fmt, EnvFilter};
 
-use self::filter::LogsAndTraces;
+use self::filter::{LogLines, LogsAndTraces};
 
 use self::otlp::settings::{OtelEnv, OtlpSettings};
 use self::otlp::OtlpLayer;
@@ -53,14 +55,16 @@ impl TelemetrySettings {
 /// Installs the global subscriber once; later calls are ignored (tests start many services).
 /// Must run inside the Tokio runtime when span export is configured (it starts a task).
 ///
-/// `RUST_LOG` filters the logs only: spans are exported at `info` and above whatever the log
-/// level, so quieting the logs never silences the traces.
+/// `RUST_LOG` filters the logs only: Chronicle's spans (at `debug` and above) and the statements
+/// are exported whatever the log level, so quieting the logs never silences the traces.
 pub fn init(settings: TelemetrySettings) -> Result<(), ConfigError> {
     chronicle_application::data::trace::set_sampler(settings.sampler);
     let exporting = settings.export;
     let json = settings.log_json;
-    let logs = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,rdkafka=warn"));
+    let logs = Arc::new(
+        EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,rdkafka=warn")),
+    );
     let (layer, url) = match exporting {
         Some(settings) => {
             let url = settings.traces_url.clone();
@@ -73,19 +77,23 @@ pub fn init(settings: TelemetrySettings) -> Result<(), ConfigError> {
         None => (None, None),
     };
     let registry = tracing_subscriber::registry()
-        .with(LogsAndTraces::new(logs, layer.is_some()))
+        .with(LogsAndTraces::new(logs.clone(), layer.is_some()))
         .with(layer);
     // The fmt layer writes events only, so the spans let through for export add context to
-    // log lines but no lines of their own.
+    // log lines but no lines of their own; `LogLines` keeps out the statement events let
+    // through for export.
     let installed = if json {
         registry
-            .with(fmt::layer().json().with_current_span(true))
+            .with(LogLines::new(
+                fmt::layer().json().with_current_span(true),
+                logs,
+            ))
             .try_init()
     } else {
-        registry.with(fmt::layer()).try_init()
+        registry.with(LogLines::new(fmt::layer(), logs)).try_init()
     };
     if let (Ok(()), Some(url)) = (installed, url) {
-        tracing::info!(%url, "exporting spans over OTLP/HTTP");
+        tracing::info!(%url, "exporting spans over OTLP/HTTP (OpenTelemetry SDK)");
     }
     Ok(())
 }

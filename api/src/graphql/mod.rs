@@ -17,6 +17,7 @@ mod projection;
 mod query;
 mod report;
 mod slots;
+pub(crate) mod spans;
 mod subscription;
 mod task;
 mod view;
@@ -81,6 +82,7 @@ pub fn build_schema(services: Services, limits: &ApiLimits) -> ChronicleSchema {
     )
     .data(services)
     .limit_recursive_depth(MAX_RECURSION)
+    .extension(spans::RequestSpans)
     .extension(parsed::ParsedDocuments::default())
     .extension(limits::DocumentLimits {
         max_aliases: limits.max_aliases,

@@ -17,6 +17,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use chronicle_application::data::message::EventMessage;
 use chronicle_application::data::trace::TraceContext;
@@ -157,10 +158,12 @@ fn consume_span(group: &str, message: &OwnedMessage, trace: &TraceContext) -> tr
     tracing::info_span!(
         "consume",
         otel.kind = "consumer",
-        group,
-        topic = message.topic(),
-        partition = message.partition(),
-        offset = message.offset(),
+        messaging.system = "kafka",
+        messaging.operation.type = "process",
+        messaging.consumer.group.name = group,
+        messaging.destination.name = message.topic(),
+        messaging.destination.partition.id = %message.partition(),
+        messaging.kafka.offset = message.offset(),
         trace_id = trace.trace_id(),
         span_id = trace.span_id(),
         parent_span_id = trace.parent_span_id(),
@@ -298,7 +301,15 @@ impl EventConsumer {
         if events.is_empty() {
             return true;
         }
-        match self.attempt(&events, &raws, shutdown).await {
+        // A batch of one message is handled inside its span, so the handler's work (its
+        // statements) shows in that message's trace; a larger batch's work serves several
+        // traces at once and belongs to none of them.
+        let attempt = self.attempt(&events, &raws, shutdown);
+        let delivery = match spans.as_slice() {
+            [only] => attempt.instrument(only.clone()).await,
+            _ => attempt.await,
+        };
+        match delivery {
             Delivery::Done => true,
             Delivery::Interrupted => false,
             Delivery::GiveUp { .. } if events.len() > 1 => {

@@ -3,6 +3,7 @@
 mod floor;
 pub(crate) mod monitor;
 mod pipeline;
+mod publish_span;
 pub mod relay;
 pub mod retention;
 pub mod signal;

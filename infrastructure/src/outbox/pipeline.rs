@@ -41,6 +41,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use super::floor::{Covered, Floor, Marks};
+use super::publish_span::PublishSpan;
 use crate::db::planned_per_call;
 use crate::InfraError;
 
@@ -330,11 +331,20 @@ async fn read_and_enqueue(
         let waited = row.waited.max(0.0);
         let (topic, key, payload) = (row.topic.as_str(), row.key.as_str(), row.payload.as_str());
         let pairs = headers_from_json(&row.headers);
+        let stored = pairs
+            .iter()
+            .find(|(name, _)| name == "traceparent")
+            .map(|(_, value)| value.as_str());
+        let publish = PublishSpan::open(topic, stored);
         let mut headers = OwnedHeaders::new_with_capacity(pairs.len());
         for (name, value) in &pairs {
+            let value = match &publish {
+                Some(publish) if name == "traceparent" => publish.traceparent(),
+                _ => value.as_str(),
+            };
             headers = headers.insert(Header {
                 key: name,
-                value: Some(value.as_str()),
+                value: Some(value),
             });
         }
         let record = FutureRecord::to(topic)
@@ -368,15 +378,23 @@ async fn read_and_enqueue(
         in_flight.ids.insert(id);
         in_flight.deliveries.push(
             async move {
-                let failure = match delivery.await {
-                    Ok(Ok(_)) => None,
-                    Ok(Err((error, _))) => Some(Failure::of(&error)),
-                    Err(_) => Some(Failure {
-                        message: "producer dropped a delivery".to_owned(),
-                        producer_unusable: false,
-                        permanent: false,
-                    }),
+                let (failure, delivered) = match delivery.await {
+                    Ok(Ok(delivered)) => (None, Some(delivered)),
+                    Ok(Err((error, _))) => (Some(Failure::of(&error)), None),
+                    Err(_) => (
+                        Some(Failure {
+                            message: "producer dropped a delivery".to_owned(),
+                            producer_unusable: false,
+                            permanent: false,
+                        }),
+                        None,
+                    ),
                 };
+                match (publish, delivered) {
+                    (Some(publish), Some(at)) => publish.delivered(at.partition, at.offset),
+                    (Some(publish), None) => publish.failed(),
+                    (None, _) => {}
+                }
                 Settled {
                     id,
                     lag_seconds: waited + read_at.elapsed().as_secs_f64(),

@@ -75,7 +75,17 @@ impl Collector {
             Ok((found.len() >= count).then_some(found))
         })
         .await
-        .unwrap_or_else(|_| panic!("no {count} {name} span(s) of trace {trace_id} exported"))
+        .unwrap_or_else(|_| {
+            let names: Vec<String> = self
+                .spans
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| s["traceId"] == trace_id)
+                .map(|s| s["name"].to_string())
+                .collect();
+            panic!("no {count} {name} span(s) of trace {trace_id} exported; it has {names:?}")
+        })
     }
 }
 
@@ -152,21 +162,31 @@ async fn a_client_trace_follows_the_change_into_events_kafka_consumers_logs_and_
     .unwrap();
     assert_eq!(requested, format!("00-{CLIENT_TRACE}-{request_span_id}-01"));
 
-    // The Kafka message carries it as a header.
+    // The relay's publication is a span under the request's, and the Kafka message carries
+    // the publication's traceparent as a header, in the same trace.
     let topic = Topics::new(settings.kafka.topic_prefix.clone()).events_of("Report");
     let records = read_topic(&brokers(), &topic, 1, Duration::from_secs(30))
         .await
         .unwrap();
-    assert_eq!(records[0].headers["traceparent"], requested);
+    let sent = records[0].headers["traceparent"].clone();
+    assert!(sent.starts_with(&format!("00-{CLIENT_TRACE}-")), "{sent}");
+    let publication = collector
+        .spans_where(CLIENT_TRACE, &format!("send {topic}"), 1, |s| {
+            s["spanId"] == span_id_of(&sent)
+        })
+        .await
+        .remove(0);
+    assert_eq!(publication["parentSpanId"], request_span_id.as_str());
+    assert_eq!(publication["kind"], 4);
 
-    // Each durable consumer group opened a span under the request's span: the projections and
-    // the worker (the live feed too when it had joined before the event: it starts at the end).
+    // Each durable consumer group opened a span under the publication: the projections and the
+    // worker (the live feed too when it had joined before the event: it starts at the end).
     let group_of = |span: &Value| {
         span["attributes"]
             .as_array()
             .into_iter()
             .flatten()
-            .find(|a| a["key"] == "group")
+            .find(|a| a["key"] == "messaging.consumer.group.name")
             .and_then(|a| a["value"]["stringValue"].as_str())
             .map(str::to_owned)
             .unwrap_or_default()
@@ -177,7 +197,7 @@ async fn a_client_trace_follows_the_change_into_events_kafka_consumers_logs_and_
     };
     let under_request = collector
         .spans_where(CLIENT_TRACE, "consume", 2, |s| {
-            s["parentSpanId"] == request_span_id.as_str() && durable(s)
+            s["parentSpanId"] == publication["spanId"] && durable(s)
         })
         .await;
     assert!(under_request.iter().all(|s| s["kind"] == 5));
@@ -230,6 +250,210 @@ async fn a_client_trace_follows_the_change_into_events_kafka_consumers_logs_and_
     assert_eq!(logs["span"]["span_id"], request_span_id.as_str());
     assert!(logs["span"]["request_id"].is_string());
     assert!(logs["span"]["correlation_id"].is_string());
+}
+
+/// An attribute of an OTLP/JSON span: its value as the collector got it (`stringValue`,
+/// `intValue`, ...).
+fn attribute<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
+    span["attributes"]
+        .as_array()?
+        .iter()
+        .find(|a| a["key"] == key)
+        .map(|a| &a["value"])
+}
+
+/// An OTLP/JSON integer attribute (int64 may arrive as a JSON string or number).
+fn int_attribute(span: &Value, key: &str) -> Option<i64> {
+    let value = &attribute(span, key)?["intValue"];
+    value
+        .as_i64()
+        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+}
+
+#[tokio::test]
+async fn one_create_task_is_one_trace_from_the_request_through_its_statements_the_relay_and_a_projection(
+) {
+    let collector = Collector::start().await;
+    let database_url = create_database().await.unwrap();
+    let settings = test_settings(&database_url, &brokers());
+    let service = ChronicleProcess::serve_logged(
+        &settings,
+        "api,relay,projections",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.url),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+            // Statements are exported whatever the logs say of sqlx.
+            ("RUST_LOG", "info,sqlx=warn"),
+        ],
+        true,
+    )
+    .unwrap();
+    service.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let token = chronicle_api::auth::Authenticator::hs256(chronicle_tests::TEST_SECRET)
+        .issue(
+            "u-tracer",
+            vec!["member".into()],
+            vec!["team-a".into()],
+            chrono::Duration::hours(1),
+        )
+        .unwrap();
+    let base = service.client("").unwrap().base_url().to_owned();
+    let create = |trace: String| {
+        let (base, token) = (base.clone(), token.clone());
+        async move {
+            let body: Value = reqwest::Client::new()
+                .post(format!("{base}/graphql"))
+                .bearer_auth(&token)
+                .header("traceparent", format!("00-{trace}-{CLIENT_SPAN}-01"))
+                .json(&json!({
+                    "query": "mutation CreateOne($i: CreateTaskInput!) { createTask(input: $i) { id } }",
+                    "variables": {"i": {"title": "Trace me", "teamId": "team-a"}},
+                }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["data"]["createTask"]["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{body}"))
+                .to_owned()
+        }
+    };
+    create(CLIENT_TRACE.to_owned()).await;
+
+    // The request, its GraphQL phases and its root field, one inside the other.
+    let request = collector.spans(CLIENT_TRACE, "graphql", 1).await.remove(0);
+    assert_eq!(request["parentSpanId"], CLIENT_SPAN);
+    let request_id = request["spanId"].as_str().unwrap().to_owned();
+    for phase in ["graphql.parse", "graphql.validate", "graphql.execute"] {
+        let span = collector.spans(CLIENT_TRACE, phase, 1).await.remove(0);
+        assert_eq!(span["parentSpanId"], request_id.as_str(), "{phase}");
+        assert_eq!(span["kind"], 1, "{phase} is internal");
+    }
+    let execute = collector
+        .spans(CLIENT_TRACE, "graphql.execute", 1)
+        .await
+        .remove(0);
+    assert_eq!(
+        attribute(&execute, "graphql.operation.name").unwrap()["stringValue"],
+        "CreateOne"
+    );
+    let resolve = collector
+        .spans(CLIENT_TRACE, "Mutation.createTask", 1)
+        .await
+        .remove(0);
+    assert_eq!(resolve["parentSpanId"], execute["spanId"]);
+
+    // Every span of the trace, by id, to walk from a statement up to the request.
+    let all = || -> Vec<Value> {
+        collector
+            .spans
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s["traceId"] == CLIENT_TRACE)
+            .cloned()
+            .collect()
+    };
+    let ancestors = |span: &Value| -> Vec<String> {
+        let spans = all();
+        let mut names = Vec::new();
+        let mut parent = span["parentSpanId"].as_str().unwrap_or_default().to_owned();
+        while let Some(up) = spans.iter().find(|s| s["spanId"] == parent.as_str()) {
+            names.push(up["name"].as_str().unwrap_or_default().to_owned());
+            parent = up["parentSpanId"].as_str().unwrap_or_default().to_owned();
+        }
+        names
+    };
+
+    // The append is a statement under the resolver, with the database conventions and no
+    // values: the title is a bound parameter, not part of the text.
+    let appends = collector
+        .spans_where(CLIENT_TRACE, "WITH guard AS", 1, |s| {
+            attribute(s, "db.query.text")
+                .and_then(|v| v["stringValue"].as_str())
+                .is_some_and(|text| text.contains("INSERT INTO events"))
+        })
+        .await;
+    let append = &appends[0];
+    assert_eq!(append["kind"], 3, "a client span");
+    assert_eq!(
+        attribute(append, "db.system.name").unwrap()["stringValue"],
+        "postgresql"
+    );
+    assert_eq!(
+        attribute(append, "db.operation.name").unwrap()["stringValue"],
+        "WITH"
+    );
+    let text = attribute(append, "db.query.text").unwrap()["stringValue"]
+        .as_str()
+        .unwrap();
+    assert!(!text.contains("Trace me"), "{text}");
+    let up = ancestors(append);
+    assert!(up.contains(&"Mutation.createTask".to_owned()), "{up:?}");
+    assert_eq!(up.last().map(String::as_str), Some("graphql"), "{up:?}");
+
+    // The relay's publication continues the request's trace from the stored traceparent, with
+    // the messaging conventions and where the broker put the message.
+    let publishes: Vec<Value> = eventually(Duration::from_secs(30), || async {
+        let found: Vec<Value> = all().into_iter().filter(|s| s["kind"] == 4).collect();
+        Ok((!found.is_empty()).then_some(found))
+    })
+    .await
+    .expect("a publication span");
+    let publish = &publishes[0];
+    assert_eq!(publish["parentSpanId"], request_id.as_str());
+    assert_eq!(
+        attribute(publish, "messaging.system").unwrap()["stringValue"],
+        "kafka"
+    );
+    let topic = Topics::new(settings.kafka.topic_prefix.clone()).events_of("Task");
+    assert_eq!(
+        attribute(publish, "messaging.destination.name").unwrap()["stringValue"],
+        topic.as_str()
+    );
+    assert!(int_attribute(publish, "messaging.kafka.offset").is_some_and(|o| o >= 0));
+
+    // The projection's processing is the publication's child, and its own statements are its.
+    let consumed = collector
+        .spans_where(CLIENT_TRACE, "consume", 1, |s| {
+            s["parentSpanId"] == publish["spanId"]
+                && attribute(s, "messaging.consumer.group.name")
+                    .and_then(|v| v["stringValue"].as_str())
+                    .is_some_and(|group| group.ends_with("chronicle-projections"))
+        })
+        .await
+        .remove(0);
+    assert_eq!(consumed["kind"], 5);
+    assert_eq!(
+        attribute(&consumed, "messaging.destination.name").unwrap()["stringValue"],
+        topic.as_str()
+    );
+    let consumed_id = consumed["spanId"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(30), || async {
+        Ok(all()
+            .iter()
+            .any(|s| s["kind"] == 3 && s["parentSpanId"] == consumed_id.as_str())
+            .then_some(()))
+    })
+    .await
+    .expect("a statement of the projection under its consume span");
+
+    // Ten requests in a row: ten request spans, each with its phases (no span lost to the
+    // filter).
+    let mut traces = Vec::new();
+    for n in 0..10 {
+        let trace = format!("{:032x}", 0x1000 + n);
+        create(trace.clone()).await;
+        traces.push(trace);
+    }
+    for trace in &traces {
+        collector.spans(trace, "graphql", 1).await;
+        collector.spans(trace, "graphql.execute", 1).await;
+    }
 }
 
 /// One field of a protobuf message, as the wire has it.
@@ -438,11 +662,14 @@ async fn spans_wait_for_their_batch_leave_gzipped_as_protobuf_at_sigterm_and_uns
     for request in &requests {
         assert_eq!(request.content_type, "application/x-protobuf");
         assert_eq!(request.content_encoding, "gzip");
+        // The resource's attributes, in whatever order the SDK sends them.
+        let mut resource = request.resource.clone();
+        resource.sort();
         assert_eq!(
-            request.resource,
+            resource,
             vec![
-                ("service.name".to_owned(), "chronicle-proto".to_owned()),
                 ("deployment.environment".to_owned(), "test".to_owned()),
+                ("service.name".to_owned(), "chronicle-proto".to_owned()),
                 ("team".to_owned(), "a,b".to_owned()),
             ]
         );
