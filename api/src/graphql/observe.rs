@@ -29,8 +29,7 @@ impl Extension for OperationMetricsExtension {
         info: ResolveInfo<'_>,
         next: NextResolve<'_>,
     ) -> ServerResult<Option<Value>> {
-        let root = info.path_node.parent.is_none() && !info.is_for_introspection;
-        if !root {
+        if !is_root_field(&info) {
             return next.run(ctx, info).await;
         }
         let (kind, field) = (info.parent_type.to_owned(), info.name.to_owned());
@@ -46,4 +45,10 @@ impl Extension for OperationMetricsExtension {
         .record(started.elapsed().as_secs_f64());
         result
     }
+}
+
+/// Whether `info` is one of the operation's root fields (`Mutation.createTask`), not a field
+/// inside one nor introspection: what the metrics and the spans count.
+pub(super) fn is_root_field(info: &ResolveInfo<'_>) -> bool {
+    info.path_node.parent.is_none() && !info.is_for_introspection
 }

@@ -82,8 +82,7 @@ impl Extension for RequestSpans {
         info: ResolveInfo<'_>,
         next: NextResolve<'_>,
     ) -> ServerResult<Option<Value>> {
-        let root = info.path_node.parent.is_none() && !info.is_for_introspection;
-        if !root {
+        if !super::observe::is_root_field(&info) {
             return next.run(ctx, info).await;
         }
         let span = tracing::debug_span!(
