@@ -1,6 +1,7 @@
-//! Spans of a GraphQL request's phases (parse, validate, execute) and of each root field it
-//! resolves, children of the HTTP request's span (`crate::http`), so a trace shows where a
-//! request's time went. They are `debug` spans: they cost nothing unless spans are exported,
+//! Spans of a GraphQL request's phases (parse, validate, execute), children of the HTTP
+//! request's span (`crate::http`), so a trace shows where a request's time went; each root
+//! field's span is opened by `observe`, which already wraps every field's resolution (a second
+//! hook would cost every nested field another boxed future). They are `debug` spans: they cost nothing unless spans are exported,
 //! when the process's filter lets Chronicle's spans through at `debug`.
 //!
 //! Neither documents nor variables are recorded: variables carry the callers' data, personal
@@ -9,8 +10,7 @@
 use std::sync::Arc;
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextResolve,
-    NextValidation, ResolveInfo,
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextValidation,
 };
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{Response, ServerError, ServerResult, ValidationResult, Value, Variables};
@@ -74,30 +74,5 @@ impl Extension for RequestSpans {
             span.record("otel.status_code", "ERROR");
         }
         response
-    }
-
-    async fn resolve(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        info: ResolveInfo<'_>,
-        next: NextResolve<'_>,
-    ) -> ServerResult<Option<Value>> {
-        if !super::observe::is_root_field(&info) {
-            return next.run(ctx, info).await;
-        }
-        let span = tracing::debug_span!(
-            "graphql.resolve",
-            otel.name = format!("{}.{}", info.parent_type, info.name),
-            graphql.field.name = info.name,
-            graphql.field.parent_type = info.parent_type,
-            otel.status_code = Empty,
-        );
-        let result = next.run(ctx, info).instrument(span.clone()).await;
-        if let Err(error) = &result {
-            if failed_on_our_side(error) {
-                span.record("otel.status_code", "ERROR");
-            }
-        }
-        result
     }
 }

@@ -83,6 +83,52 @@ struct SpanIds {
     trace_state: TraceState,
 }
 
+impl SpanIds {
+    /// The ids of a new span inside this one: same trace, a new span id, this span its parent.
+    fn child(&self) -> Self {
+        Self {
+            trace_id: self.trace_id,
+            span_id: new_span_id(),
+            parent: self.span_id,
+            remote_parent: false,
+            trace_state: self.trace_state.clone(),
+        }
+    }
+
+    /// The finished span with these ids, as the processor takes it; it ends now.
+    fn finish(
+        self,
+        name: Cow<'static, str>,
+        kind: SpanKind,
+        start: SystemTime,
+        attributes: Vec<KeyValue>,
+        status: Status,
+        scope: InstrumentationScope,
+    ) -> SpanData {
+        SpanData {
+            span_context: SpanContext::new(
+                self.trace_id,
+                self.span_id,
+                TraceFlags::SAMPLED,
+                false,
+                self.trace_state,
+            ),
+            parent_span_id: self.parent,
+            parent_span_is_remote: self.remote_parent,
+            span_kind: kind,
+            name,
+            start_time: start,
+            end_time: SystemTime::now(),
+            attributes,
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status,
+            instrumentation_scope: scope,
+        }
+    }
+}
+
 /// A span's fields as the layer reads them: its ids and OpenTelemetry's `otel.*` conventions
 /// apart, everything else as typed attributes.
 #[derive(Default)]
@@ -226,27 +272,14 @@ impl Statement {
                 i64::try_from(rows).unwrap_or(i64::MAX),
             ));
         }
-        SpanData {
-            span_context: SpanContext::new(
-                parent.trace_id,
-                new_span_id(),
-                TraceFlags::SAMPLED,
-                false,
-                parent.trace_state.clone(),
-            ),
-            parent_span_id: parent.span_id,
-            parent_span_is_remote: false,
-            span_kind: SpanKind::Client,
-            name: Cow::Owned(summary),
-            start_time: start,
-            end_time: end,
+        parent.child().finish(
+            Cow::Owned(summary),
+            SpanKind::Client,
+            start,
             attributes,
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: Status::Unset,
-            instrumentation_scope: scope,
-        }
+            Status::Unset,
+            scope,
+        )
     }
 }
 
@@ -305,7 +338,7 @@ impl OtlpLayer {
 
 /// The ids of a span that carries its own (an entry span), `None` when it is not sampled or its
 /// ids are malformed.
-fn own_ids(fields: &mut Fields) -> Option<SpanIds> {
+fn own_ids(fields: &Fields) -> Option<SpanIds> {
     if fields.sampled == Some(false) {
         return None;
     }
@@ -338,20 +371,14 @@ where
         let mut fields = Fields::default();
         attrs.record(&mut fields);
         let ids = if attrs.fields().field("trace_id").is_some() {
-            own_ids(&mut fields)
+            own_ids(&fields)
         } else {
             // Inside a span of a trace (the nearest one that is exported, or known not to be
             // sampled), a span of the same trace; outside any, not exported.
             let nearest = span.scope().skip(1).find_map(|ancestor| {
                 let extensions = ancestor.extensions();
                 let open = extensions.get::<OpenSpan>()?;
-                Some(open.ids.as_ref().map(|parent| SpanIds {
-                    trace_id: parent.trace_id,
-                    span_id: new_span_id(),
-                    parent: parent.span_id,
-                    remote_parent: false,
-                    trace_state: parent.trace_state.clone(),
-                }))
+                Some(open.ids.as_ref().map(SpanIds::child))
             });
             let Some(ids) = nearest else { return };
             ids
@@ -423,29 +450,17 @@ where
             return;
         };
         let Some(ids) = open.ids else { return };
-        self.processor.on_end(SpanData {
-            span_context: SpanContext::new(
-                ids.trace_id,
-                ids.span_id,
-                TraceFlags::SAMPLED,
-                false,
-                ids.trace_state,
-            ),
-            parent_span_id: ids.parent,
-            parent_span_is_remote: ids.remote_parent,
-            span_kind: open.kind,
-            name: open.name,
-            start_time: open.start,
-            end_time: SystemTime::now(),
-            attributes: open.attributes,
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: match open.error {
-                Some(description) => Status::error(description),
-                None => Status::Unset,
-            },
-            instrumentation_scope: self.scope.clone(),
-        });
+        let status = match open.error {
+            Some(description) => Status::error(description),
+            None => Status::Unset,
+        };
+        self.processor.on_end(ids.finish(
+            open.name,
+            open.kind,
+            open.start,
+            open.attributes,
+            status,
+            self.scope.clone(),
+        ));
     }
 }
