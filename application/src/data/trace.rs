@@ -135,6 +135,19 @@ impl TraceContext {
         }
     }
 
+    /// The span of work done for several messages at once (a consumer's batch): it belongs to
+    /// none of their traces, so it starts a trace of its own and links to theirs. Under a
+    /// parent-based sampler it is recorded when any of them is, so a sampled message's work is
+    /// never lost in an unsampled batch; otherwise the process's sampler decides.
+    pub fn linking(linked: &[TraceContext]) -> Self {
+        let mut root = Self::root();
+        if !linked.is_empty() {
+            let any_sampled = linked.iter().any(|context| context.sampled);
+            root.sampled = sampler().sampled(&root.trace_id, Some(any_sampled));
+        }
+        root
+    }
+
     /// The trace id: 32 lowercase hex digits.
     pub fn trace_id(&self) -> &str {
         &self.trace_id
@@ -203,6 +216,19 @@ mod tests {
         assert_ne!(child.span_id(), "00f067aa0ba902b7");
         assert!(child.sampled());
         assert!(TraceContext::parse(&child.header()).is_some());
+    }
+
+    #[test]
+    fn a_batch_starts_its_own_trace_recorded_when_any_linked_message_is() {
+        let sampled = TraceContext::parse(EXAMPLE).unwrap();
+        let unsampled =
+            TraceContext::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00").unwrap();
+        let batch = TraceContext::linking(&[unsampled.clone(), sampled.clone()]);
+        assert_ne!(batch.trace_id(), sampled.trace_id());
+        assert_ne!(batch.trace_id(), unsampled.trace_id());
+        assert_eq!(batch.parent_span_id(), None, "a trace of its own");
+        assert!(batch.sampled());
+        assert!(!TraceContext::linking(&[unsampled.clone(), unsampled]).sampled());
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! Chronicle's entry spans carry their W3C ids as fields (`trace_id`, `span_id`,
 //! `parent_span_id`, `sampled`, `otel.kind`: see `application::data::trace`, which mints them
 //! and shares them with the logs, the stored events and the Kafka headers, whether or not
-//! anything is exported). This layer reads those ids, gives every span opened inside a sampled
+//! anything is exported); a span that works for several traces at once (a consumer's batch)
+//! names them in `links`, space-separated traceparents. This layer reads those ids, gives every span opened inside a sampled
 //! one an id of its own in the same trace (so the work inside a request shows as its children),
 //! and hands each span, when it closes, to the SDK's batch processor as `SpanData`. Spans outside
 //! any trace (internal plumbing) and spans of traces not sampled are not exported. Export never
@@ -21,7 +22,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use opentelemetry::trace::{
-    SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
+    Link, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
 };
 use opentelemetry::{InstrumentationScope, KeyValue, Value};
 use opentelemetry_sdk::trace::{
@@ -69,6 +70,8 @@ struct OpenSpan {
     /// Set when the span recorded `otel.status_code = "ERROR"`: the service failed it.
     error: Option<String>,
     attributes: Vec<KeyValue>,
+    /// The spans this one works for without being their child (a consumer's batch).
+    links: Vec<Link>,
 }
 
 /// A sampled span's W3C ids.
@@ -101,10 +104,14 @@ impl SpanIds {
         name: Cow<'static, str>,
         kind: SpanKind,
         start: SystemTime,
-        attributes: Vec<KeyValue>,
-        status: Status,
+        recorded: Recorded,
         scope: InstrumentationScope,
     ) -> SpanData {
+        let Recorded {
+            attributes,
+            links,
+            status,
+        } = recorded;
         SpanData {
             span_context: SpanContext::new(
                 self.trace_id,
@@ -122,11 +129,18 @@ impl SpanIds {
             attributes,
             dropped_attributes_count: 0,
             events: SpanEvents::default(),
-            links: SpanLinks::default(),
+            links: span_links(links),
             status,
             instrumentation_scope: scope,
         }
     }
+}
+
+/// What a span recorded besides its name, kind and times.
+struct Recorded {
+    attributes: Vec<KeyValue>,
+    links: Vec<Link>,
+    status: Status,
 }
 
 /// A span's fields as the layer reads them: its ids and OpenTelemetry's `otel.*` conventions
@@ -141,6 +155,7 @@ struct Fields {
     kind: Option<SpanKind>,
     name: Option<String>,
     error: Option<String>,
+    links: Vec<Link>,
     attributes: Vec<KeyValue>,
 }
 
@@ -161,6 +176,7 @@ impl Fields {
                 }
             }
             "otel.status_description" => self.error = Some(text()),
+            "links" => self.links = value.as_str().split_whitespace().filter_map(link).collect(),
             name => match self
                 .attributes
                 .iter_mut()
@@ -276,8 +292,11 @@ impl Statement {
             Cow::Owned(summary),
             SpanKind::Client,
             start,
-            attributes,
-            Status::Unset,
+            Recorded {
+                attributes,
+                links: Vec::new(),
+                status: Status::Unset,
+            },
             scope,
         )
     }
@@ -293,6 +312,29 @@ fn query_summary(text: &str) -> String {
         .take(3)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// `links` as the SDK takes them (its type can only be built from its default).
+fn span_links(links: Vec<Link>) -> SpanLinks {
+    let mut span_links = SpanLinks::default();
+    span_links.links = links;
+    span_links
+}
+
+/// A link to the span a `traceparent` names (another trace's, so remote); `None` when the
+/// header is malformed.
+fn link(traceparent: &str) -> Option<Link> {
+    let mut parts = traceparent.split('-').skip(1);
+    let trace_id = TraceId::from_hex(parts.next()?).ok()?;
+    let span_id = SpanId::from_hex(parts.next()?).ok()?;
+    let flags = u8::from_str_radix(parts.next()?, 16).ok()?;
+    Some(Link::with_context(SpanContext::new(
+        trace_id,
+        span_id,
+        TraceFlags::new(flags),
+        true,
+        TraceState::default(),
+    )))
 }
 
 fn kind(name: &str) -> SpanKind {
@@ -391,6 +433,7 @@ where
             start: SystemTime::now(),
             kind: fields.kind.take().unwrap_or(SpanKind::Internal),
             error: fields.error.take(),
+            links: fields.links,
             attributes: if ids.is_some() {
                 fields.attributes
             } else {
@@ -458,8 +501,11 @@ where
             open.name,
             open.kind,
             open.start,
-            open.attributes,
-            status,
+            Recorded {
+                attributes: open.attributes,
+                links: open.links,
+                status,
+            },
             self.scope.clone(),
         ));
     }

@@ -171,6 +171,42 @@ fn consume_span(group: &str, message: &OwnedMessage, trace: &TraceContext) -> tr
     )
 }
 
+/// The span of handling a batch of several messages at once: their work serves every one of
+/// their traces, so it runs in a trace of its own that links to each message's creation (the
+/// span that published it), as OpenTelemetry's messaging conventions say of batch processing.
+/// A message's own `consume` span still shows, in its trace, that this group received it.
+/// At most [`MAX_LINKS`] are linked; `messaging.batch.message_count` says how many there were.
+fn batch_span(group: &str, batch: &[&OwnedMessage], created: &[TraceContext]) -> tracing::Span {
+    let trace = TraceContext::linking(created);
+    let first_topic = batch.first().map(|message| message.topic());
+    let one_topic = first_topic.filter(|topic| batch.iter().all(|m| m.topic() == *topic));
+    let links = created
+        .iter()
+        .take(MAX_LINKS)
+        .map(TraceContext::header)
+        .collect::<Vec<_>>()
+        .join(" ");
+    tracing::info_span!(
+        "process",
+        otel.kind = "consumer",
+        otel.name = one_topic.map_or_else(|| "process".to_owned(), |topic| format!("process {topic}")),
+        messaging.system = "kafka",
+        messaging.operation.type = "process",
+        messaging.consumer.group.name = group,
+        messaging.destination.name = one_topic,
+        messaging.batch.message_count = batch.len(),
+        links,
+        trace_id = trace.trace_id(),
+        span_id = trace.span_id(),
+        sampled = trace.sampled(),
+    )
+}
+
+/// Most links a batch span carries: OpenTelemetry's default span link limit
+/// (`OTEL_SPAN_LINK_COUNT_LIMIT`). The links travel as one field, which log lines written
+/// inside the batch also show.
+const MAX_LINKS: usize = 128;
+
 impl EventConsumer {
     /// Subscribes a consumer of `options.group` to `options.topics`; what it rejects is
     /// recorded in `dead_letters` and sent to its dead-letter topics through `producer`.
@@ -286,9 +322,12 @@ impl EventConsumer {
         // One span per message, open while its batch is handled; the handler continues each
         // message's trace from its span.
         let mut spans = Vec::with_capacity(batch.len());
+        // Where each message was created (its publication), for a batch's links.
+        let mut created = Vec::with_capacity(batch.len());
         for message in batch {
             match decode(message) {
                 Ok(mut event) => {
+                    created.extend(event.traceparent.as_deref().and_then(TraceContext::parse));
                     let trace = TraceContext::continue_from(event.traceparent.as_deref());
                     spans.push(consume_span(&self.options.group, message, &trace));
                     event.traceparent = Some(trace.header());
@@ -303,24 +342,29 @@ impl EventConsumer {
         }
         // A batch of one message is handled inside its span, so the handler's work (its
         // statements) shows in that message's trace; a larger batch's work serves several
-        // traces at once and belongs to none of them.
-        let attempt = self.attempt(&events, &raws, shutdown);
-        let delivery = match spans.as_slice() {
-            [only] => attempt.instrument(only.clone()).await,
-            _ => attempt.await,
+        // traces at once, so it runs in a batch span that links to them.
+        let span = match spans.as_slice() {
+            [only] => only.clone(),
+            _ => batch_span(&self.options.group, &raws, &created),
         };
+        let delivery = self
+            .attempt(&events, &raws, shutdown)
+            .instrument(span)
+            .await;
         match delivery {
             Delivery::Done => true,
             Delivery::Interrupted => false,
             Delivery::GiveUp { .. } if events.len() > 1 => {
-                // Isolate the poison: each message alone, so its neighbours still get through.
-                for (event, raw) in events.iter().zip(&raws) {
+                // Isolate the poison: each message alone (in its own span), so its neighbours
+                // still get through.
+                for ((event, raw), span) in events.iter().zip(&raws).zip(&spans) {
                     match self
                         .attempt(
                             std::slice::from_ref(event),
                             std::slice::from_ref(raw),
                             shutdown,
                         )
+                        .instrument(span.clone())
                         .await
                     {
                         Delivery::Done => {}

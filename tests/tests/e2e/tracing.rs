@@ -456,6 +456,146 @@ async fn one_create_task_is_one_trace_from_the_request_through_its_statements_th
     }
 }
 
+#[tokio::test]
+async fn a_batch_of_messages_is_processed_in_a_span_linked_to_each_publication() {
+    let collector = Collector::start().await;
+    let database_url = create_database().await.unwrap();
+    let settings = test_settings(&database_url, &brokers());
+    let export = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+    ];
+    // Tasks are published while no projection runs, so the projection that starts afterwards
+    // finds them all waiting and handles them in batches.
+    let api = ChronicleProcess::serve_logged(&settings, "api,relay", &export, true).unwrap();
+    api.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let token = chronicle_api::auth::Authenticator::hs256(chronicle_tests::TEST_SECRET)
+        .issue(
+            "u-batcher",
+            vec!["member".into()],
+            vec!["team-a".into()],
+            chrono::Duration::hours(1),
+        )
+        .unwrap();
+    let base = api.client("").unwrap().base_url().to_owned();
+    let traces: Vec<String> = (0..6).map(|n| format!("{:032x}", 0xba7c0 + n)).collect();
+    for trace in &traces {
+        let answer: Value = reqwest::Client::new()
+            .post(format!("{base}/graphql"))
+            .bearer_auth(&token)
+            .header("traceparent", format!("00-{trace}-{CLIENT_SPAN}-01"))
+            .json(&json!({
+                "query": "mutation($i: CreateTaskInput!) { createTask(input: $i) { id } }",
+                "variables": {"i": {"title": "Batch me", "teamId": "team-a"}},
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(answer["data"]["createTask"]["id"].is_string(), "{answer}");
+    }
+    // Each task's publication, by its trace.
+    let mut published = Vec::new();
+    for trace in &traces {
+        let publish = collector
+            .spans_where(trace, &format!("send {}", api_topic(&settings)), 1, |s| {
+                s["kind"] == 4
+            })
+            .await
+            .remove(0);
+        published.push((
+            trace.clone(),
+            publish["spanId"].as_str().unwrap().to_owned(),
+        ));
+    }
+
+    let projections =
+        ChronicleProcess::serve_logged(&settings, "projections", &export, true).unwrap();
+    projections
+        .wait_ready(Duration::from_secs(60))
+        .await
+        .unwrap();
+    let batch_name = format!("process {}", api_topic(&settings));
+    let batch: Value = eventually(Duration::from_secs(30), || async {
+        Ok(collector
+            .spans
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|s| {
+                s["name"] == batch_name.as_str()
+                    && attribute(s, "messaging.consumer.group.name")
+                        .and_then(|v| v["stringValue"].as_str())
+                        .is_some_and(|group| group.ends_with("chronicle-projections"))
+            })
+            .cloned())
+    })
+    .await
+    .expect("a batch span of the projections");
+    assert_eq!(batch["kind"], 5, "a consumer span");
+    let batch_trace = batch["traceId"].as_str().unwrap().to_owned();
+    assert!(
+        !traces.contains(&batch_trace),
+        "the batch has a trace of its own"
+    );
+    assert!(
+        batch["parentSpanId"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty(),
+        "{batch}"
+    );
+    // It links to the publication of every message it handled, and to nothing else.
+    let links: Vec<(String, String)> = batch["links"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no links: {batch}"))
+        .iter()
+        .map(|l| {
+            (
+                l["traceId"].as_str().unwrap().to_owned(),
+                l["spanId"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(links.len() >= 2, "a batch of one is not a batch: {links:?}");
+    for link in &links {
+        assert!(published.contains(link), "{link:?} is not a publication");
+    }
+    assert_eq!(
+        int_attribute(&batch, "messaging.batch.message_count"),
+        Some(links.len() as i64)
+    );
+    // The batch's work (the projection's statements) is under it, in its trace.
+    let batch_id = batch["spanId"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(30), || async {
+        Ok(collector
+            .spans
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| s["kind"] == 3 && s["parentSpanId"] == batch_id.as_str())
+            .then_some(()))
+    })
+    .await
+    .expect("a statement of the projection under its batch span");
+    // And every message's own trace still shows that the projections received it.
+    for (trace, publish_id) in &published {
+        collector
+            .spans_where(trace, "consume", 1, |s| {
+                s["parentSpanId"] == publish_id.as_str()
+            })
+            .await;
+    }
+}
+
+/// The task events' topic the relay publishes to.
+fn api_topic(settings: &chronicle_infrastructure::config::Settings) -> String {
+    Topics::new(settings.kafka.topic_prefix.clone()).events_of("Task")
+}
+
 /// One field of a protobuf message, as the wire has it.
 #[derive(Debug, Clone)]
 enum Wire {
