@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::append::{append_alone, headers_json, store_error};
-use crate::db::planned_per_call;
+use crate::db::planned_per_call::{self, Planning, UntilAnalysed};
 use crate::outbox::signal::OutboxSignal;
 
 /// Groups written at once. More overlap commits (Postgres flushes the WAL for them together);
@@ -95,6 +95,9 @@ impl Claims {
 pub(super) struct GroupCommit {
     pool: PgPool,
     appended: OutboxSignal,
+    /// How the group statement is planned: per call on a young store, cached once `events`
+    /// and `outbox` have statistics.
+    planning: Arc<UntilAnalysed>,
     /// Started by an append, inside the runtime that runs it; started again if that runtime
     /// ended (a test's, a command's).
     queue: Arc<Mutex<Option<mpsc::UnboundedSender<Waiting>>>>,
@@ -106,6 +109,10 @@ impl GroupCommit {
         Self {
             pool,
             appended,
+            planning: Arc::new(UntilAnalysed::new(
+                &["events", "outbox"],
+                planned_per_call::CHECK_ANALYSED_EVERY,
+            )),
             queue: Arc::new(Mutex::new(None)),
         }
     }
@@ -128,7 +135,12 @@ impl GroupCommit {
             for _ in 0..2 {
                 let sender = queue.get_or_insert_with(|| {
                     let (sender, receiver) = mpsc::unbounded_channel();
-                    tokio::spawn(collect(self.pool.clone(), self.appended.clone(), receiver));
+                    tokio::spawn(collect(
+                        self.pool.clone(),
+                        self.appended.clone(),
+                        self.planning.clone(),
+                        receiver,
+                    ));
                     sender
                 });
                 match sender.send(waiting) {
@@ -151,6 +163,7 @@ impl GroupCommit {
 async fn collect(
     pool: PgPool,
     appended: OutboxSignal,
+    planning: Arc<UntilAnalysed>,
     mut queue: mpsc::UnboundedReceiver<Waiting>,
 ) {
     // As long as a command may wait: what the pool allows for a connection.
@@ -175,8 +188,9 @@ async fn collect(
                 busy.add(&claims);
                 in_flight += 1;
                 let (pool, appended, done) = (pool.clone(), appended.clone(), done.clone());
+                let planning = planning.planning(&pool);
                 tokio::spawn(async move {
-                    if write(&pool, group).await {
+                    if write(&pool, group, planning).await {
                         appended.appended();
                     }
                     let _ = done.send(claims);
@@ -264,7 +278,7 @@ fn count_write(way: &'static str, commands: usize) {
 }
 
 /// Writes one group and answers each command; whether anything was written.
-async fn write(pool: &PgPool, mut group: Vec<Waiting>) -> bool {
+async fn write(pool: &PgPool, mut group: Vec<Waiting>, planning: Planning) -> bool {
     if group.len() == 1 {
         count_write("alone", 1);
         let Some(command) = group.pop() else {
@@ -276,7 +290,7 @@ async fn write(pool: &PgPool, mut group: Vec<Waiting>) -> bool {
         return written;
     }
     let batches: Vec<&AppendBatch> = group.iter().map(|command| &command.batch).collect();
-    match append_group(pool, &batches).await {
+    match append_group(pool, &batches, planning).await {
         Ok(outcomes) => {
             count_write("grouped", outcomes.len());
             let written = outcomes.iter().any(Result::is_ok);
@@ -332,6 +346,7 @@ async fn write(pool: &PgPool, mut group: Vec<Waiting>) -> bool {
 async fn append_group(
     pool: &PgPool,
     group: &[&AppendBatch],
+    planning: Planning,
 ) -> Result<Vec<Result<(), StoreError>>, sqlx::Error> {
     let mut columns = GroupColumns::default();
     for (n, batch) in group.iter().enumerate() {
@@ -370,9 +385,10 @@ async fn append_group(
         &columns.sealed_n,
         &columns.pseudonym,
     );
-    // Planned per call: its generic plan, made on a young store's nearly empty tables, was
-    // twice as slow until the first autovacuum analyse (`planned_per_call`).
-    let rows: Vec<GroupOutcome> = planned_per_call::fetch_all(pool, statement).await?;
+    // Planned per call on a young store: a generic plan made on its nearly empty tables was
+    // several times slower until the first autovacuum analyse (`UntilAnalysed`).
+    let rows: Vec<GroupOutcome> =
+        planned_per_call::fetch_all_planned(pool, statement, planning).await?;
     if rows.len() != group.len() {
         return Err(sqlx::Error::Protocol(format!(
             "a group append of {} commands answered {} outcomes",

@@ -11,6 +11,7 @@ use chronicle_application::data::message::OutboxMessage;
 use chronicle_application::ports::event_store::{AppendBatch, EventStore, IdempotencyRecord};
 use chronicle_application::ports::store_error::StoreError;
 use chronicle_infrastructure::db;
+use chronicle_infrastructure::db::planned_per_call::{Planning, UntilAnalysed};
 use chronicle_infrastructure::event_store::PgEventStore;
 use chronicle_infrastructure::outbox::OutboxSignal;
 use chrono::Utc;
@@ -196,4 +197,32 @@ async fn a_writer_the_group_could_not_see_has_every_command_judged_alone() {
         (13, 12),
         "every command once, the rival's event, and no outbox row for the loser"
     );
+}
+
+#[tokio::test]
+async fn the_group_statement_is_planned_per_call_until_its_tables_have_statistics() {
+    let (_, pool) = store().await;
+    let planning = UntilAnalysed::new(&["events", "outbox"], Duration::from_millis(50));
+    // A young store: no statistics yet, whatever is asked how often.
+    for _ in 0..10 {
+        assert_eq!(planning.planning(&pool), Planning::PerCall);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    // One table analysed is not enough: the plan reads both.
+    sqlx::query("ANALYZE events").execute(&pool).await.unwrap();
+    for _ in 0..10 {
+        assert_eq!(planning.planning(&pool), Planning::PerCall);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    // With both analysed (autovacuum's analyse counts the same), cached from the next check
+    // on, and for good.
+    sqlx::query("ANALYZE outbox").execute(&pool).await.unwrap();
+    chronicle_tests::eventually(Duration::from_secs(10), || async {
+        Ok((planning.planning(&pool) == Planning::Cached).then_some(()))
+    })
+    .await
+    .expect("cached plans once the tables have statistics");
+    for _ in 0..5 {
+        assert_eq!(planning.planning(&pool), Planning::Cached);
+    }
 }
