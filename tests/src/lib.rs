@@ -99,7 +99,7 @@ pub fn test_settings(database_url: &str, brokers: &str) -> Settings {
             message_max_bytes: 1_000_000,
         },
         snapshot_every: 5,
-        group_commit: false,
+        group_commit: true,
         outbox_retention: Duration::from_secs(3600),
         read_your_writes_wait: Duration::from_secs(15),
         feed_poll: Duration::from_millis(20),

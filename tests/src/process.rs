@@ -180,12 +180,9 @@ impl ChronicleProcess {
                 "CHRONICLE_SNAPSHOT_EVERY",
                 settings.snapshot_every.to_string(),
             )
-            // Set only when on, so a caller's own CHRONICLE_GROUP_COMMIT (the bench's) passes.
-            .envs(
-                settings
-                    .group_commit
-                    .then_some(("CHRONICLE_GROUP_COMMIT", "true")),
-            )
+            // Set only when off (it is on by default), so a caller's own
+            // CHRONICLE_GROUP_COMMIT (the bench's) passes.
+            .envs((!settings.group_commit).then_some(("CHRONICLE_GROUP_COMMIT", "false")))
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),

@@ -24,11 +24,13 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chronicle_application::data::trace::TraceContext;
 use chronicle_application::ports::event_store::AppendBatch;
 use chronicle_application::ports::store_error::StoreError;
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::append::{append_alone, headers_json, store_error};
@@ -46,6 +48,9 @@ struct Waiting {
     batch: AppendBatch,
     answer: oneshot::Sender<Result<(), StoreError>>,
     since: Instant,
+    /// The caller's span: a command written alone is written inside it, so its statement shows
+    /// in the request's trace as it would without grouping.
+    span: tracing::Span,
 }
 
 /// The streams and idempotency keys a group writes: no other group in flight may write them,
@@ -126,6 +131,7 @@ impl GroupCommit {
             batch,
             answer,
             since: Instant::now(),
+            span: tracing::Span::current(),
         };
         {
             let mut queue = self
@@ -284,13 +290,19 @@ async fn write(pool: &PgPool, mut group: Vec<Waiting>, planning: Planning) -> bo
         let Some(command) = group.pop() else {
             return false;
         };
-        let outcome = append_alone(pool, &command.batch).await;
+        let outcome = append_alone(pool, &command.batch)
+            .instrument(command.span)
+            .await;
         let written = outcome.is_ok();
         let _ = command.answer.send(outcome);
         return written;
     }
     let batches: Vec<&AppendBatch> = group.iter().map(|command| &command.batch).collect();
-    match append_group(pool, &batches, planning).await {
+    let span = group_span(&batches);
+    match append_group(pool, &batches, planning)
+        .instrument(span)
+        .await
+    {
         Ok(outcomes) => {
             count_write("grouped", outcomes.len());
             let written = outcomes.iter().any(Result::is_ok);
@@ -312,7 +324,9 @@ async fn write(pool: &PgPool, mut group: Vec<Waiting>, planning: Planning) -> bo
             );
             count_write("fallback", group.len());
             let alone = group.into_iter().map(|command| async move {
-                let outcome = append_alone(pool, &command.batch).await;
+                let outcome = append_alone(pool, &command.batch)
+                    .instrument(command.span.clone())
+                    .await;
                 let written = outcome.is_ok();
                 let _ = command.answer.send(outcome);
                 written
@@ -339,6 +353,41 @@ async fn write(pool: &PgPool, mut group: Vec<Waiting>, planning: Planning) -> bo
             false
         }
     }
+}
+
+/// Most requests a group's span links to: OpenTelemetry's default span link limit.
+const MAX_LINKS: usize = 128;
+
+/// The span of a group's statement. It serves several requests' traces at once, so it starts a
+/// trace of its own that links to each command's request (the traceparent its events store),
+/// as a consumer's batch does. A `debug` span like every span inside a request: while spans
+/// are not exported it is disabled and nothing of it is built.
+fn group_span(group: &[&AppendBatch]) -> tracing::Span {
+    if !tracing::enabled!(kind: tracing::metadata::Kind::SPAN, tracing::Level::DEBUG) {
+        return tracing::Span::none();
+    }
+    let requests: Vec<TraceContext> = group
+        .iter()
+        .filter_map(|batch| {
+            let metadata = &batch.events.first()?.metadata;
+            TraceContext::parse(metadata.get("traceparent")?.as_str()?)
+        })
+        .collect();
+    let trace = TraceContext::linking(&requests);
+    let links = requests
+        .iter()
+        .take(MAX_LINKS)
+        .map(TraceContext::header)
+        .collect::<Vec<_>>()
+        .join(" ");
+    tracing::debug_span!(
+        "append group",
+        chronicle.group.commands = group.len(),
+        links,
+        trace_id = trace.trace_id(),
+        span_id = trace.span_id(),
+        sampled = trace.sampled(),
+    )
 }
 
 /// One statement for the whole group (`sql/append_group.sql`); each command's outcome, in the

@@ -1,7 +1,7 @@
 //! The Postgres event store: events, outbox rows, snapshot and idempotency record written by a
 //! single statement, so a command costs one round trip to append and is atomic by construction.
-//! With `CHRONICLE_GROUP_COMMIT`, concurrent commands on different aggregates share that round
-//! trip and its commit ([`group_commit`]); a command alone goes at once, by the same statement.
+//! With group commit (`CHRONICLE_GROUP_COMMIT`, on by default), concurrent commands on different
+//! aggregates share that round trip and its commit ([`group_commit`]); a command alone goes at once, by the same statement.
 //! The statement sends no `NOTIFY` (that would serialise every commit of the cluster): after the
 //! commit the store raises the in-process [`OutboxSignal`] instead (see `outbox::signal`).
 

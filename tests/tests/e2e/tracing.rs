@@ -591,6 +591,117 @@ async fn a_batch_of_messages_is_processed_in_a_span_linked_to_each_publication()
     }
 }
 
+#[tokio::test]
+async fn a_group_of_appends_runs_in_a_span_linked_to_each_request() {
+    let collector = Collector::start().await;
+    let database_url = create_database().await.unwrap();
+    let settings = test_settings(&database_url, &brokers());
+    assert!(settings.group_commit, "group commit is on by default");
+    let service = ChronicleProcess::serve_logged(
+        &settings,
+        "api",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+        ],
+        true,
+    )
+    .unwrap();
+    service.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let token = chronicle_api::auth::Authenticator::hs256(chronicle_tests::TEST_SECRET)
+        .issue(
+            "u-grouper",
+            vec!["member".into()],
+            vec!["team-a".into()],
+            chrono::Duration::hours(1),
+        )
+        .unwrap();
+    let base = service.client("").unwrap().base_url().to_owned();
+    let http = reqwest::Client::new();
+    // Requests in bursts, each in a trace of its own, until the store has grouped some.
+    let group_of = |spans: &[Value]| -> Option<Value> {
+        spans
+            .iter()
+            .find(|s| {
+                s["name"] == "append group" && s["links"].as_array().is_some_and(|l| l.len() >= 2)
+            })
+            .cloned()
+    };
+    let mut requests = Vec::new();
+    let mut group = None;
+    for burst in 0..20 {
+        let traces: Vec<String> = (0..32)
+            .map(|n| format!("{:032x}", 0x96000 + burst * 100 + n))
+            .collect();
+        let sent = traces.iter().map(|trace| {
+            http.post(format!("{base}/graphql"))
+                .bearer_auth(&token)
+                .header("traceparent", format!("00-{trace}-{CLIENT_SPAN}-01"))
+                .json(&json!({
+                    "query": "mutation($i: CreateTaskInput!) { createTask(input: $i) { id } }",
+                    "variables": {"i": {"title": "Group me", "teamId": "team-a"}},
+                }))
+                .send()
+        });
+        for answer in futures::future::join_all(sent).await {
+            assert_eq!(answer.unwrap().status(), 200);
+        }
+        requests.extend(traces);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        group = group_of(&collector.spans.lock().unwrap());
+        if group.is_some() {
+            break;
+        }
+    }
+    let group = group.unwrap_or_else(|| {
+        let mut names: Vec<String> = collector
+            .spans
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].to_string())
+            .collect();
+        names.sort();
+        names.dedup();
+        panic!("no append group span after 20 bursts of 32 requests; spans: {names:?}")
+    });
+    let group_trace = group["traceId"].as_str().unwrap().to_owned();
+    assert!(!requests.contains(&group_trace), "a trace of its own");
+    // Each link names a request span of one of the bursts' traces.
+    let links: Vec<(String, String)> = group["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["traceId"].as_str().unwrap().to_owned(),
+                l["spanId"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for (trace, span) in &links {
+        assert!(requests.contains(trace), "{trace} is not a request's trace");
+        let request = collector.spans(trace, "graphql", 1).await.remove(0);
+        assert_eq!(
+            request["spanId"],
+            span.as_str(),
+            "the link names the request span"
+        );
+    }
+    assert_eq!(
+        int_attribute(&group, "chronicle.group.commands"),
+        Some(links.len() as i64)
+    );
+    // The group's statement is under it.
+    let group_id = group["spanId"].as_str().unwrap().to_owned();
+    collector
+        .spans_where(&group_trace, "WITH command AS", 1, |s| {
+            s["kind"] == 3 && s["parentSpanId"] == group_id.as_str()
+        })
+        .await;
+}
+
 /// The task events' topic the relay publishes to.
 fn api_topic(settings: &chronicle_infrastructure::config::Settings) -> String {
     Topics::new(settings.kafka.topic_prefix.clone()).events_of("Task")
