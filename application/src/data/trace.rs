@@ -50,6 +50,10 @@ impl Sampler {
 
 static SAMPLER: OnceLock<Sampler> = OnceLock::new();
 
+/// Most links one span carries: OpenTelemetry's default span link limit
+/// (`OTEL_SPAN_LINK_COUNT_LIMIT`).
+pub const MAX_LINKS: usize = 128;
+
 /// Sets the process's sampler once, at start (later calls are ignored; tests start many
 /// services in one process).
 pub fn set_sampler(sampler: Sampler) {
@@ -146,6 +150,18 @@ impl TraceContext {
             root.sampled = sampler().sampled(&root.trace_id, Some(any_sampled));
         }
         root
+    }
+
+    /// The `links` field of a span that works for `linked` (how the exporter learns of a
+    /// span's links): their traceparents, space-separated, at most [`MAX_LINKS`]. The field
+    /// also shows in log lines written inside the span, so it stays bounded.
+    pub fn links_field(linked: &[TraceContext]) -> String {
+        linked
+            .iter()
+            .take(MAX_LINKS)
+            .map(TraceContext::header)
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// The trace id: 32 lowercase hex digits.

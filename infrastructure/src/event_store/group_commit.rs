@@ -355,9 +355,6 @@ async fn write(pool: &PgPool, mut group: Vec<Waiting>, planning: Planning) -> bo
     }
 }
 
-/// Most requests a group's span links to: OpenTelemetry's default span link limit.
-const MAX_LINKS: usize = 128;
-
 /// The span of a group's statement. It serves several requests' traces at once, so it starts a
 /// trace of its own that links to each command's request (the traceparent its events store),
 /// as a consumer's batch does. A `debug` span like every span inside a request: while spans
@@ -374,16 +371,10 @@ fn group_span(group: &[&AppendBatch]) -> tracing::Span {
         })
         .collect();
     let trace = TraceContext::linking(&requests);
-    let links = requests
-        .iter()
-        .take(MAX_LINKS)
-        .map(TraceContext::header)
-        .collect::<Vec<_>>()
-        .join(" ");
     tracing::debug_span!(
         "append group",
         chronicle.group.commands = group.len(),
-        links,
+        links = TraceContext::links_field(&requests),
         trace_id = trace.trace_id(),
         span_id = trace.span_id(),
         sampled = trace.sampled(),

@@ -175,17 +175,12 @@ fn consume_span(group: &str, message: &OwnedMessage, trace: &TraceContext) -> tr
 /// their traces, so it runs in a trace of its own that links to each message's creation (the
 /// span that published it), as OpenTelemetry's messaging conventions say of batch processing.
 /// A message's own `consume` span still shows, in its trace, that this group received it.
-/// At most [`MAX_LINKS`] are linked; `messaging.batch.message_count` says how many there were.
+/// At most `trace::MAX_LINKS` are linked; `messaging.batch.message_count` says how many there were.
 fn batch_span(group: &str, batch: &[&OwnedMessage], created: &[TraceContext]) -> tracing::Span {
     let trace = TraceContext::linking(created);
     let first_topic = batch.first().map(|message| message.topic());
     let one_topic = first_topic.filter(|topic| batch.iter().all(|m| m.topic() == *topic));
-    let links = created
-        .iter()
-        .take(MAX_LINKS)
-        .map(TraceContext::header)
-        .collect::<Vec<_>>()
-        .join(" ");
+    let links = TraceContext::links_field(created);
     tracing::info_span!(
         "process",
         otel.kind = "consumer",
@@ -201,11 +196,6 @@ fn batch_span(group: &str, batch: &[&OwnedMessage], created: &[TraceContext]) ->
         sampled = trace.sampled(),
     )
 }
-
-/// Most links a batch span carries: OpenTelemetry's default span link limit
-/// (`OTEL_SPAN_LINK_COUNT_LIMIT`). The links travel as one field, which log lines written
-/// inside the batch also show.
-const MAX_LINKS: usize = 128;
 
 impl EventConsumer {
     /// Subscribes a consumer of `options.group` to `options.topics`; what it rejects is
