@@ -103,7 +103,8 @@ pub struct UntilAnalysed {
 
 impl UntilAnalysed {
     /// Plans per call until each of `tables` (names as `regclass` reads them) was analysed,
-    /// asking the server at most once per `every`.
+    /// asking the server at most once per `every`. Name the tables whose growth the plan must
+    /// follow: a small table is planned again at its own first analyse, as every table is.
     pub fn new(tables: &'static [&'static str], every: Duration) -> Self {
         Self {
             analysed: Arc::new(AtomicBool::new(false)),
@@ -150,15 +151,17 @@ impl UntilAnalysed {
     }
 }
 
-/// Whether every one of `tables` has been analysed, by hand or by autovacuum.
+/// Whether every one of `tables` has statistics: its row count is known (`reltuples` is -1
+/// until the first analyse or vacuum, by hand or by autovacuum). The catalog, not the
+/// cumulative statistics views: those forget their `last_analyze` at a crash recovery, a
+/// `pg_stat_reset()` or on a promoted standby, while the planner's statistics stay. A name
+/// that is no table counts as not analysed.
 async fn all_analysed(pool: &PgPool, tables: &[&str]) -> Result<bool, sqlx::Error> {
     let tables: Vec<String> = tables.iter().map(|&table| table.to_owned()).collect();
     let analysed = sqlx::query_scalar!(
-        r#"SELECT count(*) FILTER (
-                      WHERE coalesce(last_analyze, last_autoanalyze) IS NOT NULL
-                  ) = cardinality($1::text[]) AS "analysed!"
-           FROM pg_stat_user_tables
-           WHERE relid = ANY (SELECT to_regclass(name) FROM unnest($1::text[]) AS name)"#,
+        r#"SELECT coalesce(bool_and(c.reltuples >= 0), false) AS "analysed!"
+           FROM unnest($1::text[]) AS name
+           LEFT JOIN pg_class c ON c.oid = to_regclass(name)"#,
         &tables
     )
     .fetch_one(pool)

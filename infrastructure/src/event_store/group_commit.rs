@@ -100,8 +100,8 @@ impl Claims {
 pub(super) struct GroupCommit {
     pool: PgPool,
     appended: OutboxSignal,
-    /// How the group statement is planned: per call on a young store, cached once `events`
-    /// and `outbox` have statistics.
+    /// How the group statement is planned: per call on a young store, cached once `events`,
+    /// the table it reads that grows with every command, has statistics.
     planning: Arc<UntilAnalysed>,
     /// Started by an append, inside the runtime that runs it; started again if that runtime
     /// ended (a test's, a command's).
@@ -115,7 +115,7 @@ impl GroupCommit {
             pool,
             appended,
             planning: Arc::new(UntilAnalysed::new(
-                &["events", "outbox"],
+                &["events"],
                 planned_per_call::CHECK_ANALYSED_EVERY,
             )),
             queue: Arc::new(Mutex::new(None)),

@@ -208,7 +208,7 @@ async fn the_group_statement_is_planned_per_call_until_its_tables_have_statistic
         assert_eq!(planning.planning(&pool), Planning::PerCall);
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
-    // One table analysed is not enough: the plan reads both.
+    // One table analysed is not enough: every table named must have statistics.
     sqlx::query("ANALYZE events").execute(&pool).await.unwrap();
     for _ in 0..10 {
         assert_eq!(planning.planning(&pool), Planning::PerCall);
