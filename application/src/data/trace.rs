@@ -153,11 +153,14 @@ impl TraceContext {
     }
 
     /// The `links` field of a span that works for `linked` (how the exporter learns of a
-    /// span's links): their traceparents, space-separated, at most [`MAX_LINKS`]. The field
-    /// also shows in log lines written inside the span, so it stays bounded.
+    /// span's links): their traceparents, space-separated, at most [`MAX_LINKS`], the sampled
+    /// ones first, so a span recorded for a sampled trace (see [`TraceContext::linking`])
+    /// links to it however many it works for.
     pub fn links_field(linked: &[TraceContext]) -> String {
-        linked
-            .iter()
+        let sampled = linked.iter().filter(|context| context.sampled);
+        let unsampled = linked.iter().filter(|context| !context.sampled);
+        sampled
+            .chain(unsampled)
             .take(MAX_LINKS)
             .map(TraceContext::header)
             .collect::<Vec<_>>()
@@ -244,7 +247,13 @@ mod tests {
         assert_ne!(batch.trace_id(), unsampled.trace_id());
         assert_eq!(batch.parent_span_id(), None, "a trace of its own");
         assert!(batch.sampled());
-        assert!(!TraceContext::linking(&[unsampled.clone(), unsampled]).sampled());
+        assert!(!TraceContext::linking(&[unsampled.clone(), unsampled.clone()]).sampled());
+        // However many it works for, the sampled trace that made it recorded is linked.
+        let mut many = vec![unsampled; MAX_LINKS + 10];
+        many.push(sampled.clone());
+        let links = TraceContext::links_field(&many);
+        assert_eq!(links.split(' ').count(), MAX_LINKS);
+        assert!(links.starts_with(&sampled.header()), "{links}");
     }
 
     #[test]

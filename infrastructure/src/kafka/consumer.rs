@@ -177,11 +177,16 @@ fn consume_span(group: &str, message: &OwnedMessage, trace: &TraceContext) -> tr
 /// A message's own `consume` span still shows, in its trace, that this group received it.
 /// At most `trace::MAX_LINKS` are linked; `messaging.batch.message_count` says how many there were.
 fn batch_span(group: &str, batch: &[&OwnedMessage], created: &[TraceContext]) -> tracing::Span {
+    // A `debug` span, like the spans inside a request: it exists for the exporter, and while
+    // spans are not exported nothing of it (ids, links) is built.
+    if !tracing::enabled!(kind: tracing::metadata::Kind::SPAN, tracing::Level::DEBUG) {
+        return tracing::Span::none();
+    }
     let trace = TraceContext::linking(created);
     let first_topic = batch.first().map(|message| message.topic());
     let one_topic = first_topic.filter(|topic| batch.iter().all(|m| m.topic() == *topic));
     let links = TraceContext::links_field(created);
-    tracing::info_span!(
+    tracing::debug_span!(
         "process",
         otel.kind = "consumer",
         otel.name = one_topic.map_or_else(|| "process".to_owned(), |topic| format!("process {topic}")),

@@ -596,7 +596,6 @@ async fn a_group_of_appends_runs_in_a_span_linked_to_each_request() {
     let collector = Collector::start().await;
     let database_url = create_database().await.unwrap();
     let settings = test_settings(&database_url, &brokers());
-    assert!(settings.group_commit, "group commit is on by default");
     let service = ChronicleProcess::serve_logged(
         &settings,
         "api",
