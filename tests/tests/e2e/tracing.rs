@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::routing::post;
 use axum::Router;
 use chronicle_application::topics::Topics;
+use chronicle_infrastructure::config::Settings;
 use chronicle_tests::{
     brokers, create_database, eventually, read_topic, test_settings, ChronicleProcess,
 };
@@ -91,6 +92,59 @@ impl Collector {
 
 fn span_id_of(traceparent: &str) -> &str {
     traceparent.split('-').nth(2).unwrap()
+}
+
+impl Collector {
+    /// The variables that export a service's spans here, as JSON, every 200 ms.
+    fn export_env(&self) -> [(&'static str, &str); 3] {
+        [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", self.url.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+        ]
+    }
+}
+
+/// `chronicle serve --only parts` with `env`, once it is ready.
+async fn ready_service(settings: &Settings, parts: &str, env: &[(&str, &str)]) -> ChronicleProcess {
+    let service = ChronicleProcess::serve_logged(settings, parts, env, true).unwrap();
+    service.wait_ready(Duration::from_secs(60)).await.unwrap();
+    service
+}
+
+/// A member of team-a's token.
+fn member_token(sub: &str) -> String {
+    chronicle_api::auth::Authenticator::hs256(chronicle_tests::TEST_SECRET)
+        .issue(
+            sub,
+            vec!["member".into()],
+            vec!["team-a".into()],
+            chrono::Duration::hours(1),
+        )
+        .unwrap()
+}
+
+/// Creates a task titled `title` in a request of trace `trace` (its parent the client span
+/// [`CLIENT_SPAN`]); the task's id.
+async fn create_traced(base: &str, token: &str, trace: &str, title: &str) -> String {
+    let body: Value = reqwest::Client::new()
+        .post(format!("{base}/graphql"))
+        .bearer_auth(token)
+        .header("traceparent", format!("00-{trace}-{CLIENT_SPAN}-01"))
+        .json(&json!({
+            "query": "mutation CreateOne($i: CreateTaskInput!) { createTask(input: $i) { id } }",
+            "variables": {"i": {"title": title, "teamId": "team-a"}},
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["data"]["createTask"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned()
 }
 
 #[tokio::test]
@@ -276,53 +330,16 @@ async fn one_create_task_is_one_trace_from_the_request_through_its_statements_th
     let collector = Collector::start().await;
     let database_url = create_database().await.unwrap();
     let settings = test_settings(&database_url, &brokers());
-    let service = ChronicleProcess::serve_logged(
-        &settings,
-        "api,relay,projections",
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.url),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
-            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
-            // Statements are exported whatever the logs say of sqlx.
-            ("RUST_LOG", "info,sqlx=warn"),
-        ],
-        true,
-    )
-    .unwrap();
-    service.wait_ready(Duration::from_secs(60)).await.unwrap();
-    let token = chronicle_api::auth::Authenticator::hs256(chronicle_tests::TEST_SECRET)
-        .issue(
-            "u-tracer",
-            vec!["member".into()],
-            vec!["team-a".into()],
-            chrono::Duration::hours(1),
-        )
-        .unwrap();
+    // Statements are exported whatever the logs say of sqlx.
+    let env = [
+        &collector.export_env()[..],
+        &[("RUST_LOG", "info,sqlx=warn")],
+    ]
+    .concat();
+    let service = ready_service(&settings, "api,relay,projections", &env).await;
+    let token = member_token("u-tracer");
     let base = service.client("").unwrap().base_url().to_owned();
-    let create = |trace: String| {
-        let (base, token) = (base.clone(), token.clone());
-        async move {
-            let body: Value = reqwest::Client::new()
-                .post(format!("{base}/graphql"))
-                .bearer_auth(&token)
-                .header("traceparent", format!("00-{trace}-{CLIENT_SPAN}-01"))
-                .json(&json!({
-                    "query": "mutation CreateOne($i: CreateTaskInput!) { createTask(input: $i) { id } }",
-                    "variables": {"i": {"title": "Trace me", "teamId": "team-a"}},
-                }))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            body["data"]["createTask"]["id"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{body}"))
-                .to_owned()
-        }
-    };
-    create(CLIENT_TRACE.to_owned()).await;
+    create_traced(&base, &token, CLIENT_TRACE, "Trace me").await;
 
     // The request, its GraphQL phases and its root field, one inside the other.
     let request = collector.spans(CLIENT_TRACE, "graphql", 1).await.remove(0);
@@ -447,7 +464,7 @@ async fn one_create_task_is_one_trace_from_the_request_through_its_statements_th
     let mut traces = Vec::new();
     for n in 0..10 {
         let trace = format!("{:032x}", 0x1000 + n);
-        create(trace.clone()).await;
+        create_traced(&base, &token, &trace, "Trace me").await;
         traces.push(trace);
     }
     for trace in &traces {
@@ -461,41 +478,15 @@ async fn a_batch_of_messages_is_processed_in_a_span_linked_to_each_publication()
     let collector = Collector::start().await;
     let database_url = create_database().await.unwrap();
     let settings = test_settings(&database_url, &brokers());
-    let export = [
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url.as_str()),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
-        ("OTEL_BSP_SCHEDULE_DELAY", "200"),
-    ];
+    let export = collector.export_env();
     // Tasks are published while no projection runs, so the projection that starts afterwards
     // finds them all waiting and handles them in batches.
-    let api = ChronicleProcess::serve_logged(&settings, "api,relay", &export, true).unwrap();
-    api.wait_ready(Duration::from_secs(60)).await.unwrap();
-    let token = chronicle_api::auth::Authenticator::hs256(chronicle_tests::TEST_SECRET)
-        .issue(
-            "u-batcher",
-            vec!["member".into()],
-            vec!["team-a".into()],
-            chrono::Duration::hours(1),
-        )
-        .unwrap();
+    let api = ready_service(&settings, "api,relay", &export).await;
+    let token = member_token("u-batcher");
     let base = api.client("").unwrap().base_url().to_owned();
     let traces: Vec<String> = (0..6).map(|n| format!("{:032x}", 0xba7c0 + n)).collect();
     for trace in &traces {
-        let answer: Value = reqwest::Client::new()
-            .post(format!("{base}/graphql"))
-            .bearer_auth(&token)
-            .header("traceparent", format!("00-{trace}-{CLIENT_SPAN}-01"))
-            .json(&json!({
-                "query": "mutation($i: CreateTaskInput!) { createTask(input: $i) { id } }",
-                "variables": {"i": {"title": "Batch me", "teamId": "team-a"}},
-            }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert!(answer["data"]["createTask"]["id"].is_string(), "{answer}");
+        create_traced(&base, &token, trace, "Batch me").await;
     }
     // Each task's publication, by its trace.
     let mut published = Vec::new();
@@ -512,12 +503,7 @@ async fn a_batch_of_messages_is_processed_in_a_span_linked_to_each_publication()
         ));
     }
 
-    let projections =
-        ChronicleProcess::serve_logged(&settings, "projections", &export, true).unwrap();
-    projections
-        .wait_ready(Duration::from_secs(60))
-        .await
-        .unwrap();
+    let _projections = ready_service(&settings, "projections", &export).await;
     let batch_name = format!("process {}", api_topic(&settings));
     let batch: Value = eventually(Duration::from_secs(30), || async {
         Ok(collector
@@ -596,28 +582,9 @@ async fn a_group_of_appends_runs_in_a_span_linked_to_each_request() {
     let collector = Collector::start().await;
     let database_url = create_database().await.unwrap();
     let settings = test_settings(&database_url, &brokers());
-    let service = ChronicleProcess::serve_logged(
-        &settings,
-        "api",
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url.as_str()),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
-            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
-        ],
-        true,
-    )
-    .unwrap();
-    service.wait_ready(Duration::from_secs(60)).await.unwrap();
-    let token = chronicle_api::auth::Authenticator::hs256(chronicle_tests::TEST_SECRET)
-        .issue(
-            "u-grouper",
-            vec!["member".into()],
-            vec!["team-a".into()],
-            chrono::Duration::hours(1),
-        )
-        .unwrap();
+    let service = ready_service(&settings, "api", &collector.export_env()).await;
+    let token = member_token("u-grouper");
     let base = service.client("").unwrap().base_url().to_owned();
-    let http = reqwest::Client::new();
     // Requests in bursts, each in a trace of its own, until the store has grouped some.
     let group_of = |spans: &[Value]| -> Option<Value> {
         spans
@@ -633,19 +600,12 @@ async fn a_group_of_appends_runs_in_a_span_linked_to_each_request() {
         let traces: Vec<String> = (0..32)
             .map(|n| format!("{:032x}", 0x96000 + burst * 100 + n))
             .collect();
-        let sent = traces.iter().map(|trace| {
-            http.post(format!("{base}/graphql"))
-                .bearer_auth(&token)
-                .header("traceparent", format!("00-{trace}-{CLIENT_SPAN}-01"))
-                .json(&json!({
-                    "query": "mutation($i: CreateTaskInput!) { createTask(input: $i) { id } }",
-                    "variables": {"i": {"title": "Group me", "teamId": "team-a"}},
-                }))
-                .send()
-        });
-        for answer in futures::future::join_all(sent).await {
-            assert_eq!(answer.unwrap().status(), 200);
-        }
+        futures::future::join_all(
+            traces
+                .iter()
+                .map(|trace| create_traced(&base, &token, trace, "Group me")),
+        )
+        .await;
         requests.extend(traces);
         tokio::time::sleep(Duration::from_millis(500)).await;
         group = group_of(&collector.spans.lock().unwrap());
@@ -702,7 +662,7 @@ async fn a_group_of_appends_runs_in_a_span_linked_to_each_request() {
 }
 
 /// The task events' topic the relay publishes to.
-fn api_topic(settings: &chronicle_infrastructure::config::Settings) -> String {
+fn api_topic(settings: &Settings) -> String {
     Topics::new(settings.kafka.topic_prefix.clone()).events_of("Task")
 }
 
