@@ -194,9 +194,9 @@ async fn collect(
                 busy.add(&claims);
                 in_flight += 1;
                 let (pool, appended, done) = (pool.clone(), appended.clone(), done.clone());
-                let planning = planning.planning(&pool);
+                let planning = planning.clone();
                 tokio::spawn(async move {
-                    if write(&pool, group, planning).await {
+                    if write(&pool, group, &planning).await {
                         appended.appended();
                     }
                     let _ = done.send(claims);
@@ -284,7 +284,7 @@ fn count_write(way: &'static str, commands: usize) {
 }
 
 /// Writes one group and answers each command; whether anything was written.
-async fn write(pool: &PgPool, mut group: Vec<Waiting>, planning: Planning) -> bool {
+async fn write(pool: &PgPool, mut group: Vec<Waiting>, planning: &UntilAnalysed) -> bool {
     if group.len() == 1 {
         count_write("alone", 1);
         let Some(command) = group.pop() else {
@@ -299,7 +299,7 @@ async fn write(pool: &PgPool, mut group: Vec<Waiting>, planning: Planning) -> bo
     }
     let batches: Vec<&AppendBatch> = group.iter().map(|command| &command.batch).collect();
     let span = group_span(&batches);
-    match append_group(pool, &batches, planning)
+    match append_group(pool, &batches, planning.planning(pool))
         .instrument(span)
         .await
     {
