@@ -6,13 +6,14 @@
 //! Chronicle's entry spans carry their W3C ids as fields (`trace_id`, `span_id`,
 //! `parent_span_id`, `sampled`, `otel.kind`: see `application::data::trace`, which mints them
 //! and shares them with the logs, the stored events and the Kafka headers, whether or not
-//! anything is exported); a span that works for several traces at once (a consumer's batch)
-//! names them in `links`, space-separated traceparents. This layer reads those ids, gives every span opened inside a sampled
-//! one an id of its own in the same trace (so the work inside a request shows as its children),
-//! and hands each span, when it closes, to the SDK's batch processor as `SpanData`. Spans outside
-//! any trace (internal plumbing) and spans of traces not sampled are not exported. Export never
-//! blocks the service: when the processor's queue is full (the collector is slow or away) spans
-//! are dropped. At shutdown, [`flush`] sends what is queued.
+//! anything is exported); a span that works for several traces at once (a consumer's batch, a
+//! group of appends) names them in `links`, space-separated traceparents. This layer reads
+//! those ids, gives every span opened inside a sampled one an id of its own in the same trace
+//! (so the work inside a request shows as its children), and hands each span, when it closes,
+//! to the SDK's batch processor as `SpanData`. Spans outside any trace (internal plumbing) and
+//! spans of traces not sampled are not exported. Export never blocks the service: when the
+//! processor's queue is full (the collector is slow or away) spans are dropped. At shutdown,
+//! [`flush`] sends what is queued.
 
 pub mod export;
 pub mod settings;
@@ -34,6 +35,8 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
+
+use chronicle_application::data::trace::TraceContext;
 
 use self::export::ExporterError;
 use self::settings::OtlpSettings;
@@ -322,16 +325,17 @@ fn span_links(links: Vec<Link>) -> SpanLinks {
 }
 
 /// A link to the span a `traceparent` names (another trace's, so remote); `None` when the
-/// header is malformed.
+/// header is malformed, by the same rules as every traceparent Chronicle reads.
 fn link(traceparent: &str) -> Option<Link> {
-    let mut parts = traceparent.split('-').skip(1);
-    let trace_id = TraceId::from_hex(parts.next()?).ok()?;
-    let span_id = SpanId::from_hex(parts.next()?).ok()?;
-    let flags = u8::from_str_radix(parts.next()?, 16).ok()?;
+    let linked = TraceContext::parse(traceparent)?;
+    let flags = match linked.sampled() {
+        true => TraceFlags::SAMPLED,
+        false => TraceFlags::default(),
+    };
     Some(Link::with_context(SpanContext::new(
-        trace_id,
-        span_id,
-        TraceFlags::new(flags),
+        TraceId::from_hex(linked.trace_id()).ok()?,
+        SpanId::from_hex(linked.span_id()).ok()?,
+        flags,
         true,
         TraceState::default(),
     )))
