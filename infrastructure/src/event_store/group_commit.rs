@@ -360,7 +360,7 @@ async fn write(pool: &PgPool, mut group: Vec<Waiting>, planning: &UntilAnalysed)
 /// as a consumer's batch does. A `debug` span like every span inside a request: while spans
 /// are not exported it is disabled and nothing of it is built.
 fn group_span(group: &[&AppendBatch]) -> tracing::Span {
-    if !tracing::enabled!(kind: tracing::metadata::Kind::SPAN, tracing::Level::DEBUG) {
+    if !tracing::span_enabled!(tracing::Level::DEBUG) {
         return tracing::Span::none();
     }
     let requests: Vec<TraceContext> = group

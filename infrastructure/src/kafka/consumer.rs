@@ -179,7 +179,7 @@ fn consume_span(group: &str, message: &OwnedMessage, trace: &TraceContext) -> tr
 fn batch_span(group: &str, batch: &[&OwnedMessage], created: &[TraceContext]) -> tracing::Span {
     // A `debug` span, like the spans inside a request: it exists for the exporter, and while
     // spans are not exported nothing of it (ids, links) is built.
-    if !tracing::enabled!(kind: tracing::metadata::Kind::SPAN, tracing::Level::DEBUG) {
+    if !tracing::span_enabled!(tracing::Level::DEBUG) {
         return tracing::Span::none();
     }
     let trace = TraceContext::linking(created);
