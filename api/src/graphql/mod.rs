@@ -7,6 +7,7 @@ mod context;
 mod cursor;
 mod error;
 mod held;
+mod in_place;
 mod limits;
 mod mutation;
 mod observe;

@@ -1,6 +1,9 @@
 //! GraphQL types of reports.
 
-use async_graphql::{Context, Enum, InputObject, Json, Object, SimpleObject, ID};
+use async_graphql::parser::types::Field;
+use async_graphql::{
+    Context, ContextSelectionSet, Enum, InputObject, Json, Object, Positioned, SimpleObject, ID,
+};
 use chronicle_application::audit::TimeTravel;
 use chronicle_application::data::table::ViewFilter;
 use chronicle_application::projection::report::{ReportReadModel, ReportView};
@@ -12,7 +15,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::context::Services;
-use super::view::{FilterInput, ViewNode};
+use super::in_place::ResolvesInPlace;
+use super::view::{row_field_in_place, FilterInput, ViewNode};
 
 /// What a report computes.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -147,6 +151,12 @@ impl Report {
         after: Option<String>,
     ) -> async_graphql::Result<super::audit::AuditEventConnection> {
         super::view::history::<ReportReadModel>(ctx, self.0.id, first, after).await
+    }
+}
+
+impl ResolvesInPlace for Report {
+    fn in_place(field: &Positioned<Field>, _: &ContextSelectionSet<'_>) -> bool {
+        row_field_in_place(field)
     }
 }
 

@@ -1,6 +1,9 @@
 //! GraphQL types of tasks.
 
-use async_graphql::{Context, Enum, InputObject, MaybeUndefined, Object, ID};
+use async_graphql::parser::types::Field;
+use async_graphql::{
+    Context, ContextSelectionSet, Enum, InputObject, MaybeUndefined, Object, Positioned, ID,
+};
 use chronicle_application::audit::TimeTravel;
 use chronicle_application::data::table::ViewFilter;
 use chronicle_application::projection::task::{TaskReadModel, TaskView};
@@ -11,7 +14,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::context::Services;
-use super::view::{FilterInput, ViewNode};
+use super::in_place::ResolvesInPlace;
+use super::view::{row_field_in_place, FilterInput, ViewNode};
 
 /// Where a task is in its lifecycle.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -152,6 +156,12 @@ impl Task {
         after: Option<String>,
     ) -> async_graphql::Result<super::audit::AuditEventConnection> {
         super::view::history::<TaskReadModel>(ctx, self.0.id, first, after).await
+    }
+}
+
+impl ResolvesInPlace for Task {
+    fn in_place(field: &Positioned<Field>, _: &ContextSelectionSet<'_>) -> bool {
+        row_field_in_place(field)
     }
 }
 

@@ -5,7 +5,10 @@
 
 use std::borrow::Cow;
 
-use async_graphql::{ComplexObject, Context, OutputType, SimpleObject, TypeName, ID};
+use async_graphql::parser::types::Field;
+use async_graphql::{
+    ComplexObject, Context, ContextSelectionSet, OutputType, Positioned, SimpleObject, TypeName, ID,
+};
 use chronicle_application::audit::TimeTravel;
 use chronicle_application::data::table::ViewFilter;
 use chronicle_application::ports::audit_log::AuditFilter;
@@ -19,10 +22,14 @@ use super::arguments::{parse_id, parse_version, point_in_time};
 use super::audit::AuditEventConnection;
 use super::context::{ContextExt, Services};
 use super::error::to_graphql;
+use super::in_place::{selection_in_place, InPlace, InPlaceList, ResolvesInPlace};
 use super::pagination::{connection, decode_cursor, PageInfo};
 
-/// The row of a view as a GraphQL object.
-pub(crate) trait ViewNode: OutputType + Sized + Send + Sync + 'static {
+/// The row of a view as a GraphQL object; a page resolves its fields in place
+/// ([`super::in_place`]), all but those that wait.
+pub(crate) trait ViewNode:
+    ResolvesInPlace + OutputType + Sized + Send + Sync + 'static
+{
     /// The read model whose rows it shows.
     type Model: ReadModel;
     /// What its cursors name (`task`): a cursor of one view is refused by another.
@@ -42,6 +49,12 @@ pub(crate) trait FilterInput: Default {
     fn into_view_filter(self) -> Result<ViewFilter, AppError>;
 }
 
+/// Whether a row's field resolves in place: every field but `history` shows a column of the row
+/// already read; `history` reads the event store.
+pub(crate) fn row_field_in_place(field: &Positioned<Field>) -> bool {
+    field.node.name.node != "history"
+}
+
 /// One row of a page, with the cursor to continue after it.
 #[derive(SimpleObject)]
 #[graphql(name_type)]
@@ -49,7 +62,13 @@ pub(crate) struct Edge<N: ViewNode> {
     /// Opaque cursor: pass it as `after` to continue after this row.
     pub cursor: String,
     /// The row.
-    pub node: N,
+    pub node: InPlace<N>,
+}
+
+impl<N: ViewNode> ResolvesInPlace for Edge<N> {
+    fn in_place(field: &Positioned<Field>, ctx: &ContextSelectionSet<'_>) -> bool {
+        field.node.name.node != "node" || selection_in_place::<N>(ctx, &field.node.selection_set)
+    }
 }
 
 impl<N: ViewNode> TypeName for Edge<N> {
@@ -64,7 +83,7 @@ impl<N: ViewNode> TypeName for Edge<N> {
 #[graphql(name_type, complex)]
 pub(crate) struct Connection<N: ViewNode> {
     /// The rows with their cursors.
-    pub edges: Vec<Edge<N>>,
+    pub edges: InPlaceList<Edge<N>>,
     /// Paging state.
     pub page_info: PageInfo,
     /// The page's filter, counted only when `totalCount` is asked for.
@@ -170,10 +189,15 @@ pub(crate) async fn page<N: ViewNode, F: FilterInput>(
         N::of,
     );
     Ok(Connection {
-        edges: edges
-            .into_iter()
-            .map(|(cursor, node)| Edge { cursor, node })
-            .collect(),
+        edges: InPlaceList(
+            edges
+                .into_iter()
+                .map(|(cursor, node)| Edge {
+                    cursor,
+                    node: InPlace(node),
+                })
+                .collect(),
+        ),
         page_info,
         filter,
     })

@@ -13,6 +13,7 @@
 //! - `scale` ([`scale`]): the same service with 1,000,000 events already stored (createTask rate
 //!   next to the empty store's, in the same run) and the `tasks` query at 100 concurrent readers
 //!   on 1,000,000 tasks.
+//! - `page` ([`scale::page_phase`]): that `tasks` page alone, in rounds against pgbench.
 //! - `reports`, `audit`, `replay`, `outage`, `erasure`, `sealing`, `replicas`,
 //!   `subscriptions`: see their modules.
 //!
@@ -47,6 +48,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wanted("scale") {
         report["scale"] = scale::scale_phase().await?;
+    }
+    if wanted("page") {
+        report["page"] = scale::page_phase().await?;
     }
     if wanted("reports") {
         report["reports"] = reports::reports_phase().await?;
