@@ -100,10 +100,11 @@ pub async fn create_tasks_as(
         (url.into(), token.into(), title.into());
     let per_client = count.div_ceil(CONNECTIONS);
     let mut writers = Vec::new();
+    let shared = shared_client()?;
     for index in 0..CONNECTIONS {
         let (url, token, title) = (url.clone(), token.clone(), title.clone());
+        let client = shared.clone();
         writers.push(tokio::spawn(async move {
-            let client = reqwest::Client::new();
             for n in 0..per_client {
                 let variables = json!({"i": {
                     "title": format!("{title} {index}-{n}"),
@@ -120,6 +121,14 @@ pub async fn create_tasks_as(
     Ok(per_client * CONNECTIONS)
 }
 
+/// One HTTP client for every simulated client: a pool that keeps a connection per client in
+/// flight. A client of its own each loaded the system's CA certificates each (OpenSSL decoding
+/// them took most of the load generator's CPU while readers started), on the cores the
+/// service and Postgres are measured on.
+fn shared_client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder().build()?)
+}
+
 /// Closed-loop load: `clients` clients, each sending `send(client, its index, request number)`
 /// back to back for `seconds`; throughput, latency of the successful requests, and errors.
 pub async fn closed_loop<F, Fut>(clients: usize, seconds: f64, send: F) -> anyhow::Result<Value>
@@ -130,10 +139,11 @@ where
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
     let mut workers = Vec::new();
+    let shared = shared_client()?;
     for index in 0..clients {
         let send = send.clone();
+        let client = shared.clone();
         workers.push(tokio::spawn(async move {
-            let client = reqwest::Client::new();
             let (mut latencies, mut errors) = (Vec::new(), 0usize);
             let mut n = 0;
             while Instant::now() < deadline {
