@@ -23,7 +23,7 @@ use std::borrow::Cow;
 use async_graphql::indexmap::IndexMap;
 use async_graphql::parser::types::{Field, Selection, SelectionSet};
 use async_graphql::registry::Registry;
-use async_graphql::resolver_utils::{resolve_container, resolve_list, ContainerType};
+use async_graphql::resolver_utils::{resolve_list, ContainerType};
 use async_graphql::{
     ContextSelectionSet, Name, OutputType, Positioned, ServerError, ServerResult, Value,
 };
@@ -57,13 +57,13 @@ impl<T: ResolvesInPlace> OutputType for InPlace<T> {
     async fn resolve(
         &self,
         ctx: &ContextSelectionSet<'_>,
-        _field: &Positioned<Field>,
+        field: &Positioned<Field>,
     ) -> ServerResult<Value> {
         let fields = selected_fields::<T>(ctx, ctx.item)?;
-        if fields.iter().all(|field| T::in_place(field, ctx)) {
+        if all_in_place::<T>(&fields, ctx) {
             Ok(resolve_fields(ctx, &self.0, &fields).await)
         } else {
-            resolve_container(ctx, &self.0).await
+            self.0.resolve(ctx, field).await
         }
     }
 }
@@ -90,7 +90,7 @@ impl<T: ResolvesInPlace> OutputType for InPlaceList<T> {
         field: &Positioned<Field>,
     ) -> ServerResult<Value> {
         let fields = selected_fields::<T>(ctx, ctx.item)?;
-        if !fields.iter().all(|field| T::in_place(field, ctx)) {
+        if !all_in_place::<T>(&fields, ctx) {
             return resolve_list(ctx, field, &self.0, Some(self.0.len())).await;
         }
         let mut items = Vec::with_capacity(self.0.len());
@@ -102,14 +102,29 @@ impl<T: ResolvesInPlace> OutputType for InPlaceList<T> {
     }
 }
 
-/// Whether every field of `set`, selected on `T`, resolves in place.
-pub(crate) fn selection_in_place<T: ResolvesInPlace>(
+/// For a field holding an `N` (an edge's `node`): whether `field` resolves in place, which for
+/// the field named `holding` means every field selected on its `N` does.
+pub(crate) fn in_place_unless_within<N: ResolvesInPlace>(
+    holding: &str,
+    field: &Positioned<Field>,
     ctx: &ContextSelectionSet<'_>,
-    set: &Positioned<SelectionSet>,
 ) -> bool {
+    if field.node.name.node != holding {
+        return true;
+    }
+    let set = &field.node.selection_set;
     let ctx = ctx.with_selection_set(set);
-    selected_fields::<T>(&ctx, set)
-        .is_ok_and(|fields| fields.iter().all(|field| T::in_place(field, &ctx)))
+    selected_fields::<N>(&ctx, set).is_ok_and(|fields| all_in_place::<N>(&fields, &ctx))
+}
+
+/// Whether every one of `fields`, selected on `T`, resolves in place (`__typename` always does).
+fn all_in_place<T: ResolvesInPlace>(
+    fields: &[&Positioned<Field>],
+    ctx: &ContextSelectionSet<'_>,
+) -> bool {
+    fields
+        .iter()
+        .all(|field| field.node.name.node == "__typename" || T::in_place(field, ctx))
 }
 
 /// The fields `set` selects on `T`, fragments spread in place, in selection order (as
@@ -273,6 +288,27 @@ mod tests {
         doubled: i32,
     }
 
+    /// An interface `Row` implements, for fragments on it.
+    #[derive(async_graphql::Interface)]
+    #[graphql(field(name = "n", ty = "i32"))]
+    #[allow(dead_code)]
+    enum Named {
+        Row(Row),
+    }
+
+    /// Holds a row as an edge holds its node.
+    #[derive(SimpleObject)]
+    struct Holder {
+        label: String,
+        row: InPlace<Row>,
+    }
+
+    impl ResolvesInPlace for Holder {
+        fn in_place(field: &Positioned<Field>, ctx: &ContextSelectionSet<'_>) -> bool {
+            in_place_unless_within::<Row>("row", field, ctx)
+        }
+    }
+
     fn rows() -> Vec<Row> {
         (1..=3).map(|n| Row { n }).collect()
     }
@@ -293,6 +329,17 @@ mod tests {
         }
         async fn usual_one(&self) -> Row {
             Row { n: 2 }
+        }
+        async fn holders(&self) -> InPlaceList<Holder> {
+            InPlaceList(
+                rows()
+                    .into_iter()
+                    .map(|row| Holder {
+                        label: format!("holds {}", row.n),
+                        row: InPlace(row),
+                    })
+                    .collect(),
+            )
         }
     }
 
@@ -347,15 +394,23 @@ mod tests {
         }
     }
 
-    /// The response (data and errors, as JSON) and the fields hooked.
-    async fn run(query: &str) -> (serde_json::Value, usize) {
+    /// The response (data and errors) as JSON text, in the order the service would write it,
+    /// and the fields hooked.
+    async fn answer(query: &str) -> (String, usize) {
         let hooked = Hooked::default();
         let schema = Schema::build(Query, EmptyMutation, EmptySubscription)
+            .register_output_type::<Named>()
             .extension(hooked.clone())
             .finish();
         let response = schema.execute(query).await;
-        let json = serde_json::to_value(&response).expect("a response is JSON");
-        (json, hooked.0.load(Ordering::Relaxed))
+        let text = serde_json::to_string(&response).expect("a response is JSON");
+        (text, hooked.0.load(Ordering::Relaxed))
+    }
+
+    /// [`answer`], parsed to look into.
+    async fn run(query: &str) -> (serde_json::Value, usize) {
+        let (text, hooked) = answer(query).await;
+        (serde_json::from_str(&text).expect("JSON"), hooked)
     }
 
     /// `selection` on the rows both ways: the same answer, and how many fields each hooked.
@@ -366,12 +421,14 @@ mod tests {
             ""
         };
         let (in_place, in_place_hooked) =
-            run(&format!("{{ rows(inPlace: true) {selection} }} {fragment}")).await;
+            answer(&format!("{{ rows(inPlace: true) {selection} }} {fragment}")).await;
         // Spelled to the same length, so errors name the same columns.
         let (usual, usual_hooked) =
-            run(&format!("{{ rows(inPlace:false) {selection} }} {fragment}")).await;
+            answer(&format!("{{ rows(inPlace:false) {selection} }} {fragment}")).await;
+        // Compared as text: the same keys in the same order.
         assert_eq!(in_place, usual, "{selection}");
-        (in_place, in_place_hooked, usual_hooked)
+        let parsed = serde_json::from_str(&in_place).expect("JSON");
+        (parsed, in_place_hooked, usual_hooked)
     }
 
     #[tokio::test]
@@ -381,6 +438,7 @@ mod tests {
             "{ second: label first: n __typename }",
             "{ ...F n }",
             "{ ... on Row { n } ... { label } }",
+            "{ ... on Named { n } label }",
             "{ inner { doubled } inner { d: doubled } }",
             "{ n odd label }",
         ];
@@ -419,10 +477,26 @@ mod tests {
     #[tokio::test]
     async fn one_object_in_place_answers_as_async_graphql_does() {
         let selection = "{ n odd inner { doubled } __typename }";
-        let (in_place, hooked) = run(&format!("{{ row: inPlaceOne {selection} }}")).await;
+        let (in_place, hooked) = answer(&format!("{{ row: inPlaceOne {selection} }}")).await;
         // Spelled to the same length, so errors name the same columns.
-        let (usual, _) = run(&format!("{{ row:   usualOne {selection} }}")).await;
+        let (usual, _) = answer(&format!("{{ row:   usualOne {selection} }}")).await;
         assert_eq!(in_place, usual);
         assert_eq!(hooked, 2, "the root field and `inner`'s `doubled`");
+    }
+
+    #[tokio::test]
+    async fn a_held_row_is_resolved_in_place_unless_its_selection_waits() {
+        let (answer, hooked) = run("{ holders { label row { n label } } }").await;
+        assert_eq!(answer["data"]["holders"][2]["row"]["n"], 3);
+        assert_eq!(hooked, 1, "only the root field");
+        for query in [
+            "{ holders { label row { n waits } } }",
+            "{ holders { ...H } } fragment H on Holder { row { ... on Row { waits } } }",
+        ] {
+            let (answer, hooked) = run(query).await;
+            assert_eq!(answer["data"]["holders"][1]["row"]["waits"], 2, "{query}");
+            // The usual way: the root, then each holder, its two fields and the row's field.
+            assert!(hooked > 3 * 3, "{query}: {hooked}");
+        }
     }
 }

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::context::Services;
 use super::in_place::ResolvesInPlace;
-use super::view::{row_field_in_place, FilterInput, ViewNode};
+use super::view::{shows_a_column, FilterInput, ViewNode};
 
 /// Where a task is in its lifecycle.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -159,9 +159,30 @@ impl Task {
     }
 }
 
+/// The task's fields that show a column of its row, which a page resolves in place; the
+/// others (`history`) read the store. A test checks the list against the schema.
+pub(crate) const TASK_COLUMNS: &[&str] = &[
+    "id",
+    "version",
+    "title",
+    "description",
+    "status",
+    "teamId",
+    "creatorId",
+    "assigneeId",
+    "priority",
+    "dueAt",
+    "labels",
+    "watchers",
+    "result",
+    "error",
+    "createdAt",
+    "updatedAt",
+];
+
 impl ResolvesInPlace for Task {
     fn in_place(field: &Positioned<Field>, _: &ContextSelectionSet<'_>) -> bool {
-        row_field_in_place(field)
+        shows_a_column(field, TASK_COLUMNS)
     }
 }
 

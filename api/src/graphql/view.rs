@@ -22,7 +22,7 @@ use super::arguments::{parse_id, parse_version, point_in_time};
 use super::audit::AuditEventConnection;
 use super::context::{ContextExt, Services};
 use super::error::to_graphql;
-use super::in_place::{selection_in_place, InPlace, InPlaceList, ResolvesInPlace};
+use super::in_place::{in_place_unless_within, InPlace, InPlaceList, ResolvesInPlace};
 use super::pagination::{connection, decode_cursor, PageInfo};
 
 /// The row of a view as a GraphQL object; a page resolves its fields in place
@@ -49,10 +49,11 @@ pub(crate) trait FilterInput: Default {
     fn into_view_filter(self) -> Result<ViewFilter, AppError>;
 }
 
-/// Whether a row's field resolves in place: every field but `history` shows a column of the row
-/// already read; `history` reads the event store.
-pub(crate) fn row_field_in_place(field: &Positioned<Field>) -> bool {
-    field.node.name.node != "history"
+/// Whether a row's field resolves in place: `columns` are the fields that show a column of the
+/// row already read. Any other (`history` reads the event store, and so would a field added
+/// later until it is listed) resolves the usual, concurrent way.
+pub(crate) fn shows_a_column(field: &Positioned<Field>, columns: &[&str]) -> bool {
+    columns.contains(&field.node.name.node.as_str())
 }
 
 /// One row of a page, with the cursor to continue after it.
@@ -67,7 +68,7 @@ pub(crate) struct Edge<N: ViewNode> {
 
 impl<N: ViewNode> ResolvesInPlace for Edge<N> {
     fn in_place(field: &Positioned<Field>, ctx: &ContextSelectionSet<'_>) -> bool {
-        field.node.name.node != "node" || selection_in_place::<N>(ctx, &field.node.selection_set)
+        in_place_unless_within::<N>("node", field, ctx)
     }
 }
 
@@ -218,4 +219,53 @@ pub(crate) async fn history<M: ReadModel>(
     super::audit::trail(ctx, filter, first, after)
         .await
         .map_err(|e| to_graphql(e, ctx.request()))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The fields `type_name` has in the served schema, in order.
+    fn fields_of(type_name: &str) -> Vec<String> {
+        let sdl = super::super::sdl();
+        let start = sdl
+            .find(&format!("\ntype {type_name} {{"))
+            .expect("the type is in the schema");
+        let body = &sdl[start + 1..];
+        let body = &body[..body.find("\n}").expect("the type's block ends")];
+        let (mut fields, mut depth, mut in_description) = (Vec::new(), 0usize, false);
+        for line in body.lines().skip(1).map(str::trim) {
+            if line.starts_with("\"\"\"") {
+                let one_line = line.len() > 3 && line.ends_with("\"\"\"");
+                in_description = !in_description && !one_line;
+                continue;
+            }
+            if in_description || line.starts_with('"') || line.is_empty() {
+                continue;
+            }
+            if depth == 0 {
+                let name: String = line
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                fields.push(name);
+            }
+            depth += line.matches('(').count();
+            depth -= line.matches(')').count();
+        }
+        fields
+    }
+
+    /// Every field of a row but `history` is listed as showing a column: a field added to
+    /// `Task` or `Report` is decided on here, not left to the default.
+    #[test]
+    fn every_row_field_but_history_is_listed_as_a_column() {
+        for (type_name, columns) in [
+            ("Task", super::super::task::TASK_COLUMNS),
+            ("Report", super::super::report::REPORT_COLUMNS),
+        ] {
+            let mut fields = fields_of(type_name);
+            assert!(fields.iter().any(|field| field == "history"), "{type_name}");
+            fields.retain(|field| field != "history");
+            assert_eq!(fields, columns, "{type_name}");
+        }
+    }
 }

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::QueryScalar;
-use sqlx::{FromRow, Postgres, Row};
+use sqlx::{Column, FromRow, Postgres, Row};
 use uuid::Uuid;
 
 /// One row of `R`'s table, read column by column as its description says. The statement must
@@ -35,6 +35,9 @@ impl<'r, R: TableRow> FromRow<'r, PgRow> for RowOf<R> {
             .iter()
             .enumerate()
             .map(|(index, column)| {
+                // Read by position: a statement that listed two columns of one type the other
+                // way round would swap them silently, so the tests' builds check each name.
+                debug_assert_eq!(row.column(index).name(), column.name);
                 Ok(match column.ty {
                     ColumnType::Uuid => Cell::Uuid(row.try_get(index)?),
                     ColumnType::BigInt => Cell::BigInt(row.try_get(index)?),

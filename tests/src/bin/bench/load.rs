@@ -144,30 +144,36 @@ where
         let send = send.clone();
         let client = shared.clone();
         workers.push(tokio::spawn(async move {
-            let (mut latencies, mut errors) = (Vec::new(), 0usize);
+            let (mut latencies, mut errors, mut first_error) = (Vec::new(), 0usize, None);
             let mut n = 0;
             while Instant::now() < deadline {
                 let t = Instant::now();
                 match send(client.clone(), index, n).await {
                     Ok(()) => latencies.push(t.elapsed().as_secs_f64() * 1000.0),
-                    Err(_) => errors += 1,
+                    Err(error) => {
+                        errors += 1;
+                        first_error.get_or_insert_with(|| format!("{error:#}"));
+                    }
                 }
                 n += 1;
             }
-            (latencies, errors)
+            (latencies, errors, first_error)
         }));
     }
-    let (mut all, mut errors) = (Vec::new(), 0);
+    let (mut all, mut errors, mut first_error) = (Vec::new(), 0, None);
     for worker in workers {
-        let (latencies, failed) = worker.await?;
+        let (latencies, failed, error) = worker.await?;
         all.extend(latencies);
         errors += failed;
+        first_error = first_error.or(error);
     }
     let elapsed = started.elapsed().as_secs_f64();
     let count = all.len();
     let mut result = summary(all);
     result["per_second"] = json!(count as f64 / elapsed);
     result["errors"] = json!(errors);
+    // What the first failed request said, so a run with errors shows why.
+    result["first_error"] = json!(first_error);
     result["clients"] = json!(clients);
     result["seconds"] = json!(elapsed);
     Ok(result)
