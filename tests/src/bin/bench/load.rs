@@ -38,6 +38,22 @@ pub fn request(query: &str, variables: Value) -> String {
     json!({"query": query, "variables": variables}).to_string()
 }
 
+/// Posts one GraphQL request (a JSON body) as `token`; answers the HTTP response.
+pub async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: String,
+) -> reqwest::Result<reqwest::Response> {
+    client
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+}
+
 /// Posts one GraphQL request as `token`; answers its `data`, or an error showing the response
 /// when it carries `errors`.
 pub async fn graphql(
@@ -46,15 +62,7 @@ pub async fn graphql(
     token: &str,
     body: String,
 ) -> anyhow::Result<Value> {
-    let mut response: Value = client
-        .post(url)
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await?
-        .json()
-        .await?;
+    let mut response: Value = post(client, url, token, body).await?.json().await?;
     anyhow::ensure!(response["errors"].is_null(), "GraphQL errors: {response}");
     Ok(response["data"].take())
 }

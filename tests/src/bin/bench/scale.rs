@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::load::{closed_loop, create_load, phase_seconds, request, CONNECTIONS};
+use crate::load::{closed_loop, create_load, phase_seconds, post, request, CONNECTIONS};
 use crate::service::BenchService;
 
 /// Concurrent readers of the read run.
@@ -149,15 +149,7 @@ async fn read_load(service: &BenchService, seconds: f64) -> anyhow::Result<Value
     closed_loop(READERS, seconds, move |client, _, _| {
         let (url, token, body) = (url.clone(), token.clone(), body.clone());
         async move {
-            let page = client
-                .post(url.as_ref())
-                .bearer_auth(token.as_ref())
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await?
-                .bytes()
-                .await?;
+            let page = post(&client, &url, &token, body).await?.bytes().await?;
             let edges = count(&page, br#""cursor":""#);
             let refused = count(&page, br#""errors":"#) > 0;
             anyhow::ensure!(
