@@ -124,23 +124,28 @@ fn member_token(sub: &str) -> String {
         .unwrap()
 }
 
-/// Creates a task titled `title` in a request of trace `trace` (its parent the client span
-/// [`CLIENT_SPAN`]); the task's id.
-async fn create_traced(base: &str, token: &str, trace: &str, title: &str) -> String {
-    let body: Value = reqwest::Client::new()
+/// Posts `request` in trace `trace` (its parent the client span [`CLIENT_SPAN`]); the answer.
+async fn post_traced(base: &str, token: &str, trace: &str, request: Value) -> Value {
+    reqwest::Client::new()
         .post(format!("{base}/graphql"))
         .bearer_auth(token)
         .header("traceparent", format!("00-{trace}-{CLIENT_SPAN}-01"))
-        .json(&json!({
-            "query": "mutation CreateOne($i: CreateTaskInput!) { createTask(input: $i) { id } }",
-            "variables": {"i": {"title": title, "teamId": "team-a"}},
-        }))
+        .json(&request)
         .send()
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Creates a task titled `title` in a request of trace `trace`; the task's id.
+async fn create_traced(base: &str, token: &str, trace: &str, title: &str) -> String {
+    let request = json!({
+        "query": "mutation CreateOne($i: CreateTaskInput!) { createTask(input: $i) { id } }",
+        "variables": {"i": {"title": title, "teamId": "team-a"}},
+    });
+    let body = post_traced(base, token, trace, request).await;
     body["data"]["createTask"]["id"]
         .as_str()
         .unwrap_or_else(|| panic!("{body}"))
@@ -177,25 +182,14 @@ async fn a_client_trace_follows_the_change_into_events_kafka_consumers_logs_and_
         )
         .unwrap();
     let now = chrono::Utc::now();
-    let body: Value = reqwest::Client::new()
-        .post(format!(
-            "{}/graphql",
-            service.client("").unwrap().base_url()
-        ))
-        .bearer_auth(&token)
-        .header("traceparent", format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"))
-        .json(&json!({
-            "query": "mutation($i: RequestReportInput!) { requestReport(input: $i) { id } }",
-            "variables": {"i": {"kind": "TEAM_SUMMARY", "teamId": "team-a",
-                "from": (now - chrono::Duration::hours(1)).to_rfc3339(),
-                "to": (now + chrono::Duration::hours(1)).to_rfc3339()}},
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let base = service.client("").unwrap().base_url().to_owned();
+    let request = json!({
+        "query": "mutation($i: RequestReportInput!) { requestReport(input: $i) { id } }",
+        "variables": {"i": {"kind": "TEAM_SUMMARY", "teamId": "team-a",
+            "from": (now - chrono::Duration::hours(1)).to_rfc3339(),
+            "to": (now + chrono::Duration::hours(1)).to_rfc3339()}},
+    });
+    let body = post_traced(&base, &token, CLIENT_TRACE, request).await;
     let report_id = body["data"]["requestReport"]["id"]
         .as_str()
         .unwrap_or_else(|| panic!("{body}"))
