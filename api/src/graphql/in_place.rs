@@ -59,7 +59,7 @@ impl<T: ResolvesInPlace> OutputType for InPlace<T> {
         ctx: &ContextSelectionSet<'_>,
         field: &Positioned<Field>,
     ) -> ServerResult<Value> {
-        let fields = selected_fields::<T>(ctx, ctx.item)?;
+        let fields = selected_fields::<T>(ctx)?;
         if all_in_place::<T>(&fields, ctx) {
             Ok(resolve_fields(ctx, &self.0, &fields).await)
         } else {
@@ -89,7 +89,7 @@ impl<T: ResolvesInPlace> OutputType for InPlaceList<T> {
         ctx: &ContextSelectionSet<'_>,
         field: &Positioned<Field>,
     ) -> ServerResult<Value> {
-        let fields = selected_fields::<T>(ctx, ctx.item)?;
+        let fields = selected_fields::<T>(ctx)?;
         if !all_in_place::<T>(&fields, ctx) {
             return resolve_list(ctx, field, &self.0, Some(self.0.len())).await;
         }
@@ -112,9 +112,8 @@ pub(crate) fn in_place_unless_within<N: ResolvesInPlace>(
     if field.node.name.node != holding {
         return true;
     }
-    let set = &field.node.selection_set;
-    let ctx = ctx.with_selection_set(set);
-    selected_fields::<N>(&ctx, set).is_ok_and(|fields| all_in_place::<N>(&fields, &ctx))
+    let ctx = ctx.with_selection_set(&field.node.selection_set);
+    selected_fields::<N>(&ctx).is_ok_and(|fields| all_in_place::<N>(&fields, &ctx))
 }
 
 /// Whether every one of `fields`, selected on `T`, resolves in place (`__typename` always does).
@@ -127,14 +126,13 @@ fn all_in_place<T: ResolvesInPlace>(
         .all(|field| field.node.name.node == "__typename" || T::in_place(field, ctx))
 }
 
-/// The fields `set` selects on `T`, fragments spread in place, in selection order (as
-/// async-graphql's `Fields::add_set` collects them).
+/// The fields `ctx`'s selection set selects on `T`, fragments spread in place, in selection
+/// order (as async-graphql's `Fields::add_set` collects them).
 fn selected_fields<'a, T: ContainerType>(
     ctx: &ContextSelectionSet<'a>,
-    set: &'a Positioned<SelectionSet>,
 ) -> ServerResult<Vec<&'a Positioned<Field>>> {
     let mut fields = Vec::new();
-    collect::<T>(ctx, set, &mut fields)?;
+    collect::<T>(ctx, ctx.item, &mut fields)?;
     Ok(fields)
 }
 
