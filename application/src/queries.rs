@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::access::{Action, Principal, TeamScope};
-use crate::data::table::ViewFilter;
+use crate::data::table::{ColumnSet, ViewFilter};
 use crate::error::AppError;
 use crate::ports::page::Page;
 use crate::ports::store_error::StoreError;
@@ -87,19 +87,21 @@ impl<M: ReadModel> ViewQueries<M> {
             .await
     }
 
-    /// A page of the caller's teams' rows after the cursor; `first` must be 1..=100.
+    /// A page of the caller's teams' rows after the cursor; `first` must be 1..=100. Each row
+    /// is read from the columns `columns` selects: those its reader shows.
     pub async fn list(
         &self,
         principal: &Principal,
         filter: &ViewFilter,
         first: Option<i64>,
         after: Option<Uuid>,
+        columns: ColumnSet<M::View>,
     ) -> Result<Page<M::View>, AppError> {
         let filter = in_scope(principal, filter)?;
         let first = page_size(first)?;
         let read = |store: Arc<Store<M>>| {
             let filter = &filter;
-            async move { store.list(filter, first, after).await }
+            async move { store.list(filter, first, after, columns).await }
         };
         Ok(either(&self.store, self.primary.as_ref(), read).await?)
     }
@@ -315,6 +317,7 @@ mod replica_tests {
             _: &ViewFilter,
             _: usize,
             _: Option<Uuid>,
+            _: ColumnSet<TaskView>,
         ) -> Result<Page<TaskView>, StoreError> {
             Err(StoreError::corrupt("not used"))
         }
@@ -463,10 +466,16 @@ mod view_tests {
         let queries = given_tasks().await;
         let alice = member_of(&["team-a"]);
         let all = ViewFilter::default();
-        let first = queries.list(&alice, &all, Some(2), None).await.unwrap();
+        let first = queries
+            .list(&alice, &all, Some(2), None, ColumnSet::all())
+            .await
+            .unwrap();
         assert_eq!((ids(&first), first.has_next_page), (vec![1, 3], true));
         let after = Some(first.items[1].id);
-        let rest = queries.list(&alice, &all, Some(2), after).await.unwrap();
+        let rest = queries
+            .list(&alice, &all, Some(2), after, ColumnSet::all())
+            .await
+            .unwrap();
         assert_eq!((ids(&rest), rest.has_next_page), (vec![4], false));
         assert_eq!(queries.count(&alice, &all).await.unwrap(), 3);
 
@@ -474,7 +483,10 @@ mod view_tests {
             label: Some("ops".into()),
             ..TaskFilter::default()
         });
-        let page = queries.list(&alice, &labelled, None, None).await.unwrap();
+        let page = queries
+            .list(&alice, &labelled, None, None, ColumnSet::all())
+            .await
+            .unwrap();
         assert_eq!(ids(&page), vec![1, 4], "team-b's ops task stays out");
         assert_eq!(queries.count(&alice, &labelled).await.unwrap(), 2);
 
@@ -482,7 +494,10 @@ mod view_tests {
             text: Some("OPS REV".into()),
             ..TaskFilter::default()
         });
-        let page = queries.list(&alice, &text, None, None).await.unwrap();
+        let page = queries
+            .list(&alice, &text, None, None, ColumnSet::all())
+            .await
+            .unwrap();
         assert_eq!(ids(&page), vec![4]);
 
         let other_team = ViewFilter::from(TaskFilter {
@@ -490,7 +505,9 @@ mod view_tests {
             ..TaskFilter::default()
         });
         assert!(matches!(
-            queries.list(&alice, &other_team, None, None).await,
+            queries
+                .list(&alice, &other_team, None, None, ColumnSet::all())
+                .await,
             Err(AppError::Forbidden(_))
         ));
         assert_eq!(
@@ -499,8 +516,32 @@ mod view_tests {
             "another team's row reads as missing"
         );
         assert!(matches!(
-            queries.list(&alice, &all, Some(101), None).await,
+            queries
+                .list(&alice, &all, Some(101), None, ColumnSet::all())
+                .await,
             Err(AppError::LimitExceeded(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_page_holds_the_columns_its_reader_shows_and_the_rest_stand_in_empty() {
+        let queries = given_tasks().await;
+        let alice = member_of(&["team-a"]);
+        let all = ViewFilter::default();
+        let titles = ColumnSet::shown(["title"]);
+        let page = queries
+            .list(&alice, &all, None, None, titles)
+            .await
+            .unwrap();
+        let review = &page.items[2].state;
+        assert_eq!(
+            (review.title.as_str(), review.status, review.labels.len()),
+            ("Ops review", TaskStatus::Open, 0)
+        );
+        let whole = queries
+            .list(&alice, &all, None, None, ColumnSet::all())
+            .await
+            .unwrap();
+        assert_eq!(whole.items[2].state.labels, ["ops", "q4"]);
     }
 }

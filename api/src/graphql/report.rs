@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::context::Services;
 use super::in_place::ResolvesInPlace;
-use super::view::{shows_a_column, FilterInput, ViewNode};
+use super::view::{shows_a_column, FieldColumns, FilterInput, ViewNode};
 
 /// What a report computes.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -154,20 +154,21 @@ impl Report {
     }
 }
 
-/// The report's fields that show a column of its row, which a page resolves in place; the
-/// others (`history`) read the store. A test checks the list against the schema.
-pub(crate) const REPORT_COLUMNS: &[&str] = &[
-    "id",
-    "version",
-    "kind",
-    "status",
-    "parameters",
-    "result",
-    "error",
-    "attempts",
-    "requestedBy",
-    "requestedAt",
-    "completedAt",
+/// The report's fields that show columns of its row, with those columns: a page reads only the
+/// columns of the fields it asks for, and resolves these fields in place; the others
+/// (`history`) read the store. A test checks the list against the schema and the table.
+pub(crate) const REPORT_COLUMNS: &[FieldColumns] = &[
+    ("id", &["id"]),
+    ("version", &["version"]),
+    ("kind", &["kind"]),
+    ("status", &["status"]),
+    ("parameters", &["team_id", "period_from", "period_to"]),
+    ("result", &["result"]),
+    ("error", &["error"]),
+    ("attempts", &["attempts"]),
+    ("requestedBy", &["requested_by"]),
+    ("requestedAt", &["requested_at"]),
+    ("completedAt", &["completed_at"]),
 ];
 
 impl ResolvesInPlace for Report {
@@ -179,6 +180,7 @@ impl ResolvesInPlace for Report {
 impl ViewNode for Report {
     type Model = ReportReadModel;
     const CURSOR: &'static str = "report";
+    const COLUMNS: &'static [FieldColumns] = REPORT_COLUMNS;
 
     fn of(view: ReportView) -> Self {
         Self(view)

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::context::Services;
 use super::in_place::ResolvesInPlace;
-use super::view::{shows_a_column, FilterInput, ViewNode};
+use super::view::{shows_a_column, FieldColumns, FilterInput, ViewNode};
 
 /// Where a task is in its lifecycle.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -159,25 +159,26 @@ impl Task {
     }
 }
 
-/// The task's fields that show a column of its row, which a page resolves in place; the
-/// others (`history`) read the store. A test checks the list against the schema.
-pub(crate) const TASK_COLUMNS: &[&str] = &[
-    "id",
-    "version",
-    "title",
-    "description",
-    "status",
-    "teamId",
-    "creatorId",
-    "assigneeId",
-    "priority",
-    "dueAt",
-    "labels",
-    "watchers",
-    "result",
-    "error",
-    "createdAt",
-    "updatedAt",
+/// The task's fields that show columns of its row, with those columns: a page reads only the
+/// columns of the fields it asks for, and resolves these fields in place; the others
+/// (`history`) read the store. A test checks the list against the schema and the table.
+pub(crate) const TASK_COLUMNS: &[FieldColumns] = &[
+    ("id", &["id"]),
+    ("version", &["version"]),
+    ("title", &["title"]),
+    ("description", &["description"]),
+    ("status", &["status"]),
+    ("teamId", &["team_id"]),
+    ("creatorId", &["creator_id"]),
+    ("assigneeId", &["assignee_id"]),
+    ("priority", &["priority"]),
+    ("dueAt", &["due_at"]),
+    ("labels", &["labels"]),
+    ("watchers", &["watchers"]),
+    ("result", &["result"]),
+    ("error", &["error"]),
+    ("createdAt", &["created_at"]),
+    ("updatedAt", &["updated_at"]),
 ];
 
 impl ResolvesInPlace for Task {
@@ -189,6 +190,7 @@ impl ResolvesInPlace for Task {
 impl ViewNode for Task {
     type Model = TaskReadModel;
     const CURSOR: &'static str = "task";
+    const COLUMNS: &'static [FieldColumns] = TASK_COLUMNS;
 
     fn of(view: TaskView) -> Self {
         Self(view)

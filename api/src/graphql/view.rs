@@ -10,7 +10,7 @@ use async_graphql::{
     ComplexObject, Context, ContextSelectionSet, OutputType, Positioned, SimpleObject, TypeName, ID,
 };
 use chronicle_application::audit::TimeTravel;
-use chronicle_application::data::table::ViewFilter;
+use chronicle_application::data::table::{ColumnSet, TableRow, ViewFilter};
 use chronicle_application::ports::audit_log::AuditFilter;
 use chronicle_application::projection::read_model::ReadModel;
 use chronicle_application::queries::ViewQueries;
@@ -31,9 +31,11 @@ pub(crate) trait ViewNode:
     ResolvesInPlace + OutputType + Sized + Send + Sync + 'static
 {
     /// The read model whose rows it shows.
-    type Model: ReadModel;
+    type Model: ReadModel<View: TableRow>;
     /// What its cursors name (`task`): a cursor of one view is refused by another.
     const CURSOR: &'static str;
+    /// Its fields that show columns of the row, with those columns.
+    const COLUMNS: &'static [FieldColumns];
 
     /// The object showing `view`.
     fn of(view: <Self::Model as ReadModel>::View) -> Self;
@@ -49,12 +51,50 @@ pub(crate) trait FilterInput: Default {
     fn into_view_filter(self) -> Result<ViewFilter, AppError>;
 }
 
-/// Whether a row's field resolves in place: `columns` are the fields that show a column of the
+/// A field of a view's row (`parameters`) and the columns of its table it shows (`team_id`,
+/// `period_from`, `period_to`).
+pub(crate) type FieldColumns = (&'static str, &'static [&'static str]);
+
+/// The columns `field` shows, if it is one of `columns`' fields.
+fn columns_of(field: &str, columns: &[FieldColumns]) -> Option<&'static [&'static str]> {
+    columns
+        .iter()
+        .find(|(name, _)| *name == field)
+        .map(|(_, shown)| *shown)
+}
+
+/// Whether a row's field resolves in place: `columns` lists the fields that show columns of the
 /// row already read. Any other (`history` reads the event store, and so would a field added
 /// later until it is listed) resolves the usual, concurrent way.
-pub(crate) fn shows_a_column(field: &Positioned<Field>, columns: &[&str]) -> bool {
-    columns.contains(&field.node.name.node.as_str())
+pub(crate) fn shows_a_column(field: &Positioned<Field>, columns: &[FieldColumns]) -> bool {
+    columns_of(&field.node.name.node, columns).is_some()
 }
+
+/// The columns a page reads: those its rows' fields show (`edges { node { ... } }`, through
+/// aliases and fragments), with those the view cannot be read without. A field that reads the
+/// store by the row's id (`history`), or `__typename`, shows none; a field not listed, one
+/// added later, reads every column.
+fn columns_shown<N: ViewNode>(ctx: &Context<'_>) -> ColumnSet<View<N>> {
+    let mut shown = Vec::new();
+    for node in ctx
+        .look_ahead()
+        .field("edges")
+        .field("node")
+        .selection_fields()
+    {
+        for field in node.selection_set() {
+            match (field.name(), columns_of(field.name(), N::COLUMNS)) {
+                (_, Some(columns)) => shown.extend_from_slice(columns),
+                ("history" | "__typename", None) => {}
+                (_, None) => return ColumnSet::all(),
+            }
+        }
+    }
+    ColumnSet::shown(shown)
+}
+
+/// The read model's row type a view node shows.
+type View<N> = <<N as ViewNode>::Model as ReadModel>::View;
 
 /// One row of a page, with the cursor to continue after it.
 #[derive(SimpleObject)]
@@ -177,7 +217,13 @@ pub(crate) async fn page<N: ViewNode, F: FilterInput>(
             .transpose()?;
         let filter = filter.unwrap_or_default().into_view_filter()?;
         let page = N::queries(ctx.services())
-            .list(principal, &filter, first.map(i64::from), after)
+            .list(
+                principal,
+                &filter,
+                first.map(i64::from),
+                after,
+                columns_shown::<N>(ctx),
+            )
             .await?;
         Ok::<_, AppError>((page, after, filter))
     };
@@ -225,6 +271,9 @@ pub(crate) async fn history<M: ReadModel>(
 mod tests {
     use async_graphql::registry::Registry;
     use async_graphql::OutputType;
+    use chronicle_application::data::table::TableRow;
+
+    use super::{View, ViewNode};
 
     /// The fields `T` shows in the schema, in order.
     fn fields_of<T: OutputType>() -> Vec<String> {
@@ -238,23 +287,29 @@ mod tests {
             .collect()
     }
 
-    /// Every field of a row but `history` is listed as showing a column: a field added to
-    /// `Task` or `Report` is decided on here, not left to the default.
-    #[test]
-    fn every_row_field_but_history_is_listed_as_a_column() {
-        for (mut fields, columns) in [
-            (
-                fields_of::<super::super::task::Task>(),
-                super::super::task::TASK_COLUMNS,
-            ),
-            (
-                fields_of::<super::super::report::Report>(),
-                super::super::report::REPORT_COLUMNS,
-            ),
-        ] {
-            assert!(fields.iter().any(|field| field == "history"), "{fields:?}");
-            fields.retain(|field| field != "history");
-            assert_eq!(fields, columns);
+    /// Every field of a row but `history` is listed with the columns it shows, each a column of
+    /// the view's table: a field added to `Task` or `Report` is decided on here, not left to the
+    /// default (which reads every column and resolves the field the concurrent way).
+    fn check_listed<N: ViewNode>() {
+        let mut fields = fields_of::<N>();
+        assert!(fields.iter().any(|field| field == "history"), "{fields:?}");
+        fields.retain(|field| field != "history");
+        let listed: Vec<&str> = N::COLUMNS.iter().map(|(field, _)| *field).collect();
+        assert_eq!(fields, listed);
+        for (field, columns) in N::COLUMNS {
+            for column in *columns {
+                assert!(
+                    View::<N>::COLUMNS.iter().any(|c| c.name == *column),
+                    "{field} shows {column}, which {} does not have",
+                    View::<N>::TABLE
+                );
+            }
         }
+    }
+
+    #[test]
+    fn every_row_field_but_history_is_listed_with_the_columns_it_shows() {
+        check_listed::<super::super::task::Task>();
+        check_listed::<super::super::report::Report>();
     }
 }

@@ -4,6 +4,8 @@
 //! and bulk-loads every described table with the same code, and a test compares each
 //! description with the table the migrations create.
 
+use std::marker::PhantomData;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
@@ -51,25 +53,122 @@ pub struct Column {
     pub ty: ColumnType,
     /// Whether it may hold null.
     pub nullable: bool,
+    /// Whether a read that shows nothing of it may leave it out ([`ColumnSet`]): the view then
+    /// holds an empty stand-in (null, `[]`, `""`) that nobody is shown.
+    pub omissible: bool,
 }
 
 impl Column {
-    /// A `NOT NULL` column.
+    /// A `NOT NULL` column. Only a `text[]` one may be left out of a read (`[]` stands in);
+    /// [`Column::omissible`] allows it for a text the view shows as it is.
     pub const fn required(name: &'static str, ty: ColumnType) -> Self {
         Self {
             name,
             ty,
             nullable: false,
+            omissible: matches!(ty, ColumnType::TextArray),
         }
     }
 
-    /// A column that may be null.
+    /// A column that may be null, and so may be left out of a read (null stands in).
     pub const fn optional(name: &'static str, ty: ColumnType) -> Self {
         Self {
             name,
             ty,
             nullable: true,
+            omissible: true,
         }
+    }
+
+    /// This required `text` column may be left out of a read that shows nothing of it, `""`
+    /// standing in: only for a text the view keeps as it is, never one it parses (a status,
+    /// a team), which an empty text would not parse as.
+    pub const fn omissible(self) -> Self {
+        Self {
+            omissible: true,
+            ..self
+        }
+    }
+}
+
+/// The columns of `R`'s table one read selects: those its reader shows, and every one the view
+/// cannot be read without (the id, the version, what it parses). A page of tasks that shows a
+/// title and a status reads neither descriptions nor watcher lists.
+pub struct ColumnSet<R> {
+    selected: u64,
+    table: PhantomData<fn() -> R>,
+}
+
+impl<R> Clone for ColumnSet<R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R> Copy for ColumnSet<R> {}
+
+impl<R> PartialEq for ColumnSet<R> {
+    fn eq(&self, other: &Self) -> bool {
+        self.selected == other.selected
+    }
+}
+
+impl<R> std::fmt::Debug for ColumnSet<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ColumnSet({:#b})", self.selected)
+    }
+}
+
+impl<R: TableRow> ColumnSet<R> {
+    /// Every column of the table.
+    pub fn all() -> Self {
+        Self::with(|_| true)
+    }
+
+    /// The columns named (by their names in the table), with every one that may not be left
+    /// out. A name the table does not have selects every column: a read never holds less than
+    /// was asked for.
+    pub fn shown<'n>(names: impl IntoIterator<Item = &'n str>) -> Self {
+        let mut set = Self::with(|column| !column.omissible);
+        for name in names {
+            match R::COLUMNS.iter().position(|column| column.name == name) {
+                Some(index) => set.selected |= 1 << index,
+                None => return Self::all(),
+            }
+        }
+        set
+    }
+
+    fn with(keep: impl Fn(&Column) -> bool) -> Self {
+        assert!(R::COLUMNS.len() <= 64, "{}: at most 64 columns", R::TABLE);
+        let selected = R::COLUMNS
+            .iter()
+            .enumerate()
+            .filter(|(_, column)| keep(column))
+            .fold(0, |bits, (index, _)| bits | 1 << index);
+        Self {
+            selected,
+            table: PhantomData,
+        }
+    }
+
+    /// Whether the column at `index` (in [`TableRow::COLUMNS`]) is read.
+    pub fn contains(&self, index: usize) -> bool {
+        self.selected & (1 << index) != 0
+    }
+
+    /// The columns read, in table order.
+    pub fn columns(&self) -> impl Iterator<Item = &'static Column> + '_ {
+        R::COLUMNS
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| self.contains(*index))
+            .map(|(_, column)| column)
+    }
+
+    /// Whether every column is read.
+    pub fn is_all(&self) -> bool {
+        *self == Self::all()
     }
 }
 
@@ -151,21 +250,29 @@ pub trait TableRow: Sized + Send + Sync + 'static {
 
 /// A row's cells, read one after the other in its table's column order by
 /// [`TableRow::from_cells`]. Each read checks the cell's type and nullness against the column,
-/// so a description whose reads and columns disagree fails on the first row, by name.
+/// so a description whose reads and columns disagree fails on the first row, by name. A column
+/// the read left out ([`ColumnSet`]) reads as its empty stand-in: null, `[]` or `""`.
 pub struct Cells {
     table: &'static str,
-    columns: std::slice::Iter<'static, Column>,
+    columns: std::iter::Enumerate<std::slice::Iter<'static, Column>>,
     cells: std::vec::IntoIter<Cell>,
+    selected: u64,
     column: &'static str,
 }
 
 impl Cells {
-    /// The cells of one row of `R`'s table, in column order.
+    /// The cells of one row of `R`'s table, one per column, in column order.
     pub fn of<R: TableRow>(cells: Vec<Cell>) -> Self {
+        Self::selected(cells, ColumnSet::<R>::all())
+    }
+
+    /// The cells of the columns `read` selected of one row of `R`'s table, in column order.
+    pub fn selected<R: TableRow>(cells: Vec<Cell>, read: ColumnSet<R>) -> Self {
         Self {
             table: R::TABLE,
-            columns: R::COLUMNS.iter(),
+            columns: R::COLUMNS.iter().enumerate(),
             cells: cells.into_iter(),
+            selected: read.selected,
             column: "",
         }
     }
@@ -179,31 +286,41 @@ impl Cells {
         }
     }
 
-    fn next(&mut self, wanted: ColumnType) -> Result<Cell, CorruptRow> {
-        let column = self.columns.next().ok_or_else(|| CorruptRow {
+    /// The next column's cell, or `None` where the read left the column out.
+    fn next(&mut self, wanted: ColumnType) -> Result<Option<Cell>, CorruptRow> {
+        let (index, column) = self.columns.next().ok_or_else(|| CorruptRow {
             table: self.table,
             column: "(past the last column)",
             problem: "the view reads more columns than the table has".to_owned(),
         })?;
         self.column = column.name;
+        if column.ty != wanted {
+            return Err(self.corrupt(format!("read as {wanted:?}, described as {:?}", column.ty)));
+        }
+        if self.selected & (1 << index) == 0 {
+            return if column.omissible {
+                Ok(None)
+            } else {
+                Err(self.corrupt("left out of the read, but the view cannot do without it"))
+            };
+        }
         let cell = self
             .cells
             .next()
             .ok_or_else(|| self.corrupt("the row has fewer cells than columns"))?;
-        if column.ty != wanted || cell.column_type() != wanted {
+        if cell.column_type() != wanted {
             return Err(self.corrupt(format!(
-                "read as {wanted:?}, described as {:?}, holding {:?}",
-                column.ty,
+                "read as {wanted:?}, holding {:?}",
                 cell.column_type()
             )));
         }
-        Ok(cell)
+        Ok(Some(cell))
     }
 
     /// The next column, a `uuid`.
     pub fn uuid(&mut self) -> Result<Uuid, CorruptRow> {
         match self.next(ColumnType::Uuid)? {
-            Cell::Uuid(value) => Ok(value),
+            Some(Cell::Uuid(value)) => Ok(value),
             _ => Err(self.corrupt("not a uuid")),
         }
     }
@@ -211,7 +328,7 @@ impl Cells {
     /// The next column, a `bigint`.
     pub fn bigint(&mut self) -> Result<i64, CorruptRow> {
         match self.next(ColumnType::BigInt)? {
-            Cell::BigInt(value) => Ok(value),
+            Some(Cell::BigInt(value)) => Ok(value),
             _ => Err(self.corrupt("not a bigint")),
         }
     }
@@ -225,7 +342,7 @@ impl Cells {
     /// The next column, an `integer` that counts: never negative.
     pub fn small_count(&mut self) -> Result<u32, CorruptRow> {
         match self.next(ColumnType::Integer)? {
-            Cell::Integer(value) => {
+            Some(Cell::Integer(value)) => {
                 u32::try_from(value).map_err(|_| self.corrupt(format!("negative count {value}")))
             }
             _ => Err(self.corrupt("not an integer")),
@@ -235,15 +352,20 @@ impl Cells {
     /// The next column, a `text` that may be null.
     pub fn optional_text(&mut self) -> Result<Option<String>, CorruptRow> {
         match self.next(ColumnType::Text)? {
-            Cell::Text(value) => Ok(value),
+            Some(Cell::Text(value)) => Ok(value),
+            None => Ok(None),
             _ => Err(self.corrupt("not text")),
         }
     }
 
-    /// The next column, a `text` that is never null.
+    /// The next column, a `text` that is never null (`""` where the read left it out).
     pub fn text(&mut self) -> Result<String, CorruptRow> {
-        self.optional_text()?
-            .ok_or_else(|| self.corrupt("null in a column the view requires"))
+        match self.next(ColumnType::Text)? {
+            Some(Cell::Text(Some(value))) => Ok(value),
+            None => Ok(String::new()),
+            Some(Cell::Text(None)) => Err(self.corrupt("null in a column the view requires")),
+            _ => Err(self.corrupt("not text")),
+        }
     }
 
     /// The next column, a `text` read as `T` by `parse` (which answers why it refused).
@@ -268,10 +390,11 @@ impl Cells {
         }
     }
 
-    /// The next column, a `text[]`.
+    /// The next column, a `text[]` (`[]` where the read left it out).
     pub fn text_array(&mut self) -> Result<Vec<String>, CorruptRow> {
         match self.next(ColumnType::TextArray)? {
-            Cell::TextArray(value) => Ok(value),
+            Some(Cell::TextArray(value)) => Ok(value),
+            None => Ok(Vec::new()),
             _ => Err(self.corrupt("not a text array")),
         }
     }
@@ -279,7 +402,8 @@ impl Cells {
     /// The next column, a `timestamptz` that may be null.
     pub fn optional_timestamp(&mut self) -> Result<Option<DateTime<Utc>>, CorruptRow> {
         match self.next(ColumnType::Timestamp)? {
-            Cell::Timestamp(value) => Ok(value),
+            Some(Cell::Timestamp(value)) => Ok(value),
+            None => Ok(None),
             _ => Err(self.corrupt("not a timestamp")),
         }
     }
@@ -293,7 +417,8 @@ impl Cells {
     /// The next column, a `jsonb` that may be null.
     pub fn json(&mut self) -> Result<Option<Value>, CorruptRow> {
         match self.next(ColumnType::Jsonb)? {
-            Cell::Jsonb(value) => Ok(value),
+            Some(Cell::Jsonb(value)) => Ok(value),
+            None => Ok(None),
             _ => Err(self.corrupt("not json")),
         }
     }
@@ -303,7 +428,7 @@ impl Cells {
     pub fn finish(mut self) -> Result<(), CorruptRow> {
         match self.columns.next() {
             None => Ok(()),
-            Some(column) => Err(CorruptRow {
+            Some((_, column)) => Err(CorruptRow {
                 table: self.table,
                 column: column.name,
                 problem: "described but never read by the view".to_owned(),
@@ -352,7 +477,16 @@ pub fn described_cells<R: TableRow>(view: &R) -> Result<Vec<Cell>, CorruptRow> {
 
 /// Reads a view from its row's cells, checking every column was read.
 pub fn view_from_cells<R: TableRow>(cells: Vec<Cell>) -> Result<R, CorruptRow> {
-    let mut reader = Cells::of::<R>(cells);
+    view_from_selected_cells(cells, ColumnSet::all())
+}
+
+/// Reads a view from the cells of the columns `read` selected of its row, each column left
+/// out standing in empty, checking every column was read.
+pub fn view_from_selected_cells<R: TableRow>(
+    cells: Vec<Cell>,
+    read: ColumnSet<R>,
+) -> Result<R, CorruptRow> {
+    let mut reader = Cells::selected(cells, read);
     let view = R::from_cells(&mut reader)?;
     reader.finish()?;
     Ok(view)
@@ -426,8 +560,30 @@ pub(crate) fn check_description<R: TableRow + PartialEq + std::fmt::Debug>(
         "{}: a row reads back as its view",
         R::TABLE
     );
+    // Every column that may be left out, left out: the view still reads (nothing it parses
+    // stands in empty), and the id, the version and the team are always read.
+    let least = ColumnSet::<R>::shown(std::iter::empty());
+    let kept = described_cells(view)
+        .expect("cells fit the columns")
+        .into_iter()
+        .enumerate()
+        .filter(|(index, _)| least.contains(*index))
+        .map(|(_, cell)| cell)
+        .collect();
+    view_from_selected_cells::<R>(kept, least)
+        .expect("reads with every column that may be left out left out");
     let named = |name: &str| columns.iter().any(|column| column.name == name);
     assert!(named(R::TEAM_COLUMN), "{}: team column", R::TABLE);
+    for (index, column) in columns.iter().enumerate() {
+        if index < 2 || column.name == R::TEAM_COLUMN {
+            assert!(
+                least.contains(index),
+                "{}: {} is always read",
+                R::TABLE,
+                column.name
+            );
+        }
+    }
     for condition in filters {
         let columns = match condition {
             Condition::Equals { column, .. } | Condition::Holds { column, .. } => {
@@ -500,6 +656,118 @@ mod tests {
             .uuid()
             .unwrap_err()
             .to_string()
-            .starts_with("pairs.id: read as Uuid, described as Uuid, holding Text"));
+            .starts_with("pairs.id: read as Uuid, holding Text"));
+    }
+
+    /// A row with a column of each kind that may be left out, and one that may not.
+    #[derive(Debug, PartialEq)]
+    struct Wide {
+        id: Uuid,
+        version: u64,
+        team: String,
+        title: String,
+        tags: Vec<String>,
+        note: Option<String>,
+    }
+
+    impl TableRow for Wide {
+        const TABLE: &'static str = "wide";
+        const COLUMNS: &'static [Column] = &[
+            Column::required("id", ColumnType::Uuid),
+            Column::required("version", ColumnType::BigInt),
+            Column::required("team", ColumnType::Text),
+            Column::required("title", ColumnType::Text).omissible(),
+            Column::required("tags", ColumnType::TextArray),
+            Column::optional("note", ColumnType::Text),
+        ];
+        const TEAM_COLUMN: &'static str = "team";
+
+        fn cells(&self) -> Vec<Cell> {
+            vec![
+                Cell::Uuid(self.id),
+                Cell::BigInt(self.version as i64),
+                Cell::Text(Some(self.team.clone())),
+                Cell::Text(Some(self.title.clone())),
+                Cell::TextArray(self.tags.clone()),
+                Cell::Text(self.note.clone()),
+            ]
+        }
+
+        fn from_cells(cells: &mut Cells) -> Result<Self, CorruptRow> {
+            Ok(Self {
+                id: cells.uuid()?,
+                version: cells.count()?,
+                team: cells.text()?,
+                title: cells.text()?,
+                tags: cells.text_array()?,
+                note: cells.optional_text()?,
+            })
+        }
+    }
+
+    fn wide() -> Wide {
+        Wide {
+            id: Uuid::nil(),
+            version: 3,
+            team: "team-a".into(),
+            title: "a title".into(),
+            tags: vec!["x".into()],
+            note: Some("a note".into()),
+        }
+    }
+
+    fn names(set: ColumnSet<Wide>) -> Vec<&'static str> {
+        set.columns().map(|column| column.name).collect()
+    }
+
+    #[test]
+    fn a_read_selects_what_is_shown_and_what_the_view_cannot_do_without() {
+        assert_eq!(
+            names(ColumnSet::shown(["note"])),
+            ["id", "version", "team", "note"]
+        );
+        assert_eq!(
+            names(ColumnSet::shown(std::iter::empty())),
+            ["id", "version", "team"]
+        );
+        // A name the table does not have reads everything rather than less.
+        assert!(ColumnSet::<Wide>::shown(["note", "nickname"]).is_all());
+        assert!(!ColumnSet::<Wide>::shown(["title", "tags"]).is_all());
+    }
+
+    #[test]
+    fn columns_left_out_read_as_empty_and_the_rest_as_stored() {
+        let read = ColumnSet::<Wide>::shown(["title"]);
+        let kept = wide()
+            .cells()
+            .into_iter()
+            .enumerate()
+            .filter(|(index, _)| read.contains(*index))
+            .map(|(_, cell)| cell)
+            .collect();
+        let view = view_from_selected_cells(kept, read).unwrap();
+        assert_eq!(
+            view,
+            Wide {
+                tags: vec![],
+                note: None,
+                ..wide()
+            }
+        );
+    }
+
+    #[test]
+    fn a_column_the_view_cannot_do_without_is_never_stood_in_for() {
+        let read = ColumnSet::<Wide> {
+            selected: 0b11,
+            table: PhantomData,
+        };
+        let cells = wide().cells().into_iter().take(2).collect();
+        assert_eq!(
+            view_from_selected_cells(cells, read)
+                .unwrap_err()
+                .to_string(),
+            "wide.team: left out of the read, but the view cannot do without it"
+        );
     }
 }

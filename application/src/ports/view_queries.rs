@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::data::table::ViewFilter;
+use crate::data::table::{ColumnSet, ViewFilter};
 use crate::ports::page::Page;
 use crate::ports::store_error::StoreError;
 
@@ -13,12 +13,14 @@ pub trait ViewQueryStore<V: Send + Sync + 'static>: Send + Sync {
     /// One row by its aggregate id.
     async fn get(&self, id: Uuid) -> Result<Option<V>, StoreError>;
 
-    /// A page of rows matching `filter`, in id (creation) order after the cursor id.
+    /// A page of rows matching `filter`, in id (creation) order after the cursor id, each
+    /// read from the columns `read` selects (the others stand in empty).
     async fn list(
         &self,
         filter: &ViewFilter,
         first: usize,
         after: Option<Uuid>,
+        read: ColumnSet<V>,
     ) -> Result<Page<V>, StoreError>;
 
     /// How many rows match `filter` in all: a scan of every match, so only run when a client

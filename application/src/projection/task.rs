@@ -80,8 +80,8 @@ impl TableRow for TaskView {
     const COLUMNS: &'static [Column] = &[
         Column::required("id", ColumnType::Uuid),
         Column::required("version", ColumnType::BigInt),
-        Column::required("title", ColumnType::Text),
-        Column::required("description", ColumnType::Text),
+        Column::required("title", ColumnType::Text).omissible(),
+        Column::required("description", ColumnType::Text).omissible(),
         Column::required("status", ColumnType::Text),
         Column::required("team_id", ColumnType::Text),
         Column::required("creator_id", ColumnType::Text),

@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::data::table::{Cell, Condition, TableRow, ViewFilter};
+use crate::data::table::{
+    view_from_selected_cells, Cell, ColumnSet, Condition, TableRow, ViewFilter,
+};
 use crate::ports::page::Page;
 use crate::ports::store_error::StoreError;
 use crate::ports::view_queries::ViewQueryStore;
@@ -172,6 +174,7 @@ where
         filter: &ViewFilter,
         first: usize,
         after: Option<Uuid>,
+        read: ColumnSet<M::View>,
     ) -> Result<Page<M::View>, StoreError> {
         let mut rows: Vec<M::View> = lock(&self.rows)
             .values()
@@ -181,6 +184,10 @@ where
             .collect();
         rows.sort_by_key(M::id);
         rows.truncate(first + 1);
+        let rows = rows
+            .iter()
+            .map(|view| selected(view, read))
+            .collect::<Result<_, _>>()?;
         Ok(Page::of_one_extra(rows, first))
     }
 
@@ -188,6 +195,20 @@ where
         let rows = lock(&self.rows);
         Ok(rows.values().filter(|view| matches(filter, *view)).count() as u64)
     }
+}
+
+/// `view` as a read of the columns `read` selects gives it: what was left out stands in empty,
+/// as on Postgres.
+fn selected<R: TableRow>(view: &R, read: ColumnSet<R>) -> Result<R, StoreError> {
+    let cells = view
+        .cells()
+        .into_iter()
+        .enumerate()
+        .filter(|(index, _)| read.contains(*index))
+        .map(|(_, cell)| cell)
+        .collect();
+    view_from_selected_cells(cells, read)
+        .map_err(|corrupt| StoreError::corrupt(corrupt.to_string()))
 }
 
 /// Whether `view` passes `filter`, judged on its cells as its table holds them.

@@ -1,10 +1,8 @@
 //! Rows of a described table to and from Postgres: a row read into cells by its columns'
 //! types, and a batch of views turned into one array per column for an `UNNEST` write.
 
-use std::marker::PhantomData;
-
 use chronicle_application::data::table::{
-    described_cells, view_from_cells, Cell, ColumnType, TableRow,
+    described_cells, view_from_selected_cells, Cell, ColumnSet, ColumnType, TableRow,
 };
 use chronicle_application::ports::store_error::StoreError;
 use chrono::{DateTime, Utc};
@@ -15,44 +13,48 @@ use sqlx::{Column, FromRow, Postgres, Row};
 use uuid::Uuid;
 
 /// One row of `R`'s table, read column by column as its description says. The statement must
-/// select the columns in the description's order (`column_list`): a cell is read by its position,
-/// not looked up by name in each row (a hash of the name per cell, 900 per page of tasks).
+/// select the columns `read` names in the description's order (`column_list_of`): a cell is read
+/// by its position, not looked up by name in each row (a hash of the name per cell, 900 per page
+/// of tasks).
 pub(crate) struct RowOf<R> {
     cells: Vec<Cell>,
-    row: PhantomData<fn() -> R>,
+    read: ColumnSet<R>,
 }
 
 impl<R: TableRow> RowOf<R> {
+    /// The cells of the columns `read` selects, from a row of a statement that selected them.
+    pub(crate) fn read(row: &PgRow, read: ColumnSet<R>) -> sqlx::Result<Self> {
+        let cells = read
+            .columns()
+            .enumerate()
+            .map(|(position, column)| {
+                // Read by position: a statement that listed two columns of one type the other
+                // way round would swap them silently, so the tests' builds check each name.
+                debug_assert_eq!(row.column(position).name(), column.name);
+                Ok(match column.ty {
+                    ColumnType::Uuid => Cell::Uuid(row.try_get(position)?),
+                    ColumnType::BigInt => Cell::BigInt(row.try_get(position)?),
+                    ColumnType::Integer => Cell::Integer(row.try_get(position)?),
+                    ColumnType::Text => Cell::Text(row.try_get(position)?),
+                    ColumnType::TextArray => Cell::TextArray(row.try_get(position)?),
+                    ColumnType::Timestamp => Cell::Timestamp(row.try_get(position)?),
+                    ColumnType::Jsonb => Cell::Jsonb(row.try_get(position)?),
+                })
+            })
+            .collect::<sqlx::Result<Vec<_>>>()?;
+        Ok(Self { cells, read })
+    }
+
     /// The view the row holds; a value it no longer understands is a corrupt row.
     pub(crate) fn view(self) -> Result<R, StoreError> {
-        view_from_cells::<R>(self.cells).map_err(|corrupt| StoreError::corrupt(corrupt.to_string()))
+        view_from_selected_cells::<R>(self.cells, self.read)
+            .map_err(|corrupt| StoreError::corrupt(corrupt.to_string()))
     }
 }
 
 impl<'r, R: TableRow> FromRow<'r, PgRow> for RowOf<R> {
     fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
-        let cells = R::COLUMNS
-            .iter()
-            .enumerate()
-            .map(|(index, column)| {
-                // Read by position: a statement that listed two columns of one type the other
-                // way round would swap them silently, so the tests' builds check each name.
-                debug_assert_eq!(row.column(index).name(), column.name);
-                Ok(match column.ty {
-                    ColumnType::Uuid => Cell::Uuid(row.try_get(index)?),
-                    ColumnType::BigInt => Cell::BigInt(row.try_get(index)?),
-                    ColumnType::Integer => Cell::Integer(row.try_get(index)?),
-                    ColumnType::Text => Cell::Text(row.try_get(index)?),
-                    ColumnType::TextArray => Cell::TextArray(row.try_get(index)?),
-                    ColumnType::Timestamp => Cell::Timestamp(row.try_get(index)?),
-                    ColumnType::Jsonb => Cell::Jsonb(row.try_get(index)?),
-                })
-            })
-            .collect::<sqlx::Result<Vec<_>>>()?;
-        Ok(Self {
-            cells,
-            row: PhantomData,
-        })
+        Self::read(row, ColumnSet::all())
     }
 }
 
@@ -169,8 +171,12 @@ pub(crate) fn unnest_select<R: TableRow>() -> String {
 
 /// The table's columns, comma-separated, in description order.
 pub(crate) fn column_list<R: TableRow>() -> String {
-    R::COLUMNS
-        .iter()
+    column_list_of::<R>(ColumnSet::all())
+}
+
+/// The columns `read` selects, comma-separated, in description order.
+pub(crate) fn column_list_of<R: TableRow>(read: ColumnSet<R>) -> String {
+    read.columns()
         .map(|column| column.name)
         .collect::<Vec<_>>()
         .join(", ")

@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chronicle_application::data::table::{TableRow, ViewFilter};
+use chronicle_application::data::table::{ColumnSet, TableRow, ViewFilter};
 use chronicle_application::ports::page::Page;
 use chronicle_application::ports::store_error::StoreError;
 use chronicle_application::ports::view_queries::ViewQueryStore;
@@ -15,7 +15,9 @@ use serde_json::Value;
 use sqlx::{PgPool, QueryBuilder};
 use uuid::Uuid;
 
-use super::cells::{bind_columns, checked_cells, column_list, unnest_select, RowOf};
+use super::cells::{
+    bind_columns, checked_cells, column_list, column_list_of, unnest_select, RowOf,
+};
 use super::copy::CopyText;
 use super::filter::push_filter;
 use super::{backend, live_write, Replace, SHADOW_SUFFIX};
@@ -41,8 +43,6 @@ impl<M> Clone for PgViews<M> {
 struct Statements {
     /// The columns, comma-separated.
     columns: String,
-    /// `SELECT <columns> FROM <table>`, which every read starts with.
-    select: String,
     /// `SELECT count(*) FROM <table>`.
     count: String,
     /// One row by id.
@@ -73,7 +73,6 @@ where
                 columns: column_list::<M::View>(),
                 get: format!("{select} WHERE id = $1"),
                 load: format!("{select} WHERE id = ANY($1)"),
-                select,
                 count: format!("SELECT count(*) FROM {}", <M::View as TableRow>::TABLE),
                 save: upsert::<M>(Replace::Newer),
                 replace: upsert::<M>(Replace::SameOrNewer),
@@ -208,21 +207,22 @@ where
         filter: &ViewFilter,
         first: usize,
         after: Option<Uuid>,
+        read: ColumnSet<M::View>,
     ) -> Result<Page<M::View>, StoreError> {
-        let mut page = QueryBuilder::new(self.statements.select.as_str());
+        let mut page = QueryBuilder::new(format!(
+            "SELECT {} FROM {}",
+            column_list_of(read),
+            <M::View as TableRow>::TABLE
+        ));
         push_filter::<M::View>(&mut page, filter);
         if let Some(after) = after {
             page.push(" AND id > ").push_bind(after);
         }
         page.push(" ORDER BY id LIMIT ").push_bind(first as i64 + 1);
-        let rows: Vec<RowOf<M::View>> = page
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
+        let rows = page.build().fetch_all(&self.pool).await.map_err(backend)?;
         let views = rows
-            .into_iter()
-            .map(RowOf::view)
+            .iter()
+            .map(|row| RowOf::read(row, read).map_err(backend)?.view())
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Page::of_one_extra(views, first))
     }

@@ -527,3 +527,92 @@ async fn keyset_pages_stay_correct_while_tasks_are_added_and_filters_combine() {
     assert_eq!(count("{text: \"%\"}").await, 0);
     assert_eq!(count("{status: COMPLETED}").await, 0);
 }
+
+/// A page reads only the columns its rows show (docs/performance.md); whichever fields it asks
+/// for, through aliases and fragments, each shows what `task(id)` shows.
+#[tokio::test]
+async fn a_page_shows_each_field_as_the_task_itself_does_whatever_else_it_asks_for() {
+    let app = TestApp::spawn().await.unwrap();
+    let created = app
+        .data(
+            "mutation($i: CreateTaskInput!) { createTask(input: $i) { id } }",
+            json!({"i": {"title": "Every field", "teamId": "team-a", "priority": "URGENT",
+                         "description": "long enough to matter", "labels": ["q4", "ops"],
+                         "dueAt": "2030-01-02T03:04:05Z", "watchers": ["u-8", "u-9"]}}),
+        )
+        .await
+        .unwrap();
+    let id = created["createTask"]["id"].as_str().unwrap().to_owned();
+    for change in [
+        "assignTask(id: $id, assigneeId: \"u-7\")",
+        "startTask(id: $id)",
+        "completeTask(id: $id, result: \"shipped\")",
+    ] {
+        mutate(
+            &app,
+            &format!("mutation($id: ID!) {{ {change} {{ version }} }}"),
+            json!({"id": id}),
+        )
+        .await;
+    }
+    app.wait_for_version(&id, 4).await.unwrap();
+
+    let introspected = app
+        .data(
+            "{ __type(name: \"Task\") { fields { name type { kind ofType { kind ofType { kind ofType { kind } } } } } } }",
+            json!({}),
+        )
+        .await
+        .unwrap();
+    let shown: Vec<&str> = introspected["__type"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|field| !field.to_string().contains("\"OBJECT\""))
+        .map(|field| field["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        shown.len() >= 15 && !shown.contains(&"history"),
+        "{shown:?}"
+    );
+
+    let page_and_task = |selection: &str, fragments: &str| {
+        format!(
+            "query($id: ID!) {{ page: tasks(filter: {{teamId: \"team-a\"}}) {{ edges {{ node {{ {selection} }} }} }} \
+             task(id: $id) {{ {selection} }} }} {fragments}"
+        )
+    };
+    for field in &shown {
+        let answer = app
+            .data(&page_and_task(field, ""), json!({"id": id}))
+            .await
+            .unwrap();
+        assert_eq!(
+            answer["page"]["edges"][0]["node"], answer["task"],
+            "{field} on a page that asks for it alone"
+        );
+    }
+    let through_fragments = app
+        .data(
+            &page_and_task(
+                "... on Task { d: description } ...Seen",
+                "fragment Seen on Task { who: watchers labels dueAt result assigneeId }",
+            ),
+            json!({"id": id}),
+        )
+        .await
+        .unwrap();
+    let node = &through_fragments["page"]["edges"][0]["node"];
+    assert_eq!(node, &through_fragments["task"]);
+    assert_eq!(
+        (&node["d"], &node["result"], &node["assigneeId"]),
+        (
+            &json!("long enough to matter"),
+            &json!("shipped"),
+            &json!("u-7")
+        )
+    );
+    assert!(node["who"]
+        .as_array()
+        .is_some_and(|who| who.contains(&json!("u-9"))));
+}
