@@ -75,7 +75,8 @@ pub async fn scale_phase() -> anyhow::Result<Value> {
 
 /// `page`: the `tasks` first page alone (issue 26 item 5), in `BENCH_ROUNDS` rounds (default 2)
 /// on a fresh service: [`READERS`] readers through the API, then pgbench running the page's SQL
-/// at as many clients, each round's rates compared. The team's size does not change the page
+/// at as many clients, each round's rates compared, then the request floor (`{ __typename }`)
+/// and what Chronicle could spend per page at the limit. The team's size does not change the page
 /// (an index walk that stops after 51 rows), so `BENCH_PAGE_TASKS` (default 100,000) seeds
 /// fewer rows than `scale` does and the phase takes a minute.
 pub async fn page_phase() -> anyhow::Result<Value> {
@@ -109,6 +110,10 @@ async fn page_against_pgbench(service: &BenchService, seconds: f64) -> anyhow::R
     let pages = reads["count"].as_f64().unwrap_or(0.0);
     reads["cpu_per_page"] = before.per(&service.cpu()?, pages);
     let alone = pgbench_page(service, seconds)?;
+    let before = service.cpu()?;
+    let mut floor = floor_load(service, seconds).await?;
+    let requests = floor["count"].as_f64().unwrap_or(0.0);
+    floor["cpu_per_request"] = before.per(&service.cpu()?, requests);
     let rate = |v: &Value, field: &str| v[field].as_f64().unwrap_or(0.0);
     let ratio = rate(&reads, "per_second") / rate(&alone, "per_second").max(1.0);
     Ok(json!({
@@ -116,7 +121,49 @@ async fn page_against_pgbench(service: &BenchService, seconds: f64) -> anyhow::R
         "postgres_page_query_alone": alone,
         "api_vs_pgbench": ratio,
         "api_vs_pgbench_at_least": PAGE_VS_PGBENCH,
+        "request_floor": floor,
+        "chronicle_budget_at_the_limit": budget(&reads["cpu_per_page"], &alone),
     }))
+}
+
+/// What Chronicle could spend on a page if the API were to serve [`PAGE_VS_PGBENCH`] of
+/// pgbench's rate: the machine's CPU per page at that rate, less what Postgres, the broker and
+/// the load generator spent per page in the round. Beside the request floor (`{ __typename }`)
+/// it shows whether the limit is within reach of any page at all on this machine.
+fn budget(cpu_per_page: &Value, pgbench: &Value) -> Value {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let at_limit = PAGE_VS_PGBENCH * pgbench["per_second"].as_f64().unwrap_or(0.0);
+    let machine_us = cores * 1e6 / at_limit.max(1.0);
+    let spent = |field: &str| cpu_per_page[field].as_f64().unwrap_or(0.0);
+    let others_us = spent("postgres_us") + spent("local_broker_us") + spent("load_generator_us");
+    json!({
+        "machine_us_per_page": machine_us,
+        "postgres_broker_and_load_us": others_us,
+        "chronicle_us": machine_us - others_us,
+        "chronicle_spent_us": spent("chronicle_us"),
+    })
+}
+
+/// [`READERS`] clients sending the cheapest authenticated GraphQL request (`{ __typename }`):
+/// what the service spends on a request before it reads a row (HTTP, the token, the parsed
+/// document, the answer).
+async fn floor_load(service: &BenchService, seconds: f64) -> anyhow::Result<Value> {
+    let url: Arc<str> = service.graphql_url.as_str().into();
+    let token: Arc<str> = service.token.as_str().into();
+    let body = request("{ __typename }", json!({}));
+    closed_loop(READERS, seconds, move |client, _, _| {
+        let (url, token, body) = (url.clone(), token.clone(), body.clone());
+        async move {
+            let answer = post(&client, &url, &token, body).await?.bytes().await?;
+            anyhow::ensure!(
+                answer.as_ref() == br#"{"data":{"__typename":"Query"}}"#,
+                "not the query's type name: {}",
+                String::from_utf8_lossy(&answer)
+            );
+            Ok(())
+        }
+    })
+    .await
 }
 
 /// Issue 26 item 5: the API serves at least this share of pgbench's rate for the page's SQL.
