@@ -70,24 +70,37 @@ pub(crate) fn shows_a_column(field: &Positioned<Field>, columns: &[FieldColumns]
     columns_of(&field.node.name.node, columns).is_some()
 }
 
+/// A row's fields that show no column: `history` reads the event store by the row's id (always
+/// read), `__typename` names the type.
+const FIELDS_WITHOUT_COLUMNS: &[&str] = &["history", "__typename"];
+
 /// The columns a page reads: those its rows' fields show (`edges { node { ... } }`, through
-/// aliases and fragments), with those the view cannot be read without. A field that reads the
-/// store by the row's id (`history`), or `__typename`, shows none; a field not listed, one
-/// added later, reads every column.
+/// aliases and fragments).
 fn columns_shown<N: ViewNode>(ctx: &Context<'_>) -> ColumnSet<View<N>> {
-    let mut shown = Vec::new();
-    for node in ctx
+    let nodes = ctx
         .look_ahead()
         .field("edges")
         .field("node")
-        .selection_fields()
-    {
-        for field in node.selection_set() {
-            match (field.name(), columns_of(field.name(), N::COLUMNS)) {
-                (_, Some(columns)) => shown.extend_from_slice(columns),
-                ("history" | "__typename", None) => {}
-                (_, None) => return ColumnSet::all(),
-            }
+        .selection_fields();
+    columns_of_fields::<N>(
+        nodes
+            .iter()
+            .flat_map(|node| node.selection_set())
+            .map(|field| field.name()),
+    )
+}
+
+/// The columns behind `fields` of `N`'s rows, with those the view cannot be read without. A
+/// field not listed (one added later) reads every column.
+fn columns_of_fields<'f, N: ViewNode>(
+    fields: impl IntoIterator<Item = &'f str>,
+) -> ColumnSet<View<N>> {
+    let mut shown = Vec::new();
+    for field in fields {
+        match columns_of(field, N::COLUMNS) {
+            Some(columns) => shown.extend_from_slice(columns),
+            None if FIELDS_WITHOUT_COLUMNS.contains(&field) => {}
+            None => return ColumnSet::all(),
         }
     }
     ColumnSet::shown(shown)
@@ -271,9 +284,9 @@ pub(crate) async fn history<M: ReadModel>(
 mod tests {
     use async_graphql::registry::Registry;
     use async_graphql::OutputType;
-    use chronicle_application::data::table::TableRow;
+    use chronicle_application::data::table::{ColumnSet, TableRow};
 
-    use super::{View, ViewNode};
+    use super::{columns_of_fields, View, ViewNode, FIELDS_WITHOUT_COLUMNS};
 
     /// The fields `T` shows in the schema, in order.
     fn fields_of<T: OutputType>() -> Vec<String> {
@@ -287,13 +300,42 @@ mod tests {
             .collect()
     }
 
+    fn names<N: ViewNode>(columns: ColumnSet<View<N>>) -> Vec<&'static str> {
+        columns.columns().map(|column| column.name).collect()
+    }
+
+    #[test]
+    fn a_page_reads_the_columns_of_its_fields_and_what_a_task_needs() {
+        use super::super::task::Task;
+        assert_eq!(
+            names::<Task>(columns_of_fields::<Task>([
+                "id", "title", "status", "version"
+            ])),
+            [
+                "id",
+                "version",
+                "title",
+                "status",
+                "team_id",
+                "creator_id",
+                "priority",
+                "created_at",
+                "updated_at"
+            ]
+        );
+        let with_history = columns_of_fields::<Task>(["__typename", "history", "labels"]);
+        assert!(names::<Task>(with_history).contains(&"labels"));
+        assert!(!names::<Task>(with_history).contains(&"description"));
+        assert!(columns_of_fields::<Task>(["title", "nickname"]).is_all());
+    }
+
     /// Every field of a row but `history` is listed with the columns it shows, each a column of
     /// the view's table: a field added to `Task` or `Report` is decided on here, not left to the
     /// default (which reads every column and resolves the field the concurrent way).
     fn check_listed<N: ViewNode>() {
         let mut fields = fields_of::<N>();
         assert!(fields.iter().any(|field| field == "history"), "{fields:?}");
-        fields.retain(|field| field != "history");
+        fields.retain(|field| !FIELDS_WITHOUT_COLUMNS.contains(&field.as_str()));
         let listed: Vec<&str> = N::COLUMNS.iter().map(|(field, _)| *field).collect();
         assert_eq!(fields, listed);
         for (field, columns) in N::COLUMNS {

@@ -139,6 +139,7 @@ impl<R: TableRow> ColumnSet<R> {
         set
     }
 
+    /// The columns `keep` accepts. A set is one bit per column, so a table has at most 64.
     fn with(keep: impl Fn(&Column) -> bool) -> Self {
         assert!(R::COLUMNS.len() <= 64, "{}: at most 64 columns", R::TABLE);
         let selected = R::COLUMNS
@@ -164,6 +165,16 @@ impl<R: TableRow> ColumnSet<R> {
             .enumerate()
             .filter(|(index, _)| self.contains(*index))
             .map(|(_, column)| column)
+    }
+
+    /// Of a row's cells (one per column, in column order), those of the columns read.
+    pub fn select(&self, cells: Vec<Cell>) -> Vec<Cell> {
+        cells
+            .into_iter()
+            .enumerate()
+            .filter(|(index, _)| self.contains(*index))
+            .map(|(_, cell)| cell)
+            .collect()
     }
 
     /// Whether every column is read.
@@ -266,13 +277,13 @@ impl Cells {
         Self::selected(cells, ColumnSet::<R>::all())
     }
 
-    /// The cells of the columns `read` selected of one row of `R`'s table, in column order.
-    pub fn selected<R: TableRow>(cells: Vec<Cell>, read: ColumnSet<R>) -> Self {
+    /// The cells of the columns `columns` selected of one row of `R`'s table, in column order.
+    pub fn selected<R: TableRow>(cells: Vec<Cell>, columns: ColumnSet<R>) -> Self {
         Self {
             table: R::TABLE,
             columns: R::COLUMNS.iter().enumerate(),
             cells: cells.into_iter(),
-            selected: read.selected,
+            selected: columns.selected,
             column: "",
         }
     }
@@ -480,13 +491,13 @@ pub fn view_from_cells<R: TableRow>(cells: Vec<Cell>) -> Result<R, CorruptRow> {
     view_from_selected_cells(cells, ColumnSet::all())
 }
 
-/// Reads a view from the cells of the columns `read` selected of its row, each column left
+/// Reads a view from the cells of the columns `columns` selected of its row, each column left
 /// out standing in empty, checking every column was read.
 pub fn view_from_selected_cells<R: TableRow>(
     cells: Vec<Cell>,
-    read: ColumnSet<R>,
+    columns: ColumnSet<R>,
 ) -> Result<R, CorruptRow> {
-    let mut reader = Cells::selected(cells, read);
+    let mut reader = Cells::selected(cells, columns);
     let view = R::from_cells(&mut reader)?;
     reader.finish()?;
     Ok(view)
@@ -563,13 +574,7 @@ pub(crate) fn check_description<R: TableRow + PartialEq + std::fmt::Debug>(
     // Every column that may be left out, left out: the view still reads (nothing it parses
     // stands in empty), and the id, the version and the team are always read.
     let least = ColumnSet::<R>::shown(std::iter::empty());
-    let kept = described_cells(view)
-        .expect("cells fit the columns")
-        .into_iter()
-        .enumerate()
-        .filter(|(index, _)| least.contains(*index))
-        .map(|(_, cell)| cell)
-        .collect();
+    let kept = least.select(described_cells(view).expect("cells fit the columns"));
     view_from_selected_cells::<R>(kept, least)
         .expect("reads with every column that may be left out left out");
     let named = |name: &str| columns.iter().any(|column| column.name == name);
@@ -738,14 +743,7 @@ mod tests {
     #[test]
     fn columns_left_out_read_as_empty_and_the_rest_as_stored() {
         let read = ColumnSet::<Wide>::shown(["title"]);
-        let kept = wide()
-            .cells()
-            .into_iter()
-            .enumerate()
-            .filter(|(index, _)| read.contains(*index))
-            .map(|(_, cell)| cell)
-            .collect();
-        let view = view_from_selected_cells(kept, read).unwrap();
+        let view = view_from_selected_cells(read.select(wide().cells()), read).unwrap();
         assert_eq!(
             view,
             Wide {

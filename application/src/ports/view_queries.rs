@@ -14,13 +14,13 @@ pub trait ViewQueryStore<V: Send + Sync + 'static>: Send + Sync {
     async fn get(&self, id: Uuid) -> Result<Option<V>, StoreError>;
 
     /// A page of rows matching `filter`, in id (creation) order after the cursor id, each
-    /// read from the columns `read` selects (the others stand in empty).
+    /// read from the columns `columns` selects (the others stand in empty).
     async fn list(
         &self,
         filter: &ViewFilter,
         first: usize,
         after: Option<Uuid>,
-        read: ColumnSet<V>,
+        columns: ColumnSet<V>,
     ) -> Result<Page<V>, StoreError>;
 
     /// How many rows match `filter` in all: a scan of every match, so only run when a client

@@ -174,7 +174,7 @@ where
         filter: &ViewFilter,
         first: usize,
         after: Option<Uuid>,
-        read: ColumnSet<M::View>,
+        columns: ColumnSet<M::View>,
     ) -> Result<Page<M::View>, StoreError> {
         let mut rows: Vec<M::View> = lock(&self.rows)
             .values()
@@ -186,7 +186,7 @@ where
         rows.truncate(first + 1);
         let rows = rows
             .iter()
-            .map(|view| selected(view, read))
+            .map(|view| selected(view, columns))
             .collect::<Result<_, _>>()?;
         Ok(Page::of_one_extra(rows, first))
     }
@@ -199,15 +199,8 @@ where
 
 /// `view` as a read of the columns `read` selects gives it: what was left out stands in empty,
 /// as on Postgres.
-fn selected<R: TableRow>(view: &R, read: ColumnSet<R>) -> Result<R, StoreError> {
-    let cells = view
-        .cells()
-        .into_iter()
-        .enumerate()
-        .filter(|(index, _)| read.contains(*index))
-        .map(|(_, cell)| cell)
-        .collect();
-    view_from_selected_cells(cells, read)
+fn selected<R: TableRow>(view: &R, columns: ColumnSet<R>) -> Result<R, StoreError> {
+    view_from_selected_cells(columns.select(view.cells()), columns)
         .map_err(|corrupt| StoreError::corrupt(corrupt.to_string()))
 }
 

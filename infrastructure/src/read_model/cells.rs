@@ -13,18 +13,18 @@ use sqlx::{Column, FromRow, Postgres, Row};
 use uuid::Uuid;
 
 /// One row of `R`'s table, read column by column as its description says. The statement must
-/// select the columns `read` names in the description's order (`column_list_of`): a cell is read
+/// select the columns of its `ColumnSet` in the description's order (`column_list_of`): a cell is read
 /// by its position, not looked up by name in each row (a hash of the name per cell, 900 per page
 /// of tasks).
 pub(crate) struct RowOf<R> {
     cells: Vec<Cell>,
-    read: ColumnSet<R>,
+    columns: ColumnSet<R>,
 }
 
 impl<R: TableRow> RowOf<R> {
-    /// The cells of the columns `read` selects, from a row of a statement that selected them.
-    pub(crate) fn read(row: &PgRow, read: ColumnSet<R>) -> sqlx::Result<Self> {
-        let cells = read
+    /// The cells of the columns `columns` selects, from a row of a statement that selected them.
+    pub(crate) fn selected(row: &PgRow, columns: ColumnSet<R>) -> sqlx::Result<Self> {
+        let cells = columns
             .columns()
             .enumerate()
             .map(|(position, column)| {
@@ -42,19 +42,19 @@ impl<R: TableRow> RowOf<R> {
                 })
             })
             .collect::<sqlx::Result<Vec<_>>>()?;
-        Ok(Self { cells, read })
+        Ok(Self { cells, columns })
     }
 
     /// The view the row holds; a value it no longer understands is a corrupt row.
     pub(crate) fn view(self) -> Result<R, StoreError> {
-        view_from_selected_cells::<R>(self.cells, self.read)
+        view_from_selected_cells::<R>(self.cells, self.columns)
             .map_err(|corrupt| StoreError::corrupt(corrupt.to_string()))
     }
 }
 
 impl<'r, R: TableRow> FromRow<'r, PgRow> for RowOf<R> {
     fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
-        Self::read(row, ColumnSet::all())
+        Self::selected(row, ColumnSet::all())
     }
 }
 
@@ -174,9 +174,10 @@ pub(crate) fn column_list<R: TableRow>() -> String {
     column_list_of::<R>(ColumnSet::all())
 }
 
-/// The columns `read` selects, comma-separated, in description order.
-pub(crate) fn column_list_of<R: TableRow>(read: ColumnSet<R>) -> String {
-    read.columns()
+/// The columns `columns` selects, comma-separated, in description order.
+pub(crate) fn column_list_of<R: TableRow>(columns: ColumnSet<R>) -> String {
+    columns
+        .columns()
         .map(|column| column.name)
         .collect::<Vec<_>>()
         .join(", ")

@@ -207,11 +207,11 @@ where
         filter: &ViewFilter,
         first: usize,
         after: Option<Uuid>,
-        read: ColumnSet<M::View>,
+        columns: ColumnSet<M::View>,
     ) -> Result<Page<M::View>, StoreError> {
         let mut page = QueryBuilder::new(format!(
             "SELECT {} FROM {}",
-            column_list_of(read),
+            column_list_of(columns),
             <M::View as TableRow>::TABLE
         ));
         push_filter::<M::View>(&mut page, filter);
@@ -222,7 +222,7 @@ where
         let rows = page.build().fetch_all(&self.pool).await.map_err(backend)?;
         let views = rows
             .iter()
-            .map(|row| RowOf::read(row, read).map_err(backend)?.view())
+            .map(|row| RowOf::selected(row, columns).map_err(backend)?.view())
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Page::of_one_extra(views, first))
     }

@@ -83,8 +83,8 @@ pub async fn page_phase() -> anyhow::Result<Value> {
     let seconds = phase_seconds() as f64;
     // Nothing is written while pages are read, so the consumers wait as long as Kafka's default
     // lets them (`BENCH_PAGE_FETCH_WAIT_MS`, default 500): at the 10 ms that Tansu needs for
-    // fresh reads, its answers to idle fetches cost 180-310 µs of CPU per page on the cores
-    // the page is measured on (docs/performance.md).
+    // fresh reads, its answers to idle fetches cost 72-310 µs of CPU per page on the cores the
+    // page is measured on, depending on the machine (docs/performance.md).
     let fetch_wait = crate::load::env_number::<u32>("BENCH_PAGE_FETCH_WAIT_MS", 500);
     let service =
         BenchService::start_with(|settings| settings.kafka.fetch_wait_max_ms = fetch_wait).await?;
@@ -110,6 +110,10 @@ async fn page_against_pgbench(service: &BenchService, seconds: f64) -> anyhow::R
     let pages = reads["count"].as_f64().unwrap_or(0.0);
     reads["cpu_per_page"] = before.per(&service.cpu()?, pages);
     let alone = pgbench_page(service, seconds)?;
+    anyhow::ensure!(
+        alone["per_second"].as_f64().unwrap_or(0.0) > 0.0,
+        "pgbench served no page: {alone}"
+    );
     let before = service.cpu()?;
     let mut floor = floor_load(service, seconds).await?;
     let requests = floor["count"].as_f64().unwrap_or(0.0);
@@ -133,7 +137,7 @@ async fn page_against_pgbench(service: &BenchService, seconds: f64) -> anyhow::R
 fn budget(cpu_per_page: &Value, pgbench: &Value) -> Value {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let at_limit = PAGE_VS_PGBENCH * pgbench["per_second"].as_f64().unwrap_or(0.0);
-    let machine_us = cores * 1e6 / at_limit.max(1.0);
+    let machine_us = cores * 1e6 / at_limit;
     let spent = |field: &str| cpu_per_page[field].as_f64().unwrap_or(0.0);
     let others_us = spent("postgres_us") + spent("local_broker_us") + spent("load_generator_us");
     json!({
