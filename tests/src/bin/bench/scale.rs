@@ -105,19 +105,22 @@ pub async fn page_phase() -> anyhow::Result<Value> {
 /// The API's page rate (with every process's CPU per page) next to pgbench's rate for the
 /// page's SQL, one after the other, and their ratio beside issue 26's limit.
 async fn page_against_pgbench(service: &BenchService, seconds: f64) -> anyhow::Result<Value> {
-    let before = service.cpu()?;
-    let mut reads = read_load(service, seconds).await?;
-    let pages = reads["count"].as_f64().unwrap_or(0.0);
-    reads["cpu_per_page"] = before.per(&service.cpu()?, pages);
+    let page = request(PAGE_QUERY, json!({"t": TEAM}));
+    let reads = readers(service, seconds, page, a_page, "cpu_per_page").await?;
     let alone = pgbench_page(service, seconds)?;
     anyhow::ensure!(
         alone["per_second"].as_f64().unwrap_or(0.0) > 0.0,
         "pgbench served no page: {alone}"
     );
-    let before = service.cpu()?;
-    let mut floor = floor_load(service, seconds).await?;
-    let requests = floor["count"].as_f64().unwrap_or(0.0);
-    floor["cpu_per_request"] = before.per(&service.cpu()?, requests);
+    let type_name = request("{ __typename }", json!({}));
+    let floor = readers(
+        service,
+        seconds,
+        type_name,
+        the_type_name,
+        "cpu_per_request",
+    )
+    .await?;
     let rate = |v: &Value, field: &str| v[field].as_f64().unwrap_or(0.0);
     let ratio = rate(&reads, "per_second") / rate(&alone, "per_second").max(1.0);
     Ok(json!({
@@ -148,28 +151,6 @@ fn budget(cpu_per_page: &Value, pgbench: &Value) -> Value {
     })
 }
 
-/// [`READERS`] clients sending the cheapest authenticated GraphQL request (`{ __typename }`):
-/// what the service spends on a request before it reads a row (HTTP, the token, the parsed
-/// document, the answer).
-async fn floor_load(service: &BenchService, seconds: f64) -> anyhow::Result<Value> {
-    let url: Arc<str> = service.graphql_url.as_str().into();
-    let token: Arc<str> = service.token.as_str().into();
-    let body = request("{ __typename }", json!({}));
-    closed_loop(READERS, seconds, move |client, _, _| {
-        let (url, token, body) = (url.clone(), token.clone(), body.clone());
-        async move {
-            let answer = post(&client, &url, &token, body).await?.bytes().await?;
-            anyhow::ensure!(
-                answer.as_ref() == br#"{"data":{"__typename":"Query"}}"#,
-                "not the query's type name: {}",
-                String::from_utf8_lossy(&answer)
-            );
-            Ok(())
-        }
-    })
-    .await
-}
-
 /// Issue 26 item 5: the API serves at least this share of pgbench's rate for the page's SQL.
 const PAGE_VS_PGBENCH: f64 = 0.6;
 
@@ -198,26 +179,50 @@ pub(crate) async fn seed_read_model(service: &BenchService, count: usize) -> any
     )
 }
 
-/// [`READERS`] clients asking for the team's first page back to back.
-async fn read_load(service: &BenchService, seconds: f64) -> anyhow::Result<Value> {
+/// [`READERS`] clients sending `body` back to back, each answer checked by `check`; the rate,
+/// with every process's CPU per request under `cpu_key`.
+async fn readers(
+    service: &BenchService,
+    seconds: f64,
+    body: String,
+    check: fn(&[u8]) -> anyhow::Result<()>,
+    cpu_key: &str,
+) -> anyhow::Result<Value> {
     let url: Arc<str> = service.graphql_url.as_str().into();
     let token: Arc<str> = service.token.as_str().into();
-    let body = request(PAGE_QUERY, json!({"t": TEAM}));
-    closed_loop(READERS, seconds, move |client, _, _| {
+    let before = service.cpu()?;
+    let mut load = closed_loop(READERS, seconds, move |client, _, _| {
         let (url, token, body) = (url.clone(), token.clone(), body.clone());
-        async move {
-            let page = post(&client, &url, &token, body).await?.bytes().await?;
-            let edges = count(&page, br#""cursor":""#);
-            let refused = count(&page, br#""errors":"#) > 0;
-            anyhow::ensure!(
-                edges == 50 && !refused,
-                "not a page of 50 tasks: {}",
-                String::from_utf8_lossy(&page)
-            );
-            Ok(())
-        }
+        async move { check(&post(&client, &url, &token, body).await?.bytes().await?) }
     })
-    .await
+    .await?;
+    let requests = load["count"].as_f64().unwrap_or(0.0);
+    load[cpu_key] = before.per(&service.cpu()?, requests);
+    Ok(load)
+}
+
+/// The team's first page of 50 tasks.
+fn a_page(page: &[u8]) -> anyhow::Result<()> {
+    let edges = count(page, br#""cursor":""#);
+    let refused = count(page, br#""errors":"#) > 0;
+    anyhow::ensure!(
+        edges == 50 && !refused,
+        "not a page of 50 tasks: {}",
+        String::from_utf8_lossy(page)
+    );
+    Ok(())
+}
+
+/// The answer to `{ __typename }`: the cheapest authenticated GraphQL request, what the
+/// service spends on a request before it reads a row (HTTP, the token, the parsed document,
+/// the answer).
+fn the_type_name(answer: &[u8]) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        answer == br#"{"data":{"__typename":"Query"}}"#,
+        "not the query's type name: {}",
+        String::from_utf8_lossy(answer)
+    );
+    Ok(())
 }
 
 /// How often `needle` occurs in `page`. The readers count the edges of each answer instead of
