@@ -60,7 +60,8 @@ type Part = (&'static str, Arc<AtomicBool>);
 
 impl PartsHealth {
     /// Registers the part `name` as running, and answers `part` wrapped so that its end marks
-    /// it stopped.
+    /// it stopped: returning, panicking (the runtime drops a task's future once it panicked)
+    /// or being dropped unfinished.
     pub fn watch(
         &self,
         name: &'static str,
@@ -69,8 +70,8 @@ impl PartsHealth {
         let running = Arc::new(AtomicBool::new(true));
         self.lock().push((name, running.clone()));
         async move {
+            let _stopped_when_gone = StoppedWhenGone(running);
             part.await;
-            running.store(false, Ordering::Release);
         }
     }
 
@@ -88,6 +89,16 @@ impl PartsHealth {
         self.parts
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Marks a part stopped when dropped, however its future ended: a panic skips every line
+/// after the `await` that panicked, but not the drop of what the future holds.
+struct StoppedWhenGone(Arc<AtomicBool>);
+
+impl Drop for StoppedWhenGone {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -238,6 +249,25 @@ mod tests {
         assert_eq!(
             health.report(),
             BTreeMap::from([("relay", false), ("worker", true)])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_part_that_panicked_is_reported_stopped() {
+        let health = PartsHealth::default();
+        let (fail, failed) = tokio::sync::oneshot::channel::<()>();
+        let projections = tokio::spawn(health.watch("projections", async {
+            let _ = failed.await;
+            panic!("a projection's handler panicked");
+        }));
+        let _relay = tokio::spawn(health.watch("relay", std::future::pending()));
+        tokio::task::yield_now().await;
+        assert!(health.report()["projections"]);
+        fail.send(()).unwrap();
+        assert!(projections.await.unwrap_err().is_panic());
+        assert_eq!(
+            health.report(),
+            BTreeMap::from([("projections", false), ("relay", true)])
         );
     }
 }
