@@ -61,7 +61,7 @@ type Part = (&'static str, Arc<AtomicBool>);
 impl PartsHealth {
     /// Registers the part `name` as running, and answers `part` wrapped so that its end marks
     /// it stopped: returning, panicking (the runtime drops a task's future once it panicked)
-    /// or being dropped unfinished.
+    /// or being dropped unfinished, even before its first poll.
     pub fn watch(
         &self,
         name: &'static str,
@@ -69,18 +69,28 @@ impl PartsHealth {
     ) -> impl Future<Output = ()> + Send + 'static {
         let running = Arc::new(AtomicBool::new(true));
         self.lock().push((name, running.clone()));
+        // Made before the future is first polled, so a part dropped before it ever ran (its
+        // task aborted, the runtime shut down) is marked stopped too.
+        let stopped_when_gone = StoppedWhenGone(running);
         async move {
-            let _stopped_when_gone = StoppedWhenGone(running);
+            let _stopped_when_gone = stopped_when_gone;
             part.await;
         }
     }
 
-    /// Each registered part and whether it runs.
+    /// Each registered part and whether it runs. Tasks registered under one name (the API's
+    /// live feed and its erasure follower are both `api`) report running only while all of
+    /// them run.
     pub fn report(&self) -> BTreeMap<&'static str, bool> {
-        self.lock()
-            .iter()
-            .map(|(name, running)| (*name, running.load(Ordering::Acquire)))
-            .collect()
+        let mut report = BTreeMap::new();
+        for (name, running) in self.lock().iter() {
+            let running = running.load(Ordering::Acquire);
+            report
+                .entry(*name)
+                .and_modify(|all: &mut bool| *all &= running)
+                .or_insert(running);
+        }
+        report
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Part>> {
@@ -261,13 +271,24 @@ mod tests {
             panic!("a projection's handler panicked");
         }));
         let _relay = tokio::spawn(health.watch("relay", std::future::pending()));
+        let _other_projections = tokio::spawn(health.watch("projections", std::future::pending()));
         tokio::task::yield_now().await;
         assert!(health.report()["projections"]);
         fail.send(()).unwrap();
         assert!(projections.await.unwrap_err().is_panic());
         assert_eq!(
             health.report(),
-            BTreeMap::from([("projections", false), ("relay", true)])
+            BTreeMap::from([("projections", false), ("relay", true)]),
+            "one of two tasks named projections stopped"
         );
+    }
+
+    #[tokio::test]
+    async fn a_part_aborted_before_it_ran_is_reported_stopped() {
+        let health = PartsHealth::default();
+        let never_polled = health.watch("worker", std::future::pending());
+        assert_eq!(health.report(), BTreeMap::from([("worker", true)]));
+        drop(never_polled);
+        assert_eq!(health.report(), BTreeMap::from([("worker", false)]));
     }
 }
