@@ -19,6 +19,9 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// The producer's `linger.ms` unless `KAFKA_LINGER_MS` says otherwise.
+pub const DEFAULT_LINGER_MS: u32 = 2;
+
 /// How the service reaches Kafka.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaSettings {
@@ -50,6 +53,10 @@ pub struct KafkaSettings {
     /// `message.max.bytes`): set it to the brokers' own limit, so an oversized event is refused
     /// here, before anything behind it is sent, and parked.
     pub message_max_bytes: u32,
+    /// How long the relay's producer waits to fill a batch (`KAFKA_LINGER_MS`, librdkafka's
+    /// `linger.ms`). Longer means fewer and larger produce requests, so less work per event
+    /// for the producer and the brokers, at up to this much more time from commit to Kafka.
+    pub linger_ms: u32,
 }
 
 /// Where queries are read when a replica serves them, and when the primary takes over.
@@ -240,6 +247,7 @@ impl Settings {
                 ssl_ca_location: var("KAFKA_SSL_CA_LOCATION"),
                 fetch_wait_max_ms: parsed("KAFKA_FETCH_WAIT_MAX_MS", 500)?,
                 message_max_bytes: parsed("KAFKA_MESSAGE_MAX_BYTES", 1_000_000)?,
+                linger_ms: parsed("KAFKA_LINGER_MS", DEFAULT_LINGER_MS)?,
             },
             snapshot_every: parsed("CHRONICLE_SNAPSHOT_EVERY", 100)?,
             group_commit: parsed("CHRONICLE_GROUP_COMMIT", true)?,
@@ -298,6 +306,7 @@ mod tests {
             ssl_ca_location: None,
             fetch_wait_max_ms: 500,
             message_max_bytes: 1_000_000,
+            linger_ms: DEFAULT_LINGER_MS,
         };
         assert!(!format!("{kafka:?}").contains("kafka-pass-123"));
     }

@@ -97,6 +97,7 @@ pub fn test_settings(database_url: &str, brokers: &str) -> Settings {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(10),
             message_max_bytes: 1_000_000,
+            linger_ms: chronicle_infrastructure::config::DEFAULT_LINGER_MS,
         },
         snapshot_every: 5,
         group_commit: true,

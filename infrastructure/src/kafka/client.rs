@@ -36,7 +36,7 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("partitioner", "murmur2_random")
-        .set("linger.ms", "2")
+        .set("linger.ms", settings.linger_ms.to_string())
         .set("compression.type", "lz4")
         // Bounded: a delivery that cannot finish in this time is reported failed and the relay
         // keeps the row for a later attempt instead of waiting forever.
@@ -79,6 +79,7 @@ mod tests {
             ssl_ca_location: Some("/etc/ssl/kafka-ca.pem".into()),
             fetch_wait_max_ms: 10,
             message_max_bytes: 1_000_000,
+            linger_ms: 10,
         };
         for config in [
             base_config(&settings),
@@ -95,5 +96,6 @@ mod tests {
             consumer_config(&settings, "g").get("fetch.wait.max.ms"),
             Some("10")
         );
+        assert_eq!(producer_config(&settings).get("linger.ms"), Some("10"));
     }
 }
