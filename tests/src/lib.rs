@@ -97,7 +97,11 @@ pub fn test_settings(database_url: &str, brokers: &str) -> Settings {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(10),
             message_max_bytes: 1_000_000,
-            linger_ms: chronicle_infrastructure::config::DEFAULT_LINGER_MS,
+            // The benchmark compares lingers through the environment, in-process and spawned alike.
+            linger_ms: std::env::var("KAFKA_LINGER_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(chronicle_infrastructure::config::DEFAULT_LINGER_MS),
         },
         snapshot_every: 5,
         group_commit: true,

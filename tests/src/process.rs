@@ -173,6 +173,7 @@ impl ChronicleProcess {
                 "KAFKA_MESSAGE_MAX_BYTES",
                 settings.kafka.message_max_bytes.to_string(),
             )
+            .env("KAFKA_LINGER_MS", settings.kafka.linger_ms.to_string())
             .env("CHRONICLE_JWT_SECRET", TEST_SECRET)
             .env("CHRONICLE_HTTP_ADDR", http_addr)
             .env("CHRONICLE_RATE_LIMIT_PER_SECOND", "0")
