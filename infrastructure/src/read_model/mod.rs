@@ -53,7 +53,12 @@ impl Replace {
 ///   flight, and a write waits for a claim being taken, then sees it and writes nothing;
 /// - it takes back a projection whose rebuild died (its claim's advisory lock is free),
 ///   recording why;
-/// - it advances the projection's position to the highest store position the rows now reflect.
+/// - it advances the projection's position to the highest store position the rows now reflect,
+///   finding each row's event by the primary key of `events`, one lookup per row. (As a join,
+///   planned under statistics taken while the store was a tenth of its size, it read every
+///   event of the type into a hash instead: 54,000 rows for a batch of 500, 140 ms a batch,
+///   growing with the store. The `LIMIT` keeps the lookup a subquery the planner cannot turn
+///   back into that join.)
 ///
 /// `upsert` reads its rows from `$1` (ids, `uuid[]`) and `$2` (versions, `bigint[]`) onwards and
 /// must select them `WHERE EXISTS (SELECT 1 FROM live)`. The statement answers one boolean,
@@ -70,9 +75,11 @@ pub(crate) fn live_write(projection: &str, aggregate_type: &str, upsert: &str) -
                     ELSE last_error END,
                 position = GREATEST(position, COALESCE((
                     SELECT max(e.position)
-                    FROM UNNEST($1::uuid[], $2::bigint[]) AS w(id, version)
-                    JOIN events e ON e.aggregate_type = '{aggregate_type}'
-                        AND e.aggregate_id = w.id::text AND e.sequence = w.version), 0)),
+                    FROM UNNEST($1::uuid[], $2::bigint[]) AS w(id, version),
+                         LATERAL (SELECT e.position FROM events e
+                                  WHERE e.aggregate_type = '{aggregate_type}'
+                                    AND e.aggregate_id = w.id::text AND e.sequence = w.version
+                                  LIMIT 1) AS e), 0)),
                 updated_at = now()
             WHERE name = '{projection}'
               AND (state = 'LIVE' OR (state = 'REBUILDING'

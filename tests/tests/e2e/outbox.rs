@@ -271,3 +271,80 @@ async fn a_row_committed_after_later_ones_were_published_goes_out_in_its_aggrega
         "the late copy before the next event"
     );
 }
+
+/// The relay's read, as the relay sends it.
+const RELAY_READ: &str = include_str!("../../../infrastructure/sql/relay_read.sql");
+
+/// Shared buffers the relay's read of up to `room` rows above `floor` touches, with the plan
+/// Postgres makes for it under the statistics of the moment.
+async fn relay_read_buffers(db: &PgPool, room: i64, floor: i64) -> (i64, String) {
+    let plan: Value = sqlx::query_scalar(&format!(
+        "EXPLAIN (ANALYZE, BUFFERS, TIMING OFF, FORMAT JSON) {RELAY_READ}"
+    ))
+    .bind(room)
+    .bind(Vec::<i64>::new())
+    .bind(floor)
+    .fetch_one(db)
+    .await
+    .unwrap();
+    let top = &plan[0]["Plan"];
+    let buffers =
+        top["Shared Hit Blocks"].as_i64().unwrap() + top["Shared Read Blocks"].as_i64().unwrap();
+    (buffers, plan.to_string())
+}
+
+/// `count` outbox rows of distinct aggregates with a payload the size of a task's, published or
+/// not.
+async fn seed_outbox(db: &PgPool, count: i32, published: bool) {
+    sqlx::query(
+        "INSERT INTO outbox (event_id, topic, key, headers, payload, published_at)
+         SELECT gen_random_uuid(), 'plan.task.events', gen_random_uuid()::text, '{}'::jsonb,
+                jsonb_build_object('title', repeat('x', 600)), CASE WHEN $2 THEN now() END
+         FROM generate_series(1, $1)",
+    )
+    .bind(count)
+    .bind(published)
+    .execute(db)
+    .await
+    .unwrap();
+}
+
+/// The steady state of a busy outbox is "everything published", and that is what autovacuum's
+/// analyse records. A burst then queues thousands of rows the statistics do not know of. The
+/// relay's read must still cost what it returns: when it cost a walk of the whole queue per row
+/// read (155,000 buffers for 500 rows behind 3,000), a backlog fed itself and reads took
+/// seconds. Measured in buffers from Postgres's own plan, so the bound holds on any machine.
+#[tokio::test]
+async fn the_relay_reads_a_burst_at_the_cost_of_what_it_returns_whatever_the_statistics() {
+    let db = PgPool::connect(&create_database().await.unwrap())
+        .await
+        .unwrap();
+    chronicle_infrastructure::db::migrate(&db).await.unwrap();
+    seed_outbox(&db, 20_000, true).await;
+    sqlx::query("ANALYZE outbox").execute(&db).await.unwrap();
+    seed_outbox(&db, 3_000, false).await;
+
+    // 500 rows of about 700 bytes fill some 50 heap pages; the queue's index pages and the
+    // parked index's single page come on top. Walking the table or the queue costs thousands.
+    const BOUND: i64 = 1_500;
+    let (stale, plan) = relay_read_buffers(&db, 500, 0).await;
+    assert!(
+        stale < BOUND,
+        "{stale} buffers under statistics of an empty queue: {plan}"
+    );
+
+    // And under statistics taken in the middle of the burst, with one aggregate's row parked.
+    sqlx::query(
+        "UPDATE outbox SET parked_at = now()
+         WHERE id = (SELECT min(id) FROM outbox WHERE published_at IS NULL)",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE outbox").execute(&db).await.unwrap();
+    let (fresh, plan) = relay_read_buffers(&db, 500, 0).await;
+    assert!(
+        fresh < BOUND,
+        "{fresh} buffers under statistics of the burst: {plan}"
+    );
+}
