@@ -264,30 +264,45 @@ impl BenchService {
         loop {
             // Events seeded straight into the store have no outbox row and are never projected:
             // only what the service itself wrote is waited for. Polled every 20 ms while the
-            // round's CPU is still being counted, so it reads only the relay's queue and the rows
-            // written since the last settling, each through an index (a scan of the whole
-            // outbox against `tasks` cost Postgres 250-350 ms a poll once it held 100,000 rows).
-            let since = self.settled_through.load(Ordering::Relaxed);
-            let (unpublished, unprojected, top): (i64, i64, i64) = sqlx::query_as(
-                "SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL AND parked_at IS NULL),
-                        (SELECT count(*) FROM outbox o
-                         WHERE o.id > $1 AND o.topic LIKE '%task.events'
-                           AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = CASE
-                               WHEN o.topic LIKE '%task.events' THEN o.key::uuid END)),
-                        (SELECT coalesce(max(id), 0) FROM outbox)",
+            // round's CPU is still being counted, so each poll reads only the relay's queue and
+            // then the rows from the first one not yet seen projected, each through an index (a
+            // scan of the whole outbox against `tasks` cost Postgres 250-350 ms a poll once it
+            // held 100,000 rows).
+            let unpublished: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM outbox WHERE published_at IS NULL AND parked_at IS NULL",
             )
-            .bind(since)
             .fetch_one(&self.db)
             .await?;
-            if unpublished == 0 && unprojected <= 0 {
-                // Every command was answered before this was called, so no row at or below
-                // `top` can still commit.
-                self.settled_through.store(top, Ordering::Relaxed);
-                return Ok(());
+            let since = self.settled_through.load(Ordering::Relaxed);
+            let mut unprojected = None;
+            if unpublished == 0 {
+                let (first, top): (Option<i64>, i64) = sqlx::query_as(
+                    "SELECT (SELECT min(o.id) FROM outbox o
+                             WHERE o.id > $1 AND o.topic LIKE '%task.events'
+                               AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = CASE
+                                   WHEN o.topic LIKE '%task.events' THEN o.key::uuid END)),
+                            (SELECT coalesce(max(id), 0) FROM outbox)",
+                )
+                .bind(since)
+                .fetch_one(&self.db)
+                .await?;
+                match first {
+                    // Every command was answered before this was called, so no row at or
+                    // below `top` can still commit.
+                    None => {
+                        self.settled_through.store(top, Ordering::Relaxed);
+                        return Ok(());
+                    }
+                    // The rows before it are projected and stay so: the next poll starts there.
+                    Some(first) => {
+                        self.settled_through.store(first - 1, Ordering::Relaxed);
+                        unprojected = Some(first);
+                    }
+                }
             }
             anyhow::ensure!(
                 tokio::time::Instant::now() < deadline,
-                "not settled: {unpublished} unpublished, {unprojected} unprojected"
+                "not settled: {unpublished} unpublished, outbox row {unprojected:?} unprojected"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
