@@ -11,7 +11,9 @@
 -- rows as a set (`OFFSET 0`), not by walking `outbox_pkey` in id order until one turns up.
 -- Both wrong ways were taken by the planner under statistics from another moment and made a
 -- backlog feed itself (docs/performance.md, "The relay's read and a backlog that fed itself");
--- an end-to-end test reads this file and holds the read to a bound in buffers.
+-- an end-to-end test reads this file and holds the read, planned for its values and planned
+-- for any values, to a bound in buffers. So it is prepared once per connection like most
+-- statements: planning it at every call cost Postgres more than running it.
 -- Checked at compile time (`query_file_as!` in outbox/pipeline.rs).
 SELECT id, topic, key, headers, payload::text AS "payload!",
        extract(epoch FROM clock_timestamp() - created_at)::float8 AS "waited!",

@@ -5,13 +5,14 @@
 //! statements that saves the planning. For a statement whose best plan depends on its values,
 //! or on how far the tables grew since the plan was made, it does not: the group append's
 //! generic plan, made while a young store's tables were nearly empty, took 2.2-2.4 ms per call
-//! until the first autovacuum analyse, against 1.0-1.2 ms planned per call; and the relay's
-//! read of the outbox took 94 ms per call under statistics taken while the outbox was small
-//! (docs/performance.md, "Why a grouped round was slow"). Both run once per batch, so planning
-//! each call costs little per command.
+//! until the first autovacuum analyse, against 1.0-1.2 ms planned per call (docs/performance.md,
+//! "Why a grouped round was slow"). It runs once per batch, so planning each call costs little
+//! per command. (The relay's read was planned per call too, after a cached plan took 94 ms a
+//! call; it is cached again since no plan of it can walk the outbox: see
+//! `infrastructure/sql/relay_read.sql`.)
 //!
 //! sqlx's `query!` family gives no way to say "unprepared" (its `Map` is always cached);
-//! [`fetch_all`] says it ([`UntilAnalysed`] only while a young store has no statistics), and
+//! [`fetch_all_planned`] says it ([`UntilAnalysed`] only while a young store has no statistics), and
 //! keeps the macro's checks of the SQL, of the arguments' types and (through `query_as!` into
 //! the row type) of the columns' types.
 
@@ -21,18 +22,6 @@ use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgArguments, PgRow, PgStatement};
 use sqlx::{Execute, Executor as _, FromRow, PgPool, Postgres};
-
-/// Runs `statement` as an unnamed statement, parsed and planned for this call's values and
-/// never cached on the connection, and reads each row into `T` by the column names the
-/// statement declares. Give it a `query_as!`/`query_file_as!` into the same `T`, so the macro
-/// checks the columns against `T`'s fields at build time.
-pub(crate) async fn fetch_all<'q, T, Q>(pool: &PgPool, statement: Q) -> Result<Vec<T>, sqlx::Error>
-where
-    Q: Execute<'q, Postgres> + 'q,
-    T: for<'r> FromRow<'r, PgRow>,
-{
-    fetch_all_planned(pool, statement, Planning::PerCall).await
-}
 
 /// How a statement is planned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +33,11 @@ pub enum Planning {
     Cached,
 }
 
-/// [`fetch_all`], planned as `planning` says.
+/// Runs `statement` planned as `planning` says and reads each row into `T` by the column names
+/// the statement declares. Give it a `query_as!`/`query_file_as!` into the same `T`, so the
+/// macro checks the columns against `T`'s fields at build time. [`Planning::PerCall`] sends it
+/// as an unnamed statement, parsed and planned for this call's values and never cached on the
+/// connection.
 pub(crate) async fn fetch_all_planned<'q, T, Q>(
     pool: &PgPool,
     statement: Q,

@@ -42,7 +42,6 @@ use sqlx::PgPool;
 
 use super::floor::{Covered, Floor, Marks};
 use super::publish_span::PublishSpan;
-use crate::db::planned_per_call;
 use crate::InfraError;
 
 /// Refusals for good a row may get before it is parked.
@@ -291,10 +290,10 @@ async fn read_and_enqueue(
         .copied()
         .filter(|id| *id > floor)
         .collect();
-    // Planned per call, with the floor's value: a generic plan made under statistics taken
-    // while the outbox was small took 94 ms per call (`planned_per_call`). The read runs once
-    // per batch, so the planning costs little per row. What it reads, and how it stays cheap
-    // whatever the statistics say, is in the statement's file.
+    // Prepared once per connection, like most statements: its plans cannot walk the table or
+    // the queue whatever the statistics (the statement's file says why), and planning it at
+    // every call cost Postgres more than running it (docs/performance.md, "The relay's read
+    // and a backlog that fed itself").
     let statement = sqlx::query_file_as!(
         UnpublishedRow,
         "sql/relay_read.sql",
@@ -302,7 +301,8 @@ async fn read_and_enqueue(
         &exclude,
         floor,
     );
-    let rows: Vec<UnpublishedRow> = planned_per_call::fetch_all(pool, statement)
+    let rows: Vec<UnpublishedRow> = statement
+        .fetch_all(pool)
         .await
         .map_err(|e| PipelineError::Database(InfraError::db("read outbox")(e)))?;
     let read_at = Instant::now();

@@ -82,16 +82,12 @@ where
     }
 
     async fn write(&self, statement: &str, views: &[M::View]) -> Result<(), StoreError> {
-        // Planned per call: a generic plan made while the store was young joined the batch to
-        // `events` by walking the table and took 44 ms per call once the store had grown
-        // (`crate::db::planned_per_call`). It runs once per batch: the planning costs little
-        // per event.
+        // Prepared once per connection. It was planned per call while its position came from
+        // a join that plans made under a young store's statistics ran by walking `events`
+        // (44 ms a call); the position is now a lookup by primary key per row, which no
+        // statistics turn into a walk (`super::live_write`).
         let query = bind_columns(sqlx::query_scalar::<_, bool>(statement), views)?;
-        let live = query
-            .persistent(false)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(backend)?;
+        let live = query.fetch_one(&self.pool).await.map_err(backend)?;
         if live {
             Ok(())
         } else {
