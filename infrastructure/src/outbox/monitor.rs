@@ -7,9 +7,9 @@ use sqlx::PgPool;
 
 use crate::db::store_error;
 
-/// Reads the backlog with the relay's own partial index (`outbox_queue_idx`, which holds exactly those rows), so the cost
-/// follows the backlog, not the table. Parked records are not backlog: they wait for an
-/// operator, not for the relay, and have a gauge of their own.
+/// Reads the backlog with the relay's own partial index (`outbox_queue_idx`, which holds
+/// exactly those rows), so the cost follows the backlog, not the table. Parked records are not
+/// backlog: they wait for an operator, not for the relay, and have a gauge of their own.
 #[derive(Clone)]
 pub struct PgOutboxMonitor {
     pool: PgPool,

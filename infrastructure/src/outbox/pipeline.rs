@@ -290,10 +290,8 @@ async fn read_and_enqueue(
         .copied()
         .filter(|id| *id > floor)
         .collect();
-    // Prepared once per connection, like most statements: its plans cannot walk the table or
-    // the queue whatever the statistics (the statement's file says why), and planning it at
-    // every call cost Postgres more than running it (docs/performance.md, "The relay's read
-    // and a backlog that fed itself").
+    // Prepared once per connection, like most statements: the statement's file says why its
+    // plans stay cheap whatever the statistics.
     let statement = sqlx::query_file_as!(
         UnpublishedRow,
         "sql/relay_read.sql",
