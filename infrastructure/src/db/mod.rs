@@ -2,6 +2,7 @@
 //! [`target`]), following the primary when it moves ([`failover`]).
 
 mod failover;
+pub(crate) mod kept;
 pub mod planned_per_call;
 pub mod replica;
 pub mod target;

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgArguments, PgRow, PgStatement};
-use sqlx::{Execute, Executor as _, FromRow, PgPool, Postgres};
+use sqlx::{Execute, Executor, FromRow, PgPool, Postgres};
 
 /// How a statement is planned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,16 +38,18 @@ pub enum Planning {
 /// macro checks the columns against `T`'s fields at build time. [`Planning::PerCall`] sends it
 /// as an unnamed statement, parsed and planned for this call's values and never cached on the
 /// connection.
-pub(crate) async fn fetch_all_planned<'q, T, Q>(
-    pool: &PgPool,
+pub(crate) async fn fetch_all_planned<'q, 'c, T, Q, E>(
+    executor: E,
     statement: Q,
     planning: Planning,
 ) -> Result<Vec<T>, sqlx::Error>
 where
     Q: Execute<'q, Postgres> + 'q,
     T: for<'r> FromRow<'r, PgRow>,
+    E: Executor<'c, Database = Postgres>,
+    'q: 'c,
 {
-    let rows = pool.fetch_all(Planned(statement, planning)).await?;
+    let rows = executor.fetch_all(Planned(statement, planning)).await?;
     rows.iter().map(T::from_row).collect()
 }
 

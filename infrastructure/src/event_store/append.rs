@@ -5,7 +5,6 @@ use chronicle_application::ports::event_store::{AppendBatch, IdempotencyRecord};
 use chronicle_application::ports::store_error::StoreError;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::PgPool;
 use uuid::Uuid;
 
 /// Maps driver errors to store errors: a taken sequence is a concurrency conflict, a taken
@@ -22,7 +21,11 @@ pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
 }
 
 /// Appends one command alone, by the single statement of `sql/append.sql`.
-pub(crate) async fn append_alone(pool: &PgPool, batch: &AppendBatch) -> Result<(), StoreError> {
+/// On `executor`: the pool, or a connection a writer keeps (`db::kept`).
+pub(crate) async fn append_alone<'c, E>(executor: E, batch: &AppendBatch) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Postgres>,
+{
     let events = &batch.events;
     let snapshot = batch.snapshot.as_ref();
     let idempotency: Option<&IdempotencyRecord> = batch.idempotency.as_ref();
@@ -84,7 +87,7 @@ pub(crate) async fn append_alone(pool: &PgPool, batch: &AppendBatch) -> Result<(
         idempotency.and_then(|i| i.request_fingerprint.clone()),
         &batch.sealed_under,
     )
-    .fetch_one(pool)
+    .fetch_one(executor)
     .await
     .map_err(store_error)?;
     if written.keys_live != Some(true) {

@@ -34,6 +34,7 @@ use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::append::{append_alone, headers_json, store_error};
+use crate::db::kept::KeptConnection;
 use crate::db::planned_per_call::{self, Planning, UntilAnalysed};
 use crate::outbox::signal::OutboxSignal;
 
@@ -42,6 +43,10 @@ use crate::outbox::signal::OutboxSignal;
 const MAX_GROUPS_IN_FLIGHT: usize = 4;
 /// Largest group: bounds one statement's size (about 20 parameters' worth per event).
 const MAX_GROUP_COMMANDS: usize = 64;
+/// How long the writers' connections stay kept once nothing is left to write: a busy store
+/// writes on the same connections without the pool's test at each release (`db::kept`), and
+/// an idle one gives them back soon, so a small pool's readers never wait on idle writers.
+const KEEP_WHILE_IDLE: Duration = Duration::from_millis(100);
 
 /// A command waiting to append, and where its outcome goes.
 struct Waiting {
@@ -174,17 +179,20 @@ async fn collect(
 ) {
     // As long as a command may wait: what the pool allows for a connection.
     let max_wait = pool.options().get_acquire_timeout();
-    let (done, mut finished) = mpsc::unbounded_channel::<Claims>();
+    let (done, mut finished) = mpsc::unbounded_channel::<(Claims, Option<KeptConnection>)>();
     let mut busy = Claims::default();
     let mut in_flight = 0;
+    // Connections of finished writes, for the next ones (at most one per write in flight).
+    let mut kept: Vec<KeptConnection> = Vec::new();
     let mut waiting: VecDeque<Waiting> = VecDeque::new();
     let mut open = true;
     loop {
         while let Ok(command) = queue.try_recv() {
             waiting.push_back(command);
         }
-        while let Ok(claims) = finished.try_recv() {
+        while let Ok((claims, connection)) = finished.try_recv() {
             busy.release(&claims);
+            kept.extend(connection);
             in_flight -= 1;
         }
         turn_away(&mut waiting, max_wait);
@@ -194,12 +202,13 @@ async fn collect(
                 busy.add(&claims);
                 in_flight += 1;
                 let (pool, appended, done) = (pool.clone(), appended.clone(), done.clone());
-                let planning = planning.clone();
+                let (planning, connection) = (planning.clone(), kept.pop());
                 tokio::spawn(async move {
-                    if write(&pool, group, &planning).await {
+                    let (written, connection) = write(&pool, connection, group, &planning).await;
+                    if written {
                         appended.appended();
                     }
-                    let _ = done.send(claims);
+                    let _ = done.send((claims, connection));
                 });
                 continue;
             }
@@ -212,10 +221,12 @@ async fn collect(
                 Some(command) => waiting.push_back(command),
                 None => open = false,
             },
-            Some(claims) = finished.recv() => {
+            Some((claims, connection)) = finished.recv() => {
                 busy.release(&claims);
+                kept.extend(connection);
                 in_flight -= 1;
             }
+            () = tokio::time::sleep(KEEP_WHILE_IDLE), if !kept.is_empty() => kept.clear(),
         }
     }
 }
@@ -283,26 +294,46 @@ fn count_write(way: &'static str, commands: usize) {
     metrics::counter!("chronicle_append_commands_total", "way" => way).increment(commands as u64);
 }
 
-/// Writes one group and answers each command; whether anything was written.
-async fn write(pool: &PgPool, mut group: Vec<Waiting>, planning: &UntilAnalysed) -> bool {
+/// Writes one group on `kept` (else on a connection from the pool) and answers each command;
+/// whether anything was written, and the connection if it may be kept for the next group.
+async fn write(
+    pool: &PgPool,
+    kept: Option<KeptConnection>,
+    mut group: Vec<Waiting>,
+    planning: &UntilAnalysed,
+) -> (bool, Option<KeptConnection>) {
+    let mut connection = match KeptConnection::reuse_or_acquire(kept, pool).await {
+        Ok(connection) => connection,
+        Err(error) => {
+            count_write("failed", group.len());
+            fail_each(group, error);
+            return (false, None);
+        }
+    };
     if group.len() == 1 {
         count_write("alone", 1);
         let Some(command) = group.pop() else {
-            return false;
+            return (false, Some(connection));
         };
-        let outcome = append_alone(pool, &command.batch)
+        let outcome = append_alone(connection.connection(), &command.batch)
             .instrument(command.span)
             .await;
         let written = outcome.is_ok();
+        // The server answered unless the store says it could not be reached or failed.
+        let answered = !matches!(
+            outcome,
+            Err(StoreError::Unavailable(_) | StoreError::Backend { .. })
+        );
         let _ = command.answer.send(outcome);
-        return written;
+        return (written, connection.keep_if(answered));
     }
     let batches: Vec<&AppendBatch> = group.iter().map(|command| &command.batch).collect();
     let span = group_span(&batches);
-    match append_group(pool, &batches, planning.planning(pool))
+    let result = append_group(connection.connection(), &batches, planning.planning(pool))
         .instrument(span)
-        .await
-    {
+        .await;
+    let connection = connection.keep_after(&result);
+    let written = match result {
         Ok(outcomes) => {
             count_write("grouped", outcomes.len());
             let written = outcomes.iter().any(Result::is_ok);
@@ -339,19 +370,30 @@ async fn write(pool: &PgPool, mut group: Vec<Waiting>, planning: &UntilAnalysed)
         // The connection failed: the commit may or may not have happened, so nothing is
         // retried; each command gets the failure as it would alone.
         Err(error) => {
-            let reason = chronicle_application::error_chain::Chain(&error).to_string();
-            let unavailable = matches!(store_error(error), StoreError::Unavailable(_));
-            tracing::warn!(commands = group.len(), %reason, "a group append failed");
+            tracing::warn!(
+                commands = group.len(),
+                reason = %chronicle_application::error_chain::Chain(&error),
+                "a group append failed"
+            );
             count_write("failed", group.len());
-            for command in group {
-                let failure = match unavailable {
-                    true => StoreError::unavailable(reason.clone()),
-                    false => StoreError::backend("appending a group of commands", reason.clone()),
-                };
-                let _ = command.answer.send(Err(failure));
-            }
+            fail_each(group, error);
             false
         }
+    };
+    (written, connection)
+}
+
+/// Answers every command of a group that could not be written with `error`, as each would
+/// have been answered alone.
+fn fail_each(group: Vec<Waiting>, error: sqlx::Error) {
+    let reason = chronicle_application::error_chain::Chain(&error).to_string();
+    let unavailable = matches!(store_error(error), StoreError::Unavailable(_));
+    for command in group {
+        let failure = match unavailable {
+            true => StoreError::unavailable(reason.clone()),
+            false => StoreError::backend("appending a group of commands", reason.clone()),
+        };
+        let _ = command.answer.send(Err(failure));
     }
 }
 
@@ -384,7 +426,7 @@ fn group_span(group: &[&AppendBatch]) -> tracing::Span {
 /// One statement for the whole group (`sql/append_group.sql`); each command's outcome, in the
 /// group's order.
 async fn append_group(
-    pool: &PgPool,
+    connection: &mut sqlx::PgConnection,
     group: &[&AppendBatch],
     planning: Planning,
 ) -> Result<Vec<Result<(), StoreError>>, sqlx::Error> {
@@ -428,7 +470,7 @@ async fn append_group(
     // Planned per call on a young store: a generic plan made on its nearly empty tables was
     // several times slower until the first autovacuum analyse (`UntilAnalysed`).
     let rows: Vec<GroupOutcome> =
-        planned_per_call::fetch_all_planned(pool, statement, planning).await?;
+        planned_per_call::fetch_all_planned(connection, statement, planning).await?;
     if rows.len() != group.len() {
         return Err(sqlx::Error::Protocol(format!(
             "a group append of {} commands answered {} outcomes",

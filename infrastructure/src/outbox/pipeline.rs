@@ -38,7 +38,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::PgConnection;
 
 use super::floor::{Covered, Floor, Marks};
 use super::publish_span::PublishSpan;
@@ -127,13 +127,13 @@ pub(super) enum PipelineError {
 /// Harvests settled deliveries and marks them; then, unless a delivery failed, reads and
 /// enqueues what is new. `capacity` bounds the rows in flight.
 pub(super) async fn step(
-    pool: &PgPool,
+    connection: &mut PgConnection,
     producer: &FutureProducer,
     in_flight: &mut InFlight,
     capacity: usize,
 ) -> Result<Progress, PipelineError> {
     let mut progress = Progress::default();
-    let failure = harvest(pool, in_flight, &mut progress).await?;
+    let failure = harvest(connection, in_flight, &mut progress).await?;
     if let Some(Failure {
         message,
         producer_unusable,
@@ -143,7 +143,7 @@ pub(super) async fn step(
         // Let everything in flight settle, mark what got through, then report. The failed rows
         // are unpublished below the floor: the next read starts from the first row.
         while in_flight.next_settled().await.is_some() {}
-        let _ = harvest(pool, in_flight, &mut progress).await?;
+        let _ = harvest(connection, in_flight, &mut progress).await?;
         in_flight.floor.reset();
         return Err(PipelineError::Delivery {
             message,
@@ -152,7 +152,7 @@ pub(super) async fn step(
     }
     let room = capacity.saturating_sub(in_flight.len());
     if room > 0 {
-        progress.enqueued = read_and_enqueue(pool, producer, in_flight, room).await?;
+        progress.enqueued = read_and_enqueue(connection, producer, in_flight, room).await?;
     }
     Ok(progress)
 }
@@ -160,7 +160,7 @@ pub(super) async fn step(
 /// Marks every settled acknowledgement published and records refusals (parking the rows
 /// refused for good [`PARK_AFTER`] times); answers the first refusal.
 async fn harvest(
-    pool: &PgPool,
+    connection: &mut PgConnection,
     in_flight: &mut InFlight,
     progress: &mut Progress,
 ) -> Result<Option<Failure>, PipelineError> {
@@ -201,7 +201,7 @@ async fn harvest(
                FROM (SELECT count(*) FROM marked) AS done"#,
             &published,
         )
-        .fetch_one(pool)
+        .fetch_one(&mut *connection)
         .await
         .map_err(|e| PipelineError::Database(InfraError::db("mark outbox rows published")(e)))?;
         in_flight.floor.later_transaction(transaction);
@@ -210,7 +210,7 @@ async fn harvest(
     }
     if let Some(first) = &first_failure {
         metrics::counter!("chronicle_relay_publish_failures_total").increment(failed.len() as u64);
-        record_failures(pool, &failed, &first.message).await?;
+        record_failures(connection, &failed, &first.message).await?;
     }
     Ok(first_failure)
 }
@@ -218,7 +218,7 @@ async fn harvest(
 /// Counts an attempt on each failed row with the error; a row refused for good for the
 /// [`PARK_AFTER`]th time is parked.
 async fn record_failures(
-    pool: &PgPool,
+    connection: &mut PgConnection,
     failed: &[(i64, bool)],
     message: &str,
 ) -> Result<(), PipelineError> {
@@ -234,7 +234,7 @@ async fn record_failures(
         message,
         PARK_AFTER,
     )
-    .fetch_all(pool)
+    .fetch_all(connection)
     .await
     .map_err(|e| PipelineError::Database(InfraError::db("record outbox failure")(e)))?;
     let mut parked = 0u64;
@@ -278,7 +278,7 @@ struct UnpublishedRow {
 /// Reads up to `room` unpublished rows above the floor and not in flight, in id order, and
 /// enqueues them in that order; answers how many were enqueued.
 async fn read_and_enqueue(
-    pool: &PgPool,
+    connection: &mut PgConnection,
     producer: &FutureProducer,
     in_flight: &mut InFlight,
     room: usize,
@@ -300,7 +300,7 @@ async fn read_and_enqueue(
         floor,
     );
     let rows: Vec<UnpublishedRow> = statement
-        .fetch_all(pool)
+        .fetch_all(connection)
         .await
         .map_err(|e| PipelineError::Database(InfraError::db("read outbox")(e)))?;
     let read_at = Instant::now();

@@ -20,11 +20,12 @@ use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
-use super::pipeline::{self, InFlight, PipelineError};
+use super::pipeline::{self, InFlight, PipelineError, Progress};
 use super::retention::purge_published;
 use super::signal::{OutboxSignal, OUTBOX_CHANNEL};
 use super::status::RelayStatus;
 use crate::config::KafkaSettings;
+use crate::db::kept::KeptConnection;
 use crate::InfraError;
 use chronicle_application::error_chain::Chain;
 
@@ -169,15 +170,20 @@ impl OutboxRelay {
         let mut last_retention = tokio::time::Instant::now();
         let mut failures: u32 = 0;
         let capacity = self.options.batch_size.max(1) as usize;
+        // The connection the steps run on while there is work, given back when idle.
+        let mut kept = None;
         loop {
             if shutdown.is_cancelled() {
                 let _ = producer.flush(Duration::from_secs(10));
                 // Mark what the flush got acknowledged; anything else is sent again by the
                 // next leader under the same event ids.
-                let _ = pipeline::step(&self.pool, &producer, &mut in_flight, 0).await;
+                let _ = self.step(&mut kept, &producer, &mut in_flight, 0).await;
                 return Ok(());
             }
-            match pipeline::step(&self.pool, &producer, &mut in_flight, capacity).await {
+            match self
+                .step(&mut kept, &producer, &mut in_flight, capacity)
+                .await
+            {
                 Ok(progress) => {
                     failures = 0;
                     if progress.published > 0 {
@@ -189,6 +195,7 @@ impl OutboxRelay {
                     }
                     let busy = in_flight.len() > 0;
                     if !busy {
+                        kept = None;
                         self.idle(lock_conn, &mut last_retention).await?;
                     }
                     // Wait for an acknowledgement, new rows, or the poll.
@@ -225,6 +232,24 @@ impl OutboxRelay {
                 }
             }
         }
+    }
+
+    /// One step of the pipeline on the relay's kept connection (`db::kept`: no test of the
+    /// connection between one step's statements and the next's), or on one from the pool when
+    /// none is kept. A database failure gives the connection back.
+    async fn step(
+        &self,
+        kept: &mut Option<KeptConnection>,
+        producer: &FutureProducer,
+        in_flight: &mut InFlight,
+        capacity: usize,
+    ) -> Result<Progress, PipelineError> {
+        let mut connection = KeptConnection::reuse_or_acquire(kept.take(), &self.pool)
+            .await
+            .map_err(|e| PipelineError::Database(InfraError::db("take a relay connection")(e)))?;
+        let result = pipeline::step(connection.connection(), producer, in_flight, capacity).await;
+        *kept = connection.keep_if(!matches!(result, Err(PipelineError::Database(_))));
+        result
     }
 
     /// Nothing to publish: checks that this instance still holds the lock and runs retention

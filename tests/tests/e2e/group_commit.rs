@@ -157,6 +157,47 @@ async fn concurrent_appends_share_a_transaction_and_each_keeps_its_own_outcome()
     assert_eq!(taken_events, 1);
 }
 
+/// The writers keep their connection between statements (no pool test at each release); one
+/// that dies under them costs the command that was on it, never the ones after.
+#[tokio::test]
+async fn a_writers_connection_killed_under_it_fails_one_command_and_the_next_ones_commit() {
+    let (store, pool) = store().await;
+    store.append(command("kill-0", 1, None)).await.unwrap();
+    // The backend that wrote it: kept by the writer, or back in the pool if the writer idled.
+    let (killed,): (i64,) = sqlx::query_as(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()
+           AND query LIKE '%The whole append in one statement%'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(killed, 1, "one connection wrote the first command");
+
+    let first = store.append(command("kill-1", 1, None)).await;
+    if let Err(error) = &first {
+        assert!(
+            matches!(error, StoreError::Unavailable(_)),
+            "a lost connection is a retryable failure: {error:?}"
+        );
+    }
+    for n in 2..6 {
+        let outcome = store.append(command(&format!("kill-{n}"), 1, None)).await;
+        assert!(
+            outcome.is_ok(),
+            "command {n} after the kill found the dead connection kept: {outcome:?}"
+        );
+    }
+    // The failed command wrote nothing and goes through when sent again.
+    let (events, _, _) = stored(&pool, "kill-1").await;
+    assert_eq!(events, i64::from(first.is_ok()));
+    if first.is_err() {
+        store.append(command("kill-1", 1, None)).await.unwrap();
+    }
+    let (events, outbox, _) = stored(&pool, "kill-").await;
+    assert_eq!((events, outbox), (6, 6), "every command stored once");
+}
+
 #[tokio::test]
 async fn a_writer_the_group_could_not_see_has_every_command_judged_alone() {
     let (store, pool) = store().await;
