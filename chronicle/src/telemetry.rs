@@ -5,6 +5,7 @@
 mod filter;
 pub mod otlp;
 
+use std::io::IsTerminal as _;
 use std::sync::Arc;
 
 use chronicle_application::data::trace::Sampler;
@@ -90,7 +91,13 @@ pub fn init(settings: TelemetrySettings) -> Result<(), ConfigError> {
             ))
             .try_init()
     } else {
-        registry.with(LogLines::new(fmt::layer(), logs)).try_init()
+        // Colours only for a person at a terminal: in a file or a collector's pipe the escape
+        // codes are noise, and styling every field name of every span cost CPU on every
+        // request and consumed message (docs/performance.md).
+        let colours = std::io::stdout().is_terminal();
+        registry
+            .with(LogLines::new(fmt::layer().with_ansi(colours), logs))
+            .try_init()
     };
     if let (Ok(()), Some(url)) = (installed, url) {
         tracing::info!(%url, "exporting spans over OTLP/HTTP (OpenTelemetry SDK)");

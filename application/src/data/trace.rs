@@ -7,8 +7,6 @@
 
 use std::sync::OnceLock;
 
-use uuid::Uuid;
-
 /// Which new traces are recorded: OpenTelemetry's samplers (`OTEL_TRACES_SAMPLER`), decided
 /// where a trace enters Chronicle and carried onward in the traceparent's `sampled` flag, so
 /// every hop of one trace agrees.
@@ -198,21 +196,23 @@ impl TraceContext {
     }
 }
 
-/// `len` random lowercase hex digits. A v4 UUID's bytes 6 and 8 carry its version and variant,
-/// so only its other 14 bytes are taken: every digit is random, as W3C wants of trace ids
-/// (ratio sampling reads the last 16 digits).
+/// `len` random lowercase hex digits, every one random, as W3C wants of trace ids (ratio
+/// sampling reads the last 16 digits). From the thread's generator, seeded from the system's
+/// and reseeded as it goes: a system call per id (a v4 UUID's `getrandom`) was a few µs of
+/// kernel time on every request and every consumed message (docs/performance.md).
 fn random_hex(len: usize) -> String {
+    use rand::RngCore as _;
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut hex = String::with_capacity(len + 28);
+    let mut bytes = [0_u8; 16];
+    let mut hex = String::with_capacity(len + 32);
+    let mut random = rand::thread_rng();
     while hex.len() < len {
-        let bytes = *Uuid::new_v4().as_bytes();
-        for (i, byte) in bytes.iter().enumerate() {
-            if i != 6 && i != 8 {
-                // Two digits pushed by hand: a `format!` per byte was an allocation each, 28
-                // per trace id, on every request (visible in the service's profile).
-                hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
-                hex.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-            }
+        random.fill_bytes(&mut bytes);
+        for byte in bytes {
+            // Two digits pushed by hand: a `format!` per byte was an allocation each, 32 per
+            // trace id, on every request (visible in the service's profile).
+            hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
+            hex.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
         }
     }
     hex.truncate(len);
