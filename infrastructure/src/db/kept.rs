@@ -1,11 +1,12 @@
 //! A pool connection a busy worker keeps between its statements, instead of taking one from the
 //! pool and giving it back for each.
 //!
-//! sqlx tests every connection given back to its pool with a round trip (`/* SQLx ping */`, in
-//! a task of its own), whatever the connection just did. For a worker that runs a statement
-//! every few milliseconds, such as the group commit's writers, that is a second round trip per
-//! statement: about 3% of the service's CPU under load, and a wake-up and an empty query for
-//! Postgres each time (docs/performance.md, "The pool's release ping").
+//! sqlx tests every connection given back to its pool with a round trip (a protocol `Sync` and
+//! its answer, in a task of its own), whatever the connection just did. For a worker that runs a
+//! statement every few milliseconds, such as the group commit's writers, that is a second round
+//! trip per statement: about 3% of the service's CPU under load, and a wake-up of a Postgres
+//! backend each time (docs/performance.md, "The allocator's version and the pool's release
+//! test").
 //!
 //! A kept connection goes back to the pool (and is tested then, as usual) when the worker
 //! idles, when a statement failed in a way that may have left it unusable, and at the latest
