@@ -10,16 +10,18 @@
 //!
 //! A kept connection goes back to the pool (and is tested then, as usual) when the worker
 //! idles, when a statement failed in a way that may have left it unusable, and at the latest
-//! [`KEEP_AT_MOST`] after it was taken, so that the pool's own checks (which server is the
-//! primary after a failover, the connections' lifetime) still reach it.
+//! [`KEEP_AT_MOST`] (a second) after it was taken, so that the pool's own checks (which server
+//! is the primary after a failover, the connections' lifetime) still reach it.
 
 use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, PgPool, Postgres};
 
-/// Longest a worker keeps one connection before giving it back to the pool and taking another.
-pub(crate) const KEEP_AT_MOST: Duration = Duration::from_secs(10);
+/// Longest a worker keeps one connection before giving it back to the pool and taking another:
+/// the pool's check of which host is the primary runs once a second (`db::failover`), so a
+/// kept connection is never a second staler than one the pool hands out.
+pub(crate) const KEEP_AT_MOST: Duration = Duration::from_secs(1);
 
 /// A connection taken from the pool, kept across statements while they keep succeeding.
 pub(crate) struct KeptConnection {
@@ -33,7 +35,7 @@ impl KeptConnection {
         kept: Option<Self>,
         pool: &PgPool,
     ) -> Result<Self, sqlx::Error> {
-        match kept.filter(|kept| kept.taken.elapsed() < KEEP_AT_MOST) {
+        match kept.filter(Self::fresh) {
             Some(kept) => Ok(kept),
             None => Ok(Self {
                 connection: pool.acquire().await?,
@@ -42,21 +44,34 @@ impl KeptConnection {
         }
     }
 
+    /// Whether it was taken less than [`KEEP_AT_MOST`] ago; one that was not goes back to the
+    /// pool when dropped.
+    pub(crate) fn fresh(&self) -> bool {
+        self.taken.elapsed() < KEEP_AT_MOST
+    }
+
     /// The connection, to run statements on.
     pub(crate) fn connection(&mut self) -> &mut PgConnection {
         &mut self.connection
     }
 
-    /// Keeps the connection after a statement whose outcome says it is still usable: it
-    /// answered (`fine`), or the server refused the statement, which leaves the connection
-    /// ready for the next. Any other failure (I/O, protocol, a timeout) gives it back to the
-    /// pool, whose test on release closes it if it is broken.
+    /// Keeps the connection if `fine` (its statement answered, or failed in a way that leaves
+    /// the connection ready for the next); otherwise gives it back to the pool, whose test on
+    /// release closes it if it is broken.
     pub(crate) fn keep_if(self, fine: bool) -> Option<Self> {
         fine.then_some(self)
     }
 
-    /// [`Self::keep_if`] for a statement's own result.
+    /// [`Self::keep_if`] for a statement's own result: kept when it answered or the server
+    /// refused the statement (a taken key, a deadlock), not when the server is going away or
+    /// the connection failed (`db::is_unreachable`: a terminated backend's `57P01`, a write
+    /// that reached a standby, I/O).
     pub(crate) fn keep_after<T>(self, result: &Result<T, sqlx::Error>) -> Option<Self> {
-        self.keep_if(matches!(result, Ok(_) | Err(sqlx::Error::Database(_))))
+        let usable = match result {
+            Ok(_) => true,
+            Err(error @ sqlx::Error::Database(_)) => !super::is_unreachable(error),
+            Err(_) => false,
+        };
+        self.keep_if(usable)
     }
 }

@@ -93,7 +93,7 @@ pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
 /// TLS failures, pool timeouts, SQLSTATE classes 08 (connection exception) and 57P (the
 /// server is shutting down or starting), 25006 (a write reached a standby: a failover is under
 /// way), and a connection a proxy accepted and closed at once.
-fn is_unreachable(error: &sqlx::Error) -> bool {
+pub(crate) fn is_unreachable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)

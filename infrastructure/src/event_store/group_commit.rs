@@ -182,8 +182,9 @@ async fn collect(
     let (done, mut finished) = mpsc::unbounded_channel::<(Claims, Option<KeptConnection>)>();
     let mut busy = Claims::default();
     let mut in_flight = 0;
-    // Connections of finished writes, for the next ones (at most one per write in flight).
-    let mut kept: Vec<KeptConnection> = Vec::new();
+    // Connections of finished writes, for the next ones (at most one per write in flight),
+    // oldest first: each is used in turn and none stays unused past its time.
+    let mut kept: VecDeque<KeptConnection> = VecDeque::new();
     let mut waiting: VecDeque<Waiting> = VecDeque::new();
     let mut open = true;
     loop {
@@ -196,13 +197,14 @@ async fn collect(
             in_flight -= 1;
         }
         turn_away(&mut waiting, max_wait);
+        kept.retain(KeptConnection::fresh);
         if in_flight < MAX_GROUPS_IN_FLIGHT && !waiting.is_empty() {
             let (group, claims) = take_group(&mut waiting, &busy);
             if !group.is_empty() {
                 busy.add(&claims);
                 in_flight += 1;
                 let (pool, appended, done) = (pool.clone(), appended.clone(), done.clone());
-                let (planning, connection) = (planning.clone(), kept.pop());
+                let (planning, connection) = (planning.clone(), kept.pop_front());
                 tokio::spawn(async move {
                     let (written, connection) = write(&pool, connection, group, &planning).await;
                     if written {
@@ -304,8 +306,15 @@ async fn write(
 ) -> (bool, Option<KeptConnection>) {
     let mut connection = match KeptConnection::reuse_or_acquire(kept, pool).await {
         Ok(connection) => connection,
+        // No connection to be had: a command alone gets what the pool said, as it always did.
+        Err(error) if group.len() == 1 => {
+            count_write("alone", 1);
+            if let Some(command) = group.pop() {
+                let _ = command.answer.send(Err(store_error(error)));
+            }
+            return (false, None);
+        }
         Err(error) => {
-            count_write("failed", group.len());
             fail_each(group, error);
             return (false, None);
         }
@@ -332,7 +341,7 @@ async fn write(
     let result = append_group(connection.connection(), &batches, planning.planning(pool))
         .instrument(span)
         .await;
-    let connection = connection.keep_after(&result);
+    let mut connection = connection.keep_after(&result);
     let written = match result {
         Ok(outcomes) => {
             count_write("grouped", outcomes.len());
@@ -354,6 +363,8 @@ async fn write(
                 "a group's statement was refused; its commands go again alone"
             );
             count_write("fallback", group.len());
+            // Back to the pool, which the commands alone draw on.
+            connection = None;
             let alone = group.into_iter().map(|command| async move {
                 let outcome = append_alone(pool, &command.batch)
                     .instrument(command.span.clone())
@@ -370,12 +381,6 @@ async fn write(
         // The connection failed: the commit may or may not have happened, so nothing is
         // retried; each command gets the failure as it would alone.
         Err(error) => {
-            tracing::warn!(
-                commands = group.len(),
-                reason = %chronicle_application::error_chain::Chain(&error),
-                "a group append failed"
-            );
-            count_write("failed", group.len());
             fail_each(group, error);
             false
         }
@@ -384,9 +389,11 @@ async fn write(
 }
 
 /// Answers every command of a group that could not be written with `error`, as each would
-/// have been answered alone.
+/// have been answered alone, and counts the group `failed`.
 fn fail_each(group: Vec<Waiting>, error: sqlx::Error) {
     let reason = chronicle_application::error_chain::Chain(&error).to_string();
+    tracing::warn!(commands = group.len(), %reason, "a group append failed");
+    count_write("failed", group.len());
     let unavailable = matches!(store_error(error), StoreError::Unavailable(_));
     for command in group {
         let failure = match unavailable {

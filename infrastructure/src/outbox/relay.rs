@@ -215,6 +215,8 @@ impl OutboxRelay {
                     producer_unusable,
                 }) => {
                     failures += 1;
+                    // Nothing to write while the broker is away: the pool gets it back.
+                    kept = None;
                     self.status.set_error(Some(message.clone()));
                     if producer_unusable || producer.client().fatal_error().is_some() {
                         // Its idempotence state is gone; a new producer (new id) sends the

@@ -17,7 +17,7 @@ use chronicle_infrastructure::outbox::OutboxSignal;
 use chrono::Utc;
 use futures::future::join_all;
 use serde_json::json;
-use sqlx::PgPool;
+use sqlx::{Connection as _, PgPool};
 use uuid::Uuid;
 
 /// One event at `sequence` of stream `aggregate`, with its outbox row and, with `key`, an
@@ -161,15 +161,20 @@ async fn concurrent_appends_share_a_transaction_and_each_keeps_its_own_outcome()
 /// that dies under them costs the command that was on it, never the ones after.
 #[tokio::test]
 async fn a_writers_connection_killed_under_it_fails_one_command_and_the_next_ones_commit() {
-    let (store, pool) = store().await;
+    let url = chronicle_tests::create_database().await.unwrap();
+    let pool = db::connect(&url, 8).await.unwrap();
+    db::migrate(&pool).await.unwrap();
+    let store = PgEventStore::with_group_commit(pool.clone(), OutboxSignal::new());
     store.append(command("kill-0", 1, None)).await.unwrap();
-    // The backend that wrote it: kept by the writer, or back in the pool if the writer idled.
+    // The backend that wrote it (kept by the writer, or back in the pool if the writer idled),
+    // killed from outside the pool so the kill cannot be sent on that very backend.
+    let mut killer = sqlx::PgConnection::connect(&url).await.unwrap();
     let (killed,): (i64,) = sqlx::query_as(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
          WHERE datname = current_database() AND pid <> pg_backend_pid()
            AND query LIKE '%The whole append in one statement%'",
     )
-    .fetch_one(&pool)
+    .fetch_one(&mut killer)
     .await
     .unwrap();
     assert_eq!(killed, 1, "one connection wrote the first command");
