@@ -92,8 +92,8 @@ pub fn init(settings: TelemetrySettings) -> Result<(), ConfigError> {
             .try_init()
     } else {
         // Colours only for a person at a terminal who did not ask for none (`NO_COLOR`): in a
-        // file or a collector's pipe the escape codes are noise, and styling every field name of every span cost CPU on every
-        // request and consumed message (docs/performance.md).
+        // file or a collector's pipe the escape codes are noise, and styling every span's
+        // field names cost CPU on every request and consumed message (docs/performance.md).
         let colours = std::io::stdout().is_terminal()
             && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
         registry
