@@ -47,7 +47,7 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
 
 /// A consumer in `group`: offsets are stored only after the work is durable and committed from
 /// what was stored, never automatically on receipt.
-pub(crate) fn consumer_config(settings: &KafkaSettings, group: &str) -> ClientConfig {
+pub fn consumer_config(settings: &KafkaSettings, group: &str) -> ClientConfig {
     let mut config = base_config(settings);
     config
         .set("group.id", group)

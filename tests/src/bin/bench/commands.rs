@@ -63,17 +63,7 @@ pub async fn commands_phase() -> anyhow::Result<Value> {
     for round in 0..rounds() {
         service.reset_statements().await?;
         let activity = service.activity().await?;
-        let before = service.cpu()?;
-        let load = create_load(
-            &service.graphql_url,
-            &service.token,
-            CONNECTIONS,
-            seconds as f64,
-            (round + 1) * 1_000_000_000,
-        )
-        .await?;
-        service.wait_settled(Duration::from_secs(120)).await?;
-        let after = service.cpu()?;
+        let (load, before, after) = service.create_round(seconds, round).await?;
         let commands = load["count"].as_f64().unwrap_or(0.0);
         cpu.push(before.per(&after, commands));
         let activity = activity.since(&service.activity().await?, commands);

@@ -210,3 +210,126 @@ pub async fn copy_events_per_second(
     }
     Ok(events as f64 / best)
 }
+
+/// A record as the relay publishes it, to send again: its key's length, payload and headers.
+pub struct RecordShape {
+    pub payload: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl RecordShape {
+    /// The last record the service put in its outbox.
+    pub async fn last_published(db: &sqlx::PgPool) -> anyhow::Result<Self> {
+        let (payload, headers): (String, Value) =
+            sqlx::query_as("SELECT payload::text, headers FROM outbox ORDER BY id DESC LIMIT 1")
+                .fetch_one(db)
+                .await
+                .context("no outbox row to copy the shape of")?;
+        let headers = headers
+            .as_array()
+            .context("outbox headers are not [[name, value], ...]")?
+            .iter()
+            .filter_map(|pair| Some((pair[0].as_str()?.to_owned(), pair[1].as_str()?.to_owned())))
+            .collect();
+        Ok(Self { payload, headers })
+    }
+}
+
+/// How a floor's records are handed to the producer.
+#[derive(Debug, Clone, Copy)]
+pub enum Offered {
+    /// Every record at once: the largest batches, the least CPU per record a client can reach.
+    AllAtOnce,
+    /// `burst` records at a time, `per_second` records a second on average: as the relay hands
+    /// over the rows of each read of the outbox.
+    AtRate { per_second: u64, burst: u64 },
+}
+
+/// Kafka's share of carrying one event, as a client pays it: a producer with the relay's
+/// configuration and a consumer with the projection's, both in this process, move `records`
+/// records of `shape` (a fresh UUID key each) through `topic`, handed over as `offered` says.
+/// This process's CPU per record, from the first send until the consumer has stored the offset
+/// of the last, is what the service's background process spends on Kafka before it reads the
+/// outbox, marks a row or writes a read model: its floor.
+pub async fn kafka_floor(
+    kafka: &chronicle_infrastructure::config::KafkaSettings,
+    topic: &str,
+    shape: &RecordShape,
+    records: u64,
+    offered: Offered,
+) -> anyhow::Result<Value> {
+    use chronicle_infrastructure::kafka::client::{consumer_config, producer_config};
+    use rdkafka::message::{Header, OwnedHeaders};
+
+    chronicle_infrastructure::kafka::admin::ensure_topics(kafka, &[topic.to_owned()]).await?;
+    let producer: FutureProducer = producer_config(kafka).create()?;
+    let group = format!("bench-floor-{}", uuid::Uuid::now_v7().simple());
+    let consumer: StreamConsumer = consumer_config(kafka, &group).create()?;
+    consumer.subscribe(&[topic])?;
+    let assigning = Instant::now();
+    while consumer.assignment()?.count() == 0 && assigning.elapsed() < Duration::from_secs(20) {
+        let _ = tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await;
+    }
+    let total = records.max(1);
+    let (burst, mut ticker) = match offered {
+        Offered::AllAtOnce => (total, None),
+        Offered::AtRate { per_second, burst } => {
+            let burst = burst.max(1);
+            let period = Duration::from_secs_f64(burst as f64 / per_second.max(1) as f64);
+            let mut ticker = tokio::time::interval(period);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            (burst, Some(ticker))
+        }
+    };
+    let before = crate::service::own_cpu_seconds()?;
+    let started = Instant::now();
+    let reader = tokio::spawn(async move {
+        for _ in 0..total {
+            let message = consumer.recv().await?;
+            consumer.store_offset_from_message(&message)?;
+        }
+        anyhow::Ok(())
+    });
+    let mut deliveries = Vec::with_capacity(total as usize);
+    for n in 0..total {
+        if let (0, Some(ticker)) = (n % burst, ticker.as_mut()) {
+            ticker.tick().await;
+        }
+        let key = uuid::Uuid::new_v4().to_string();
+        let mut headers = OwnedHeaders::new_with_capacity(shape.headers.len());
+        for (name, value) in &shape.headers {
+            headers = headers.insert(Header {
+                key: name,
+                value: Some(value),
+            });
+        }
+        let record = FutureRecord::to(topic)
+            .key(key.as_bytes())
+            .payload(shape.payload.as_bytes())
+            .headers(headers);
+        deliveries.push(
+            producer
+                .send_result(record)
+                .map_err(|(error, _)| anyhow::anyhow!("{error}"))?,
+        );
+    }
+    for delivery in deliveries {
+        delivery
+            .await?
+            .map_err(|(error, _)| anyhow::anyhow!("{error}"))
+            .context("floor producer delivery")?;
+    }
+    tokio::time::timeout(Duration::from_secs(60), reader)
+        .await
+        .context("the floor's consumer did not read every record in 60 s")???;
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = crate::service::own_cpu_seconds()? - before;
+    Ok(json!({
+        "records": total,
+        "offered": format!("{offered:?}"),
+        "per_second": total as f64 / elapsed,
+        "payload_bytes": shape.payload.len(),
+        "headers": shape.headers.len(),
+        "cpu_us_per_record": cpu * 1e6 / total as f64,
+    }))
+}

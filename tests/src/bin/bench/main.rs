@@ -13,6 +13,8 @@
 //! - `scale` ([`scale`]): the same service with 1,000,000 events already stored (createTask rate
 //!   next to the empty store's, in the same run) and the `tasks` query at 100 concurrent readers
 //!   on 1,000,000 tasks.
+//! - `parts` ([`parts`]): the API and the background parts in processes of their own, each
+//!   one's CPU per createTask beside its floor (an empty request; Kafka alone).
 //! - `page` ([`scale::page_phase`]): that `tasks` page alone, in rounds against pgbench.
 //! - `reports`, `audit`, `replay`, `outage`, `erasure`, `sealing`, `replicas`,
 //!   `subscriptions`: see their modules.
@@ -28,6 +30,7 @@ mod erasure;
 mod limits;
 mod load;
 mod outage;
+mod parts;
 mod replay;
 mod replicas;
 mod reports;
@@ -45,6 +48,9 @@ async fn main() -> anyhow::Result<()> {
     let mut report = json!({});
     if wanted("commands") {
         report["commands"] = commands::commands_phase().await?;
+    }
+    if wanted("parts") {
+        report["parts"] = parts::parts_phase().await?;
     }
     if wanted("scale") {
         report["scale"] = scale::scale_phase().await?;

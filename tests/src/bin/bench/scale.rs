@@ -106,7 +106,7 @@ pub async fn page_phase() -> anyhow::Result<Value> {
 /// page's SQL, one after the other, and their ratio beside issue 26's limit.
 async fn page_against_pgbench(service: &BenchService, seconds: f64) -> anyhow::Result<Value> {
     let page = request(PAGE_QUERY, json!({"t": TEAM}));
-    let reads = readers(service, seconds, page, a_page, "cpu_per_page").await?;
+    let reads = readers(service, READERS, seconds, page, a_page, "cpu_per_page").await?;
     let alone = pgbench_page(service, seconds)?;
     anyhow::ensure!(
         alone["per_second"].as_f64().unwrap_or(0.0) > 0.0,
@@ -115,6 +115,7 @@ async fn page_against_pgbench(service: &BenchService, seconds: f64) -> anyhow::R
     let type_name = request("{ __typename }", json!({}));
     let floor = readers(
         service,
+        READERS,
         seconds,
         type_name,
         the_type_name,
@@ -179,10 +180,11 @@ pub(crate) async fn seed_read_model(service: &BenchService, count: usize) -> any
     )
 }
 
-/// [`READERS`] clients sending `body` back to back, each answer checked by `check`; the rate,
+/// `clients` clients sending `body` back to back, each answer checked by `check`; the rate,
 /// with every process's CPU per request under `cpu_key`.
-async fn readers(
+pub(crate) async fn readers(
     service: &BenchService,
+    clients: usize,
     seconds: f64,
     body: String,
     check: fn(&[u8]) -> anyhow::Result<()>,
@@ -191,7 +193,7 @@ async fn readers(
     let url: Arc<str> = service.graphql_url.as_str().into();
     let token: Arc<str> = service.token.as_str().into();
     let before = service.cpu()?;
-    let mut load = closed_loop(READERS, seconds, move |client, _, _| {
+    let mut load = closed_loop(clients, seconds, move |client, _, _| {
         let (url, token, body) = (url.clone(), token.clone(), body.clone());
         async move { check(&post(&client, &url, &token, body).await?.bytes().await?) }
     })
@@ -216,7 +218,7 @@ fn a_page(page: &[u8]) -> anyhow::Result<()> {
 /// The answer to `{ __typename }`: the cheapest authenticated GraphQL request, what the
 /// service spends on a request before it reads a row (HTTP, the token, the parsed document,
 /// the answer).
-fn the_type_name(answer: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn the_type_name(answer: &[u8]) -> anyhow::Result<()> {
     anyhow::ensure!(
         answer == br#"{"data":{"__typename":"Query"}}"#,
         "not the query's type name: {}",

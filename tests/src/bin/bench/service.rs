@@ -22,6 +22,13 @@ pub(crate) const DATABASE: &str = "bench";
 /// Every part of `chronicle serve`, as a user runs it.
 pub const ALL_PARTS: &str = "api,relay,projections,worker";
 
+/// The parts that follow the store rather than answer requests: with [`API_PART`] in another
+/// process they make up [`ALL_PARTS`], so each one's CPU can be read apart.
+pub const BACKGROUND_PARTS: &str = "relay,projections,worker";
+
+/// The part that answers GraphQL requests, commands included.
+pub const API_PART: &str = "api";
+
 /// Server options of the private cluster beyond Postgres's defaults.
 const SERVER_OPTIONS: &str =
     "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track_planning=on -c max_connections=200";
@@ -31,7 +38,11 @@ pub struct BenchService {
     postgres: PrivatePostgres,
     /// The service's settings (topic prefix, database URL).
     pub settings: Settings,
+    /// The process answering requests: every part, or only the API when the parts are split.
     process: ChronicleProcess,
+    /// The relay, projections and report worker, when they run in a process of their own
+    /// ([`BenchService::start_split`]).
+    background: Option<ChronicleProcess>,
     /// `http://127.0.0.1:port/graphql`.
     pub graphql_url: String,
     /// An admin token.
@@ -46,8 +57,11 @@ pub struct BenchService {
 /// CPU time spent so far, in seconds.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuSample {
-    /// The `chronicle` process (all its threads).
+    /// Every `chronicle` process of the service (all their threads).
     pub chronicle: f64,
+    /// When the parts run apart: the API process's and the background process's shares of
+    /// `chronicle`.
+    pub parts: Option<(f64, f64)>,
     /// Every process of the Postgres cluster (postmaster, backends, WAL writer, autovacuum).
     pub postgres: f64,
     /// A local Tansu broker, if one runs (0 otherwise: a remote broker is not measured).
@@ -60,12 +74,19 @@ impl CpuSample {
     /// CPU per unit of work between `self` (earlier) and `later`, in microseconds.
     pub fn per(&self, later: &CpuSample, units: f64) -> Value {
         let per = |a: f64, b: f64| (b - a) * 1e6 / units.max(1.0);
-        json!({
+        let mut cpu = json!({
             "chronicle_us": per(self.chronicle, later.chronicle),
             "postgres_us": per(self.postgres, later.postgres),
             "local_broker_us": per(self.broker, later.broker),
             "load_generator_us": per(self.generator, later.generator),
-        })
+        });
+        if let (Some((api, background)), Some((api_later, background_later))) =
+            (self.parts, later.parts)
+        {
+            cpu["api_process_us"] = json!(per(api, api_later));
+            cpu["background_process_us"] = json!(per(background, background_later));
+        }
+        cpu
     }
 }
 
@@ -117,6 +138,17 @@ impl BenchService {
 
     /// [`Self::start`], with settings `adjust` changes from `chronicle serve`'s defaults.
     pub async fn start_with(adjust: impl FnOnce(&mut Settings)) -> anyhow::Result<Self> {
+        Self::start_parts(adjust, false).await
+    }
+
+    /// [`Self::start`] as two processes on the same database and topics: `--only api`, which
+    /// the benchmark's requests reach, and `--only relay,projections,worker`, so that the CPU
+    /// of answering a command and of carrying its event on can be read apart.
+    pub async fn start_split() -> anyhow::Result<Self> {
+        Self::start_parts(|_| {}, true).await
+    }
+
+    async fn start_parts(adjust: impl FnOnce(&mut Settings), split: bool) -> anyhow::Result<Self> {
         use_release_binary()?;
         // `BENCH_POSTGRES_OPTIONS` adds server settings, to measure what one changes.
         let extra = std::env::var("BENCH_POSTGRES_OPTIONS").unwrap_or_default();
@@ -132,7 +164,13 @@ impl BenchService {
         settings.database_max_connections = 16;
         settings.snapshot_every = 100;
         adjust(&mut settings);
-        let process = Self::spawn(&settings, ALL_PARTS).await?;
+        let (process, background) = match split {
+            false => (Self::spawn(&settings, ALL_PARTS).await?, None),
+            true => (
+                Self::spawn(&settings, API_PART).await?,
+                Some(Self::spawn(&settings, BACKGROUND_PARTS).await?),
+            ),
+        };
         let graphql_url = format!("{}/graphql", process.client("")?.base_url());
         let db = PgPool::connect(settings.database_url.expose()).await?;
         sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
@@ -150,6 +188,7 @@ impl BenchService {
             postgres,
             settings,
             process,
+            background,
             graphql_url,
             token,
             db,
@@ -214,12 +253,41 @@ impl BenchService {
             .filter(|stat| stat.command == "tansu")
             .map(|stat| stat.own)
             .sum();
+        // The process the requests reach: every part, or the API alone when the parts are split.
+        let serving = stat(self.process.pid()?)?.own;
+        let background = match &self.background {
+            Some(process) => Some(stat(process.pid()?)?.own),
+            None => None,
+        };
         Ok(CpuSample {
-            chronicle: stat(self.process.pid()?)?.own,
+            chronicle: serving + background.unwrap_or(0.0),
+            parts: background.map(|background| (serving, background)),
             postgres,
             broker,
             generator: stat(std::process::id())?.own,
         })
+    }
+
+    /// One throughput round: createTask from [`crate::load::CONNECTIONS`] clients for `seconds`
+    /// (tasks numbered apart by `round`), then a wait until everything it wrote is published and
+    /// projected, so that the CPU sampled after it holds the relay's and the projection's share.
+    /// Answers the load's summary and the CPU before and after.
+    pub async fn create_round(
+        &self,
+        seconds: u64,
+        round: usize,
+    ) -> anyhow::Result<(Value, CpuSample, CpuSample)> {
+        let before = self.cpu()?;
+        let load = crate::load::create_load(
+            &self.graphql_url,
+            &self.token,
+            crate::load::CONNECTIONS,
+            seconds as f64,
+            (round + 1) * 1_000_000_000,
+        )
+        .await?;
+        self.wait_settled(Duration::from_secs(120)).await?;
+        Ok((load, before, self.cpu()?))
     }
 
     /// Forgets the statements counted so far.
@@ -431,4 +499,9 @@ fn stat(pid: u32) -> anyhow::Result<ProcStat> {
         own,
         with_children: own + (number(13)? + number(14)?) / ticks,
     })
+}
+
+/// CPU seconds this process (the benchmark) has spent so far.
+pub fn own_cpu_seconds() -> anyhow::Result<f64> {
+    Ok(stat(std::process::id())?.own)
 }
