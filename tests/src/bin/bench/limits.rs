@@ -211,7 +211,7 @@ pub async fn copy_events_per_second(
     Ok(events as f64 / best)
 }
 
-/// A record as the relay publishes it, to send again: its key's length, payload and headers.
+/// A record as the relay publishes it, to send again under other keys: its payload and headers.
 pub struct RecordShape {
     pub payload: String,
     pub headers: Vec<(String, String)>,
@@ -267,7 +267,13 @@ pub async fn kafka_floor(
     let consumer: StreamConsumer = consumer_config(kafka, &group).create()?;
     consumer.subscribe(&[topic])?;
     let assigning = Instant::now();
-    while consumer.assignment()?.count() == 0 && assigning.elapsed() < Duration::from_secs(20) {
+    while consumer.assignment()?.count() == 0 {
+        // Joining the group is not part of carrying a record: it must be done before the
+        // measurement starts.
+        anyhow::ensure!(
+            assigning.elapsed() < Duration::from_secs(20),
+            "the floor's consumer got no partitions of {topic} in 20 s"
+        );
         let _ = tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await;
     }
     let total = records.max(1);
@@ -288,7 +294,9 @@ pub async fn kafka_floor(
             let message = consumer.recv().await?;
             consumer.store_offset_from_message(&message)?;
         }
-        anyhow::Ok(())
+        // Handed back so that closing it (a commit, leaving the group) falls outside the
+        // measurement.
+        anyhow::Ok(consumer)
     });
     let mut deliveries = Vec::with_capacity(total as usize);
     for n in 0..total {
@@ -319,11 +327,12 @@ pub async fn kafka_floor(
             .map_err(|(error, _)| anyhow::anyhow!("{error}"))
             .context("floor producer delivery")?;
     }
-    tokio::time::timeout(Duration::from_secs(60), reader)
+    let consumer = tokio::time::timeout(Duration::from_secs(60), reader)
         .await
         .context("the floor's consumer did not read every record in 60 s")???;
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = crate::service::own_cpu_seconds()? - before;
+    drop((consumer, producer));
     Ok(json!({
         "records": total,
         "offered": format!("{offered:?}"),

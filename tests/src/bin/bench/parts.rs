@@ -16,11 +16,14 @@
 //!   relay's mean read (as the relay hands them over) and once all at once, the largest
 //!   batches the client can make ([`crate::limits::kafka_floor`]).
 //!
-//! What each process spends above its floor is the most any change inside Chronicle could save
-//! there without changing the protocols it speaks.
+//! What each process spends above its floor estimates what Chronicle's own code adds to what the
+//! protocols cost at that rate. An estimate, not a strict bound: the Kafka floor runs in another
+//! process, with a ticker of its own, and the background process does more besides (the relay's
+//! reads and marks, the projection's writes, a second consumer).
 
 use std::time::Duration;
 
+use anyhow::Context as _;
 use serde_json::{json, Value};
 
 use crate::limits::{kafka_floor, Offered, RecordShape};
@@ -28,6 +31,8 @@ use crate::load::{create_load, phase_seconds, request, CONNECTIONS};
 use crate::scale::{readers, the_type_name};
 use crate::service::BenchService;
 
+/// Starts the split service, warms it, and measures `BENCH_ROUNDS` rounds (default 2), each
+/// with both floors right after its load.
 pub async fn parts_phase() -> anyhow::Result<Value> {
     let seconds = phase_seconds();
     let service = BenchService::start_split().await?;
@@ -44,7 +49,7 @@ pub async fn parts_phase() -> anyhow::Result<Value> {
         let statements = service.statements(commands).await?;
 
         let type_name = request("{ __typename }", json!({}));
-        let floor = readers(
+        let request_floor = readers(
             &service,
             CONNECTIONS,
             seconds as f64,
@@ -60,7 +65,7 @@ pub async fn parts_phase() -> anyhow::Result<Value> {
         let kafka = &service.settings.kafka;
         let records = commands as u64;
         let rate = load["per_second"].as_f64().unwrap_or(1_000.0).max(1.0) as u64;
-        let relay_read = relay_rows_per_read(&statements);
+        let relay_read = relay_rows_per_read(&statements)?;
         let as_the_relay = Offered::AtRate {
             per_second: rate,
             burst: relay_read.round().max(1.0) as u64,
@@ -70,12 +75,12 @@ pub async fn parts_phase() -> anyhow::Result<Value> {
         let kafka_burst =
             kafka_floor(kafka, &topic("burst"), &shape, records, Offered::AllAtOnce).await?;
         let us = |value: &Value, key: &str| value[key].as_f64().unwrap_or(f64::NAN);
-        let api_floor = us(&floor["cpu_per_request"], "api_process_us");
+        let api_floor = us(&request_floor["cpu_per_request"], "api_process_us");
         let kafka_per_record = us(&kafka_paced, "cpu_us_per_record");
         rounds.push(json!({
             "create_task": load,
             "cpu_per_command": cpu,
-            "request_floor": floor,
+            "request_floor": request_floor,
             "kafka_floor_at_the_rounds_rate": kafka_paced,
             "kafka_floor_all_at_once": kafka_burst,
             "relay_rows_per_read": relay_read,
@@ -88,8 +93,9 @@ pub async fn parts_phase() -> anyhow::Result<Value> {
 }
 
 /// Rows per call of the relay's read of the outbox in `statements` (from
-/// [`BenchService::statements`]), or 1 if it is not among them.
-fn relay_rows_per_read(statements: &Value) -> f64 {
+/// [`BenchService::statements`]). A floor handed over in bursts of another size would not be
+/// the relay's, so a read that is not found is an error, not a guess.
+fn relay_rows_per_read(statements: &Value) -> anyhow::Result<f64> {
     statements
         .as_array()
         .into_iter()
@@ -103,5 +109,5 @@ fn relay_rows_per_read(statements: &Value) -> f64 {
             })
         })
         .and_then(|s| s["rows_per_call"].as_f64())
-        .unwrap_or(1.0)
+        .context("the relay's read of the outbox is not among the round's statements")
 }
