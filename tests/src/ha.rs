@@ -95,13 +95,24 @@ impl PatroniCluster {
             haproxy,
             port,
         };
-        // The first node bootstraps; the others clone it once it leads.
+        // The first node bootstraps; the others clone it once it leads. Bootstrapping (initdb,
+        // the first start, the leader key in etcd) took over 60 s once while the whole suite
+        // loaded the machine, so the wait is longer, and a failure shows why from the logs the
+        // cluster's directory loses when it is dropped.
         cluster.nodes[0].start()?;
-        eventually(Duration::from_secs(60), || async {
+        let leading = eventually(BOOTSTRAP, || async {
             Ok(cluster.nodes[0].rest("primary").await.then_some(()))
         })
-        .await
-        .context("the first node leads")?;
+        .await;
+        if let Err(error) = leading {
+            let tail = |name: &str| log_tail(&cluster.dir.join(name), 40);
+            let node_log = format!("{}.log", cluster.nodes[0].name);
+            return Err(error.context(format!(
+                "the first node leads\n--- {node_log} ---\n{}\n--- etcd.log ---\n{}",
+                tail(&node_log),
+                tail("etcd.log")
+            )));
+        }
         for node in cluster.nodes.iter_mut().skip(1) {
             node.start()?;
         }
@@ -326,6 +337,20 @@ fn haproxy_config_text(port: u16, nodes: &[PatroniNode]) -> String {
         ));
     }
     text
+}
+
+/// How long the first node may take to bootstrap and lead.
+const BOOTSTRAP: Duration = Duration::from_secs(120);
+
+/// The last `lines` lines of the log at `path`, or why it could not be read.
+fn log_tail(path: &Path, lines: usize) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        }
+        Err(error) => format!("({} unreadable: {error})", path.display()),
+    }
 }
 
 fn log_file(dir: &Path, name: &str) -> anyhow::Result<std::fs::File> {
