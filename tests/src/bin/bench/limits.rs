@@ -218,19 +218,22 @@ pub struct RecordShape {
 }
 
 impl RecordShape {
-    /// The last record the service put in its outbox.
+    /// The last record the service put in its outbox. Its headers (`[[name, value], ...]`)
+    /// are split into pairs by Postgres, as the relay reads them, not parsed again here.
     pub async fn last_published(db: &sqlx::PgPool) -> anyhow::Result<Self> {
-        let (payload, headers): (String, Value) =
-            sqlx::query_as("SELECT payload::text, headers FROM outbox ORDER BY id DESC LIMIT 1")
+        let (id, payload): (i64, String) =
+            sqlx::query_as("SELECT id, payload::text FROM outbox ORDER BY id DESC LIMIT 1")
                 .fetch_one(db)
                 .await
                 .context("no outbox row to copy the shape of")?;
-        let headers = headers
-            .as_array()
-            .context("outbox headers are not [[name, value], ...]")?
-            .iter()
-            .filter_map(|pair| Some((pair[0].as_str()?.to_owned(), pair[1].as_str()?.to_owned())))
-            .collect();
+        let headers = sqlx::query_as(
+            "SELECT pair->>0, pair->>1
+             FROM outbox, jsonb_array_elements(headers) WITH ORDINALITY AS h(pair, n)
+             WHERE id = $1 ORDER BY n",
+        )
+        .bind(id)
+        .fetch_all(db)
+        .await?;
         Ok(Self { payload, headers })
     }
 }

@@ -264,7 +264,7 @@ impl BenchService {
             parts: background.map(|background| (serving, background)),
             postgres,
             broker,
-            generator: stat(std::process::id())?.own,
+            generator: own_cpu_seconds()?,
         })
     }
 
