@@ -507,7 +507,8 @@ async fn personal_values_are_stored_sealed_and_read_back_in_clear() {
     );
     assert_eq!(opened[1].metadata["actor_id"], "alice");
 
-    let envelope = given.store.log().outbox[0].payload.clone();
+    let envelope: serde_json::Value =
+        serde_json::from_str(given.store.log().outbox[0].payload.get()).unwrap();
     assert_eq!(
         envelope["payload"]["title"], "Call Maria Keller",
         "consumers read the envelope in clear"

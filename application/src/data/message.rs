@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -60,7 +61,7 @@ pub struct EventMessage {
 }
 
 /// A message ready for the outbox: everything the relay needs, decided at commit time.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct OutboxMessage {
     /// Event this message publishes (unique in the outbox).
     pub event_id: Uuid,
@@ -70,8 +71,9 @@ pub struct OutboxMessage {
     pub key: String,
     /// Kafka headers, in order.
     pub headers: Vec<(String, String)>,
-    /// The JSON envelope.
-    pub payload: Value,
+    /// The JSON envelope, encoded once: the store writes it as it is (building it as a tree,
+    /// copying and encoding the tree cost more than the text).
+    pub payload: Box<RawValue>,
 }
 
 impl EventMessage {
@@ -143,7 +145,7 @@ impl EventMessage {
             topic,
             key: self.aggregate_id.clone(),
             headers: self.headers(traceparent),
-            payload: serde_json::to_value(self)?,
+            payload: serde_json::value::to_raw_value(self)?,
         })
     }
 }

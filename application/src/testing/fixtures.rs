@@ -51,7 +51,7 @@ pub(crate) fn published_task(store: &MemoryEventStore, id: Uuid) -> Vec<EventMes
     let mut messages: Vec<EventMessage> = log
         .outbox
         .iter()
-        .map(|row| serde_json::from_value::<EventMessage>(row.payload.clone()).expect("envelope"))
+        .map(|row| serde_json::from_str::<EventMessage>(row.payload.get()).expect("envelope"))
         .filter(|message| {
             message.aggregate_type == aggregates::TASK.type_name && message.aggregate_id == id
         })

@@ -4,6 +4,7 @@
 use chronicle_application::ports::event_store::{AppendBatch, IdempotencyRecord};
 use chronicle_application::ports::store_error::StoreError;
 use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -30,6 +31,7 @@ where
     let snapshot = batch.snapshot.as_ref();
     let idempotency: Option<&IdempotencyRecord> = batch.idempotency.as_ref();
     let last_sequence = snapshot.map(|s| s.last_sequence as i64);
+    // Borrowed from the batch, which outlives the statement: nothing is copied to be encoded.
     let written = sqlx::query_file!(
         "sql/append.sql",
         &batch.aggregate_type,
@@ -37,54 +39,48 @@ where
         &events.iter().map(|e| e.sequence as i64).collect::<Vec<_>>(),
         &events
             .iter()
-            .map(|e| e.event_type.clone())
-            .collect::<Vec<_>>(),
+            .map(|e| e.event_type.as_str())
+            .collect::<Vec<_>>() as &[&str],
         &events
             .iter()
-            .map(|e| e.event_version.clone())
-            .collect::<Vec<_>>(),
-        &events
-            .iter()
-            .map(|e| e.payload.clone())
-            .collect::<Vec<Value>>(),
-        &events
-            .iter()
-            .map(|e| e.metadata.clone())
-            .collect::<Vec<Value>>(),
+            .map(|e| e.event_version.as_str())
+            .collect::<Vec<_>>() as &[&str],
+        &events.iter().map(|e| &e.payload).collect::<Vec<_>>() as &[&Value],
+        &events.iter().map(|e| &e.metadata).collect::<Vec<_>>() as &[&Value],
         &events.iter().map(|e| e.event_id).collect::<Vec<Uuid>>(),
         &events
             .iter()
             .map(|e| e.recorded_at)
             .collect::<Vec<DateTime<Utc>>>(),
-        &events.iter().map(|e| e.hash.clone()).collect::<Vec<_>>(),
+        &events.iter().map(|e| e.hash.as_str()).collect::<Vec<_>>() as &[&str],
         &events
             .iter()
-            .map(|e| e.previous_hash.clone())
-            .collect::<Vec<_>>(),
+            .map(|e| e.previous_hash.as_str())
+            .collect::<Vec<_>>() as &[&str],
         &batch
             .outbox
             .iter()
-            .map(|o| o.topic.clone())
-            .collect::<Vec<_>>(),
+            .map(|o| o.topic.as_str())
+            .collect::<Vec<_>>() as &[&str],
         &batch
             .outbox
             .iter()
-            .map(|o| headers_json(&o.headers))
-            .collect::<Vec<Value>>(),
+            .map(|o| outbox_headers(&o.headers))
+            .collect::<Vec<_>>() as &[OutboxHeaders<'_>],
         &batch
             .outbox
             .iter()
-            .map(|o| o.payload.clone())
-            .collect::<Vec<Value>>(),
+            .map(|o| sqlx::types::Json(o.payload.as_ref()))
+            .collect::<Vec<_>>() as &[sqlx::types::Json<&RawValue>],
         last_sequence,
         last_sequence,
-        snapshot.map(|s| s.payload.clone()),
-        idempotency.map(|i| i.actor_id.clone()),
-        idempotency.map(|i| i.key.clone()),
-        idempotency.map(|i| i.command.clone()),
+        snapshot.map(|s| &s.payload) as Option<&Value>,
+        idempotency.map(|i| i.actor_id.as_str()),
+        idempotency.map(|i| i.key.as_str()),
+        idempotency.map(|i| i.command.as_str()),
         idempotency.map(|i| i.version as i64),
         batch.team_id.as_deref(),
-        idempotency.and_then(|i| i.request_fingerprint.clone()),
+        idempotency.and_then(|i| i.request_fingerprint.as_deref()),
         &batch.sealed_under,
     )
     .fetch_one(executor)
@@ -96,12 +92,11 @@ where
     Ok(())
 }
 
-/// Headers as a JSON array of `[name, value]` pairs: order-preserving, unlike an object.
-pub(crate) fn headers_json(headers: &[(String, String)]) -> Value {
-    Value::Array(
-        headers
-            .iter()
-            .map(|(k, v)| Value::Array(vec![Value::String(k.clone()), Value::String(v.clone())]))
-            .collect(),
-    )
+/// An outbox row's headers as its `headers` column holds them: a JSON array of `[name, value]`
+/// pairs (order-preserving, unlike an object), encoded straight from the pairs.
+pub(crate) type OutboxHeaders<'a> = sqlx::types::Json<&'a [(String, String)]>;
+
+/// [`OutboxHeaders`] of `headers`.
+pub(crate) fn outbox_headers(headers: &[(String, String)]) -> OutboxHeaders<'_> {
+    sqlx::types::Json(headers)
 }

@@ -27,13 +27,14 @@ use std::time::{Duration, Instant};
 use chronicle_application::data::trace::TraceContext;
 use chronicle_application::ports::event_store::AppendBatch;
 use chronicle_application::ports::store_error::StoreError;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-use super::append::{append_alone, headers_json, store_error};
+use super::append::{append_alone, outbox_headers, store_error, OutboxHeaders};
 use crate::db::kept::KeptConnection;
 use crate::db::planned_per_call::{self, Planning, UntilAnalysed};
 use crate::outbox::signal::OutboxSignal;
@@ -445,34 +446,34 @@ async fn append_group(
         GroupOutcome,
         "sql/append_group.sql",
         &columns.n,
-        &columns.aggregate_type,
-        &columns.aggregate_id,
-        &columns.team_id as &[Option<String>],
+        &columns.aggregate_type as &[&str],
+        &columns.aggregate_id as &[&str],
+        &columns.team_id as &[Option<&str>],
         &columns.first_sequence,
         &columns.snapshot_sequence as &[Option<i64>],
-        &columns.snapshot_payload as &[Option<Value>],
-        &columns.key_actor as &[Option<String>],
-        &columns.key as &[Option<String>],
-        &columns.key_command as &[Option<String>],
+        &columns.snapshot_payload as &[Option<&Value>],
+        &columns.key_actor as &[Option<&str>],
+        &columns.key as &[Option<&str>],
+        &columns.key_command as &[Option<&str>],
         &columns.key_version as &[Option<i64>],
-        &columns.key_fingerprint as &[Option<String>],
+        &columns.key_fingerprint as &[Option<&str>],
         &columns.event_n,
         &columns.sequence,
-        &columns.event_type,
-        &columns.event_version,
-        &columns.payload,
-        &columns.metadata,
+        &columns.event_type as &[&str],
+        &columns.event_version as &[&str],
+        &columns.payload as &[&Value],
+        &columns.metadata as &[&Value],
         &columns.event_id,
         &columns.recorded_at,
-        &columns.hash,
-        &columns.previous_hash,
+        &columns.hash as &[&str],
+        &columns.previous_hash as &[&str],
         &columns.outbox_n,
         &columns.outbox_event_id,
-        &columns.topic,
-        &columns.headers,
-        &columns.outbox_payload,
+        &columns.topic as &[&str],
+        &columns.headers as &[OutboxHeaders<'_>],
+        &columns.outbox_payload as &[sqlx::types::Json<&RawValue>],
         &columns.sealed_n,
-        &columns.pseudonym,
+        &columns.pseudonym as &[&str],
     );
     // Planned per call on a young store: a generic plan made on its nearly empty tables was
     // several times slower until the first autovacuum analyse (`UntilAnalysed`).
@@ -513,82 +514,86 @@ struct GroupOutcome {
     outcome: String,
 }
 
-/// A group's commands as one array per column: the statement unnests them side by side.
+/// A group's commands as one array per column: the statement unnests them side by side. The
+/// columns borrow from the group's batches, which the writer holds until every command is
+/// answered: copying each command's JSON trees (and later freeing the copies on another
+/// thread) cost about a twentieth of the API's CPU per createTask (docs/performance.md).
 #[derive(Default)]
-struct GroupColumns {
+struct GroupColumns<'a> {
     n: Vec<i32>,
-    aggregate_type: Vec<String>,
-    aggregate_id: Vec<String>,
-    team_id: Vec<Option<String>>,
+    aggregate_type: Vec<&'a str>,
+    aggregate_id: Vec<&'a str>,
+    team_id: Vec<Option<&'a str>>,
     first_sequence: Vec<i64>,
     snapshot_sequence: Vec<Option<i64>>,
-    snapshot_payload: Vec<Option<Value>>,
-    key_actor: Vec<Option<String>>,
-    key: Vec<Option<String>>,
-    key_command: Vec<Option<String>>,
+    snapshot_payload: Vec<Option<&'a Value>>,
+    key_actor: Vec<Option<&'a str>>,
+    key: Vec<Option<&'a str>>,
+    key_command: Vec<Option<&'a str>>,
     key_version: Vec<Option<i64>>,
-    key_fingerprint: Vec<Option<String>>,
+    key_fingerprint: Vec<Option<&'a str>>,
     event_n: Vec<i32>,
     sequence: Vec<i64>,
-    event_type: Vec<String>,
-    event_version: Vec<String>,
-    payload: Vec<Value>,
-    metadata: Vec<Value>,
+    event_type: Vec<&'a str>,
+    event_version: Vec<&'a str>,
+    payload: Vec<&'a Value>,
+    metadata: Vec<&'a Value>,
     event_id: Vec<Uuid>,
     recorded_at: Vec<chrono::DateTime<chrono::Utc>>,
-    hash: Vec<String>,
-    previous_hash: Vec<String>,
+    hash: Vec<&'a str>,
+    previous_hash: Vec<&'a str>,
     outbox_n: Vec<i32>,
     outbox_event_id: Vec<Uuid>,
-    topic: Vec<String>,
-    headers: Vec<Value>,
-    outbox_payload: Vec<Value>,
+    topic: Vec<&'a str>,
+    headers: Vec<OutboxHeaders<'a>>,
+    outbox_payload: Vec<sqlx::types::Json<&'a RawValue>>,
     sealed_n: Vec<i32>,
-    pseudonym: Vec<String>,
+    pseudonym: Vec<&'a str>,
 }
 
-impl GroupColumns {
-    fn push(&mut self, n: i32, batch: &AppendBatch) {
+impl<'a> GroupColumns<'a> {
+    fn push(&mut self, n: i32, batch: &'a AppendBatch) {
         self.n.push(n);
-        self.aggregate_type.push(batch.aggregate_type.clone());
-        self.aggregate_id.push(batch.aggregate_id.clone());
-        self.team_id.push(batch.team_id.clone());
+        self.aggregate_type.push(&batch.aggregate_type);
+        self.aggregate_id.push(&batch.aggregate_id);
+        self.team_id.push(batch.team_id.as_deref());
         // No event has sequence 0, so a command without events is never a conflict.
         self.first_sequence
             .push(batch.events.first().map_or(0, |e| e.sequence as i64));
         self.snapshot_sequence
             .push(batch.snapshot.as_ref().map(|s| s.last_sequence as i64));
         self.snapshot_payload
-            .push(batch.snapshot.as_ref().map(|s| s.payload.clone()));
+            .push(batch.snapshot.as_ref().map(|s| &s.payload));
         let key = batch.idempotency.as_ref();
-        self.key_actor.push(key.map(|k| k.actor_id.clone()));
-        self.key.push(key.map(|k| k.key.clone()));
-        self.key_command.push(key.map(|k| k.command.clone()));
+        self.key_actor.push(key.map(|k| k.actor_id.as_str()));
+        self.key.push(key.map(|k| k.key.as_str()));
+        self.key_command.push(key.map(|k| k.command.as_str()));
         self.key_version.push(key.map(|k| k.version as i64));
         self.key_fingerprint
-            .push(key.and_then(|k| k.request_fingerprint.clone()));
+            .push(key.and_then(|k| k.request_fingerprint.as_deref()));
         for event in &batch.events {
             self.event_n.push(n);
             self.sequence.push(event.sequence as i64);
-            self.event_type.push(event.event_type.clone());
-            self.event_version.push(event.event_version.clone());
-            self.payload.push(event.payload.clone());
-            self.metadata.push(event.metadata.clone());
+            self.event_type.push(&event.event_type);
+            self.event_version.push(&event.event_version);
+            self.payload.push(&event.payload);
+            self.metadata.push(&event.metadata);
             self.event_id.push(event.event_id);
             self.recorded_at.push(event.recorded_at);
-            self.hash.push(event.hash.clone());
-            self.previous_hash.push(event.previous_hash.clone());
+            self.hash.push(&event.hash);
+            self.previous_hash.push(&event.previous_hash);
         }
         for message in &batch.outbox {
             self.outbox_n.push(n);
             self.outbox_event_id.push(message.event_id);
-            self.topic.push(message.topic.clone());
-            self.headers.push(headers_json(&message.headers));
-            self.outbox_payload.push(message.payload.clone());
+            self.topic.push(&message.topic);
+            self.headers.push(outbox_headers(&message.headers));
+            self.outbox_payload
+                .push(sqlx::types::Json(message.payload.as_ref()));
         }
         for pseudonym in &batch.sealed_under {
             self.sealed_n.push(n);
-            self.pseudonym.push(pseudonym.clone());
+            self.pseudonym.push(pseudonym);
         }
     }
 }

@@ -47,7 +47,7 @@ fn command(aggregate: &str, sequence: u64, key: Option<&str>) -> AppendBatch {
             topic: "group-commit-test".to_owned(),
             key: aggregate.to_owned(),
             headers: vec![("ce_id".to_owned(), event_id.to_string())],
-            payload: json!({"eventId": event_id}),
+            payload: serde_json::value::to_raw_value(&json!({"eventId": event_id})).unwrap(),
         }],
         snapshot: None,
         idempotency: key.map(|key| IdempotencyRecord {
