@@ -9,6 +9,7 @@
 //! `nbf` checked, `iss` and `aud` checked when configured; 30 s of clock skew are tolerated.
 
 pub mod jwks;
+mod verified;
 
 use std::sync::Arc;
 
@@ -101,6 +102,8 @@ struct Verifier {
     /// Dotted paths of the roles and teams claims.
     roles_claim: String,
     teams_claim: String,
+    /// Tokens verified with `hs256` or `rs256` before, answered from memory.
+    verified: Arc<verified::VerifiedTokens>,
 }
 
 /// A verified caller and when its token stops being valid (subscriptions end then).
@@ -136,6 +139,7 @@ impl Authenticator {
             audience: None,
             roles_claim: DEFAULT_ROLES_CLAIM.to_owned(),
             teams_claim: DEFAULT_TEAMS_CLAIM.to_owned(),
+            verified: Arc::default(),
         })))
     }
 
@@ -291,6 +295,7 @@ impl Verifier {
             audience: settings.audience.clone(),
             roles_claim: settings.roles_claim.clone(),
             teams_claim: settings.teams_claim.clone(),
+            verified: Arc::default(),
         })
     }
 
@@ -319,14 +324,23 @@ impl Verifier {
     }
 
     async fn verify(&self, token: &str) -> Result<Credentials, AuthError> {
+        if let Some(credentials) = self.verified.get(token) {
+            return Ok(credentials);
+        }
         let invalid = |reason: String| AuthError::InvalidToken(reason);
         let header = decode_header(token).map_err(|e| invalid(e.to_string()))?;
-        let keys = self.keys_for(&header).await?;
+        let (keys, source) = self.keys_for(&header).await?;
         let validation = self.validation(header.alg);
         let mut last_error = None;
         for key in &keys {
             match decode::<serde_json::Value>(token, key, &validation) {
-                Ok(data) => return principal_of(self.claims_of(data.claims)?),
+                Ok(data) => {
+                    let credentials = principal_of(self.claims_of(data.claims)?)?;
+                    if source == KeySource::Configured {
+                        self.verified.keep(token, &credentials);
+                    }
+                    return Ok(credentials);
+                }
                 Err(error) => last_error = Some(error.to_string()),
             }
         }
@@ -336,7 +350,7 @@ impl Verifier {
     /// The keys that may have signed a token with this header: the identity provider's key
     /// named by `kid` (which must be of the token's algorithm), else the configured keys of
     /// the token's algorithm.
-    async fn keys_for(&self, header: &Header) -> Result<Vec<DecodingKey>, AuthError> {
+    async fn keys_for(&self, header: &Header) -> Result<(Vec<DecodingKey>, KeySource), AuthError> {
         let invalid = |reason: String| AuthError::InvalidToken(reason);
         if !matches!(
             header.alg,
@@ -352,7 +366,9 @@ impl Verifier {
         {
             let local = header.alg == Algorithm::RS256 && !self.rs256.is_empty();
             match jwks.key(kid).await {
-                Some(key) if key.algorithm == header.alg => return Ok(vec![key.key]),
+                Some(key) if key.algorithm == header.alg => {
+                    return Ok((vec![key.key], KeySource::IdentityProvider))
+                }
                 Some(key) => {
                     return Err(invalid(format!(
                         "key {kid:?} is for {:?}, not {:?}",
@@ -376,8 +392,19 @@ impl Verifier {
                 header.alg
             )));
         }
-        Ok(keys)
+        Ok((keys, KeySource::Configured))
     }
+}
+
+/// Where the keys that verified a token came from: the configured keys stay for the process's
+/// life, so a token they verified may be answered from memory ([`verified`]); an identity
+/// provider's may be withdrawn at its next refresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeySource {
+    /// `CHRONICLE_JWT_SECRET` or `CHRONICLE_JWT_PUBLIC_KEY_FILE`.
+    Configured,
+    /// The identity provider's JWKS.
+    IdentityProvider,
 }
 
 impl Verifier {
@@ -501,6 +528,19 @@ mod tests {
             .issue("u-1", vec![], vec![], chrono::Duration::hours(-2))
             .unwrap();
         assert!(auth.authenticate(Some(&bearer(&expired))).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_token_answered_from_memory_is_refused_once_it_expires() {
+        let auth = Authenticator::hs256(SECRET);
+        // Expired two seconds short of the leeway: accepted now, refused three seconds on.
+        let ttl = chrono::Duration::seconds(2 - LEEWAY_SECONDS as i64);
+        let token = auth.issue("u-1", vec![], vec![], ttl).unwrap();
+        assert!(auth.authenticate(Some(&bearer(&token))).await.is_ok());
+        assert!(auth.authenticate(Some(&bearer(&token))).await.is_ok());
+        tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+        let error = auth.authenticate(Some(&bearer(&token))).await.unwrap_err();
+        assert!(matches!(error, AuthError::InvalidToken(_)), "{error}");
     }
 
     #[tokio::test]

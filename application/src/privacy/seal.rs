@@ -56,7 +56,12 @@ pub enum SealError {
 }
 
 fn associated_data(pseudonym: &str, context: &str) -> String {
-    format!("{SEALED_PREFIX}{pseudonym}\n{context}")
+    let mut data = String::with_capacity(SEALED_PREFIX.len() + pseudonym.len() + 1 + context.len());
+    data.push_str(SEALED_PREFIX);
+    data.push_str(pseudonym);
+    data.push('\n');
+    data.push_str(context);
+    data
 }
 
 /// Seals `plaintext` under `key`, the key of the subject named `pseudonym`, for `context`.
@@ -73,12 +78,18 @@ pub fn seal(key: &DataKey, pseudonym: &str, plaintext: &str, context: &str) -> S
     // Encryption into memory fails only when the message exceeds what the cipher counts
     // (256 GiB): no text a request can carry comes near.
     let ciphertext = cipher.encrypt(&nonce, payload).unwrap_or_default();
-    let mut sealed = nonce.to_vec();
+    let mut sealed = Vec::with_capacity(NONCE_BYTES + ciphertext.len());
+    sealed.extend_from_slice(&nonce);
     sealed.extend_from_slice(&ciphertext);
-    format!(
-        "{SEALED_PREFIX}{pseudonym}:{}",
-        URL_SAFE_NO_PAD.encode(sealed)
-    )
+    // Written into one string of its final size: sealing runs for every personal value of
+    // every command, and growing strings by formatting was most of its allocations.
+    let encoded = base64::encoded_len(sealed.len(), false).unwrap_or_default();
+    let mut text = String::with_capacity(SEALED_PREFIX.len() + pseudonym.len() + 1 + encoded);
+    text.push_str(SEALED_PREFIX);
+    text.push_str(pseudonym);
+    text.push(':');
+    URL_SAFE_NO_PAD.encode_string(&sealed, &mut text);
+    text
 }
 
 /// The pseudonym a sealed value names, so its key can be found; `None` for any other text.

@@ -30,6 +30,10 @@ impl Provider {
         self.keys.lock().unwrap().push(jwk);
     }
 
+    fn withdraw(&self, kid: &str) {
+        self.keys.lock().unwrap().retain(|jwk| jwk["kid"] != kid);
+    }
+
     fn fetches(&self) -> usize {
         self.fetches.load(Ordering::SeqCst)
     }
@@ -182,6 +186,7 @@ async fn tokens_verify_with_the_providers_keys_by_kid_and_rotate_without_a_resta
     provider.publish(current.jwk.clone());
     provider.publish(elliptic.jwk.clone());
     let floor = Duration::from_secs(2);
+    let refresh = Duration::from_secs(3);
     let app = TestApp::spawn_with_api(|api| {
         api.auth = AuthSettings::Jwt(JwtSettings {
             // HS256 keeps working beside the provider's keys (the harness's admin uses it).
@@ -189,6 +194,7 @@ async fn tokens_verify_with_the_providers_keys_by_kid_and_rotate_without_a_resta
             rs256_public_keys: None,
             jwks: Some(JwksSettings {
                 min_interval: floor,
+                refresh,
                 ..JwksSettings::new(url)
             }),
             issuer: None,
@@ -259,4 +265,23 @@ async fn tokens_verify_with_the_providers_keys_by_kid_and_rotate_without_a_resta
         "{fetched} fetches for 40 unknown kids in {:?}",
         started.elapsed()
     );
+
+    // The provider withdraws a key: once the set is fetched again, its tokens are refused,
+    // even one that verified a moment ago (the service answers only tokens of its configured
+    // keys from memory, never a provider's).
+    let withdrawn = current.token("current", json!("chronicle"));
+    assert!(read_as(&app, &withdrawn).await.is_ok());
+    provider.withdraw("current");
+    tokio::time::sleep(refresh).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match read_as(&app, &withdrawn).await {
+            Err(refused) if refused.starts_with("UNAUTHENTICATED") => break,
+            _ => assert!(
+                Instant::now() < deadline,
+                "a token of a withdrawn key still verifies after the set was fetched again"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
