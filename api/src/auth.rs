@@ -103,7 +103,7 @@ struct Verifier {
     roles_claim: String,
     teams_claim: String,
     /// Tokens verified with `hs256` or `rs256` before, answered from memory.
-    verified: Arc<verified::VerifiedTokens>,
+    verified: Arc<verified::VerifiedTokens<Credentials>>,
 }
 
 /// A verified caller and when its token stops being valid (subscriptions end then).
@@ -139,7 +139,7 @@ impl Authenticator {
             audience: None,
             roles_claim: DEFAULT_ROLES_CLAIM.to_owned(),
             teams_claim: DEFAULT_TEAMS_CLAIM.to_owned(),
-            verified: Arc::default(),
+            verified: Arc::new(verified::VerifiedTokens::new(LEEWAY_SECONDS)),
         })))
     }
 
@@ -295,7 +295,7 @@ impl Verifier {
             audience: settings.audience.clone(),
             roles_claim: settings.roles_claim.clone(),
             teams_claim: settings.teams_claim.clone(),
-            verified: Arc::default(),
+            verified: Arc::new(verified::VerifiedTokens::new(LEEWAY_SECONDS)),
         })
     }
 
@@ -337,7 +337,8 @@ impl Verifier {
                 Ok(data) => {
                     let credentials = principal_of(self.claims_of(data.claims)?)?;
                     if source == KeySource::Configured {
-                        self.verified.keep(token, &credentials);
+                        let exp = credentials.expires_at.timestamp();
+                        self.verified.keep(token, &credentials, exp);
                     }
                     return Ok(credentials);
                 }

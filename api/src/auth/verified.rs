@@ -22,34 +22,43 @@ use std::sync::{Mutex, PoisonError};
 
 use chrono::Utc;
 
-use super::{Credentials, LEEWAY_SECONDS};
-
 /// Tokens kept before the memory starts over.
 const MAX_TOKENS: usize = 4096;
 
 /// Longer tokens are verified every time: they are rare and would cost the memory.
 const MAX_TOKEN_BYTES: usize = 4096;
 
-/// The tokens verified with the configured keys, by their text.
-#[derive(Default)]
-pub(super) struct VerifiedTokens {
-    tokens: Mutex<HashMap<String, Credentials>>,
+/// What verification answered for each token kept (`T`: the caller's credentials), by the
+/// token's text, with the token's `exp`.
+pub(super) struct VerifiedTokens<T> {
+    tokens: Mutex<HashMap<String, (T, i64)>>,
+    /// Seconds past `exp` a token is still accepted (the verifier's leeway).
+    leeway: i64,
 }
 
-impl VerifiedTokens {
-    /// The credentials `token` was verified to carry, while it is unexpired.
-    pub(super) fn get(&self, token: &str) -> Option<Credentials> {
+impl<T: Clone> VerifiedTokens<T> {
+    /// An empty memory for a verifier that accepts tokens until `leeway_seconds` past `exp`.
+    pub(super) fn new(leeway_seconds: u64) -> Self {
+        Self {
+            tokens: Mutex::new(HashMap::new()),
+            leeway: i64::try_from(leeway_seconds).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// What `token` was verified to carry, while it is unexpired.
+    pub(super) fn get(&self, token: &str) -> Option<T> {
         let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
-        let credentials = tokens.get(token)?;
-        if is_expired(credentials, Utc::now().timestamp()) {
+        let (answer, exp) = tokens.get(token)?;
+        // jsonwebtoken's rule: refused once `exp < now - leeway`.
+        if *exp < Utc::now().timestamp().saturating_sub(self.leeway) {
             tokens.remove(token);
             return None;
         }
-        Some(credentials.clone())
+        Some(answer.clone())
     }
 
-    /// Remembers that `token` verified to `credentials`.
-    pub(super) fn keep(&self, token: &str, credentials: &Credentials) {
+    /// Remembers that `token`, expiring at `exp`, verified to `answer`.
+    pub(super) fn keep(&self, token: &str, answer: &T, exp: i64) {
         if token.len() > MAX_TOKEN_BYTES {
             return;
         }
@@ -57,11 +66,11 @@ impl VerifiedTokens {
         if tokens.len() >= MAX_TOKENS {
             tokens.clear();
         }
-        tokens.insert(token.to_owned(), credentials.clone());
+        tokens.insert(token.to_owned(), (answer.clone(), exp));
     }
 
     #[cfg(test)]
-    pub(super) fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.tokens
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -69,39 +78,27 @@ impl VerifiedTokens {
     }
 }
 
-/// Whether verification would now refuse a token expiring at `credentials.expires_at`:
-/// jsonwebtoken's rule, `exp < now - leeway`.
-fn is_expired(credentials: &Credentials, now: i64) -> bool {
-    credentials.expires_at.timestamp() < now - LEEWAY_SECONDS as i64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chronicle_application::access::Principal;
 
-    fn credentials(sub: &str, exp: i64) -> Credentials {
-        Credentials {
-            principal: Principal::new(sub, &["member".to_owned()], &["team-a".to_owned()]),
-            expires_at: chrono::DateTime::<Utc>::from_timestamp(exp, 0).unwrap(),
-        }
-    }
+    const LEEWAY: u64 = 30;
 
     #[test]
     fn a_kept_token_is_answered_by_its_exact_text_while_unexpired() {
-        let kept = VerifiedTokens::default();
+        let kept = VerifiedTokens::new(LEEWAY);
         let now = Utc::now().timestamp();
-        kept.keep("a.b.c", &credentials("u-1", now + 3600));
-        assert_eq!(kept.get("a.b.c").unwrap().principal.subject(), "u-1");
+        kept.keep("a.b.c", &"u-1", now + 3600);
+        assert_eq!(kept.get("a.b.c"), Some("u-1"));
         assert!(
             kept.get("a.b.d").is_none(),
             "another text is verified afresh"
         );
 
         // Within the leeway it is still good; beyond it, forgotten.
-        kept.keep("late", &credentials("u-2", now - LEEWAY_SECONDS as i64 + 5));
+        kept.keep("late", &"u-2", now - LEEWAY as i64 + 5);
         assert!(kept.get("late").is_some());
-        kept.keep("gone", &credentials("u-3", now - LEEWAY_SECONDS as i64 - 1));
+        kept.keep("gone", &"u-3", now - LEEWAY as i64 - 1);
         assert!(kept.get("gone").is_none());
         assert!(kept.get("gone").is_none(), "and removed");
         assert_eq!(kept.len(), 2);
@@ -109,12 +106,12 @@ mod tests {
 
     #[test]
     fn the_memory_stays_bounded_in_tokens_and_length() {
-        let kept = VerifiedTokens::default();
+        let kept = VerifiedTokens::new(LEEWAY);
         let exp = Utc::now().timestamp() + 3600;
-        kept.keep(&"t".repeat(MAX_TOKEN_BYTES + 1), &credentials("u-1", exp));
+        kept.keep(&"t".repeat(MAX_TOKEN_BYTES + 1), &"u-1", exp);
         assert_eq!(kept.len(), 0, "too long to keep");
         for n in 0..=MAX_TOKENS {
-            kept.keep(&format!("token-{n}"), &credentials("u-1", exp));
+            kept.keep(&format!("token-{n}"), &"u-1", exp);
         }
         assert!(kept.len() <= MAX_TOKENS);
         assert!(kept.get(&format!("token-{MAX_TOKENS}")).is_some());
