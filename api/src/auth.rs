@@ -362,6 +362,7 @@ impl Verifier {
                 header.alg
             )));
         }
+        let mut source = KeySource::Configured;
         if let (Some(jwks), Some(kid), false) =
             (&self.jwks, &header.kid, header.alg == Algorithm::HS256)
         {
@@ -379,7 +380,9 @@ impl Verifier {
                 None if !local => {
                     return Err(invalid(format!("no key {kid:?} at the identity provider")))
                 }
-                None => {}
+                // Not at the provider, so the configured keys are tried; but the provider may
+                // publish this `kid` later, and then its key decides.
+                None => source = KeySource::IdentityProvider,
             }
         }
         let keys: Vec<DecodingKey> = match header.alg {
@@ -393,18 +396,20 @@ impl Verifier {
                 header.alg
             )));
         }
-        Ok((keys, KeySource::Configured))
+        Ok((keys, source))
     }
 }
 
-/// Where the keys that verified a token came from: the configured keys stay for the process's
-/// life, so a token they verified may be answered from memory ([`verified`]); an identity
-/// provider's may be withdrawn at its next refresh.
+/// Whose keys decide a token: the configured keys stay for the process's life, so a token they
+/// verified may be answered from memory ([`verified`]); an identity provider may withdraw a key,
+/// or publish one for a `kid` it did not know, at its next refresh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum KeySource {
-    /// `CHRONICLE_JWT_SECRET` or `CHRONICLE_JWT_PUBLIC_KEY_FILE`.
+    /// `CHRONICLE_JWT_SECRET` or `CHRONICLE_JWT_PUBLIC_KEY_FILE`, for a token no provider's key
+    /// could name.
     Configured,
-    /// The identity provider's JWKS.
+    /// The identity provider's JWKS: its key, or the configured keys for a `kid` it does not
+    /// know (yet).
     IdentityProvider,
 }
 
@@ -538,6 +543,10 @@ mod tests {
         let ttl = chrono::Duration::seconds(2 - LEEWAY_SECONDS as i64);
         let token = auth.issue("u-1", vec![], vec![], ttl).unwrap();
         assert!(auth.authenticate(Some(&bearer(&token))).await.is_ok());
+        let Authenticator::Jwt(jwt) = &auth else {
+            panic!("a JWT authenticator")
+        };
+        assert_eq!(jwt.0.verified.len(), 1, "remembered");
         assert!(auth.authenticate(Some(&bearer(&token))).await.is_ok());
         tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
         let error = auth.authenticate(Some(&bearer(&token))).await.unwrap_err();

@@ -7,10 +7,12 @@
 //!
 //! - only tokens verified with the configured keys (`CHRONICLE_JWT_SECRET`,
 //!   `CHRONICLE_JWT_PUBLIC_KEY_FILE`) are kept, since those keys are fixed for the process's
-//!   life; a token verified with an identity provider's key ([`super::jwks`]) is verified each
-//!   time, because the provider may withdraw that key at its next refresh;
-//! - the lookup is by the token's exact text, so a token altered in any byte is verified
-//!   afresh (and refused);
+//!   life; a token whose `kid` an identity provider could answer for ([`super::jwks`]) is
+//!   verified each time, because the provider may withdraw or publish that key at its next
+//!   refresh;
+//! - the lookup is by the SHA-256 of the token's exact text, so a token altered in any byte is
+//!   verified afresh (and refused), and the tokens themselves, which are credentials, are not
+//!   kept;
 //! - a kept token is answered only while it is unexpired by the same rule (`exp` with the same
 //!   leeway); `nbf` was met when it was verified and time only moves on.
 //!
@@ -18,9 +20,10 @@
 //! and refills, which costs a caller sending a new token every time no more than no memory.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::Utc;
+use sha2::{Digest, Sha256};
 
 /// Tokens kept before the memory starts over.
 const MAX_TOKENS: usize = 4096;
@@ -28,10 +31,16 @@ const MAX_TOKENS: usize = 4096;
 /// Longer tokens are verified every time: they are rare and would cost the memory.
 const MAX_TOKEN_BYTES: usize = 4096;
 
+/// A token's SHA-256: what it is kept under.
+type Digest32 = [u8; 32];
+
+/// What verification answered for a token, and the token's `exp`.
+type Kept<T> = (Arc<T>, i64);
+
 /// What verification answered for each token kept (`T`: the caller's credentials), by the
-/// token's text, with the token's `exp`.
+/// token's SHA-256, with the token's `exp`.
 pub(super) struct VerifiedTokens<T> {
-    tokens: Mutex<HashMap<String, (T, i64)>>,
+    tokens: Mutex<HashMap<Digest32, Kept<T>>>,
     /// Seconds past `exp` a token is still accepted (the verifier's leeway).
     leeway: i64,
 }
@@ -47,14 +56,21 @@ impl<T: Clone> VerifiedTokens<T> {
 
     /// What `token` was verified to carry, while it is unexpired.
     pub(super) fn get(&self, token: &str) -> Option<T> {
-        let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
-        let (answer, exp) = tokens.get(token)?;
-        // jsonwebtoken's rule: refused once `exp < now - leeway`.
-        if *exp < Utc::now().timestamp().saturating_sub(self.leeway) {
-            tokens.remove(token);
-            return None;
+        if token.len() > MAX_TOKEN_BYTES {
+            return None; // never kept, and not worth hashing
         }
-        Some(answer.clone())
+        let digest = digest(token);
+        let answer = {
+            let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
+            let (answer, exp) = tokens.get(&digest)?;
+            // jsonwebtoken's rule: refused once `exp < now - leeway`.
+            if *exp < Utc::now().timestamp().saturating_sub(self.leeway) {
+                tokens.remove(&digest);
+                return None;
+            }
+            Arc::clone(answer)
+        };
+        Some(T::clone(&answer))
     }
 
     /// Remembers that `token`, expiring at `exp`, verified to `answer`.
@@ -62,20 +78,26 @@ impl<T: Clone> VerifiedTokens<T> {
         if token.len() > MAX_TOKEN_BYTES {
             return;
         }
+        let (digest, answer) = (digest(token), Arc::new(answer.clone()));
         let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
         if tokens.len() >= MAX_TOKENS {
             tokens.clear();
         }
-        tokens.insert(token.to_owned(), (answer.clone(), exp));
+        tokens.insert(digest, (answer, exp));
     }
 
     #[cfg(test)]
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.tokens
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
     }
+}
+
+/// The key a token is kept under.
+fn digest(token: &str) -> Digest32 {
+    Sha256::digest(token.as_bytes()).into()
 }
 
 #[cfg(test)]

@@ -32,6 +32,8 @@ where
     let idempotency: Option<&IdempotencyRecord> = batch.idempotency.as_ref();
     let last_sequence = snapshot.map(|s| s.last_sequence as i64);
     // Borrowed from the batch, which outlives the statement: nothing is copied to be encoded.
+    // The macro's compile-time check knows the borrowed forms only as owned types, so the
+    // `as` overrides skip it for those parameters; every lone append runs the statement.
     let written = sqlx::query_file!(
         "sql/append.sql",
         &batch.aggregate_type,

@@ -442,6 +442,9 @@ async fn append_group(
     for (n, batch) in group.iter().enumerate() {
         columns.push(n as i32, batch);
     }
+    // The `as` overrides bind borrowed forms (`&str` for text, `&Value` for jsonb), which the
+    // macro's compile-time check knows only as owned types, so it skips those parameters;
+    // every createTask and the e2e `group_commit` tests run the statement.
     let statement = sqlx::query_file_as!(
         GroupOutcome,
         "sql/append_group.sql",
