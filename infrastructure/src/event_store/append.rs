@@ -72,8 +72,8 @@ where
         &batch
             .outbox
             .iter()
-            .map(|o| sqlx::types::Json(o.payload.as_ref()))
-            .collect::<Vec<_>>() as &[sqlx::types::Json<&RawValue>],
+            .map(|o| outbox_payload(&o.payload))
+            .collect::<Vec<_>>() as &[OutboxPayload<'_>],
         last_sequence,
         last_sequence,
         snapshot.map(|s| &s.payload) as Option<&Value>,
@@ -101,4 +101,13 @@ pub(crate) type OutboxHeaders<'a> = sqlx::types::Json<&'a [(String, String)]>;
 /// [`OutboxHeaders`] of `headers`.
 pub(crate) fn outbox_headers(headers: &[(String, String)]) -> OutboxHeaders<'_> {
     sqlx::types::Json(headers)
+}
+
+/// An outbox row's payload as its `payload` column takes it: the envelope's text, already
+/// encoded (`OutboxMessage::payload`), written as it is.
+pub(crate) type OutboxPayload<'a> = sqlx::types::Json<&'a RawValue>;
+
+/// [`OutboxPayload`] of `payload`.
+pub(crate) fn outbox_payload(payload: &RawValue) -> OutboxPayload<'_> {
+    sqlx::types::Json(payload)
 }

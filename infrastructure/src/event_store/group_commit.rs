@@ -27,14 +27,15 @@ use std::time::{Duration, Instant};
 use chronicle_application::data::trace::TraceContext;
 use chronicle_application::ports::event_store::AppendBatch;
 use chronicle_application::ports::store_error::StoreError;
-use serde_json::value::RawValue;
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-use super::append::{append_alone, outbox_headers, store_error, OutboxHeaders};
+use super::append::{
+    append_alone, outbox_headers, outbox_payload, store_error, OutboxHeaders, OutboxPayload,
+};
 use crate::db::kept::KeptConnection;
 use crate::db::planned_per_call::{self, Planning, UntilAnalysed};
 use crate::outbox::signal::OutboxSignal;
@@ -474,7 +475,7 @@ async fn append_group(
         &columns.outbox_event_id,
         &columns.topic as &[&str],
         &columns.headers as &[OutboxHeaders<'_>],
-        &columns.outbox_payload as &[sqlx::types::Json<&RawValue>],
+        &columns.outbox_payload as &[OutboxPayload<'_>],
         &columns.sealed_n,
         &columns.pseudonym as &[&str],
     );
@@ -549,7 +550,7 @@ struct GroupColumns<'a> {
     outbox_event_id: Vec<Uuid>,
     topic: Vec<&'a str>,
     headers: Vec<OutboxHeaders<'a>>,
-    outbox_payload: Vec<sqlx::types::Json<&'a RawValue>>,
+    outbox_payload: Vec<OutboxPayload<'a>>,
     sealed_n: Vec<i32>,
     pseudonym: Vec<&'a str>,
 }
@@ -591,8 +592,7 @@ impl<'a> GroupColumns<'a> {
             self.outbox_event_id.push(message.event_id);
             self.topic.push(&message.topic);
             self.headers.push(outbox_headers(&message.headers));
-            self.outbox_payload
-                .push(sqlx::types::Json(message.payload.as_ref()));
+            self.outbox_payload.push(outbox_payload(&message.payload));
         }
         for pseudonym in &batch.sealed_under {
             self.sealed_n.push(n);
