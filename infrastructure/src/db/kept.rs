@@ -23,6 +23,11 @@ use sqlx::{PgConnection, PgPool, Postgres};
 /// kept connection is never a second staler than one the pool hands out.
 pub(crate) const KEEP_AT_MOST: Duration = Duration::from_secs(1);
 
+/// How long a worker keeps its connection once it has nothing left to do: a busy worker runs
+/// its statements on the same connection without the pool's test at each release, and an idle
+/// one gives it back soon, so a small pool's readers never wait on idle workers.
+pub(crate) const KEEP_WHILE_IDLE: Duration = Duration::from_millis(100);
+
 /// A connection taken from the pool, kept across statements while they keep succeeding.
 pub(crate) struct KeptConnection {
     connection: PoolConnection<Postgres>,

@@ -36,7 +36,7 @@ use uuid::Uuid;
 use super::append::{
     append_alone, outbox_headers, outbox_payload, store_error, OutboxHeaders, OutboxPayload,
 };
-use crate::db::kept::KeptConnection;
+use crate::db::kept::{KeptConnection, KEEP_WHILE_IDLE};
 use crate::db::planned_per_call::{self, Planning, UntilAnalysed};
 use crate::outbox::signal::OutboxSignal;
 
@@ -45,10 +45,6 @@ use crate::outbox::signal::OutboxSignal;
 const MAX_GROUPS_IN_FLIGHT: usize = 4;
 /// Largest group: bounds one statement's size (about 20 parameters' worth per event).
 const MAX_GROUP_COMMANDS: usize = 64;
-/// How long the writers' connections stay kept once nothing is left to write: a busy store
-/// writes on the same connections without the pool's test at each release (`db::kept`), and
-/// an idle one gives them back soon, so a small pool's readers never wait on idle writers.
-const KEEP_WHILE_IDLE: Duration = Duration::from_millis(100);
 
 /// A command waiting to append, and where its outcome goes.
 struct Waiting {
