@@ -1,7 +1,8 @@
 -- The relay's read: up to $1 unpublished rows above the floor $3 and not in flight ($2), in id
 -- order, with the marks of the statement's own snapshot (the one its rows were read under).
 -- The payload travels as Postgres's own JSON text: parsing it into a tree and printing it
--- again only to send the bytes cost a quarter of the drain rate.
+-- again only to send the bytes cost a quarter of the drain rate. The headers come as text too,
+-- read straight into their pairs rather than through a JSON tree.
 --
 -- Whatever the statistics say, the read costs what it returns, not what the table or the
 -- backlog holds: the queue comes from `outbox_queue_idx`, which holds only unpublished rows
@@ -15,7 +16,7 @@
 -- for any values, to a bound in buffers. So it is prepared once per connection like most
 -- statements: planning it at every call cost Postgres more than running it.
 -- Checked at compile time (`query_file_as!` in outbox/pipeline.rs).
-SELECT id, topic, key, headers, payload::text AS "payload!",
+SELECT id, topic, key, headers::text AS "headers!", payload::text AS "payload!",
        extract(epoch FROM clock_timestamp() - created_at)::float8 AS "waited!",
        marks.oldest_running AS "oldest_running!", marks.top AS "top!",
        marks.first_parked

@@ -258,7 +258,9 @@ struct UnpublishedRow {
     id: i64,
     topic: String,
     key: String,
-    headers: Value,
+    /// `[[name, value], ...]` as Postgres's own JSON text.
+    #[sqlx(rename = "headers!")]
+    headers: String,
     /// The event as Postgres's own JSON text.
     #[sqlx(rename = "payload!")]
     payload: String,
@@ -310,7 +312,7 @@ async fn read_and_enqueue(
         // Seconds between the commit and the read.
         let waited = row.waited.max(0.0);
         let (topic, key, payload) = (row.topic.as_str(), row.key.as_str(), row.payload.as_str());
-        let pairs = headers_from_json(&row.headers);
+        let pairs = header_pairs(&row.headers);
         let stored = pairs
             .iter()
             .find(|(name, _)| name == "traceparent")
@@ -438,21 +440,26 @@ fn refused_for_good(error: &KafkaError) -> bool {
     )
 }
 
-/// Reads `[[name, value], ...]` back into header pairs.
-fn headers_from_json(value: &Value) -> Vec<(String, String)> {
-    value
-        .as_array()
-        .map(|pairs| {
-            pairs
-                .iter()
-                .filter_map(|pair| {
-                    let name = pair.get(0)?.as_str()?;
-                    let value = pair.get(1)?.as_str()?;
-                    Some((name.to_owned(), value.to_owned()))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+/// Reads `[[name, value], ...]` back into header pairs: straight into the pairs, as the store
+/// writes them (`OutboxHeaders`); through a JSON tree, keeping what pairs it finds, only if
+/// something else wrote the row.
+fn header_pairs(text: &str) -> Vec<(String, String)> {
+    serde_json::from_str(text).unwrap_or_else(|_| {
+        let value: Value = serde_json::from_str(text).unwrap_or_default();
+        value
+            .as_array()
+            .map(|pairs| {
+                pairs
+                    .iter()
+                    .filter_map(|pair| {
+                        let name = pair.get(0)?.as_str()?;
+                        let value = pair.get(1)?.as_str()?;
+                        Some((name.to_owned(), value.to_owned()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    })
 }
 
 #[cfg(test)]
@@ -479,5 +486,20 @@ mod tests {
         ] {
             assert!(!refused_for_good(&refused(code)), "{code:?}");
         }
+    }
+
+    #[test]
+    fn headers_read_back_as_the_store_wrote_them_and_a_foreign_rows_good_pairs_are_kept() {
+        let written = vec![
+            ("ce_id".to_owned(), "0193".to_owned()),
+            ("correlation_id".to_owned(), "a \"quoted\" id ☃".to_owned()),
+        ];
+        let text = serde_json::to_string(&written).unwrap();
+        assert_eq!(header_pairs(&text), written);
+        assert_eq!(
+            header_pairs(r#"[["ce_id", "0193"], ["broken"], 7, ["n", 1]]"#),
+            vec![("ce_id".to_owned(), "0193".to_owned())]
+        );
+        assert!(header_pairs("not json").is_empty());
     }
 }
