@@ -522,6 +522,7 @@ impl<'a> Wiring<'a> {
             self.settings.kafka.clone(),
             RelayOptions {
                 retention: self.settings.outbox_retention,
+                read_interval: self.settings.relay_read_interval,
                 ..RelayOptions::default()
             },
             self.appended.clone(),

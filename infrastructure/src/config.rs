@@ -98,6 +98,10 @@ pub struct Settings {
     pub group_commit: bool,
     /// How long published outbox rows are kept before the retention job removes them.
     pub outbox_retention: Duration,
+    /// Least time between two of the relay's reads while rows keep coming
+    /// (`CHRONICLE_RELAY_READ_INTERVAL_MS`): the longest a row waits for its read under load;
+    /// a row after a quiet spell is read at once.
+    pub relay_read_interval: Duration,
     /// How long a `minVersion` read waits for the projection before `STALE_READ`.
     pub read_your_writes_wait: Duration,
     /// How often each instance looks for new events while anyone subscribes
@@ -252,6 +256,10 @@ impl Settings {
             snapshot_every: parsed("CHRONICLE_SNAPSHOT_EVERY", 100)?,
             group_commit: parsed("CHRONICLE_GROUP_COMMIT", true)?,
             outbox_retention: Duration::from_secs(parsed("CHRONICLE_OUTBOX_RETENTION_SECS", 3600)?),
+            relay_read_interval: Duration::from_millis(parsed(
+                "CHRONICLE_RELAY_READ_INTERVAL_MS",
+                crate::outbox::relay::DEFAULT_READ_INTERVAL_MS,
+            )?),
             read_your_writes_wait: Duration::from_millis(parsed("CHRONICLE_READ_WAIT_MS", 2000)?),
             feed_poll: Duration::from_millis(parsed("CHRONICLE_FEED_POLL_MS", 20)?.max(1)),
             feed_idle_poll: Duration::from_millis(

@@ -4,6 +4,7 @@ mod floor;
 pub(crate) mod monitor;
 mod pipeline;
 mod publish_span;
+mod read_pace;
 pub mod relay;
 pub mod retention;
 pub mod signal;

@@ -104,6 +104,10 @@ impl InFlight {
 /// What a step of the pipeline did.
 #[derive(Debug, Default)]
 pub(super) struct Progress {
+    /// Whether it read (it may not: no room, a delivery failed, or not asked to).
+    pub read: bool,
+    /// Whether the read was cut short by the room left: more rows may be waiting at once.
+    pub filled: bool,
     /// Rows read and enqueued.
     pub enqueued: usize,
     /// Rows acknowledged and marked published.
@@ -125,7 +129,7 @@ pub(super) enum PipelineError {
 }
 
 /// Harvests settled deliveries and marks them; then, unless a delivery failed, reads and
-/// enqueues what is new. `capacity` bounds the rows in flight.
+/// enqueues what is new. `capacity` bounds the rows in flight (0: harvest only).
 pub(super) async fn step(
     connection: &mut PgConnection,
     producer: &FutureProducer,
@@ -152,7 +156,9 @@ pub(super) async fn step(
     }
     let room = capacity.saturating_sub(in_flight.len());
     if room > 0 {
+        progress.read = true;
         progress.enqueued = read_and_enqueue(connection, producer, in_flight, room).await?;
+        progress.filled = progress.enqueued >= room;
     }
     Ok(progress)
 }

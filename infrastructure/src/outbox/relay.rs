@@ -3,7 +3,12 @@
 //! - One active relay per database: it holds a session advisory lock on a dedicated connection;
 //!   other instances stand by and take over when that connection (or its process) dies.
 //! - Woken at once by appends of its own process ([`OutboxSignal`]), by `NOTIFY` for appends of
-//!   other processes, and by a poll as the fallback for a lost notification.
+//!   other processes, and by a poll as the fallback for a lost notification. While rows keep
+//!   coming it reads at most once per [`RelayOptions::read_interval`], so each read takes a few
+//!   milliseconds' rows: a read costs Postgres about the same for three rows as for thirty,
+//!   and the producer's batches grow with it (docs/performance.md). The first row after a quiet
+//!   spell is read at once, and a backlog (a read that filled the room in flight) is read on
+//!   without waiting.
 //! - Reads unpublished rows in id order (per aggregate, id order is sequence order), enqueues them
 //!   on the idempotent producer in that order and marks exactly the acknowledged rows published,
 //!   reading on while earlier rows wait for their acknowledgement ([`super::pipeline`]). A crash
@@ -18,9 +23,11 @@ use std::time::Duration;
 use rdkafka::producer::{FutureProducer, Producer};
 use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection, PgPool};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::pipeline::{self, InFlight, PipelineError, Progress};
+use super::read_pace::ReadPace;
 use super::retention::purge_published;
 use super::signal::{OutboxSignal, OUTBOX_CHANNEL};
 use super::status::RelayStatus;
@@ -32,6 +39,11 @@ use chronicle_application::error_chain::Chain;
 /// The advisory lock key of the relay ("chronicle" in ASCII, truncated to fit an i64).
 pub(crate) const RELAY_LOCK_KEY: i64 = 0x6368_726f_6e69_636c;
 
+/// The relay's [`RelayOptions::read_interval`] unless `CHRONICLE_RELAY_READ_INTERVAL_MS` says
+/// otherwise: Apache Kafka's own producer waits as long (`linger.ms`, 5 ms since Kafka 4.0) to
+/// fill its batches.
+pub const DEFAULT_READ_INTERVAL_MS: u64 = 5;
+
 /// Tuning of the relay.
 #[derive(Debug, Clone)]
 pub struct RelayOptions {
@@ -39,6 +51,8 @@ pub struct RelayOptions {
     pub batch_size: i64,
     /// Longest sleep without a notification before polling anyway.
     pub poll_interval: Duration,
+    /// Least time between two reads while rows keep coming (`CHRONICLE_RELAY_READ_INTERVAL_MS`).
+    pub read_interval: Duration,
     /// How often a standby instance retries the lock.
     pub standby_interval: Duration,
     /// How long published rows are kept.
@@ -52,6 +66,7 @@ impl Default for RelayOptions {
         Self {
             batch_size: 1000,
             poll_interval: Duration::from_millis(500),
+            read_interval: Duration::from_millis(DEFAULT_READ_INTERVAL_MS),
             standby_interval: Duration::from_secs(2),
             retention: Duration::from_secs(3600),
             retention_interval: Duration::from_secs(60),
@@ -172,6 +187,7 @@ impl OutboxRelay {
         let capacity = self.options.batch_size.max(1) as usize;
         // The connection the steps run on while there is work, given back when idle.
         let mut kept = None;
+        let mut pace = ReadPace::new(self.options.read_interval);
         loop {
             if shutdown.is_cancelled() {
                 let _ = producer.flush(Duration::from_secs(10));
@@ -180,33 +196,40 @@ impl OutboxRelay {
                 let _ = self.step(&mut kept, &producer, &mut in_flight, 0).await;
                 return Ok(());
             }
-            match self
-                .step(&mut kept, &producer, &mut in_flight, capacity)
-                .await
-            {
+            let room = if pace.due(Instant::now()) {
+                capacity
+            } else {
+                0
+            };
+            match self.step(&mut kept, &producer, &mut in_flight, room).await {
                 Ok(progress) => {
                     failures = 0;
                     if progress.published > 0 {
                         self.status.add_published(progress.published as u64);
                         self.status.set_error(None);
                     }
+                    if progress.read {
+                        pace.read(Instant::now(), progress.enqueued, progress.filled);
+                    }
                     if progress.enqueued > 0 || progress.published > 0 {
                         continue;
                     }
                     let busy = in_flight.len() > 0;
-                    if !busy {
+                    if !busy && pace.quiet() {
                         kept = None;
                         self.idle(lock_conn, &mut last_retention).await?;
                     }
-                    // Wait for an acknowledgement, new rows, or the poll.
+                    // Wait for an acknowledgement, new rows, the next read's turn, or the poll.
                     tokio::select! {
                         () = shutdown.cancelled() => {}
                         _ = in_flight.next_settled(), if busy => {}
-                        () = self.appended.appended_here() => {}
+                        () = self.appended.appended_here() => pace.woken(),
                         notification = listener.recv() => {
                             notification.map_err(InfraError::db("outbox listener"))?;
+                            pace.woken();
                         }
-                        () = tokio::time::sleep(self.options.poll_interval) => {}
+                        () = pace.turn() => {}
+                        () = tokio::time::sleep(self.options.poll_interval) => pace.woken(),
                     }
                 }
                 Err(PipelineError::Database(error)) => return Err(error),
@@ -215,6 +238,8 @@ impl OutboxRelay {
                     producer_unusable,
                 }) => {
                     failures += 1;
+                    // After the pause, everything unpublished is read again from the start.
+                    pace.restart();
                     // Nothing to write while the broker is away: the pool gets it back.
                     kept = None;
                     self.status.set_error(Some(message.clone()));
