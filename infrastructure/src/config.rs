@@ -98,9 +98,9 @@ pub struct Settings {
     pub group_commit: bool,
     /// How long published outbox rows are kept before the retention job removes them.
     pub outbox_retention: Duration,
-    /// Least time between two of the relay's reads while rows keep coming
-    /// (`CHRONICLE_RELAY_READ_INTERVAL_MS`): the longest a row waits for its read under load;
-    /// a row after a quiet spell is read at once.
+    /// Least time from the end of one of the relay's reads to the next while rows keep coming
+    /// (`CHRONICLE_RELAY_READ_INTERVAL_MS`); a row after a quiet spell, and the rest of a read
+    /// cut short, are read at once.
     pub relay_read_interval: Duration,
     /// How long a `minVersion` read waits for the projection before `STALE_READ`.
     pub read_your_writes_wait: Duration,

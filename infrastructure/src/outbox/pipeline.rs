@@ -106,8 +106,9 @@ impl InFlight {
 pub(super) struct Progress {
     /// Whether it read (it may not: no room, a delivery failed, or not asked to).
     pub read: bool,
-    /// Whether the read was cut short by the room left: more rows may be waiting at once.
-    pub filled: bool,
+    /// Whether the read stopped short of what it could see (the room in flight, a full
+    /// producer queue, a refused row): the rest waits to be read at once.
+    pub cut_short: bool,
     /// Rows read and enqueued.
     pub enqueued: usize,
     /// Rows acknowledged and marked published.
@@ -157,8 +158,8 @@ pub(super) async fn step(
     let room = capacity.saturating_sub(in_flight.len());
     if room > 0 {
         progress.read = true;
-        progress.enqueued = read_and_enqueue(connection, producer, in_flight, room).await?;
-        progress.filled = progress.enqueued >= room;
+        (progress.enqueued, progress.cut_short) =
+            read_and_enqueue(connection, producer, in_flight, room).await?;
     }
     Ok(progress)
 }
@@ -284,13 +285,14 @@ struct UnpublishedRow {
 }
 
 /// Reads up to `room` unpublished rows above the floor and not in flight, in id order, and
-/// enqueues them in that order; answers how many were enqueued.
+/// enqueues them in that order; answers how many were enqueued, and whether anything it could
+/// see is left to read (the room, a full queue or a refused row stopped it).
 async fn read_and_enqueue(
     connection: &mut PgConnection,
     producer: &FutureProducer,
     in_flight: &mut InFlight,
     room: usize,
-) -> Result<usize, PipelineError> {
+) -> Result<(usize, bool), PipelineError> {
     let floor = in_flight.floor.get(Instant::now());
     let exclude: Vec<i64> = in_flight
         .ids
@@ -393,12 +395,13 @@ async fn read_and_enqueue(
         );
         enqueued += 1;
     }
+    let cut_short = !rows.is_empty() && (enqueued < rows.len() || rows.len() >= room);
     if let Some(first) = rows.first() {
-        let covered = if enqueued == rows.len() && rows.len() < room {
-            Covered::Everything
-        } else {
+        let covered = if cut_short {
             // A limit, a full queue or a refused row stopped it: the rest is still to read.
             Covered::UpTo(rows[..enqueued].last().map_or(floor, |row| row.id))
+        } else {
+            Covered::Everything
         };
         let marks = Marks {
             oldest_running: first.oldest_running,
@@ -407,7 +410,7 @@ async fn read_and_enqueue(
         };
         in_flight.floor.advance(marks, covered);
     }
-    Ok(enqueued)
+    Ok((enqueued, cut_short))
 }
 
 /// Whether a delivery error means the idempotent producer's id, epoch or sequence is no longer

@@ -5,10 +5,9 @@
 //! - Woken at once by appends of its own process ([`OutboxSignal`]), by `NOTIFY` for appends of
 //!   other processes, and by a poll as the fallback for a lost notification. While rows keep
 //!   coming it reads at most once per [`RelayOptions::read_interval`], so each read takes a few
-//!   milliseconds' rows: a read costs Postgres about the same for three rows as for thirty,
-//!   and the producer's batches grow with it (docs/performance.md). The first row after a quiet
-//!   spell is read at once, and a backlog (a read that filled the room in flight) is read on
-//!   without waiting.
+//!   milliseconds' rows and the producer gets them in fewer, fuller batches
+//!   ([`super::read_pace`]). The first row after a quiet spell is read at once, and so is the
+//!   rest of a read cut short (by the room in flight, a full producer queue).
 //! - Reads unpublished rows in id order (per aggregate, id order is sequence order), enqueues them
 //!   on the idempotent producer in that order and marks exactly the acknowledged rows published,
 //!   reading on while earlier rows wait for their acknowledgement ([`super::pipeline`]). A crash
@@ -36,6 +35,10 @@ use crate::db::kept::KeptConnection;
 use crate::InfraError;
 use chronicle_application::error_chain::Chain;
 
+/// Longest the relay goes without checking its lock and its retention while deliveries are
+/// always in flight: a steady load keeps some in flight at every pass.
+const CHECK_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
+
 /// The advisory lock key of the relay ("chronicle" in ASCII, truncated to fit an i64).
 pub(crate) const RELAY_LOCK_KEY: i64 = 0x6368_726f_6e69_636c;
 
@@ -51,7 +54,8 @@ pub struct RelayOptions {
     pub batch_size: i64,
     /// Longest sleep without a notification before polling anyway.
     pub poll_interval: Duration,
-    /// Least time between two reads while rows keep coming (`CHRONICLE_RELAY_READ_INTERVAL_MS`).
+    /// Least time from the end of one read to the next while rows keep coming; a read cut
+    /// short is followed at once (`CHRONICLE_RELAY_READ_INTERVAL_MS`).
     pub read_interval: Duration,
     /// How often a standby instance retries the lock.
     pub standby_interval: Duration,
@@ -188,6 +192,7 @@ impl OutboxRelay {
         // The connection the steps run on while there is work, given back when idle.
         let mut kept = None;
         let mut pace = ReadPace::new(self.options.read_interval);
+        let mut last_check = Instant::now();
         loop {
             if shutdown.is_cancelled() {
                 let _ = producer.flush(Duration::from_secs(10));
@@ -209,7 +214,7 @@ impl OutboxRelay {
                         self.status.set_error(None);
                     }
                     if progress.read {
-                        pace.read(Instant::now(), progress.enqueued, progress.filled);
+                        pace.read(Instant::now(), progress.enqueued, progress.cut_short);
                     }
                     if progress.enqueued > 0 || progress.published > 0 {
                         continue;
@@ -217,6 +222,11 @@ impl OutboxRelay {
                     let busy = in_flight.len() > 0;
                     if !busy && pace.quiet() {
                         kept = None;
+                    }
+                    // Between deliveries, and under a load that never leaves none in flight at
+                    // least once a second, so the lock's loss is noticed and retention runs.
+                    if !busy || last_check.elapsed() >= CHECK_AT_LEAST_EVERY {
+                        last_check = Instant::now();
                         self.idle(lock_conn, &mut last_retention).await?;
                     }
                     // Wait for an acknowledgement, new rows, the next read's turn, or the poll.
@@ -279,8 +289,7 @@ impl OutboxRelay {
         result
     }
 
-    /// Nothing to publish: checks that this instance still holds the lock and runs retention
-    /// when it is due.
+    /// Checks that this instance still holds the lock and runs retention when it is due.
     async fn idle(
         &self,
         lock_conn: &mut PgConnection,
