@@ -22,6 +22,11 @@ pub struct ConfigError {
 /// The producer's `linger.ms` unless `KAFKA_LINGER_MS` says otherwise.
 pub const DEFAULT_LINGER_MS: u32 = 2;
 
+/// The relay's least time between reads while rows keep coming, unless
+/// `CHRONICLE_RELAY_READ_INTERVAL_MS` says otherwise: Apache Kafka's own producer waits as long
+/// (`linger.ms`, 5 ms since Kafka 4.0) to fill its batches.
+pub const DEFAULT_RELAY_READ_INTERVAL_MS: u64 = 5;
+
 /// How the service reaches Kafka.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaSettings {
@@ -258,7 +263,7 @@ impl Settings {
             outbox_retention: Duration::from_secs(parsed("CHRONICLE_OUTBOX_RETENTION_SECS", 3600)?),
             relay_read_interval: Duration::from_millis(parsed(
                 "CHRONICLE_RELAY_READ_INTERVAL_MS",
-                crate::outbox::relay::DEFAULT_READ_INTERVAL_MS,
+                DEFAULT_RELAY_READ_INTERVAL_MS,
             )?),
             read_your_writes_wait: Duration::from_millis(parsed("CHRONICLE_READ_WAIT_MS", 2000)?),
             feed_poll: Duration::from_millis(parsed("CHRONICLE_FEED_POLL_MS", 20)?.max(1)),

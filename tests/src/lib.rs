@@ -107,7 +107,7 @@ pub fn test_settings(database_url: &str, brokers: &str) -> Settings {
         group_commit: true,
         outbox_retention: Duration::from_secs(3600),
         relay_read_interval: Duration::from_millis(
-            chronicle_infrastructure::outbox::relay::DEFAULT_READ_INTERVAL_MS,
+            chronicle_infrastructure::config::DEFAULT_RELAY_READ_INTERVAL_MS,
         ),
         read_your_writes_wait: Duration::from_secs(15),
         feed_poll: Duration::from_millis(20),

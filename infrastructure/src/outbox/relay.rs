@@ -30,7 +30,7 @@ use super::read_pace::ReadPace;
 use super::retention::purge_published;
 use super::signal::{OutboxSignal, OUTBOX_CHANNEL};
 use super::status::RelayStatus;
-use crate::config::KafkaSettings;
+use crate::config::{KafkaSettings, DEFAULT_RELAY_READ_INTERVAL_MS};
 use crate::db::kept::KeptConnection;
 use crate::InfraError;
 use chronicle_application::error_chain::Chain;
@@ -41,11 +41,6 @@ const CHECK_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
 
 /// The advisory lock key of the relay ("chronicle" in ASCII, truncated to fit an i64).
 pub(crate) const RELAY_LOCK_KEY: i64 = 0x6368_726f_6e69_636c;
-
-/// The relay's [`RelayOptions::read_interval`] unless `CHRONICLE_RELAY_READ_INTERVAL_MS` says
-/// otherwise: Apache Kafka's own producer waits as long (`linger.ms`, 5 ms since Kafka 4.0) to
-/// fill its batches.
-pub const DEFAULT_READ_INTERVAL_MS: u64 = 5;
 
 /// Tuning of the relay.
 #[derive(Debug, Clone)]
@@ -70,7 +65,7 @@ impl Default for RelayOptions {
         Self {
             batch_size: 1000,
             poll_interval: Duration::from_millis(500),
-            read_interval: Duration::from_millis(DEFAULT_READ_INTERVAL_MS),
+            read_interval: Duration::from_millis(DEFAULT_RELAY_READ_INTERVAL_MS),
             standby_interval: Duration::from_secs(2),
             retention: Duration::from_secs(3600),
             retention_interval: Duration::from_secs(60),
