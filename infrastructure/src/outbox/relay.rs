@@ -35,8 +35,8 @@ use crate::db::kept::KeptConnection;
 use crate::InfraError;
 use chronicle_application::error_chain::Chain;
 
-/// Longest the relay goes without checking its lock and its retention while deliveries are
-/// always in flight: a steady load keeps some in flight at every pass.
+/// Longest the relay goes without checking its lock and its retention while it is never idle:
+/// under a steady load some rows are in flight or waiting for their read at every pass.
 const CHECK_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
 
 /// The advisory lock key of the relay ("chronicle" in ASCII, truncated to fit an i64).
@@ -215,12 +215,13 @@ impl OutboxRelay {
                         continue;
                     }
                     let busy = in_flight.len() > 0;
-                    if !busy && pace.quiet() {
+                    let idle = !busy && pace.quiet();
+                    if idle {
                         kept = None;
                     }
-                    // Between deliveries, and under a load that never leaves none in flight at
-                    // least once a second, so the lock's loss is noticed and retention runs.
-                    if !busy || last_check.elapsed() >= CHECK_AT_LEAST_EVERY {
+                    // When idle, and at least once a second under a load that never leaves the
+                    // relay idle, so the lock's loss is noticed and retention runs.
+                    if idle || last_check.elapsed() >= CHECK_AT_LEAST_EVERY {
                         last_check = Instant::now();
                         self.idle(lock_conn, &mut last_retention).await?;
                     }
