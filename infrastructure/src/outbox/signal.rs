@@ -186,8 +186,6 @@ async fn notify_other_relays(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     #[tokio::test]
