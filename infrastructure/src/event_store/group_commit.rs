@@ -40,9 +40,14 @@ use crate::db::kept::{KeptConnection, KEEP_WHILE_IDLE};
 use crate::db::planned_per_call::{self, Planning, UntilAnalysed};
 use crate::outbox::signal::OutboxSignal;
 
-/// Groups written at once. More overlap commits (Postgres flushes the WAL for them together);
-/// fewer make groups larger. Four keeps a 2-core primary busy without starving the readers.
-const MAX_GROUPS_IN_FLIGHT: usize = 4;
+/// Groups written at once. More overlap their commits; fewer make each group larger, so
+/// fewer commands go alone and Postgres pays its per-statement and per-transaction cost less
+/// often. Two against four, on the 2-core development machine: a twentieth of the commands
+/// alone instead of a sixth, 0.79x Postgres's CPU per createTask, 1.12x the rate and a lower
+/// p99 (docs/performance.md, "Two groups in flight"). One was cheaper still, but then a single
+/// slow group (a lock wait, a statement refused and retried command by command) holds up
+/// every append behind it.
+const MAX_GROUPS_IN_FLIGHT: usize = 2;
 /// Largest group: bounds one statement's size (about 20 parameters' worth per event).
 const MAX_GROUP_COMMANDS: usize = 64;
 
