@@ -327,9 +327,21 @@ fn usage_error(message: String) -> ! {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let _ = dotenvy::dotenv();
+    match chronicle::runtime::build() {
+        Ok(runtime) => runtime.block_on(run_command()),
+        Err(error) => {
+            eprintln!(
+                "chronicle: {}",
+                chronicle_application::error_chain::Chain(&error)
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_command() -> ExitCode {
     let matches = command_with_environment().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,

@@ -120,6 +120,8 @@ const API: &[&str] = &[
     "CHRONICLE_REQUEST_TIMEOUT_MS",
     "CHRONICLE_RATE_LIMIT_*",
 ];
+/// The async runtime's size, which every command reads before it starts.
+const RUNTIME: &[&str] = &["CHRONICLE_WORKER_THREADS"];
 /// Logs and trace export.
 const TELEMETRY: &[&str] = &["CHRONICLE_LOG_FORMAT", "OTEL_*"];
 
@@ -127,24 +129,24 @@ const TELEMETRY: &[&str] = &["CHRONICLE_LOG_FORMAT", "OTEL_*"];
 /// naming every variable it prefixes. `serve` (and `chronicle` itself) read them all. A command
 /// that reads `Settings` reads every one of them, and stops on any that is malformed.
 pub const COMMANDS: &[(&str, &[&[&str]])] = &[
-    ("migrate", &[DATABASE, TELEMETRY]),
-    ("replay", &[DATABASE]),
-    ("health", &[API]),
-    ("held", &[SETTINGS]),
-    ("dead-letters", &[SETTINGS]),
-    ("projection-failures", &[DATABASE]),
-    ("erase", &[SETTINGS]),
-    ("token", &[AUTH]),
-    ("audit public-key", &[SETTINGS]),
+    ("migrate", &[RUNTIME, DATABASE, TELEMETRY]),
+    ("replay", &[RUNTIME, DATABASE]),
+    ("health", &[RUNTIME, API]),
+    ("held", &[RUNTIME, SETTINGS]),
+    ("dead-letters", &[RUNTIME, SETTINGS]),
+    ("projection-failures", &[RUNTIME, DATABASE]),
+    ("erase", &[RUNTIME, SETTINGS]),
+    ("token", &[RUNTIME, AUTH]),
+    ("audit public-key", &[RUNTIME, SETTINGS]),
     // The key only for `--format signed-note`, which signs the note.
     (
         "audit export",
-        &[DATABASE, &["CHRONICLE_AUDIT_SIGNING_KEY_FILE"]],
+        &[RUNTIME, DATABASE, &["CHRONICLE_AUDIT_SIGNING_KEY_FILE"]],
     ),
-    ("audit verify", &[SETTINGS]),
-    ("audit keygen", &[]),
-    ("audit verify-export", &[]),
-    ("audit verify-note", &[]),
+    ("audit verify", &[RUNTIME, SETTINGS]),
+    ("audit keygen", &[RUNTIME]),
+    ("audit verify-export", &[RUNTIME]),
+    ("audit verify-note", &[RUNTIME]),
 ];
 
 /// Whether `selector` names `name`.
