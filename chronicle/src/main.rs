@@ -329,25 +329,23 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let _ = dotenvy::dotenv();
-    match chronicle::runtime::build() {
-        Ok(runtime) => runtime.block_on(run_command()),
-        Err(error) => {
-            eprintln!(
-                "chronicle: {}",
-                chronicle_application::error_chain::Chain(&error)
-            );
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn run_command() -> ExitCode {
+    // The command line first: `--help` and usage errors answer whatever the runtime's setting.
     let matches = command_with_environment().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(error) => error.exit(),
     };
-    match run(cli).await {
+    let runtime = match chronicle::runtime::build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!(
+                "chronicle: {}",
+                chronicle_application::error_chain::Chain(&error)
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("chronicle: {error:#}");

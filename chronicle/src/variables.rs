@@ -121,7 +121,7 @@ const API: &[&str] = &[
     "CHRONICLE_RATE_LIMIT_*",
 ];
 /// The async runtime's size, which every command reads before it starts.
-const RUNTIME: &[&str] = &["CHRONICLE_WORKER_THREADS"];
+const RUNTIME: &[&str] = &["CHRONICLE_RUNTIME_WORKERS"];
 /// Logs and trace export.
 const TELEMETRY: &[&str] = &["CHRONICLE_LOG_FORMAT", "OTEL_*"];
 
