@@ -33,7 +33,7 @@ pub enum RuntimeError {
 
 /// The workers `value` (the variable's text, when set and not empty) asks for; `None` leaves
 /// the count to tokio.
-pub fn workers(value: Option<String>) -> Result<Option<NonZeroUsize>, ConfigError> {
+fn workers(value: Option<String>) -> Result<Option<NonZeroUsize>, ConfigError> {
     let Some(text) = value else {
         return Ok(None);
     };
