@@ -118,8 +118,9 @@ pub struct Credentials {
 /// Checks and issues tokens.
 #[derive(Clone)]
 pub enum Authenticator {
-    /// JWTs (HS256 and/or RS256).
-    Jwt(Box<JwtAuthenticator>),
+    /// JWTs (HS256 and/or RS256). Shared: the router's state is cloned for every request, and
+    /// a deep copy of the keys and claim paths cost allocations on each.
+    Jwt(Arc<JwtAuthenticator>),
     /// Every request is a local admin (`CHRONICLE_AUTH=disabled`, for experiments only).
     Disabled,
 }
@@ -131,7 +132,7 @@ pub struct JwtAuthenticator(Verifier);
 impl Authenticator {
     /// HS256 with `secret` and no issuer or audience (tests, the `token` command).
     pub fn hs256(secret: &str) -> Self {
-        Self::Jwt(Box::new(JwtAuthenticator(Verifier {
+        Self::Jwt(Arc::new(JwtAuthenticator(Verifier {
             hs256: hs256_keys(secret),
             rs256: Vec::new(),
             jwks: None,
@@ -148,7 +149,7 @@ impl Authenticator {
         match settings {
             AuthSettings::Disabled => Ok(Self::Disabled),
             AuthSettings::Jwt(jwt) => {
-                Ok(Self::Jwt(Box::new(JwtAuthenticator(Verifier::new(jwt)?))))
+                Ok(Self::Jwt(Arc::new(JwtAuthenticator(Verifier::new(jwt)?))))
             }
         }
     }
