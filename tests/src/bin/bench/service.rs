@@ -62,6 +62,10 @@ pub struct CpuSample {
     /// When the parts run apart: the API process's and the background process's shares of
     /// `chronicle`.
     pub parts: Option<(f64, f64)>,
+    /// When the parts run apart: the context switches of the API process's and the background
+    /// process's threads so far. A task woken on another worker, a worker parked and unparked,
+    /// a blocking call: each costs one, and each is kernel time beside the work.
+    pub switches: Option<(f64, f64)>,
     /// Every process of the Postgres cluster (postmaster, backends, WAL writer, autovacuum).
     pub postgres: f64,
     /// A local Tansu broker, if one runs (0 otherwise: a remote broker is not measured).
@@ -85,6 +89,13 @@ impl CpuSample {
         {
             cpu["api_process_us"] = json!(per(api, api_later));
             cpu["background_process_us"] = json!(per(background, background_later));
+        }
+        if let (Some((api, background)), Some((api_later, background_later))) =
+            (self.switches, later.switches)
+        {
+            let count = |a: f64, b: f64| (b - a) / units.max(1.0);
+            cpu["api_process_switches"] = json!(count(api, api_later));
+            cpu["background_process_switches"] = json!(count(background, background_later));
         }
         cpu
     }
@@ -259,9 +270,17 @@ impl BenchService {
             Some(process) => Some(stat(process.pid()?)?.own),
             None => None,
         };
+        let switches = match &self.background {
+            Some(process) => Some((
+                context_switches(self.process.pid()?)?,
+                context_switches(process.pid()?)?,
+            )),
+            None => None,
+        };
         Ok(CpuSample {
             chronicle: serving + background.unwrap_or(0.0),
             parts: background.map(|background| (serving, background)),
+            switches,
             postgres,
             broker,
             generator: own_cpu_seconds()?,
@@ -499,6 +518,27 @@ fn stat(pid: u32) -> anyhow::Result<ProcStat> {
         own,
         with_children: own + (number(13)? + number(14)?) / ticks,
     })
+}
+
+/// Context switches, voluntary and not, of every thread `pid` runs now (`/proc/<pid>/task`);
+/// a thread that has exited is no longer counted, so a count is only fair between samples of
+/// a process whose threads last (the runtime's workers, Kafka's client).
+fn context_switches(pid: u32) -> anyhow::Result<f64> {
+    let mut total = 0.0;
+    for thread in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let Ok(status) = std::fs::read_to_string(thread?.path().join("status")) else {
+            continue; // the thread exited meanwhile
+        };
+        for line in status.lines() {
+            let counted = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"));
+            if let Some(count) = counted {
+                total += count.trim().parse::<f64>()?;
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// CPU seconds this process (the benchmark) has spent so far.
