@@ -91,7 +91,6 @@ pub enum AuthError {
 }
 
 /// The keys and rules tokens are checked with.
-#[derive(Clone)]
 struct Verifier {
     hs256: Option<(EncodingKey, DecodingKey)>,
     rs256: Vec<DecodingKey>,
@@ -126,7 +125,6 @@ pub enum Authenticator {
 }
 
 /// The JWT mode's state; see [`Authenticator`].
-#[derive(Clone)]
 pub struct JwtAuthenticator(Verifier);
 
 impl Authenticator {

@@ -266,16 +266,15 @@ impl BenchService {
             .sum();
         // The process the requests reach: every part, or the API alone when the parts are split.
         let serving = stat(self.process.pid()?)?.own;
-        let background = match &self.background {
-            Some(process) => Some(stat(process.pid()?)?.own),
-            None => None,
-        };
-        let switches = match &self.background {
-            Some(process) => Some((
-                context_switches(self.process.pid()?)?,
-                context_switches(process.pid()?)?,
-            )),
-            None => None,
+        let (background, switches) = match &self.background {
+            Some(process) => (
+                Some(stat(process.pid()?)?.own),
+                Some((
+                    context_switches(self.process.pid()?)?,
+                    context_switches(process.pid()?)?,
+                )),
+            ),
+            None => (None, None),
         };
         Ok(CpuSample {
             chronicle: serving + background.unwrap_or(0.0),
