@@ -26,12 +26,12 @@ use chronicle_infrastructure::config::Settings;
 use chronicle_infrastructure::event_store::PgEventStore;
 use chronicle_infrastructure::kafka::admin::ensure_topics;
 use chronicle_infrastructure::kafka::consumer::{ConsumerOptions, EventConsumer};
+use chronicle_infrastructure::kafka::on_demand::OnDemandProducer;
 use chronicle_infrastructure::outbox::{OutboxRelay, OutboxSignal, RelayOptions, RelayStatus};
 use chronicle_infrastructure::projections::PgProjections;
 use chronicle_infrastructure::read_model::report_data::PgReportData;
 use chronicle_infrastructure::read_model::views::PgViews;
 use chronicle_infrastructure::{db, kafka};
-use rdkafka::producer::FutureProducer;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -416,8 +416,9 @@ struct Wiring<'a> {
     report_views: Arc<PgViews<ReportReadModel>>,
     report_commands: Arc<ReportCommands>,
     rebuilder: Arc<Rebuilder>,
-    /// The dead-letter producer every consumer of this process shares, once one is made.
-    dead_letters: Option<FutureProducer>,
+    /// The producer of dead letters, redrives and checkpoints this process shares, made
+    /// when one of them first sends.
+    dead_letters: OnDemandProducer,
     /// The parts started so far, for readiness.
     parts: PartsHealth,
     /// Held messages (parked records), counted for readiness and metrics.
@@ -487,7 +488,7 @@ impl<'a> Wiring<'a> {
             store,
             report_commands,
             rebuilder,
-            dead_letters: None,
+            dead_letters: OnDemandProducer::new(kafka::client::producer_config(&settings.kafka)),
             parts: PartsHealth::default(),
             held,
             dead_letter_store,
@@ -542,17 +543,6 @@ impl<'a> Wiring<'a> {
         )));
     }
 
-    fn dead_letter_producer(&mut self) -> anyhow::Result<FutureProducer> {
-        if let Some(producer) = &self.dead_letters {
-            return Ok(producer.clone());
-        }
-        let producer: FutureProducer = kafka::client::producer_config(&self.settings.kafka)
-            .create()
-            .context("creating the dead-letter producer")?;
-        self.dead_letters = Some(producer.clone());
-        Ok(producer)
-    }
-
     /// The read models' consumer group.
     fn start_projections(&mut self) -> anyhow::Result<()> {
         let handlers = Handlers(vec![
@@ -562,7 +552,7 @@ impl<'a> Wiring<'a> {
         let group = self.topics.group(PROJECTIONS_GROUP);
         let topics = subscription(&group, self.topics.event_topics());
         let options = ConsumerOptions::projection(group, topics);
-        let producer = self.dead_letter_producer()?;
+        let producer = self.dead_letters.clone();
         let consumer = EventConsumer::new(
             &self.settings.kafka,
             options,
@@ -589,7 +579,7 @@ impl<'a> Wiring<'a> {
             max_attempts: Some(self.settings.worker_max_attempts),
             ..ConsumerOptions::worker(group, topics)
         };
-        let producer = self.dead_letter_producer()?;
+        let producer = self.dead_letters.clone();
         let consumer = EventConsumer::new(
             &self.settings.kafka,
             options,
@@ -606,7 +596,7 @@ impl<'a> Wiring<'a> {
     /// Grows the audit tree and signs checkpoints while this instance holds the checkpoint
     /// lock (one instance at a time; the others stand by).
     fn start_checkpointer(&mut self, signer: CheckpointSigner) -> anyhow::Result<()> {
-        let producer = self.dead_letter_producer()?;
+        let producer = self.dead_letters.clone();
         let log = KafkaCheckpointLog::new(producer, self.topics.audit_checkpoints());
         let checkpointer = Arc::new(Checkpointer::new(
             Arc::new(PgAuditTree::new(self.pool.clone())),
@@ -668,7 +658,7 @@ impl<'a> Wiring<'a> {
         authenticator: Authenticator,
     ) -> anyhow::Result<axum::Router> {
         let live_feed = self.start_live_feed()?;
-        let dead_letter_producer = self.dead_letter_producer()?;
+        let dead_letter_producer = self.dead_letters.clone();
         let settings = self.settings;
         let signer = checkpoint_signer(settings)?.map(Arc::new);
         let audit_log: Arc<dyn AuditLog> = Arc::new(PgAuditLog::new(self.pool.clone()));
@@ -795,7 +785,7 @@ impl<'a> Wiring<'a> {
             .group(&format!("chronicle-api-{}", Uuid::now_v7().simple()));
         // The follower dead-letters nothing (it only watches), but the framework takes a
         // producer: the process's one, not a client of its own.
-        let producer = self.dead_letter_producer()?;
+        let producer = self.dead_letters.clone();
         let erasures = EventConsumer::new(
             &settings.kafka,
             ConsumerOptions::watcher(

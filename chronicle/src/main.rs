@@ -18,6 +18,7 @@ use chronicle_application::ports::held::HeldKind;
 use chronicle_application::topics::Topics;
 use chronicle_infrastructure::config::Settings;
 use chronicle_infrastructure::kafka::dead_letter::KafkaRedrive;
+use chronicle_infrastructure::kafka::on_demand::OnDemandProducer;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Chronicle: event-sourced tasks and reports over GraphQL, Postgres and Kafka.
@@ -685,11 +686,10 @@ async fn run_held(
     let (url, topics, redrive): (_, _, std::sync::Arc<dyn Redrive>) = match kind {
         HeldKind::DeadLetter => {
             let settings = Settings::from_env()?;
-            // Made now, connected only when a redrive sends.
-            let producer =
-                chronicle_infrastructure::kafka::client::producer_config(&settings.kafka)
-                    .create()
-                    .context("creating the Kafka producer")?;
+            // Made and connected only when a redrive sends.
+            let producer = OnDemandProducer::new(
+                chronicle_infrastructure::kafka::client::producer_config(&settings.kafka),
+            );
             (
                 settings.database_url,
                 Topics::new(settings.kafka.topic_prefix.clone()),

@@ -20,12 +20,13 @@ use chronicle_application::ports::audit_tree::{
 };
 use chronicle_application::ports::store_error::StoreError;
 use chrono::{DateTime, Utc};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::db::store_error;
+use crate::kafka::on_demand::OnDemandProducer;
 use crate::settling::Settling;
 
 /// The tree on `pool`.
@@ -412,13 +413,13 @@ impl AuditTree for PgAuditTree {
 /// The Kafka copy of the checkpoints: `{prefix}chronicle.audit.checkpoints`, keyed by tree
 /// size, each value [`Checkpoint::to_json`].
 pub struct KafkaCheckpointLog {
-    producer: FutureProducer,
+    producer: OnDemandProducer,
     topic: String,
 }
 
 impl KafkaCheckpointLog {
     /// Publishing to `topic` through `producer`.
-    pub fn new(producer: FutureProducer, topic: impl Into<String>) -> Self {
+    pub fn new(producer: OnDemandProducer, topic: impl Into<String>) -> Self {
         Self {
             producer,
             topic: topic.into(),
@@ -432,6 +433,8 @@ impl CheckpointLog for KafkaCheckpointLog {
         let key = checkpoint.tree_size.to_string();
         let value = checkpoint.to_json().to_string();
         self.producer
+            .get()
+            .map_err(StoreError::unavailable)?
             .send(
                 FutureRecord::to(&self.topic).key(&key).payload(&value),
                 Timeout::After(Duration::from_secs(30)),

@@ -30,10 +30,10 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 
 use super::lag::{LagReporter, STATISTICS_INTERVAL_MS};
 use rdkafka::message::{Headers, Message, OwnedMessage};
-use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
 use super::dead_letter::DeadLetters;
+use super::on_demand::OnDemandProducer;
 use crate::config::KafkaSettings;
 use crate::InfraError;
 use chronicle_application::error_chain::Chain;
@@ -209,7 +209,7 @@ impl EventConsumer {
         settings: &KafkaSettings,
         options: ConsumerOptions,
         handler: Arc<dyn EventHandler>,
-        producer: FutureProducer,
+        producer: OnDemandProducer,
         dead_letters: Arc<dyn DeadLetterStore>,
     ) -> Result<Self, InfraError> {
         let mut config = super::client::consumer_config(settings, &options.group);

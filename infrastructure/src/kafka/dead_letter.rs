@@ -16,8 +16,10 @@ use chronicle_application::ports::dead_letters::{DeadLetterStore, Redrive, Rejec
 use chronicle_application::ports::store_error::StoreError;
 use chronicle_application::topics::Topics;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
+
+use super::on_demand::OnDemandProducer;
 
 /// Header of a redriven message: the id of the dead letter it is.
 pub(crate) const REDRIVE_OF: &str = "chronicle_redrive_of";
@@ -30,7 +32,7 @@ pub(crate) const ORIGINAL_TOPIC: &str = "chronicle_original_topic";
 /// `dlq_id` (the entry operators redrive).
 #[derive(Clone)]
 pub struct DeadLetters {
-    producer: FutureProducer,
+    producer: OnDemandProducer,
     group: String,
     store: Arc<dyn DeadLetterStore>,
 }
@@ -48,7 +50,7 @@ fn header_text<'a>(message: &'a OwnedMessage, name: &str) -> Option<&'a str> {
 impl DeadLetters {
     /// Dead letters of consumer group `group`, sent through `producer`, recorded in `store`.
     pub fn new(
-        producer: FutureProducer,
+        producer: OnDemandProducer,
         group: impl Into<String>,
         store: Arc<dyn DeadLetterStore>,
     ) -> Self {
@@ -163,7 +165,14 @@ impl DeadLetters {
             if let Some(payload) = message.payload() {
                 record = record.payload(payload);
             }
-            match self.producer.send(record, Timeout::Never).await {
+            let sent = match self.producer.get() {
+                Ok(producer) => producer
+                    .send(record, Timeout::Never)
+                    .await
+                    .map_err(|(error, _)| error),
+                Err(error) => Err(error),
+            };
+            match sent {
                 Ok(_) => {
                     metrics::counter!(
                         "chronicle_dead_letters_total",
@@ -182,7 +191,7 @@ impl DeadLetters {
                     );
                     return;
                 }
-                Err((error, _)) => {
+                Err(error) => {
                     tracing::error!(error = %Chain(&error), dlq_topic = %topic, "dead-letter produce failed; retrying");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(10));
@@ -194,12 +203,12 @@ impl DeadLetters {
 
 /// Sends dead letters back over Kafka to `{topic}.{group}.redrive`.
 pub struct KafkaRedrive {
-    producer: FutureProducer,
+    producer: OnDemandProducer,
 }
 
 impl KafkaRedrive {
     /// Through `producer` (the process's dead-letter producer, or the CLI's own).
-    pub fn new(producer: FutureProducer) -> Self {
+    pub fn new(producer: OnDemandProducer) -> Self {
         Self { producer }
     }
 }
@@ -236,6 +245,8 @@ impl Redrive for KafkaRedrive {
             record = record.payload(payload);
         }
         self.producer
+            .get()
+            .map_err(StoreError::unavailable)?
             .send(record, Timeout::After(REDRIVE_TIMEOUT))
             .await
             .map(|_| ())

@@ -5,4 +5,5 @@ pub mod client;
 pub mod consumer;
 pub mod dead_letter;
 pub mod lag;
+pub mod on_demand;
 pub mod probe;

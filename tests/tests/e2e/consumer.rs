@@ -14,6 +14,7 @@ use chronicle_infrastructure::held::dead_letters::PgDeadLetters;
 use chronicle_infrastructure::kafka::admin::ensure_topics;
 use chronicle_infrastructure::kafka::client::producer_config;
 use chronicle_infrastructure::kafka::consumer::{ConsumerOptions, EventConsumer};
+use chronicle_infrastructure::kafka::on_demand::OnDemandProducer;
 use chronicle_tests::{brokers, eventually, read_topic, test_settings};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -156,7 +157,7 @@ impl Fixture {
             &self.kafka,
             options,
             handler,
-            self.producer.clone(),
+            OnDemandProducer::new(producer_config(&self.kafka)),
             self.dead_letters.clone(),
         )
         .unwrap();
