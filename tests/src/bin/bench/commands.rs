@@ -185,19 +185,31 @@ async fn paced_run(service: &BenchService, topic: &str, seconds: u64) -> anyhow:
     }))
 }
 
-/// One command at a time on an idle service: read-after-write through `task(id)`, and how long
-/// a `task(id, minVersion: 1)` read right after the answer takes.
+/// One command at a time on an idle service: how long each createTask takes (issue 26 item 4:
+/// a single client's latency no worse than before), read-after-write through `task(id)`, and
+/// how long a `task(id, minVersion: 1)` read right after the answer takes.
 async fn idle_reads(service: &BenchService, samples: usize) -> anyhow::Result<Value> {
     let client = reqwest::Client::new();
     let (url, token) = (&service.graphql_url, &service.token);
+    let mut creates = Vec::with_capacity(2 * samples);
     let mut reads = Vec::with_capacity(samples);
     let mut waits = Vec::with_capacity(samples);
+    let timed_create = |n: usize| {
+        let client = &client;
+        async move {
+            let started = Instant::now();
+            let id = create(client, url, token, n).await?;
+            anyhow::Ok((id, started.elapsed().as_secs_f64() * 1000.0))
+        }
+    };
     for n in 0..samples {
-        let id = create(&client, url, token, 3_000_000_000 + n).await?;
+        let (id, took) = timed_create(3_000_000_000 + n).await?;
+        creates.push(took);
         reads.push(read_until_visible(&client, url, token, &id, Instant::now()).await?);
         tokio::time::sleep(Duration::from_millis(37)).await;
 
-        let id = create(&client, url, token, 3_100_000_000 + n).await?;
+        let (id, took) = timed_create(3_100_000_000 + n).await?;
+        creates.push(took);
         let asked = Instant::now();
         let data = graphql(
             &client,
@@ -214,6 +226,7 @@ async fn idle_reads(service: &BenchService, samples: usize) -> anyhow::Result<Va
         tokio::time::sleep(Duration::from_millis(37)).await;
     }
     Ok(json!({
+        "create_task": summary(creates),
         "read_after_write": summary(reads),
         "min_version_read": summary(waits),
     }))
