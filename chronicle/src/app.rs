@@ -464,6 +464,11 @@ impl<'a> Wiring<'a> {
         let appended = OutboxSignal::new();
         let held = Arc::new(PgHeld::new(pool.clone()));
         let dead_letter_store = Arc::new(PgDeadLetters::new(pool.clone()));
+        // The relay's producer takes the same settings: both are judged here, at start.
+        let dead_letters = OnDemandProducer::new(kafka::client::producer_config(&settings.kafka));
+        dead_letters
+            .check()
+            .context("the Kafka producer settings (KAFKA_LINGER_MS, KAFKA_MESSAGE_MAX_BYTES)")?;
         let store = Arc::new(match settings.group_commit {
             true => PgEventStore::with_group_commit(pool.clone(), appended.clone()),
             false => PgEventStore::new(pool.clone(), appended.clone()),
@@ -488,7 +493,7 @@ impl<'a> Wiring<'a> {
             store,
             report_commands,
             rebuilder,
-            dead_letters: OnDemandProducer::new(kafka::client::producer_config(&settings.kafka)),
+            dead_letters,
             parts: PartsHealth::default(),
             held,
             dead_letter_store,

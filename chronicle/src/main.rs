@@ -690,6 +690,9 @@ async fn run_held(
             let producer = OnDemandProducer::new(
                 chronicle_infrastructure::kafka::client::producer_config(&settings.kafka),
             );
+            producer.check().context(
+                "the Kafka producer settings (KAFKA_LINGER_MS, KAFKA_MESSAGE_MAX_BYTES)",
+            )?;
             (
                 settings.database_url,
                 Topics::new(settings.kafka.topic_prefix.clone()),

@@ -6,17 +6,16 @@
 //! thread took about 0.7% of a core that way (docs/performance.md, "The producers nobody
 //! uses"). The producer of dead letters, redrives and audit checkpoints sends rarely, and in
 //! a healthy process that is not a relay never, so every process shares one made on first use
-//! rather than at start.
+//! rather than at start. Its settings are still checked at start ([`OnDemandProducer::check`]),
+//! so a value librdkafka refuses stops the process there, not at the first dead letter.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rdkafka::error::KafkaError;
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::{BaseProducer, FutureProducer};
 use rdkafka::ClientConfig;
 
 /// One producer shared by its clones, made by the first [`OnDemandProducer::get`].
-///
-/// Not `Debug`: the configuration may hold the SASL password.
 #[derive(Clone)]
 pub struct OnDemandProducer {
     config: Arc<ClientConfig>,
@@ -30,6 +29,15 @@ impl OnDemandProducer {
             config: Arc::new(config),
             made: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// Whether librdkafka accepts the settings, as making the producer would judge them (some
+    /// only together, such as `linger.ms` below `message.timeout.ms`). It makes a client with
+    /// no polling thread of rust-rdkafka's (a `BaseProducer`), which connects to nothing before
+    /// it is dropped. Making the producer also blocks its caller for that long; both happen once.
+    pub fn check(&self) -> Result<(), KafkaError> {
+        let _accepted: BaseProducer = self.config.create()?;
+        Ok(())
     }
 
     /// The producer, made now when this is the first call. A configuration librdkafka refuses
@@ -87,8 +95,23 @@ mod tests {
         let mut config = config();
         config.set("acks", "not-a-number");
         let producer = OnDemandProducer::new(config);
+        assert!(producer.check().is_err());
         assert!(producer.get().is_err());
         assert!(producer.get().is_err());
         assert!(!producer.is_made());
+    }
+
+    #[test]
+    fn the_check_judges_settings_together_and_makes_nothing() {
+        let mut refused = config();
+        // Each value alone is valid; librdkafka refuses the pair when it makes the client.
+        refused
+            .set("linger.ms", "40000")
+            .set("message.timeout.ms", "30000");
+        assert!(OnDemandProducer::new(refused).check().is_err());
+
+        let accepted = OnDemandProducer::new(config());
+        accepted.check().unwrap();
+        assert!(!accepted.is_made(), "checking is not making");
     }
 }

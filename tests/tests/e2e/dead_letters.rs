@@ -4,8 +4,10 @@
 use std::time::Duration;
 
 use chronicle_application::topics::Topics;
+use chronicle_tests::process::ChronicleProcess;
 use chronicle_tests::{
-    brokers, chronicle_binary, eventually, read_topic, read_topic_to_end, TestApp,
+    brokers, chronicle_binary, create_database, eventually, read_topic, read_topic_to_end,
+    test_settings, TestApp,
 };
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
@@ -295,4 +297,20 @@ async fn a_report_request_the_worker_set_aside_completes_exactly_once_after_a_re
         listed_now["redrivenAt"].is_string(),
         "the redrive is on record"
     );
+}
+
+/// The dead-letter producer is made only when it first sends, yet its settings are judged at
+/// start: a linger librdkafka refuses (above `message.timeout.ms`, 30 s) stops `serve` there,
+/// naming the setting, rather than at the first poison message, where it would stall the group.
+#[tokio::test]
+async fn producer_settings_librdkafka_refuses_stop_serve_at_start() {
+    let database_url = create_database().await.unwrap();
+    let mut settings = test_settings(&database_url, &brokers());
+    settings.kafka.linger_ms = 40_000;
+    let mut service =
+        ChronicleProcess::serve_logged(&settings, "projections,worker", &[], true).unwrap();
+    let status = service.wait_exit(Duration::from_secs(60)).await.unwrap();
+    let output = service.output().unwrap();
+    assert_eq!(status.code(), Some(1), "{output}");
+    assert!(output.contains("KAFKA_LINGER_MS"), "{output}");
 }
