@@ -23,6 +23,7 @@ use chronicle_application::topics::Topics;
 use chronicle_application::AppError;
 use chronicle_infrastructure::audit_log::PgAuditLog;
 use chronicle_infrastructure::config::Settings;
+use chronicle_infrastructure::db;
 use chronicle_infrastructure::event_store::PgEventStore;
 use chronicle_infrastructure::kafka::admin::ensure_topics;
 use chronicle_infrastructure::kafka::consumer::{ConsumerOptions, EventConsumer};
@@ -31,7 +32,6 @@ use chronicle_infrastructure::outbox::{OutboxRelay, OutboxSignal, RelayOptions, 
 use chronicle_infrastructure::projections::PgProjections;
 use chronicle_infrastructure::read_model::report_data::PgReportData;
 use chronicle_infrastructure::read_model::views::PgViews;
-use chronicle_infrastructure::{db, kafka};
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -464,11 +464,7 @@ impl<'a> Wiring<'a> {
         let appended = OutboxSignal::new();
         let held = Arc::new(PgHeld::new(pool.clone()));
         let dead_letter_store = Arc::new(PgDeadLetters::new(pool.clone()));
-        // The relay's producer takes the same settings: both are judged here, at start.
-        let dead_letters = OnDemandProducer::new(kafka::client::producer_config(&settings.kafka));
-        dead_letters
-            .check()
-            .context("the Kafka producer settings (KAFKA_LINGER_MS, KAFKA_MESSAGE_MAX_BYTES)")?;
+        let dead_letters = OnDemandProducer::checked(&settings.kafka)?;
         let store = Arc::new(match settings.group_commit {
             true => PgEventStore::with_group_commit(pool.clone(), appended.clone()),
             false => PgEventStore::new(pool.clone(), appended.clone()),

@@ -687,12 +687,7 @@ async fn run_held(
         HeldKind::DeadLetter => {
             let settings = Settings::from_env()?;
             // Made and connected only when a redrive sends.
-            let producer = OnDemandProducer::new(
-                chronicle_infrastructure::kafka::client::producer_config(&settings.kafka),
-            );
-            producer.check().context(
-                "the Kafka producer settings (KAFKA_LINGER_MS, KAFKA_MESSAGE_MAX_BYTES)",
-            )?;
+            let producer = OnDemandProducer::checked(&settings.kafka)?;
             (
                 settings.database_url,
                 Topics::new(settings.kafka.topic_prefix.clone()),

@@ -6,7 +6,7 @@
 //! thread took about 0.7% of a core that way (docs/performance.md, "The producers nobody
 //! uses"). The producer of dead letters, redrives and audit checkpoints sends rarely, and in
 //! a healthy process that is not a relay never, so every process shares one made on first use
-//! rather than at start. Its settings are still checked at start ([`OnDemandProducer::check`]),
+//! rather than at start. Its settings are still checked at start ([`OnDemandProducer::checked`]),
 //! so a value librdkafka refuses stops the process there, not at the first dead letter.
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -14,6 +14,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, FutureProducer};
 use rdkafka::ClientConfig;
+
+use crate::config::KafkaSettings;
+use crate::InfraError;
 
 /// One producer shared by its clones, made by the first [`OnDemandProducer::get`].
 #[derive(Clone)]
@@ -31,11 +34,22 @@ impl OnDemandProducer {
         }
     }
 
+    /// The process's producer of `settings` ([`super::client::producer_config`]), its settings
+    /// judged now: what every process that may send starts with, so that none runs with
+    /// settings librdkafka refuses. The relay's producer takes the same settings.
+    pub fn checked(settings: &KafkaSettings) -> Result<Self, InfraError> {
+        let producer = Self::new(super::client::producer_config(settings));
+        producer.check().map_err(InfraError::kafka(
+            "the producer settings (KAFKA_LINGER_MS, KAFKA_MESSAGE_MAX_BYTES)",
+        ))?;
+        Ok(producer)
+    }
+
     /// Whether librdkafka accepts the settings, as making the producer would judge them (some
     /// only together, such as `linger.ms` below `message.timeout.ms`). It makes a client with
     /// no polling thread of rust-rdkafka's (a `BaseProducer`), which connects to nothing before
     /// it is dropped. Making the producer also blocks its caller for that long; both happen once.
-    pub fn check(&self) -> Result<(), KafkaError> {
+    fn check(&self) -> Result<(), KafkaError> {
         let _accepted: BaseProducer = self.config.create()?;
         Ok(())
     }
@@ -53,7 +67,8 @@ impl OnDemandProducer {
     }
 
     /// Whether a call to [`Self::get`] has made the producer.
-    pub fn is_made(&self) -> bool {
+    #[cfg(test)]
+    fn is_made(&self) -> bool {
         self.made
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
